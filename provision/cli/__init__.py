@@ -1,0 +1,55 @@
+"""The ``gpuprov`` command: a thin front door over the library.
+
+Each subcommand lives in its own module here and registers itself on :data:`app`. Modules import
+only Typer and the standard library at import time (``gpuprov --help`` must stay instant); the
+library is imported inside the command functions. Every :class:`~provision.errors.GpuprovError`
+is caught in :func:`main` and becomes one line on stderr and its exit code — never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+app = typer.Typer(
+    name="gpuprov",
+    help="Provision, verify and tune Linux hosts with NVIDIA GPUs for local LLM inference.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: rich's help renderer costs ~0.3 s of imports
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _register() -> None:
+    # one line per command module; each calls app.command()/app.add_typer() on import
+    from provision.cli import doctor  # noqa: F401
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from provision import __version__
+
+        typer.echo(f"gpuprov {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Provision, verify and tune Linux hosts with NVIDIA GPUs for local LLM inference."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    from provision.errors import GpuprovError
+
+    _register()
+    try:
+        app(args=argv, prog_name="gpuprov")
+    except GpuprovError as exc:
+        print(f"gpuprov: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,70 @@
+"""``gpuprov doctor``: what is here, what is wrong, how to fix it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from provision.cli import app
+
+
+@app.command()
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the snapshot and findings as JSON.")] = False,
+    save: Annotated[
+        Path | None, typer.Option("--save", metavar="FILE", help="Write the snapshot to FILE (JSON).")
+    ] = None,
+    redact: Annotated[
+        bool, typer.Option("--redact", help="Drop hostname, GPU UUIDs and serials from --save/--json.")
+    ] = False,
+    from_file: Annotated[
+        Path | None,
+        typer.Option("--from", metavar="FILE", help="Diagnose a saved snapshot instead of this host (no NVML)."),
+    ] = None,
+    python: Annotated[
+        str | None,
+        typer.Option("--python", metavar="PATH", help="Report this interpreter's environment (default: ours)."),
+    ] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Warnings count as errors for the exit code.")] = False,
+) -> None:
+    """Probe the GPUs, driver, CUDA and Python stack; report problems with remedies.
+
+    Exit code: 0 no error finding, 1 at least one (with --strict: or a warning), 2 bad usage.
+    """
+    from provision.diagnosis import diagnose, exit_code
+    from provision.errors import UsageError
+    from provision.snapshot import Snapshot
+
+    if from_file is not None and python is not None:
+        raise UsageError("--from and --python do not go together: a saved snapshot already has its environment")
+    if from_file is not None:
+        snap = Snapshot.load(from_file)
+    else:
+        from provision.probe import probe
+
+        snap = probe(python=python)
+    if redact:
+        snap = snap.redacted()
+    if save is not None:
+        try:
+            snap.save(save)
+        except OSError as exc:
+            raise UsageError(f"cannot write {save}: {exc.strerror or exc}") from None
+    findings = diagnose(snap)
+    code = exit_code(findings, strict=strict)
+    if as_json:
+        payload = {
+            "schema_version": snap.schema_version,
+            "exit_code": code,
+            "findings": [f.to_dict() for f in findings],
+            "snapshot": snap.to_dict(),
+        }
+        typer.echo(json.dumps(payload, indent=2))
+    else:
+        from provision.report import render_doctor
+
+        render_doctor(snap, findings, saved_to=save)
+    raise typer.Exit(code)

@@ -1,0 +1,252 @@
+"""The probe: the only code that asks NVML anything. It returns a :class:`~provision.snapshot.Snapshot`.
+
+Every NVML query goes through :class:`_Reader`, which turns "not supported", "no permission" and
+missing functions (old driver, old bindings) into a recorded reason instead of an exception, so one
+field a GPU lacks never sinks the whole probe. NVML failing to start is classified
+(:func:`classify_init_failure`) and the rest of the host is still reported.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from provision import __version__, engines, hostfacts, nvml, pyenv, toolkits
+from provision.gpuarch import NVML_ARCHITECTURES, architecture_for_cc
+from provision.snapshot import DriverInfo, GpuInfo, NvmlStatus, Snapshot
+
+#: environment variables worth reporting (prefix match for those ending in "_")
+RELEVANT_ENV = (
+    "CUDA_VISIBLE_DEVICES",
+    "NVIDIA_VISIBLE_DEVICES",
+    "CUDA_DEVICE_ORDER",
+    "CUDA_HOME",
+    "CUDA_PATH",
+    "LD_LIBRARY_PATH",
+    "PATH",
+    "PYTORCH_CUDA_ALLOC_CONF",
+    "TORCH_CUDA_ARCH_LIST",
+    "CMAKE_ARGS",
+    "OLLAMA_",
+    "VLLM_",
+    "HF_HOME",
+)
+
+
+def relevant_env(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
+    out = {}
+    for key in sorted(environ):
+        for name in RELEVANT_ENV:
+            if key == name or (name.endswith("_") and key.startswith(name)):
+                out[key] = environ[key]
+                break
+    return out
+
+
+def probe(*, python: str | None = None, nvml_backend: Any = None, root: Path = Path("/")) -> Snapshot:
+    """Read this host. ``python``: the interpreter whose environment to report (default: ours)."""
+    backend = nvml_backend if nvml_backend is not None else nvml.backend()
+    environ = dict(os.environ)
+    snap = Snapshot(
+        origin="live",
+        created_at=_dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
+        gpuprov_version=__version__,
+    )
+    snap.host = hostfacts.read_host(root=root)
+    snap.driver, snap.gpus = probe_gpus(backend, root=root)
+    snap.cuda_toolkits = toolkits.find_toolkits(environ, root=root)
+    snap.python = pyenv.read_environment(python)
+    snap.engines = engines.find_engines(environ)
+    snap.env = relevant_env(environ)
+    return snap
+
+
+# -- NVML ------------------------------------------------------------------------------------------
+
+
+def classify_init_failure(exc: BaseException, driver: DriverInfo) -> NvmlStatus:
+    code = nvml.error_code(exc)
+    text = str(exc)
+    if code == nvml.ERROR_LIBRARY_NOT_FOUND:
+        if driver.kernel_module_version:
+            return NvmlStatus(
+                False,
+                "library_not_found",
+                f"kernel module {driver.kernel_module_version} is loaded but libnvidia-ml.so.1 is missing "
+                "(driver userspace not installed, or not on the loader path)",
+            )
+        return NvmlStatus(False, "library_not_found", "libnvidia-ml.so.1 not found: no NVIDIA driver installed")
+    if code == nvml.ERROR_DRIVER_NOT_LOADED:
+        return NvmlStatus(False, "driver_not_loaded", "the NVIDIA kernel module is not loaded")
+    if code == nvml.ERROR_LIB_RM_VERSION_MISMATCH:
+        lib = driver.nvml_library_version or "?"
+        kmod = driver.kernel_module_version or "?"
+        return NvmlStatus(
+            False,
+            "version_mismatch",
+            f"Driver/library version mismatch: kernel module {kmod}, userspace library {lib}",
+        )
+    if code == nvml.ERROR_NO_PERMISSION:
+        return NvmlStatus(False, "no_permission", "no permission to open /dev/nvidia* devices")
+    if code == nvml.ERROR_GPU_NOT_FOUND:
+        return NvmlStatus(False, "no_gpu", "NVML found no GPU")
+    return NvmlStatus(False, "unknown", f"NVML failed to start: {text}")
+
+
+def probe_gpus(backend: Any, *, root: Path = Path("/")) -> tuple[DriverInfo, list[GpuInfo]]:
+    driver = hostfacts.read_driver_files(root=root)
+    driver.persistenced_running = hostfacts.process_running("nvidia-persistenced", root=root)
+    try:
+        backend.nvmlInit()
+    except Exception as exc:  # NVMLError, or OSError from a broken library
+        driver.nvml = classify_init_failure(exc, driver)
+        return driver, []
+    try:
+        reader = _Reader(backend, driver.unavailable)
+        driver.driver_version = reader.get("driver_version", "nvmlSystemGetDriverVersion")
+        driver.nvml_version = reader.get("nvml_version", "nvmlSystemGetNVMLVersion")
+        cuda = reader.get("cuda_driver_version", "nvmlSystemGetCudaDriverVersion_v2")
+        if cuda is None:
+            cuda = reader.get("cuda_driver_version", "nvmlSystemGetCudaDriverVersion")
+        if cuda is not None:
+            driver.unavailable.pop("cuda_driver_version", None)
+            driver.cuda_driver_version = f"{cuda // 1000}.{cuda % 1000 // 10}"
+        count = reader.get("device_count", "nvmlDeviceGetCount") or 0
+        if count == 0:
+            driver.nvml = NvmlStatus(False, "no_gpu", "the driver is loaded but NVML sees no GPU")
+            return driver, []
+        driver.nvml = NvmlStatus(True, "ok", "")
+        gpus = [_probe_gpu(backend, i) for i in range(count)]
+        return driver, gpus
+    finally:
+        try:
+            backend.nvmlShutdown()
+        except Exception:
+            pass
+
+
+class _Reader:
+    """Calls NVML functions by name, recording why a field is unavailable instead of raising."""
+
+    def __init__(self, backend: Any, unavailable: dict[str, str]) -> None:
+        self.backend = backend
+        self.unavailable = unavailable
+
+    def get(self, fld: str, fn_name: str, *args: Any, **kwargs: Any) -> Any:
+        fn: Callable[..., Any] | None = getattr(self.backend, fn_name, None)
+        if fn is None:
+            self.unavailable[fld] = f"not_in_bindings ({fn_name})"
+            return None
+        try:
+            value = fn(*args, **kwargs)
+        except nvml.NVMLError as exc:
+            code = nvml.error_code(exc)
+            if code == nvml.ERROR_NOT_SUPPORTED:
+                self.unavailable[fld] = "not_supported"
+            elif code == nvml.ERROR_NO_PERMISSION:
+                self.unavailable[fld] = "no_permission"
+            elif code == nvml.ERROR_FUNCTION_NOT_FOUND:
+                self.unavailable[fld] = f"not_in_driver ({fn_name})"
+            else:
+                self.unavailable[fld] = f"error: {exc}"
+            return None
+        except Exception as exc:  # a ctypes or bindings bug must not sink the probe
+            self.unavailable[fld] = f"error: {type(exc).__name__}: {exc}"
+            return None
+        self.unavailable.pop(fld, None)
+        return _text(value)
+
+
+def _text(value: Any) -> Any:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _w(mw: Any) -> float | None:
+    return None if mw is None else round(mw / 1000.0, 2)
+
+
+def _mib(b: Any) -> int | None:
+    return None if b is None else int(b) // (1024 * 1024)
+
+
+def _probe_gpu(backend: Any, index: int) -> GpuInfo:
+    gpu = GpuInfo(index=index, name="unknown")
+    r = _Reader(backend, gpu.unavailable)
+    h = r.get("handle", "nvmlDeviceGetHandleByIndex", index)
+    if h is None:
+        return gpu
+    gpu.name = r.get("name", "nvmlDeviceGetName", h) or "unknown"
+    gpu.uuid = r.get("uuid", "nvmlDeviceGetUUID", h)
+    gpu.serial = r.get("serial", "nvmlDeviceGetSerial", h)
+    pci = r.get("pci_bus_id", "nvmlDeviceGetPciInfo", h)
+    if pci is not None:
+        gpu.pci_bus_id = _text(getattr(pci, "busId", None))
+    cc = r.get("compute_capability", "nvmlDeviceGetCudaComputeCapability", h)
+    if cc is not None:
+        gpu.compute_capability = f"{cc[0]}.{cc[1]}"
+    arch = r.get("architecture", "nvmlDeviceGetArchitecture", h)
+    gpu.architecture = NVML_ARCHITECTURES.get(arch) if arch is not None else None
+    if gpu.architecture is None:
+        gpu.architecture = architecture_for_cc(gpu.compute_capability)
+        if gpu.architecture is not None:
+            gpu.unavailable.pop("architecture", None)
+
+    v2 = getattr(backend, "nvmlMemory_v2", None)  # v1 counts reserved memory as used (R510+)
+    mem = r.get("vram", "nvmlDeviceGetMemoryInfo", h, version=v2) if v2 else None
+    if mem is None:  # drivers before R510 have no v2
+        mem = r.get("vram", "nvmlDeviceGetMemoryInfo", h)
+    if mem is not None:
+        gpu.vram_total_mib = _mib(mem.total)
+        gpu.vram_used_mib = _mib(mem.used)
+        gpu.vram_free_mib = _mib(mem.free)
+        gpu.vram_reserved_mib = _mib(getattr(mem, "reserved", None))
+
+    gpu.power_limit_w = _w(r.get("power_limit_w", "nvmlDeviceGetPowerManagementLimit", h))
+    gpu.power_default_limit_w = _w(
+        r.get("power_default_limit_w", "nvmlDeviceGetPowerManagementDefaultLimit", h)
+    )
+    constraints = r.get("power_constraints_w", "nvmlDeviceGetPowerManagementLimitConstraints", h)
+    if constraints is not None:
+        gpu.power_min_limit_w, gpu.power_max_limit_w = _w(constraints[0]), _w(constraints[1])
+    gpu.power_enforced_limit_w = _w(r.get("power_enforced_limit_w", "nvmlDeviceGetEnforcedPowerLimit", h))
+    gpu.power_draw_w = _w(r.get("power_draw_w", "nvmlDeviceGetPowerUsage", h))
+
+    pm = r.get("persistence_mode", "nvmlDeviceGetPersistenceMode", h)
+    gpu.persistence_mode = None if pm is None else bool(pm)
+    gpu.performance_state = r.get("performance_state", "nvmlDeviceGetPerformanceState", h)
+    if gpu.performance_state == 32:  # NVML_PSTATE_UNKNOWN
+        gpu.performance_state = None
+
+    temp = r.get("temperature_c", "nvmlDeviceGetTemperatureV", h, 0)
+    if temp is None:
+        temp = r.get("temperature_c", "nvmlDeviceGetTemperature", h, 0)
+    gpu.temperature_c = temp
+    gpu.temperature_slowdown_c = r.get("temperature_slowdown_c", "nvmlDeviceGetTemperatureThreshold", h, 1)
+    gpu.temperature_shutdown_c = r.get("temperature_shutdown_c", "nvmlDeviceGetTemperatureThreshold", h, 0)
+
+    mask = r.get("clock_event_reasons", "nvmlDeviceGetCurrentClocksEventReasons", h)
+    if mask is None:
+        mask = r.get("clock_event_reasons", "nvmlDeviceGetCurrentClocksThrottleReasons", h)
+    if mask is not None:
+        gpu.clock_event_reasons_mask = int(mask)
+        gpu.clock_event_reasons = nvml.decode_clock_event_reasons(int(mask))
+
+    gpu.max_sm_clock_mhz = r.get("max_sm_clock_mhz", "nvmlDeviceGetMaxClockInfo", h, 1)  # NVML_CLOCK_SM
+    gpu.max_memory_clock_mhz = r.get("max_memory_clock_mhz", "nvmlDeviceGetMaxClockInfo", h, 2)  # MEM
+    gpu.pcie_generation_current = r.get("pcie_generation_current", "nvmlDeviceGetCurrPcieLinkGeneration", h)
+    gpu.pcie_generation_max = r.get("pcie_generation_max", "nvmlDeviceGetMaxPcieLinkGeneration", h)
+    gpu.pcie_width_current = r.get("pcie_width_current", "nvmlDeviceGetCurrPcieLinkWidth", h)
+    gpu.pcie_width_max = r.get("pcie_width_max", "nvmlDeviceGetMaxPcieLinkWidth", h)
+
+    ecc = r.get("ecc_enabled", "nvmlDeviceGetEccMode", h)
+    gpu.ecc_enabled = None if ecc is None else bool(ecc[0])
+    mig = r.get("mig_enabled", "nvmlDeviceGetMigMode", h)
+    gpu.mig_enabled = None if mig is None else bool(mig[0])
+    cm = r.get("compute_mode", "nvmlDeviceGetComputeMode", h)
+    gpu.compute_mode = None if cm is None else nvml.COMPUTE_MODES.get(cm, str(cm))
+    da = r.get("display_active", "nvmlDeviceGetDisplayActive", h)
+    gpu.display_active = None if da is None else bool(da)
+    return gpu

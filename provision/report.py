@@ -1,0 +1,141 @@
+"""Human-readable rendering (rich) of a snapshot and its findings. JSON needs no renderer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from provision.diagnosis import Finding
+from provision.snapshot import GpuInfo, Snapshot
+
+#: packages the report names when present (others are in --json)
+KEY_PACKAGES = (
+    "torch", "vllm", "flashinfer-python", "xformers", "triton", "transformers",
+    "llama-cpp-python", "nvidia-ml-py", "ollama",
+)  # fmt: skip
+
+_STYLE = {"ok": "green", "info": "cyan", "warn": "yellow", "error": "bold red"}
+_MARK = {"ok": "ok", "info": "info", "warn": "WARN", "error": "ERROR"}
+
+
+def _na(value: object, unit: str = "") -> str:
+    return "n/a" if value is None else f"{value}{unit}"
+
+
+def _watts(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f} W"
+
+
+def _gpu_table(gpus: list[GpuInfo]) -> Table:
+    t = Table(title="GPUs", title_justify="left", show_lines=False, expand=False)
+    for col in ("#", "name", "arch / cc", "VRAM used / total", "power draw / limit", "temp", "P", "persist",
+                "PCIe", "clocks held back by"):  # fmt: skip
+        t.add_column(col, overflow="fold")
+    for g in gpus:
+        vram = (
+            f"{_na(g.vram_used_mib)} / {_na(g.vram_total_mib)} MiB" if g.vram_total_mib is not None else "n/a"
+        )
+        power = f"{_watts(g.power_draw_w)} / {_watts(g.power_limit_w)}"
+        if g.power_default_limit_w is not None and g.power_limit_w != g.power_default_limit_w:
+            power += f" (default {_watts(g.power_default_limit_w)})"
+        if g.power_min_limit_w is not None:
+            power += f"\nrange {_watts(g.power_min_limit_w)}–{_watts(g.power_max_limit_w)}"
+        temp = _na(g.temperature_c, " °C")
+        if g.temperature_slowdown_c and g.temperature_slowdown_c > 0:
+            temp += f" (slow {g.temperature_slowdown_c})"
+        pcie = (
+            f"gen{_na(g.pcie_generation_current)}/{_na(g.pcie_generation_max)} "
+            f"x{_na(g.pcie_width_current)}/{_na(g.pcie_width_max)}"
+        )
+        persist = {True: "on", False: "off", None: "n/a"}[g.persistence_mode]
+        reasons = ", ".join(r for r in g.clock_event_reasons if r != "gpu_idle") or (
+            "idle" if "gpu_idle" in g.clock_event_reasons else "-"
+        )
+        t.add_row(
+            str(g.index), g.name, f"{g.architecture or '?'} {g.compute_capability or '?'}", vram, power, temp,
+            _na(g.performance_state), persist, pcie, reasons,
+        )  # fmt: skip
+    return t
+
+
+def render_doctor(
+    snap: Snapshot, findings: list[Finding], *, console: Console | None = None, saved_to: Path | None = None
+) -> None:
+    con = console or Console(highlight=False)
+    h, d = snap.host, snap.driver
+    origin = "" if snap.origin == "live" else f"  [dim]({snap.origin} snapshot, {snap.created_at})[/dim]"
+    con.print(f"[bold]gpuprov doctor[/bold]{origin}")
+    if snap.note:
+        con.print(f"[dim]{snap.note}[/dim]")
+    con.print(
+        f"host  {h.hostname or '(redacted)'} · {h.distro or '?'} · kernel {h.kernel or '?'} · "
+        f"{h.cpu_model or '?'} ({_na(h.cpu_cores)} cores) · RAM {_na(h.ram_mib)} MiB · "
+        f"{'root' if h.is_root else 'not root'} · systemd {'is' if h.systemd_pid1 else 'is not'} PID 1"
+    )
+    if d.nvml.ok:
+        con.print(
+            f"driver {d.driver_version} ({d.kernel_module_flavor or '?'} module) · NVML {d.nvml_version} · "
+            f"max CUDA {d.cuda_driver_version} · nvidia-persistenced "
+            f"{'running' if d.persistenced_running else 'not running'}"
+        )
+    else:
+        kmod = f" · kernel module {d.kernel_module_version}" if d.kernel_module_version else ""
+        con.print(f"driver [red]unavailable[/red]: {d.nvml.kind}{kmod}")
+    if snap.gpus:
+        con.print(_gpu_table(snap.gpus))
+    if snap.cuda_toolkits:
+        tk = Table(title="CUDA toolkits", title_justify="left")
+        tk.add_column("nvcc")
+        tk.add_column("version")
+        tk.add_column("found via")
+        for t in snap.cuda_toolkits:
+            tk.add_row(t.nvcc, _na(t.version), ", ".join(t.found_via))
+        con.print(tk)
+    else:
+        con.print("CUDA toolkits: none found (not needed to run wheels; needed to build llama-cpp-python)")
+    py = snap.python
+    pt = Table(title=f"Python {py.python_version or '?'} · {py.interpreter or '?'}", title_justify="left")
+    pt.add_column("package")
+    pt.add_column("version")
+    pt.add_column("notes")
+    for name in KEY_PACKAGES:
+        pkg = py.packages.get(name)
+        if pkg is None:
+            continue
+        note = ""
+        if name == "torch":
+            note = f"CUDA {py.torch_cuda}" if py.torch_cuda else ("ROCm" if py.torch_hip else "CPU-only build")
+        elif name == "llama-cpp-python":
+            note = {True: "CUDA build", False: "CPU-only build", None: ""}[py.llama_cpp_cuda]
+        pt.add_row(name, pkg.version, note)
+    nvidia = sorted(n for n in py.packages if n.startswith("nvidia-") and n != "nvidia-ml-py")
+    if nvidia:
+        pt.add_row("nvidia-* wheels", str(len(nvidia)), ", ".join(nvidia[:4]) + (" …" if len(nvidia) > 4 else ""))
+    if py.error:
+        con.print(f"Python environment: [red]{py.error}[/red]")
+    elif pt.row_count:
+        con.print(pt)
+    else:
+        con.print(f"Python {py.python_version}: none of {', '.join(KEY_PACKAGES[:6])} installed")
+    if snap.engines:
+        con.print("engines  " + " · ".join(f"{e.name} {e.version or ''} ({e.path})".replace("  ", " ")
+                                          for e in snap.engines))  # fmt: skip
+    con.print()
+    con.print("[bold]Findings[/bold]")
+    for f in findings:
+        line = Text()
+        line.append(f"{_MARK[f.severity]:>5} ", style=_STYLE[f.severity])
+        line.append(f"[{f.subject}] ", style="dim")
+        line.append(f.message)
+        con.print(line)
+        if f.remedy and f.severity != "ok":
+            con.print(Text("      → " + f.remedy, style="dim"))
+    errors = sum(f.severity == "error" for f in findings)
+    warns = sum(f.severity == "warn" for f in findings)
+    con.print()
+    con.print(f"{errors} error(s), {warns} warning(s)")
+    if saved_to is not None:
+        con.print(f"snapshot saved to {saved_to}")

@@ -1,0 +1,302 @@
+"""The snapshot: everything gpuprov knows about a host, as plain dataclasses.
+
+The probe (:mod:`provision.probe`) is the only producer of live snapshots. Everything else
+(diagnosis, compatibility, plans) takes a :class:`Snapshot` and stays a pure function of it, so any
+check can be replayed from a file a user sent (``gpuprov doctor --save`` / ``--from``).
+
+A field NVML could not give is ``None``, and the reason (``not_supported``, ``no_permission``, or
+the NVML error text) is kept in the owning object's ``unavailable`` mapping: "not supported" is a
+fact about the GPU, never a crash and never silently lost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from provision.errors import SnapshotError
+
+SCHEMA_VERSION = 1
+
+#: Where a snapshot came from: ``live`` (probed just now), ``recorded`` (saved by ``doctor --save``
+#: on a real machine), ``constructed`` (written by hand from published specs, for tests).
+ORIGINS = ("live", "recorded", "constructed")
+
+
+@dataclass
+class NvmlStatus:
+    """Whether NVML started, and if not, why (classified)."""
+
+    ok: bool
+    #: one of: ok, library_not_found, driver_not_loaded, version_mismatch, no_permission,
+    #: no_gpu, unknown
+    kind: str = "ok"
+    message: str = ""
+
+
+@dataclass
+class HostInfo:
+    hostname: str | None = None
+    kernel: str | None = None
+    distro: str | None = None
+    cpu_model: str | None = None
+    cpu_cores: int | None = None
+    ram_mib: int | None = None
+    is_root: bool = False
+    systemd_pid1: bool = False
+    #: a graphical session seems to be running (X/Wayland process, or DISPLAY set)
+    graphical_session: bool = False
+    #: DMI chassis type says portable (laptop, notebook, convertible...)
+    laptop: bool | None = None
+
+
+@dataclass
+class DriverInfo:
+    nvml: NvmlStatus = field(default_factory=lambda: NvmlStatus(ok=False, kind="unknown"))
+    #: kernel module version from /proc/driver/nvidia/version (present even when NVML fails)
+    kernel_module_version: str | None = None
+    #: "open" or "proprietary", from /proc/driver/nvidia/version
+    kernel_module_flavor: str | None = None
+    #: userspace libnvidia-ml.so version (from the library file name), for mismatch diagnosis
+    nvml_library_version: str | None = None
+    driver_version: str | None = None
+    nvml_version: str | None = None
+    #: the newest CUDA the driver supports, "13.0"
+    cuda_driver_version: str | None = None
+    persistenced_running: bool = False
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class GpuInfo:
+    index: int
+    name: str
+    uuid: str | None = None
+    serial: str | None = None
+    pci_bus_id: str | None = None
+    #: "9.0"
+    compute_capability: str | None = None
+    architecture: str | None = None
+    vram_total_mib: int | None = None
+    vram_used_mib: int | None = None
+    vram_free_mib: int | None = None
+    vram_reserved_mib: int | None = None
+    power_limit_w: float | None = None
+    power_default_limit_w: float | None = None
+    power_min_limit_w: float | None = None
+    power_max_limit_w: float | None = None
+    power_enforced_limit_w: float | None = None
+    power_draw_w: float | None = None
+    persistence_mode: bool | None = None
+    #: 0 for P0 ... 15; None when unknown
+    performance_state: int | None = None
+    temperature_c: int | None = None
+    temperature_slowdown_c: int | None = None
+    temperature_shutdown_c: int | None = None
+    clock_event_reasons_mask: int | None = None
+    clock_event_reasons: list[str] = field(default_factory=list)
+    max_sm_clock_mhz: int | None = None
+    max_memory_clock_mhz: int | None = None
+    pcie_generation_current: int | None = None
+    pcie_generation_max: int | None = None
+    pcie_width_current: int | None = None
+    pcie_width_max: int | None = None
+    ecc_enabled: bool | None = None
+    mig_enabled: bool | None = None
+    #: default, exclusive_process, prohibited
+    compute_mode: str | None = None
+    display_active: bool | None = None
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class CudaToolkit:
+    nvcc: str
+    version: str | None
+    #: how it was found: PATH, CUDA_HOME, CUDA_PATH, /usr/local/cuda-12.4 ...
+    found_via: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PackageInfo:
+    name: str
+    version: str
+    #: "cu128" from a local version tag like 2.7.1+cu128, when there is one
+    cuda_variant: str | None = None
+
+
+@dataclass
+class PythonEnv:
+    interpreter: str | None = None
+    python_version: str | None = None
+    #: keyed by normalised distribution name (PEP 503)
+    packages: dict[str, PackageInfo] = field(default_factory=dict)
+    #: torch/version.py's ``cuda`` (None for a CPU build, missing file: no torch)
+    torch_cuda: str | None = None
+    torch_hip: str | None = None
+    #: llama-cpp-python's shared libraries link CUDA (None when not installed / unknown)
+    llama_cpp_cuda: bool | None = None
+    #: distributions that install a top-level ``pynvml`` module (more than one: they clobber)
+    pynvml_providers: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class Engine:
+    name: str
+    path: str
+    version: str | None = None
+
+
+@dataclass
+class Snapshot:
+    schema_version: int = SCHEMA_VERSION
+    origin: str = "live"
+    #: free text: which machine a recorded/constructed snapshot describes and where its numbers come from
+    note: str = ""
+    created_at: str = ""
+    gpuprov_version: str = ""
+    host: HostInfo = field(default_factory=HostInfo)
+    driver: DriverInfo = field(default_factory=DriverInfo)
+    gpus: list[GpuInfo] = field(default_factory=list)
+    cuda_toolkits: list[CudaToolkit] = field(default_factory=list)
+    python: PythonEnv = field(default_factory=PythonEnv)
+    engines: list[Engine] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+    # -- serialisation -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Snapshot:
+        if not isinstance(data, dict):
+            raise SnapshotError("a snapshot must be a JSON object")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise SnapshotError(
+                f"snapshot schema_version is {version!r}, this gpuprov reads {SCHEMA_VERSION}: "
+                "record it again with this version (gpuprov doctor --save FILE)"
+            )
+        snap = _build(cls, data, "snapshot")
+        if snap.origin not in ORIGINS:
+            raise SnapshotError(f"snapshot origin {snap.origin!r} is not one of {', '.join(ORIGINS)}")
+        return snap
+
+    @classmethod
+    def load(cls, path: str | Path) -> Snapshot:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise SnapshotError(f"{p}: no such file") from None
+        except IsADirectoryError:
+            raise SnapshotError(f"{p}: is a directory, expected a snapshot JSON file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SnapshotError(f"{p}: cannot read: {exc}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SnapshotError(f"{p}: not valid JSON (line {exc.lineno}): is it truncated?") from None
+        try:
+            return cls.from_dict(data)
+        except SnapshotError as exc:
+            raise SnapshotError(f"{p}: {exc}") from None
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
+
+    def redacted(self) -> Snapshot:
+        """A copy without what identifies the machine: hostname, GPU UUIDs and serials."""
+        copy = Snapshot.from_dict(json.loads(self.to_json()))
+        copy.host.hostname = None
+        for gpu in copy.gpus:
+            gpu.uuid = None
+            gpu.serial = None
+        copy.env = {k: v for k, v in copy.env.items() if not _looks_secret(k)}
+        return copy
+
+
+def _looks_secret(name: str) -> bool:
+    upper = name.upper()
+    return any(word in upper for word in ("KEY", "TOKEN", "SECRET", "PASSWORD"))
+
+
+# -- strict, typed reconstruction from JSON ----------------------------------------------------
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise SnapshotError(f"{where}: expected an object, got {type(data).__name__}")
+    hints = _hints(cls)
+    kwargs: dict[str, Any] = {}
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in data.items():
+        if key not in known:
+            raise SnapshotError(f"{where}: unknown field {key!r}")
+        kwargs[key] = _convert(hints[key], value, f"{where}.{key}")
+    missing = [
+        name
+        for name, f in known.items()
+        if name not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise SnapshotError(f"{where}: missing field(s) {', '.join(missing)}")
+    return cls(**kwargs)
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        return _convert(non_none[0], value, where)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise SnapshotError(f"{where}: expected a list")
+        return [_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise SnapshotError(f"{where}: expected an object")
+        return {str(k): _convert(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if hint is Any:
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise SnapshotError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SnapshotError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise SnapshotError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise SnapshotError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise SnapshotError(f"{where}: cannot read a value of type {hint!r}")  # pragma: no cover
