@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from rich.console import Console
@@ -29,42 +30,53 @@ def _watts(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0f} W"
 
 
-def _gpu_table(gpus: list[GpuInfo]) -> Table:
-    t = Table(title="GPUs", title_justify="left", show_lines=False, expand=False)
-    for col in ("#", "name", "arch / cc", "VRAM used / total", "power draw / limit", "temp", "P", "persist",
-                "PCIe", "clocks held back by"):  # fmt: skip
-        t.add_column(col, overflow="fold")
-    for g in gpus:
-        vram = (
-            f"{_na(g.vram_used_mib)} / {_na(g.vram_total_mib)} MiB" if g.vram_total_mib is not None else "n/a"
-        )
-        power = f"{_watts(g.power_draw_w)} / {_watts(g.power_limit_w)}"
-        if g.power_default_limit_w is not None and g.power_limit_w != g.power_default_limit_w:
-            power += f" (default {_watts(g.power_default_limit_w)})"
+def _gpu_table(g: GpuInfo) -> Table:
+    t = Table.grid(padding=(0, 2))
+    t.add_column(style="dim", no_wrap=True)
+    t.add_column()
+    vram = "n/a"
+    if g.vram_total_mib is not None:
+        vram = f"{_na(g.vram_used_mib)} MiB used of {g.vram_total_mib} MiB"
+        if g.vram_reserved_mib:
+            vram += f" ({g.vram_reserved_mib} MiB reserved by the driver)"
+    power = f"draw {_watts(g.power_draw_w)}, limit {_watts(g.power_limit_w)}"
+    if g.power_default_limit_w is not None:
+        power += f" (default {_watts(g.power_default_limit_w)}"
         if g.power_min_limit_w is not None:
-            power += f"\nrange {_watts(g.power_min_limit_w)}–{_watts(g.power_max_limit_w)}"
-        temp = _na(g.temperature_c, " °C")
-        if g.temperature_slowdown_c and g.temperature_slowdown_c > 0:
-            temp += f" (slow {g.temperature_slowdown_c})"
-        pcie = (
-            f"gen{_na(g.pcie_generation_current)}/{_na(g.pcie_generation_max)} "
-            f"x{_na(g.pcie_width_current)}/{_na(g.pcie_width_max)}"
-        )
-        persist = {True: "on", False: "off", None: "n/a"}[g.persistence_mode]
-        reasons = ", ".join(r for r in g.clock_event_reasons if r != "gpu_idle") or (
-            "idle" if "gpu_idle" in g.clock_event_reasons else "-"
-        )
-        t.add_row(
-            str(g.index), g.name, f"{g.architecture or '?'} {g.compute_capability or '?'}", vram, power, temp,
-            _na(g.performance_state), persist, pcie, reasons,
-        )  # fmt: skip
+            power += f", settable {_watts(g.power_min_limit_w)}–{_watts(g.power_max_limit_w)}"
+        power += ")"
+    temp = _na(g.temperature_c, " °C")
+    if g.temperature_slowdown_c and g.temperature_slowdown_c > 0:
+        temp += f" (slowdown at {g.temperature_slowdown_c} °C, shutdown at {_na(g.temperature_shutdown_c)} °C)"
+    reasons = ", ".join(r for r in g.clock_event_reasons if r != "gpu_idle") or (
+        "none (idle)" if "gpu_idle" in g.clock_event_reasons else "none"
+    )
+    onoff = {True: "on", False: "off", None: "n/a"}
+    rows = [
+        ("GPU", f"[bold]{g.index}: {g.name}[/bold]  {g.architecture or '?'}, compute capability "
+                f"{g.compute_capability or '?'}  {g.pci_bus_id or ''}"),
+        ("memory", vram),
+        ("power", power),
+        ("temperature", temp),
+        ("state", f"P{_na(g.performance_state)}, persistence {onoff[g.persistence_mode]}, "
+                  f"ECC {onoff[g.ecc_enabled]}, MIG {onoff[g.mig_enabled]}, compute mode {_na(g.compute_mode)}"),
+        ("clocks", f"max SM {_na(g.max_sm_clock_mhz, ' MHz')}, max memory {_na(g.max_memory_clock_mhz, ' MHz')}; "
+                   f"held back by: {reasons}"),
+        ("PCIe", f"gen {_na(g.pcie_generation_current)} of {_na(g.pcie_generation_max)}, "
+                 f"x{_na(g.pcie_width_current)} of x{_na(g.pcie_width_max)}"),
+    ]  # fmt: skip
+    for key, value in rows:
+        t.add_row(key, value)
+    missing = sorted(k for k, v in g.unavailable.items() if k != "serial")
+    if missing:
+        t.add_row("not available", ", ".join(f"{k} ({g.unavailable[k]})" for k in missing))
     return t
 
 
 def render_doctor(
     snap: Snapshot, findings: list[Finding], *, console: Console | None = None, saved_to: Path | None = None
 ) -> None:
-    con = console or Console(highlight=False)
+    con = console or Console(highlight=False, width=shutil.get_terminal_size((120, 24)).columns)
     h, d = snap.host, snap.driver
     origin = "" if snap.origin == "live" else f"  [dim]({snap.origin} snapshot, {snap.created_at})[/dim]"
     con.print(f"[bold]gpuprov doctor[/bold]{origin}")
@@ -84,8 +96,8 @@ def render_doctor(
     else:
         kmod = f" · kernel module {d.kernel_module_version}" if d.kernel_module_version else ""
         con.print(f"driver [red]unavailable[/red]: {d.nvml.kind}{kmod}")
-    if snap.gpus:
-        con.print(_gpu_table(snap.gpus))
+    for gpu in snap.gpus:
+        con.print(_gpu_table(gpu))
     if snap.cuda_toolkits:
         tk = Table(title="CUDA toolkits", title_justify="left")
         tk.add_column("nvcc")
