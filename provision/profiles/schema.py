@@ -1,0 +1,360 @@
+"""The profile schema: what a tuning profile may say, and the one validator for it.
+
+A profile file is a YAML mapping. Top-level keys are either the header (``description``,
+``extends``, ``sources``, ``match``) or a *section*. Sections are registered in :data:`SECTIONS`
+with a validator each; ``gpu`` and ``suspend`` live here, and later capabilities (serving units,
+the llama.cpp build, the Python environment) add their own section with :func:`register_section`
+without touching the others — an existing profile stays valid when a section is added.
+
+Every error is a :class:`ProfileError` naming the file, the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from provision.errors import UsageError
+
+SCHEMA_VERSION = 1
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+HEADER_KEYS = ("schema_version", "description", "extends", "sources", "match")
+
+
+class ProfileError(UsageError):
+    """A profile that cannot be used: unknown name, bad file, bad key or value."""
+
+
+# -- typed sections ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Match:
+    """Which GPUs a profile is meant for. Both lists empty: any NVIDIA GPU."""
+
+    #: NVML device names, case-insensitive, ``*`` and ``?`` as wildcards
+    gpu_names: tuple[str, ...] = ()
+    #: "8.9"
+    compute_capabilities: tuple[str, ...] = ()
+
+    def matches(self, name: str, compute_capability: str | None) -> bool:
+        if self.gpu_names and not any(
+            fnmatch.fnmatchcase(name.casefold(), pat.casefold()) for pat in self.gpu_names
+        ):
+            return False
+        return not self.compute_capabilities or compute_capability in self.compute_capabilities
+
+    def describe(self) -> str:
+        parts = []
+        if self.gpu_names:
+            parts.append(" or ".join(self.gpu_names))
+        if self.compute_capabilities:
+            parts.append("compute capability " + "/".join(self.compute_capabilities))
+        return ", ".join(parts) or "any NVIDIA GPU"
+
+
+@dataclass(frozen=True)
+class GpuSection:
+    #: absolute power limit; exclusive with power_limit_percent
+    power_limit_w: float | None = None
+    #: power limit as a percentage of the GPU's default limit (100: back to the default)
+    power_limit_percent: float | None = None
+    #: persistence mode on/off (None: leave alone)
+    persistence: bool | None = None
+    #: when the GPU refuses power-limit changes ("not supported"): lock the GPU clock to this
+    #: range instead (min, max MHz), what ``nvidia-smi -lgc MIN,MAX`` does
+    fallback_locked_clocks_mhz: tuple[int, int] | None = None
+
+    @property
+    def sets_power_limit(self) -> bool:
+        return self.power_limit_w is not None or self.power_limit_percent is not None
+
+    @property
+    def empty(self) -> bool:
+        return not self.sets_power_limit and self.persistence is None
+
+
+@dataclass(frozen=True)
+class SuspendSection:
+    #: ``NVreg_PreserveVideoMemoryAllocations=1`` and the driver's suspend/resume/hibernate services
+    preserve_video_memory: bool = False
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    #: the file it was read from (the most specific one when it extends another)
+    path: str
+    #: the chain of files it was assembled from, most general first
+    chain: tuple[str, ...]
+    match: Match
+    sources: tuple[str, ...]
+    builtin: bool
+    sections: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def gpu(self) -> GpuSection:
+        return self.sections.get("gpu") or GpuSection()
+
+    @property
+    def suspend(self) -> SuspendSection:
+        return self.sections.get("suspend") or SuspendSection()
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "description": self.description,
+            "path": self.path,
+            "chain": list(self.chain),
+            "builtin": self.builtin,
+            "match": {
+                "gpu_names": list(self.match.gpu_names),
+                "compute_capabilities": list(self.match.compute_capabilities),
+            },
+            "sources": list(self.sources),
+        }
+        for name, section in self.sections.items():
+            out[name] = SECTIONS[name].to_dict(section)
+        return out
+
+
+# -- validation helpers -----------------------------------------------------------------------------
+
+
+class _Where:
+    """Names a position in a file for error messages: ``FILE: key gpu.power_limit_w: ...``."""
+
+    def __init__(self, file: str, key: str = "") -> None:
+        self.file = file
+        self.key = key
+
+    def __getitem__(self, key: str) -> _Where:
+        return _Where(self.file, f"{self.key}.{key}" if self.key else key)
+
+    def error(self, what: str) -> ProfileError:
+        where = f"{self.file}: key {self.key}" if self.key else self.file
+        return ProfileError(f"{where}: {what}")
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _mapping(value: Any, where: _Where, allowed: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise where.error(f"expected a mapping with keys {', '.join(allowed)}, got {_show(value)}")
+    for key in value:
+        if not isinstance(key, str) or key not in allowed:
+            raise where.error(f"unknown key {_show(key)} (allowed: {', '.join(allowed)})")
+    return value
+
+
+def _number(value: Any, where: _Where, what: str, lo: float, hi: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise where.error(f"expected {what}, got {_show(value)}")
+    if not lo < value <= hi:
+        raise where.error(f"{value} is out of range: expected {what}, more than {lo:g} and at most {hi:g}")
+    return float(value)
+
+
+def _int(value: Any, where: _Where, what: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise where.error(f"expected {what} (a whole number), got {_show(value)}")
+    if not lo <= value <= hi:
+        raise where.error(f"{value} is out of range: expected {what} from {lo} to {hi}")
+    return value
+
+
+def _bool(value: Any, where: _Where) -> bool:
+    if not isinstance(value, bool):
+        raise where.error(f"expected true or false, got {_show(value)}")
+    return value
+
+
+def _text(value: Any, where: _Where, what: str = "a string") -> str:
+    if not isinstance(value, str) or not value.strip() or "\x00" in value:
+        raise where.error(f"expected {what}, got {_show(value)}")
+    return value
+
+
+def _text_list(value: Any, where: _Where, what: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise where.error(f"expected a list of {what}, got {_show(value)}")
+    return tuple(_text(v, where, what) for v in value)
+
+
+# -- sections ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SectionType:
+    """How one top-level section is validated and shown. ``exclusive``: groups of keys of which a
+    profile extending another may set one, replacing whichever the parent set."""
+
+    parse: Callable[[Any, _Where], Any]
+    to_dict: Callable[[Any], dict[str, Any]]
+    exclusive: tuple[tuple[str, ...], ...] = ()
+
+
+SECTIONS: dict[str, SectionType] = {}
+
+
+def register_section(name: str, section: SectionType) -> None:
+    """Add a top-level section (serving, llama_cpp, python ...). Names are unique."""
+    if name in SECTIONS or name in HEADER_KEYS:
+        raise ValueError(f"profile section {name!r} is already defined")
+    SECTIONS[name] = section
+
+
+_GPU_KEYS = ("power_limit_w", "power_limit_percent", "persistence", "power_limit_fallback")
+_FALLBACK_KEYS = ("locked_clocks_mhz",)
+
+
+def _parse_gpu(value: Any, where: _Where) -> GpuSection:
+    data = _mapping(value, where, _GPU_KEYS)
+    data = {k: v for k, v in data.items() if v is not None}
+    if "power_limit_w" in data and "power_limit_percent" in data:
+        raise where.error("set power_limit_w or power_limit_percent, not both")
+    watts = percent = None
+    if "power_limit_w" in data:
+        watts = _number(data["power_limit_w"], where["power_limit_w"], "a power limit in watts", 0, 2000)
+    if "power_limit_percent" in data:
+        percent = _number(
+            data["power_limit_percent"],
+            where["power_limit_percent"],
+            "a percentage of the default limit",
+            0,
+            200,
+        )
+    persistence = _bool(data["persistence"], where["persistence"]) if "persistence" in data else None
+    clocks = None
+    if "power_limit_fallback" in data:
+        fw = where["power_limit_fallback"]
+        fallback = _mapping(data["power_limit_fallback"], fw, _FALLBACK_KEYS)
+        if "locked_clocks_mhz" not in fallback:
+            raise fw.error("expected locked_clocks_mhz: [MIN, MAX]")
+        cw = fw["locked_clocks_mhz"]
+        pair = fallback["locked_clocks_mhz"]
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise cw.error(f"expected [MIN, MAX] in MHz, got {_show(pair)}")
+        lo = _int(pair[0], cw, "a minimum clock in MHz", 0, 10000)
+        hi = _int(pair[1], cw, "a maximum clock in MHz", 1, 10000)
+        if hi < lo:
+            raise cw.error(f"the maximum ({hi} MHz) is below the minimum ({lo} MHz)")
+        if watts is None and percent is None:
+            raise fw.error("a fallback for the power limit needs power_limit_w or power_limit_percent")
+        clocks = (lo, hi)
+    return GpuSection(watts, percent, persistence, clocks)
+
+
+def _gpu_dict(s: GpuSection) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if s.power_limit_w is not None:
+        out["power_limit_w"] = s.power_limit_w
+    if s.power_limit_percent is not None:
+        out["power_limit_percent"] = s.power_limit_percent
+    if s.persistence is not None:
+        out["persistence"] = s.persistence
+    if s.fallback_locked_clocks_mhz is not None:
+        out["power_limit_fallback"] = {"locked_clocks_mhz": list(s.fallback_locked_clocks_mhz)}
+    return out
+
+
+def _parse_suspend(value: Any, where: _Where) -> SuspendSection:
+    data = _mapping(value, where, ("preserve_video_memory",))
+    pv = data.get("preserve_video_memory")
+    return SuspendSection(False if pv is None else _bool(pv, where["preserve_video_memory"]))
+
+
+register_section(
+    "gpu", SectionType(_parse_gpu, _gpu_dict, exclusive=(("power_limit_w", "power_limit_percent"),))
+)
+register_section(
+    "suspend", SectionType(_parse_suspend, lambda s: {"preserve_video_memory": s.preserve_video_memory})
+)
+
+
+# -- one file, and a merged chain -----------------------------------------------------------------------
+
+
+def check_header(data: Any, file: str) -> dict[str, Any]:
+    """The shape every profile file must have on its own (before ``extends`` is resolved)."""
+    where = _Where(file)
+    allowed = HEADER_KEYS + tuple(SECTIONS)
+    if data is None:
+        raise where.error("the file is empty: expected a mapping with keys " + ", ".join(allowed))
+    data = _mapping(data, where, allowed)
+    if "schema_version" in data and data["schema_version"] != SCHEMA_VERSION:
+        raise where["schema_version"].error(
+            f"this gpuprov reads profile schema_version {SCHEMA_VERSION}, got {_show(data['schema_version'])}"
+        )
+    if "extends" in data and data["extends"] is not None:
+        ext = data["extends"]
+        if not isinstance(ext, str) or not NAME_RE.match(ext):
+            raise where["extends"].error(
+                f"expected the name of another profile (lowercase letters, digits, . _ -), got {_show(ext)}"
+            )
+    return data
+
+
+def merge(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """``child`` over ``parent``: sections merge key by key, a key set to null is removed, lists and
+    header values are replaced; setting one key of an exclusive group drops the parent's other one."""
+    out = dict(parent)
+    for key, value in child.items():
+        if key == "extends":
+            continue
+        section = SECTIONS.get(key)
+        if section is not None and isinstance(value, dict) and isinstance(out.get(key), dict):
+            merged = dict(out[key])
+            for group in section.exclusive:
+                if any(child_key in group for child_key in value):
+                    for k in group:
+                        merged.pop(k, None)
+            merged.update(value)
+            out[key] = {k: v for k, v in merged.items() if v is not None}
+        elif value is None:
+            out.pop(key, None)
+        else:
+            out[key] = value
+    return out
+
+
+def build(name: str, data: dict[str, Any], *, file: str, chain: tuple[str, ...], builtin: bool) -> Profile:
+    """Validate a merged profile. ``file`` is named in errors (the most specific file of the chain)."""
+    where = _Where(file)
+    description = _text(data.get("description", name), where["description"], "a one-line description")
+    sources = _text_list(data.get("sources", []), where["sources"], "sources (text)")
+    match = Match()
+    if data.get("match") is not None:
+        mw = where["match"]
+        m = _mapping(data["match"], mw, ("gpu_names", "compute_capabilities"))
+        names = _text_list(m.get("gpu_names") or [], mw["gpu_names"], "GPU names (NVML names, * wildcards)")
+        ccs = _text_list(
+            m.get("compute_capabilities") or [], mw["compute_capabilities"], "compute capabilities like 8.9"
+        )
+        for cc in ccs:
+            if not re.fullmatch(r"\d{1,2}\.\d", cc):
+                raise mw["compute_capabilities"].error(f"{_show(cc)} is not a compute capability like 8.9")
+        match = Match(names, ccs)
+    sections = {
+        key: SECTIONS[key].parse(data[key], where[key]) for key in SECTIONS if data.get(key) is not None
+    }
+    return Profile(
+        name=name,
+        description=description.strip(),
+        path=file,
+        chain=chain,
+        match=match,
+        sources=sources,
+        builtin=builtin,
+        sections=sections,
+    )
