@@ -8,6 +8,7 @@ field a GPU lacks never sinks the whole probe. NVML failing to start is classifi
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 from collections.abc import Callable
@@ -250,3 +251,73 @@ def _probe_gpu(backend: Any, index: int) -> GpuInfo:
     da = r.get("display_active", "nvmlDeviceGetDisplayActive", h)
     gpu.display_active = None if da is None else bool(da)
     return gpu
+
+
+# -- repeated cheap readings (benchmarks) ----------------------------------------------------------
+
+
+class GpuSampler:
+    """Reads each GPU's moving values — utilisation, power draw, temperature, clock event reasons,
+    VRAM used — again and again with NVML opened once: cheap enough to call every second while a
+    benchmark runs. Use as a context manager; ``status`` says why there are no GPUs to sample.
+    """
+
+    def __init__(self, backend: Any, *, root: Path = Path("/")) -> None:
+        self.backend = backend
+        self.root = root
+        self.status = NvmlStatus(False, "unknown", "not started")
+        self._count = 0
+        self._open = False
+
+    def __enter__(self) -> GpuSampler:
+        try:
+            self.backend.nvmlInit()
+        except Exception as exc:  # NVMLError, or OSError from a broken library
+            self.status = classify_init_failure(exc, hostfacts.read_driver_files(root=self.root))
+            return self
+        self._open = True
+        self._count = _Reader(self.backend, {}).get("device_count", "nvmlDeviceGetCount") or 0
+        if self._count == 0:
+            self.status = NvmlStatus(False, "no_gpu", "the driver is loaded but NVML sees no GPU")
+        else:
+            self.status = NvmlStatus(True, "ok", "")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._open:
+            self._open = False
+            with contextlib.suppress(Exception):  # NVML shutting down badly changes no reading
+                self.backend.nvmlShutdown()
+
+    def sample(self) -> list[GpuInfo]:
+        """One reading of every GPU (empty when NVML did not start or sees none)."""
+        return [self._sample_gpu(i) for i in range(self._count)] if self._open else []
+
+    def _sample_gpu(self, index: int) -> GpuInfo:
+        gpu = GpuInfo(index=index, name="unknown")
+        r = _Reader(self.backend, gpu.unavailable)
+        h = r.get("handle", "nvmlDeviceGetHandleByIndex", index)
+        if h is None:
+            return gpu
+        gpu.name = r.get("name", "nvmlDeviceGetName", h) or "unknown"
+        util = r.get("utilization_gpu_pct", "nvmlDeviceGetUtilizationRates", h)
+        gpu.utilization_gpu_pct = None if util is None else int(util.gpu)
+        gpu.power_draw_w = _w(r.get("power_draw_w", "nvmlDeviceGetPowerUsage", h))
+        temp = r.get("temperature_c", "nvmlDeviceGetTemperatureV", h, 0)
+        if temp is None:
+            temp = r.get("temperature_c", "nvmlDeviceGetTemperature", h, 0)
+        gpu.temperature_c = temp
+        mask = r.get("clock_event_reasons", "nvmlDeviceGetCurrentClocksEventReasons", h)
+        if mask is None:
+            mask = r.get("clock_event_reasons", "nvmlDeviceGetCurrentClocksThrottleReasons", h)
+        if mask is not None:
+            gpu.clock_event_reasons_mask = int(mask)
+            gpu.clock_event_reasons = nvml.decode_clock_event_reasons(int(mask))
+        v2 = getattr(self.backend, "nvmlMemory_v2", None)  # as in _probe_gpu: v1 counts reserved as used
+        mem = r.get("vram", "nvmlDeviceGetMemoryInfo", h, version=v2) if v2 else None
+        if mem is None:
+            mem = r.get("vram", "nvmlDeviceGetMemoryInfo", h)
+        if mem is not None:
+            gpu.vram_total_mib = _mib(mem.total)
+            gpu.vram_used_mib = _mib(mem.used)
+        return gpu

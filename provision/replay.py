@@ -57,6 +57,12 @@ class _Memory:
 
 
 @dataclass
+class _Utilization:
+    gpu: int
+    memory: int = 0
+
+
+@dataclass
 class _Pci:
     busId: str  # noqa: N815 - pynvml's field name
 
@@ -271,6 +277,9 @@ class ReplayNvml:
 
     def nvmlDeviceGetDisplayActive(self, h: int) -> int:
         return int(self._field(h, "display_active"))
+
+    def nvmlDeviceGetUtilizationRates(self, h: int) -> _Utilization:
+        return _Utilization(gpu=self._field(h, "utilization_gpu_pct"))
 
     # -- setters (root only, constraints enforced, recorded) --------------------------------------
     def _record(self, fn: str, h: int, **args: Any) -> None:

@@ -111,6 +111,9 @@ class GpuInfo:
     #: default, exclusive_process, prohibited
     compute_mode: str | None = None
     display_active: bool | None = None
+    #: GPU busy percentage over NVML's last sample period; a moment's reading, filled by
+    #: probe.GpuSampler (the full probe leaves it None)
+    utilization_gpu_pct: int | None = None
     unavailable: dict[str, str] = field(default_factory=dict)
 
 
