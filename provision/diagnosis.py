@@ -209,7 +209,8 @@ def pynvml_clobbered(s: Snapshot) -> Iterable[Finding]:
             "warn",
             f"several distributions install the pynvml module ({', '.join(providers)}); "
             "the last one installed wins",
-            "keep only nvidia-ml-py: uv pip uninstall " + " ".join(p for p in providers if p != "nvidia-ml-py"),
+            "keep only nvidia-ml-py: uv pip uninstall "
+            + " ".join(p for p in providers if p != "nvidia-ml-py"),
             "python",
         )
 
@@ -218,7 +219,11 @@ def pynvml_clobbered(s: Snapshot) -> Iterable[Finding]:
 def python_env_error(s: Snapshot) -> Iterable[Finding]:
     if s.python.error:
         yield Finding(
-            "python.unreadable", "error", s.python.error, "pass --python PATH to a working interpreter", "python"
+            "python.unreadable",
+            "error",
+            s.python.error,
+            "pass --python PATH to a working interpreter",
+            "python",
         )
 
 
@@ -257,8 +262,11 @@ def toolkits_disagree(s: Snapshot) -> Iterable[Finding]:
     on_path = next((t for t in s.cuda_toolkits if "PATH" in t.found_via), None)
     for var in ("CUDA_HOME", "CUDA_PATH"):
         home = next((t for t in s.cuda_toolkits if var in t.found_via), None)
-        if on_path and home and on_path is not home and _major_minor(on_path.version) != _major_minor(
-            home.version
+        if (
+            on_path
+            and home
+            and on_path is not home
+            and _major_minor(on_path.version) != _major_minor(home.version)
         ):
             yield Finding(
                 "cuda.path_home_disagree",
@@ -281,9 +289,11 @@ def throttling(s: Snapshot) -> Iterable[Finding]:
             continue
         thermal = any("thermal" in r for r in active)
         temp = f" at {gpu.temperature_c} °C" if gpu.temperature_c is not None else ""
-        draw = f", drawing {gpu.power_draw_w:.0f} W of {gpu.power_limit_w:.0f} W" if (
-            gpu.power_draw_w is not None and gpu.power_limit_w is not None
-        ) else ""
+        draw = (
+            f", drawing {gpu.power_draw_w:.0f} W of {gpu.power_limit_w:.0f} W"
+            if (gpu.power_draw_w is not None and gpu.power_limit_w is not None)
+            else ""
+        )
         yield Finding(
             "gpu.throttling",
             "warn",
@@ -374,7 +384,9 @@ def mig_enabled(s: Snapshot) -> Iterable[Finding]:
             )
 
 
-_DATACENTER = re.compile(r"\b(A100|A30|A40|A10G?|A16|H100|H200|H800|GH200|B100|B200|GB200|L4|L40S?|V100|T4|P100|Tesla)\b")
+_DATACENTER = re.compile(
+    r"\b(A100|A30|A40|A10G?|A16|H100|H200|H800|GH200|B100|B200|GB200|L4|L40S?|V100|T4|P100|Tesla)\b"
+)
 
 
 def is_datacenter_gpu(name: str) -> bool:

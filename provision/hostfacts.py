@@ -5,6 +5,7 @@ Every function takes ``root`` so tests can point it at a recorded tree.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -98,7 +99,9 @@ def running_processes(names: set[str], *, root: Path = Path("/")) -> set[str]:
 
 def read_host(*, root: Path = Path("/")) -> HostInfo:
     host = HostInfo()
-    host.hostname = socket.gethostname() if root == Path("/") else (_read(root / "etc/hostname") or "").strip()
+    host.hostname = (
+        socket.gethostname() if root == Path("/") else (_read(root / "etc/hostname") or "").strip()
+    )
     host.kernel = (_read(root / "proc/sys/kernel/osrelease") or "").strip() or None
     host.distro = _os_release(root)
     host.cpu_model, host.cpu_cores = _cpu(root)
@@ -137,10 +140,8 @@ def _cpu(root: Path) -> tuple[str | None, int | None]:
         elif key == "model name" and model is None:
             model = value.strip()
     if root == Path("/"):
-        try:
+        with contextlib.suppress(OSError):
             count = len(os.sched_getaffinity(0))
-        except OSError:
-            pass
     return model, count or None
 
 

@@ -79,7 +79,9 @@ def classify_init_failure(exc: BaseException, driver: DriverInfo) -> NvmlStatus:
                 f"kernel module {driver.kernel_module_version} is loaded but libnvidia-ml.so.1 is missing "
                 "(driver userspace not installed, or not on the loader path)",
             )
-        return NvmlStatus(False, "library_not_found", "libnvidia-ml.so.1 not found: no NVIDIA driver installed")
+        return NvmlStatus(
+            False, "library_not_found", "libnvidia-ml.so.1 not found: no NVIDIA driver installed"
+        )
     if code == nvml.ERROR_DRIVER_NOT_LOADED:
         return NvmlStatus(False, "driver_not_loaded", "the NVIDIA kernel module is not loaded")
     if code == nvml.ERROR_LIB_RM_VERSION_MISMATCH:
@@ -123,10 +125,8 @@ def probe_gpus(backend: Any, *, root: Path = Path("/")) -> tuple[DriverInfo, lis
         gpus = [_probe_gpu(backend, i) for i in range(count)]
         return driver, gpus
     finally:
-        try:
+        with contextlib.suppress(Exception):
             backend.nvmlShutdown()
-        except Exception:
-            pass
 
 
 class _Reader:

@@ -130,10 +130,8 @@ def read_environment(python: str | None = None) -> Any:
 
 
 def _same_interpreter(python: str) -> bool:
-    try:
-        return os.path.samefile(python, sys.executable)
-    except OSError:
-        return False
+    # not samefile(): every venv's bin/python links to the same base binary, with another sys.prefix
+    return os.path.abspath(python) == os.path.abspath(sys.executable)
 
 
 def _collect_in(python: str) -> dict[str, Any]:

@@ -64,7 +64,7 @@ class _Utilization:
 
 @dataclass
 class _Pci:
-    busId: str  # noqa: N815 - pynvml's field name
+    busId: str
 
 
 class ReplayNvml:

@@ -47,7 +47,9 @@ def _gpu_table(g: GpuInfo) -> Table:
         power += ")"
     temp = _na(g.temperature_c, " °C")
     if g.temperature_slowdown_c and g.temperature_slowdown_c > 0:
-        temp += f" (slowdown at {g.temperature_slowdown_c} °C, shutdown at {_na(g.temperature_shutdown_c)} °C)"
+        temp += (
+            f" (slowdown at {g.temperature_slowdown_c} °C, shutdown at {_na(g.temperature_shutdown_c)} °C)"
+        )
     reasons = ", ".join(r for r in g.clock_event_reasons if r != "gpu_idle") or (
         "none (idle)" if "gpu_idle" in g.clock_event_reasons else "none"
     )
@@ -119,13 +121,17 @@ def render_doctor(
             continue
         note = ""
         if name == "torch":
-            note = f"CUDA {py.torch_cuda}" if py.torch_cuda else ("ROCm" if py.torch_hip else "CPU-only build")
+            note = (
+                f"CUDA {py.torch_cuda}" if py.torch_cuda else ("ROCm" if py.torch_hip else "CPU-only build")
+            )
         elif name == "llama-cpp-python":
             note = {True: "CUDA build", False: "CPU-only build", None: ""}[py.llama_cpp_cuda]
         pt.add_row(name, pkg.version, note)
     nvidia = sorted(n for n in py.packages if n.startswith("nvidia-") and n != "nvidia-ml-py")
     if nvidia:
-        pt.add_row("nvidia-* wheels", str(len(nvidia)), ", ".join(nvidia[:4]) + (" …" if len(nvidia) > 4 else ""))
+        pt.add_row(
+            "nvidia-* wheels", str(len(nvidia)), ", ".join(nvidia[:4]) + (" …" if len(nvidia) > 4 else "")
+        )
     if py.error:
         con.print(f"Python environment: [red]{py.error}[/red]")
     elif pt.row_count:

@@ -22,13 +22,19 @@ def doctor(
     ] = False,
     from_file: Annotated[
         Path | None,
-        typer.Option("--from", metavar="FILE", help="Diagnose a saved snapshot instead of this host (no NVML)."),
+        typer.Option(
+            "--from", metavar="FILE", help="Diagnose a saved snapshot instead of this host (no NVML)."
+        ),
     ] = None,
     python: Annotated[
         str | None,
-        typer.Option("--python", metavar="PATH", help="Report this interpreter's environment (default: ours)."),
+        typer.Option(
+            "--python", metavar="PATH", help="Report this interpreter's environment (default: ours)."
+        ),
     ] = None,
-    strict: Annotated[bool, typer.Option("--strict", help="Warnings count as errors for the exit code.")] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Warnings count as errors for the exit code.")
+    ] = False,
 ) -> None:
     """Probe the GPUs, driver, CUDA and Python stack; report problems with remedies.
 
@@ -39,7 +45,11 @@ def doctor(
     from provision.snapshot import Snapshot
 
     if from_file is not None and python is not None:
-        raise UsageError("--from and --python do not go together: a saved snapshot already has its environment")
+        raise UsageError(
+            "--from and --python do not go together: a saved snapshot already has its environment"
+        )
+    if python is not None and not Path(python).is_file():
+        raise UsageError(f"--python {python}: no such file (give the path of a Python interpreter)")
     if from_file is not None:
         snap = Snapshot.load(from_file)
     else:

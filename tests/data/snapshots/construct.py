@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from provision.nvml import decode_clock_event_reasons  # noqa: E402
-from provision.snapshot import (  # noqa: E402
+from provision.nvml import decode_clock_event_reasons
+from provision.snapshot import (
     CudaToolkit,
     DriverInfo,
     GpuInfo,
@@ -67,7 +67,9 @@ def _gpu(index: int = 0, *, idle_mask: int = 0x1, **kw) -> GpuInfo:
     return g
 
 
-def _python(packages: dict[str, str], torch_cuda: str | None = None, llama_cuda: bool | None = None) -> PythonEnv:
+def _python(
+    packages: dict[str, str], torch_cuda: str | None = None, llama_cuda: bool | None = None
+) -> PythonEnv:
     env = PythonEnv(interpreter="/opt/llm/.venv/bin/python", python_version="3.11.9")
     for name, version in packages.items():
         local = version.partition("+")[2]

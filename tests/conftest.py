@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from provision.snapshot import Snapshot
+
+DATA = Path(__file__).parent / "data"
+SNAPSHOTS = DATA / "snapshots"
+
+
+def snapshot_files() -> list[Path]:
+    return sorted(SNAPSHOTS.glob("*.json"))
+
+
+def load_snapshot(name: str) -> Snapshot:
+    """`name` without the suffix: 'rtx4090' finds rtx4090.recorded.json, else rtx4090.constructed.json."""
+    for kind in ("recorded", "constructed"):
+        path = SNAPSHOTS / f"{name}.{kind}.json"
+        if path.exists():
+            return Snapshot.load(path)
+    raise FileNotFoundError(name)
+
+
+@pytest.fixture
+def snapshot_copy(tmp_path):
+    """Copy a snapshot JSON into tmp_path (e.g. as a replay state file) and return its path."""
+
+    def make(name: str) -> Path:
+        snap = load_snapshot(name)
+        dest = tmp_path / f"{name}.json"
+        dest.write_text(json.dumps(snap.to_dict()))
+        return dest
+
+    return make
