@@ -1,0 +1,126 @@
+"""What gpuprov remembers on a host, under ``/var/lib/gpuprov/`` (``$GPUPROV_STATE_DIR`` overrides):
+
+- ``previous.json``: the state of every item (GPU settings, file, unit) as it was *before gpuprov
+  first changed it*. An item is recorded once, just before its first change, and kept across later
+  applies, so ``gpuprov revert`` always goes back to the host as it was before gpuprov.
+- ``applied.json``: what gpuprov set that NVML cannot read back — locked GPU clocks — with the
+  boot it was set in (a reboot resets them, unless the boot unit re-applied them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from provision.errors import GpuprovError
+
+STATE_DIR_ENV = "GPUPROV_STATE_DIR"
+SECTIONS = ("gpus", "files", "units")
+
+
+class StateError(GpuprovError):
+    """The state directory cannot be read or written."""
+
+
+def state_dir(root: Path = Path("/")) -> Path:
+    env = os.environ.get(STATE_DIR_ENV)
+    return Path(env) if env else root / "var/lib/gpuprov"
+
+
+def boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+    except OSError:
+        return ""
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise StateError(f"{path}: cannot read gpuprov's state ({exc}): move it away to start afresh") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise StateError(f"cannot write gpuprov's state in {path.parent}: {exc.strerror or exc}") from None
+
+
+def load_previous(directory: Path) -> dict[str, dict[str, Any]]:
+    data = _read(directory / "previous.json")
+    return {s: dict(data.get(s) or {}) for s in SECTIONS}
+
+
+def record_previous(directory: Path, section: str, key: str, value: dict[str, Any]) -> bool:
+    """Remember ``value`` as the state of ``section``/``key`` before gpuprov's first change to it.
+    Returns False (and keeps the old record) when the item was recorded already."""
+    if section not in SECTIONS:
+        raise ValueError(section)
+    path = directory / "previous.json"
+    data = _read(path)
+    items = data.setdefault(section, {})
+    if key in items:
+        return False
+    items[key] = value
+    data["version"] = 1
+    _write(path, data)
+    return True
+
+
+def recorded_locked_clocks(directory: Path) -> dict[str, list[int] | None]:
+    """GPU key → the clock range gpuprov locked in this boot (absent/None: not locked by gpuprov)."""
+    data = _read(directory / "applied.json")
+    if data.get("boot_id") != boot_id():
+        return {}
+    clocks = data.get("locked_clocks_mhz") or {}
+    return {str(k): (list(v) if v else None) for k, v in clocks.items()}
+
+
+def set_locked_clocks(directory: Path, key: str, value: list[int] | None) -> None:
+    path = directory / "applied.json"
+    data = _read(path)
+    if data.get("boot_id") != boot_id():
+        data = {"boot_id": boot_id(), "locked_clocks_mhz": {}}
+    data.setdefault("locked_clocks_mhz", {})[key] = list(value) if value else None
+    _write(path, data)
+
+
+def read_host_state(*, root: Path = Path("/"), directory: Path | None = None, python: str) -> Any:
+    """The live :class:`provision.plan.HostState` of this host (or of the image tree at ``root``)."""
+    import stat
+
+    from provision import plan, systemd
+
+    files = {}
+    for path in plan.MANAGED_FILES:
+        p = root / path.lstrip("/")
+        try:
+            content = p.read_text(encoding="utf-8", errors="surrogateescape")
+            mode = f"{stat.S_IMODE(p.stat().st_mode):04o}"
+        except FileNotFoundError:
+            content, mode = None, None
+        except OSError as exc:
+            raise StateError(f"cannot read {p}: {exc.strerror or exc}") from None
+        files[path] = plan.FileState(content, mode)
+    units = {name: systemd.unit_state(name, root=root) for name in plan.MANAGED_UNITS}
+    return plan.HostState(
+        known=True,
+        files=files,
+        units=units,
+        locked_clocks_mhz=recorded_locked_clocks(directory or state_dir(root)),
+        systemd_running=systemd.running_systemd(root),
+        python=python,
+    )

@@ -1,0 +1,168 @@
+"""The code that changes GPU settings through NVML setters (``provision.nvml.backend()``): power
+limit, persistence mode, locked GPU clocks. Everything else only reads snapshots.
+
+Desired settings for one GPU are a mapping with only the keys to manage:
+``{"power_limit_w": 110.0, "persistence_mode": True, "locked_clocks_mhz": [210, 1700]}`` —
+``locked_clocks_mhz: None`` means "reset locked clocks". The same mapping travels through the plan,
+the Ansible module's arguments, the boot-time settings file and the revert record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from provision import applystate, nvml
+from provision.errors import GpuprovError
+from provision.snapshot import GpuInfo
+
+SETTINGS = ("power_limit_w", "persistence_mode", "locked_clocks_mhz")
+
+
+class GpuSettingsError(GpuprovError):
+    """NVML refused a setting (permission, not supported, out of range) or the GPU is not there."""
+
+
+def gpu_key(gpu: GpuInfo) -> str:
+    """How gpuprov names a GPU across runs: its UUID, or its index when NVML gave none."""
+    return gpu.uuid or f"index:{gpu.index}"
+
+
+def current_settings(gpu: GpuInfo, recorded_clocks: dict[str, list[int] | None]) -> dict[str, Any]:
+    return {
+        "power_limit_w": gpu.power_limit_w,
+        "persistence_mode": gpu.persistence_mode,
+        "locked_clocks_mhz": recorded_clocks.get(gpu_key(gpu)),
+    }
+
+
+def same(setting: str, current: Any, desired: Any) -> bool:
+    if setting == "power_limit_w":
+        return current is not None and desired is not None and round(current * 1000) == round(desired * 1000)
+    if setting == "locked_clocks_mhz":
+        return (list(current) if current else None) == (list(desired) if desired else None)
+    return current == desired
+
+
+def pending(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+    """The managed settings whose current value differs from the desired one."""
+    return {k: v for k, v in desired.items() if k in SETTINGS and not same(k, current.get(k), v)}
+
+
+def running_as_root() -> bool:
+    """Root, as NVML setters see it (the replay backend can simulate a user: GPUPROV_NVML_REPLAY_AS_USER)."""
+    from provision.replay import AS_USER_ENV
+
+    if os.environ.get(nvml.REPLAY_ENV) and os.environ.get(AS_USER_ENV, "") not in ("", "0"):
+        return False
+    return os.geteuid() == 0
+
+
+def _explain(exc: BaseException, what: str, gpu: GpuInfo) -> GpuSettingsError:
+    code = nvml.error_code(exc)
+    where = f"GPU {gpu.index} ({gpu.name})"
+    if code == nvml.ERROR_NO_PERMISSION:
+        return GpuSettingsError(f"{where}: setting {what} needs root: run with sudo (or use --check)")
+    if code == nvml.ERROR_NOT_SUPPORTED:
+        return GpuSettingsError(f"{where}: the driver does not support setting {what} on this GPU")
+    if code == nvml.ERROR_INVALID_ARGUMENT:
+        return GpuSettingsError(f"{where}: the driver refused {what} as out of range")
+    return GpuSettingsError(f"{where}: setting {what} failed: {exc}")
+
+
+def apply_settings(backend: Any, gpu: GpuInfo, changes: dict[str, Any], *, state_dir: Path | None = None) -> list[str]:
+    """Call the setters for ``changes`` (from :func:`pending`) on ``gpu``. NVML must be initialised.
+    Returns one line per setting changed. Locked clocks are remembered in ``state_dir``."""
+    done = []
+    handle = backend.nvmlDeviceGetHandleByIndex(gpu.index)
+    for setting in SETTINGS:
+        if setting not in changes:
+            continue
+        value = changes[setting]
+        try:
+            if setting == "power_limit_w":
+                backend.nvmlDeviceSetPowerManagementLimit(handle, round(float(value) * 1000))
+                done.append(f"power limit {value:g} W")
+            elif setting == "persistence_mode":
+                backend.nvmlDeviceSetPersistenceMode(handle, 1 if value else 0)
+                done.append(f"persistence mode {'on' if value else 'off'}")
+            elif value:
+                backend.nvmlDeviceSetGpuLockedClocks(handle, int(value[0]), int(value[1]))
+                done.append(f"GPU clocks locked to {value[0]}-{value[1]} MHz")
+            else:
+                backend.nvmlDeviceResetGpuLockedClocks(handle)
+                done.append("GPU clock lock reset")
+        except nvml.NVMLError as exc:
+            raise _explain(exc, setting.replace("_", " "), gpu) from None
+        if setting == "locked_clocks_mhz" and state_dir is not None:
+            applystate.set_locked_clocks(state_dir, gpu_key(gpu), list(value) if value else None)
+    return done
+
+
+def find_gpu(gpus: list[GpuInfo], key: str, index: int | None) -> GpuInfo:
+    for gpu in gpus:
+        if gpu_key(gpu) == key:
+            return gpu
+    if key.startswith("index:") and index is not None and 0 <= index < len(gpus):
+        return gpus[index]
+    raise GpuSettingsError(f"GPU {key} is not on this host (any more): run gpuprov plan again")
+
+
+def with_nvml(fn: Callable[[Any, list[GpuInfo]], Any], *, root: Path = Path("/")) -> Any:
+    """Initialise NVML, probe the GPUs, call ``fn(backend, gpus)``, shut NVML down."""
+    from provision.probe import probe_gpus
+
+    backend = nvml.backend()
+    driver, gpus = probe_gpus(backend, root=root)
+    if not driver.nvml.ok:
+        raise GpuSettingsError(f"no usable NVIDIA driver: {driver.nvml.message or driver.nvml.kind}")
+    backend.nvmlInit()
+    try:
+        return fn(backend, gpus)
+    finally:
+        backend.nvmlShutdown()
+
+
+def reapply(settings_file: Path, *, wait_s: float = 120.0, state_dir: Path | None = None) -> list[str]:
+    """Boot-time re-apply of a settings file written by apply; waits up to ``wait_s`` for the GPU."""
+    try:
+        config = json.loads(settings_file.read_text(encoding="utf-8"))
+        targets = [(str(t["key"]), t.get("index"), dict(t["settings"])) for t in config["gpus"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise GpuSettingsError(f"{settings_file}: not a gpuprov GPU settings file ({exc})") from None
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return with_nvml(lambda backend, gpus: _reapply(backend, gpus, targets, state_dir))
+        except GpuSettingsError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(2)
+
+
+def _reapply(backend: Any, gpus: list[GpuInfo], targets: list, state_dir: Path | None) -> list[str]:
+    recorded = applystate.recorded_locked_clocks(state_dir) if state_dir else {}
+    done = []
+    for key, index, settings in targets:
+        gpu = find_gpu(gpus, key, index)
+        changes = pending(current_settings(gpu, recorded), settings)
+        done += [f"GPU {gpu.index}: {line}" for line in apply_settings(backend, gpu, changes, state_dir=state_dir)]
+    return done
+
+
+@dataclass(frozen=True)
+class GpuTarget:
+    """Desired settings for one GPU, as the plan computed them."""
+
+    key: str
+    index: int
+    name: str
+    settings: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "index": self.index, "name": self.name, "settings": dict(self.settings)}

@@ -1,0 +1,381 @@
+"""What applying a profile would change: a pure function of (snapshot, profile, host state).
+
+:func:`make_plan` is the one decision procedure. ``gpuprov plan`` prints it; ``gpuprov apply`` runs
+the Ansible playbook whose first task (the ``gpuprov_plan`` module) calls the same function on the
+host and hands its desired state to the changing modules; ``gpuprov revert`` plans back to the
+recorded previous state with :func:`make_revert_plan`.
+
+Refusals — no driver, a profile that fits none of the GPUs, a power limit outside a GPU's NVML
+constraints — are raised as :class:`PlanError` before anything is changed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from provision.errors import GpuprovError
+from provision.gpusettings import GpuTarget, current_settings, gpu_key, same
+from provision.profiles import Profile
+from provision.render import render
+from provision.snapshot import GpuInfo, Snapshot
+from provision.systemd import UnitState
+
+SETTINGS_FILE = "/etc/gpuprov/gpu-settings.json"
+BOOT_UNIT = "gpuprov-gpu-settings.service"
+BOOT_UNIT_FILE = f"/etc/systemd/system/{BOOT_UNIT}"
+MODPROBE_FILE = "/etc/modprobe.d/gpuprov-nvidia-preserve-vram.conf"
+PERSISTENCED = "nvidia-persistenced.service"
+#: the driver's own suspend/resume helpers (shipped with the driver, in /usr/lib/systemd/system)
+SLEEP_UNITS = ("nvidia-suspend.service", "nvidia-resume.service", "nvidia-hibernate.service")
+#: every file and unit a profile can make gpuprov touch: what the host state reader looks at
+MANAGED_FILES = (SETTINGS_FILE, BOOT_UNIT_FILE, MODPROBE_FILE)
+MANAGED_UNITS = (BOOT_UNIT, PERSISTENCED, *SLEEP_UNITS)
+#: boot unit: how long it waits for the GPU, and how often systemd retries it
+BOOT_WAIT_S = 120
+BOOT_RESTART_TRIES = 5
+BOOT_RESTART_WINDOW_S = 900
+#: NVreg_TemporaryFilePath: where the driver saves video memory on suspend (the README's example;
+#: the default /tmp is often a small tmpfs)
+SUSPEND_TEMP_PATH = "/var/tmp"
+
+
+class PlanError(GpuprovError):
+    """The profile cannot be applied to this host as it is; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class FileState:
+    content: str | None
+    mode: str | None = None
+
+
+@dataclass(frozen=True)
+class HostState:
+    """What a plan needs besides the snapshot. ``known=False``: a snapshot of another host (``--from``)."""
+
+    known: bool = True
+    files: dict[str, FileState] = field(default_factory=dict)
+    units: dict[str, UnitState] = field(default_factory=dict)
+    locked_clocks_mhz: dict[str, list[int] | None] = field(default_factory=dict)
+    systemd_running: bool = False
+    #: the interpreter the boot unit runs gpuprov with
+    python: str = "/usr/bin/python3"
+
+
+@dataclass(frozen=True)
+class FileTarget:
+    path: str
+    #: None: the file must not exist
+    content: str | None
+    mode: str = "0644"
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class UnitTarget:
+    name: str
+    enabled: bool
+    #: start (or stop, when not enabled) it now — only where systemd is running
+    now: bool = False
+    note: str = ""
+
+
+@dataclass
+class Desired:
+    profile: str
+    gpus: list[GpuTarget] = field(default_factory=list)
+    files: list[FileTarget] = field(default_factory=list)
+    units: list[UnitTarget] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "profile": self.profile,
+            "gpus": [g.to_dict() for g in self.gpus],
+            "files": [asdict(f) for f in self.files],
+            "units": [asdict(u) for u in self.units],
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True)
+class Change:
+    #: "gpu0", a file path, a unit name
+    subject: str
+    #: power_limit_w, persistence_mode, locked_clocks_mhz, content, mode, enabled
+    setting: str
+    current: Any
+    desired: Any
+    #: "change" (apply would change it), "ok" (already so), "skip" (cannot be done here; see note)
+    action: str
+    note: str = ""
+    diff: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Plan:
+    desired: Desired
+    changes: list[Change]
+
+    @property
+    def pending(self) -> list[Change]:
+        return [c for c in self.changes if c.action == "change"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "profile": self.desired.profile,
+            "pending": len(self.pending),
+            "changes": [c.to_dict() for c in self.changes],
+            "notes": list(self.desired.notes),
+            "desired": self.desired.to_dict(),
+        }
+
+
+# -- desired state from a profile ---------------------------------------------------------------------
+
+
+def _power_settable(gpu: GpuInfo) -> str | None:
+    """None when the power limit can be set, else why not."""
+    if gpu.unavailable.get("set_power_limit") == "not_supported":
+        return "the driver refuses power-limit changes on this GPU (not supported)"
+    reason = gpu.unavailable.get("power_constraints_w")
+    if reason == "not_supported" or gpu.power_min_limit_w is None or gpu.power_max_limit_w is None:
+        return (
+            "NVML reports no power-limit range for this GPU (not supported: "
+            "on laptops Dynamic Boost / nvidia-powerd is in charge)"
+        )
+    return None
+
+
+def _gpu_target(gpu: GpuInfo, profile: Profile, host: HostState, notes: list[str]) -> dict[str, Any]:
+    section = profile.gpu
+    label = f"GPU {gpu.index} ({gpu.name})"
+    settings: dict[str, Any] = {}
+    lock = None
+    if section.sets_power_limit:
+        if section.power_limit_w is not None:
+            watts = section.power_limit_w
+        elif gpu.power_default_limit_w is not None:
+            watts = round(gpu.power_default_limit_w * (section.power_limit_percent or 0) / 100.0, 3)
+        else:
+            raise PlanError(
+                f"{label}: the profile's power limit is {section.power_limit_percent:g} % of the default, "
+                "but NVML reports no default limit for this GPU"
+            )
+        why_not = _power_settable(gpu)
+        if why_not is None:
+            lo, hi = gpu.power_min_limit_w, gpu.power_max_limit_w
+            assert lo is not None and hi is not None
+            if not lo <= watts <= hi:
+                raise PlanError(
+                    f"{label}: power limit {watts:g} W is outside what this GPU accepts "
+                    f"({lo:g}-{hi:g} W, NVML constraints): change the profile {profile.name}"
+                )
+            settings["power_limit_w"] = watts
+        elif section.fallback_locked_clocks_mhz is not None:
+            lock = list(section.fallback_locked_clocks_mhz)
+            top = gpu.max_sm_clock_mhz
+            if top is not None and lock[1] > top:
+                raise PlanError(
+                    f"{label}: locked clock maximum {lock[1]} MHz is above the GPU's {top} MHz: "
+                    f"change the profile {profile.name}"
+                )
+            notes.append(
+                f"{label}: {why_not}; using the profile's fallback instead of {watts:g} W: "
+                f"GPU clocks locked to {lock[0]}-{lock[1]} MHz"
+            )
+        else:
+            notes.append(f"{label}: {why_not}; the profile has no fallback, so the power limit is left alone")
+    if lock is not None:
+        settings["locked_clocks_mhz"] = lock
+    elif host.locked_clocks_mhz.get(gpu_key(gpu)):
+        settings["locked_clocks_mhz"] = None  # gpuprov locked them for an earlier profile: unlock
+    if section.persistence is not None:
+        settings["persistence_mode"] = section.persistence
+    return settings
+
+
+def desired_state(snapshot: Snapshot, profile: Profile, host: HostState, *, force: bool = False) -> Desired:
+    status = snapshot.driver.nvml
+    if not status.ok:
+        raise PlanError(
+            f"no usable NVIDIA driver ({status.message or status.kind}): install the distribution's "
+            "driver packages first (gpuprov doctor says which); gpuprov never installs drivers"
+        )
+    desired = Desired(profile.name)
+    matching = [g for g in snapshot.gpus if profile.match.matches(g.name, g.compute_capability)]
+    if not matching:
+        found = ", ".join(f"{g.name} (compute capability {g.compute_capability or '?'})" for g in snapshot.gpus)
+        if not force:
+            raise PlanError(
+                f"profile {profile.name} is for {profile.match.describe()}; this host has {found or 'no GPU'}: "
+                "pick a profile that matches (gpuprov profiles) or use --force"
+            )
+        desired.notes.append(f"--force: profile {profile.name} ({profile.match.describe()}) applied to {found}")
+        matching = list(snapshot.gpus)
+    for gpu in snapshot.gpus:
+        if gpu not in matching:
+            desired.notes.append(f"GPU {gpu.index} ({gpu.name}) does not match profile {profile.name}: left alone")
+
+    by_unit = profile.gpu.persistence is True and host.systemd_running and _exists(host, PERSISTENCED)
+    boot_settings = []
+    for gpu in matching:
+        settings = _gpu_target(gpu, profile, host, desired.notes)
+        target = GpuTarget(gpu_key(gpu), gpu.index, gpu.name, settings)
+        desired.gpus.append(target)
+        # what the boot unit re-applies: not an unlock, not persistence the daemon keeps
+        boot = {
+            k: v
+            for k, v in settings.items()
+            if not (k == "persistence_mode" and by_unit)
+            and not (k == "locked_clocks_mhz" and v is None)
+            and not (k == "power_limit_w" and same(k, gpu.power_default_limit_w, v))  # a reboot restores it
+        }
+        if boot:
+            boot_settings.append(GpuTarget(target.key, target.index, target.name, boot))
+
+    if profile.gpu.persistence is True and _exists(host, PERSISTENCED):
+        how = "started now" if host.systemd_running else "enabled for the next boot (systemd is not running here)"
+        desired.units.append(
+            UnitTarget(PERSISTENCED, True, now=host.systemd_running, note=f"the driver's persistence daemon, {how}")
+        )
+    if boot_settings:
+        config = {"profile": profile.name, "gpus": [t.to_dict() for t in boot_settings]}
+        desired.files.append(
+            FileTarget(SETTINGS_FILE, json.dumps(config, indent=2, sort_keys=True) + "\n", "0644",
+                       "what the boot unit re-applies")
+        )  # fmt: skip
+        unit = render(
+            "gpuprov-gpu-settings.service.j2",
+            {
+                "profile": profile.name,
+                "settings_path": SETTINGS_FILE,
+                "python": host.python,
+                "wait_s": BOOT_WAIT_S,
+                "restart_tries": BOOT_RESTART_TRIES,
+                "restart_window_s": BOOT_RESTART_WINDOW_S,
+            },
+        )
+        desired.files.append(FileTarget(BOOT_UNIT_FILE, unit, "0644", "re-applies the GPU settings at boot"))
+        desired.units.append(
+            UnitTarget(BOOT_UNIT, True, note="runs at boot: power limits and locked clocks do not survive a reboot")
+        )
+    if profile.suspend.preserve_video_memory:
+        text = render(
+            "gpuprov-nvidia-preserve-vram.conf.j2", {"profile": profile.name, "temporary_file_path": SUSPEND_TEMP_PATH}
+        )
+        desired.files.append(
+            FileTarget(MODPROBE_FILE, text, "0644", "takes effect after a reboot (or reloading the nvidia module)")
+        )
+        for name in SLEEP_UNITS:
+            if _exists(host, name):
+                desired.units.append(UnitTarget(name, True, note="the driver's suspend/resume helper"))
+            elif host.known:
+                desired.notes.append(f"{name} is not installed here (it ships with the NVIDIA driver packages)")
+    if not host.systemd_running:
+        desired.notes.append(
+            "systemd is not running as PID 1 here: units are written and enabled for the next boot, nothing is started"
+        )
+    return desired
+
+
+def _exists(host: HostState, unit: str) -> bool:
+    state = host.units.get(unit)
+    return state is not None and state.path is not None
+
+
+# -- desired → changes ------------------------------------------------------------------------------
+
+
+def _unified(path: str, old: str | None, new: str | None) -> str:
+    a = (old or "").splitlines(keepends=True)
+    b = (new or "").splitlines(keepends=True)
+    return "".join(difflib.unified_diff(a, b, f"{path} (current)", f"{path} (desired)"))
+
+
+def changes_for(snapshot: Snapshot, desired: Desired, host: HostState) -> list[Change]:
+    out: list[Change] = []
+    gpus = {gpu_key(g): g for g in snapshot.gpus}
+    for target in desired.gpus:
+        gpu = gpus.get(target.key)
+        if gpu is None:
+            out.append(Change(f"gpu:{target.key}", "present", "absent", "present", "skip",
+                              "this GPU is not on the host any more"))  # fmt: skip
+            continue
+        current = current_settings(gpu, host.locked_clocks_mhz)
+        for setting, value in target.settings.items():
+            cur = current.get(setting)
+            note = ""
+            if setting == "locked_clocks_mhz" and not host.known:
+                note = "NVML cannot read locked clocks back; gpuprov's record of that host is not available"
+            if setting == "persistence_mode" and value and host.systemd_running and _exists(host, PERSISTENCED):
+                note = f"by {PERSISTENCED}"
+            action = "ok" if same(setting, cur, value) else "change"
+            out.append(Change(f"gpu{gpu.index}", setting, cur, value, action, note))
+    for f in desired.files:
+        state = host.files.get(f.path) if host.known else None
+        if state is None:
+            out.append(Change(f.path, "content", "unknown", _describe(f.content), "change" if host.known else "skip",
+                              "not this host" if not host.known else f.note))  # fmt: skip
+            continue
+        action = "ok" if state.content == f.content else "change"
+        out.append(
+            Change(f.path, "content", _describe(state.content), _describe(f.content), action, f.note,
+                   _unified(f.path, state.content, f.content) if action == "change" else "")
+        )  # fmt: skip
+        if f.content is not None and state.content is not None and state.mode != f.mode:
+            out.append(Change(f.path, "mode", state.mode, f.mode, "change"))
+    for u in desired.units:
+        state = host.units.get(u.name)
+        if state is None or not host.known:
+            out.append(Change(u.name, "enabled", "unknown", u.enabled, "skip" if not host.known else "change",
+                              "not this host" if not host.known else u.note))  # fmt: skip
+            continue
+        written = any(f.path.endswith("/" + u.name) and f.content is not None for f in desired.files)
+        if state.path is None and not written and u.enabled:
+            out.append(Change(u.name, "enabled", "not installed", True, "skip", "unit file not installed"))
+            continue
+        action = "ok" if state.enabled == u.enabled else "change"
+        out.append(Change(u.name, "enabled", state.enabled, u.enabled, action, u.note))
+    return out
+
+
+def _describe(content: str | None) -> str:
+    if content is None:
+        return "absent"
+    lines = content.count("\n")
+    return f"{lines} line{'s' if lines != 1 else ''}"
+
+
+def make_plan(snapshot: Snapshot, profile: Profile, host: HostState, *, force: bool = False) -> Plan:
+    desired = desired_state(snapshot, profile, host, force=force)
+    return Plan(desired, changes_for(snapshot, desired, host))
+
+
+# -- revert -------------------------------------------------------------------------------------------
+
+
+def revert_desired(previous: dict[str, dict[str, Any]]) -> Desired:
+    """The state recorded before gpuprov's first change (``applystate.load_previous``)."""
+    desired = Desired("(revert)")
+    for key, item in sorted(previous.get("gpus", {}).items()):
+        desired.gpus.append(GpuTarget(key, int(item.get("index", 0)), str(item.get("name", "")),
+                                      dict(item.get("settings") or {})))  # fmt: skip
+    for name, item in sorted(previous.get("units", {}).items()):
+        desired.units.append(UnitTarget(name, bool(item.get("enabled")), now=bool(item.get("active_known"))))
+    for path, item in sorted(previous.get("files", {}).items()):
+        desired.files.append(FileTarget(path, item.get("content"), str(item.get("mode") or "0644")))
+    if not (desired.gpus or desired.units or desired.files):
+        desired.notes.append("nothing recorded: gpuprov has not changed this host")
+    return desired
+
+
+def make_revert_plan(snapshot: Snapshot, previous: dict[str, dict[str, Any]], host: HostState) -> Plan:
+    desired = revert_desired(previous)
+    return Plan(desired, changes_for(snapshot, desired, host))
