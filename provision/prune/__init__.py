@@ -1,0 +1,9 @@
+"""``gpuprov prune``: find declared dependencies a project never uses, prove removing them is safe,
+and remove them the way the project manages its environment.
+
+* :mod:`~provision.prune.declared` — what the project declares (PEP 621, extras, PEP 735, requirements files)
+* :mod:`~provision.prune.imports` — what its code imports (``ast``), :mod:`~provision.prune.mentions` — other uses
+* :mod:`~provision.prune.collector` / :mod:`~provision.prune.installed` — the environment's metadata
+* :mod:`~provision.prune.graph` — ``Requires-Dist`` walk with markers; :mod:`~provision.prune.analysis` — verdicts
+* :mod:`~provision.prune.removal` — ``--apply``: back up, remove, verify, roll back
+"""

@@ -1,0 +1,341 @@
+"""``gpuprov prune`` as a pure function of (project files, installed environment): which declared
+dependencies the code uses, which it does not, and which of those nothing kept still requires.
+
+Verdicts are conservative by construction: anything that cannot be resolved is ``unknown`` and
+never removable; an unused dependency that a kept package requires (``Requires-Dist``, markers
+evaluated for the target interpreter) or lists as an optional backend is kept and says why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name
+
+from provision.errors import UsageError
+from provision.prune.declared import DeclaredSet, read_declared
+from provision.prune.graph import DependencyGraph
+from provision.prune.imports import ImportUse, entry_point_imports, scan_project
+from provision.prune.installed import InstalledEnv
+from provision.prune.known import RUNTIME_LOADED, UNINSTALLED_IMPORT_NAMES
+from provision.prune.mentions import find_mentions, tool_tables
+
+SCHEMA_VERSION = 1
+STATUSES = ("used", "unused", "unknown")
+
+
+@dataclass
+class Use:
+    where: str
+    kind: str
+    name: str
+
+
+@dataclass
+class Verdict:
+    name: str
+    key: str
+    status: str
+    removable: bool = False
+    reason: str = ""
+    used_at: Use | None = None
+    required_by: list[str] = field(default_factory=list)
+    optional_for: list[str] = field(default_factory=list)
+    record_bytes: int | None = None
+    orphans: list[tuple[str, int]] = field(default_factory=list)
+    declared_in: list[str] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
+    installed_version: str | None = None
+    ignored: bool = False
+
+    @property
+    def total_bytes(self) -> int:
+        return (self.record_bytes or 0) + sum(b for _, b in self.orphans)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "removable": self.removable,
+            "required_by": self.required_by,
+            "optional_for": self.optional_for,
+            "bytes": self.total_bytes if self.removable else (self.record_bytes or 0),
+            "own_bytes": self.record_bytes,
+            "orphans": [{"name": n, "bytes": b} for n, b in self.orphans],
+            "used_at": self.used_at.where if self.used_at else None,
+            "use_kind": self.used_at.kind if self.used_at else None,
+            "reason": self.reason,
+            "declared_in": self.declared_in,
+            "groups": self.groups,
+            "installed_version": self.installed_version,
+            "ignored": self.ignored,
+        }
+
+
+@dataclass
+class PruneConfig:
+    ignore: set[str] = field(default_factory=set)
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass
+class PruneReport:
+    project: str
+    interpreter: str
+    interpreter_source: str
+    python_version: str
+    verdicts: list[Verdict]
+    declared: DeclaredSet
+    undeclared: list[dict[str, str]]
+    unresolved: list[dict[str, str]]
+    dynamic_imports: list[str]
+    unparsed: list[tuple[str, str]]
+    missing_requirements: list[tuple[str, str]]
+    files_scanned: int
+    ignored_unknown: list[str]
+    prefix: str = ""
+
+    @property
+    def removable(self) -> list[Verdict]:
+        return [v for v in self.verdicts if v.removable]
+
+    @property
+    def removable_bytes(self) -> int:
+        seen: dict[str, int] = {}
+        for v in self.removable:
+            seen[v.key] = v.record_bytes or 0
+            for name, size in v.orphans:
+                seen[canonicalize_name(name)] = size
+        return sum(seen.values())
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.removable else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "exit_code": self.exit_code,
+            "project": self.project,
+            "environment": {
+                "interpreter": self.interpreter,
+                "chosen_because": self.interpreter_source,
+                "python_version": self.python_version,
+            },
+            "dependencies": [v.to_dict() for v in self.verdicts],
+            "removable_bytes": self.removable_bytes,
+            "undeclared_imports": self.undeclared,
+            "unresolved_imports": self.unresolved,
+            "dynamic_imports": self.dynamic_imports,
+            "unparsed_files": [{"file": f, "why": w} for f, w in self.unparsed],
+            "declaration_problems": [{"where": w, "text": t, "why": y} for w, t, y in self.declared.problems],
+            "ignored_not_declared": self.ignored_unknown,
+            "files_scanned": self.files_scanned,
+        }
+
+
+def read_config(pyproject: dict[str, Any]) -> PruneConfig:
+    """``[tool.gpuprov.prune]``: ``ignore`` (distribution names) and ``exclude`` (paths not scanned)."""
+    tool = pyproject.get("tool", {})
+    table = tool.get("gpuprov", {}).get("prune", {}) if isinstance(tool, dict) else {}
+    if not isinstance(table, dict):
+        raise UsageError("pyproject.toml: [tool.gpuprov.prune] must be a table")
+    unknown = sorted(set(table) - {"ignore", "exclude"})
+    if unknown:
+        raise UsageError(f"pyproject.toml: [tool.gpuprov.prune] has unknown keys {unknown}; known: ignore, exclude")
+    cfg = PruneConfig()
+    for key in ("ignore", "exclude"):
+        value = table.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise UsageError(f"pyproject.toml: [tool.gpuprov.prune] {key} must be a list of strings")
+    cfg.ignore = {canonicalize_name(v) for v in table.get("ignore", [])}
+    cfg.exclude = tuple(table.get("exclude", []))
+    return cfg
+
+
+def _own_dists(env: InstalledEnv, project: Path, project_name: str | None) -> set[str]:
+    """The project's own distribution (an editable install of it is not a dependency)."""
+    own = {canonicalize_name(project_name)} if project_name else set()
+    root = project.resolve()
+    for key, dist in env.dists.items():
+        for r in dist.editable_roots:
+            p = Path(r).resolve()
+            if p == root or root in p.parents:
+                own.add(key)
+    return own & set(env.dists) | ({canonicalize_name(project_name)} if project_name else set())
+
+
+def analyse(
+    project: Path,
+    env: InstalledEnv,
+    interpreter_source: str = "given",
+    ignore: tuple[str, ...] = (),
+) -> PruneReport:
+    if not project.is_dir():
+        raise UsageError(f"{project}: not a directory")
+    declared = read_declared(project)
+    if not declared.dependencies and not (project / "pyproject.toml").exists() and not declared.requirements_files:
+        raise UsageError(f"{project}: no pyproject.toml and no requirements*.txt: nothing declares dependencies")
+    config = read_config(declared.pyproject)
+    ignored = config.ignore | {canonicalize_name(n) for n in ignore}
+    scan = scan_project(project, config.exclude)
+    uses_list: list[ImportUse] = [*scan.imports, *entry_point_imports(declared.pyproject, declared.pyproject_text)]
+    own = _own_dists(env, project, declared.project_name)
+    deps = declared.dependencies
+
+    uses: dict[str, Use] = {}
+    undeclared: dict[str, dict[str, str]] = {}
+    unresolved: dict[str, dict[str, str]] = {}
+
+    def record(key: str, use: Use) -> None:
+        if key in own:
+            return
+        if key not in uses or (uses[key].kind == "type-checking" and use.kind != "type-checking"):
+            uses[key] = use
+        if key not in deps and key not in undeclared and key in env.dists:
+            undeclared[key] = {"import": use.name, "distribution": env.dists[key].name, "where": use.where}
+
+    for imp in uses_list:
+        top = imp.module.split(".")[0]
+        if top in env.stdlib_modules or top == "__future__":
+            continue
+        providers = env.providers(imp.module) - own
+        if providers:
+            for key in providers:
+                record(key, Use(imp.where, imp.kind, imp.module))
+            continue
+        if top in scan.first_party or env.providers(imp.module):
+            continue
+        two = ".".join(imp.module.split(".")[:2])
+        fallback = UNINSTALLED_IMPORT_NAMES.get(two) or UNINSTALLED_IMPORT_NAMES.get(top)
+        hits = [k for k in (fallback[0] if fallback else ()) if k in deps]
+        for key in hits:
+            record(key, Use(imp.where, f"{imp.kind} (not installed; name from gpuprov's exceptions list)", imp.module))
+        if not hits and top not in unresolved:
+            unresolved[top] = {"module": imp.module, "where": imp.where}
+    for ref in scan.dist_references:
+        key = canonicalize_name(ref.distribution)
+        if key in deps or key in env.dists:
+            record(key, Use(f"{ref.file}:{ref.line}", "metadata", ref.distribution))
+
+    commands: dict[str, set[str]] = {}
+    for key in deps:
+        dist = env.dists.get(key)
+        for script in dist.console_scripts if dist else []:
+            commands.setdefault(script, set()).add(key)
+    mentions, modules = find_mentions(project, set(commands), declared.pyproject, declared.pyproject_text)
+    for m in mentions:
+        for key in commands.get(m.word, ()):
+            record(key, Use(m.where, "command", m.word))
+    for m in modules:
+        for key in env.providers(m.word) - own:
+            record(key, Use(m.where, "python -m", m.word))
+    for literal in scan.strings:
+        word = literal.split(" ", 1)[0]
+        for key in commands.get(word, ()):
+            record(key, Use("(string literal in code)", "command", word))
+    tools = {canonicalize_name(t) for t in tool_tables(declared.pyproject)}
+    for key in deps:
+        dist = env.dists.get(key)
+        names = {key, *(canonicalize_name(s) for s in (dist.console_scripts if dist else []))}
+        if names & tools and key not in uses:
+            record(key, Use("pyproject.toml", "tool-config", f"[tool.{sorted(names & tools)[0]}]"))
+
+    verdicts: dict[str, Verdict] = {}
+    for key, dep in sorted(deps.items()):
+        dist = env.dists.get(key)
+        v = Verdict(
+            name=dist.name if dist else dep.name,
+            key=key,
+            status="unused",
+            declared_in=[f"{d.where} ({d.group})" for d in dep.declarations],
+            groups=sorted({d.group for d in dep.declarations}),
+            installed_version=dist.version if dist else None,
+            record_bytes=dist.record_bytes if dist else None,
+            ignored=key in ignored,
+        )
+        if key in uses:
+            v.status, v.used_at = "used", uses[key]
+        elif dist is None:
+            v.status, v.reason = "unknown", "not installed in this environment: its import names cannot be read"
+        elif key in RUNTIME_LOADED:
+            v.status, v.reason = "unknown", RUNTIME_LOADED[key]
+        elif dist.plugin_groups:
+            v.status = "unknown"
+            v.reason = f"a plugin (entry points: {', '.join(dist.plugin_groups)}): its host loads it without an import"
+        elif not dist.modules and not dist.top_level and not dist.console_scripts:
+            v.status, v.reason = "unknown", "installs no importable module or command: cannot tell what uses it"
+        elif scan.dynamic:
+            v.status = "unknown"
+            v.reason = f"the code imports names computed at run time ({', '.join(scan.dynamic[:3])})"
+        if v.ignored:
+            v.reason = (v.reason + "; " if v.reason else "") + "ignored (--ignore or [tool.gpuprov.prune])"
+        verdicts[key] = v
+
+    graph = DependencyGraph(env)
+    candidates = {k for k, v in verdicts.items() if v.status == "unused" and not v.ignored}
+    roots: dict[str, set[str]] = {}
+    for key, dep in deps.items():
+        if key not in candidates:
+            roots.setdefault(key, set()).update(dep.extras)
+    for key in uses:
+        if key not in deps and key in env.dists:  # used but undeclared: its extras are unknown, assume all
+            roots.setdefault(key, set()).update(env.dists[key].provides_extras)
+    world = graph.closure({**{k: set(d.extras) for k, d in deps.items()}, **roots})
+    for key, dist in env.dists.items():
+        if key not in world.reached and key not in own:  # installed for some other reason: it stays
+            roots.setdefault(key, set()).update(dist.provides_extras)
+
+    while True:
+        kept = graph.closure(roots)
+        newly_kept = False
+        for key in sorted(candidates):
+            v = verdicts[key]
+            v.required_by, v.optional_for = [], []
+            if key in kept.reached:
+                v.required_by = sorted({env.dists[e.source].name for e in kept.required_by.get(key, [])})
+                v.removable = False
+                v.reason = "unused by your code, needed by " + ", ".join(v.required_by) + " — keep"
+                continue
+            optional = graph.optional_requirers(key, kept.reached)
+            if optional:
+                v.optional_for = sorted(f"{env.dists[k].name}[{x}]" for k, x in optional)
+                v.removable = False
+                v.reason = "unused by your code, an optional backend of " + ", ".join(v.optional_for) + " — keep"
+                roots.setdefault(key, set()).update(deps[key].extras)
+                newly_kept = True
+                continue
+            v.removable = True
+            v.reason = "unused by your code and required by nothing kept — safe to remove"
+        if not newly_kept:
+            break
+        candidates = {k for k in candidates if not verdicts[k].optional_for}
+
+    for key in sorted(candidates):
+        v = verdicts[key]
+        if not v.removable:
+            continue
+        mine = graph.closure({key: set(deps[key].extras)})
+        v.orphans = sorted(
+            (env.dists[o].name, env.dists[o].record_bytes or 0)
+            for o in mine.reached
+            if o != key and o not in kept.reached and o not in candidates and o not in own
+        )
+    return PruneReport(
+        project=str(project.resolve()),
+        interpreter=env.interpreter,
+        interpreter_source=interpreter_source,
+        python_version=env.python_version,
+        verdicts=sorted(verdicts.values(), key=lambda v: (not v.removable, STATUSES.index(v.status), v.key)),
+        declared=declared,
+        undeclared=sorted(undeclared.values(), key=lambda d: d["distribution"].lower()),
+        unresolved=sorted(unresolved.values(), key=lambda d: d["module"]),
+        dynamic_imports=scan.dynamic,
+        unparsed=scan.unparsed,
+        missing_requirements=kept.missing,
+        files_scanned=scan.files_scanned,
+        ignored_unknown=sorted(ignored - set(deps)),
+        prefix=env.prefix,
+    )

@@ -1,0 +1,352 @@
+"""What a project's source imports, found with :mod:`ast` — never by running it.
+
+Covered: ``import a.b`` and ``from a import b`` anywhere (module level, inside functions, in
+``try/except ImportError`` blocks, under ``if TYPE_CHECKING:``), ``importlib.import_module("x")``,
+``__import__("x")``, availability probes (``importlib.util.find_spec("x")``,
+``importlib.metadata.version("dist")``), and the entry-point strings of ``pyproject.toml``. An import
+whose name is computed at run time is recorded as dynamic; one built from a literal prefix
+(``import_module(f"plugins.{name}")``) counts as a use of that prefix.
+
+A file that does not parse (syntax error, bytes that are not text, null bytes, too deep to parse) is
+reported and scanned line by line for ``import`` statements instead, so a dependency it names is
+never taken for unused.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: directories never scanned (besides hidden ones and virtual environments, found by pyvenv.cfg)
+SKIP_DIRS = frozenset({"__pycache__", "node_modules", "site-packages", "build", "dist", "__pypackages__"})
+#: files larger than this are not given to the parser; the line scan still reads them
+MAX_PARSE_BYTES = 16 * 1024 * 1024
+_IMPORT_CALLS = frozenset({"import_module", "__import__", "find_spec", "find_loader", "get_loader"})
+_METADATA_CALLS = frozenset({"version", "distribution", "metadata", "requires", "files"})
+_LINE_IMPORT = re.compile(r"^\s*(?:from\s+([A-Za-z_][\w.]*)\s+import\b|import\s+([A-Za-z_][\w., \t]*))", re.M)
+
+
+@dataclass(frozen=True)
+class ImportUse:
+    #: dotted name as written (``from a import b`` is recorded as ``a.b``; the resolver falls back to ``a``)
+    module: str
+    file: str
+    line: int
+    #: import, from, import_module, __import__, find_spec, dynamic-prefix, type-checking, entry-point,
+    #: unparsed-file
+    kind: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class DistributionReference:
+    """``importlib.metadata.version("torch")``: the code names a distribution directly."""
+
+    distribution: str
+    file: str
+    line: int
+
+
+@dataclass
+class ScanResult:
+    imports: list[ImportUse] = field(default_factory=list)
+    dist_references: list[DistributionReference] = field(default_factory=list)
+    #: imports whose module name is computed at run time: where
+    dynamic: list[str] = field(default_factory=list)
+    #: files that did not parse: (file, why)
+    unparsed: list[tuple[str, str]] = field(default_factory=list)
+    #: string literals seen in the code (for console-script names run through subprocess)
+    strings: set[str] = field(default_factory=set)
+    files_scanned: int = 0
+    #: the project's own top-level module names (imports of these are first-party)
+    first_party: set[str] = field(default_factory=set)
+
+
+def is_environment_dir(path: Path) -> bool:
+    return (path / "pyvenv.cfg").is_file() or (path / "conda-meta").is_dir()
+
+
+def python_files(root: Path, exclude: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Python sources under ``root``: hidden dirs, virtual environments, caches and builds skipped."""
+    excluded = {(root / e).resolve() for e in exclude}
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        keep = []
+        for d in sorted(dirnames):
+            sub = here / d
+            if d.startswith(".") or d in SKIP_DIRS or d.endswith(".egg-info") or is_environment_dir(sub):
+                continue
+            if sub.resolve() in excluded:
+                continue
+            keep.append(d)
+        dirnames[:] = keep
+        for name in sorted(filenames):
+            if name.endswith((".py", ".pyw")) and (here / name).resolve() not in excluded:
+                yield here / name
+
+
+def first_party_modules(root: Path) -> set[str]:
+    """Top-level names the project itself provides: packages and modules at the root, in ``src/``,
+    and any directory holding Python files (scripts import their siblings by name)."""
+    names: set[str] = set()
+    for base in (root, root / "src"):
+        if not base.is_dir():
+            continue
+        for entry in base.iterdir():
+            if entry.name.startswith(".") or is_environment_dir(entry):
+                continue
+            if entry.is_dir() and entry.name.isidentifier():
+                names.add(entry.name)
+            elif entry.suffix == ".py" and entry.stem.isidentifier():
+                names.add(entry.stem)
+    return names
+
+
+def _literal(node: ast.AST) -> tuple[str | None, str | None]:
+    """(full literal, literal prefix) of an import-name argument."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value, None
+    if isinstance(node, ast.JoinedStr) and node.values:
+        head = node.values[0]
+        if isinstance(head, ast.Constant) and isinstance(head.value, str):
+            return None, head.value
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        full, prefix = _literal(node.left)
+        return None, full if full is not None else prefix
+    return None, None
+
+
+def _strings(node: ast.AST | None) -> list[str] | None:
+    """The strings of a literal ``"x"`` / ``("a", "b")`` / ``["a"]`` / ``{"a"}``; None otherwise."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, ast.Tuple | ast.List | ast.Set):
+        out = [e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+        return out if len(out) == len(node.elts) else None
+    return None
+
+
+_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+
+
+def scope_nodes(scope: ast.AST) -> Iterator[ast.AST]:
+    """The nodes of one scope (module or function): nested function bodies are their own scopes."""
+    stack = list(ast.iter_child_nodes(scope))
+    while stack:
+        node = stack.pop()
+        yield node
+        if not isinstance(node, _FUNCTIONS):
+            stack.extend(ast.iter_child_nodes(node))
+
+
+def literal_bindings(scope: ast.AST, outer: dict[str, list[str] | None] | None = None) -> dict[str, list[str] | None]:
+    """Names of one scope bound only to literal strings: ``MODS = ("a", "b")`` then ``for m in MODS``.
+    A name bound in that scope to anything else (a parameter, a call result) maps to None; names
+    not bound here come from ``outer`` (the module's bindings)."""
+    bindings: dict[str, list[str] | None] = {}
+    if isinstance(scope, _FUNCTIONS):
+        a = scope.args
+        for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs, *([a.vararg] if a.vararg else []),
+                    *([a.kwarg] if a.kwarg else [])]:  # fmt: skip
+            bindings[arg.arg] = None
+
+    def bind(name: str, values: list[str] | None) -> None:
+        if name in bindings and (bindings[name] is None or values is None):
+            bindings[name] = None
+        else:
+            bindings[name] = [*(bindings.get(name) or []), *values] if values is not None else None
+
+    loops: list[tuple[str, ast.AST]] = []
+    direct: set[int] = set()  # Name nodes that are the whole target of an assignment or loop
+    nodes = list(scope_nodes(scope))
+    for node in nodes:
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    direct.add(id(target))
+                    bind(target.id, _strings(node.value))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            direct.add(id(node.target))
+            bind(node.target.id, _strings(node.value) if node.value is not None else [])
+        elif isinstance(node, ast.For | ast.AsyncFor | ast.comprehension) and isinstance(node.target, ast.Name):
+            direct.add(id(node.target))
+            loops.append((node.target.id, node.iter))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner = node.func.value
+            if isinstance(owner, ast.Name) and node.func.attr in ("append", "extend", "insert", "add", "update"):
+                bind(owner.id, None)  # mutated at run time: no longer a known literal
+    for node in nodes:
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and id(node) not in direct:
+            bind(node.id, None)  # unpacking, with ... as, except ... as, walrus, augmented assignment
+    for name, it in loops:
+        values = _strings(it)
+        if values is None and isinstance(it, ast.Name):
+            values = bindings.get(it.id) if it.id in bindings else (outer or {}).get(it.id)
+        bind(name, values)
+    return {**(outer or {}), **bindings}
+
+
+def _call_name(func: ast.AST) -> tuple[str, str]:
+    """(called name, dotted owner) of ``importlib.util.find_spec`` → ("find_spec", "importlib.util")."""
+    if isinstance(func, ast.Name):
+        return func.id, ""
+    if isinstance(func, ast.Attribute):
+        parts: list[str] = []
+        node: ast.AST = func.value
+        while isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+            node = node.value
+        if isinstance(node, ast.Name):
+            parts.append(node.id)
+        return func.attr, ".".join(reversed(parts))
+    return "", ""
+
+
+def _type_checking_lines(tree: ast.AST) -> set[int]:
+    lines: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If):
+            test = node.test
+            name = test.id if isinstance(test, ast.Name) else test.attr if isinstance(test, ast.Attribute) else ""
+            if name == "TYPE_CHECKING":
+                for child in node.body:
+                    for sub in ast.walk(child):
+                        if isinstance(sub, ast.Import | ast.ImportFrom):
+                            lines.add(sub.lineno)
+    return lines
+
+
+def scan_source(data: bytes, rel: str, result: ScanResult) -> None:
+    """Add what one file imports to ``result``."""
+    try:
+        if len(data) > MAX_PARSE_BYTES:
+            raise ValueError(f"larger than {MAX_PARSE_BYTES // (1024 * 1024)} MiB")
+        tree = ast.parse(data, filename=rel)
+    except (SyntaxError, ValueError, UnicodeDecodeError, RecursionError, MemoryError, OverflowError) as exc:
+        why = exc.msg if isinstance(exc, SyntaxError) and exc.msg else type(exc).__name__
+        if isinstance(exc, ValueError) and str(exc):
+            why = str(exc)
+        line = getattr(exc, "lineno", None)
+        result.unparsed.append((rel, f"{why} (line {line})" if line else why))
+        _scan_lines(data, rel, result)
+        return
+    typing_only = _type_checking_lines(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            kind = "type-checking" if node.lineno in typing_only else "import"
+            for alias in node.names:
+                result.imports.append(ImportUse(alias.name, rel, node.lineno, kind))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level or not node.module:
+                continue  # relative: the project's own code
+            kind = "type-checking" if node.lineno in typing_only else "from"
+            for alias in node.names:
+                name = node.module if alias.name == "*" else f"{node.module}.{alias.name}"
+                result.imports.append(ImportUse(name, rel, node.lineno, kind))
+        elif isinstance(node, ast.Call):
+            _scan_metadata_call(node, rel, result)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and len(node.value) < 200:
+            result.strings.add(node.value)
+    module_bindings: dict[str, list[str] | None] | None = None
+    for scope in [tree, *(n for n in ast.walk(tree) if isinstance(n, _FUNCTIONS))]:
+        calls = [n for n in scope_nodes(scope) if isinstance(n, ast.Call) and _is_import_call(n)]
+        if not calls:
+            continue
+        if module_bindings is None:
+            module_bindings = literal_bindings(tree)
+        bindings = module_bindings if scope is tree else literal_bindings(scope, module_bindings)
+        for call in calls:
+            _scan_import_call(call, rel, result, bindings)
+
+
+def _is_import_call(node: ast.Call) -> bool:
+    return _call_name(node.func)[0] in _IMPORT_CALLS
+
+
+def _scan_import_call(node: ast.Call, rel: str, result: ScanResult, bindings: dict[str, list[str] | None]) -> None:
+    name, owner = _call_name(node.func)
+    if not node.args:
+        return
+    if name != "get_loader" or owner.endswith("pkgutil"):
+        full, prefix = _literal(node.args[0])
+        arg = node.args[0]
+        known = bindings.get(arg.id) if isinstance(arg, ast.Name) else None
+        if full is None and prefix is None and known is not None:
+            for value in known:
+                if not value.startswith("."):
+                    result.imports.append(ImportUse(value, rel, node.lineno, f"{name} (constant)"))
+        elif full is not None:
+            if not full.startswith("."):
+                result.imports.append(ImportUse(full, rel, node.lineno, name))
+        elif prefix and "." in prefix and not prefix.startswith("."):
+            result.imports.append(ImportUse(prefix.rsplit(".", 1)[0], rel, node.lineno, "dynamic-prefix"))
+        elif prefix and prefix.startswith("."):
+            pass  # relative to the project's own package
+        else:
+            result.dynamic.append(f"{rel}:{node.lineno}")
+
+
+def _scan_metadata_call(node: ast.Call, rel: str, result: ScanResult) -> None:
+    name, owner = _call_name(node.func)
+    if node.args and name in _METADATA_CALLS and (owner.endswith("metadata") or owner == "importlib_metadata"):
+        full, _ = _literal(node.args[0])
+        if full:
+            result.dist_references.append(DistributionReference(full, rel, node.lineno))
+
+
+def _scan_lines(data: bytes, rel: str, result: ScanResult) -> None:
+    """Fallback for a file that does not parse: every line that looks like an import counts."""
+    text = data.decode("utf-8", errors="replace").replace("\x00", " ")
+    for m in _LINE_IMPORT.finditer(text):
+        line = text.count("\n", 0, m.start()) + 1
+        if m.group(1):
+            result.imports.append(ImportUse(m.group(1), rel, line, "unparsed-file"))
+        else:
+            for part in m.group(2).split(","):
+                name = part.strip().split()[0] if part.strip() else ""
+                if re.fullmatch(r"[A-Za-z_][\w.]*", name):
+                    result.imports.append(ImportUse(name, rel, line, "unparsed-file"))
+
+
+def entry_point_imports(pyproject: dict[str, Any], text: str) -> list[ImportUse]:
+    """Modules named by ``[project.scripts]``, ``gui-scripts`` and ``entry-points`` (``pkg.mod:attr``)."""
+    proj = pyproject.get("project", {}) if isinstance(pyproject.get("project"), dict) else {}
+    tables: list[Any] = [proj.get("scripts", {}), proj.get("gui-scripts", {})]
+    eps = proj.get("entry-points", {})
+    if isinstance(eps, dict):
+        tables += list(eps.values())
+    out: list[ImportUse] = []
+    for table in tables:
+        if not isinstance(table, dict):
+            continue
+        for value in table.values():
+            if not isinstance(value, str):
+                continue
+            module = value.split(":", 1)[0].strip()
+            if re.fullmatch(r"[A-Za-z_][\w.]*", module):
+                idx = text.find(value)
+                line = text.count("\n", 0, idx) + 1 if idx >= 0 else 0
+                out.append(ImportUse(module, "pyproject.toml", line, "entry-point"))
+    return out
+
+
+def scan_project(root: Path, exclude: tuple[str, ...] = ()) -> ScanResult:
+    result = ScanResult(first_party=first_party_modules(root))
+    for path in python_files(root, exclude):
+        rel = str(path.relative_to(root))
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            result.unparsed.append((rel, f"cannot read: {exc.strerror or exc}"))
+            continue
+        result.files_scanned += 1
+        scan_source(data, rel, result)
+    return result

@@ -1,0 +1,143 @@
+"""The installed distributions of the project's environment, and which one provides an import name.
+
+The facts come from :mod:`provision.prune.collector`, run inside the target interpreter when it is
+not ours (``python -I -c <collector source>``), so a project whose environment gpuprov does not run
+in is read the same way as our own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name
+
+from provision.errors import UsageError
+from provision.prune import collector
+
+
+@dataclass
+class InstalledDist:
+    name: str
+    key: str
+    version: str
+    requires: list[str]
+    provides_extras: list[str]
+    modules: list[str]
+    top_level: list[str]
+    has_record: bool
+    record_bytes: int | None
+    entry_points: dict[str, list[str]]
+    editable_roots: list[str] = field(default_factory=list)
+    location: str = ""
+
+    @property
+    def console_scripts(self) -> list[str]:
+        return self.entry_points.get("console_scripts", []) + self.entry_points.get("gui_scripts", [])
+
+    @property
+    def plugin_groups(self) -> list[str]:
+        """Entry-point groups other than scripts: a host program loads these without an import."""
+        return sorted(g for g in self.entry_points if g not in ("console_scripts", "gui_scripts"))
+
+
+@dataclass
+class InstalledEnv:
+    interpreter: str
+    prefix: str
+    python_version: str
+    marker_environment: dict[str, str]
+    stdlib_modules: frozenset[str]
+    dists: dict[str, InstalledDist]
+    #: dotted module prefix → keys of the distributions that install files under it
+    module_index: dict[str, set[str]] = field(default_factory=dict)
+
+    def providers(self, dotted: str) -> set[str]:
+        """Distributions that provide the module ``a.b.c``: the longest recorded prefix wins."""
+        parts = dotted.split(".")[: collector.MODULE_DEPTH]
+        for depth in range(len(parts), 0, -1):
+            found = self.module_index.get(".".join(parts[:depth]))
+            if found:
+                return found
+        return set()
+
+
+def env_from_collected(data: dict[str, Any]) -> InstalledEnv:
+    dists: dict[str, InstalledDist] = {}
+    for raw in data["distributions"].values():
+        key = canonicalize_name(raw["name"])
+        dists[key] = InstalledDist(
+            name=raw["name"],
+            key=key,
+            version=raw["version"],
+            requires=list(raw["requires"]),
+            provides_extras=[canonicalize_name(e) for e in raw["provides_extras"]],
+            modules=list(raw["modules"]),
+            top_level=list(raw["top_level"]),
+            has_record=bool(raw["has_record"]),
+            record_bytes=raw["record_bytes"],
+            entry_points={g: list(n) for g, n in raw["entry_points"].items()},
+            editable_roots=list(raw.get("editable_roots", [])),
+            location=raw.get("location", ""),
+        )
+    index: dict[str, set[str]] = {}
+    for key, dist in dists.items():
+        names = list(dist.modules)
+        if not dist.has_record:  # no RECORD (old egg-info installs): top_level.txt is all there is
+            names += dist.top_level
+        for name in names:
+            index.setdefault(name, set()).add(key)
+    for module, owners in data.get("packages_distributions", {}).items():
+        if module not in index:  # importlib's own map knows it and RECORD did not: trust it
+            index[module] = {canonicalize_name(o) for o in owners if canonicalize_name(o) in dists}
+    return InstalledEnv(
+        interpreter=data["interpreter"],
+        prefix=data["prefix"],
+        python_version=data["python_version"],
+        marker_environment=dict(data["marker_environment"]),
+        stdlib_modules=frozenset(data["stdlib_modules"]),
+        dists=dists,
+        module_index={k: v for k, v in index.items() if v},
+    )
+
+
+def read_environment(python: str | None = None, paths: list[str] | None = None) -> InstalledEnv:
+    """The installed distributions of ``python`` (default: ours); ``paths`` limits to those dirs."""
+    if python is None or _same_interpreter(python):
+        return env_from_collected(collector.collect(paths))
+    return env_from_collected(_collect_in(python))
+
+
+def _same_interpreter(python: str) -> bool:
+    try:
+        return os.path.samefile(python, sys.executable)
+    except OSError:
+        return False
+
+
+def _collect_in(python: str) -> dict[str, Any]:
+    source = Path(collector.__file__).read_text(encoding="utf-8")
+    script = source + "\nimport json as _j\nprint(_j.dumps(collect()))\n"
+    try:
+        proc = subprocess.run([python, "-I", "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    except FileNotFoundError:
+        raise UsageError(f"--python {python}: no such interpreter") from None
+    except PermissionError:
+        raise UsageError(f"--python {python}: not executable") from None
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise UsageError(f"--python {python}: cannot run it: {exc}") from None
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UsageError(f"--python {python}: failed to report its packages: {last}")
+    try:
+        data = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise UsageError(f"--python {python}: did not answer with JSON (is it Python 3.8 or newer?)") from None
+    if not isinstance(data, dict) or "distributions" not in data:
+        raise UsageError(f"--python {python}: unexpected answer from its metadata collector")
+    return data

@@ -1,0 +1,119 @@
+"""Uses that are not imports: commands run from scripts, ``python -m``, and ``[tool.X]`` tables.
+
+A distribution whose console script (``uvicorn``, ``pytest``) is run by a shell script, Makefile,
+Dockerfile or CI file, or through ``subprocess`` with a literal command, is used even though no
+Python file imports it; so is a tool configured in ``pyproject.toml`` (``[tool.ruff]``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from provision.prune.imports import SKIP_DIRS, is_environment_dir
+
+#: files read for commands: by suffix, and by exact name
+TEXT_SUFFIXES = (".sh", ".bash", ".zsh", ".mk", ".yml", ".yaml", ".toml", ".cfg", ".ini", ".service",
+                 ".dockerfile", ".ps1", ".bat", ".cmd", ".env", ".ipynb", ".txt", ".md", ".rst")  # fmt: skip
+TEXT_NAMES = ("Makefile", "makefile", "GNUmakefile", "Dockerfile", "Containerfile", "Procfile", "justfile",
+              "Justfile", "Taskfile", "noxfile.py", "tasks.py", "fabfile.py")  # fmt: skip
+#: hidden directories that hold commands (CI definitions); other hidden dirs are skipped
+HIDDEN_KEPT = (".github", ".gitlab", ".ci", ".circleci", ".buildkite", ".devcontainer", ".pre-commit-hooks")
+MAX_TEXT_BYTES = 2 * 1024 * 1024
+_PY_M = re.compile(r"(?:^|[\s\"'`(\[])python[0-9.]*\s+(?:-[A-Za-z]+\s+)*-m\s+([A-Za-z_][\w.]*)")
+
+
+@dataclass(frozen=True)
+class Mention:
+    word: str
+    where: str
+    kind: str  # command, python-m, tool-config
+
+
+def text_files(root: Path) -> list[Path]:
+    out: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames[:] = sorted(
+            d for d in dirnames
+            if (not d.startswith(".") or d in HIDDEN_KEPT) and d not in SKIP_DIRS
+            and not d.endswith(".egg-info") and not is_environment_dir(here / d)
+        )  # fmt: skip
+        for name in sorted(filenames):
+            path = here / name
+            in_scripts = here.name in ("bin", "scripts") and "." not in name
+            if name.endswith(TEXT_SUFFIXES) or name in TEXT_NAMES or name.startswith("Dockerfile") or in_scripts:
+                out.append(path)
+    return out
+
+
+def find_mentions(
+    root: Path, commands: set[str], pyproject: dict[str, Any], pyproject_text: str
+) -> tuple[list[Mention], list[Mention]]:
+    """(command uses of the given names, ``python -m`` modules) in the project's text files."""
+    found: list[Mention] = []
+    modules: list[Mention] = []
+    seen: set[str] = set()
+    pattern = (
+        re.compile(r"(?<![\w.\-/=<>~!])(" + "|".join(re.escape(c) for c in sorted(commands, key=len, reverse=True))
+                   + r")(?![\w\-=<>~!\[])")
+        if commands else None
+    )  # fmt: skip
+    for path in text_files(root):
+        try:
+            if path.stat().st_size > MAX_TEXT_BYTES:
+                continue
+            text = path.read_bytes().decode("utf-8", errors="replace")
+        except OSError:
+            continue
+        rel = str(path.relative_to(root))
+        if rel == "pyproject.toml":
+            text = _without_dependency_arrays(pyproject_text)
+        elif re.match(r"requirements.*\.txt$", path.name) or path.parent.name == "requirements":
+            continue  # declarations, not uses
+        for m in _PY_M.finditer(text):
+            modules.append(Mention(m.group(1), f"{rel}:{text.count(chr(10), 0, m.start()) + 1}", "python-m"))
+        if pattern is None:
+            continue
+        for m in pattern.finditer(text):
+            if m.group(1) in seen:
+                continue
+            seen.add(m.group(1))
+            found.append(Mention(m.group(1), f"{rel}:{text.count(chr(10), 0, m.start()) + 1}", "command"))
+    return found, modules
+
+
+def _without_dependency_arrays(text: str) -> str:
+    """pyproject text with the dependency declarations blanked out (a declaration is not a use)."""
+    out: list[str] = []
+    in_array = False
+    in_table = False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("["):
+            in_table = stripped.strip("[] ") in ("project.optional-dependencies", "dependency-groups")
+            in_array = False
+            out.append(line)
+            continue
+        if in_array:
+            out.append("")
+            if stripped.startswith("]") or stripped.endswith("]"):
+                in_array = False
+            continue
+        if re.match(r"^(dependencies|dev-dependencies|requires|[\w\-]+)\s*=\s*\[", stripped) and (
+            in_table or stripped.startswith(("dependencies", "dev-dependencies", "requires"))
+        ):
+            in_array = not stripped.rstrip().endswith("]")
+            out.append("")
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
+def tool_tables(pyproject: dict[str, Any]) -> set[str]:
+    """Names of ``[tool.X]`` tables: tools the project configures, so uses."""
+    tool = pyproject.get("tool", {})
+    return set(tool) if isinstance(tool, dict) else set()
