@@ -96,6 +96,10 @@ class PruneReport:
     files_scanned: int
     ignored_unknown: list[str]
     prefix: str = ""
+    #: top-level modules the code imports (module level, not type-checking only) → providing distributions
+    import_providers: dict[str, set[str]] = field(default_factory=dict)
+    #: the project's own packages (directories with ``__init__.py``) at its root or in ``src/``
+    first_party_packages: list[str] = field(default_factory=list)
 
     @property
     def removable(self) -> list[Verdict]:
@@ -188,6 +192,7 @@ def analyse(
     uses: dict[str, Use] = {}
     undeclared: dict[str, dict[str, str]] = {}
     unresolved: dict[str, dict[str, str]] = {}
+    import_providers: dict[str, set[str]] = {}
 
     def record(key: str, use: Use) -> None:
         if key in own:
@@ -203,6 +208,8 @@ def analyse(
             continue
         providers = env.providers(imp.module) - own
         if providers:
+            if imp.kind in ("import", "from"):
+                import_providers.setdefault(top, set()).update(providers)
             for key in providers:
                 record(key, Use(imp.where, imp.kind, imp.module))
             continue
@@ -338,4 +345,12 @@ def analyse(
         files_scanned=scan.files_scanned,
         ignored_unknown=sorted(ignored - set(deps)),
         prefix=env.prefix,
+        import_providers=import_providers,
+        first_party_packages=sorted(
+            p.name
+            for base in (project, project / "src")
+            if base.is_dir()
+            for p in base.iterdir()
+            if (p / "__init__.py").is_file() and p.name.isidentifier()
+        ),
     )

@@ -146,6 +146,7 @@ def _describe(dist) -> dict:  # type: ignore[no-untyped-def]
         "entry_points": entry_points,
         "editable_roots": editable_roots,
         "location": str(dist.locate_file("")),
+        "metadata_dir": str(getattr(dist, "_path", "") or ""),
     }
 
 

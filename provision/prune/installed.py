@@ -35,6 +35,8 @@ class InstalledDist:
     entry_points: dict[str, list[str]]
     editable_roots: list[str] = field(default_factory=list)
     location: str = ""
+    #: the ``.dist-info`` directory (its RECORD lists every file the distribution installed)
+    metadata_dir: str = ""
 
     @property
     def console_scripts(self) -> list[str]:
@@ -84,6 +86,7 @@ def env_from_collected(data: dict[str, Any]) -> InstalledEnv:
             entry_points={g: list(n) for g, n in raw["entry_points"].items()},
             editable_roots=list(raw.get("editable_roots", [])),
             location=raw.get("location", ""),
+            metadata_dir=raw.get("metadata_dir", ""),
         )
     index: dict[str, set[str]] = {}
     for key, dist in dists.items():
@@ -141,3 +144,18 @@ def _collect_in(python: str) -> dict[str, Any]:
     if not isinstance(data, dict) or "distributions" not in data:
         raise UsageError(f"--python {python}: unexpected answer from its metadata collector")
     return data
+
+
+def choose_interpreter(project: Path, python: str | None) -> tuple[str | None, str]:
+    """The interpreter whose environment is the project's, and why it was chosen.
+
+    ``None`` means gpuprov's own (read in-process)."""
+    if python is not None:
+        path = Path(python)
+        if not path.exists():
+            raise UsageError(f"--python {python}: no such file")
+        return python, "from --python"
+    venv_python = project / ".venv" / "bin" / "python"
+    if venv_python.exists():
+        return str(venv_python), "the project's .venv"
+    return None, "gpuprov's own interpreter: the project has no .venv; pass --python to choose"

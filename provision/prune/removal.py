@@ -1,0 +1,321 @@
+"""``gpuprov prune --apply``: remove the safe-to-remove dependencies the way the project is managed,
+keep a backup of everything it changes, verify the environment afterwards, and roll back on failure.
+
+* uv project (``pyproject.toml`` + ``uv.lock``): ``uv remove --no-sync`` per declaring group edits
+  pyproject and re-locks; then exactly the predicted distributions (the removed ones and their
+  orphans) leave the environment with ``uv pip uninstall`` — the lock no longer holds them, so a
+  later ``uv sync`` agrees, and nothing else the environment holds is touched.
+* otherwise: ``uv pip uninstall`` from the environment, and the declaring lines are deleted from
+  ``requirements*.txt`` (and from ``pyproject.toml`` arrays, checked by re-parsing).
+
+Backup: the project files (copies) and every file the removed distributions' ``RECORD`` lists (hard
+links where possible, in the environment's prefix), so a rollback needs no network.
+Verify: ``uv pip check`` and ``import`` of each top-level module the project imports plus the
+project's own packages, each in a fresh subprocess; only failures that were not there before count.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+from provision.errors import GpuprovError
+from provision.prune.analysis import PruneReport
+from provision.prune.declared import logical_lines
+from provision.prune.installed import InstalledEnv
+
+IMPORT_TIMEOUT_S = 300
+
+
+class RemovalFailed(GpuprovError):
+    """A removal step or the verification failed; everything was put back."""
+
+
+@dataclass
+class RemovalResult:
+    mode: str
+    removed: list[str]
+    orphans_removed: list[str]
+    commands: list[list[str]] = field(default_factory=list)
+    edited_files: list[str] = field(default_factory=list)
+    checked_modules: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "mode": self.mode,
+            "removed": self.removed,
+            "orphans_removed": self.orphans_removed,
+            "commands": [_shown(c) for c in self.commands],
+            "edited_files": self.edited_files,
+            "checked_modules": self.checked_modules,
+        }
+
+
+def uv_command() -> list[str]:
+    """A working uv: this interpreter's ``-m uv``, ``uv`` on PATH, or ``python3 -m uv`` (how it is
+    installed on machines that get it from PyPI)."""
+    candidates = [[sys.executable, "-m", "uv"]]
+    if shutil.which("uv"):
+        candidates.append([str(shutil.which("uv"))])
+    if shutil.which("python3"):
+        candidates.append([str(shutil.which("python3")), "-m", "uv"])
+    for cmd in candidates:
+        try:
+            if subprocess.run([*cmd, "--version"], capture_output=True, timeout=30, check=False).returncode == 0:
+                return cmd
+        except (OSError, subprocess.SubprocessError):
+            continue
+    raise GpuprovError("--apply needs uv: install it (python3 -m pip install uv)")
+
+
+def is_uv_project(project: Path) -> bool:
+    return (project / "pyproject.toml").is_file() and (project / "uv.lock").is_file()
+
+
+def _group_flag(group: str) -> list[str]:
+    if group == "project":
+        return []
+    if group == "uv-dev":
+        return ["--dev"]
+    kind, _, name = group.partition(":")
+    return ["--optional", name] if kind == "optional" else ["--group", name]
+
+
+def remove_requirement_lines(text: str, start_lines: set[int]) -> str:
+    """``text`` without the logical lines (continuations included) that start at ``start_lines``."""
+    physical = text.splitlines(keepends=True)
+    drop: set[int] = set()
+    numbered = logical_lines(text)
+    for idx, (start, _) in enumerate(numbered):
+        if start in start_lines:
+            end = numbered[idx + 1][0] - 1 if idx + 1 < len(numbered) else len(physical)
+            # a trailing run of blank/comment lines belongs to the next entry, not this one
+            while end > start and not physical[end - 1].strip():
+                end -= 1
+            drop.update(range(start, end + 1))
+    return "".join(line for n, line in enumerate(physical, start=1) if n not in drop)
+
+
+def remove_from_pyproject(text: str, requirement_texts: list[str]) -> str:
+    """Drop each quoted requirement string (first occurrence) from pyproject arrays; a line left with
+    nothing but whitespace or a comment goes with it."""
+    lines = text.splitlines(keepends=True)
+    for req in requirement_texts:
+        pattern = re.compile(r"""(["'])""" + re.escape(req) + r"""\1[ \t]*,?[ \t]*""")
+        for idx, line in enumerate(lines):
+            new, count = pattern.subn("", line, count=1)
+            if count:
+                lines[idx] = "" if re.fullmatch(r"[ \t]*(#[^\n]*)?\r?\n?", new) else new
+                break
+    return "".join(lines)
+
+
+def _run(
+    cmd: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+
+
+def _record_files(env: InstalledEnv, key: str) -> list[Path]:
+    dist = env.dists[key]
+    record = Path(dist.metadata_dir) / "RECORD"
+    if not dist.metadata_dir or not record.is_file():
+        return []
+    base = Path(dist.location)
+    out = []
+    with open(record, newline="", encoding="utf-8") as fh:
+        for row in csv.reader(fh):
+            if row and row[0]:
+                out.append(Path(os.path.normpath(base / row[0])))
+    return out
+
+
+class Backup:
+    """Copies of project files and hard links of distribution files; :meth:`restore` puts them back."""
+
+    def __init__(self, prefix: str) -> None:
+        base = Path(prefix) if os.access(prefix, os.W_OK) else Path(tempfile.gettempdir())
+        self.root = Path(tempfile.mkdtemp(prefix=".gpuprov-prune-backup-", dir=base))
+        self.files: list[tuple[Path, Path]] = []
+        self.absent: list[Path] = []
+
+    def save(self, path: Path) -> None:
+        if not path.exists():
+            self.absent.append(path)
+            return
+        if not path.is_file():
+            return
+        dest = self.root / str(len(self.files))
+        try:
+            os.link(path, dest)
+        except OSError:
+            shutil.copy2(path, dest)
+        self.files.append((path, dest))
+
+    def save_text(self, path: Path) -> None:
+        """A file that is rewritten in place (a hard link would change with it): copy."""
+        if not path.exists():
+            self.absent.append(path)
+            return
+        dest = self.root / str(len(self.files))
+        shutil.copy2(path, dest)
+        self.files.append((path, dest))
+
+    def restore(self) -> None:
+        for original, saved in self.files:
+            original.parent.mkdir(parents=True, exist_ok=True)
+            tmp = original.with_name(original.name + ".gpuprov-restore")
+            shutil.copy2(saved, tmp)
+            os.replace(tmp, original)
+        for path in self.absent:
+            if path.is_file():
+                path.unlink()
+
+    def discard(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _import_failures(python: str, modules: list[str], cwd: Path) -> dict[str, str]:
+    failures: dict[str, str] = {}
+    for module in modules:
+        try:
+            proc = _run([python, "-c", f"import {module}"], cwd, timeout=IMPORT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            failures[module] = f"import took longer than {IMPORT_TIMEOUT_S} s"
+            continue
+        if proc.returncode != 0:
+            failures[module] = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+    return failures
+
+
+def _pip_check(uv: list[str], python: str, cwd: Path) -> set[str]:
+    proc = _run([*uv, "pip", "check", "--python", python], cwd)
+    if proc.returncode == 0:
+        return set()
+    lines = {ln.strip() for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()}
+    return {ln for ln in lines if not ln.startswith(("Using ", "Checked ", "Found "))} or {"uv pip check failed"}
+
+
+def apply_removal(report: PruneReport, env: InstalledEnv) -> RemovalResult:
+    project = Path(report.project)
+    removable = report.removable
+    uv = uv_command()
+    mode = "uv-project" if is_uv_project(project) else "environment"
+    orphans = sorted({name for v in removable for name, _ in v.orphans})
+    result = RemovalResult(mode=mode, removed=[v.name for v in removable], orphans_removed=orphans)
+    if not removable:
+        return result
+    removed_keys = {v.key for v in removable} | {canonicalize_name(n) for n in orphans}
+    python = env.interpreter
+    modules = sorted(
+        {top for top, owners in report.import_providers.items() if not owners <= removed_keys}
+        | set(report.first_party_packages)
+    )
+    result.checked_modules = modules
+    baseline_imports = _import_failures(python, modules, project)
+    baseline_check = _pip_check(uv, python, project)
+
+    backup = Backup(env.prefix)
+    try:
+        project_files = [project / "pyproject.toml", project / "uv.lock"]
+        project_files += [project / f for f in report.declared.requirements_files]
+        for path in project_files:
+            backup.save_text(path)
+        for key in sorted(removed_keys):
+            if key in env.dists:
+                for path in _record_files(env, key):
+                    backup.save(path)
+        _remove(report, env, mode, uv, result, removed_keys)
+        problems = sorted(_pip_check(uv, python, project) - baseline_check)
+        broken = {m: why for m, why in _import_failures(python, modules, project).items() if m not in baseline_imports}
+        if problems or broken:
+            details = "; ".join([*problems, *(f"import {m}: {why}" for m, why in sorted(broken.items()))])
+            raise RemovalFailed(f"verification failed after removal ({details})")
+    except (RemovalFailed, subprocess.TimeoutExpired, OSError) as exc:
+        backup.restore()
+        backup.discard()
+        msg = exc.message if isinstance(exc, GpuprovError) else str(exc)
+        raise RemovalFailed(f"{msg}; everything was rolled back") from None
+    except BaseException:
+        backup.restore()
+        backup.discard()
+        raise
+    backup.discard()
+    return result
+
+
+def _remove(
+    report: PruneReport, env: InstalledEnv, mode: str, uv: list[str], result: RemovalResult, removed_keys: set[str]
+) -> None:
+    project = Path(report.project)
+    removable = report.removable
+    by_group: dict[str, list[str]] = {}
+    req_lines: dict[str, set[int]] = {}
+    pyproject_texts: list[str] = []
+    for v in removable:
+        dep = report.declared.dependencies[v.key]
+        for decl in dep.declarations:
+            if decl.group == "requirements":
+                req_lines.setdefault(decl.file, set()).add(decl.line)
+            elif mode == "uv-project":
+                names = by_group.setdefault(decl.group, [])
+                if dep.name not in names:
+                    names.append(dep.name)
+            else:
+                pyproject_texts.append(decl.text)
+    for group, names in sorted(by_group.items()):
+        cmd = [*uv, "remove", "--no-sync", *_group_flag(group), *names]
+        _checked(cmd, project, result)
+        result.edited_files += [f for f in ("pyproject.toml", "uv.lock") if f not in result.edited_files]
+    if pyproject_texts:
+        path = project / "pyproject.toml"
+        before = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = remove_from_pyproject(path.read_text(encoding="utf-8"), pyproject_texts)
+        try:
+            after = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise RemovalFailed(f"pyproject.toml would not parse after the edit ({exc})") from None
+        if _flatten_deps(before) - set(pyproject_texts) != _flatten_deps(after):
+            raise RemovalFailed("pyproject.toml edit changed more than the removed requirements")
+        path.write_text(text, encoding="utf-8")
+        result.edited_files.append("pyproject.toml")
+    for rel, lines in sorted(req_lines.items()):
+        path = project / rel
+        path.write_text(remove_requirement_lines(path.read_text(encoding="utf-8"), lines), encoding="utf-8")
+        result.edited_files.append(rel)
+    names = sorted(env.dists[k].name for k in removed_keys if k in env.dists)
+    if names:
+        _checked([*uv, "pip", "uninstall", "--python", env.interpreter, *names], project, result)
+
+
+def _flatten_deps(data: dict) -> set[str]:
+    proj = data.get("project", {})
+    out = set(proj.get("dependencies", []) or [])
+    for items in (proj.get("optional-dependencies", {}) or {}).values():
+        out |= set(items)
+    for items in (data.get("dependency-groups", {}) or {}).values():
+        out |= {i for i in items if isinstance(i, str)}
+    return out
+
+
+def _shown(cmd: list[str]) -> str:
+    """``python -m uv remove x`` → ``uv remove x`` for messages."""
+    return " ".join(cmd[2:] if cmd[1:3] == ["-m", "uv"] else cmd)
+
+
+def _checked(cmd: list[str], cwd: Path, result: RemovalResult) -> None:
+    result.commands.append(cmd)
+    proc = _run(cmd, cwd, env={**os.environ, "UV_NO_PROGRESS": "1"})
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines() or ["failed"])[-1]
+        raise RemovalFailed(f"`{_shown(cmd)}` failed: {last}")
