@@ -73,8 +73,13 @@ def record_previous(directory: Path, section: str, key: str, value: dict[str, An
     data = _read(path)
     items = data.setdefault(section, {})
     if key in items:
-        return False
-    items[key] = value
+        old, new = items[key].get("settings"), value.get("settings")
+        missing = {k: v for k, v in (new or {}).items() if isinstance(old, dict) and k not in old}
+        if not missing:
+            return False
+        old.update(missing)  # a later profile manages one more setting of this GPU: record it too
+    else:
+        items[key] = value
     data["version"] = 1
     _write(path, data)
     return True
@@ -124,3 +129,15 @@ def read_host_state(*, root: Path = Path("/"), directory: Path | None = None, py
         systemd_running=systemd.running_systemd(root),
         python=python,
     )
+
+
+def live_snapshot(*, root: Path = Path("/")) -> Any:
+    """This host's GPUs, driver and host facts — what a plan needs, without the Python-stack probe."""
+    from provision import hostfacts, nvml
+    from provision.probe import probe_gpus
+    from provision.snapshot import Snapshot
+
+    snap = Snapshot(origin="live")
+    snap.host = hostfacts.read_host()
+    snap.driver, snap.gpus = probe_gpus(nvml.backend())
+    return snap

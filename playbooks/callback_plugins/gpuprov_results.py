@@ -1,0 +1,81 @@
+"""Ansible callback: one JSON line per task result (per loop item) for `gpuprov apply` to summarise.
+
+Enabled by `gpuprov apply` (ANSIBLE_CALLBACKS_ENABLED=gpuprov_results); writes to the file named by
+GPUPROV_RESULTS_FILE. Each line: {"task", "item", "status" (ok/changed/failed/skipped/unreachable),
+"msg", "diff"}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ansible.plugins.callback import CallbackBase
+
+DOCUMENTATION = r"""
+name: gpuprov_results
+type: aggregate
+short_description: JSON lines of task results for gpuprov
+description: Writes one JSON object per task result and loop item to the file in GPUPROV_RESULTS_FILE.
+requirements: [GPUPROV_RESULTS_FILE set in the environment]
+"""
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "aggregate"
+    CALLBACK_NAME = "gpuprov_results"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._path = os.environ.get("GPUPROV_RESULTS_FILE")
+
+    def _emit(self, result, status: str, item=None) -> None:
+        if not self._path or result._task.action in ("include_tasks", "ansible.builtin.include_tasks"):
+            return
+        res = result._result
+        label = None
+        if item is not None:
+            label = res.get("_ansible_item_label", item)
+            if isinstance(label, dict):
+                label = label.get("path") or label.get("name") or json.dumps(label, sort_keys=True)
+        if status == "ok" and res.get("changed"):
+            status = "changed"
+        diff = res.get("diff")
+        line = {
+            "task": result._task.get_name(),
+            "item": None if label is None else str(label),
+            "status": status,
+            "msg": str(res.get("msg", "")),
+            "diff": diff if isinstance(diff, dict | list) else None,
+            "check_mode": bool(res.get("_ansible_check_mode") or getattr(result._task, "check_mode", False)),
+        }
+        with open(self._path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(line, default=str) + "\n")
+
+    def _aggregate(self, result, status: str) -> None:
+        if "results" in result._result:  # a loop: its items were reported one by one
+            return
+        self._emit(result, status)
+
+    def v2_runner_on_ok(self, result) -> None:
+        self._aggregate(result, "ok")
+
+    def v2_runner_on_failed(self, result, ignore_errors=False) -> None:
+        self._aggregate(result, "failed")
+
+    def v2_runner_on_skipped(self, result) -> None:
+        self._aggregate(result, "skipped")
+
+    def v2_runner_on_unreachable(self, result) -> None:
+        self._emit(result, "unreachable")
+
+    def v2_runner_item_on_ok(self, result) -> None:
+        self._emit(result, "ok", result._result.get("item"))
+
+    def v2_runner_item_on_failed(self, result) -> None:
+        self._emit(result, "failed", result._result.get("item"))
+
+    def v2_runner_item_on_skipped(self, result) -> None:
+        self._emit(result, "skipped", result._result.get("item"))

@@ -1,0 +1,110 @@
+#!/usr/bin/python
+# ruff: noqa: E402  (Ansible module layout: DOCUMENTATION/RETURN come before the imports)
+"""Ansible module: what a gpuprov profile (or a revert) would change on this host. Read-only."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: gpuprov_plan
+short_description: Compute the desired state of a gpuprov profile on this host, and what differs
+description:
+  - Calls C(provision.plan.make_plan) on a fresh probe of the host: the same function C(gpuprov plan)
+    prints. Changes nothing; the changing modules (M(gpuprov_gpu_settings), M(gpuprov_file),
+    M(gpuprov_unit)) take its C(desired) result.
+  - Fails, before anything is changed, when there is no usable NVIDIA driver, when the profile fits
+    none of the GPUs (unless I(force)), or when a power limit is outside a GPU's NVML constraints.
+options:
+  profile:
+    description: Profile name (built-in, C(/etc/gpuprov/profiles/), C(~/.config/gpuprov/profiles/)).
+    type: str
+  revert:
+    description: Plan back to the state recorded before gpuprov's first change instead of a profile.
+    type: bool
+    default: false
+  force:
+    description: Apply the profile even when it does not match the detected GPUs.
+    type: bool
+    default: false
+  root:
+    description: Files and units are read under this directory (an image tree); GPUs are this host's.
+    type: path
+    default: /
+  state_dir:
+    description: gpuprov's state directory (default C($GPUPROV_STATE_DIR) or ROOT/var/lib/gpuprov).
+    type: path
+  python:
+    description: Interpreter the boot-time unit runs gpuprov with (default the one running this module).
+    type: path
+attributes:
+  check_mode: {support: full}
+  diff_mode: {support: none}
+"""
+
+RETURN = r"""
+desired:
+  description: Desired state (gpus with their settings, files with content and mode, units) and notes.
+  returned: success
+  type: dict
+changes:
+  description: One entry per item and setting, current and desired value, action change/ok/skip.
+  returned: success
+  type: list
+  elements: dict
+pending:
+  description: How many changes applying would make.
+  returned: success
+  type: int
+  sample: 3
+notes:
+  description: What the plan wants a person to know (fallbacks used, reboot needed, systemd not running).
+  returned: success
+  type: list
+  elements: str
+"""
+
+import sys
+from pathlib import Path
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "profile": {"type": "str"},
+            "revert": {"type": "bool", "default": False},
+            "force": {"type": "bool", "default": False},
+            "root": {"type": "path", "default": "/"},
+            "state_dir": {"type": "path"},
+            "python": {"type": "path"},
+        },
+        required_if=[("revert", False, ("profile",))],
+        mutually_exclusive=[("revert", "force")],
+        supports_check_mode=True,
+    )
+    try:
+        from provision import applystate, plan
+        from provision.errors import GpuprovError
+        from provision.profiles import load_profile
+    except ImportError:
+        module.fail_json(msg=missing_required_lib("gpuprov (the provision package)"))
+    p = module.params
+    root = Path(p["root"])
+    state_dir = Path(p["state_dir"]) if p["state_dir"] else applystate.state_dir(root)
+    try:
+        host = applystate.read_host_state(root=root, directory=state_dir, python=p["python"] or sys.executable)
+        snap = applystate.live_snapshot()
+        if p["revert"]:
+            result = plan.make_revert_plan(snap, applystate.load_previous(state_dir), host)
+        else:
+            result = plan.make_plan(snap, load_profile(p["profile"], root=root), host, force=p["force"])
+    except GpuprovError as exc:
+        module.fail_json(msg=str(exc))
+    data = result.to_dict()
+    module.exit_json(
+        changed=False, desired=data["desired"], changes=data["changes"], pending=data["pending"], notes=data["notes"]
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Running gpuprov's playbooks with the real ``ansible-playbook`` on this host, and reading back
+what every task did (through the ``gpuprov_results`` callback plugin, not by scraping its output).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from provision.errors import GpuprovError
+
+
+class AnsibleError(GpuprovError):
+    """ansible-playbook is missing or failed."""
+
+
+def playbooks_dir() -> Path:
+    """``playbooks/``: packaged in a wheel as provision/_playbooks, else the repository's."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "_playbooks"
+    return packaged if packaged.is_dir() else here.parent / "playbooks"
+
+
+def ansible_playbook() -> str:
+    """The ansible-playbook next to this interpreter (the project's environment), else on PATH."""
+    local = Path(sys.executable).parent / "ansible-playbook"
+    if local.exists():
+        return str(local)
+    found = shutil.which("ansible-playbook")
+    if found is None:
+        raise AnsibleError("ansible-playbook not found: install ansible-core in gpuprov's environment")
+    return found
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    task: str
+    item: str | None
+    status: str
+    msg: str = ""
+    diff: Any = None
+
+
+@dataclass
+class RunResult:
+    returncode: int
+    results: list[TaskResult] = field(default_factory=list)
+    output: str = ""
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+    @property
+    def failed(self) -> list[TaskResult]:
+        return [r for r in self.results if r.status in ("failed", "unreachable")]
+
+
+def run_playbook(
+    playbook: str,
+    extra_vars: dict[str, Any],
+    *,
+    check: bool = False,
+    diff: bool = False,
+    env: dict[str, str] | None = None,
+) -> RunResult:
+    """``ansible-playbook -i localhost, -c local PLAYBOOK`` with this interpreter as the module
+    interpreter and gpuprov's modules, roles and callback on the paths."""
+    pdir = playbooks_dir()
+    with tempfile.TemporaryDirectory(prefix="gpuprov-ansible-") as tmp:
+        results_file = Path(tmp) / "results.jsonl"
+        vars_file = Path(tmp) / "vars.json"
+        vars_file.write_text(json.dumps({**extra_vars, "ansible_python_interpreter": sys.executable}))
+        environ = dict(os.environ if env is None else env)
+        environ.update(
+            {
+                "ANSIBLE_LIBRARY": str(pdir / "library"),
+                "ANSIBLE_ROLES_PATH": str(pdir / "roles"),
+                "ANSIBLE_CALLBACK_PLUGINS": str(pdir / "callback_plugins"),
+                "ANSIBLE_CALLBACKS_ENABLED": "gpuprov_results",
+                "ANSIBLE_RETRY_FILES_ENABLED": "false",
+                "ANSIBLE_NOCOLOR": "1",
+                "ANSIBLE_LOCALHOST_WARNING": "false",
+                "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
+                "ANSIBLE_LOCAL_TEMP": str(Path(tmp) / "local"),
+                "ANSIBLE_REMOTE_TEMP": str(Path(tmp) / "remote"),
+                "GPUPROV_RESULTS_FILE": str(results_file),
+            }
+        )
+        cmd = [ansible_playbook(), "-i", "localhost,", "-c", "local", str(pdir / playbook), "-e", f"@{vars_file}"]
+        if check:
+            cmd.append("--check")
+        if diff:
+            cmd.append("--diff")
+        try:
+            proc = subprocess.run(cmd, env=environ, capture_output=True, text=True, check=False)
+        except OSError as exc:
+            raise AnsibleError(f"cannot run ansible-playbook: {exc}") from None
+        results = []
+        if results_file.exists():
+            for line in results_file.read_text(encoding="utf-8").splitlines():
+                d = json.loads(line)
+                results.append(TaskResult(d["task"], d.get("item"), d["status"], d.get("msg", ""), d.get("diff")))
+        return RunResult(proc.returncode, results, proc.stdout + proc.stderr)
