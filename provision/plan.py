@@ -43,7 +43,9 @@ SUSPEND_TEMP_PATH = "/var/tmp"
 
 
 class PlanError(GpuprovError):
-    """The profile cannot be applied to this host as it is; nothing was changed."""
+    """The profile cannot be applied to this host as it is (refused); nothing was changed."""
+
+    exit_code = 3
 
 
 @dataclass(frozen=True)
@@ -313,7 +315,7 @@ def changes_for(snapshot: Snapshot, desired: Desired, host: HostState) -> list[C
             cur = current.get(setting)
             note = ""
             if setting == "locked_clocks_mhz" and not host.known:
-                note = "NVML cannot read locked clocks back; gpuprov's record of that host is not available"
+                note = "NVML cannot read locked clocks back: from gpuprov's record, not available here"
             if setting == "persistence_mode" and value and host.systemd_running and _exists(host, PERSISTENCED):
                 note = f"by {PERSISTENCED}"
             action = "ok" if same(setting, cur, value) else "change"

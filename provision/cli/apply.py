@@ -1,0 +1,116 @@
+"""``gpuprov apply PROFILE`` and ``gpuprov revert``: run playbooks/local.yml with the real
+ansible-playbook on this host, and summarise what each task did."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from provision.cli import app
+
+CheckOption = Annotated[
+    bool, typer.Option("--check", help="Ansible check mode: show what would change, change nothing.")
+]
+DiffOption = Annotated[bool, typer.Option("--diff", help="Ansible diff mode: show file and setting differences.")]
+RootOption = Annotated[
+    Path, typer.Option("--root", metavar="DIR", help="Write files and enable units in the image tree at DIR.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the per-item results as JSON.")]
+
+
+def _refuse_unless_root(check: bool, command: str) -> None:
+    from provision.gpusettings import running_as_root
+    from provision.plan import PlanError
+
+    if not check and not running_as_root():
+        raise PlanError(f"{command} changes GPU settings and system files: run it with sudo, or add --check to preview")
+
+
+def _run(action: str, extra: dict, *, root: Path, check: bool, diff: bool, as_json: bool, title: str) -> None:
+    from provision import applystate
+    from provision.ansiblerun import run_playbook
+
+    extra_vars = {
+        "gpuprov_gpu_action": action,
+        "gpuprov_gpu_root": str(root.resolve()),
+        "gpuprov_gpu_state_dir": str(applystate.state_dir(root.resolve())),
+        "gpuprov_gpu_python": sys.executable,
+        **extra,
+    }
+    result = run_playbook("local.yml", extra_vars, check=check, diff=diff)
+    code = 0 if result.returncode == 0 and not result.failed else 1
+    if as_json:
+        payload = {
+            "returncode": result.returncode,
+            "check": check,
+            "changed": result.count("changed"),
+            "ok": result.count("ok"),
+            "failed": len(result.failed),
+            "results": [r.__dict__ for r in result.results],
+        }
+        typer.echo(json.dumps(payload, indent=2, default=str))
+        raise typer.Exit(code)
+    from rich.console import Console
+
+    from provision.tuningreport import render_run
+
+    render_run(result, Console(), title=title, check=check, diff=diff)
+    if code and not result.failed:
+        typer.echo(result.output[-4000:], err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def apply(
+    profile: Annotated[str, typer.Argument(help="Profile name (see gpuprov profiles).")],
+    check: CheckOption = False,
+    diff: DiffOption = False,
+    force: Annotated[bool, typer.Option("--force", help="Apply even if the profile does not match the GPUs.")] = False,
+    root: RootOption = Path("/"),
+    as_json: JsonOption = False,
+) -> None:
+    """Make this host match PROFILE through Ansible (playbooks/local.yml); idempotent.
+
+    Refused before any change (exit 3): no driver, profile does not fit the GPUs (without --force),
+    a power limit outside the GPU's range, not root (without --check). Exit 1 when a task failed.
+    """
+    from provision import applystate
+    from provision.plan import make_plan
+    from provision.profiles import load_profile
+
+    prof = load_profile(profile, root=root)
+    # the refusals, before Ansible starts: the same plan its first task computes again
+    make_plan(
+        applystate.live_snapshot(), prof, applystate.read_host_state(root=root, python=sys.executable), force=force
+    )
+    _refuse_unless_root(check, "gpuprov apply")
+    _run("apply", {"gpuprov_gpu_profile": profile, "gpuprov_gpu_force": force},
+         root=root, check=check, diff=diff, as_json=as_json, title=f"apply {profile}")  # fmt: skip
+
+
+@app.command()
+def revert(
+    check: CheckOption = False,
+    diff: DiffOption = False,
+    root: RootOption = Path("/"),
+    as_json: JsonOption = False,
+) -> None:
+    """Restore the state recorded before gpuprov's first change (GPU settings, files, units). Idempotent."""
+    _refuse_unless_root(check, "gpuprov revert")
+    _run("revert", {}, root=root, check=check, diff=diff, as_json=as_json, title="revert")
+
+
+@app.command("reapply-gpu-settings", hidden=True)
+def reapply_gpu_settings(
+    settings_file: Annotated[Path, typer.Argument(help="GPU settings file written by apply.")],
+    wait_s: Annotated[float, typer.Option("--wait-s", help="Wait this long for the GPU to be ready.")] = 120.0,
+) -> None:
+    """Boot-time re-apply of the GPU settings (run by gpuprov-gpu-settings.service)."""
+    from provision import applystate, gpusettings
+
+    for line in gpusettings.reapply(settings_file, wait_s=wait_s, state_dir=applystate.state_dir()):
+        typer.echo(line)

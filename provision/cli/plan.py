@@ -1,0 +1,51 @@
+"""``gpuprov plan PROFILE``: what applying a profile would change, computed by the function apply uses."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from provision.cli import app
+
+
+@app.command("plan")
+def plan_cmd(
+    profile: Annotated[str, typer.Argument(help="Profile name (see gpuprov profiles).")],
+    from_file: Annotated[
+        Path | None,
+        typer.Option("--from", metavar="FILE", help="Plan for a saved snapshot (another host): GPU settings only."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Plan even if the profile does not match the GPUs.")] = False,
+    diff: Annotated[bool, typer.Option("--diff", help="Show the content changes of files.")] = False,
+    root: Annotated[
+        Path, typer.Option("--root", metavar="DIR", help="Files and units of the image tree at DIR.")
+    ] = Path("/"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+) -> None:
+    """Per GPU and per file/unit: current -> desired. Exit 0 whether or not changes are pending;
+    3 when applying would be refused (no driver, profile does not fit, power limit out of range)."""
+    from provision import applystate
+    from provision.plan import HostState, make_plan
+    from provision.profiles import load_profile
+    from provision.snapshot import Snapshot
+
+    prof = load_profile(profile, root=root)
+    if from_file is not None:
+        snap = Snapshot.load(from_file)
+        host = HostState(known=False, systemd_running=snap.host.systemd_pid1, python=sys.executable)
+    else:
+        snap = applystate.live_snapshot()
+        host = applystate.read_host_state(root=root, python=sys.executable)
+    result = make_plan(snap, prof, host, force=force)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
+        return
+    from rich.console import Console
+
+    from provision.tuningreport import render_plan
+
+    render_plan(result, Console(), diff=diff)
