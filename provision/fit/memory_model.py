@@ -1,0 +1,268 @@
+"""The memory model: every constant ``gpuprov fit`` uses, where it comes from, and the formulas.
+
+Three parts make up what an engine needs on a GPU:
+
+- **weights**: exact from the model file's tensors (GGUF tensor infos, safetensors headers) or, for a
+  bare parameter count, parameters × bits per weight of the quantization (:data:`WEIGHT_BITS`);
+- **KV cache**: per layer ``n_head_kv × (head_dim_k + head_dim_v) × bytes of the cache type`` per
+  token, times the tokens the engine allocates cells for (:func:`llama_cpp_kv_cells`,
+  :func:`vllm_kv_tokens`); sliding-window layers hold only their window;
+- **overhead**: what is not weights or KV — the CUDA context, the engine's compute/activation
+  buffers, and reserves the engines keep on purpose (:class:`EngineOverhead`).
+
+Sources are named next to each value. Values marked *estimate* are not read from an engine's source:
+they are starting points that ``benchmarks/fit_accuracy.py`` measures on a real GPU (NVML used
+memory before/after a load) so they can be replaced by measurements.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+# -- KV cache element types --------------------------------------------------------------------
+
+#: cache types by engine, as each engine's flag spells them. Bytes per element come from ggml's
+#: block layout (``GGML_QUANT_SIZES`` of the ``gguf`` package: block of 32 values = 34 bytes for
+#: q8_0, 18 for q4_0...). vLLM: ``--kv-cache-dtype auto`` stores the model dtype; ``fp8``
+#: (fp8_e4m3/fp8_e5m2) one byte (vLLM docs, "Quantized KV Cache").
+KV_CACHE_TYPES: dict[str, tuple[str, ...]] = {
+    # llama.cpp --cache-type-k/-v: common/arg.cpp kv_cache_types
+    "llama.cpp": ("f16", "bf16", "f32", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"),
+    # Ollama OLLAMA_KV_CACHE_TYPE: docs/faq.md "How can I set the quantization type for the K/V cache?"
+    "ollama": ("f16", "q8_0", "q4_0"),
+    "vllm": ("auto", "fp8", "fp8_e4m3", "fp8_e5m2"),
+}
+
+#: the cache type each engine uses when none is given
+DEFAULT_KV_CACHE_TYPE = {"llama.cpp": "f16", "ollama": "f16", "vllm": "auto"}
+
+
+def kv_bytes_per_element(kv_type: str, *, model_dtype_bytes: int = 2) -> float:
+    """Bytes one cached K or V value takes (a fraction for block-quantized types)."""
+    if kv_type == "auto":
+        return float(model_dtype_bytes)
+    if kv_type.startswith("fp8"):
+        return 1.0
+    qtype = GGMLQuantizationType[kv_type.upper()]
+    block_size, type_size = GGML_QUANT_SIZES[qtype]
+    return type_size / block_size
+
+
+def kv_row_bytes(elements: int, kv_type: str, *, model_dtype_bytes: int = 2) -> int:
+    """Bytes of one token's row of ``elements`` values (ggml rows are whole blocks)."""
+    if kv_type in ("auto",) or kv_type.startswith("fp8"):
+        return int(elements * kv_bytes_per_element(kv_type, model_dtype_bytes=model_dtype_bytes))
+    qtype = GGMLQuantizationType[kv_type.upper()]
+    block_size, type_size = GGML_QUANT_SIZES[qtype]
+    return math.ceil(elements / block_size) * type_size
+
+
+#: llama.cpp quantizes the V cache only with flash attention (llama-context.cpp: "V cache
+#: quantization requires flash_attn"); Ollama likewise needs OLLAMA_FLASH_ATTENTION=1 for a
+#: quantized cache (docs/faq.md).
+QUANTIZED_KV_NEEDS_FLASH_ATTENTION = True
+
+# -- weight quantizations (for a parameter count without a file) --------------------------------
+
+#: Bits per weight, averaged over a whole model. K-quant "mixes" (Q4_K_M...) quantize some tensors
+#: with more bits, so their average is above the base block's: the averages are llama.cpp's own
+#: reference sizes (tools/quantize/quantize.cpp QUANT_OPTIONS: "Q4_K_M: 4.58G @ Llama-3-8B" etc.,
+#: GiB over Llama-3-8B's 8.03e9 parameters). Single-type formats use ggml's block size exactly.
+#: AWQ/GPTQ int4 (group size 128): 4 bits + a 16-bit scale and a 4-bit zero point per 128 weights
+#: (AutoAWQ/GPTQ packing); embeddings and the head stay 16-bit, see :func:`spec_from_parameters`.
+WEIGHT_BITS: dict[str, float] = {
+    "F32": 32.0,
+    "F16": 16.0,
+    "BF16": 16.0,
+    "FP8": 8.0,
+    "Q8_0": 8.0 * 34 / 32,
+    "Q6_K": 8.0 * 210 / 256,
+    "Q5_K_M": 5.33 * GIB * 8 / 8.03e9,
+    "Q5_K_S": 5.21 * GIB * 8 / 8.03e9,
+    "Q4_K_M": 4.58 * GIB * 8 / 8.03e9,
+    "Q4_K_S": 4.37 * GIB * 8 / 8.03e9,
+    "Q4_0": 4.34 * GIB * 8 / 8.03e9,
+    "Q3_K_M": 3.74 * GIB * 8 / 8.03e9,
+    "Q2_K": 2.96 * GIB * 8 / 8.03e9,
+    "AWQ": 4.0 + 20.0 / 128,
+    "GPTQ": 4.0 + 20.0 / 128,
+}
+
+#: other spellings users type for the same thing (after upper-casing and "-" → "_")
+WEIGHT_ALIASES = {
+    "FP16": "F16",
+    "FP32": "F32",
+    "INT8": "Q8_0",
+    "INT4": "AWQ",
+    "AWQ_INT4": "AWQ",
+    "GPTQ_INT4": "GPTQ",
+    "Q4_K": "Q4_K_M",
+    "Q5_K": "Q5_K_M",
+    "FP8_E4M3": "FP8",
+}
+
+#: quantizations that keep the embedding table and head in 16 bit (vLLM/transformers formats)
+SIXTEEN_BIT_EMBEDDINGS = frozenset({"FP8", "AWQ", "GPTQ"})
+
+
+def normalize_quantization(name: str) -> str | None:
+    """The canonical name (``Q4_K_M``) for what a user typed (``q4_k_m``, ``awq-int4``), or None."""
+    key = name.strip().upper().replace("-", "_")
+    key = WEIGHT_ALIASES.get(key, key)
+    return key if key in WEIGHT_BITS else None
+
+
+# -- llama.cpp (also what Ollama runs) ----------------------------------------------------------
+
+#: llama.cpp pads the context to a multiple of 256 cells (llama-context.cpp:
+#: ``cparams.n_ctx = GGML_PAD(cparams.n_ctx, 256)``, and per sequence ``n_ctx_seq`` likewise when the
+#: cache is not unified); the sliding-window cache is padded to 256 as well (llama-kv-cache-iswa.cpp).
+LLAMA_CPP_CTX_PAD = 256
+
+#: llama-server / llama-cpp-python default physical batch (common/common.h ``n_ubatch = 512``);
+#: Ollama's ``num_batch`` default is 512 too.
+LLAMA_CPP_UBATCH = 512
+
+#: Ollama's scheduler never plans into the last 457 MiB of a CUDA GPU (discover/gpu.go
+#: ``cudaMinimumMemory = 457 * format.MebiByte``); OLLAMA_GPU_OVERHEAD adds to it (envconfig:
+#: "Reserve a portion of VRAM per GPU (bytes)", default 0).
+OLLAMA_MINIMUM_MIB = 457
+
+
+def pad(value: int, multiple: int) -> int:
+    return ((value + multiple - 1) // multiple) * multiple
+
+
+def llama_cpp_kv_cells(
+    ctx_per_seq: int,
+    parallel: int,
+    *,
+    sliding_window: int | None,
+    n_ubatch: int = LLAMA_CPP_UBATCH,
+) -> int:
+    """KV cells llama.cpp allocates for one layer, over all sequences.
+
+    llama-server's ``--ctx-size`` is the total over ``--parallel`` slots; with the (default)
+    non-unified cache every slot is a stream of ``pad(ctx/parallel, 256)`` cells (llama-context.cpp).
+    A sliding-window layer keeps ``pad(min(cells, window + n_ubatch), 256)`` per stream
+    (llama-kv-cache-iswa.cpp ``size_swa``).
+    """
+    per_stream = pad(max(ctx_per_seq, 1), LLAMA_CPP_CTX_PAD)
+    if sliding_window is not None:
+        per_stream = pad(min(per_stream, sliding_window + n_ubatch), LLAMA_CPP_CTX_PAD)
+    return per_stream * parallel
+
+
+@dataclass(frozen=True)
+class LlamaCppCompute:
+    """The compute buffer llama.cpp reserves on one device (``llama_context`` graph reservation:
+    the allocator's peak over the worst-case graph of ``n_ubatch`` tokens). An *estimate* from the
+    graph's largest live tensors, all f32:
+
+    - logits on the output device: ``n_vocab × n_ubatch × 4`` (the reserve graph computes outputs
+      for every token of the ubatch);
+    - attention scores without flash attention: ``n_head × n_kv × n_ubatch × 4`` (KQ, softmaxed in
+      place); with flash attention none of that is materialised;
+    - feed-forward activations: ``2 × n_ff × n_ubatch × 4`` (gate and up);
+    plus a few hidden-state rows (``HIDDEN_ROWS × n_embd × n_ubatch × 4``).
+    """
+
+    HIDDEN_ROWS = 4
+
+    @staticmethod
+    def device_bytes(
+        *,
+        n_embd: int,
+        n_head: int,
+        n_ff: int,
+        n_kv: int,
+        n_ubatch: int,
+        flash_attention: bool,
+    ) -> int:
+        attention = 0 if flash_attention else n_head * n_kv * n_ubatch * 4
+        ffn = 2 * n_ff * n_ubatch * 4
+        hidden = LlamaCppCompute.HIDDEN_ROWS * n_embd * n_ubatch * 4
+        return max(attention, ffn) + hidden
+
+    @staticmethod
+    def logits_bytes(*, n_vocab: int, n_ubatch: int) -> int:
+        return n_vocab * n_ubatch * 4
+
+
+# -- vLLM ---------------------------------------------------------------------------------------
+
+#: ``--gpu-memory-utilization`` default (vLLM engine args: "The fraction of GPU memory to be used for
+#: the model executor ... default 0.9"; a per-instance limit). vLLM's worker computes
+#: ``requested = total × utilization``, refuses to start when free memory is below it, and gives the
+#: KV cache ``requested − (weights + activation peak + non-torch memory) − CUDA-graph estimate``
+#: (v1/worker/gpu_worker.py ``determine_available_memory``).
+VLLM_DEFAULT_UTILIZATION = 0.9
+
+#: KV cache is handed out in blocks of 16 tokens (vLLM ``--block-size`` default on CUDA)
+VLLM_BLOCK_TOKENS = 16
+
+#: vLLM V1's scheduler defaults for the OpenAI server (engine/arg_utils.py ``_set_default_args``):
+#: on GPUs with at least 70 GiB, 8192 batched tokens and 1024 sequences; below, 2048 and 256.
+VLLM_LARGE_GPU_MIB = 70 * 1024
+
+
+def vllm_scheduler_defaults(total_mib: int) -> tuple[int, int]:
+    """(max_num_batched_tokens, max_num_seqs) vLLM's server uses by default on this GPU."""
+    return (8192, 1024) if total_mib >= VLLM_LARGE_GPU_MIB else (2048, 256)
+
+
+#: non-torch memory (CUDA context, cuBLAS/NCCL workspaces) per GPU — estimate (vLLM logs it as
+#: "non-torch memory" at start-up; 0.2-0.5 GiB on a single GPU)
+VLLM_NON_TORCH_MIB = 512
+
+#: CUDA graphs captured for decode batch sizes — estimate (vLLM logs "Graph capturing finished ...
+#: took 0.2-0.6 GiB" for 7-8B models); 0 with ``--enforce-eager``
+VLLM_CUDA_GRAPH_MIB = 512
+
+
+def vllm_activation_bytes(*, n_embd: int, n_ff: int, n_vocab: int, total_mib: int, tp: int) -> int:
+    """Peak activation memory of vLLM's profile run — estimate.
+
+    The profile run pushes ``max_num_batched_tokens`` through the model (gpu_model_runner.py
+    ``profile_run``): hidden states and the MLP intermediate in the model dtype (2 bytes), the MLP
+    split over tensor-parallel ranks, plus f32 logits for ``max_num_seqs`` sampled rows.
+    """
+    tokens, seqs = vllm_scheduler_defaults(total_mib)
+    hidden = tokens * (4 * n_embd + 2 * n_ff // tp) * 2
+    logits = seqs * n_vocab * 4 // tp
+    return hidden + logits
+
+
+def vllm_kv_tokens(context: int) -> int:
+    """Tokens of cache one sequence of ``context`` takes (whole blocks)."""
+    return pad(max(context, 1), VLLM_BLOCK_TOKENS)
+
+
+# -- the CUDA context, for every engine ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EngineOverhead:
+    """What one engine process costs on each GPU it uses, besides weights, KV and compute."""
+
+    #: CUDA context + cuBLAS workspace + loaded kernels — estimate; NVML "used" grows by this when a
+    #: CUDA process starts before any tensor is allocated (CUDA 12 lazy module loading). Measured
+    #: by benchmarks/fit_accuracy.py on the device machine.
+    cuda_context_mib: int
+    #: memory the engine leaves unused on purpose (Ollama's minimum), per GPU
+    reserve_mib: int = 0
+
+
+ENGINE_OVERHEAD = {
+    "llama.cpp": EngineOverhead(cuda_context_mib=300),
+    "ollama": EngineOverhead(cuda_context_mib=300, reserve_mib=OLLAMA_MINIMUM_MIB),
+    "vllm": EngineOverhead(cuda_context_mib=VLLM_NON_TORCH_MIB),
+}
+
+ENGINES = tuple(ENGINE_OVERHEAD)

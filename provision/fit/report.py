@@ -1,0 +1,87 @@
+"""People's view of a fit: a breakdown, the split per GPU, and the command that realises it."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from provision.fit.fitting import FitResult, StackResult
+from provision.fit.flags import engine_flags
+from provision.fit.memory_model import GIB
+
+_VERDICT_STYLE = {"fits": "green", "partial_offload": "yellow", "does_not_fit": "red"}
+_VERDICT_TEXT = {"fits": "fits", "partial_offload": "fits with partial CPU offload", "does_not_fit": "does not fit"}
+
+
+def _gib(n: int) -> str:
+    return f"{n / GIB:.2f} GiB"
+
+
+def render_result(console: Console, result: FitResult) -> None:
+    req = result.request
+    style = _VERDICT_STYLE[result.verdict]
+    console.print(
+        f"[bold]{req.engine}[/bold]: {result.model.name} — [{style}]{_VERDICT_TEXT[result.verdict]}[/{style}] "
+        f"at {req.context} tokens × {req.parallel} parallel, KV {req.kv_type}"
+    )
+    exact = "exact" if result.model.weights_exact else "estimated"
+    console.print(
+        f"  weights {_gib(result.weights_bytes)} ({exact}; on GPU {_gib(result.gpu_weights_bytes)}, "
+        f"on CPU {_gib(result.cpu_weights_bytes)})  KV {_gib(result.kv_bytes)} "
+        f"({result.kv_bytes_per_token} B/token)  compute {_gib(result.compute_bytes)}  "
+        f"overhead {_gib(result.overhead_bytes)}"
+    )
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("GPU", "name", "layers", "weights", "KV", "compute", "overhead", "free after"):
+        table.add_column(column, justify="right" if column not in ("name", "layers") else "left")
+    for share in result.gpus:
+        layers = share.to_dict()["layers"] or "-"
+        if share.holds_output and result.request.engine != "vllm":
+            layers = f"{layers} + output" if share.layers else "output"
+        table.add_row(
+            str(share.index),
+            share.name,
+            str(layers),
+            _gib(share.weights_bytes),
+            _gib(share.kv_bytes),
+            _gib(share.compute_bytes),
+            _gib(share.overhead_bytes),
+            _gib(share.free_after_bytes),
+        )
+    console.print(table)
+    limits = []
+    limits.append(
+        f"largest context at {req.parallel} parallel: {result.max_context}"
+        if result.max_context
+        else f"no context fits fully at {req.parallel} parallel"
+    )
+    limits.append(
+        f"most parallel sequences at {req.context} tokens: {result.max_parallel}"
+        if result.max_parallel
+        else "no parallelism fits fully at this context"
+    )
+    console.print("  " + "; ".join(limits))
+    if result.cpu_layers:
+        console.print(f"  {result.cpu_layers} layer(s) stay on the CPU")
+    flags = engine_flags(result)
+    console.print(f"  [dim]$[/dim] {flags['command']}", soft_wrap=True, highlight=False)
+    options = flags.get("options")
+    if options:
+        console.print(f"  request options: {options}")
+    for note in [*result.model.notes, *result.notes]:
+        console.print(f"  note: {note}")
+
+
+def render_stacks(stacks: dict[str, StackResult]) -> None:
+    console = Console()
+    for engine, stack in stacks.items():
+        for result in stack.results:
+            render_result(console, result)
+        if len(stack.results) > 1:
+            style = "green" if stack.fits else "red"
+            free = ", ".join(
+                f"GPU {g.index}: {_gib(f)}" for g, f in zip(stack.gpus, stack.free_after_bytes, strict=True)
+            )
+            verdict = "all fit together" if stack.fits else "do not all fit together"
+            console.print(f"[bold]{engine}[/bold] stack: [{style}]{verdict}[/{style}]; left: {free}")
+        console.print()
