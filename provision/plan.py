@@ -74,6 +74,8 @@ class FileTarget:
     content: str | None
     mode: str = "0644"
     note: str = ""
+    #: with content None: directories to remove when empty (gpuprov created them for the file)
+    remove_dirs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -372,7 +374,8 @@ def revert_desired(previous: dict[str, dict[str, Any]]) -> Desired:
     for name, item in sorted(previous.get("units", {}).items()):
         desired.units.append(UnitTarget(name, bool(item.get("enabled")), now=bool(item.get("active_known"))))
     for path, item in sorted(previous.get("files", {}).items()):
-        desired.files.append(FileTarget(path, item.get("content"), str(item.get("mode") or "0644")))
+        dirs = tuple(str(d) for d in item.get("created_dirs") or ()) if item.get("content") is None else ()
+        desired.files.append(FileTarget(path, item.get("content"), str(item.get("mode") or "0644"), "", dirs))
     if not (desired.gpus or desired.units or desired.files):
         desired.notes.append("nothing recorded: gpuprov has not changed this host")
     return desired

@@ -44,6 +44,13 @@ options:
   state_dir:
     description: gpuprov's state directory (default C($GPUPROV_STATE_DIR) or ROOT/var/lib/gpuprov).
     type: path
+  remove_dirs:
+    description:
+      - With I(state=absent), directories (under I(root)) to remove afterwards when they are empty —
+        those gpuprov created for the file, as its record lists them.
+    type: list
+    elements: str
+    default: []
   record:
     description: Record the previous content before changing it (false when reverting).
     type: bool
@@ -61,6 +68,7 @@ path:
   sample: /etc/systemd/system/gpuprov-gpu-settings.service
 """
 
+import contextlib
 import os
 import stat
 import tempfile
@@ -81,6 +89,7 @@ def main() -> None:
             "root": {"type": "path", "default": "/"},
             "state_dir": {"type": "path"},
             "record": {"type": "bool", "default": True},
+            "remove_dirs": {"type": "list", "elements": "str", "default": []},
         },
         mutually_exclusive=[("content", "template")],
         required_if=[("state", "present", ("content", "template"), True)],
@@ -113,13 +122,23 @@ def main() -> None:
             current, current_mode = None, None
         changed = current != desired or (desired is not None and current_mode != mode)
         if changed and not module.check_mode:
+            missing_dirs = []
+            parent = target.parent
+            while not parent.exists() and parent != root:
+                missing_dirs.append("/" + str(parent.relative_to(root)))
+                parent = parent.parent
             if p["record"]:
                 applystate.record_previous(
                     state_dir, "files", p["path"],
-                    {"content": current, "mode": None if current_mode is None else f"{current_mode:04o}"},
+                    {"content": current, "mode": None if current_mode is None else f"{current_mode:04o}",
+                     "created_dirs": missing_dirs},
                 )  # fmt: skip
             if desired is None:
                 target.unlink()
+                for d in p["remove_dirs"]:
+                    # not empty (something else lives there) or already gone: keep it
+                    with contextlib.suppress(OSError):
+                        (root / d.lstrip("/")).rmdir()
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")

@@ -86,7 +86,7 @@ def main() -> None:
     links: list[str] = []
     try:
         state = systemd.unit_state(name, root=root)
-        if state.path is None and want:
+        if state.path is None and want and not module.check_mode:
             module.fail_json(msg=f"{name}: no such unit file under {root} (install it first)")
         changed = state.enabled != want
         if changed and not module.check_mode:
@@ -106,7 +106,9 @@ def main() -> None:
     out = {"changed": changed, "offline": not online, "links": links}
     if module._diff and changed:
         out["diff"] = {"before": f"{name}: enabled={state.enabled}\n", "after": f"{name}: enabled={want}\n"}
-    if not changed:
+    if module.check_mode and changed:
+        msg = f"{name} would be {'enabled' if want else 'disabled'}" + ("" if online else " (offline: not started)")
+    elif not changed:
         msg = f"{name} already {'enabled' if want else 'disabled'}"
     elif online:
         msg = f"{name} {'enabled' if want else 'disabled'}" + (" and started" if p["now"] and want else "")
