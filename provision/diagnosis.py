@@ -20,7 +20,7 @@ from provision.snapshot import GpuInfo, Snapshot
 SEVERITIES = ("ok", "info", "warn", "error")
 
 #: modules whose import registers more checks (kept lazy: imported on the first diagnose())
-CHECK_MODULES: list[str] = []
+CHECK_MODULES: list[str] = ["provision.compat.checks"]
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ app = typer.Typer(
 def _register() -> None:
     # one line per command module; each calls app.command()/app.add_typer() on import
     from provision.cli import doctor  # noqa: F401
+    from provision.cli import compat  # noqa: F401
     from provision.cli import fit  # noqa: F401
     from provision.cli import apply, plan, profiles  # noqa: F401
     from provision.cli import prune  # noqa: F401

@@ -1,0 +1,184 @@
+"""``gpuprov compat check|plan|refresh``: version compatibility of driver, CUDA, GPU and Python packages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from provision.cli import app
+
+if TYPE_CHECKING:
+    from provision.compat.target import Target
+
+compat_app = typer.Typer(
+    name="compat",
+    help="Is driver / CUDA / GPU / torch / vLLM / flashinfer consistent? What set would be?",
+    no_args_is_help=True,
+)
+app.add_typer(compat_app, name="compat")
+
+DriverOpt = Annotated[
+    str | None, typer.Option("--driver", metavar="VERSION", help="What-if driver version (e.g. 560.35.03).")
+]
+GpuOpt = Annotated[
+    str | None, typer.Option("--gpu", metavar="NAME", help='What-if GPU model (e.g. "RTX 4090 Laptop").')
+]
+CcOpt = Annotated[str | None, typer.Option("--cc", metavar="X.Y", help="What-if compute capability (e.g. 8.9).")]
+FromOpt = Annotated[
+    Path | None,
+    typer.Option("--from", metavar="FILE", help="Start from a saved snapshot instead of probing this host."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _target(
+    from_file: Path | None, driver: str | None, gpu: str | None, cc: str | None, packages: list[str] | None
+) -> Target:
+    from provision.compat.target import Target, apply_overrides, target_from_snapshot
+    from provision.snapshot import Snapshot
+
+    if from_file is not None:
+        base = target_from_snapshot(Snapshot.load(from_file))
+    elif driver is not None or gpu is not None or cc is not None or packages:
+        base = Target()  # a pure what-if: nothing from this host
+    else:
+        from provision.probe import probe
+
+        base = target_from_snapshot(probe())
+    return apply_overrides(base, driver=driver, gpu=gpu, cc=cc, packages=packages)
+
+
+@compat_app.command("check")
+def check_cmd(
+    driver: DriverOpt = None,
+    gpu: GpuOpt = None,
+    cc: CcOpt = None,
+    with_: Annotated[
+        list[str] | None,
+        typer.Option("--with", metavar="NAME==VERSION", help="What-if package version (repeatable)."),
+    ] = None,
+    from_file: FromOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check this host (or --from SNAPSHOT, or what-if flags) against the compatibility matrix.
+
+    Flags override what the snapshot says. Exit code: 0 ok, 1 incompatible, 3 unknown (a version the
+    matrix does not cover), 2 bad usage.
+    """
+    from provision.compat.check import check
+
+    report = check(_target(from_file, driver, gpu, cc, with_))
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        console = Console()
+        if report.problems:
+            table = Table("", "pair", "why", "fix", "source", show_lines=True)
+            mark = {"incompatible": "[red]✗[/]", "unknown": "[yellow]?[/]", "warning": "[yellow]![/]"}
+            for p in report.problems:
+                table.add_row(mark[p.severity], p.pair, p.reason, p.fix, p.source)
+            console.print(table)
+        for line in report.skipped:
+            console.print(f"[dim]not checked: {line}[/]")
+        colour = {"ok": "green", "unknown": "yellow", "incompatible": "red"}[report.verdict]
+        console.print(f"[{colour}]{report.verdict}[/] ({len(report.checked)} pair(s) checked)")
+    raise typer.Exit(report.exit_code)
+
+
+@compat_app.command("plan")
+def plan_cmd(
+    engine: Annotated[str, typer.Option("--engine", help="vllm, llama-cpp or ollama.")] = "vllm",
+    driver: DriverOpt = None,
+    gpu: GpuOpt = None,
+    cc: CcOpt = None,
+    from_file: FromOpt = None,
+    no_flashinfer: Annotated[
+        bool, typer.Option("--no-flashinfer", help="vLLM: leave out flashinfer where it is optional.")
+    ] = False,
+    fmt: Annotated[
+        str, typer.Option("--format", help="table, constraints (uv pip install -c) or uv-sources ([tool.uv]).")
+    ] = "table",
+    as_json: JsonOpt = False,
+) -> None:
+    """The newest consistent set of packages for this host (or what-if flags) and an engine.
+
+    Exit code: 0 a plan, 1 nothing in the matrix fits the GPU, 2 bad usage.
+    """
+    from provision.compat.plan import plan
+    from provision.errors import UsageError
+
+    if fmt not in ("table", "constraints", "uv-sources"):
+        raise UsageError(f"--format {fmt!r}: choose table, constraints or uv-sources")
+    result = plan(_target(from_file, driver, gpu, cc, None), engine, flashinfer=not no_flashinfer)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    elif fmt == "constraints":
+        typer.echo(result.constraints(), nl=False)
+    elif fmt == "uv-sources":
+        typer.echo(result.uv_sources(), nl=False)
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        console = Console()
+        table = Table("package", "version", "from", title=f"compat plan: {engine}")
+        for p in result.pins:
+            table.add_row(p.name, p.version, p.index or "PyPI")
+        if result.pins:
+            console.print(table)
+        if result.cuda:
+            console.print(f"CUDA runtime: {result.cuda}")
+        if result.driver_needed:
+            console.print(f"[red]driver needed: ≥ {result.driver_needed}[/]")
+        for key, value in result.build_env.items():
+            console.print(f'build from source: {key}="{value}"')
+        for note in result.notes:
+            console.print(f"[dim]{note}[/]")
+        if result.report and result.report.problems:
+            for p in result.report.problems:
+                console.print(f"[yellow]{p.severity}[/]: {p.pair}: {p.reason}")
+
+
+@compat_app.command("refresh")
+def refresh_cmd(
+    package: Annotated[
+        list[str] | None,
+        typer.Option("--package", help="vllm, xformers, flashinfer-python (repeatable; default: all)."),
+    ] = None,
+    since: Annotated[str | None, typer.Option("--since", metavar="VERSION", help="Skip older releases.")] = None,
+    index: Annotated[str, typer.Option("--index", help="PEP 691 simple index.")] = "https://pypi.org/simple",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write the TOML here (default: stdout).")
+    ] = None,
+) -> None:
+    """Maintainers: regenerate the vLLM / xformers / flashinfer → torch rows from PyPI metadata.
+
+    Prints TOML tables to review and paste into provision/data/compat.toml. Never used at run time.
+    """
+    import sys
+
+    from provision.compat.refresh import PACKAGES, refresh, render_rows
+    from provision.errors import UsageError
+
+    packages = package or list(PACKAGES)
+    unknown = [p for p in packages if p not in PACKAGES]
+    if unknown:
+        raise UsageError(f"--package {unknown[0]!r}: choose from {', '.join(PACKAGES)}")
+    parts = []
+    for name in packages:
+        rows = refresh(name, since=since, index=index, progress=lambda f: print(f"  {f}", file=sys.stderr))
+        parts.append(render_rows(name, rows))
+    text = "\n".join(parts)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None

@@ -1,0 +1,431 @@
+"""``compat check``: is this driver / GPU / package combination consistent? A pure function of a
+:class:`~provision.compat.target.Target` and the :class:`~provision.compat.matrix.Matrix`.
+
+Verdict ``ok`` (no problem found among what was given), ``incompatible`` (at least one pair cannot
+work), ``unknown`` (some version is not in the matrix: never guessed compatible). A ``warning``
+problem (e.g. a runtime that only starts through CUDA minor-version compatibility) leaves the
+verdict alone.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+
+from packaging.version import Version
+
+from provision.compat.matrix import (
+    Matrix,
+    TorchBuild,
+    cuda_major,
+    load_matrix,
+    runs_on,
+    variant_cuda,
+    version_or_none,
+)
+from provision.compat.target import GpuTarget, Target
+
+VERDICTS = ("ok", "unknown", "incompatible")
+EXIT_CODES = {"ok": 0, "incompatible": 1, "unknown": 3}
+_FI_LOCAL = re.compile(r"^cu(\d{3})torch(\d+)\.(\d+)$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    #: "incompatible", "unknown" or "warning"
+    severity: str
+    #: the two things that disagree: "torch 2.7.1+cu128 ↔ driver 470.256.02"
+    pair: str
+    reason: str
+    source: str
+    fix: str
+    #: stable id for doctor findings: "torch_driver", "vllm_torch" ...
+    kind: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+@dataclass
+class Report:
+    verdict: str
+    problems: list[Problem] = field(default_factory=list)
+    #: the pairs that were checked
+    checked: list[str] = field(default_factory=list)
+    #: what could not be checked and why (missing driver, no GPU)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.verdict]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "verdict": self.verdict,
+            "problems": [p.to_dict() for p in self.problems],
+            "checked": self.checked,
+            "skipped": self.skipped,
+        }
+
+
+def verdict_of(problems: list[Problem]) -> str:
+    if any(p.severity == "incompatible" for p in problems):
+        return "incompatible"
+    if any(p.severity == "unknown" for p in problems):
+        return "unknown"
+    return "ok"
+
+
+class _Checker:
+    def __init__(self, target: Target, matrix: Matrix) -> None:
+        self.t = target
+        self.m = matrix
+        self.problems: list[Problem] = []
+        self.checked: list[str] = []
+        self.skipped: list[str] = []
+        self.driver = version_or_none(target.driver)
+
+    def add(self, severity: str, kind: str, pair: str, reason: str, source: str, fix: str) -> None:
+        self.problems.append(Problem(severity, pair, reason, source, fix, kind))
+
+    # -- shared: a CUDA runtime against the driver -----------------------------------------------------
+    def runtime_vs_driver(self, what: str, cuda: str, kind: str, alternative: str = "") -> None:
+        if self.driver is None:
+            self.skipped.append(f"{what} ↔ driver: no driver known (give --driver)")
+            return
+        pair = f"{what} ↔ driver {self.t.driver}"
+        self.checked.append(pair)
+        floor = self.m.driver_floor(cuda)
+        if floor is None:
+            self.add("unknown", kind, pair, f"CUDA {cuda} is not in the matrix's driver table", "compat.toml", "")
+            return
+        floor_driver, floor_source = floor
+        toolkit = self.m.toolkit_driver(cuda)
+        if self.driver < Version(floor_driver):
+            native = self.m.newest_cuda_for_driver(self.driver)
+            self.add(
+                "incompatible",
+                kind,
+                pair,
+                f"{what} needs a CUDA {cuda_major(cuda)}.x runtime, which needs driver ≥ {floor_driver}; "
+                f"driver {self.t.driver} supports CUDA {native or 'older than 11.8'} "
+                '("CUDA driver version is insufficient for CUDA runtime version")',
+                floor_source,
+                f"upgrade the driver to ≥ {toolkit[0] if toolkit else floor_driver}"
+                + (f", or {alternative}" if alternative else ""),
+            )
+        elif toolkit is not None and self.driver < Version(toolkit[0]):
+            self.add(
+                "warning",
+                kind,
+                pair,
+                f"{what} is built with CUDA {cuda}, whose toolkit driver is {toolkit[0]}: driver "
+                f"{self.t.driver} runs it only through minor-version compatibility, where PTX JIT fails "
+                '("the provided PTX was compiled with an unsupported toolchain")',
+                toolkit[1],
+                f"upgrade the driver to ≥ {toolkit[0]} for full support",
+            )
+
+    def gpus_vs_archs(self, what: str, archs: tuple[str, ...], source: str, kind: str, fix: str) -> None:
+        if not self.t.gpus:
+            self.skipped.append(f"{what} ↔ GPU: no GPU known (give --gpu or --cc)")
+            return
+        for gpu in self.t.gpus:
+            pair = f"{what} ↔ {gpu.label} (cc {gpu.compute_capability})"
+            self.checked.append(pair)
+            if not runs_on(archs, gpu.compute_capability):
+                self.add(
+                    "incompatible",
+                    kind,
+                    pair,
+                    f"{what} has kernels for compute capability {', '.join(archs)}, not "
+                    f'{gpu.compute_capability} ("no kernel image is available for execution on the device")',
+                    source,
+                    fix,
+                )
+
+    # -- torch ------------------------------------------------------------------------------------------
+    def torch(self) -> TorchBuild | None:
+        text = self.t.packages.get("torch")
+        if text is None:
+            return None
+        version = Version(text)
+        public, local = version.public, version.local
+        if public not in self.m.torch_versions:
+            self.add(
+                "unknown",
+                "torch_unknown",
+                f"torch {text}",
+                f"torch {public} is not in the matrix (covers {self.m.coverage['torch']})",
+                "compat.toml [torch]",
+                "gpuprov compat plan proposes a covered version",
+            )
+            return None
+        if local == "cpu" or self.t.torch_cpu:
+            if self.t.gpus:
+                self.add(
+                    "incompatible",
+                    "torch_cpu",
+                    f"torch {text} ↔ {self.t.gpus[0].label}",
+                    f"torch {text} is a CPU-only build: it cannot use the GPU",
+                    "PyTorch install matrix (pytorch.org/get-started)",
+                    "install a CUDA build (gpuprov compat plan)",
+                )
+            return None
+        variant = local if local and local.startswith("cu") else None
+        if variant is None and self.t.torch_cuda:
+            variant = "cu" + self.t.torch_cuda.replace(".", "")
+        build = self.m.torch_build(public, variant)
+        if build is None:
+            published = ", ".join(b.variant for b in self.m.torch_variants(public))
+            self.add(
+                "unknown",
+                "torch_unknown",
+                f"torch {text}",
+                f"torch {public} has no {variant} build in the matrix (published: {published})",
+                "compat.toml [torch]",
+                f"use one of: {published}",
+            )
+            return None
+        label = f"torch {build.version}+{build.variant}"
+        self.runtime_vs_driver(label, build.cuda, "torch_driver", self._torch_driver_alternative(build))
+        self.gpus_vs_archs(label, build.archs, build.source, "torch_gpu", self._torch_gpu_fix(build))
+        return build
+
+    def _torch_driver_alternative(self, build: TorchBuild) -> str:
+        if self.driver is None:
+            return ""
+        fits = []
+        for b in self.m.torch_variants(build.version):
+            floor = self.m.driver_floor(b.cuda)
+            covers = all(runs_on(b.archs, g.compute_capability) for g in self.t.gpus)
+            if floor is not None and self.driver >= Version(floor[0]) and covers:
+                fits.append(b)
+        if not fits:
+            return ""
+        b = max(fits, key=lambda b: Version(b.cuda))
+        return f"install {b.requirement}" + (f" from {b.index}" if b.index else "")
+
+    def _torch_gpu_fix(self, build: TorchBuild) -> str:
+        for gpu in self.t.gpus:
+            if runs_on(build.archs, gpu.compute_capability):
+                continue
+            same = [b for b in self.m.torch_variants(build.version) if runs_on(b.archs, gpu.compute_capability)]
+            if same:
+                b = max(same, key=lambda b: Version(b.cuda))
+                return f"install {b.requirement}" + (f" from {b.index}" if b.index else "")
+            others = [b for b in self.m.torch_builds.values() if runs_on(b.archs, gpu.compute_capability)]
+            if others:
+                b = max(others, key=lambda b: (Version(b.version), b.pypi, Version(b.cuda)))
+                return (
+                    f"no torch {build.version} build supports cc {gpu.compute_capability}: install {b.requirement}"
+                    + (f" from {b.index}" if b.index else "")
+                )
+            return f"no torch build in the matrix supports cc {gpu.compute_capability}"
+        return ""
+
+    # -- vLLM -------------------------------------------------------------------------------------------
+    def vllm(self, torch: TorchBuild | None) -> None:
+        text = self.t.packages.get("vllm")
+        if text is None:
+            return
+        rel = self.m.vllm(text)
+        if rel is None:
+            self.add(
+                "unknown",
+                "vllm_unknown",
+                f"vllm {text}",
+                f"vLLM {text} is not in the matrix (covers {self.m.coverage['vllm']})",
+                "compat.toml [vllm]",
+                "gpuprov compat plan proposes a covered version",
+            )
+            return
+        label = f"vllm {rel.version}"
+        torch_text = self.t.packages.get("torch")
+        if torch_text is not None:
+            pair = f"{label} ↔ torch {torch_text}"
+            self.checked.append(pair)
+            if Version(torch_text).public != rel.torch:
+                newest = [r for r in self.m.vllm_newest_first() if r.torch == Version(torch_text).public]
+                alt = (
+                    f", or vllm=={newest[0].version} (the newest vLLM built for torch {newest[0].torch})"
+                    if newest
+                    else ""
+                )
+                self.add(
+                    "incompatible",
+                    "vllm_torch",
+                    pair,
+                    f"vLLM {rel.version} is built against torch {rel.torch} (its _C extension fails to import "
+                    'with another torch: "undefined symbol")',
+                    rel.source,
+                    f"install torch=={rel.torch}{alt}",
+                )
+            if torch is not None and cuda_major(torch.cuda) != cuda_major(rel.cuda):
+                self.add(
+                    "incompatible",
+                    "vllm_torch_cuda",
+                    f"{label} (CUDA {rel.cuda}) ↔ torch {torch_text}",
+                    f"vLLM {rel.version}'s wheel is built with CUDA {rel.cuda}; torch {torch.variant} brings a "
+                    f"CUDA {torch.cuda} runtime (libcudart.so.{cuda_major(rel.cuda)} is missing)",
+                    rel.build_source,
+                    f"install a CUDA {cuda_major(rel.cuda)}.x build of torch {rel.torch}",
+                )
+        self.runtime_vs_driver(f"{label} (CUDA {rel.cuda})", rel.cuda, "vllm_driver")
+        self.gpus_vs_archs(label, rel.archs, rel.build_source, "vllm_gpu", self._vllm_gpu_fix())
+        for dist, pin, extra in (
+            ("xformers", rel.xformers, False),
+            ("flashinfer-python", rel.flashinfer, rel.flashinfer_extra),
+        ):
+            have = self.t.packages.get(dist)
+            if have is None or pin is None:
+                continue
+            pair = f"{label} ↔ {dist} {have}"
+            self.checked.append(pair)
+            if Version(Version(have).public) != Version(pin):
+                how = f"its [{dist.split('-')[0]}] extra pins" if extra else "it pins"
+                self.add(
+                    "incompatible",
+                    f"vllm_{dist.split('-')[0]}",
+                    pair,
+                    f"vLLM {rel.version} expects {dist} {pin} ({how} {dist}=={pin})",
+                    rel.source,
+                    f"install {dist}=={pin}",
+                )
+
+    def _vllm_gpu_fix(self) -> str:
+        ccs = self.t.cc_list()
+        ok = [r for r in self.m.vllm_newest_first() if all(runs_on(r.archs, cc) for cc in ccs)]
+        if not ok:
+            return "no vLLM release supports this GPU: use llama.cpp (gpuprov compat plan --engine llama-cpp)"
+        return f"install vllm=={ok[0].version} (the newest release with kernels for cc {', '.join(ccs)})"
+
+    # -- flashinfer ---------------------------------------------------------------------------------------
+    def flashinfer(self, torch: TorchBuild | None) -> None:
+        text = self.t.packages.get("flashinfer-python")
+        if text is None:
+            return
+        rng = self.m.flashinfer(text)
+        if rng is None:
+            self.add(
+                "unknown",
+                "flashinfer_unknown",
+                f"flashinfer-python {text}",
+                f"flashinfer {text} is not in the matrix (covers {self.m.coverage['flashinfer']})",
+                "compat.toml [flashinfer]",
+                "",
+            )
+            return
+        label = f"flashinfer-python {text}"
+        torch_text = self.t.packages.get("torch")
+        local = Version(text).local
+        m = _FI_LOCAL.match(local or "")
+        if torch_text is not None:
+            torch_v = Version(Version(torch_text).public)
+            pair = f"{label} ↔ torch {torch_text}"
+            self.checked.append(pair)
+            if m and (torch_v.major, torch_v.minor) != (int(m.group(2)), int(m.group(3))):
+                self.add(
+                    "incompatible",
+                    "flashinfer_torch",
+                    pair,
+                    f"this flashinfer wheel is built for torch {m.group(2)}.{m.group(3)} (local tag +{local}): "
+                    'its kernels fail to load with another torch ("undefined symbol")',
+                    rng.source,
+                    self._flashinfer_fix(torch_v),
+                )
+            elif not rng.torch.contains(torch_v, prereleases=True):
+                self.add(
+                    "incompatible",
+                    "flashinfer_torch",
+                    pair,
+                    f"flashinfer {Version(text).public} supports torch {rng.torch}",
+                    rng.source,
+                    self._flashinfer_fix(torch_v),
+                )
+            if m and torch is not None and int(m.group(1)[:-1]) != cuda_major(torch.cuda):
+                self.add(
+                    "incompatible",
+                    "flashinfer_torch_cuda",
+                    pair,
+                    f"this flashinfer wheel is built for CUDA {variant_cuda('cu' + m.group(1))}, torch "
+                    f"{torch.variant} for CUDA {torch.cuda}",
+                    rng.source,
+                    f"install the +cu{torch.cuda.replace('.', '')}torch{torch_v.major}.{torch_v.minor} wheel",
+                )
+        for gpu in self.t.gpus:
+            pair = f"{label} ↔ {gpu.label} (cc {gpu.compute_capability})"
+            self.checked.append(pair)
+            if Version(gpu.compute_capability) < Version(rng.min_cc):
+                self.add(
+                    "warning",
+                    "flashinfer_gpu",
+                    pair,
+                    f'FlashInfer requires compute capability ≥ {rng.min_cc} ("FlashInfer requires GPUs with sm75 '
+                    'or higher"); engines fall back to other attention backends',
+                    rng.source,
+                    "do not select the FLASHINFER attention backend on this GPU",
+                )
+
+    def _flashinfer_fix(self, torch_v: Version) -> str:
+        pinned = [r for r in self.m.vllm_newest_first() if r.flashinfer and Version(r.torch) == torch_v]
+        if pinned:
+            rel = pinned[0]
+            return f"install flashinfer-python=={rel.flashinfer} (what vLLM {rel.version} pins for torch {torch_v})"
+        ranges = [r for r in self.m.flashinfer_ranges if r.torch.contains(torch_v, prereleases=True)]
+        if ranges:
+            return f"install a flashinfer release in {ranges[-1].versions} (supports torch {ranges[-1].torch})"
+        return f"no flashinfer release in the matrix supports torch {torch_v}"
+
+    # -- xformers ---------------------------------------------------------------------------------------
+    def xformers(self) -> None:
+        text = self.t.packages.get("xformers")
+        if text is None:
+            return
+        rel = self.m.xformers(text)
+        if rel is None:
+            self.add(
+                "unknown",
+                "xformers_unknown",
+                f"xformers {text}",
+                f"xformers {text} is not in the matrix (covers {self.m.coverage['xformers']})",
+                "compat.toml [xformers]",
+                "",
+            )
+            return
+        torch_text = self.t.packages.get("torch")
+        if torch_text is None:
+            return
+        torch_v = Version(Version(torch_text).public)
+        pair = f"xformers {text} ↔ torch {torch_text}"
+        self.checked.append(pair)
+        if not rel.torch.contains(torch_v, prereleases=True):
+            match = [r for r in self.m.xformers_releases.values() if str(r.torch) == f"=={torch_v}"]
+            fix = (
+                f"install xformers=={match[-1].version} (built for torch {torch_v})"
+                if match
+                else (f"install torch{rel.torch}")
+            )
+            self.add(
+                "incompatible",
+                "xformers_torch",
+                pair,
+                f'xformers {text} is built for torch {rel.torch} ("xFormers can\'t load C++/CUDA extensions")',
+                rel.source,
+                fix,
+            )
+
+    def run(self) -> Report:
+        torch = self.torch()
+        self.vllm(torch)
+        self.flashinfer(torch)
+        self.xformers()
+        return Report(verdict_of(self.problems), self.problems, self.checked, self.skipped)
+
+
+def check(target: Target, matrix: Matrix | None = None) -> Report:
+    """Every problem between the driver, the GPUs and the packages of ``target``."""
+    return _Checker(target, matrix or load_matrix()).run()
+
+
+__all__ = ["EXIT_CODES", "VERDICTS", "GpuTarget", "Problem", "Report", "Target", "check", "verdict_of"]

@@ -1,0 +1,249 @@
+"""The compatibility matrix, read from ``data/compat.toml`` on first use (tomllib, stdlib).
+
+Typed, immutable views of the rows; lookups return None for what the matrix does not cover, so the
+caller can say "unknown" instead of guessing.
+"""
+
+from __future__ import annotations
+
+import functools
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from provision.gpuarch import parse_cc
+
+PYTORCH_INDEX = "https://download.pytorch.org/whl/{variant}"
+LLAMA_CPP_INDEX = "https://abetlen.github.io/llama-cpp-python/whl/{variant}"
+
+
+def variant_cuda(variant: str) -> str:
+    """'cu128' → '12.8', 'cu118' → '11.8', 'cu130' → '13.0'."""
+    digits = variant.removeprefix("cu")
+    return f"{digits[:-1]}.{digits[-1]}"
+
+
+def cuda_major(cuda: str) -> int:
+    return int(cuda.split(".")[0])
+
+
+def version_or_none(text: str | None) -> Version | None:
+    if not text:
+        return None
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return None
+
+
+def runs_on(archs: tuple[str, ...], cc: str) -> bool:
+    """Do kernels compiled for ``archs`` run on compute capability ``cc``?
+
+    SASS for X.Y runs on X.Z with Z ≥ Y (same major); "X.Y+PTX" also JIT-compiles on any newer GPU.
+    """
+    gpu = parse_cc(cc)
+    for arch in archs:
+        ptx = arch.endswith("+PTX")
+        base = parse_cc(arch.removesuffix("+PTX"))
+        if base[0] == gpu[0] and base[1] <= gpu[1]:
+            return True
+        if ptx and base <= gpu:
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class TorchBuild:
+    version: str
+    variant: str
+    archs: tuple[str, ...]
+    #: the plain PyPI wheel is this variant
+    pypi: bool
+    source: str
+
+    @property
+    def cuda(self) -> str:
+        return variant_cuda(self.variant)
+
+    @property
+    def requirement(self) -> str:
+        """What to install: 'torch==2.7.1' for the PyPI wheel, 'torch==2.7.1+cu128' otherwise."""
+        return f"torch=={self.version}" if self.pypi else f"torch=={self.version}+{self.variant}"
+
+    @property
+    def index(self) -> str | None:
+        return None if self.pypi else PYTORCH_INDEX.format(variant=self.variant)
+
+
+@dataclass(frozen=True)
+class VllmRelease:
+    version: str
+    torch: str
+    xformers: str | None
+    flashinfer: str | None
+    flashinfer_extra: bool
+    cuda: str
+    archs: tuple[str, ...]
+    source: str
+    build_source: str
+
+
+@dataclass(frozen=True)
+class FlashinferRange:
+    versions: SpecifierSet
+    torch: SpecifierSet
+    cudas: tuple[str, ...]
+    min_cc: str
+    aot: bool
+    source: str
+
+
+@dataclass(frozen=True)
+class XformersRelease:
+    version: str
+    torch: SpecifierSet
+    source: str
+
+
+@dataclass(frozen=True)
+class LlamaCppWheel:
+    variant: str
+    cuda: str
+    archs: tuple[str, ...]
+    source: str
+
+
+class Matrix:
+    """Lookups over the parsed compat.toml document."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self.coverage: dict[str, str] = dict(data["coverage"])
+        self._floors = {int(r["major"]): (str(r["driver_floor"]), str(r["source"])) for r in data["cuda"]["majors"]}
+        self._toolkits = {str(r["version"]): (str(r["driver"]), str(r["source"])) for r in data["cuda"]["toolkits"]}
+        archs = data["archs"]
+        arch_sources = data["archs_source"]
+        self.torch_builds: dict[tuple[str, str], TorchBuild] = {}
+        self.torch_versions: list[str] = []
+        for row in data["torch"]["releases"]:
+            for version in row["versions"]:
+                self.torch_versions.append(version)
+                for variant, arch_key in row["variants"].items():
+                    self.torch_builds[(version, variant)] = TorchBuild(
+                        version=version,
+                        variant=variant,
+                        archs=tuple(archs[arch_key]),
+                        pypi=variant == row["pypi"],
+                        source=f"{row['source']}; archs: {arch_sources[arch_key]}",
+                    )
+        self.torch_versions.sort(key=Version)
+        builds = [
+            (SpecifierSet(r["versions"]), str(r["cuda"]), tuple(r["archs"]), str(r["source"]))
+            for r in data["vllm_build"]["ranges"]
+        ]
+        self.vllm_releases: dict[str, VllmRelease] = {}
+        for row in data["vllm"]["releases"]:
+            version = str(row["version"])
+            build = next((b for b in builds if Version(version) in b[0]), None)
+            if build is None:
+                continue  # no build facts: not covered
+            self.vllm_releases[version] = VllmRelease(
+                version=version,
+                torch=str(row["torch"]),
+                xformers=row.get("xformers"),
+                flashinfer=row.get("flashinfer"),
+                flashinfer_extra=bool(row.get("flashinfer_extra", False)),
+                cuda=build[1],
+                archs=build[2],
+                source=str(row["source"]),
+                build_source=build[3],
+            )
+        self.flashinfer_ranges = [
+            FlashinferRange(
+                versions=SpecifierSet(r["versions"]),
+                torch=SpecifierSet(r["torch"]),
+                cudas=tuple(r["cudas"]),
+                min_cc=str(r["min_cc"]),
+                aot=bool(r["aot"]),
+                source=str(r["source"]),
+            )
+            for r in data["flashinfer"]["ranges"]
+        ]
+        self.flashinfer_versions = [str(r["version"]) for r in data["flashinfer_pins"]["releases"]]
+        self.xformers_releases = {
+            str(r["version"]): XformersRelease(
+                version=str(r["version"]),
+                torch=SpecifierSet(f"=={r['torch']}" if "torch" in r else r.get("torch_range", "")),
+                source=str(r["source"]),
+            )
+            for r in data["xformers"]["releases"]
+        }
+        lc = data["llama_cpp"]
+        self.llama_cpp_newest = str(lc["newest"])
+        self.llama_cpp_source = str(lc["source"])
+        self.llama_cpp_wheels = [
+            LlamaCppWheel(str(w["variant"]), str(w["cuda"]), tuple(w["archs"]), str(w["source"])) for w in lc["wheels"]
+        ]
+        self.ollama: dict[str, str] = {k: str(v) for k, v in data["ollama"].items()}
+
+    # -- CUDA / driver --------------------------------------------------------------------------------
+    def driver_floor(self, cuda: str) -> tuple[str, str] | None:
+        """(minimum driver for any runtime of this CUDA major, source)."""
+        return self._floors.get(cuda_major(cuda))
+
+    def toolkit_driver(self, cuda: str) -> tuple[str, str] | None:
+        """(the driver the CUDA toolkit ``cuda`` ships with, source)."""
+        return self._toolkits.get(cuda)
+
+    def newest_cuda_for_driver(self, driver: Version) -> str | None:
+        """The newest toolkit whose own driver is ≤ ``driver`` (what the driver runs natively)."""
+        ok = [c for c, (d, _) in self._toolkits.items() if Version(d) <= driver]
+        return max(ok, key=Version) if ok else None
+
+    # -- torch ------------------------------------------------------------------------------------------
+    def torch_variants(self, version: str) -> list[TorchBuild]:
+        return [b for (v, _), b in self.torch_builds.items() if v == version]
+
+    def torch_build(self, version: str, variant: str | None) -> TorchBuild | None:
+        """``variant`` None: the PyPI wheel of that version."""
+        if variant is None:
+            return next((b for b in self.torch_variants(version) if b.pypi), None)
+        return self.torch_builds.get((version, variant))
+
+    # -- vLLM / flashinfer / xformers ------------------------------------------------------------------------
+    def vllm(self, version: str) -> VllmRelease | None:
+        v = version_or_none(version)
+        if v is None:
+            return None
+        return next((r for k, r in self.vllm_releases.items() if Version(k) == v), None)
+
+    def vllm_newest_first(self) -> list[VllmRelease]:
+        return sorted(self.vllm_releases.values(), key=lambda r: Version(r.version), reverse=True)
+
+    def flashinfer(self, version: str) -> FlashinferRange | None:
+        v = version_or_none(version)
+        if v is None:
+            return None
+        public = Version(v.public)
+        return next((r for r in self.flashinfer_ranges if r.versions.contains(public, prereleases=True)), None)
+
+    def xformers(self, version: str) -> XformersRelease | None:
+        v = version_or_none(version)
+        if v is None:
+            return None
+        return next((r for k, r in self.xformers_releases.items() if Version(k) == Version(v.public)), None)
+
+
+def parse_matrix(text: str) -> Matrix:
+    return Matrix(tomllib.loads(text))
+
+
+@functools.cache
+def load_matrix() -> Matrix:
+    """The packaged matrix (parsed once per process)."""
+    text = resources.files("provision").joinpath("data/compat.toml").read_text(encoding="utf-8")
+    return parse_matrix(text)

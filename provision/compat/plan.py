@@ -1,0 +1,238 @@
+"""``compat plan``: the newest consistent set of packages for a host (or what-if target) and an engine.
+
+For vLLM: walk releases newest first; keep the first whose kernels cover every GPU, whose CUDA the
+driver can run, and for whose pinned torch a build exists that covers the GPUs and the driver —
+preferring the plain PyPI torch wheel (what vLLM's PyPI wheel is built and tested against, and
+installable without an extra index). The proposed set is then run through :func:`check`: a plan
+never proposes what check rejects. When no release fits the driver, the plan is made as if the
+driver were new enough and says which driver it needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from packaging.version import Version
+
+from provision.compat.check import Report, check
+from provision.compat.matrix import Matrix, TorchBuild, cuda_major, load_matrix, runs_on, version_or_none
+from provision.compat.target import Target
+from provision.errors import GpuprovError
+
+ENGINES = ("vllm", "llama-cpp", "ollama")
+
+
+class NoPlanError(GpuprovError):
+    """No release in the matrix fits this GPU (exit 1)."""
+
+
+@dataclass(frozen=True)
+class Pin:
+    name: str
+    version: str
+    #: a package index other than PyPI this must come from
+    index: str | None = None
+    why: str = ""
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.name}=={self.version}"
+
+
+@dataclass
+class Plan:
+    engine: str
+    pins: list[Pin] = field(default_factory=list)
+    #: driver needed when the host's is too old for every candidate (None: the driver is fine or unknown)
+    driver_needed: str | None = None
+    #: the CUDA runtime the set brings
+    cuda: str | None = None
+    notes: list[str] = field(default_factory=list)
+    #: the check of the proposed set against the target
+    report: Report | None = None
+    #: environment for building from source (llama-cpp)
+    build_env: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "engine": self.engine,
+            "pins": [asdict(p) | {"requirement": p.requirement} for p in self.pins],
+            "cuda": self.cuda,
+            "driver_needed": self.driver_needed,
+            "build_env": self.build_env,
+            "notes": self.notes,
+            "check": self.report.to_dict() if self.report else None,
+        }
+
+    def constraints(self) -> str:
+        """A pip/uv constraints file (``uv pip install -c FILE``)."""
+        lines = [f"# gpuprov compat plan --engine {self.engine}"]
+        indexes = sorted({p.index for p in self.pins if p.index})
+        for url in indexes:
+            lines.append(
+                f"# needs the index {url}: uv pip install --extra-index-url {url} "
+                "--index-strategy unsafe-best-match -c FILE ..."
+            )
+        lines.extend(p.requirement for p in self.pins)
+        return "\n".join(lines) + "\n"
+
+    def uv_sources(self) -> str:
+        """A ``[tool.uv]`` snippet for pyproject.toml: the constraints, and the index for torch/wheels."""
+        lines = ["[tool.uv]", "constraint-dependencies = ["]
+        lines += [f'  "{p.requirement}",' for p in self.pins]
+        lines.append("]")
+        indexed = [p for p in self.pins if p.index]
+        if indexed:
+            lines.append("")
+            lines.append("[tool.uv.sources]")
+            for p in indexed:
+                lines.append(f'{p.name} = [{{ index = "{_index_name(p.index or "")}" }}]')
+            for url in sorted({p.index for p in indexed if p.index}):
+                lines += ["", "[[tool.uv.index]]", f'name = "{_index_name(url)}"', f'url = "{url}"', "explicit = true"]
+        else:
+            lines.append("# every pin is on PyPI: no extra index needed")
+        return "\n".join(lines) + "\n"
+
+
+def _index_name(url: str) -> str:
+    variant = url.rstrip("/").rsplit("/", 1)[-1]
+    return ("pytorch-" if "pytorch" in url else "llama-cpp-") + variant
+
+
+def _driver_ok(matrix: Matrix, driver: Version | None, cuda: str) -> bool:
+    if driver is None:
+        return True
+    floor = matrix.driver_floor(cuda)
+    return floor is not None and driver >= Version(floor[0])
+
+
+def _pick_torch(matrix: Matrix, version: str, ccs: list[str], driver: Version | None, major: int) -> TorchBuild | None:
+    builds = [
+        b
+        for b in matrix.torch_variants(version)
+        if cuda_major(b.cuda) == major
+        and all(runs_on(b.archs, cc) for cc in ccs)
+        and _driver_ok(matrix, driver, b.cuda)
+    ]
+    if not builds:
+        return None
+    return max(builds, key=lambda b: (b.pypi, Version(b.cuda)))
+
+
+def _plan_vllm(target: Target, matrix: Matrix, driver: Version | None, flashinfer: bool) -> Plan | None:
+    ccs = target.cc_list()
+    for rel in matrix.vllm_newest_first():
+        if not all(runs_on(rel.archs, cc) for cc in ccs) or not _driver_ok(matrix, driver, rel.cuda):
+            continue
+        torch = _pick_torch(matrix, rel.torch, ccs, driver, cuda_major(rel.cuda))
+        if torch is None:
+            continue
+        plan = Plan("vllm", cuda=torch.cuda)
+        plan.pins.append(Pin("vllm", rel.version, None, rel.source))
+        plan.pins.append(
+            Pin("torch", torch.version if torch.pypi else f"{torch.version}+{torch.variant}", torch.index, torch.source)
+        )
+        if rel.xformers:
+            plan.pins.append(Pin("xformers", rel.xformers, None, rel.source))
+        if rel.flashinfer and (flashinfer or not rel.flashinfer_extra):
+            fi = matrix.flashinfer(rel.flashinfer)
+            if fi is not None and all(Version(cc) >= Version(fi.min_cc) for cc in ccs):
+                plan.pins.append(Pin("flashinfer-python", rel.flashinfer, None, rel.source))
+            elif not rel.flashinfer_extra:
+                plan.pins.append(Pin("flashinfer-python", rel.flashinfer, None, rel.source))
+                plan.notes.append(
+                    "flashinfer is installed with vLLM but needs cc ≥ 7.5: vLLM uses another attention backend"
+                )
+        if not rel.flashinfer and flashinfer:
+            plan.notes.append(
+                f"vLLM {rel.version} does not pin flashinfer: add a flashinfer build for torch {rel.torch}"
+            )
+        return plan
+    return None
+
+
+def _plan_llama_cpp(target: Target, matrix: Matrix, driver: Version | None) -> Plan | None:
+    ccs = target.cc_list()
+    fits = [
+        w
+        for w in matrix.llama_cpp_wheels
+        if all(runs_on(w.archs, cc) for cc in ccs) and _driver_ok(matrix, driver, w.cuda)
+    ]
+    archs = ";".join(sorted({cc.replace(".", "") for cc in ccs})) or "native"
+    plan = Plan("llama-cpp")
+    plan.build_env = {"CMAKE_ARGS": f"-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES={archs}"}
+    if fits:
+        # prefer a wheel the driver runs natively, then the newest CUDA
+        def native(w: object) -> bool:
+            tk = matrix.toolkit_driver(w.cuda)  # type: ignore[attr-defined]
+            return driver is None or (tk is not None and driver >= Version(tk[0]))
+
+        wheel = max(fits, key=lambda w: (native(w), Version(w.cuda)))
+        from provision.compat.matrix import LLAMA_CPP_INDEX
+
+        plan.cuda = wheel.cuda
+        plan.pins.append(
+            Pin(
+                "llama-cpp-python", matrix.llama_cpp_newest, LLAMA_CPP_INDEX.format(variant=wheel.variant), wheel.source
+            )
+        )
+        if any(not runs_on(tuple(a for a in wheel.archs if "+PTX" not in a), cc) for cc in ccs):
+            plan.notes.append(
+                "this GPU runs the prebuilt wheel only through PTX JIT: building from source "
+                "(gpuprov build llama-cpp) gives native kernels"
+            )
+    else:
+        plan.notes.append("no prebuilt CUDA wheel fits: build from source (gpuprov build llama-cpp) with build_env")
+    plan.notes.append(matrix.llama_cpp_source)
+    return plan
+
+
+def _plan_ollama(target: Target, matrix: Matrix, driver: Version | None) -> Plan:
+    o = matrix.ollama
+    ccs = target.cc_list()
+    if any(Version(cc) < Version(o["min_cc"]) for cc in ccs):
+        raise NoPlanError(f"Ollama needs compute capability ≥ {o['min_cc']} ({o['source']})")
+    need = o["old_cc_driver_min"] if any(Version(cc) < Version(o["old_cc_below"]) for cc in ccs) else o["driver_min"]
+    plan = Plan("ollama")
+    plan.notes.append(f"Ollama bundles its CUDA runtime: it needs driver ≥ {need} for this GPU ({o['source']})")
+    if driver is not None and driver < Version(need):
+        plan.driver_needed = need
+    return plan
+
+
+def plan(target: Target, engine: str = "vllm", *, flashinfer: bool = True, matrix: Matrix | None = None) -> Plan:
+    """The newest consistent set for ``target`` and ``engine``; raises NoPlanError when none exists."""
+    m = matrix or load_matrix()
+    if engine not in ENGINES:
+        from provision.errors import UsageError
+
+        raise UsageError(f"--engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    driver = version_or_none(target.driver)
+    if engine == "ollama":
+        return _plan_ollama(target, m, driver)
+    make = (
+        (lambda d: _plan_vllm(target, m, d, flashinfer))
+        if engine == "vllm"
+        else (lambda d: _plan_llama_cpp(target, m, d))
+    )
+    result = make(driver)
+    if result is None and driver is not None:
+        result = make(None)
+        if result is not None and result.cuda:
+            toolkit = m.toolkit_driver(result.cuda)
+            floor = m.driver_floor(result.cuda)
+            result.driver_needed = toolkit[0] if toolkit else (floor[0] if floor else None)
+            result.notes.append(
+                f"no release fits driver {target.driver}: upgrade the driver to ≥ {result.driver_needed}"
+            )
+    if result is None:
+        ccs = ", ".join(target.cc_list()) or "?"
+        raise NoPlanError(f"no {engine} release in the matrix supports compute capability {ccs}")
+    if result.pins:
+        what_if = Target(
+            driver=result.driver_needed or target.driver,
+            gpus=list(target.gpus),
+            packages={p.name: p.version for p in result.pins if p.name != "llama-cpp-python"},
+        )
+        result.report = check(what_if, m)
+    return result
