@@ -1,0 +1,301 @@
+"""The memory model and the fit: KV cache formula, llama.cpp's cell counts and layer placement,
+--tensor-split exactness, vLLM utilization, multi-model stacks, and user input never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_fit_gguf import ARCHS, Arch, write_gguf
+
+from provision.errors import GpuprovError, UsageError
+from provision.fit import FitRequest, GpuBudget, fit_model, fit_stack, gpus_from_vram, parse_vram_gib, read_model
+from provision.fit import memory_model as mm
+from provision.fit.fitting import kv_bytes_per_token, vllm_kv_bytes
+
+GIB = 1024**3
+Q = gguf.GGMLQuantizationType
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("fit-models")
+    return {name: write_gguf(base / f"{name}.gguf", arch) for name, arch in ARCHS.items()}
+
+
+# -- KV cache ---------------------------------------------------------------------------------------
+
+
+def test_kv_bytes_per_token_is_two_times_layers_heads_dim_bytes(models: dict[str, Path]) -> None:
+    arch = ARCHS["llama"]
+    spec = read_model(models["llama"])
+    head_dim = arch.n_embd // arch.n_head
+    assert kv_bytes_per_token(spec, "f16") == 2 * arch.n_layer * arch.n_head_kv * head_dim * 2
+    # q8_0: 34 bytes per 32 values; q4_0: 18 per 32 (ggml blocks)
+    assert kv_bytes_per_token(spec, "q8_0") == 2 * arch.n_layer * (arch.n_head_kv * head_dim // 32) * 34
+    assert kv_bytes_per_token(spec, "q4_0") == 2 * arch.n_layer * (arch.n_head_kv * head_dim // 32) * 18
+    assert kv_bytes_per_token(spec, "fp8") == 2 * arch.n_layer * arch.n_head_kv * head_dim
+
+
+def test_llama_cpp_pads_the_context_per_slot() -> None:
+    # --ctx-size is the total; each of --parallel slots gets pad(ctx/parallel, 256) cells
+    assert mm.llama_cpp_kv_cells(4096, 1, sliding_window=None) == 4096
+    assert mm.llama_cpp_kv_cells(1000, 1, sliding_window=None) == 1024
+    assert mm.llama_cpp_kv_cells(1000, 4, sliding_window=None) == 4 * 1024
+
+
+def test_sliding_window_layers_keep_window_plus_ubatch() -> None:
+    # llama-kv-cache-iswa.cpp: pad(min(size, n_swa + n_ubatch), 256) per stream
+    assert mm.llama_cpp_kv_cells(32768, 1, sliding_window=512) == 1024
+    assert mm.llama_cpp_kv_cells(32768, 2, sliding_window=512) == 2048
+    assert mm.llama_cpp_kv_cells(300, 1, sliding_window=512) == 512
+
+
+def test_gemma3_kv_is_mostly_window(models: dict[str, Path]) -> None:
+    spec = read_model(models["gemma3"])
+    result = fit_model(spec, gpus_from_vram([24]), FitRequest(context=32768))
+    per_token = kv_bytes_per_token(spec, "f16") // spec.n_layer
+    # 6 sliding layers at 1024 cells, 1 global at 32768
+    assert result.kv_bytes == per_token * (6 * 1024 + 32768)
+    assert result.kv_bytes_per_token == per_token * spec.n_layer
+
+
+def test_vllm_kv_is_whole_blocks_per_sequence(models: dict[str, Path]) -> None:
+    spec = read_model(models["llama"])
+    row = kv_bytes_per_token(spec, "auto")
+    assert vllm_kv_bytes(spec, "auto", 1000, 3) == row * 1008 * 3  # 63 blocks of 16
+
+
+# -- placement (llama.cpp) ------------------------------------------------------------------------------
+
+
+def _llama_cpp_assignment(split: list[int], n_gpu_layers: int, n_layer: int) -> list[int | None]:
+    """What llama.cpp does with --tensor-split and --n-gpu-layers (llama-model.cpp load_tensors):
+    cumulative float proportions, ``upper_bound(splits, float(il - i_gpu_start) / act_gpu_layers)``.
+    Returns the GPU of each layer and of the output layer (None: CPU)."""
+    splits = np.cumsum(np.array(split, dtype=np.float32), dtype=np.float32)
+    splits = (splits / splits[-1]).astype(np.float32)
+    i_gpu_start = max(n_layer - n_gpu_layers, 0)
+    act = min(n_gpu_layers, n_layer + 1)
+    out: list[int | None] = []
+    for il in range(n_layer + 1):
+        if il < i_gpu_start or il - i_gpu_start >= act:
+            out.append(None)
+            continue
+        ratio = np.float32(il - i_gpu_start) / np.float32(act)
+        out.append(int(np.searchsorted(splits, ratio, side="right")))
+    return out
+
+
+def _plan_assignment(result) -> list[int | None]:  # type: ignore[no-untyped-def]
+    where: list[int | None] = [None] * (result.model.n_layer + 1)
+    for g, share in enumerate(result.gpus):
+        for il in share.layers:
+            where[il] = g
+        if share.holds_output:
+            where[-1] = g
+    return where
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.floats(min_value=0.03, max_value=1.0), min_size=2, max_size=4),
+    context=st.sampled_from([256, 1024, 4096]),
+)
+def test_tensor_split_reproduces_the_plan_in_llama_cpp(sizes: list[float], context: int) -> None:
+    arch = Arch("llama", n_layer=40, n_embd=512, n_head=8, n_head_kv=8, n_ff=1024, n_vocab=2048, context=8192)
+    spec = _SPEC_CACHE.get("big") or _SPEC_CACHE.setdefault("big", _spec_for(arch))
+    result = fit_model(spec, gpus_from_vram(sizes), FitRequest(context=context))
+    if result.tensor_split is None or not result.n_gpu_layers:
+        return
+    assert _llama_cpp_assignment(result.tensor_split, result.n_gpu_layers, spec.n_layer) == _plan_assignment(result)
+
+
+_SPEC_CACHE: dict[str, object] = {}
+
+
+def _spec_for(arch: Arch):  # type: ignore[no-untyped-def]
+    import tempfile
+
+    directory = Path(tempfile.mkdtemp(prefix="fit-spec-"))
+    return read_model(write_gguf(directory / "m.gguf", arch, weight_type=Q.F16))
+
+
+def test_partial_offload_keeps_the_first_layers_on_the_cpu(models: dict[str, Path]) -> None:
+    spec = read_model(models["llama"])
+    whole = fit_model(spec, gpus_from_vram([24]), FitRequest(context=256))
+    assert whole.verdict == "fits" and whole.n_gpu_layers == spec.n_layer + 1
+    # a GPU that holds the fixed costs and two layers: the head goes first to the CPU, then layer 0, 1
+    fixed = (
+        whole.gpus[0].compute_bytes
+        + whole.gpus[0].overhead_bytes
+        - mm.LlamaCppCompute.logits_bytes(n_vocab=spec.n_vocab, n_ubatch=512)
+    )
+    layer = spec.layers[0].weight_bytes + whole.gpus[0].kv_bytes // spec.n_layer
+    budget = fixed + 2 * layer + 1000
+    part = fit_model(spec, [GpuBudget(0, "small", budget)], FitRequest(context=256))
+    assert part.verdict == "partial_offload"
+    assert part.n_gpu_layers == 2
+    assert part.gpus[0].layers == [spec.n_layer - 2, spec.n_layer - 1]
+    assert not part.gpus[0].holds_output
+    assert part.cpu_layers == spec.n_layer + 1 - 2
+    assert part.cpu_kv_bytes > 0
+    none = fit_model(spec, [GpuBudget(0, "tiny", 1024)], FitRequest(context=256))
+    assert none.verdict == "does_not_fit" and none.n_gpu_layers == 0
+
+
+def test_the_output_layer_goes_to_the_last_gpu_with_its_logits(models: dict[str, Path]) -> None:
+    spec = read_model(models["llama"])
+    result = fit_model(spec, gpus_from_vram([24, 24]), FitRequest(context=4096))
+    assert result.fits
+    holders = [g for g in result.gpus if g.holds_output]
+    assert len(holders) == 1 and holders[0] is result.gpus[-1]
+    logits = mm.LlamaCppCompute.logits_bytes(n_vocab=spec.n_vocab, n_ubatch=512)
+    assert result.gpus[-1].compute_bytes - result.gpus[0].compute_bytes == logits
+    # every weight is somewhere exactly once; the token embedding stays on the CPU
+    assert result.gpu_weights_bytes + result.cpu_weights_bytes == spec.weights_bytes
+    assert result.cpu_weights_bytes == spec.input_bytes
+
+
+def test_the_three_gpu_rig_of_the_field_notes(models: dict[str, Path]) -> None:
+    """12 GB laptop GPU beside two 24 GB cards (seed 002): all layers placed, reserve honoured,
+    the split is what llama.cpp would do with it."""
+    arch = Arch("llama", n_layer=80, n_embd=8192, n_head=64, n_head_kv=8, n_ff=28672, n_vocab=128256, context=131072)
+    import tempfile
+
+    path = write_gguf(Path(tempfile.mkdtemp()) / "70b.gguf", arch, weight_type=Q.Q4_K, sparse=True)
+    spec = read_model(path)
+    gpus = gpus_from_vram([12, 24, 24])
+    result = fit_model(spec, gpus, FitRequest(context=2048, reserve_mib=1024))
+    assert result.verdict == "fits"
+    assert sum(result.tensor_split or []) == spec.n_layer + 1
+    assert all(g.free_after_bytes >= 0 for g in result.gpus)
+    assert all(g.budget_bytes == g.total_bytes - 1024 * 1024 * 1024 for g in result.gpus)
+    assert _llama_cpp_assignment(result.tensor_split or [], result.n_gpu_layers or 0, 80) == _plan_assignment(result)
+    # the 12 GiB card takes fewer layers than each 24 GiB card
+    assert result.tensor_split[0] < result.tensor_split[1]  # type: ignore[index]
+
+
+def test_largest_context_and_parallelism_are_the_edges(models: dict[str, Path]) -> None:
+    spec = read_model(models["llama"])
+    gpus = [GpuBudget(0, "gpu", int(0.9 * GIB))]
+    result = fit_model(spec, gpus, FitRequest(context=1024))
+    assert result.max_context is not None
+    assert fit_model(spec, gpus, FitRequest(context=result.max_context)).fits
+    if result.max_context < spec.context_length:
+        assert not fit_model(spec, gpus, FitRequest(context=result.max_context + 256)).fits
+    assert result.max_parallel is not None
+    assert fit_model(spec, gpus, FitRequest(context=1024, parallel=result.max_parallel)).fits
+    if result.max_parallel < 256:
+        assert not fit_model(spec, gpus, FitRequest(context=1024, parallel=result.max_parallel + 1)).fits
+
+
+def test_ollama_reserves_its_minimum_and_packs_one_gpu(models: dict[str, Path]) -> None:
+    spec = read_model(models["qwen2"])
+    result = fit_model(spec, gpus_from_vram([16, 16]), FitRequest(engine="ollama", reserve_mib=512))
+    assert result.fits
+    assert result.gpus[0].budget_bytes == 16 * GIB - (457 + 512) * 1024 * 1024
+    assert result.gpus[1].used_bytes == 0
+    env = result.to_dict()["flags"]["env"]  # type: ignore[index]
+    assert env["OLLAMA_GPU_OVERHEAD"] == str(512 * 1024 * 1024)
+    assert env["OLLAMA_CONTEXT_LENGTH"] == "4096"
+
+
+# -- vLLM ---------------------------------------------------------------------------------------------
+
+
+def test_vllm_utilization_is_the_smallest_that_holds_the_plan(models: dict[str, Path]) -> None:
+    spec = read_model(models["llama"])
+    result = fit_model(spec, gpus_from_vram([24]), FitRequest(engine="vllm", context=4096, parallel=4))
+    assert result.fits and result.gpu_memory_utilization is not None
+    util = result.gpu_memory_utilization
+    share = result.gpus[0]
+    assert share.used_bytes <= util * share.total_bytes
+    assert share.used_bytes > (util - 0.01) * share.total_bytes
+    too_small = fit_model(
+        spec, gpus_from_vram([24]), FitRequest(engine="vllm", context=4096, parallel=4, gpu_memory_utilization=0.01)
+    )
+    assert not too_small.fits
+
+
+def test_vllm_splits_over_gpus_the_heads_divide_into(models: dict[str, Path]) -> None:
+    spec = read_model(models["llama"])  # 8 heads, 2 KV heads
+    result = fit_model(spec, gpus_from_vram([24, 24, 24]), FitRequest(engine="vllm"))
+    assert result.tensor_parallel_size == 2
+    flags = result.to_dict()["flags"]
+    assert "--tensor-parallel-size" in flags["args"]  # type: ignore[index]
+
+
+# -- several models ----------------------------------------------------------------------------------------
+
+
+def test_the_development_stack_of_the_rtx4090_guide(tmp_path: Path) -> None:
+    """Seed 000: deepseek-r1:7b + qwen2.5-coder:7b (both Qwen2-7B shaped, Q4_K_M) + phi3.5 3.8B Q4_0
+    on 24 GB. The guide adds 8 + 6.3 + 3 = 17.3 GB of weights; the files hold far less."""
+    qwen7b = Arch("qwen2", n_layer=28, n_embd=3584, n_head=28, n_head_kv=4, n_ff=18944, n_vocab=152064, context=32768)
+    phi35 = Arch("phi3", n_layer=32, n_embd=3072, n_head=32, n_head_kv=32, n_ff=8192, n_vocab=32064, context=131072)
+    paths = [
+        write_gguf(tmp_path / "r1.gguf", qwen7b, weight_type=Q.Q4_K, sparse=True),
+        write_gguf(tmp_path / "coder.gguf", qwen7b, weight_type=Q.Q4_K, sparse=True),
+        write_gguf(tmp_path / "phi.gguf", phi35, weight_type=Q.Q4_0, sparse=True),
+    ]
+    specs = [read_model(p) for p in paths]
+    weights = sum(s.weights_bytes for s in specs)
+    assert weights < 12 * 10**9 < 17.3 * 10**9
+    stack = fit_stack(specs, gpus_from_vram([24]), FitRequest(engine="ollama", context=4096))
+    assert stack.fits
+    assert stack.free_after_bytes[0] > 0
+    # phi3.5 has no GQA: its KV cache is 32 heads × 96 dims, 12× a 7B Qwen's per token
+    assert stack.results[2].kv_bytes_per_token > 5 * stack.results[0].kv_bytes_per_token
+    # the same three with 16 parallel 8K requests each do not fit on one 24 GB card
+    crowded = fit_stack(specs, gpus_from_vram([24]), FitRequest(engine="ollama", context=8192, parallel=16))
+    assert not crowded.fits
+
+
+# -- user input: never a traceback ------------------------------------------------------------------
+
+
+@given(st.lists(st.text(max_size=12), min_size=1, max_size=3))
+def test_vram_gib_values_are_parsed_or_refused(values: list[str]) -> None:
+    try:
+        sizes = parse_vram_gib(values)
+    except UsageError:
+        return
+    assert sizes and all(0 < s <= 4096 for s in sizes)
+
+
+@given(st.text(max_size=16))
+def test_quantization_names_never_raise(name: str) -> None:
+    canonical = mm.normalize_quantization(name)
+    assert canonical is None or canonical in mm.WEIGHT_BITS
+
+
+@pytest.mark.parametrize("name", ["q4_k_m", "Q4_K_M", "q8_0", "awq-int4", "GPTQ", "bf16", "fp8", "Q6_K", "Q5_K_M"])
+def test_quantization_names_people_type(name: str) -> None:
+    assert mm.normalize_quantization(name) is not None
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    engine=st.sampled_from(["llama.cpp", "ollama", "vllm", "tgi", ""]),
+    context=st.one_of(st.none(), st.integers(-5, 300_000)),
+    parallel=st.integers(-2, 5000),
+    kv=st.one_of(st.none(), st.sampled_from(["f16", "q8_0", "q4_0", "fp8", "auto", "q3_k", "F16"])),
+    vram=st.floats(min_value=0.01, max_value=200),
+    flash=st.one_of(st.none(), st.booleans()),
+)
+def test_fit_requests_fit_or_refuse(
+    engine: str, context: int | None, parallel: int, kv: str | None, vram: float, flash: bool | None
+) -> None:
+    spec = _SPEC_CACHE.get("small") or _SPEC_CACHE.setdefault("small", _spec_for(ARCHS["gemma3"]))
+    request = FitRequest(engine=engine, context=context, parallel=parallel, kv_type=kv, flash_attention=flash)
+    try:
+        result = fit_model(spec, gpus_from_vram([vram]), request)  # type: ignore[arg-type]
+    except GpuprovError:
+        return
+    assert result.verdict in ("fits", "partial_offload", "does_not_fit")
+    assert all(g.free_after_bytes >= 0 for g in result.gpus) or result.request.engine == "vllm"
