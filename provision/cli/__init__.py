@@ -25,7 +25,9 @@ app = typer.Typer(
 
 def _register() -> None:
     # one line per command module; each calls app.command()/app.add_typer() on import
+    from provision.cli import bench  # noqa: F401
     from provision.cli import doctor  # noqa: F401
+    from provision.cli import build  # noqa: F401
     from provision.cli import compat  # noqa: F401
     from provision.cli import fit  # noqa: F401
     from provision.cli import apply, plan, profiles  # noqa: F401
