@@ -1,0 +1,14 @@
+"""``gpuprov bench``: measure an OpenAI-compatible inference server, keep the history, estimate long jobs.
+
+Layers, each its own module:
+
+- :mod:`~provision.bench.sse` — the streaming wire format (``data: {...}`` lines, ``data: [DONE]``) and
+  what one streamed chunk says (text, usage, error);
+- :mod:`~provision.bench.workload` — the requests to send, seeded and deterministic;
+- :mod:`~provision.bench.client` — one streamed request over ``http.client``, timed;
+- :mod:`~provision.bench.stats` — percentiles and the summary of one concurrency level;
+- :mod:`~provision.bench.gpu` — GPU readings through the probe while the load runs;
+- :mod:`~provision.bench.runner` — the load at one concurrency, the sweep, the best level;
+- :mod:`~provision.bench.store` — the SQLite history; :mod:`~provision.bench.history` — comparing runs
+  and estimating how long N requests take at each stored configuration.
+"""

@@ -1,0 +1,342 @@
+"""``gpuprov bench``: measure a serving stack, find the best concurrency, keep the history, estimate jobs.
+
+``gpuprov bench URL --model NAME`` runs a benchmark (the ``run`` subcommand, implied);
+``gpuprov bench history`` lists and compares stored runs; ``gpuprov bench estimate --requests N``
+says how long N requests take at each stored configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from provision.cli import app
+
+if TYPE_CHECKING:
+    import click
+
+
+class _RunByDefault(TyperGroup):
+    """``gpuprov bench URL ...`` means ``gpuprov bench run URL ...``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+bench_app = typer.Typer(
+    cls=_RunByDefault,
+    no_args_is_help=True,
+    help="Benchmark an OpenAI-compatible server (gpuprov bench URL --model NAME); history; estimates.",
+)
+app.add_typer(bench_app, name="bench")
+
+DbOption = Annotated[
+    Path | None,
+    typer.Option("--db", metavar="PATH", help="History database [default: $XDG_DATA_HOME/gpuprov/bench.db]."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+def _db_path(db: Path | None) -> Path:
+    from provision.bench.store import default_db_path
+
+    return db if db is not None else default_db_path()
+
+
+def _concurrencies(text: str) -> list[int]:
+    from provision.errors import UsageError
+
+    try:
+        values = [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise UsageError(f"--concurrency takes comma-separated positive integers like 1,2,4,8, not {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise UsageError(f"--concurrency takes comma-separated positive integers like 1,2,4,8, not {text!r}")
+    return list(dict.fromkeys(values))
+
+
+@bench_app.command("run")
+def run(
+    url: Annotated[str, typer.Argument(help="The server's base URL: http://HOST:PORT (or .../v1).")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Model name to request, as the server knows it.")],
+    api: Annotated[str, typer.Option("--api", help="chat (/v1/chat/completions) or completions.")] = "chat",
+    prompt_tokens: Annotated[
+        int, typer.Option("--prompt-tokens", help="Generated prompts of about this many tokens.")
+    ] = 128,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Tokens to generate per request.")] = 128,
+    prompts: Annotated[
+        Path | None,
+        typer.Option(
+            "--prompts",
+            metavar="FILE",
+            help='JSONL prompts instead: {"prompt": ...} or {"messages": [...]}, optional "max_tokens".',
+        ),
+    ] = None,
+    requests: Annotated[
+        int | None,
+        typer.Option("--requests", "-n", help="Requests per concurrency level [default: 4 × concurrency, ≥ 8]."),
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option("--duration", metavar="SECONDS", help="Send requests for this long per level.")
+    ] = None,
+    concurrency: Annotated[
+        str, typer.Option("--concurrency", "-c", help="Concurrent requests; a list (1,2,4,8) sweeps.")
+    ] = "1",
+    slo_ms: Annotated[
+        float | None,
+        typer.Option("--slo-ms", help="Best level: highest throughput whose p90 latency stays within this."),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Generated prompts' seed (same seed, same requests).")] = 0,
+    ignore_eos: Annotated[
+        bool, typer.Option("--ignore-eos", help="Ask the server to generate max tokens past end-of-sequence.")
+    ] = False,
+    warmup: Annotated[int, typer.Option("--warmup", help="Unmeasured requests sent first.")] = 1,
+    timeout: Annotated[
+        float, typer.Option("--timeout", metavar="SECONDS", help="A request fails after this long without data.")
+    ] = 60.0,
+    no_usage: Annotated[
+        bool, typer.Option("--no-usage", help="Do not ask for usage (stream_options); count streamed chunks.")
+    ] = False,
+    engine: Annotated[
+        str | None, typer.Option("--engine", help="Engine name to record when the server does not say it.")
+    ] = None,
+    engine_version: Annotated[str | None, typer.Option("--engine-version", help="Engine version to record.")] = None,
+    profile: Annotated[
+        str | None, typer.Option("--profile", help="The tuning profile in effect, recorded with the run.")
+    ] = None,
+    db: DbOption = None,
+    no_store: Annotated[bool, typer.Option("--no-store", help="Do not record the run in the history.")] = False,
+    no_gpu: Annotated[bool, typer.Option("--no-gpu", help="Do not sample the GPUs while running.")] = False,
+    sample_interval: Annotated[
+        float, typer.Option("--sample-interval", metavar="SECONDS", help="GPU sampling period.")
+    ] = 1.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Stream requests to URL and measure TTFT, inter-token latency, tokens/s, requests/s.
+
+    With several --concurrency levels, names the best one. GPU utilisation, power, temperature and
+    throttling are sampled while it runs. A server with prefix caching answers repeated prompts
+    faster: change --seed between runs that must not share prompts.
+    Exit code: 0 all requests succeeded, 1 some failed or the run stopped early, 2 bad usage,
+    130 interrupted (results so far are kept).
+    """
+    from provision import nvml
+    from provision.bench.client import Endpoint
+    from provision.bench.gpu import GpuMonitor
+    from provision.bench.runner import BenchConfig, run_bench
+    from provision.bench.store import HistoryStore
+    from provision.bench.workload import Workload, load_prompts
+    from provision.errors import UsageError
+
+    endpoint = Endpoint.parse(url)
+    levels = _concurrencies(concurrency)
+    if sample_interval <= 0:
+        raise UsageError(f"--sample-interval must be more than 0 seconds, not {sample_interval:g}")
+    workload = Workload(api=api, prompt_tokens=prompt_tokens, max_tokens=max_tokens, seed=seed, ignore_eos=ignore_eos)
+    if prompts is not None:
+        workload.prompts, workload.prompts_sha256 = load_prompts(prompts, api)
+        workload.prompts_file, workload.prompt_tokens = str(prompts), None
+    config = BenchConfig(
+        endpoint=endpoint, model=model, workload=workload, concurrencies=levels, requests=requests,
+        duration_s=duration, timeout_s=timeout, warmup=warmup, slo_ms=slo_ms, include_usage=not no_usage,
+    )  # fmt: skip
+    store = None if no_store else HistoryStore(_db_path(db))  # a bad --db fails before any load is sent
+
+    monitor = GpuMonitor(nvml.backend, interval_s=sample_interval)
+    progress = _Progress(enabled=not as_json and sys.stderr.isatty(), monitor=monitor)
+    try:
+        with progress, monitor if not no_gpu else _NoMonitor():
+            bench = run_bench(
+                config,
+                monitor=None if no_gpu else monitor,
+                on_progress=progress.update,
+                backend_factory=None if no_gpu else nvml.backend,
+            )
+    finally:
+        pass
+    if engine is not None:
+        bench.server["engine"], bench.server["engine_version"] = engine, engine_version
+    elif engine_version is not None:
+        bench.server["engine_version"] = engine_version
+    if no_gpu:
+        bench.notes.append("GPU sampling off (--no-gpu)")
+
+    stored: list[int] = []
+    if store is not None:
+        with store:
+            stored = store.save(bench, profile=profile)
+    failed = sum(lv.requests_failed for lv in bench.levels)
+    code = 130 if bench.interrupted else (1 if failed or bench.stop_reason else 0)
+    if as_json:
+        typer.echo(json.dumps(_run_json(bench, stored, None if store is None else str(store.path), code), indent=2))
+    else:
+        from provision.bench.render import render_run
+
+        render_run(bench, stored_ids=stored, db=None if store is None else str(store.path))
+    if code == 1:
+        sent = sum(lv.requests_sent for lv in bench.levels)
+        why = bench.stop_reason or next(iter(next(lv.errors for lv in bench.levels if lv.errors)))
+        typer.echo(f"gpuprov: {failed} of {sent} requests failed: {why}", err=True)
+    raise typer.Exit(code)
+
+
+class _NoMonitor:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+class _Progress:
+    """A rich progress bar on stderr per concurrency level (nothing when disabled)."""
+
+    def __init__(self, enabled: bool, monitor: Any) -> None:
+        self.enabled = enabled
+        self.monitor = monitor
+        self._bar: Any = None
+        self._tasks: dict[int, Any] = {}
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                console=Console(stderr=True), transient=True,
+            )  # fmt: skip
+            self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+    def update(self, concurrency: int, done: int, planned: int | None, elapsed_s: float) -> None:
+        if self._bar is None:
+            return
+        if concurrency not in self._tasks:
+            self._tasks[concurrency] = self._bar.add_task(f"concurrency {concurrency}", total=planned)
+        self._bar.update(self._tasks[concurrency], completed=done, description=self._describe(concurrency))
+
+    def _describe(self, concurrency: int) -> str:
+        text = f"concurrency {concurrency}"
+        readings = getattr(self.monitor, "readings", None)
+        if readings:
+            for g in readings[-1].gpus:
+                util = "?" if g.utilization_gpu_pct is None else f"{g.utilization_gpu_pct}%"
+                power = "?" if g.power_draw_w is None else f"{g.power_draw_w:.0f} W"
+                temp = "?" if g.temperature_c is None else f"{g.temperature_c}°C"
+                text += f"  GPU{g.index} {util} {power} {temp}"
+        return text
+
+
+def _run_json(bench: Any, stored: list[int], db: str | None, code: int) -> dict[str, Any]:
+    return {
+        "schema_version": 1,
+        "exit_code": code,
+        "url": bench.config.endpoint.url,
+        "model": bench.config.model,
+        "started_at": bench.started_at,
+        "server": bench.server,
+        "host": bench.host,
+        "workload": bench.config.workload.to_dict(),
+        "usage_requested": bench.config.include_usage,
+        "levels": [lv.to_dict() for lv in bench.levels],
+        "best": None if bench.best is None else {"concurrency": bench.best.concurrency, "reason": bench.best_reason},
+        "best_reason": bench.best_reason,
+        "slo_ms": bench.config.slo_ms,
+        "notes": bench.notes,
+        "stop_reason": bench.stop_reason,
+        "stored_run_ids": stored,
+        "db": db,
+    }
+
+
+@bench_app.command("history")
+def history(
+    db: DbOption = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Only runs of this model.")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="Newest runs to list.")] = 30,
+    compare: Annotated[
+        tuple[int, int] | None,
+        typer.Option("--compare", metavar="RUN RUN", help="Compare two runs: each metric and the ratio."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List stored runs (newest first), or compare two of them."""
+    from provision.bench.history import compare as compare_runs
+    from provision.bench.store import HistoryStore
+    from provision.errors import UsageError
+
+    path = _db_path(db)
+    if not path.exists():
+        raise UsageError(f"no bench history at {path}: gpuprov bench URL --model NAME records runs there")
+    if limit < 1:
+        raise UsageError(f"--limit must be at least 1, not {limit}")
+    with HistoryStore(path) as store:
+        if compare is not None:
+            before, after = store.get(compare[0]), store.get(compare[1])
+            changes, warnings = compare_runs(before, after)
+            if as_json:
+                typer.echo(json.dumps({
+                    "before": before.to_dict(), "after": after.to_dict(), "warnings": warnings,
+                    "changes": [{"metric": c.metric, "before": c.before, "after": c.after, "ratio": c.ratio,
+                                 "higher_is_better": c.higher_is_better, "improved": c.improved} for c in changes],
+                }, indent=2))  # fmt: skip
+            else:
+                from provision.bench.render import render_compare
+
+                render_compare(before, after, changes, warnings)
+            return
+        runs = store.runs(model=model, limit=limit)
+    if as_json:
+        typer.echo(json.dumps({"db": str(path), "runs": [r.to_dict() for r in runs]}, indent=2))
+    else:
+        from provision.bench.render import render_history
+
+        render_history(runs, db=str(path))
+
+
+@bench_app.command("estimate")
+def estimate(
+    requests: Annotated[int, typer.Option("--requests", "-n", help="How many requests the job has.")],
+    db: DbOption = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Only configurations of this model.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """How long a job of N requests would take at each stored configuration, fastest first."""
+    from provision.bench.history import estimate as estimate_runs
+    from provision.bench.history import format_duration
+    from provision.bench.store import HistoryStore
+    from provision.errors import UsageError
+
+    if requests < 1:
+        raise UsageError(f"--requests must be at least 1, not {requests}")
+    path = _db_path(db)
+    if not path.exists():
+        raise UsageError(f"no bench history at {path}: gpuprov bench URL --model NAME records runs there")
+    with HistoryStore(path) as store:
+        runs = store.runs(model=model)
+    estimates, skipped = estimate_runs(runs, requests)
+    if as_json:
+        typer.echo(json.dumps({
+            "db": str(path), "requests": requests, "skipped_run_ids": [r.id for r in skipped],
+            "estimates": [{"run_id": e.run.id, "model": e.run.model, "engine": e.run.engine,
+                           "engine_version": e.run.engine_version, "gpu_names": e.run.gpu_names,
+                           "profile": e.run.profile, "workload_key": e.run.workload_key,
+                           "concurrency": e.run.concurrency, "requests_per_s": e.run.level.requests_per_s,
+                           "seconds": e.seconds, "human": format_duration(e.seconds)} for e in estimates],
+        }, indent=2))  # fmt: skip
+    else:
+        from provision.bench.render import render_estimates
+
+        render_estimates(estimates, skipped, requests=requests, db=str(path))

@@ -1,0 +1,238 @@
+"""A local OpenAI-compatible streaming server whose timing the test controls (the test double behind
+the ``gpuprov bench`` measurement tests), and tests that it speaks the wire format real servers do.
+
+Standard library only: ``http.server`` on 127.0.0.1, port 0, HTTP/1.1 keep-alive with chunked
+transfer encoding (what uvicorn, vLLM's and llama-cpp-python's server, sends). The request index is
+read back from the body's ``seed`` (the workload sends ``seed + index``), so a test can script
+request *i*: a delay before its first token, an HTTP error, an error event mid-stream, a hang.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from provision.bench.sse import DONE, SseParser, interpret
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # the default 5 drops a burst of connects (clients retry after 1 s)
+
+
+@dataclass
+class Script:
+    ttft_s: float = 0.0
+    per_token_s: float = 0.0
+    tokens: int = 8
+    #: tokens per streamed event (servers may batch several)
+    tokens_per_event: int = 1
+    #: send a usage chunk when asked (stream_options.include_usage)
+    usage: bool = True
+    prompt_tokens: int = 11
+    #: request index -> HTTP status to answer with instead of a stream
+    http_errors: dict[int, int] = field(default_factory=dict)
+    #: request index -> tokens sent before an error event
+    stream_errors: dict[int, int] = field(default_factory=dict)
+    #: request index -> tokens sent before the connection is dropped without [DONE]
+    drops: dict[int, int] = field(default_factory=dict)
+    #: request indexes (>=) from which the server never answers
+    hang_from: int | None = None
+    #: reject bodies carrying stream_options with HTTP 400 (older servers)
+    reject_stream_options: bool = False
+    #: per-token delay grows with requests in flight beyond this many (a GPU's batch capacity)
+    capacity: int | None = None
+    #: per-token delay × (in flight / capacity) ** overload_exponent past capacity: above 1,
+    #: throughput falls past capacity; below 1, it still grows, but latency grows too
+    overload_exponent: float = 1.5
+    seed_base: int = 0
+
+
+class FakeServer:
+    """``with FakeServer(Script(...)) as srv: srv.url`` — stops on exit."""
+
+    def __init__(self, script: Script | None = None) -> None:
+        self.script = script or Script()
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.bodies: list[dict[str, Any]] = []
+        self.release = threading.Event()  # set on stop: hung handlers return
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def setup(self) -> None:
+                super().setup()
+                with server.lock:
+                    server.connections.append(self.connection)
+
+            def do_GET(self) -> None:
+                if self.path == "/v1/models":
+                    self._json(200, {"object": "list", "data": [{"id": "fake-model", "object": "model",
+                                                                  "owned_by": "gpuprov-tests"}]})  # fmt: skip
+                else:
+                    self._json(404, {"detail": "Not Found"})
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length))
+                with server.lock:
+                    server.bodies.append(body)
+                server.handle_completion(self, body)
+
+            def _json(self, status: int, obj: Any) -> None:
+                data = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.connections: list[socket.socket] = []
+        self.httpd = _Server(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop listening and drop open connections: a server that died."""
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        with self.lock:
+            for conn in self.connections:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+
+    # -- one completion ----------------------------------------------------------------------------
+    def handle_completion(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        s = self.script
+        index = int(body.get("seed", 0)) - s.seed_base
+        if s.reject_stream_options and "stream_options" in body:
+            handler._json(400, {"error": {"message": "Unrecognized request argument: stream_options"}})  # type: ignore[attr-defined]
+            return
+        if index in s.http_errors:
+            handler._json(s.http_errors[index], {"error": {"message": f"injected failure of request {index}"}})  # type: ignore[attr-defined]
+            return
+        if s.hang_from is not None and index >= s.hang_from:
+            self.release.wait(30)
+            handler.close_connection = True
+            return
+        chat = "messages" in body
+        text = json.dumps(body.get("messages") or body.get("prompt"))
+        delay = re.search(r"delay_ms=(\d+)", text)
+        ttft_s = int(delay.group(1)) / 1000 if delay else s.ttft_s
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            handler.send_response(200)
+            handler.send_header("Content-Type", "text/event-stream")
+            handler.send_header("Transfer-Encoding", "chunked")
+            handler.end_headers()
+            if chat:  # the role-only first chunk chat servers send
+                self._event(handler, {"choices": [{"index": 0, "delta": {"role": "assistant"}}]})
+            time.sleep(ttft_s)
+            sent = 0
+            while sent < s.tokens:
+                if index in s.stream_errors and sent >= s.stream_errors[index]:
+                    self._event(handler, {"error": {"message": "injected error mid-stream", "code": 500}})
+                    break
+                if index in s.drops and sent >= s.drops[index]:
+                    handler.wfile.flush()
+                    handler.close_connection = True
+                    handler.connection.shutdown(2)
+                    return
+                if sent:
+                    time.sleep(self._per_token_s() * s.tokens_per_event)
+                n = min(s.tokens_per_event, s.tokens - sent)
+                piece = " tok" * n
+                choice = {"index": 0, "delta": {"content": piece}} if chat else {"index": 0, "text": piece}
+                self._event(handler, {"object": "chunk", "choices": [choice]})
+                sent += n
+            else:
+                if s.usage and body.get("stream_options", {}).get("include_usage"):
+                    self._event(handler, {"choices": [], "usage": {
+                        "prompt_tokens": s.prompt_tokens, "completion_tokens": s.tokens,
+                        "total_tokens": s.prompt_tokens + s.tokens}})  # fmt: skip
+            self._raw(handler, f"data: {DONE}\n\n")
+            handler.wfile.write(b"0\r\n\r\n")
+            handler.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            handler.close_connection = True
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    def _per_token_s(self) -> float:
+        s = self.script
+        if s.capacity is None:
+            return s.per_token_s
+        with self.lock:
+            load = self.in_flight
+        return s.per_token_s * max(1.0, load / s.capacity) ** s.overload_exponent
+
+    def _event(self, handler: BaseHTTPRequestHandler, obj: Any) -> None:
+        self._raw(handler, f"data: {json.dumps(obj)}\n\n")
+
+    @staticmethod
+    def _raw(handler: BaseHTTPRequestHandler, text: str) -> None:
+        data = text.encode()
+        handler.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        handler.wfile.flush()
+
+
+# -- the double speaks the format ------------------------------------------------------------------
+
+
+def _stream(url: str, body: dict[str, Any], path: str = "/v1/chat/completions") -> list[str]:
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    assert resp.status == 200
+    assert resp.getheader("Transfer-Encoding") == "chunked"
+    parser, events = SseParser(), []
+    for line in resp.read().decode().splitlines(keepends=True):
+        if (data := parser.feed_line(line)) is not None:
+            events.append(data)
+    conn.close()
+    return events
+
+
+def test_fake_server_streams_chat_chunks_usage_and_done() -> None:
+    with FakeServer(Script(tokens=3)) as srv:
+        events = _stream(srv.url, {"model": "m", "messages": [], "stream": True,
+                                   "stream_options": {"include_usage": True}})  # fmt: skip
+    assert events[-1] == DONE
+    chunks = [interpret(e) for e in events[:-1]]
+    assert [c.text for c in chunks] == ["", " tok", " tok", " tok", ""]
+    assert chunks[-1].completion_tokens == 3
+    assert chunks[-1].prompt_tokens == 11
+
+
+def test_fake_server_completions_without_usage_unless_asked() -> None:
+    with FakeServer(Script(tokens=2)) as srv:
+        events = _stream(srv.url, {"model": "m", "prompt": "x", "stream": True}, "/v1/completions")
+    assert [interpret(e).text for e in events[:-1]] == [" tok", " tok"]
+    assert all(interpret(e).completion_tokens is None for e in events[:-1])
