@@ -1,0 +1,531 @@
+"""llama-cpp-python compiled for the GPUs that are actually here, then verified.
+
+:func:`plan_build` is pure: from a snapshot (GPUs, driver, CUDA toolkits) and the user's overrides it
+decides the CUDA architectures, the nvcc, the host compiler and the CMake options of the version being
+built — or refuses with the reason. :func:`run_build` runs exactly the command the plan prints
+(``--dry-run`` shows it), logging everything to a file; :func:`verify_build` checks the result: CUDA
+linked, the requested kernels present (cuobjdump), ``llama_supports_gpu_offload()``, and optionally one
+real completion.
+
+Which toolkit compiles which architecture, and which CMake flag each llama-cpp-python version wants,
+are facts in ``provision/data/compat.toml`` (``[nvcc]``, ``[llama_cpp_build]``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from provision.errors import GpuprovError, UsageError
+from provision.gpuarch import cuda_arch, parse_cc
+from provision.snapshot import CudaToolkit, Snapshot
+
+PACKAGE = "llama-cpp-python"
+#: one nvcc job compiling ggml's CUDA template instances peaks around 2.5 GiB; a C++ job around 1 GiB
+#: (measured on llama.cpp's fattn-*.cu instances; the usual cause of OOM-killed parallel builds)
+MIB_PER_JOB_CUDA = 2560
+MIB_PER_JOB_CPU = 1024
+
+
+class BuildError(GpuprovError):
+    """The build cannot be planned or failed: the message says why and what to do."""
+
+
+@dataclass
+class BuildPlan:
+    spec: str
+    version: str | None
+    cpu: bool
+    archs: list[str]
+    arch_reason: str
+    nvcc: str | None
+    cuda_version: str | None
+    cuda_flag: str | None
+    host_compiler: str | None
+    cmake_args: list[str]
+    env: dict[str, str]
+    jobs: int
+    python: str
+    command: list[str]
+    notes: list[str] = field(default_factory=list)
+
+    def shell(self) -> str:
+        """The plan as one copyable shell line."""
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.env.items())
+        return f"{env} {shlex.join(self.command)}".strip()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["shell"] = self.shell()
+        return d
+
+
+@cache
+def _data() -> dict[str, Any]:
+    text = resources.files("provision").joinpath("data/compat.toml").read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
+def _v(text: str) -> Version:
+    return Version(text)
+
+
+def cuda_flag_for(version: str | None) -> str:
+    """The CMake option that enables CUDA for this llama-cpp-python version (None: the newest)."""
+    rows = _data()["llama_cpp_build"]["cuda_flags"]
+    if version is None:
+        return rows[0]["flag"]
+    v = _v(version)
+    for row in rows:
+        if v in SpecifierSet(row["versions"]):
+            return row["flag"]
+    raise BuildError(f"no CUDA build flag known for {PACKAGE} {version}")  # pragma: no cover - ranges are total
+
+
+def arch_limits(cc: str) -> tuple[Version, Version | None]:
+    """(first, last) CUDA toolkit version that compiles for this compute capability."""
+    for row in _data()["nvcc"]["archs"]:
+        if row["cc"] == cc:
+            return _v(row["min_cuda"]), _v(row["max_cuda"]) if "max_cuda" in row else None
+    raise BuildError(f"compute capability {cc} is not in gpuprov's nvcc table (provision/data/compat.toml [nvcc])")
+
+
+def nvcc_supports(cuda_version: str, cc: str) -> bool:
+    lo, hi = arch_limits(cc)
+    mine = _major_minor(cuda_version)
+    return mine >= lo and (hi is None or mine <= hi)
+
+
+def _major_minor(version: str) -> Version:
+    v = _v(version)
+    return Version(f"{v.major}.{v.minor}")
+
+
+def parse_arch_option(values: list[str]) -> list[str]:
+    """--arch 89 --arch 86,90 / 8.9 / sm_89 → ["86", "89", "90"]; bad values are a UsageError."""
+    out: set[str] = set()
+    for value in values:
+        for item in re.split(r"[,;\s]+", value.strip()):
+            if not item:
+                continue
+            raw = item.lower().removeprefix("sm_").removeprefix("compute_")
+            try:
+                if "." in raw:
+                    cc = raw
+                    parse_cc(cc)
+                elif raw.isdigit() and len(raw) in (2, 3):
+                    cc = f"{raw[:-1]}.{raw[-1]}"
+                else:
+                    raise ValueError
+                arch_limits(cc)
+            except (ValueError, BuildError):
+                raise UsageError(
+                    f"--arch {item!r}: not a CUDA architecture gpuprov knows (examples: 86, 89, 90, 120, or 8.9)"
+                ) from None
+            out.add(cuda_arch(cc))
+    if not out:
+        raise UsageError("--arch needs at least one architecture (e.g. --arch 89)")
+    return sorted(out, key=int)
+
+
+def _cc_of(arch: str) -> str:
+    return f"{arch[:-1]}.{arch[-1]}"
+
+
+def default_jobs(cores: int | None, mem_available_mib: int | None, *, cpu: bool) -> int:
+    cores = max(1, cores or 1)
+    if mem_available_mib is None:
+        return cores
+    per_job = MIB_PER_JOB_CPU if cpu else MIB_PER_JOB_CUDA
+    return max(1, min(cores, mem_available_mib // per_job))
+
+
+def mem_available_mib(root: Path = Path("/")) -> int | None:
+    try:
+        for line in (root / "proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _choose_nvcc(
+    toolkits: list[CudaToolkit], archs: list[str], driver_cuda: str | None, nvcc_override: str | None
+) -> CudaToolkit:
+    if nvcc_override:
+        chosen = next((t for t in toolkits if t.nvcc == nvcc_override), None)
+        if chosen is None:
+            raise UsageError(f"--nvcc {nvcc_override}: not an nvcc gpuprov found (found: "
+                             f"{', '.join(t.nvcc for t in toolkits) or 'none'})")  # fmt: skip
+        candidates = [chosen]
+    else:
+        candidates = [t for t in toolkits if t.version]
+    if not candidates:
+        raise BuildError(
+            "no CUDA toolkit (nvcc) found on PATH, CUDA_HOME or /usr/local/cuda*: install one from your distribution "
+            "(Debian/Ubuntu: apt install nvidia-cuda-toolkit, or NVIDIA's cuda-toolkit-12-x package) or set CUDA_HOME; "
+            "or build without a GPU: --cpu"
+        )
+    reasons = []
+    usable = []
+    for tk in candidates:
+        assert tk.version is not None
+        unsupported = [a for a in archs if not nvcc_supports(tk.version, _cc_of(a))]
+        if unsupported:
+            needs = []
+            for a in unsupported:
+                lo, hi = arch_limits(_cc_of(a))
+                needs.append(f"sm_{a} (needs CUDA {lo}" + (f" to {hi})" if hi else " or newer)"))
+            reasons.append(f"nvcc {tk.version} ({tk.nvcc}) cannot build for {', '.join(needs)}")
+            continue
+        if driver_cuda and _major_minor(tk.version) > _major_minor(driver_cuda):
+            reasons.append(
+                f"nvcc {tk.version} ({tk.nvcc}) is newer than the CUDA {driver_cuda} this driver supports: what it "
+                f"builds would not run here (upgrade the driver, or install a toolkit no newer than {driver_cuda})"
+            )
+            continue
+        usable.append(tk)
+    if not usable:
+        raise BuildError("; ".join(dict.fromkeys(reasons)))
+    # newest first; among equals prefer a real toolkit directory (cuobjdump beside nvcc) over a wrapper script
+    return max(
+        usable,
+        key=lambda t: (_v(t.version or "0"), Path(t.nvcc).with_name("cuobjdump").exists(), not _is_script(t.nvcc)),
+    )
+
+
+def _is_script(path: str) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(2) == b"#!"
+    except OSError:
+        return False
+
+
+def _host_compiler(environ: dict[str, str]) -> str | None:
+    if environ.get("CUDAHOSTCXX"):
+        return environ["CUDAHOSTCXX"]
+    return environ.get("CXX") or shutil.which("g++", path=environ.get("PATH")) or shutil.which("c++")
+
+
+def plan_build(
+    snapshot: Snapshot,
+    *,
+    python: str,
+    cpu: bool = False,
+    archs: list[str] | None = None,
+    nvcc: str | None = None,
+    version: str | None = None,
+    source: str | None = None,
+    jobs: int | None = None,
+    mem_available: int | None = None,
+    environ: dict[str, str] | None = None,
+    extra_cmake_args: list[str] | None = None,
+    wheelhouse: str | None = None,
+) -> BuildPlan:
+    """Decide the build. Pure apart from reading ``environ`` for the host compiler."""
+    environ = dict(os.environ if environ is None else environ)
+    if version is not None:
+        try:
+            Version(version)
+        except InvalidVersion:
+            raise UsageError(f"--version {version!r} is not a version (e.g. 0.3.16)") from None
+    if source and version:
+        raise UsageError("--source and --version do not go together: the source decides the version")
+    if source:
+        spec = str(Path(source).resolve())
+        m = re.search(r"llama[_-]cpp[_-]python-(\d+\.\d+\.\d+)", Path(source).name)
+        version = m.group(1) if m else None
+    else:
+        spec = f"{PACKAGE}=={version}" if version else PACKAGE
+    notes: list[str] = []
+    cmake_args: list[str] = []
+    env: dict[str, str] = {}
+    chosen: CudaToolkit | None = None
+    cuda_flag = None
+
+    if cpu:
+        if archs:
+            raise UsageError("--cpu and --arch do not go together")
+        arch_list: list[str] = []
+        arch_reason = "CPU build (--cpu)"
+        cmake_args.append("-DGGML_CUDA=off" if cuda_flag_for(version) == "-DGGML_CUDA=on" else "-DLLAMA_CUBLAS=off")
+    else:
+        if archs:
+            arch_list = archs
+            arch_reason = "--arch"
+        else:
+            if not snapshot.gpus:
+                why = snapshot.driver.nvml.message or "no GPU"
+                raise BuildError(
+                    f"no NVIDIA GPU detected ({why}): build for a GPU that is not here with --arch (e.g. --arch 89), "
+                    "or make a CPU build with --cpu"
+                )
+            ccs = {}
+            for g in snapshot.gpus:
+                if g.compute_capability is None:
+                    raise BuildError(f"GPU {g.index} ({g.name}) did not report its compute capability: pass --arch")
+                ccs.setdefault(cuda_arch(g.compute_capability), []).append(f"GPU {g.index} {g.name}")
+            arch_list = sorted(ccs, key=int)
+            arch_reason = "detected: " + "; ".join(f"sm_{a} for {', '.join(n)}" for a, n in sorted(ccs.items()))
+        chosen = _choose_nvcc(snapshot.cuda_toolkits, arch_list, snapshot.driver.cuda_driver_version, nvcc)
+        cuda_flag = cuda_flag_for(version)
+        cmake_args += [cuda_flag, f"-DCMAKE_CUDA_ARCHITECTURES={';'.join(arch_list)}"]
+        env["CUDACXX"] = chosen.nvcc
+        if len(snapshot.cuda_toolkits) > 1:
+            others = ", ".join(f"{t.version} ({t.nvcc})" for t in snapshot.cuda_toolkits if t is not chosen)
+            notes.append(f"using nvcc {chosen.version} ({chosen.nvcc}); also found {others}")
+    if extra_cmake_args:
+        cmake_args += extra_cmake_args
+    host = _host_compiler(environ)
+    if host and not cpu:
+        env["CUDAHOSTCXX"] = host
+    n_jobs = jobs or default_jobs(snapshot.host.cpu_cores, mem_available, cpu=cpu)
+    if jobs is None and snapshot.host.cpu_cores and n_jobs < snapshot.host.cpu_cores:
+        notes.append(f"-j {n_jobs} of {snapshot.host.cpu_cores} cores: bounded by available memory")
+    env = {"CMAKE_ARGS": " ".join(cmake_args), **env, "CMAKE_BUILD_PARALLEL_LEVEL": str(n_jobs)}
+    command = [
+        "uv", "pip", "install", "--python", python, "--no-binary", PACKAGE, "--reinstall-package", PACKAGE,
+        "--no-cache", "--verbose",
+    ]  # fmt: skip
+    if wheelhouse:  # hosts without an index: build dependencies and numpy come from a folder
+        command += ["--offline", "--find-links", str(Path(wheelhouse).resolve())]
+    command.append(spec)
+    return BuildPlan(
+        spec=spec, version=version, cpu=cpu, archs=arch_list, arch_reason=arch_reason,
+        nvcc=chosen.nvcc if chosen else None, cuda_version=chosen.version if chosen else None,
+        cuda_flag=cuda_flag, host_compiler=host, cmake_args=cmake_args, env=env, jobs=n_jobs, python=python,
+        command=command, notes=notes,
+    )  # fmt: skip
+
+
+# -- running ---------------------------------------------------------------------------------------
+
+_PROGRESS = re.compile(r"\[(\d+)/(\d+)\]")
+_ERROR_LINE = re.compile(
+    r"(CMake Error|error:|Error:|fatal error|nvcc fatal|FAILED:|ninja: build stopped|No such file|not found|"
+    r"unsupported gpu architecture|killed|Killed)",
+)
+
+
+@dataclass
+class BuildResult:
+    ok: bool
+    returncode: int
+    duration_s: float
+    log_path: str
+    #: the step that failed (configure, compile, link, install) and its most telling lines
+    failed_step: str | None = None
+    error_lines: list[str] = field(default_factory=list)
+
+
+def uv_command() -> list[str]:
+    """uv from the environment gpuprov runs in (the `uv` package), else from PATH."""
+    try:
+        from uv import find_uv_bin
+
+        return [find_uv_bin()]
+    except (ImportError, FileNotFoundError):
+        exe = shutil.which("uv")
+        if exe:
+            return [exe]
+    raise BuildError("uv not found: install it (pip install uv)")
+
+
+def summarize_failure(lines: list[str]) -> tuple[str, list[str]]:
+    """From a build log: which step failed and its last meaningful error lines (not the whole log)."""
+    step = "install"
+    text = "\n".join(lines)
+    if "CMake Error" in text or "Configuring incomplete" in text:
+        step = "configure (cmake)"
+    elif "FAILED:" in text or "ninja: build stopped" in text:
+        step = "compile/link"
+    elif "No solution found" in text or "Failed to fetch" in text or "error: Failed to download" in text:
+        step = "download"
+    picked = [ln.strip() for ln in lines if _ERROR_LINE.search(ln)]
+    seen: list[str] = []
+    for ln in picked:
+        short = re.sub(r"^DEBUG\s+", "", ln)[:300]
+        if short not in seen:
+            seen.append(short)
+    return step, seen[-8:]
+
+
+def run_build(
+    plan: BuildPlan, log_path: Path, *, on_progress: Callable[[int, int, str], None] | None = None
+) -> BuildResult:
+    cmd = uv_command() + plan.command[1:]
+    env = {**os.environ, **plan.env}
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    tail: list[str] = []
+    with open(log_path, "w", encoding="utf-8") as log:
+        log.write(f"# {plan.shell()}\n")
+        log.flush()
+        try:
+            proc = subprocess.Popen(
+                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+            )
+        except OSError as exc:
+            raise BuildError(f"cannot start {cmd[0]}: {exc}") from None
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            tail.append(line.rstrip("\n"))
+            if len(tail) > 4000:
+                del tail[:2000]
+            m = _PROGRESS.search(line)
+            if m and on_progress:
+                on_progress(int(m.group(1)), int(m.group(2)), line)
+        rc = proc.wait()
+    duration = time.monotonic() - start
+    if rc == 0:
+        return BuildResult(True, 0, duration, str(log_path))
+    step, lines = summarize_failure(tail)
+    return BuildResult(False, rc, duration, str(log_path), step, lines)
+
+
+# -- verification ----------------------------------------------------------------------------------
+
+_INSPECT = r"""
+import importlib.util, json, sys
+spec = importlib.util.find_spec("llama_cpp")
+out = {"package_dir": None, "libs": []}
+if spec and spec.submodule_search_locations:
+    import os
+    pkg = list(spec.submodule_search_locations)[0]
+    out["package_dir"] = pkg
+    lib = os.path.join(pkg, "lib")
+    if os.path.isdir(lib):
+        out["libs"] = sorted(os.path.join(lib, n) for n in os.listdir(lib) if ".so" in n)
+print(json.dumps(out))
+"""
+
+_OFFLOAD = "import llama_cpp, json; print(json.dumps(bool(llama_cpp.llama_supports_gpu_offload())))"
+
+_COMPLETE = r"""
+import json, sys, time
+from llama_cpp import Llama
+llm = Llama(model_path=sys.argv[1], n_ctx=256, n_gpu_layers=int(sys.argv[2]), verbose=False, seed=1)
+t = time.monotonic()
+out = llm("The capital of France is", max_tokens=8, temperature=0.0)
+print(json.dumps({"text": out["choices"][0]["text"], "tokens": out["usage"]["completion_tokens"],
+                  "seconds": time.monotonic() - t}))
+"""
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool | None  # None: could not be checked here
+    detail: str
+
+
+def _run_json(python: str, code: str, *args: str, timeout: int = 300) -> tuple[Any, str]:
+    try:
+        proc = subprocess.run([python, "-c", code, *args], capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, str(exc)
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+        return None, lines[-1] if lines else f"exit code {proc.returncode}"
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1]), ""
+    except (ValueError, IndexError):
+        return None, "no JSON answer"
+
+
+_CUDA_LIBS = ("libcudart", "libcublas", "libcuda.so")
+
+
+def list_cubin_archs(cuobjdump: str, lib: str) -> tuple[set[str], set[str]]:
+    """(SASS archs, PTX archs) in a library, e.g. ({"89"}, set()), from `cuobjdump --list-elf/--list-ptx`."""
+    sass: set[str] = set()
+    ptx: set[str] = set()
+    for flag, bucket in (("--list-elf", sass), ("--list-ptx", ptx)):
+        proc = subprocess.run([cuobjdump, flag, lib], capture_output=True, text=True, timeout=300)
+        bucket.update(re.findall(r"\.sm_(\d+)a?\.(?:cubin|ptx)", proc.stdout))
+    return sass, ptx
+
+
+def verify_build(plan: BuildPlan, *, smoke_model: str | None = None) -> list[Check]:
+    from provision.elf import ElfError, needed_libraries_of
+
+    checks: list[Check] = []
+    info, err = _run_json(plan.python, _INSPECT)
+    if not info or not info.get("package_dir"):
+        return [Check("installed", False, f"llama_cpp is not importable from {plan.python}: {err or 'not found'}")]
+    libs = info["libs"]
+    checks.append(Check("installed", True, f"{info['package_dir']} ({len(libs)} shared libraries)"))
+    linked: dict[str, list[str]] = {}
+    for lib in libs:
+        try:
+            linked[lib] = needed_libraries_of(lib)
+        except ElfError as exc:
+            linked[lib] = []
+            checks.append(Check("linkage", False, str(exc)))
+    cuda_libs = sorted({n for names in linked.values() for n in names if n.startswith(_CUDA_LIBS)})
+    if plan.cpu:
+        checks.append(Check("no CUDA linkage (CPU build)", not cuda_libs, ", ".join(cuda_libs) or "none linked"))
+    else:
+        checks.append(Check("linked against CUDA", bool(cuda_libs), ", ".join(cuda_libs) or "no CUDA library linked"))
+        cuda_lib = next((lib for lib in libs if Path(lib).name.startswith("libggml-cuda")), None)
+        cuobjdump = str(Path(plan.nvcc).with_name("cuobjdump")) if plan.nvcc else None
+        if cuda_lib is None:
+            checks.append(Check("kernels for " + ",".join(plan.archs), False, "no libggml-cuda library installed"))
+        elif not cuobjdump or not Path(cuobjdump).exists():
+            checks.append(Check("kernels for " + ",".join(plan.archs), None, "cuobjdump not available: not checked"))
+        else:
+            sass, ptx = list_cubin_archs(cuobjdump, cuda_lib)
+            missing = [a for a in plan.archs if a not in sass and a not in ptx]
+            extra = sorted((sass | ptx) - set(plan.archs), key=int)
+            detail = f"SASS {sorted(sass, key=int)}, PTX {sorted(ptx, key=int)}"
+            if extra:
+                detail += f"; also {extra}"
+            checks.append(Check("kernels for " + ",".join(f"sm_{a}" for a in plan.archs), not missing, detail))
+    offload, err = _run_json(plan.python, _OFFLOAD)
+    if offload is None:
+        checks.append(Check("llama_supports_gpu_offload()", False, f"import failed: {err}"))
+    else:
+        expect = not plan.cpu
+        checks.append(Check("llama_supports_gpu_offload()", offload == expect, f"{offload} (expected {expect})"))
+    if smoke_model:
+        layers = "0" if plan.cpu else "-1"
+        done, err = _run_json(plan.python, _COMPLETE, smoke_model, layers, timeout=600)
+        if done is None:
+            checks.append(Check("one completion", False, err))
+        else:
+            checks.append(
+                Check(
+                    "one completion",
+                    done["tokens"] > 0,
+                    f"{done['tokens']} tokens in {done['seconds']:.2f} s: {done['text'].strip()[:60]!r}",
+                )
+            )
+    return checks
+
+
+def default_log_path() -> Path:
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local/state") / "gpuprov" / "builds"
+    return base / f"llama-cpp-{time.strftime('%Y%m%d-%H%M%S')}.log"
+
+
+def current_python() -> str:
+    return sys.executable
