@@ -181,6 +181,8 @@ def _plan_llama_cpp(target: Target, matrix: Matrix, driver: Version | None) -> P
                 "this GPU runs the prebuilt wheel only through PTX JIT: building from source "
                 "(gpuprov build llama-cpp) gives native kernels"
             )
+    elif driver is not None:
+        return None  # plan() tries again without the driver, and says which driver is needed
     else:
         plan.notes.append("no prebuilt CUDA wheel fits: build from source (gpuprov build llama-cpp) with build_env")
     plan.notes.append(matrix.llama_cpp_source)

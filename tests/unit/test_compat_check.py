@@ -1,0 +1,344 @@
+"""compat check: the source facts of the matrix and the famous failures, table-driven."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from provision.cli import app
+from provision.compat.check import check
+from provision.compat.matrix import load_matrix, runs_on
+from provision.compat.target import Target, apply_overrides, parse_package_spec, target_from_snapshot
+from provision.errors import UsageError
+from provision.snapshot import Snapshot
+
+SNAPSHOTS = Path(__file__).parent.parent / "data" / "snapshots"
+
+
+def what_if(**kw: object) -> Target:
+    return apply_overrides(Target(), **kw)  # type: ignore[arg-type]
+
+
+# -- source facts ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("vllm", "torch", "xformers", "flashinfer"),
+    [
+        ("0.6.0", "2.4.0", "0.0.27.post2", None),
+        ("0.6.4", "2.5.1", "0.0.28.post3", None),
+        ("0.8.0", "2.6.0", "0.0.29.post2", None),
+        ("0.9.0", "2.7.0", "0.0.30", None),
+        ("0.10.1", "2.7.1", "0.0.31", "0.2.11"),
+        ("0.10.2", "2.8.0", "0.0.32.post1", "0.3.0"),
+        ("0.11.1", "2.9.0", "0.0.33.post1", "0.5.2"),
+        ("0.14.0", "2.9.1", None, "0.5.3"),
+        ("0.17.0", "2.10.0", None, "0.6.4"),
+        ("0.20.0", "2.11.0", None, "0.6.8.post1"),
+        ("0.27.0", "2.13.0", None, "0.6.16.post3"),
+        ("0.33.0", "2.14.0", None, "0.7.2.post1"),
+    ],
+)
+def test_vllm_pins(vllm: str, torch: str, xformers: str | None, flashinfer: str | None) -> None:
+    rel = load_matrix().vllm(vllm)
+    assert rel is not None
+    assert (rel.torch, rel.xformers, rel.flashinfer) == (torch, xformers, flashinfer)
+    assert rel.source.startswith("PyPI wheel METADATA: vllm-" + vllm)
+
+
+@pytest.mark.parametrize(
+    ("vllm", "cuda", "min_cc"),
+    [
+        ("0.6.0", "12.1", "7.0"),
+        ("0.8.5", "12.4", "7.0"),
+        ("0.9.0", "12.8", "7.0"),
+        ("0.19.1", "12.9", "7.0"),
+        ("0.20.0", "13.0", "7.5"),
+    ],
+)
+def test_vllm_build_facts(vllm: str, cuda: str, min_cc: str) -> None:
+    rel = load_matrix().vllm(vllm)
+    assert rel is not None and rel.cuda == cuda
+    assert rel.archs[0] == min_cc
+
+
+@pytest.mark.parametrize(
+    ("torch", "variant", "pypi_variant"),
+    [
+        ("2.4.0", "cu121", "cu121"),
+        ("2.5.1", "cu124", "cu124"),
+        ("2.7.1", "cu128", "cu126"),
+        ("2.8.0", "cu129", "cu128"),
+        ("2.11.0", "cu130", "cu130"),
+        ("2.12.0", "cu132", "cu130"),
+        ("2.15.0", "cu132", "cu132"),
+    ],
+)
+def test_torch_variants(torch: str, variant: str, pypi_variant: str) -> None:
+    m = load_matrix()
+    assert m.torch_build(torch, variant) is not None
+    pypi = m.torch_build(torch, None)
+    assert pypi is not None and pypi.variant == pypi_variant
+
+
+@pytest.mark.parametrize(
+    ("torch", "variant", "cc", "runs"),
+    [
+        ("2.7.1", "cu126", "12.0", False),  # no Blackwell before cu128
+        ("2.7.1", "cu128", "12.0", True),
+        ("2.7.1", "cu128", "7.0", False),  # 2.7 cu128 dropped Volta
+        ("2.8.0", "cu128", "7.0", True),  # ... 2.8 put it back
+        ("2.11.0", "cu128", "7.0", False),  # ... 2.11 dropped it again
+        ("2.8.0", "cu128", "6.1", False),  # Pascal gone from cu128+
+        ("2.8.0", "cu126", "6.1", True),
+        ("2.11.0", "cu130", "7.0", False),  # CUDA 13: sm_75 and newer
+        ("2.4.0", "cu121", "8.9", True),  # sm_86 SASS runs on 8.9
+        ("2.9.0", "cu129", "12.1", True),
+    ],
+)
+def test_torch_arch_lists(torch: str, variant: str, cc: str, runs: bool) -> None:
+    build = load_matrix().torch_build(torch, variant)
+    assert build is not None
+    assert runs_on(build.archs, cc) is runs
+
+
+@pytest.mark.parametrize(
+    ("cuda", "floor", "toolkit"),
+    [
+        ("11.8", "450.80.02", "520.61.05"),
+        ("12.4", "525.60.13", "550.54.14"),
+        ("12.8", "525.60.13", "570.26"),
+        ("13.0", "580", "580.65.06"),
+    ],
+)
+def test_driver_table(cuda: str, floor: str, toolkit: str) -> None:
+    m = load_matrix()
+    assert m.driver_floor(cuda) is not None and m.driver_floor(cuda)[0] == floor  # type: ignore[index]
+    assert m.toolkit_driver(cuda) is not None and m.toolkit_driver(cuda)[0] == toolkit  # type: ignore[index]
+
+
+def test_every_row_has_a_source() -> None:
+    data = load_matrix().data
+    rows = [
+        *data["cuda"]["majors"],
+        *data["cuda"]["toolkits"],
+        *data["torch"]["releases"],
+        *data["vllm_build"]["ranges"],
+        *data["flashinfer"]["ranges"],
+        *data["llama_cpp"]["wheels"],
+        *data["vllm"]["releases"],
+        *data["xformers"]["releases"],
+        *data["flashinfer_pins"]["releases"],
+    ]
+    assert rows and all(str(r.get("source", "")).strip() for r in rows)
+    assert set(data["archs"]) == set(data["archs_source"])
+
+
+# -- the famous failures -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("case", "kw", "kind"),
+    [
+        ("torch cu12x on a 470 driver", dict(driver="470.256.02", packages=["torch==2.5.1+cu124"]), "torch_driver"),
+        ("torch PyPI (cu126) on a 470 driver", dict(driver="470.256.02", packages=["torch==2.7.1"]), "torch_driver"),
+        ("cu13 torch on a 570 driver", dict(driver="570.172.08", packages=["torch==2.11.0"]), "torch_driver"),
+        ("Blackwell with torch without sm_120", dict(gpu="RTX 5090", packages=["torch==2.6.0"]), "torch_gpu"),
+        ("Blackwell with a cu126 build", dict(gpu="RTX PRO 6000", packages=["torch==2.7.1"]), "torch_gpu"),
+        ("Pascal with cu128 (dropped)", dict(gpu="GTX 1080 Ti", packages=["torch==2.8.0"]), "torch_gpu"),
+        ("Volta with cu130", dict(gpu="V100", packages=["torch==2.11.0"]), "torch_gpu"),
+        ("vLLM with the wrong torch", dict(packages=["torch==2.7.1", "vllm==0.10.2"]), "vllm_torch"),
+        ("vLLM with the wrong xformers", dict(packages=["vllm==0.9.0", "xformers==0.0.31"]), "vllm_xformers"),
+        (
+            "vLLM with another flashinfer",
+            dict(packages=["vllm==0.10.1", "flashinfer-python==0.2.6.post1"]),
+            "vllm_flashinfer",
+        ),
+        (
+            "flashinfer built for another torch",
+            dict(packages=["torch==2.6.0", "flashinfer-python==0.2.6.post1+cu128torch2.7"]),
+            "flashinfer_torch",
+        ),
+        (
+            "flashinfer AOT release for older torch",
+            dict(packages=["torch==2.9.0", "flashinfer-python==0.2.8"]),
+            "flashinfer_torch",
+        ),
+        ("xformers for another torch", dict(packages=["torch==2.8.0", "xformers==0.0.31"]), "xformers_torch"),
+        ("vLLM below its minimum cc", dict(gpu="GTX 1080", packages=["vllm==0.10.1"]), "vllm_gpu"),
+        ("vLLM 0.20 dropped Volta", dict(gpu="V100", packages=["vllm==0.20.0"]), "vllm_gpu"),
+        ("vLLM < 0.9 on Blackwell", dict(gpu="RTX 5090", packages=["vllm==0.8.5"]), "vllm_gpu"),
+        ("vLLM CUDA 13 on a 560 driver", dict(driver="560.35.03", packages=["vllm==0.20.0"]), "vllm_driver"),
+        ("vLLM cu12 with a cu118 torch", dict(packages=["torch==2.7.1+cu118", "vllm==0.10.0"]), "vllm_torch_cuda"),
+    ],
+)
+def test_famous_failures_are_incompatible(case: str, kw: dict[str, object], kind: str) -> None:
+    report = check(what_if(**kw))
+    assert report.verdict == "incompatible", case
+    assert report.exit_code == 1
+    problem = next(p for p in report.problems if p.kind == kind)
+    assert problem.severity == "incompatible"
+    assert problem.source and problem.fix and problem.reason
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(driver="560.35.03", gpu="RTX 4090 Laptop", packages=["torch==2.7.1", "vllm==0.10.1"]),
+        dict(
+            driver="580.159.04",
+            gpu="H100",
+            packages=["torch==2.11.0", "vllm==0.20.0", "flashinfer-python==0.6.8.post1"],
+        ),
+        dict(driver="570.172.08", gpu="RTX 5090", packages=["torch==2.7.1+cu128", "vllm==0.10.0"]),
+        dict(driver="535.54.03", gpu="V100", packages=["torch==2.8.0", "vllm==0.10.2", "xformers==0.0.32.post1"]),
+        dict(driver="550.54.14", gpu="GTX 1080 Ti", packages=["torch==2.7.1+cu118"]),
+        dict(driver="575.51.03", gpu="A100", packages=["torch==2.6.0", "flashinfer-python==0.2.3"]),
+    ],
+)
+def test_working_combinations_are_ok(kw: dict[str, object]) -> None:
+    report = check(what_if(**kw))
+    assert report.verdict == "ok", [p.reason for p in report.problems]
+    assert report.checked
+
+
+def test_minor_version_compat_is_a_warning_not_a_failure() -> None:
+    report = check(what_if(driver="560.35.03", packages=["torch==2.7.1+cu128"]))
+    assert report.verdict == "ok"
+    [warning] = report.problems
+    assert warning.severity == "warning" and "570.26" in warning.fix
+
+
+@pytest.mark.parametrize(
+    "packages",
+    [
+        ["torch==2.3.1"],
+        ["torch==2.99.0"],
+        ["vllm==0.5.5"],
+        ["vllm==0.34.0"],
+        ["xformers==0.0.26"],
+        ["flashinfer-python==0.8.0"],
+        ["torch==2.7.1+cu121"],
+    ],
+)
+def test_uncovered_versions_are_unknown_never_ok(packages: list[str]) -> None:
+    report = check(what_if(packages=packages))
+    assert report.verdict == "unknown"
+    assert report.exit_code == 3
+
+
+def test_incompatible_wins_over_unknown() -> None:
+    report = check(what_if(driver="470.1", packages=["torch==2.7.1", "vllm==0.99"]))
+    assert report.verdict == "incompatible"
+
+
+def test_fix_names_the_nearest_working_build() -> None:
+    report = check(what_if(gpu="GTX 1080 Ti", packages=["torch==2.9.0"]))
+    assert report.problems[0].fix == "install torch==2.9.0+cu126 from https://download.pytorch.org/whl/cu126"
+    report = check(what_if(driver="470.256.02", packages=["torch==2.7.1"]))
+    assert "torch==2.7.1+cu118" in report.problems[0].fix
+
+
+# -- snapshots and overrides ----------------------------------------------------------------------------
+
+
+def test_snapshot_of_the_rtx4090_laptop() -> None:
+    snap = Snapshot.load(SNAPSHOTS / "rtx4090-laptop.constructed.json")
+    target = target_from_snapshot(snap)
+    assert target.driver == "560.35.03" and target.cc_list() == ["8.9"]
+    report = check(target)
+    # vllm 0.10.1's [flashinfer] extra pins 0.2.11; the snapshot has 0.2.8
+    assert report.verdict == "incompatible"
+    assert {p.kind for p in report.problems} == {"vllm_flashinfer", "torch_driver", "vllm_driver"}
+    fixed = apply_overrides(target, packages=["flashinfer-python==0.2.11"], driver="570.172.08")
+    assert check(fixed).verdict == "ok"
+
+
+def test_flags_override_the_snapshot() -> None:
+    snap = Snapshot.load(SNAPSHOTS / "rtx4090-laptop.constructed.json")
+    target = apply_overrides(target_from_snapshot(snap), gpu="GTX 1080", driver="470.1")
+    assert target.cc_list() == ["6.1"] and target.driver == "470.1"
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        (dict(driver="latest"), "--driver"),
+        (dict(cc="eight"), "--cc"),
+        (dict(gpu="Radeon 7900"), "--gpu"),
+        (dict(gpu="RTX 4090", cc="8.9"), "--gpu and --cc"),
+        (dict(packages=["torch>=2.7"]), "exact version"),
+        (dict(packages=["torch==="]), "is not a version"),
+        (dict(packages=["not a spec at all"]), "not a package spec"),
+    ],
+)
+def test_bad_usage(kw: dict[str, object], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        what_if(**kw)
+
+
+@given(st.text(max_size=60))
+def test_package_spec_parser_gives_usage_error_or_a_pair(text: str) -> None:
+    try:
+        name, version = parse_package_spec(text)
+    except UsageError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert name and version
+
+
+# -- CLI -------------------------------------------------------------------------------------------------
+
+
+def _run(args: list[str]) -> tuple[int, str]:
+    from typer.testing import CliRunner
+
+    from provision.cli import _register
+
+    _register()
+    result = CliRunner().invoke(app, args)
+    if isinstance(result.exception, UsageError):
+        return result.exception.exit_code, str(result.exception)
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["compat", "check", "--with", "torch==2.7.1", "--with", "vllm==0.10.1"], 0),
+        (["compat", "check", "--driver", "470.1", "--with", "torch==2.7.1+cu128"], 1),
+        (["compat", "check", "--with", "vllm==0.99.0"], 3),
+        (["compat", "check", "--with", "torch>=2"], 2),
+        (["compat", "check", "--gpu", "no such gpu"], 2),
+    ],
+)
+def test_cli_exit_codes(args: list[str], code: int) -> None:
+    assert _run(args)[0] == code
+
+
+def test_cli_json() -> None:
+    code, out = _run(["compat", "check", "--json", "--gpu", "RTX 5090", "--with", "torch==2.6.0"])
+    assert code == 1
+    data = json.loads(out)
+    assert data["verdict"] == "incompatible"
+    assert {"pair", "reason", "source", "fix"} <= set(data["problems"][0])
+
+
+def test_cli_from_snapshot() -> None:
+    code, out = _run(
+        [
+            "compat",
+            "check",
+            "--json",
+            "--from",
+            str(SNAPSHOTS / "rtx4090-laptop.constructed.json"),
+            "--with",
+            "flashinfer-python==0.2.11",
+        ]
+    )
+    assert code == 0, out
+    assert json.loads(out)["verdict"] == "ok"

@@ -1,0 +1,123 @@
+"""compat plan: the newest consistent set; every set it proposes passes check."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from packaging.requirements import Requirement
+
+from provision.compat.check import check
+from provision.compat.plan import NoPlanError, plan
+from provision.compat.target import GpuTarget, Target, apply_overrides
+from provision.errors import UsageError
+from provision.gpus import list_gpus
+
+DRIVERS = [
+    "470.256.02",
+    "525.60.13",
+    "535.54.03",
+    "550.54.14",
+    "560.35.03",
+    "570.172.08",
+    "575.51.03",
+    "580.159.04",
+    "590.44.01",
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(list_gpus()),
+    st.one_of(st.none(), st.sampled_from(DRIVERS)),
+    st.sampled_from(["vllm", "llama-cpp"]),
+    st.booleans(),
+)
+def test_every_plan_passes_check(gpu, driver: str | None, engine: str, flashinfer: bool) -> None:  # type: ignore[no-untyped-def]
+    target = Target(driver=driver, gpus=[GpuTarget(gpu.name, gpu.compute_capability)])
+    try:
+        result = plan(target, engine, flashinfer=flashinfer)
+    except NoPlanError:
+        assert engine == "vllm" and gpu.compute_capability < "7.0"
+        return
+    if not result.pins:  # a build from source: nothing to check
+        assert result.build_env
+        return
+    assert result.report is not None
+    assert result.report.verdict == "ok", [p.reason for p in result.report.problems]
+    # and the same set checked independently, with the driver it says it needs
+    again = Target(
+        driver=result.driver_needed or driver,
+        gpus=target.gpus,
+        packages={p.name: p.version for p in result.pins if p.name != "llama-cpp-python"},
+    )
+    assert check(again).verdict == "ok"
+
+
+@pytest.mark.parametrize(
+    ("kw", "vllm", "torch"),
+    [
+        (dict(gpu="RTX 4090 Laptop", driver="560.35.03"), "0.19.1", "2.10.0"),  # CUDA 13 needs 580
+        (dict(gpu="RTX 4090 Laptop", driver="580.159.04"), "0.33.0", "2.14.0"),
+        (dict(gpu="H100"), "0.33.0", "2.14.0"),  # no driver known: newest
+        (dict(gpu="V100", driver="580.159.04"), "0.19.1", "2.10.0"),  # vLLM 0.20 dropped Volta
+        (dict(gpu="RTX 5090", driver="570.172.08"), "0.19.1", "2.10.0"),
+    ],
+)
+def test_vllm_plan_is_the_newest_that_fits(kw: dict[str, str], vllm: str, torch: str) -> None:
+    result = plan(apply_overrides(Target(), **kw), "vllm")
+    pins = {p.name: p for p in result.pins}
+    assert pins["vllm"].version == vllm
+    assert pins["torch"].version == torch and pins["torch"].index is None  # the PyPI wheel
+    assert result.driver_needed is None
+
+
+def test_old_driver_gives_the_driver_needed() -> None:
+    result = plan(apply_overrides(Target(), gpu="RTX 5090", driver="470.256.02"), "vllm")
+    assert result.driver_needed == "580.65.06"
+    assert any("upgrade the driver" in n for n in result.notes)
+
+
+def test_pascal_has_no_vllm_plan_but_a_llama_cpp_one() -> None:
+    target = apply_overrides(Target(), gpu="GTX 1080 Ti", driver="550.54.14")
+    with pytest.raises(NoPlanError, match=r"6\.1"):
+        plan(target, "vllm")
+    result = plan(target, "llama-cpp")
+    assert result.build_env["CMAKE_ARGS"] == "-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=61"
+    [pin] = result.pins
+    assert pin.index is not None and pin.index.endswith("/cu124")  # the newest CUDA 550 runs natively
+
+
+def test_ollama_plan_states_the_driver() -> None:
+    result = plan(apply_overrides(Target(), gpu="GTX 1080", driver="550.54.14"), "ollama")
+    assert result.driver_needed == "570"  # cc 5.0–6.2 need 570
+    assert plan(apply_overrides(Target(), gpu="RTX 4090", driver="550.54.14"), "ollama").driver_needed is None
+
+
+def test_unknown_engine_is_usage_error() -> None:
+    with pytest.raises(UsageError):
+        plan(Target(), "tgi")
+
+
+def test_constraints_format_is_accepted_by_packaging() -> None:
+    result = plan(apply_overrides(Target(), gpu="RTX 4090 Laptop", driver="560.35.03"), "vllm")
+    lines = [ln for ln in result.constraints().splitlines() if ln and not ln.startswith("#")]
+    assert [str(Requirement(ln)) for ln in lines] == ["vllm==0.19.1", "torch==2.10.0", "flashinfer-python==0.6.6"]
+
+
+def test_uv_sources_format_names_the_pytorch_index_when_needed() -> None:
+    # A Pascal card on llama-cpp has no torch; use a what-if where torch must come from the PyTorch index:
+    # RTX 5090 on torch 2.7 needs cu128 (the PyPI wheel is cu126)
+    from provision.compat.plan import Pin, Plan
+
+    p = Plan("vllm", pins=[Pin("torch", "2.7.1+cu128", "https://download.pytorch.org/whl/cu128")])
+    doc = tomllib.loads(p.uv_sources())
+    assert doc["tool"]["uv"]["constraint-dependencies"] == ["torch==2.7.1+cu128"]
+    assert doc["tool"]["uv"]["sources"]["torch"] == [{"index": "pytorch-cu128"}]
+    assert doc["tool"]["uv"]["index"] == [
+        {"name": "pytorch-cu128", "url": "https://download.pytorch.org/whl/cu128", "explicit": True}
+    ]
+    plain = plan(apply_overrides(Target(), gpu="H100"), "vllm").uv_sources()
+    assert "sources" not in tomllib.loads(plain)["tool"]["uv"]
