@@ -109,6 +109,7 @@ def _describe(dist) -> dict:  # type: ignore[no-untyped-def]
     record_complete = True
     modules = set()
     editable_roots = []
+    scripts = []
     files = dist.files
     if files is not None:
         for f in files:
@@ -117,6 +118,8 @@ def _describe(dist) -> dict:  # type: ignore[no-untyped-def]
                 record_bytes += int(f.size)
             elif not rel.endswith(("RECORD", ".pyc")):
                 record_complete = False
+            if rel.startswith("..") and "/bin/" in rel.replace("\\", "/"):
+                scripts.append(rel.replace("\\", "/").rsplit("/", 1)[-1])
             parts = _module_parts(rel)
             if parts is not None:
                 for depth in range(1, min(len(parts), MODULE_DEPTH) + 1):
@@ -145,6 +148,7 @@ def _describe(dist) -> dict:  # type: ignore[no-untyped-def]
         "file_count": len(files) if files is not None else None,
         "entry_points": entry_points,
         "editable_roots": editable_roots,
+        "scripts": sorted(set(scripts)),
         "location": str(dist.locate_file("")),
         "metadata_dir": str(getattr(dist, "_path", "") or ""),
     }

@@ -37,10 +37,13 @@ class InstalledDist:
     location: str = ""
     #: the ``.dist-info`` directory (its RECORD lists every file the distribution installed)
     metadata_dir: str = ""
+    #: executables its RECORD installs into the environment's bin/ (console scripts and binaries)
+    scripts: list[str] = field(default_factory=list)
 
     @property
     def console_scripts(self) -> list[str]:
-        return self.entry_points.get("console_scripts", []) + self.entry_points.get("gui_scripts", [])
+        named = self.entry_points.get("console_scripts", []) + self.entry_points.get("gui_scripts", [])
+        return sorted(set(named) | set(self.scripts))
 
     @property
     def plugin_groups(self) -> list[str]:
@@ -87,6 +90,7 @@ def env_from_collected(data: dict[str, Any]) -> InstalledEnv:
             editable_roots=list(raw.get("editable_roots", [])),
             location=raw.get("location", ""),
             metadata_dir=raw.get("metadata_dir", ""),
+            scripts=list(raw.get("scripts", [])),
         )
     index: dict[str, set[str]] = {}
     for key, dist in dists.items():

@@ -1,0 +1,5 @@
+from google.cloud import storage
+
+
+def bucket(name: str) -> object:
+    return storage, name

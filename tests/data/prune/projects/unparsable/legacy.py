@@ -1,0 +1,2 @@
+import yaml
+print "python 2"

@@ -1,0 +1,4 @@
+import torch
+from vllm import LLM
+
+print(torch, LLM)
