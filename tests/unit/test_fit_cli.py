@@ -1,0 +1,96 @@
+"""gpuprov fit as a user runs it: JSON contract, exit codes, GPU sources, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_fit_gguf import ARCHS, write_gguf
+
+SNAPSHOTS = Path(__file__).parent.parent / "data" / "snapshots"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "provision", "fit", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture(scope="module")
+def gguf_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_gguf(tmp_path_factory.mktemp("cli") / "qwen2.gguf", ARCHS["qwen2"])
+
+
+def test_json_has_the_contract_fields_for_every_engine(gguf_path: Path) -> None:
+    out = run(str(gguf_path), "--vram-gib", "8", "--json")
+    assert out.returncode == 0, out.stderr
+    payload = json.loads(out.stdout)
+    assert set(payload["engines"]) == {"llama.cpp", "ollama", "vllm"}
+    for engine, stack in payload["engines"].items():
+        model = stack["models"][0]
+        for key in ("weights_bytes", "kv_bytes_per_token", "overhead_bytes", "fits", "flags"):
+            assert key in model, (engine, key)
+        assert model["fits"] is True
+    assert "--n-gpu-layers" in payload["engines"]["llama.cpp"]["models"][0]["flags"]["args"]
+    assert payload["engines"]["ollama"]["models"][0]["flags"]["env"]["OLLAMA_NUM_PARALLEL"] == "1"
+    assert "--gpu-memory-utilization" in payload["engines"]["vllm"]["models"][0]["flags"]["args"]
+
+
+def test_from_a_snapshot_and_by_gpu_name(gguf_path: Path) -> None:
+    out = run(str(gguf_path), "--from", str(SNAPSHOTS / "rtx4090.constructed.json"), "--engine", "llama.cpp", "--json")
+    assert out.returncode == 0, out.stderr
+    gpus = json.loads(out.stdout)["gpus"]
+    assert gpus[0]["name"] == "NVIDIA GeForce RTX 4090" and gpus[0]["free_bytes"] == 23912 * 1024 * 1024
+    out = run(str(gguf_path), "--gpu", "RTX 4090 Laptop", "--engine", "ollama", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["gpus"][0]["total_bytes"] == 16384 * 1024 * 1024
+
+
+def test_does_not_fit_exits_1(gguf_path: Path) -> None:
+    out = run(str(gguf_path), "--vram-gib", "0.01", "--engine", "llama.cpp")
+    assert out.returncode == 1
+    assert "does not fit" in out.stdout
+
+
+def test_people_output_has_the_split_and_the_command(gguf_path: Path) -> None:
+    out = run(str(gguf_path), "--vram-gib", "12,24", "--engine", "llama.cpp", "--context", "2048", "--parallel", "2")
+    assert out.returncode == 0, out.stderr
+    assert "llama-server" in out.stdout and "--ctx-size 4096" in out.stdout and "--tensor-split" in out.stdout
+
+
+def test_several_models_together(gguf_path: Path, tmp_path: Path) -> None:
+    other = write_gguf(tmp_path / "llama.gguf", ARCHS["llama"])
+    out = run(str(gguf_path), str(other), "--vram-gib", "4", "--engine", "ollama", "--json")
+    assert out.returncode == 0, out.stderr
+    stack = json.loads(out.stdout)["engines"]["ollama"]
+    assert len(stack["models"]) == 2 and stack["fits"] is True
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--vram-gib", "-3"], "--vram-gib"),
+        (["--vram-gib", "lots"], "--vram-gib"),
+        (["--vram-gib", "8", "--gpu", "RTX 4090"], "one way"),
+        (["--gpu", "Voodoo 5 6000"], "unknown GPU"),
+        (["--vram-gib", "8", "--engine", "tgi"], "unknown engine"),
+        (["--vram-gib", "8", "--kv-type", "q3_k"], "KV cache type"),
+        (["--vram-gib", "8", "--engine", "vllm", "--kv-type", "q8_0"], "no KV cache type"),
+        (["--vram-gib", "8", "--quant", "Q4_K_M"], "--quant"),
+        (["--from", "/nonexistent/snap.json"], "no such file"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(gguf_path: Path, args: list[str], message: str) -> None:
+    out = run(str(gguf_path), *args)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_missing_model_file() -> None:
+    out = run("/nonexistent/model.gguf", "--vram-gib", "8")
+    assert out.returncode == 2 and "no such file" in out.stderr
