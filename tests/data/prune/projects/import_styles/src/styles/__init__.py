@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING
 import requests
 from numpy import array
 
-from . import helpers  # relative: first-party
 from styles.helpers import double  # absolute first-party
 
+from . import helpers  # relative: first-party
+
 if TYPE_CHECKING:
-    import h2.connection
+    import h2.connection  # noqa: F401
 
 try:
     import cv2
