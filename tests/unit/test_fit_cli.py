@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_fit_gguf import ARCHS, write_gguf
+
+from tests.unit.test_fit_gguf import ARCHS, write_gguf
 
 SNAPSHOTS = Path(__file__).parent.parent / "data" / "snapshots"
 

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_fit_gguf import ARCHS, Arch, write_gguf
 
 from provision.errors import GpuprovError, UsageError
 from provision.fit import FitRequest, GpuBudget, fit_model, fit_stack, gpus_from_vram, parse_vram_gib, read_model
 from provision.fit import memory_model as mm
 from provision.fit.fitting import kv_bytes_per_token, vllm_kv_bytes
+from tests.unit.test_fit_gguf import ARCHS, Arch, write_gguf
 
 GIB = 1024**3
 Q = gguf.GGMLQuantizationType
