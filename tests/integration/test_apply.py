@@ -1,0 +1,262 @@
+"""gpuprov apply / revert end to end: the real ansible-playbook on localhost, the GPU replayed from a
+snapshot (tests/data/snapshots: which GPU each came from is in its "note"), files and units written
+into a throw-away root. Asserts on what the replay backend recorded as really set."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from provision.plan import BOOT_UNIT, BOOT_UNIT_FILE, MODPROBE_FILE, SETTINGS_FILE
+from tests.conftest import SNAPSHOTS
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the replay's NVML setters, like the real ones, need root"),
+    pytest.mark.skipif(
+        not (Path(sys.executable).parent / "ansible-playbook").exists() and shutil.which("ansible-playbook") is None,
+        reason="ansible-playbook not installed",
+    ),
+]
+
+
+class Host:
+    def __init__(self, tmp_path: Path, snapshot: str) -> None:
+        self.root = tmp_path / "root"
+        self.root.mkdir()
+        self.gpu = tmp_path / "gpu.json"
+        shutil.copy(SNAPSHOTS / f"{snapshot}.constructed.json", self.gpu)
+        self.env = {
+            **os.environ,
+            "GPUPROV_NVML_REPLAY": str(self.gpu),
+            "GPUPROV_STATE_DIR": str(tmp_path / "state"),
+            "XDG_CONFIG_HOME": str(tmp_path / "config"),
+            "COLUMNS": "200",
+        }
+        self.env.pop("GPUPROV_NVML_REPLAY_AS_USER", None)
+
+    def gpuprov(self, *args: str, **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "provision", *args], env={**self.env, **env},
+            capture_output=True, text=True, check=False, timeout=300,
+        )  # fmt: skip
+
+    def apply_json(self, *args: str) -> dict:
+        proc = self.gpuprov(*args, "--root", str(self.root), "--json")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return json.loads(proc.stdout)
+
+    def calls(self) -> list[dict]:
+        return json.loads(self.gpu.read_text()).get("calls", [])
+
+    def gpu0(self) -> dict:
+        data = json.loads(self.gpu.read_text())
+        return data.get("snapshot", data)["gpus"][0]
+
+    def file(self, path: str) -> Path:
+        return self.root / path.lstrip("/")
+
+    def tree(self) -> list[str]:
+        return sorted(str(p.relative_to(self.root)) for p in self.root.rglob("*"))
+
+
+@pytest.mark.slow
+def test_apply_twice_then_revert_twice_rtx4090(tmp_path: Path) -> None:
+    host = Host(tmp_path, "rtx4090")
+    first = host.apply_json("apply", "rtx4090")
+    assert first["failed"] == 0 and first["changed"] == 4
+    assert host.calls() == [
+        {"fn": "nvmlDeviceSetPowerManagementLimit", "gpu": 0, "limit_mw": 250000},
+        {"fn": "nvmlDeviceSetPersistenceMode", "gpu": 0, "mode": 1},
+    ]
+    unit = host.file(BOOT_UNIT_FILE).read_text()
+    assert f"ExecStart={sys.executable} -m provision reapply-gpu-settings" in unit
+    link = host.root / "etc/systemd/system/multi-user.target.wants" / BOOT_UNIT
+    assert link.is_symlink() and os.readlink(link) == BOOT_UNIT_FILE
+    assert any("enabled offline (systemd is not running here): not started" in r["msg"] for r in first["results"])
+
+    second = host.apply_json("apply", "rtx4090")
+    assert second["changed"] == 0 and second["failed"] == 0 and second["ok"] == 5
+    assert len(host.calls()) == 2  # no setter called again
+
+    reverted = host.apply_json("revert")
+    assert reverted["changed"] == 4
+    assert host.calls()[2:] == [
+        {"fn": "nvmlDeviceSetPowerManagementLimit", "gpu": 0, "limit_mw": 450000},
+        {"fn": "nvmlDeviceSetPersistenceMode", "gpu": 0, "mode": 0},
+    ]
+    assert (host.gpu0()["power_limit_w"], host.gpu0()["persistence_mode"]) == (450.0, False)
+    assert not link.exists() and not host.file(BOOT_UNIT_FILE).exists()
+    assert not host.file("/etc/gpuprov").exists()  # the directory gpuprov created is gone too
+    again = host.apply_json("revert")
+    assert again["changed"] == 0 and len(host.calls()) == 4
+
+
+@pytest.mark.slow
+def test_laptop_fallback_suspend_and_revert_restores_a_replaced_file(tmp_path: Path) -> None:
+    host = Host(tmp_path, "rtx4090-laptop")
+    # a modprobe file the user had before: revert must put it back exactly
+    mine = host.file(MODPROBE_FILE)
+    mine.parent.mkdir(parents=True)
+    mine.write_text("options nvidia NVreg_PreserveVideoMemoryAllocations=0\n")
+    mine.chmod(0o600)
+    # the driver's suspend helper is installed in the image
+    helper = host.root / "usr/lib/systemd/system/nvidia-suspend.service"
+    helper.parent.mkdir(parents=True)
+    helper.write_text("[Unit]\nDescription=x\n[Service]\nType=oneshot\nExecStart=/bin/true\n"
+                      "[Install]\nWantedBy=systemd-suspend.service\n")  # fmt: skip
+
+    result = host.apply_json("apply", "rtx4090-laptop")
+    assert result["failed"] == 0
+    assert host.calls() == [
+        {"fn": "nvmlDeviceSetPersistenceMode", "gpu": 0, "mode": 1},
+        {"fn": "nvmlDeviceSetGpuLockedClocks", "gpu": 0, "min_mhz": 210, "max_mhz": 1700},
+    ]
+    assert "NVreg_PreserveVideoMemoryAllocations=1" in mine.read_text()
+    assert (host.root / "etc/systemd/system/systemd-suspend.service.wants/nvidia-suspend.service").is_symlink()
+    settings = json.loads(host.file(SETTINGS_FILE).read_text())
+    assert settings["gpus"][0]["settings"]["locked_clocks_mhz"] == [210, 1700]
+
+    assert host.apply_json("apply", "rtx4090-laptop")["changed"] == 0
+
+    host.apply_json("revert")
+    assert host.calls()[-1] == {"fn": "nvmlDeviceResetGpuLockedClocks", "gpu": 0}
+    assert mine.read_text() == "options nvidia NVreg_PreserveVideoMemoryAllocations=0\n"
+    assert oct(mine.stat().st_mode & 0o777) == "0o600"
+    assert not (host.root / "etc/systemd/system/systemd-suspend.service.wants/nvidia-suspend.service").exists()
+    assert host.apply_json("revert")["changed"] == 0
+
+
+def test_check_and_diff_change_nothing(tmp_path: Path) -> None:
+    host = Host(tmp_path, "rtx4090-laptop")
+    proc = host.gpuprov("apply", "rtx4090-laptop", "--check", "--diff", "--root", str(host.root))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "check mode: nothing changed" in proc.stdout
+    assert "+options nvidia NVreg_PreserveVideoMemoryAllocations=1" in proc.stdout
+    assert "locked_clocks_mhz: [210, 1700]" in proc.stdout
+    assert host.calls() == [] and host.tree() == []
+    # check mode needs no root
+    proc = host.gpuprov("apply", "rtx4090-laptop", "--check", "--root", str(host.root), GPUPROV_NVML_REPLAY_AS_USER="1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (("apply", "rtx4090"), {"GPUPROV_NVML_REPLAY_AS_USER": "1"}, "run it with sudo, or add --check"),
+        (("revert",), {"GPUPROV_NVML_REPLAY_AS_USER": "1"}, "run it with sudo, or add --check"),
+        (("apply", "h100"), {}, "profile h100 is for NVIDIA H100*, compute capability 9.0; this host has NVIDIA"),
+        (("apply", "hot"), {}, "power limit 700 W is outside what this GPU accepts (150-600 W, NVML constraints)"),
+    ],
+)  # fmt: skip
+def test_refusals_change_nothing(tmp_path: Path, args: tuple, env: dict, message: str) -> None:
+    host = Host(tmp_path, "rtx4090")
+    (tmp_path / "config/gpuprov/profiles").mkdir(parents=True)
+    (tmp_path / "config/gpuprov/profiles/hot.yaml").write_text("extends: rtx4090\ngpu: {power_limit_w: 700}\n")
+    proc = host.gpuprov(*args, "--root", str(host.root), **env)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert host.calls() == [] and host.tree() == []
+
+
+def test_no_driver_is_refused(tmp_path: Path) -> None:
+    host = Host(tmp_path, "rtx4090")
+    data = json.loads(host.gpu.read_text())
+    data["driver"]["nvml"] = {
+        "ok": False,
+        "kind": "driver_not_loaded",
+        "message": "the NVIDIA kernel module is not loaded",
+    }
+    host.gpu.write_text(json.dumps(data))
+    proc = host.gpuprov("apply", "rtx4090", "--root", str(host.root))
+    assert proc.returncode == 3
+    assert "no usable NVIDIA driver (the NVIDIA kernel module is not loaded)" in proc.stderr
+
+
+@pytest.mark.slow
+def test_boot_unit_reapplies_after_a_reboot(tmp_path: Path) -> None:
+    """Run the written unit's ExecStart= as systemd would, on a GPU whose limit a 'reboot' reset."""
+    host = Host(tmp_path, "rtx4090")
+    host.apply_json("apply", "rtx4090")
+    data = json.loads(host.gpu.read_text())
+    data["snapshot"]["gpus"][0].update(power_limit_w=450.0, persistence_mode=False)
+    host.gpu.write_text(json.dumps(data))
+    unit = host.file(BOOT_UNIT_FILE).read_text()
+    exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    argv = shlex.split(exec_start.removeprefix("ExecStart="))
+    argv[-1] = str(host.file(SETTINGS_FILE))  # the image's /etc
+    proc = subprocess.run(argv, env=host.env, capture_output=True, text=True, check=False, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "GPU 0: power limit 250 W" in proc.stdout
+    assert (host.gpu0()["power_limit_w"], host.gpu0()["persistence_mode"]) == (250.0, True)
+
+
+def test_boot_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze not installed")
+    from provision.plan import HostState, make_plan
+    from provision.profiles import load_profile
+    from tests.conftest import load_snapshot
+
+    plan = make_plan(load_snapshot("rtx4090"), load_profile("rtx4090"), HostState(python=sys.executable))
+    unit = tmp_path / BOOT_UNIT
+    unit.write_text(next(f.content for f in plan.desired.files if f.path == BOOT_UNIT_FILE))
+    proc = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, check=False)
+    problems = [ln for ln in proc.stderr.splitlines() if BOOT_UNIT in ln]
+    assert proc.returncode == 0 and problems == [], proc.stderr
+
+
+def test_offline_enable_matches_systemctl_root(tmp_path: Path) -> None:
+    systemctl = shutil.which("systemctl")
+    if systemctl is None:
+        pytest.skip("systemctl not installed")
+    from provision.systemd import disable_offline, enable_offline, unit_state
+
+    text = (
+        "[Unit]\nDescription=t\n[Service]\nExecStart=/bin/true\n"
+        "[Install]\nWantedBy=multi-user.target\nRequiredBy=x.target\n"
+    )
+    trees = []
+    for name in ("ours", "theirs"):
+        root = tmp_path / name
+        (root / "etc/systemd/system").mkdir(parents=True)
+        (root / "etc/systemd/system/t.service").write_text(text)
+        trees.append(root)
+    enable_offline("t.service", root=trees[0])
+    proc = subprocess.run([systemctl, f"--root={trees[1]}", "enable", "t.service"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+    def links(root: Path) -> dict[str, str]:
+        return {str(p.relative_to(root)): os.readlink(p) for p in root.rglob("*") if p.is_symlink()}
+
+    assert links(trees[0]) == links(trees[1]) != {}
+    assert unit_state("t.service", root=trees[1]).enabled
+    disable_offline("t.service", root=trees[1])
+    assert links(trees[1]) == {} and not unit_state("t.service", root=trees[1]).enabled
+
+
+def test_facts_module_returns_the_probe_snapshot(tmp_path: Path) -> None:
+    from provision.ansiblerun import ansible_playbook, playbooks_dir
+
+    host = Host(tmp_path, "rtx4090-laptop")
+    ansible = str(Path(ansible_playbook()).with_name("ansible"))
+    interpreter = f"ansible_python_interpreter={sys.executable}"
+    proc = subprocess.run(
+        [ansible, "localhost", "-c", "local", "-m", "gpuprov_facts", "-e", interpreter],
+        env={**host.env, "ANSIBLE_LIBRARY": str(playbooks_dir() / "library"), "ANSIBLE_LOCALHOST_WARNING": "false"},
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    payload = json.loads(proc.stdout.split("=>", 1)[1])
+    gpus = payload["ansible_facts"]["gpuprov_snapshot"]["gpus"]
+    assert gpus[0]["name"] == "NVIDIA GeForce RTX 4090 Laptop GPU"
+    assert gpus[0]["unavailable"]["power_constraints_w"] == "not_supported"
