@@ -121,10 +121,9 @@ def read_environment(python: str | None = None, paths: list[str] | None = None) 
 
 
 def _same_interpreter(python: str) -> bool:
-    try:
-        return os.path.samefile(python, sys.executable)
-    except OSError:
-        return False
+    """Only the very path we run as: a venv's ``bin/python`` is often a symlink to the same binary
+    as ours (``samefile`` says yes) while its ``sys.prefix``, and so its packages, differ."""
+    return os.path.abspath(python) == os.path.abspath(sys.executable)
 
 
 def _collect_in(python: str) -> dict[str, Any]:

@@ -1,0 +1,167 @@
+"""The import scanner: each construct, and property tests that no source file crashes it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from provision.prune import imports
+from provision.prune.imports import ScanResult, scan_project, scan_source
+
+
+def scan(text: str | bytes) -> ScanResult:
+    result = ScanResult()
+    scan_source(text.encode() if isinstance(text, str) else text, "m.py", result)
+    return result
+
+
+def names(result: ScanResult) -> dict[str, str]:
+    return {u.module: u.kind for u in result.imports}
+
+
+def test_constructs() -> None:
+    r = scan(
+        "import a.b as ab, c\n"
+        "from d.e import f\n"
+        "from star import *\n"
+        "from . import local\n"
+        "from .sub import x\n"
+        "def fn():\n"
+        "    import g\n"
+        "    try:\n"
+        "        import h\n"
+        "    except ImportError:\n"
+        "        h = None\n"
+        "import importlib, importlib.util, importlib.metadata\n"
+        "importlib.import_module('i.j')\n"
+        "__import__('k')\n"
+        "importlib.util.find_spec('l')\n"
+        "importlib.import_module(f'plugins.m.{name}')\n"
+        "importlib.import_module('.rel', package='p')\n"
+        "importlib.metadata.version('Some-Dist')\n"
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    import n\n"
+    )
+    got = names(r)
+    assert got["a.b"] == "import" and got["c"] == "import"
+    assert got["d.e.f"] == "from" and got["star"] == "from"  # `*` records the module itself
+    assert got["g"] == "import" and got["h"] == "import"
+    assert got["i.j"] == "import_module" and got["k"] == "__import__" and got["l"] == "find_spec"
+    assert got["plugins.m"] == "dynamic-prefix"
+    assert got["n"] == "type-checking"
+    assert not any(m.startswith((".", "local", "sub", "rel")) for m in got)
+    assert [d.distribution for d in r.dist_references] == ["Some-Dist"]
+    assert r.dynamic == [] and r.unparsed == []
+
+
+def test_non_literal_import_is_dynamic_but_literal_constants_are_followed() -> None:
+    r = scan("import importlib\ndef load(name):\n    return importlib.import_module(name)\n")
+    assert r.dynamic == ["m.py:3"]
+    r = scan(
+        "import importlib\nMODS = ('x.y', 'z')\n"
+        "def load():\n    for mod in MODS:\n        importlib.import_module(mod)\n"
+    )
+    assert r.dynamic == [] and names(r) == {"importlib": "import", "x.y": "import_module (constant)",
+                                             "z": "import_module (constant)"}  # fmt: skip
+    # a list that is appended to at run time is no longer a known constant
+    r = scan("import importlib\nMODS = ['a']\nMODS.append(x)\nfor m in MODS:\n    importlib.import_module(m)\n")
+    assert r.dynamic == ["m.py:5"]
+    # the same name as a parameter elsewhere does not poison another function's loop variable
+    r = scan(
+        "import importlib\nMODS = ['a']\ndef f(m):\n    return m\n"
+        "def g():\n    for m in MODS:\n        importlib.import_module(m)\n"
+    )
+    assert r.dynamic == [] and "a" in names(r)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"import yaml\nprint 'py2'\n",
+        b"import six\x00\n",
+        b"import os\nx = '\xff\xfe'\n",
+        b"\xef\xbb\xbfimport ok\n",  # BOM: parses
+        b"# -*- coding: latin-1 -*-\nimport zz\nx = '\xe9'\n",  # declared encoding: parses
+        b"def f(:\n    from broken import thing\n",
+        b"x = " + b"(" * 5000 + b")" * 5000 + b"\nimport deep\n",
+    ],
+)
+def test_bad_files_never_crash_and_imports_are_still_seen(data: bytes) -> None:
+    r = scan(data)
+    seen = names(r)
+    assert seen, "every sample imports something"
+    if r.unparsed:
+        assert all(kind == "unparsed-file" for kind in seen.values())
+
+
+def test_huge_file_goes_to_line_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(imports, "MAX_PARSE_BYTES", 1024)
+    r = scan("import torch\n" + "x = 1\n" * 1000)
+    assert r.unparsed and "larger than" in r.unparsed[0][1]
+    assert names(r) == {"torch": "unparsed-file"}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=2000))
+def test_property_arbitrary_bytes_never_crash(data: bytes) -> None:
+    r = scan(data)
+    assert all(u.line >= 1 for u in r.imports)
+
+
+_fragments = st.sampled_from(
+    ["import a\n", "from b import c\n", "def f(:\n", "\x00", "\xff", "((((", "'''", "if x:\n", "    ",
+     "importlib.import_module(x)\n", "__import__('q')\n", "async def g(): await h\n", "lambda: (yield)\n",
+     "print 'x'\n", "\t", "\\\n", "# -*- coding: latin-1 -*-\n", "f'{", "try:\n  import t\nexcept ImportError: pass\n"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_fragments, max_size=30).map("".join))
+def test_property_python_like_text_never_crashes(text: str) -> None:
+    r = scan(text.encode("utf-8", errors="surrogatepass"))
+    for u in r.imports:
+        assert u.module and u.line >= 1
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.from_regex(r"[a-z]{1,8}", fullmatch=True), st.binary(max_size=300)), max_size=6))
+def test_property_project_scan_never_crashes(tmp_path: Path, files: list[tuple[str, bytes]]) -> None:
+    root = tmp_path / "p"
+    root.mkdir(exist_ok=True)
+    for name, body in files:
+        (root / f"{name}.py").write_bytes(body)
+    r = scan_project(root)
+    assert r.files_scanned == len({n for n, _ in files})
+    assert len(r.unparsed) <= r.files_scanned
+
+
+def test_project_walk_skips_venvs_hidden_and_caches(tmp_path: Path) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("import kept\n")
+    for skipped in ("env", ".hidden", "__pycache__", "node_modules", "build"):
+        (tmp_path / skipped).mkdir()
+        (tmp_path / skipped / "x.py").write_text("import skipped\n")
+    (tmp_path / "env" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    r = scan_project(tmp_path)
+    assert names(r) == {"kept": "import"}
+    assert "pkg" in r.first_party
+    r = scan_project(tmp_path, exclude=("pkg",))
+    assert names(r) == {}
+
+
+def test_entry_point_strings() -> None:
+    pyproject = {
+        "project": {
+            "scripts": {"a": "pkg.cli:main"},
+            "gui-scripts": {"b": "gui.app:run"},
+            "entry-points": {"x.plugins": {"p": "plug.mod:Plugin"}},
+        }
+    }
+    text = '[project.scripts]\na = "pkg.cli:main"\n'
+    got = {u.module: u for u in imports.entry_point_imports(pyproject, text)}
+    assert set(got) == {"pkg.cli", "gui.app", "plug.mod"}
+    assert got["pkg.cli"].where == "pyproject.toml:2"
