@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -130,8 +131,7 @@ def test_property_python_like_text_never_crashes(text: str) -> None:
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(st.from_regex(r"[a-z]{1,8}", fullmatch=True), st.binary(max_size=300)), max_size=6))
 def test_property_project_scan_never_crashes(tmp_path: Path, files: list[tuple[str, bytes]]) -> None:
-    root = tmp_path / "p"
-    root.mkdir(exist_ok=True)
+    root = Path(tempfile.mkdtemp(dir=tmp_path))
     for name, body in files:
         (root / f"{name}.py").write_bytes(body)
     r = scan_project(root)
