@@ -9,6 +9,9 @@ from dataclasses import dataclass
 
 from provision.bench.store import StoredRun
 
+#: a ratio this close to 1 is reported as no change (run-to-run noise is larger than this)
+SAME_WITHIN = 0.01
+
 #: (label, attribute path in LevelResult, higher is better)
 COMPARED_METRICS = (
     ("output tokens/s", "output_tokens_per_s", True),
@@ -34,7 +37,8 @@ class MetricChange:
 
     @property
     def improved(self) -> bool | None:
-        if self.ratio is None or self.ratio == 1:
+        """True/False when the change is more than :data:`SAME_WITHIN` either way; None otherwise."""
+        if self.ratio is None or abs(self.ratio - 1) < SAME_WITHIN:
             return None
         return (self.ratio > 1) == self.higher_is_better
 

@@ -3,7 +3,7 @@ JSON output needs no renderer: the CLI prints the dataclasses' ``to_dict``."""
 
 from __future__ import annotations
 
-import shutil
+import sys
 from collections.abc import Sequence
 
 from rich.console import Console
@@ -17,7 +17,9 @@ from provision.bench.store import StoredRun
 
 
 def _console() -> Console:
-    return Console(width=max(100, shutil.get_terminal_size((140, 24)).columns), highlight=False)
+    # a terminal: its width; a pipe or file: wide enough that tables are never cut
+    width = None if sys.stdout.isatty() else 240
+    return Console(width=width, highlight=False)
 
 
 def _f(value: float | None, digits: int = 1) -> str:
@@ -134,6 +136,8 @@ def render_compare(
             ratio = f"[green]{ratio} better[/]"
         elif ch.improved is False:
             ratio = f"[red]{ratio} worse[/]"
+        elif ch.ratio is not None:
+            ratio = f"{ratio} same"
         digits = 0 if ch.metric == "failed requests" else 2
         table.add_row(ch.metric, _f(ch.before, digits), _f(ch.after, digits), ratio)
     con.print(table)
