@@ -186,10 +186,14 @@ class Backup:
 
 
 def _import_failures(python: str, modules: list[str], cwd: Path) -> dict[str, str]:
+    """Modules that fail to import, each tried in a fresh interpreter from the project directory
+    (with ``src/`` on the path for a src layout)."""
     failures: dict[str, str] = {}
+    paths = [str(p) for p in (cwd / "src", cwd) if p.is_dir()]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     for module in modules:
         try:
-            proc = _run([python, "-c", f"import {module}"], cwd, timeout=IMPORT_TIMEOUT_S)
+            proc = _run([python, "-c", f"import {module}"], cwd, env=env, timeout=IMPORT_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             failures[module] = f"import took longer than {IMPORT_TIMEOUT_S} s"
             continue
