@@ -57,7 +57,8 @@ def installed(venv: Path) -> set[str]:
 
 
 def files_of(site: Path) -> dict[Path, bytes]:
-    return {p.relative_to(site): p.read_bytes() for p in site.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    files = [p for p in site.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    return {p.relative_to(site): p.read_bytes() for p in files}
 
 
 @pytest.fixture
