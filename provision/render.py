@@ -43,6 +43,17 @@ def _systemd_quote(value: Any) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _systemd_env(assignment: Any) -> str:
+    """One ``Environment=`` assignment ``KEY=value``, quoted: systemd expands %-specifiers there, not $."""
+    text = str(assignment)
+    if any(c in text for c in "\n\r\x00"):
+        raise RenderError(f"{text!r}: a newline or NUL cannot appear in a systemd environment value")
+    key = text.partition("=")[0]
+    if not key or not (key[0].isalpha() or key[0] == "_") or not all(c.isalnum() or c == "_" for c in key):
+        raise RenderError(f"{key!r} is not an environment variable name")
+    return '"' + text.replace("%", "%%").replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 @cache
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -54,6 +65,7 @@ def environment() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["systemd_quote"] = _systemd_quote
+    env.filters["systemd_env"] = _systemd_env
     env.filters["shell_quote"] = shlex.quote
     env.filters["to_json"] = lambda v: json.dumps(v, indent=2, sort_keys=True)
     return env
