@@ -128,6 +128,7 @@ def read_host_state(*, root: Path = Path("/"), directory: Path | None = None, py
         locked_clocks_mhz=recorded_locked_clocks(directory or state_dir(root)),
         systemd_running=systemd.running_systemd(root),
         python=python,
+        root=str(root),
     )
 
 

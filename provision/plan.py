@@ -14,8 +14,10 @@ from __future__ import annotations
 import difflib
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+from provision import serving
 from provision.errors import GpuprovError
 from provision.gpusettings import GpuTarget, current_settings, gpu_key, same
 from provision.profiles import Profile
@@ -31,8 +33,8 @@ PERSISTENCED = "nvidia-persistenced.service"
 #: the driver's own suspend/resume helpers (shipped with the driver, in /usr/lib/systemd/system)
 SLEEP_UNITS = ("nvidia-suspend.service", "nvidia-resume.service", "nvidia-hibernate.service")
 #: every file and unit a profile can make gpuprov touch: what the host state reader looks at
-MANAGED_FILES = (SETTINGS_FILE, BOOT_UNIT_FILE, MODPROBE_FILE)
-MANAGED_UNITS = (BOOT_UNIT, PERSISTENCED, *SLEEP_UNITS)
+MANAGED_FILES = (SETTINGS_FILE, BOOT_UNIT_FILE, MODPROBE_FILE, *serving.MANAGED_FILES)
+MANAGED_UNITS = (BOOT_UNIT, PERSISTENCED, *SLEEP_UNITS, *serving.MANAGED_UNITS)
 #: boot unit: how long it waits for the GPU, and how often systemd retries it
 BOOT_WAIT_S = 120
 BOOT_RESTART_TRIES = 5
@@ -65,6 +67,8 @@ class HostState:
     systemd_running: bool = False
     #: the interpreter the boot unit runs gpuprov with
     python: str = "/usr/bin/python3"
+    #: the tree files are read from ("/" or an image): where serving looks up virtualenvs and models
+    root: str = "/"
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,12 @@ class Desired:
     files: list[FileTarget] = field(default_factory=list)
     units: list[UnitTarget] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: the inference server (provision.serving): written by the gpuprov_serving role, which restarts
+    #: the server when one of its files changed
+    serving_files: list[FileTarget] = field(default_factory=list)
+    serving_units: list[UnitTarget] = field(default_factory=list)
+    #: unit name, key file, sysusers file... (ServingFiles.to_dict); empty: no server
+    serving: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,6 +112,9 @@ class Desired:
             "files": [asdict(f) for f in self.files],
             "units": [asdict(u) for u in self.units],
             "notes": list(self.notes),
+            "serving_files": [asdict(f) for f in self.serving_files],
+            "serving_units": [asdict(u) for u in self.serving_units],
+            "serving": dict(self.serving),
         }
 
 
@@ -282,6 +295,7 @@ def desired_state(snapshot: Snapshot, profile: Profile, host: HostState, *, forc
                 desired.units.append(UnitTarget(name, True, note="the driver's suspend/resume helper"))
             elif host.known:
                 desired.notes.append(f"{name} is not installed here (it ships with the NVIDIA driver packages)")
+    serving.add_to_desired(desired, snapshot, profile, host, Path(host.root))
     if not host.systemd_running:
         desired.notes.append(
             "systemd is not running as PID 1 here: units are written and enabled for the next boot, nothing is started"
@@ -322,7 +336,7 @@ def changes_for(snapshot: Snapshot, desired: Desired, host: HostState) -> list[C
                 note = f"by {PERSISTENCED}"
             action = "ok" if same(setting, cur, value) else "change"
             out.append(Change(f"gpu{gpu.index}", setting, cur, value, action, note))
-    for f in desired.files:
+    for f in [*desired.files, *desired.serving_files]:
         state = host.files.get(f.path) if host.known else None
         if state is None:
             out.append(Change(f.path, "content", "unknown", _describe(f.content), "change" if host.known else "skip",
@@ -335,13 +349,15 @@ def changes_for(snapshot: Snapshot, desired: Desired, host: HostState) -> list[C
         )  # fmt: skip
         if f.content is not None and state.content is not None and state.mode != f.mode:
             out.append(Change(f.path, "mode", state.mode, f.mode, "change"))
-    for u in desired.units:
+    for u in [*desired.units, *desired.serving_units]:
         state = host.units.get(u.name)
         if state is None or not host.known:
             out.append(Change(u.name, "enabled", "unknown", u.enabled, "skip" if not host.known else "change",
                               "not this host" if not host.known else u.note))  # fmt: skip
             continue
-        written = any(f.path.endswith("/" + u.name) and f.content is not None for f in desired.files)
+        written = any(
+            f.path.endswith("/" + u.name) and f.content is not None for f in [*desired.files, *desired.serving_files]
+        )
         if state.path is None and not written and u.enabled:
             out.append(Change(u.name, "enabled", "not installed", True, "skip", "unit file not installed"))
             continue

@@ -31,3 +31,6 @@ __all__ = [
     "profile_set",
     "register_section",
 ]
+
+# sections that live with the capability they describe register themselves on import
+from provision import serving as _serving  # noqa: F401  (the serving section)

@@ -110,7 +110,7 @@ def test_null_removes_an_inherited_key(tmp_path: Path) -> None:
     ("text", "expected"),
     [
         ("gpu:\n  power_limt_w: 100\n", "key gpu: unknown key 'power_limt_w' (allowed: power_limit_w,"),
-        ("serving: {}\n", "unknown key 'serving' (allowed: schema_version, description"),
+        ("tuning: {}\n", "unknown key 'tuning' (allowed: schema_version, description"),
         ("gpu: {power_limit_w: fast}\n", "key gpu.power_limit_w: expected a power limit in watts, got 'fast'"),
         ("gpu: {power_limit_w: -5}\n", "key gpu.power_limit_w: -5 is out of range"),
         ("gpu: {power_limit_w: .nan}\n", "key gpu.power_limit_w: expected a power limit in watts"),
