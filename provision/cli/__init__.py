@@ -32,6 +32,7 @@ def _register() -> None:
     from provision.cli import fit  # noqa: F401
     from provision.cli import apply, plan, profiles  # noqa: F401
     from provision.cli import prune  # noqa: F401
+    from provision.cli import render, waitgpu  # noqa: F401
 
 
 def _version_callback(value: bool) -> None:
