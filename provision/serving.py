@@ -548,7 +548,11 @@ def serving_files(profile_name: str, s: ServingSection, *, python: str, root: Pa
     files = ServingFiles(engine, s.unit)
     st = s.settings
     if isinstance(st, VllmSettings):
-        readable += interpreter_paths(f"{st.venv}/bin/python", root) if st.venv else [str(PurePosixPath(st.executable or "/").parent)]  # noqa: E501
+        readable += (
+            interpreter_paths(f"{st.venv}/bin/python", root)
+            if st.venv
+            else [str(PurePosixPath(st.executable or "/").parent)]
+        )  # noqa: E501
         if st.model.startswith("/"):
             readable.append(st.model)
         env += [("HF_HOME", f"/var/cache/{user}/huggingface"), ("VLLM_CACHE_ROOT", f"/var/cache/{user}/vllm"),
@@ -688,10 +692,15 @@ def add_to_desired(desired: Desired, snapshot: Snapshot, profile: Profile, host:
         )
     for path, content, mode, note in files.files:
         desired.serving_files.append(FileTarget(path, content, mode, note))
-    if files.owned:
-        desired.serving_units.append(
-            UnitTarget(files.unit, True, now=host.systemd_running, note=f"the {section.engine} server")
+    start = host.systemd_running
+    program = server_argv(section)[0] if files.owned else None
+    if program is not None and host.known and not (root / program.lstrip("/")).exists():
+        start = False
+        desired.notes.append(
+            f"{program} is not on this host: {files.unit} is written and enabled, and starts once it is installed"
         )
+    if files.owned:
+        desired.serving_units.append(UnitTarget(files.unit, True, now=start, note=f"the {section.engine} server"))
     elif host.known and host.units.get(files.unit) is not None and host.units[files.unit].path is None:
         desired.notes.append(
             f"{files.unit} is not installed: the drop-in takes effect once Ollama's installer has written it"
@@ -703,7 +712,7 @@ def add_to_desired(desired: Desired, snapshot: Snapshot, profile: Profile, host:
         )
     desired.notes.extend(files.notes)
     desired.notes.extend(fit_notes(section, snapshot, root))
-    desired.serving = files.to_dict()
+    desired.serving = {**files.to_dict(), "start": start}
 
 
 def fit_notes(section: ServingSection, snapshot: Snapshot, root: Path) -> list[str]:
