@@ -212,3 +212,30 @@ def test_monitor_with_an_unreadable_replay_file_reports_why(tmp_path: Path) -> N
         summary = monitor.summary(0, 1e12)
     assert summary == {"status": f"replay state {tmp_path}/x.json: cannot read: no such file", "interval_s": 1.0,
                        "samples": 0, "gpus": []}  # fmt: skip
+
+
+def test_ctrl_c_keeps_and_stores_what_finished_exit_130(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    db = str(tmp_path / "b.db")
+    with FakeServer(Script(tokens=5, per_token_s=0.05)) as srv:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "provision", "bench", srv.url, "-m", "fake-model", "-n", "200", "--warmup", "0",
+             "--no-gpu", "--db", db, "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={k: v for k, v in os.environ.items() if k != "GPUPROV_NVML_REPLAY"},
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while len(srv.bodies) < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in err
+    data = json.loads(out)
+    assert data["stop_reason"] == "interrupted (Ctrl-C)"
+    level = data["levels"][0]
+    assert 3 <= level["requests_ok"] < 200 and level["requests_failed"] == 0
+    [run] = json.loads(gpuprov("bench", "history", "--db", db, "--json", rc=0).stdout)["runs"]
+    assert run["stop_reason"] == "interrupted (Ctrl-C)" and run["results"]["requests_ok"] == level["requests_ok"]
