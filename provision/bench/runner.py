@@ -228,6 +228,8 @@ def run_level(
         finally:
             conn.close()
 
+    if on_progress is not None:
+        on_progress(concurrency, 0, planned, 0.0)
     threads = [threading.Thread(target=worker, name=f"gpuprov-bench-{i}", daemon=True) for i in range(concurrency)]
     for t in threads:
         t.start()
