@@ -23,6 +23,9 @@ from provision.bench.stats import LevelResult, best_level, summarize
 from provision.bench.workload import Workload
 from provision.errors import GpuprovError, UsageError
 
+#: the stop reason of a level (and run) the user interrupted
+INTERRUPTED = "interrupted (Ctrl-C)"
+
 #: request indices of warm-up requests (never the same prompts as measured ones)
 WARMUP_INDEX_BASE = 1_000_000_000
 
@@ -244,7 +247,7 @@ def run_level(
     end = time.perf_counter()
     with lock:
         finished = sorted(results, key=lambda r: r.index)
-        stop_reason = "interrupted (Ctrl-C)" if interrupted else state["stop_reason"]
+        stop_reason = INTERRUPTED if interrupted else state["stop_reason"]
     for r in finished:
         r.started_s -= start
     level = summarize(concurrency, finished, end - start, stop_reason=stop_reason)
@@ -278,13 +281,12 @@ def run_bench(
         try:
             level = run_level(config, concurrency, monitor=monitor, on_progress=on_progress)
         except KeyboardInterrupt:
-            run.interrupted = True
-            run.stop_reason = "interrupted (Ctrl-C)"
+            run.interrupted, run.stop_reason = True, INTERRUPTED
             break
         run.levels.append(level)
         if level.stop_reason is not None:
             run.stop_reason = level.stop_reason
-            run.interrupted = level.stop_reason.startswith("interrupted")
+            run.interrupted = level.stop_reason == INTERRUPTED
             break
     run.best, run.best_reason = best_level(run.levels, slo_ms=config.slo_ms)
     sources = {lv.token_source for lv in run.levels if lv.token_source != "none"}
