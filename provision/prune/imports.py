@@ -210,18 +210,10 @@ def _call_name(func: ast.AST) -> tuple[str, str]:
     return "", ""
 
 
-def _type_checking_lines(tree: ast.AST) -> set[int]:
-    lines: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If):
-            test = node.test
-            name = test.id if isinstance(test, ast.Name) else test.attr if isinstance(test, ast.Attribute) else ""
-            if name == "TYPE_CHECKING":
-                for child in node.body:
-                    for sub in ast.walk(child):
-                        if isinstance(sub, ast.Import | ast.ImportFrom):
-                            lines.add(sub.lineno)
-    return lines
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    name = test.id if isinstance(test, ast.Name) else test.attr if isinstance(test, ast.Attribute) else ""
+    return name == "TYPE_CHECKING"
 
 
 def scan_source(data: bytes, rel: str, result: ScanResult) -> None:
@@ -238,33 +230,58 @@ def scan_source(data: bytes, rel: str, result: ScanResult) -> None:
         result.unparsed.append((rel, f"{why} (line {line})" if line else why))
         _scan_lines(data, rel, result)
         return
-    typing_only = _type_checking_lines(tree)
-    for node in ast.walk(tree):
+    # one depth-first pass; each node carries its enclosing function (scope) and whether it sits
+    # under `if TYPE_CHECKING:`
+    import_calls: list[tuple[ast.Call, ast.AST]] = []
+    stack: list[tuple[ast.AST, ast.AST, bool]] = [(tree, tree, False)]
+    while stack:
+        node, scope, typing_only = stack.pop()
         if isinstance(node, ast.Import):
-            kind = "type-checking" if node.lineno in typing_only else "import"
+            kind = "type-checking" if typing_only else "import"
             for alias in node.names:
                 result.imports.append(ImportUse(alias.name, rel, node.lineno, kind))
-        elif isinstance(node, ast.ImportFrom):
+            continue
+        if isinstance(node, ast.ImportFrom):
             if node.level or not node.module:
                 continue  # relative: the project's own code
-            kind = "type-checking" if node.lineno in typing_only else "from"
+            kind = "type-checking" if typing_only else "from"
             for alias in node.names:
                 name = node.module if alias.name == "*" else f"{node.module}.{alias.name}"
                 result.imports.append(ImportUse(name, rel, node.lineno, kind))
-        elif isinstance(node, ast.Call):
-            _scan_metadata_call(node, rel, result)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and len(node.value) < 200:
-            result.strings.add(node.value)
-    module_bindings: dict[str, list[str] | None] | None = None
-    for scope in [tree, *(n for n in ast.walk(tree) if isinstance(n, _FUNCTIONS))]:
-        calls = [n for n in scope_nodes(scope) if isinstance(n, ast.Call) and _is_import_call(n)]
-        if not calls:
             continue
-        if module_bindings is None:
-            module_bindings = literal_bindings(tree)
-        bindings = module_bindings if scope is tree else literal_bindings(scope, module_bindings)
-        for call in calls:
-            _scan_import_call(call, rel, result, bindings)
+        if isinstance(node, ast.Call):
+            if _is_import_call(node):
+                import_calls.append((node, scope))
+            else:
+                _scan_metadata_call(node, rel, result)
+        elif isinstance(node, ast.Constant):
+            if isinstance(node.value, str) and len(node.value) < 200:
+                result.strings.add(node.value)
+            continue
+        elif isinstance(node, _FUNCTIONS):
+            scope = node
+        elif isinstance(node, ast.If) and _is_type_checking(node):
+            stack.append((node.test, scope, typing_only))
+            stack.extend((child, scope, True) for child in node.body)
+            stack.extend((child, scope, typing_only) for child in node.orelse)
+            continue
+        stack.extend((child, scope, typing_only) for child in ast.iter_child_nodes(node))
+    if not import_calls:
+        return
+    bindings_of: dict[int, dict[str, list[str] | None]] = {}
+    module_bindings: dict[str, list[str] | None] | None = None
+    for call, scope in sorted(import_calls, key=lambda c: (c[0].lineno, c[0].col_offset)):
+        bindings: dict[str, list[str] | None] = {}
+        if call.args and isinstance(call.args[0], ast.Name):  # only a bare name needs the bindings
+            if module_bindings is None:
+                module_bindings = literal_bindings(tree)
+            if scope is tree:
+                bindings = module_bindings
+            else:
+                if id(scope) not in bindings_of:
+                    bindings_of[id(scope)] = literal_bindings(scope, module_bindings)
+                bindings = bindings_of[id(scope)]
+        _scan_import_call(call, rel, result, bindings)
 
 
 def _is_import_call(node: ast.Call) -> bool:
@@ -339,6 +356,7 @@ def entry_point_imports(pyproject: dict[str, Any], text: str) -> list[ImportUse]
 
 
 def scan_project(root: Path, exclude: tuple[str, ...] = ()) -> ScanResult:
+    """Scan every Python file of the project (hidden dirs, environments and builds skipped)."""
     result = ScanResult(first_party=first_party_modules(root))
     for path in python_files(root, exclude):
         rel = str(path.relative_to(root))
