@@ -28,6 +28,11 @@ SKIP_DIRS = frozenset({"__pycache__", "node_modules", "site-packages", "build", 
 MAX_PARSE_BYTES = 16 * 1024 * 1024
 _IMPORT_CALLS = frozenset({"import_module", "__import__", "find_spec", "find_loader", "get_loader"})
 _METADATA_CALLS = frozenset({"version", "distribution", "metadata", "requires", "files"})
+#: substrings that make a file worth a full expression walk (import and metadata calls)
+_CALL_TRIGGERS = (b"import_module", b"__import__", b"find_spec", b"find_loader", b"get_loader", b"metadata")
+#: fields that hold nested statements (functions, classes, if/for/while/with/try, except, match)
+_BODY_FIELDS = ("body", "orelse", "finalbody", "handlers", "cases")
+_QUOTED_WORD = re.compile(rb"""["']([A-Za-z_][\w.+-]{0,60})(?=["'\s])""")
 _LINE_IMPORT = re.compile(r"^\s*(?:from\s+([A-Za-z_][\w.]*)\s+import\b|import\s+([A-Za-z_][\w., \t]*))", re.M)
 
 
@@ -230,8 +235,12 @@ def scan_source(data: bytes, rel: str, result: ScanResult) -> None:
         result.unparsed.append((rel, f"{why} (line {line})" if line else why))
         _scan_lines(data, rel, result)
         return
+    for m in _QUOTED_WORD.finditer(data):  # string literals, for commands run through subprocess
+        result.strings.add(m.group(1).decode("ascii"))
     # one depth-first pass; each node carries its enclosing function (scope) and whether it sits
-    # under `if TYPE_CHECKING:`
+    # under `if TYPE_CHECKING:`. Import statements are statements, so unless the file names one of
+    # the import/metadata calls, only statement bodies are walked (expressions are most of a tree).
+    expressions = any(trigger in data for trigger in _CALL_TRIGGERS)
     import_calls: list[tuple[ast.Call, ast.AST]] = []
     stack: list[tuple[ast.AST, ast.AST, bool]] = [(tree, tree, False)]
     while stack:
@@ -255,17 +264,21 @@ def scan_source(data: bytes, rel: str, result: ScanResult) -> None:
             else:
                 _scan_metadata_call(node, rel, result)
         elif isinstance(node, ast.Constant):
-            if isinstance(node.value, str) and len(node.value) < 200:
-                result.strings.add(node.value)
             continue
         elif isinstance(node, _FUNCTIONS):
             scope = node
-        elif isinstance(node, ast.If) and _is_type_checking(node):
-            stack.append((node.test, scope, typing_only))
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            if expressions:
+                stack.append((node.test, scope, typing_only))
             stack.extend((child, scope, True) for child in node.body)
             stack.extend((child, scope, typing_only) for child in node.orelse)
-            continue
-        stack.extend((child, scope, typing_only) for child in ast.iter_child_nodes(node))
+        elif expressions:
+            stack.extend((child, scope, typing_only) for child in ast.iter_child_nodes(node))
+        else:
+            for fieldname in _BODY_FIELDS:
+                children = getattr(node, fieldname, None)
+                if children:
+                    stack.extend((child, scope, typing_only) for child in children)
     if not import_calls:
         return
     bindings_of: dict[int, dict[str, list[str] | None]] = {}

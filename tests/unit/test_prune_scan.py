@@ -165,3 +165,18 @@ def test_entry_point_strings() -> None:
     got = {u.module: u for u in imports.entry_point_imports(pyproject, text)}
     assert set(got) == {"pkg.cli", "gui.app", "plug.mod"}
     assert got["pkg.cli"].where == "pyproject.toml:2"
+
+
+def test_statement_only_walk_finds_imports_in_every_compound_statement() -> None:
+    # no import/metadata call in this file: the scanner walks statement bodies only
+    r = scan(
+        "class C:\n    import in_class\n"
+        "with open('x') as fh:\n    import in_with\n"
+        "while False:\n    pass\nelse:\n    import in_while_else\n"
+        "try:\n    pass\nexcept* ValueError:\n    import in_except_star\nfinally:\n    import in_finally\n"
+        "match x:\n    case 1:\n        import in_match\n"
+        "async def f():\n    async with a:\n        def g():\n            import in_nested\n"
+        "for i in []:\n    if i:\n        from deep.pkg import name\n"
+    )
+    assert set(names(r)) == {"in_class", "in_with", "in_while_else", "in_except_star", "in_finally", "in_match",
+                             "in_nested", "deep.pkg.name"}  # fmt: skip
