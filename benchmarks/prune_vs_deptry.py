@@ -175,12 +175,11 @@ def main() -> None:
         results = [] if args.no_corpus else corpus(work, args.repeat)
         for spec in args.real:
             results.append(real(work, spec, args.repeat))
-    print(
-        f"{'project':40} {'decl':>4} {'files':>5} {'prune s':>8} {'deptry s':>8}  removable (prune) | unused (deptry)"
-    )
+    head = f"{'project':52} {'decl':>4} {'files':>5} {'prune s':>8} {'deptry s':>8}"
+    print(head + "  removable (prune) | unused (deptry)")
     for r in results:
-        print(f"{r['project']:40} {r['declared']:>4} {r['files_scanned']:>5} {r['prune_s']:>8.3f} {r['deptry_s']:>8.3f}  "
-              f"{','.join(r['prune_removable']) or '-'} | {','.join(r['deptry_unused']) or '-'}")  # fmt: skip
+        row = f"{r['project']:52} {r['declared']:>4} {r['files_scanned']:>5} {r['prune_s']:>8.3f} {r['deptry_s']:>8.3f}"
+        print(f"{row}  {','.join(r['prune_removable']) or '-'} | {','.join(r['deptry_unused']) or '-'}")
         for d in r["disagreements"]:
             print(f"    {d['dependency']}: deptry={d['deptry']} prune={d['prune']} {d['groups']} — {d['prune_reason']}")
     if args.json:
