@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import unicodedata
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -31,11 +32,17 @@ def templates_dir() -> Path:
     return packaged if packaged.is_dir() else here.parent / "templates"
 
 
+def _breaks_lines(text: str) -> bool:
+    """Control characters (newline, CR, NUL, tab, NEL...) and Unicode line/paragraph separators: refused
+    in unit values rather than escaped, since line-based tools split on several of them."""
+    return any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text)
+
+
 def _systemd_quote(value: Any) -> str:
     """One argument of an ``ExecStart=`` line, quoted for systemd's own command-line syntax."""
     text = str(value)
-    if any(c in text for c in "\n\r\x00"):
-        raise RenderError(f"{text!r}: a newline or NUL cannot appear in a systemd command line")
+    if _breaks_lines(text):
+        raise RenderError(f"{text!r}: a newline or control character cannot appear in a systemd command line")
     # systemd expands %-specifiers and $VARIABLES in ExecStart=: double them to keep them literal
     text = text.replace("%", "%%").replace("$", "$$")
     if text and all(c.isalnum() or c in "-_./=:,+@" for c in text):
@@ -46,8 +53,8 @@ def _systemd_quote(value: Any) -> str:
 def _systemd_env(assignment: Any) -> str:
     """One ``Environment=`` assignment ``KEY=value``, quoted: systemd expands %-specifiers there, not $."""
     text = str(assignment)
-    if any(c in text for c in "\n\r\x00"):
-        raise RenderError(f"{text!r}: a newline or NUL cannot appear in a systemd environment value")
+    if _breaks_lines(text):
+        raise RenderError(f"{text!r}: a newline or control character cannot appear in a systemd environment value")
     key = text.partition("=")[0]
     if not key or not (key[0].isalpha() or key[0] == "_") or not all(c.isalnum() or c == "_" for c in key):
         raise RenderError(f"{key!r} is not an environment variable name")
