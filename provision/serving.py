@@ -25,6 +25,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -179,6 +180,11 @@ def _path(value: Any, where: _Where, what: str) -> str:
     return str(PurePosixPath(text))
 
 
+def _control(text: str) -> bool:
+    """Newlines, tabs and other control characters, Unicode line separators: never in a unit."""
+    return any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text)
+
+
 def _args(value: Any, where: _Where) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -189,16 +195,16 @@ def _args(value: Any, where: _Where) -> tuple[str, ...]:
         if isinstance(item, bool) or not isinstance(item, str | int | float):
             raise where.error(f"expected text or a number per argument, got {_show(item)}")
         text = str(item)
-        if any(c in text for c in "\n\r\x00"):
-            raise where.error(f"{_show(text)}: an argument cannot contain a newline or NUL")
+        if _control(text):
+            raise where.error(f"{_show(text)}: an argument cannot contain a newline or control character")
         out.append(text)
     return tuple(out)
 
 
 def _one_line(value: Any, where: _Where, what: str) -> str:
     text = _text(value, where, what)
-    if any(c in text for c in "\n\r\x00"):
-        raise where.error(f"{_show(text)}: {what} cannot contain a newline or NUL")
+    if _control(text):
+        raise where.error(f"{_show(text)}: {what} cannot contain a newline or control character")
     return text
 
 
@@ -552,7 +558,7 @@ def serving_files(profile_name: str, s: ServingSection, *, python: str, root: Pa
             interpreter_paths(f"{st.venv}/bin/python", root)
             if st.venv
             else [str(PurePosixPath(st.executable or "/").parent)]
-        )  # noqa: E501
+        )
         if st.model.startswith("/"):
             readable.append(st.model)
         env += [("HF_HOME", f"/var/cache/{user}/huggingface"), ("VLLM_CACHE_ROOT", f"/var/cache/{user}/vllm"),
