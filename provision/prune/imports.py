@@ -94,8 +94,28 @@ def python_files(root: Path, exclude: tuple[str, ...] = ()) -> Iterator[Path]:
             keep.append(d)
         dirnames[:] = keep
         for name in sorted(filenames):
-            if name.endswith((".py", ".pyw")) and (here / name).resolve() not in excluded:
+            if name.endswith((".py", ".pyw", ".ipynb")) and (here / name).resolve() not in excluded:
                 yield here / name
+
+
+def notebook_source(data: bytes) -> bytes:
+    """The code cells of a Jupyter notebook as one Python source; IPython magics and shell lines
+    (``%pip``, ``!ls``) become blank lines. Not a notebook: empty."""
+    import json
+
+    try:
+        nb = json.loads(data)
+        cells = nb.get("cells", []) if isinstance(nb, dict) else []
+        lines: list[str] = []
+        for cell in cells:
+            if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+                continue
+            src = cell.get("source", "")
+            text = "".join(src) if isinstance(src, list) else str(src)
+            lines += ["" if ln.lstrip().startswith(("%", "!", "?")) else ln for ln in text.splitlines()]
+        return "\n".join(lines).encode("utf-8", errors="replace") + b"\n"
+    except (ValueError, TypeError, AttributeError):
+        return b""
 
 
 def first_party_modules(root: Path) -> set[str]:
@@ -379,5 +399,5 @@ def scan_project(root: Path, exclude: tuple[str, ...] = ()) -> ScanResult:
             result.unparsed.append((rel, f"cannot read: {exc.strerror or exc}"))
             continue
         result.files_scanned += 1
-        scan_source(data, rel, result)
+        scan_source(notebook_source(data) if path.suffix == ".ipynb" else data, rel, result)
     return result

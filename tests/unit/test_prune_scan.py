@@ -180,3 +180,18 @@ def test_statement_only_walk_finds_imports_in_every_compound_statement() -> None
     )
     assert set(names(r)) == {"in_class", "in_with", "in_while_else", "in_except_star", "in_finally", "in_match",
                              "in_nested", "deep.pkg.name"}  # fmt: skip
+
+
+def test_notebook_code_cells_are_scanned(tmp_path: Path) -> None:
+    import json
+
+    nb = {"cells": [
+        {"cell_type": "markdown", "source": ["import not_code\n"]},
+        {"cell_type": "code", "source": ["%pip install pandas\n", "import pandas as pd\n", "!ls\n"]},
+        {"cell_type": "code", "source": "from sklearn import svm\n"},
+    ]}  # fmt: skip
+    (tmp_path / "explore.ipynb").write_text(json.dumps(nb))
+    (tmp_path / "broken.ipynb").write_text("{not json")
+    r = scan_project(tmp_path)
+    assert names(r) == {"pandas": "import", "sklearn.svm": "from"}
+    assert r.files_scanned == 2
