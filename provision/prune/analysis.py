@@ -20,7 +20,7 @@ from provision.prune.graph import DependencyGraph
 from provision.prune.imports import ImportUse, entry_point_imports, scan_project
 from provision.prune.installed import InstalledEnv
 from provision.prune.known import RUNTIME_LOADED, UNINSTALLED_IMPORT_NAMES
-from provision.prune.mentions import find_mentions, tool_tables
+from provision.prune.mentions import config_file_tools, find_mentions, tool_tables
 
 SCHEMA_VERSION = 1
 STATUSES = ("used", "unused", "unknown")
@@ -243,12 +243,15 @@ def analyse(
         word = literal.split(" ", 1)[0]
         for key in commands.get(word, ()):
             record(key, Use("(string literal in code)", "command", word))
-    tools = {canonicalize_name(t) for t in tool_tables(declared.pyproject)}
+    tools = {canonicalize_name(t): f"pyproject.toml [tool.{t}]" for t in tool_tables(declared.pyproject)}
+    for name, where in config_file_tools(project).items():
+        tools.setdefault(canonicalize_name(name), where)
     for key in deps:
         dist = env.dists.get(key)
-        names = {key, *(canonicalize_name(s) for s in (dist.console_scripts if dist else []))}
-        if names & tools and key not in uses:
-            record(key, Use("pyproject.toml", "tool-config", f"[tool.{sorted(names & tools)[0]}]"))
+        names = [key, *(canonicalize_name(s) for s in (dist.console_scripts if dist else []))]
+        hit = next((n for n in names if n in tools), None)
+        if hit is not None and key not in uses:
+            record(key, Use(tools[hit], "tool-config", hit))
 
     verdicts: dict[str, Verdict] = {}
     for key, dep in sorted(deps.items()):

@@ -79,8 +79,15 @@ def is_environment_dir(path: Path) -> bool:
     return (path / "pyvenv.cfg").is_file() or (path / "conda-meta").is_dir()
 
 
+def is_nested_project(path: Path) -> bool:
+    """A directory with its own ``pyproject.toml``/``setup.py`` below the root is another project
+    (a test corpus, a vendored tool, a workspace member) with dependencies of its own."""
+    return (path / "pyproject.toml").is_file() or (path / "setup.py").is_file()
+
+
 def python_files(root: Path, exclude: tuple[str, ...] = ()) -> Iterator[Path]:
-    """Python sources under ``root``: hidden dirs, virtual environments, caches and builds skipped."""
+    """Python sources under ``root``: hidden dirs, virtual environments, caches, builds and nested
+    projects skipped."""
     excluded = {(root / e).resolve() for e in exclude}
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
@@ -88,6 +95,8 @@ def python_files(root: Path, exclude: tuple[str, ...] = ()) -> Iterator[Path]:
         for d in sorted(dirnames):
             sub = here / d
             if d.startswith(".") or d in SKIP_DIRS or d.endswith(".egg-info") or is_environment_dir(sub):
+                continue
+            if is_nested_project(sub):
                 continue
             if sub.resolve() in excluded:
                 continue

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from provision.prune.imports import SKIP_DIRS, is_environment_dir
+from provision.prune.imports import SKIP_DIRS, is_environment_dir, is_nested_project
 
 #: files read for commands: by suffix, and by exact name
 TEXT_SUFFIXES = (".sh", ".bash", ".zsh", ".mk", ".yml", ".yaml", ".toml", ".cfg", ".ini", ".service",
@@ -40,7 +40,7 @@ def text_files(root: Path) -> list[Path]:
         dirnames[:] = sorted(
             d for d in dirnames
             if (not d.startswith(".") or d in HIDDEN_KEPT) and d not in SKIP_DIRS
-            and not d.endswith(".egg-info") and not is_environment_dir(here / d)
+            and not d.endswith(".egg-info") and not is_environment_dir(here / d) and not is_nested_project(here / d)
         )  # fmt: skip
         for name in sorted(filenames):
             path = here / name
@@ -117,3 +117,43 @@ def tool_tables(pyproject: dict[str, Any]) -> set[str]:
     """Names of ``[tool.X]`` tables: tools the project configures, so uses."""
     tool = pyproject.get("tool", {})
     return set(tool) if isinstance(tool, dict) else set()
+
+
+_CONFIG_SUFFIXES = (".yml", ".yaml", ".toml", ".ini", ".cfg", ".json", ".conf")
+
+
+def config_file_tools(root: Path) -> dict[str, str]:
+    """Tools configured by a file of their own at the project root (``.ansible-lint``, ``mypy.ini``,
+    ``.coveragerc``, ``.pre-commit-config.yaml``) or by a section of ``setup.cfg``/``tox.ini``
+    (``[flake8]``, ``[tool:pytest]``, ``[coverage:run]``): tool name → where."""
+    import configparser
+
+    found: dict[str, str] = {}
+    try:
+        entries = sorted(root.iterdir())
+    except OSError:
+        return found
+    for path in entries:
+        if not path.is_file():
+            continue
+        stem = path.name.lstrip(".")
+        for suffix in _CONFIG_SUFFIXES:
+            if stem.endswith(suffix):
+                stem = stem[: -len(suffix)]
+                break
+        for tail in ("-config", "rc"):
+            if stem.endswith(tail) and len(stem) > len(tail):
+                found.setdefault(stem[: -len(tail)], path.name)
+        if stem:
+            found.setdefault(stem, path.name)
+        if path.name in ("setup.cfg", "tox.ini"):
+            parser = configparser.ConfigParser(interpolation=None, strict=False)
+            try:
+                parser.read(path, encoding="utf-8")
+            except (configparser.Error, UnicodeDecodeError):
+                continue
+            for section in parser.sections():
+                name = section.removeprefix("tool:").split(":", 1)[0].strip()
+                if name:
+                    found.setdefault(name, f"{path.name} [{section}]")
+    return found

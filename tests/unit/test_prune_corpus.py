@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -30,8 +31,9 @@ def env_for(tmp_path: Path, project: str, drop: set[str] = frozenset()):  # type
     return read_environment(paths=[str(site)])
 
 
-def verdicts(tmp_path: Path, project: str, root: Path = PROJECTS, **kw):  # type: ignore[no-untyped-def]
-    report = analyse(root / project, env_for(tmp_path, project), **kw)
+def verdicts(tmp_path: Path, project: str, root: Path = PROJECTS, project_dir: Path | None = None, **kw):  # type: ignore[no-untyped-def]
+    """The report on corpus ``project`` (or a modified copy at ``project_dir``) in its environment."""
+    report = analyse(project_dir or root / project, env_for(tmp_path, project), **kw)
     return report, {v.key: v for v in report.verdicts}
 
 
@@ -199,3 +201,19 @@ def test_json_schema(tmp_path: Path) -> None:
         assert isinstance(item["required_by"], list)
     tv = next(i for i in payload["dependencies"] if i["name"] == "torchvision")
     assert tv["required_by"] == ["vllm"] and tv["removable"] is False
+
+
+def test_tool_config_files_count_as_use(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    shutil.copytree(PROJECTS / "extras", proj)
+    pyproject = proj / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace("[tool.ruff]", "[tool.other]"))
+    _, by = verdicts(tmp_path / "a", "extras", project_dir=proj)
+    assert by["ruff"].status == "unused"  # nothing configures or runs it any more
+    (proj / ".ruff.toml").write_text("line-length = 100\n")
+    _, by = verdicts(tmp_path / "b", "extras", project_dir=proj)
+    assert by["ruff"].status == "used" and by["ruff"].used_at.where == ".ruff.toml"
+    (proj / ".ruff.toml").unlink()
+    (proj / "setup.cfg").write_text("[tool:ruff]\nx = 1\n")
+    _, by = verdicts(tmp_path / "c", "extras", project_dir=proj)
+    assert by["ruff"].status == "used" and by["ruff"].used_at.where.startswith("setup.cfg")

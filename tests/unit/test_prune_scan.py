@@ -195,3 +195,13 @@ def test_notebook_code_cells_are_scanned(tmp_path: Path) -> None:
     r = scan_project(tmp_path)
     assert names(r) == {"pandas": "import", "sklearn.svm": "from"}
     assert r.files_scanned == 2
+
+
+def test_nested_projects_are_not_part_of_the_scan(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("import outer\n")
+    corpus = tmp_path / "tests" / "data" / "other"
+    corpus.mkdir(parents=True)
+    (corpus / "pyproject.toml").write_text('[project]\nname = "other"\n')
+    (corpus / "x.py").write_text("import importlib, sys\nimportlib.import_module(sys.argv[1])\n")
+    r = scan_project(tmp_path)
+    assert names(r) == {"outer": "import"} and r.dynamic == []
