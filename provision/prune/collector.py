@@ -154,6 +154,24 @@ def _describe(dist) -> dict:  # type: ignore[no-untyped-def]
     }
 
 
+def _stdlib_from_files() -> set:
+    """Python < 3.10 has no ``sys.stdlib_module_names``: list the standard library's directory."""
+    import sysconfig
+
+    names = set(sys.builtin_module_names)
+    stdlib = sysconfig.get_paths().get("stdlib", "")
+    for base in (stdlib, os.path.join(stdlib, "lib-dynload")):
+        try:
+            entries = os.listdir(base)
+        except OSError:
+            continue
+        for entry in entries:
+            name = entry.split(".", 1)[0]
+            if _IDENT.match(name) and entry != "site-packages":
+                names.add(name)
+    return names
+
+
 def collect(paths: list[str] | None = None) -> dict:
     """Describe every distribution on ``paths`` (default ``sys.path``) — first one of a name wins."""
     from importlib import metadata
@@ -172,7 +190,7 @@ def collect(paths: list[str] | None = None) -> dict:
     pkg_dists = {}
     if paths is None and hasattr(metadata, "packages_distributions"):
         pkg_dists = {k: sorted(set(v)) for k, v in metadata.packages_distributions().items()}
-    stdlib = sorted(getattr(sys, "stdlib_module_names", ()) or sys.builtin_module_names)
+    stdlib = sorted(getattr(sys, "stdlib_module_names", ()) or _stdlib_from_files())
     return {
         "interpreter": sys.executable,
         "prefix": sys.prefix,
