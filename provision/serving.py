@@ -425,7 +425,6 @@ def server_argv(s: ServingSection) -> list[str]:
         pairs = [
             ("--n_gpu_layers", st.n_gpu_layers),
             ("--n_ctx", st.ctx_size),
-            ("--tensor_split", " ".join(_num(v) for v in st.tensor_split) if st.tensor_split else None),
             ("--flash_attn", None if st.flash_attention is None else str(st.flash_attention)),
             ("--type_k", None if st.cache_type_k is None else GGML_TYPE_IDS[st.cache_type_k]),
             ("--type_v", None if st.cache_type_v is None else GGML_TYPE_IDS[st.cache_type_v]),
@@ -434,6 +433,8 @@ def server_argv(s: ServingSection) -> list[str]:
         for flag, value in pairs:
             if value is not None:
                 argv += [flag, str(value)]
+        if st.tensor_split:  # a list option (argparse nargs="*"): one argument per GPU
+            argv += ["--tensor_split", *(_num(v) for v in st.tensor_split)]
         return argv + list(st.extra_args)
     raise ServingError(f"{s.engine}: gpuprov does not write this server's command line (Ollama's unit has its own)")
 

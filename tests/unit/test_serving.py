@@ -160,12 +160,13 @@ serving:
     cache_type_k: q8_0
     no_mmap: true
     flash_attention: false
+    tensor_split: [3, 1]
 """)  # fmt: skip
     s = prof.sections["serving"]
     assert server_argv(s) == [
         "/opt/llama/bin/python", "-m", "llama_cpp.server", "--model", "/srv/m.gguf", "--host", "127.0.0.1",
         "--port", "8080", "--n_gpu_layers", "0", "--n_ctx", "2048", "--flash_attn", "False", "--type_k", "8",
-        "--use_mmap", "False",
+        "--use_mmap", "False", "--tensor_split", "3", "1",
     ]  # fmt: skip
     files = serving_files("mine", s, python=PY, root=tmp_path)
     assert files.key_file == "/etc/gpuprov/serving/llama-cpp.env" and files.key_content("k") == "API_KEY=k\n"
