@@ -1,11 +1,18 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
 
 from provision.snapshot import Snapshot
+
+# The suite starts hundreds of `python -m provision` subprocesses. With PYTHONDONTWRITEBYTECODE set (as on
+# these machines) each of them would compile typer, rich and pynvml from source again: let them cache.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.dont_write_bytecode = False
 
 DATA = Path(__file__).parent / "data"
 SNAPSHOTS = DATA / "snapshots"
