@@ -12,10 +12,9 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
-from packaging.version import InvalidVersion, Version
-
 from provision.nvml import THROTTLE_REASONS
 from provision.snapshot import GpuInfo, Snapshot
+from provision.versions import major_minor as _major_minor
 
 SEVERITIES = ("ok", "info", "warn", "error")
 
@@ -68,20 +67,6 @@ def _gpu_subject(gpu: GpuInfo) -> str:
     return f"gpu{gpu.index}"
 
 
-def _version(text: str | None) -> Version | None:
-    if not text:
-        return None
-    try:
-        return Version(text)
-    except InvalidVersion:
-        return None
-
-
-def _major_minor(text: str | None) -> tuple[int, int] | None:
-    v = _version(text)
-    return (v.major, v.minor) if v else None
-
-
 # -- driver / NVML ---------------------------------------------------------------------------------
 
 _NVML_REMEDIES = {
@@ -112,9 +97,7 @@ def nvml_status(s: Snapshot) -> Iterable[Finding]:
     if d.nvml.ok:
         cuda = f", supports CUDA {d.cuda_driver_version}" if d.cuda_driver_version else ""
         flavor = f" ({d.kernel_module_flavor} kernel module)" if d.kernel_module_flavor else ""
-        yield Finding(
-            "driver.ok", "ok", f"driver {d.driver_version}{flavor}{cuda}; {len(s.gpus)} GPU(s)", "", "driver"
-        )
+        yield Finding("driver.ok", "ok", f"driver {d.driver_version}{flavor}{cuda}; {len(s.gpus)} GPU(s)", "", "driver")
         return
     yield Finding(
         f"driver.{d.nvml.kind}",
@@ -207,10 +190,8 @@ def pynvml_clobbered(s: Snapshot) -> Iterable[Finding]:
         yield Finding(
             "python.pynvml_conflict",
             "warn",
-            f"several distributions install the pynvml module ({', '.join(providers)}); "
-            "the last one installed wins",
-            "keep only nvidia-ml-py: uv pip uninstall "
-            + " ".join(p for p in providers if p != "nvidia-ml-py"),
+            f"several distributions install the pynvml module ({', '.join(providers)}); the last one installed wins",
+            "keep only nvidia-ml-py: uv pip uninstall " + " ".join(p for p in providers if p != "nvidia-ml-py"),
             "python",
         )
 
@@ -262,12 +243,7 @@ def toolkits_disagree(s: Snapshot) -> Iterable[Finding]:
     on_path = next((t for t in s.cuda_toolkits if "PATH" in t.found_via), None)
     for var in ("CUDA_HOME", "CUDA_PATH"):
         home = next((t for t in s.cuda_toolkits if var in t.found_via), None)
-        if (
-            on_path
-            and home
-            and on_path is not home
-            and _major_minor(on_path.version) != _major_minor(home.version)
-        ):
+        if on_path and home and on_path is not home and _major_minor(on_path.version) != _major_minor(home.version):
             yield Finding(
                 "cuda.path_home_disagree",
                 "warn",

@@ -21,17 +21,14 @@ import shutil
 import subprocess
 import sys
 import time
-import tomllib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from provision.compat.matrix import load_matrix
 from provision.errors import GpuprovError, UsageError
 from provision.gpuarch import cuda_arch, parse_cc
 from provision.snapshot import CudaToolkit, Snapshot
@@ -76,33 +73,27 @@ class BuildPlan:
         return d
 
 
-@cache
-def _data() -> dict[str, Any]:
-    text = resources.files("provision").joinpath("data/compat.toml").read_text(encoding="utf-8")
-    return tomllib.loads(text)
-
-
 def _v(text: str) -> Version:
     return Version(text)
 
 
 def cuda_flag_for(version: str | None) -> str:
     """The CMake option that enables CUDA for this llama-cpp-python version (None: the newest)."""
-    rows = _data()["llama_cpp_build"]["cuda_flags"]
+    rows = load_matrix().llama_cpp_cuda_flags
     if version is None:
-        return rows[0]["flag"]
+        return rows[0][1]
     v = _v(version)
-    for row in rows:
-        if v in SpecifierSet(row["versions"]):
-            return row["flag"]
+    for versions, flag, _source in rows:
+        if v in versions:
+            return flag
     raise BuildError(f"no CUDA build flag known for {PACKAGE} {version}")  # pragma: no cover - ranges are total
 
 
 def arch_limits(cc: str) -> tuple[Version, Version | None]:
     """(first, last) CUDA toolkit version that compiles for this compute capability."""
-    for row in _data()["nvcc"]["archs"]:
-        if row["cc"] == cc:
-            return _v(row["min_cuda"]), _v(row["max_cuda"]) if "max_cuda" in row else None
+    limits = load_matrix().nvcc_archs.get(cc)
+    if limits is not None:
+        return limits[0], limits[1]
     raise BuildError(f"compute capability {cc} is not in gpuprov's nvcc table (provision/data/compat.toml [nvcc])")
 
 

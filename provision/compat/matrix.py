@@ -13,9 +13,10 @@ from importlib import resources
 from typing import Any
 
 from packaging.specifiers import SpecifierSet
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from provision.gpuarch import parse_cc
+from provision.versions import version_or_none
 
 PYTORCH_INDEX = "https://download.pytorch.org/whl/{variant}"
 LLAMA_CPP_INDEX = "https://abetlen.github.io/llama-cpp-python/whl/{variant}"
@@ -29,15 +30,6 @@ def variant_cuda(variant: str) -> str:
 
 def cuda_major(cuda: str) -> int:
     return int(cuda.split(".")[0])
-
-
-def version_or_none(text: str | None) -> Version | None:
-    if not text:
-        return None
-    try:
-        return Version(text)
-    except InvalidVersion:
-        return None
 
 
 def runs_on(archs: tuple[str, ...], cc: str) -> bool:
@@ -189,6 +181,18 @@ class Matrix:
             LlamaCppWheel(str(w["variant"]), str(w["cuda"]), tuple(w["archs"]), str(w["source"])) for w in lc["wheels"]
         ]
         self.ollama: dict[str, str] = {k: str(v) for k, v in data["ollama"].items()}
+        self.nvcc_archs: dict[str, tuple[Version, Version | None, str]] = {
+            str(r["cc"]): (
+                Version(r["min_cuda"]),
+                Version(r["max_cuda"]) if "max_cuda" in r else None,
+                str(r["source"]),
+            )
+            for r in data["nvcc"]["archs"]
+        }
+        self.llama_cpp_cuda_flags = [
+            (SpecifierSet(r["versions"]), str(r["flag"]), str(r["source"]))
+            for r in data["llama_cpp_build"]["cuda_flags"]
+        ]
 
     # -- CUDA / driver --------------------------------------------------------------------------------
     def driver_floor(self, cuda: str) -> tuple[str, str] | None:
