@@ -55,6 +55,8 @@ class Verdict:
         return (self.record_bytes or 0) + sum(b for _, b in self.orphans)
 
     def to_dict(self) -> dict[str, Any]:
+        """One ``dependencies`` item: ``bytes`` is what removing it frees (its RECORD sizes plus the
+        orphans that go with it) when removable, else its own RECORD sizes."""
         return {
             "name": self.name,
             "status": self.status,
@@ -319,6 +321,12 @@ def analyse(
                 continue
             v.removable = True
             v.reason = "unused by your code and required by nothing kept — safe to remove"
+            extras = sorted(g.partition(":")[2] for g in v.groups if g.startswith("optional:"))
+            if extras and declared.project_name:
+                v.reason += (
+                    f" (it is in the extra {', '.join(extras)}: users installing "
+                    f"{declared.project_name}[{extras[0]}] get it; removing it changes what that extra installs)"
+                )
         if not newly_kept:
             break
         candidates = {k for k in candidates if not verdicts[k].optional_for}

@@ -75,7 +75,7 @@ def find_mentions(
         elif re.match(r"requirements.*\.txt$", path.name) or path.parent.name == "requirements":
             continue  # declarations, not uses
         for m in _PY_M.finditer(text):
-            modules.append(Mention(m.group(1), f"{rel}:{text.count(chr(10), 0, m.start()) + 1}", "python-m"))
+            modules.append(Mention(m.group(1), f"{rel}:{text.count(chr(10), 0, m.start(1)) + 1}", "python-m"))
         if pattern is None:
             continue
         for m in pattern.finditer(text):

@@ -150,11 +150,9 @@ class Backup:
         self.absent: list[Path] = []
 
     def save(self, path: Path) -> None:
-        if not path.exists():
-            self.absent.append(path)
-            return
+        """An installed file (hard link: free, and an uninstall only unlinks the original)."""
         if not path.is_file():
-            return
+            return  # RECORD lists .pyc files that were never written, and directories
         dest = self.root / str(len(self.files))
         try:
             os.link(path, dest)
@@ -173,6 +171,8 @@ class Backup:
 
     def restore(self) -> None:
         for original, saved in self.files:
+            if original.exists() and os.path.samefile(original, saved):
+                continue  # still the very file we linked: untouched
             original.parent.mkdir(parents=True, exist_ok=True)
             tmp = original.with_name(original.name + ".gpuprov-restore")
             shutil.copy2(saved, tmp)

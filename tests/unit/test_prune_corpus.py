@@ -217,3 +217,34 @@ def test_tool_config_files_count_as_use(tmp_path: Path) -> None:
     (proj / "setup.cfg").write_text("[tool:ruff]\nx = 1\n")
     _, by = verdicts(tmp_path / "c", "extras", project_dir=proj)
     assert by["ruff"].status == "used" and by["ruff"].used_at.where.startswith("setup.cfg")
+
+
+def test_commands_python_m_and_subprocess_literals_count_as_use(tmp_path: Path) -> None:
+    """import_styles' environment has uvicorn (a console script) and tqdm (one too)."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "pyproject.toml").write_text(
+        '[project]\nname = "p"\nversion = "0"\ndependencies = ["uvicorn", "tqdm", "PyYAML", "six"]\n'
+    )
+    (proj / "Procfile").write_text("web: uvicorn app:api --port 8000\n")
+    (proj / "scripts").mkdir()
+    (proj / "scripts" / "lint").write_text("#!/bin/sh\npython3 -m yaml.cli check\n")
+    (proj / "run.py").write_text('import subprocess\nsubprocess.run(["tqdm", "--help"], check=False)\n')
+    by = {v.key: v for v in analyse(proj, env_for(tmp_path / "env", "import_styles")).verdicts}
+    assert by["uvicorn"].used_at.where == "Procfile:1" and by["uvicorn"].used_at.kind == "command"
+    assert by["tqdm"].used_at.kind == "command"  # a string literal run through subprocess
+    assert by["pyyaml"].used_at.where == "scripts/lint:2" and by["pyyaml"].used_at.kind == "python -m"
+    assert by["six"].status == "unknown"  # not in this environment
+
+
+def test_the_projects_own_installed_metadata_is_not_a_requirer(tmp_path: Path) -> None:
+    """`uv sync` installs the project itself (editable): its Requires-Dist repeats every declared
+    dependency, torchvision included, and must not keep them."""
+    site = sitebuild.build_site(tmp_path / "site", "corpus", sitebuild.project_dists("llm_runtime"))
+    sitebuild.write_dist(site, {"name": "llm-runtime", "version": "0.1.0", "files": ["_llm_runtime.pth"],
+                                "requires": ["torch==2.7.1", "torchvision==0.22.1", "numpy"]})  # fmt: skip
+    (site / "_llm_runtime.pth").write_text(str(PROJECTS / "llm_runtime" / "src") + "\n")
+    env = read_environment(paths=[str(site)])
+    assert env.providers("runtime") == {"llm-runtime"}  # the editable install's .pth is followed
+    by = {v.key: v for v in analyse(PROJECTS / "llm_runtime", env).verdicts}
+    assert by["torchvision"].removable and by["torchvision"].required_by == []
