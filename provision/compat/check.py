@@ -206,6 +206,13 @@ class _Checker:
         b = max(fits, key=lambda b: Version(b.cuda))
         return f"install {b.requirement}" + (f" from {b.index}" if b.index else "")
 
+    def _driver_runs(self, cuda: str) -> bool:
+        """Can this host's driver start a runtime of this CUDA version (unknown driver: assume yes)?"""
+        if self.driver is None:
+            return True
+        floor = self.m.driver_floor(cuda)
+        return floor is not None and self.driver >= Version(floor[0])
+
     def _torch_gpu_fix(self, build: TorchBuild) -> str:
         for gpu in self.t.gpus:
             if runs_on(build.archs, gpu.compute_capability):
@@ -214,7 +221,11 @@ class _Checker:
             if same:
                 b = max(same, key=lambda b: Version(b.cuda))
                 return f"install {b.requirement}" + (f" from {b.index}" if b.index else "")
-            others = [b for b in self.m.torch_builds.values() if runs_on(b.archs, gpu.compute_capability)]
+            others = [
+                b
+                for b in self.m.torch_builds.values()
+                if runs_on(b.archs, gpu.compute_capability) and self._driver_runs(b.cuda)
+            ]
             if others:
                 b = max(others, key=lambda b: (Version(b.version), b.pypi, Version(b.cuda)))
                 return (

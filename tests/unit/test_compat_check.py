@@ -243,6 +243,17 @@ def test_fix_names_the_nearest_working_build() -> None:
     assert "torch==2.7.1+cu118" in report.problems[0].fix
 
 
+def test_fix_for_a_new_gpu_is_a_build_the_driver_can_run() -> None:
+    """RTX 5090 on driver 575 (CUDA 12.9): the newest torch with sm_120 that a CUDA 12 driver starts, not a cu13."""
+    report = check(what_if(gpu="RTX 5090", driver="575.64.03", packages=["torch==2.6.0+cu124"]))
+    fix = next(p.fix for p in report.problems if p.kind == "torch_gpu")
+    assert "+cu12" in fix or "torch==2.10" in fix, fix
+    assert "cu13" not in fix
+    proposed = fix.split("install ", 1)[1].split()[0]
+    fixed = check(what_if(gpu="RTX 5090", driver="575.64.03", packages=[proposed]))
+    assert not [p for p in fixed.problems if p.kind in ("torch_gpu", "torch_driver") and p.severity == "error"]
+
+
 # -- snapshots and overrides ----------------------------------------------------------------------------
 
 
