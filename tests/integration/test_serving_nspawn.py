@@ -47,6 +47,9 @@ UNIT = "gpuprov-llama-cpp.service"
 ECHO_UNIT = "argv-echo.service"
 STATE = "/var/lib/gpuprov-llama-cpp"
 TIMINGS: dict[str, float] = {}
+#: where virtualenvs are looked up when rendering here for the booted host: this machine, since the
+#: host sees the bound interpreters and builds at the same paths (its rootfs holds only mount points)
+HOST_VIEW = Path("/")
 
 
 def base_prefix(python: Path) -> Path:
@@ -206,7 +209,7 @@ def echo_host(machine: nspawn.Machine) -> nspawn.Machine:
     """The llama.cpp unit template with a venv whose python only records its arguments."""
     machine.write("/opt/argv-echo/bin/python", ECHO, 0o755)
     section = ServingSection("llama_cpp", LlamaCppSettings(model="/m/x", venv="/opt/argv-echo"), port=1)
-    for path, content, _, _ in serving_files("q", section, python=PY, root=machine.rootfs).files:
+    for path, content, _, _ in serving_files("q", section, python=PY, root=HOST_VIEW).files:
         if path.startswith("/etc/sysusers.d/"):
             machine.write(path, content)
             machine.ssh(f"systemd-sysusers {path}")
@@ -222,7 +225,7 @@ def test_systemd_passes_every_value_through_unchanged(echo_host: nspawn.Machine,
     section = ServingSection(
         "llama_cpp", LlamaCppSettings(model="/m/" + model, venv="/opt/argv-echo", extra_args=(arg,)), port=1
     )
-    files = serving_files("q", section, python=PY, root=m.rootfs)
+    files = serving_files("q", section, python=PY, root=HOST_VIEW)
     unit = next(c for p, c, _, _ in files.files if p.endswith(".service"))
     m.write(f"/etc/systemd/system/{ECHO_UNIT}", unit)
     out = m.ssh(
