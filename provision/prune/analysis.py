@@ -43,6 +43,8 @@ class Verdict:
     used_at: Use | None = None
     required_by: list[str] = field(default_factory=list)
     optional_for: list[str] = field(default_factory=list)
+    #: installed distributions that list the same module files: uninstalling this one deletes theirs
+    shares_files_with: list[str] = field(default_factory=list)
     record_bytes: int | None = None
     orphans: list[tuple[str, int]] = field(default_factory=list)
     declared_in: list[str] = field(default_factory=list)
@@ -63,6 +65,7 @@ class Verdict:
             "removable": self.removable,
             "required_by": self.required_by,
             "optional_for": self.optional_for,
+            "shares_files_with": self.shares_files_with,
             "bytes": self.total_bytes if self.removable else (self.record_bytes or 0),
             "own_bytes": self.record_bytes,
             "orphans": [{"name": n, "bytes": b} for n, b in self.orphans],
@@ -171,6 +174,16 @@ def _own_dists(env: InstalledEnv, project: Path, project_name: str | None) -> se
             if p == root or root in p.parents:
                 own.add(key)
     return own & set(env.dists) | ({canonicalize_name(project_name)} if project_name else set())
+
+
+def _shared_files(env: InstalledEnv, key: str, leaving: set[str], owners: dict[str, set[str]]) -> dict[str, str]:
+    """Module files of ``key`` that a distribution staying installed also lists: file → that one."""
+    shared: dict[str, str] = {}
+    for path in env.dists[key].shallow_module_files:
+        others = owners.get(path, set()) - leaving - {key}
+        if others:
+            shared[path] = sorted(others)[0]
+    return shared
 
 
 def analyse(
@@ -300,6 +313,10 @@ def analyse(
         if key not in world.reached and key not in own:  # installed for some other reason: it stays
             roots.setdefault(key, set()).update(dist.provides_extras)
 
+    file_owners: dict[str, set[str]] = {}
+    for key, dist in env.dists.items():
+        for path in dist.shallow_module_files:
+            file_owners.setdefault(path, set()).add(key)
     while True:
         kept = graph.closure(roots)
         newly_kept = False
@@ -319,6 +336,17 @@ def analyse(
                 roots.setdefault(key, set()).update(deps[key].extras)
                 newly_kept = True
                 continue
+            shared = _shared_files(env, key, set(candidates), file_owners)
+            if shared:
+                v.shares_files_with = sorted({env.dists[o].name for o in shared.values()})
+                v.removable = False
+                v.reason = (
+                    f"unused by your code, but it installs the same files as {', '.join(v.shares_files_with)} "
+                    f"({', '.join(sorted(shared)[:3])}): uninstalling it deletes them — keep"
+                )
+                roots.setdefault(key, set()).update(deps[key].extras)
+                newly_kept = True
+                continue
             v.removable = True
             v.reason = "unused by your code and required by nothing kept — safe to remove"
             extras = sorted(g.partition(":")[2] for g in v.groups if g.startswith("optional:"))
@@ -329,7 +357,7 @@ def analyse(
                 )
         if not newly_kept:
             break
-        candidates = {k for k in candidates if not verdicts[k].optional_for}
+        candidates = {k for k in candidates if not verdicts[k].optional_for and not verdicts[k].shares_files_with}
 
     for key in sorted(candidates):
         v = verdicts[key]
@@ -340,7 +368,8 @@ def analyse(
             (env.dists[o].name, env.dists[o].record_bytes or 0)
             for o in mine.reached
             if o != key and o not in kept.reached and o not in candidates and o not in own
-        )
+            and not _shared_files(env, o, set(candidates) | set(mine.reached), file_owners)
+        )  # fmt: skip
     return PruneReport(
         project=str(project.resolve()),
         interpreter=env.interpreter,

@@ -110,6 +110,7 @@ def _describe(dist) -> dict:  # type: ignore[no-untyped-def]
     modules = set()
     editable_roots = []
     scripts = []
+    shallow = []
     files = dist.files
     if files is not None:
         for f in files:
@@ -121,6 +122,8 @@ def _describe(dist) -> dict:  # type: ignore[no-untyped-def]
             if rel.startswith("..") and "/bin/" in rel.replace("\\", "/"):
                 scripts.append(rel.replace("\\", "/").rsplit("/", 1)[-1])
             parts = _module_parts(rel)
+            if parts is not None and rel.count("/") <= 1 and not rel.endswith(".pyc"):
+                shallow.append(rel)
             if parts is not None:
                 for depth in range(1, min(len(parts), MODULE_DEPTH) + 1):
                     modules.add(".".join(parts[:depth]))
@@ -149,6 +152,7 @@ def _describe(dist) -> dict:  # type: ignore[no-untyped-def]
         "entry_points": entry_points,
         "editable_roots": editable_roots,
         "scripts": sorted(set(scripts)),
+        "shallow_module_files": sorted(set(shallow)),
         "location": str(dist.locate_file("")),
         "metadata_dir": str(getattr(dist, "_path", "") or ""),
     }

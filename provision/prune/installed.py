@@ -39,6 +39,9 @@ class InstalledDist:
     metadata_dir: str = ""
     #: executables its RECORD installs into the environment's bin/ (console scripts and binaries)
     scripts: list[str] = field(default_factory=list)
+    #: module files at most one directory deep (``pynvml.py``, ``yaml/__init__.py``): two
+    #: distributions listing the same one overwrite each other, and uninstalling one deletes it
+    shallow_module_files: list[str] = field(default_factory=list)
 
     @property
     def console_scripts(self) -> list[str]:
@@ -91,6 +94,7 @@ def env_from_collected(data: dict[str, Any]) -> InstalledEnv:
             location=raw.get("location", ""),
             metadata_dir=raw.get("metadata_dir", ""),
             scripts=list(raw.get("scripts", [])),
+            shallow_module_files=list(raw.get("shallow_module_files", [])),
         )
     index: dict[str, set[str]] = {}
     for key, dist in dists.items():

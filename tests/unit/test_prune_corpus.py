@@ -248,3 +248,21 @@ def test_the_projects_own_installed_metadata_is_not_a_requirer(tmp_path: Path) -
     assert env.providers("runtime") == {"llm-runtime"}  # the editable install's .pth is followed
     by = {v.key: v for v in analyse(PROJECTS / "llm_runtime", env).verdicts}
     assert by["torchvision"].removable and by["torchvision"].required_by == []
+
+
+def test_distribution_sharing_files_with_a_kept_one_is_not_removable(tmp_path: Path) -> None:
+    """nvidia-ml-py3 and nvidia-ml-py both install pynvml.py: uninstalling the unused, deprecated one
+    deletes the file the kept one needs (pitfall 2 of the research notes)."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "pyproject.toml").write_text(
+        '[project]\nname = "p"\nversion = "0"\ndependencies = ["requests", "nvidia-ml-py3"]\n'
+    )
+    (proj / "m.py").write_text("import requests\n")
+    site = sitebuild.build_site(tmp_path / "site", "corpus", sitebuild.project_dists("transitive") | {"nvidia-ml-py3"})
+    by = {v.key: v for v in analyse(proj, read_environment(paths=[str(site)])).verdicts}
+    assert by["nvidia-ml-py3"].removable  # alone, it can go
+    sitebuild.write_dist(site, next(d for d in sitebuild.load_spec("corpus") if d["name"] == "nvidia-ml-py"))
+    by = {v.key: v for v in analyse(proj, read_environment(paths=[str(site)])).verdicts}
+    v = by["nvidia-ml-py3"]
+    assert not v.removable and v.shares_files_with == ["nvidia-ml-py"] and "pynvml.py" in v.reason
