@@ -520,3 +520,145 @@ def default_log_path() -> Path:
 
 def current_python() -> str:
     return sys.executable
+
+
+# -- what is installed, and the profile section -----------------------------------------------------
+
+#: written next to the libraries after a verified build: what gpuprov built there, so a second apply
+#: knows the build is already as asked (kernels cannot be listed without cuobjdump)
+MARKER = "gpuprov-build.json"
+
+
+def installed_build(python: str) -> dict[str, Any] | None:
+    """What gpuprov recorded about the llama-cpp-python in ``python``'s environment (None: nothing)."""
+    info, _ = _run_json(python, _INSPECT)
+    if not info or not info.get("package_dir"):
+        return None
+    marker = Path(info["package_dir"]) / "lib" / MARKER
+    try:
+        data = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"recorded": False}
+    return {"recorded": True, **data} if isinstance(data, dict) else {"recorded": False}
+
+
+def record_build(plan: BuildPlan, result: BuildResult) -> None:
+    info, _ = _run_json(plan.python, _INSPECT)
+    if not info or not info.get("package_dir"):
+        return
+    lib = Path(info["package_dir"]) / "lib"
+    lib.mkdir(exist_ok=True)
+    record = {
+        "version": plan.version,
+        "cpu": plan.cpu,
+        "archs": plan.archs,
+        "cuda_version": plan.cuda_version,
+        "cmake_args": plan.cmake_args,
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "duration_s": round(result.duration_s, 1),
+    }
+    (lib / MARKER).write_text(json.dumps(record, indent=2), encoding="utf-8")
+
+
+def build_matches(installed: dict[str, Any] | None, plan: BuildPlan) -> tuple[bool, str]:
+    """Is what is installed what ``plan`` would build? (answer, reason shown in plan/apply)."""
+    if installed is None:
+        return False, "llama-cpp-python is not installed there"
+    if not installed.get("recorded"):
+        return False, "installed, but not built by gpuprov (unknown architectures)"
+    if plan.version and installed.get("version") != plan.version:
+        return False, f"version {installed.get('version') or '?'} installed, {plan.version} asked"
+    if bool(installed.get("cpu")) != plan.cpu:
+        return False, "a " + ("CUDA" if plan.cpu else "CPU") + " build is installed"
+    if sorted(installed.get("archs") or []) != sorted(plan.archs):
+        have = ", ".join("sm_" + a for a in installed.get("archs") or []) or "none"
+        return False, f"built for {have}, needed {', '.join('sm_' + a for a in plan.archs) or 'CPU'}"
+    return True, "already built as asked"
+
+
+@dataclass(frozen=True)
+class LlamaCppSection:
+    """Profile section ``llama_cpp:``: build llama-cpp-python for this host's GPUs during apply."""
+
+    build: bool
+    python: str | None
+    version: str | None
+    archs: tuple[str, ...] | None  # None: auto (the detected GPUs)
+    cpu: bool
+    source: str | None
+    wheelhouse: str | None
+
+
+_SECTION_KEYS = ("build", "python", "version", "arch", "cpu", "source", "wheelhouse")
+
+
+def _parse_section(value: Any, where: Any) -> LlamaCppSection:
+    from provision.profiles.schema import _bool, _mapping, _text
+
+    data = _mapping(value, where, _SECTION_KEYS)
+    build = _bool(data["build"], where["build"]) if data.get("build") is not None else False
+    python = (
+        _text(data["python"], where["python"], "the path of the Python interpreter to build into")
+        if data.get("python")
+        else None
+    )
+    if python is not None and not python.startswith("/"):
+        raise where["python"].error(f"expected an absolute path, got {python!r}")
+    if build and python is None:
+        raise where["python"].error("a build needs the interpreter to install into (e.g. /opt/llama/.venv/bin/python)")
+    version = None
+    if data.get("version") is not None:
+        version = _text(str(data["version"]), where["version"], "a version")
+        try:
+            Version(version)
+        except InvalidVersion:
+            raise where["version"].error(f"expected a version like 0.3.16, got {version!r}") from None
+    archs = None
+    arch = data.get("arch", "auto")
+    if arch not in (None, "auto"):
+        values = [str(a) for a in arch] if isinstance(arch, list) else [str(arch)]
+        try:
+            archs = tuple(parse_arch_option(values))
+        except UsageError:
+            raise where["arch"].error(f"expected auto or CUDA architectures like [89, 86], got {arch!r}") from None
+    cpu = _bool(data["cpu"], where["cpu"]) if data.get("cpu") is not None else False
+    if cpu and archs:
+        raise where["cpu"].error("cpu: true and arch do not go together")
+    source = _text(data["source"], where["source"], "a path") if data.get("source") else None
+    wheelhouse = _text(data["wheelhouse"], where["wheelhouse"], "a directory") if data.get("wheelhouse") else None
+    return LlamaCppSection(build, python, version, archs, cpu, source, wheelhouse)
+
+
+def _section_dict(s: LlamaCppSection) -> dict[str, Any]:
+    out: dict[str, Any] = {"build": s.build}
+    if s.python:
+        out["python"] = s.python
+    if s.version:
+        out["version"] = s.version
+    out["arch"] = list(s.archs) if s.archs else "auto"
+    if s.cpu:
+        out["cpu"] = True
+    if s.source:
+        out["source"] = s.source
+    if s.wheelhouse:
+        out["wheelhouse"] = s.wheelhouse
+    return out
+
+
+def plan_from_section(snapshot: Snapshot, section: LlamaCppSection, *, mem_available: int | None) -> BuildPlan:
+    """The build a profile asks for on this host: the same planner as `gpuprov build llama-cpp`."""
+    assert section.python is not None
+    return plan_build(
+        snapshot, python=section.python, cpu=section.cpu, archs=list(section.archs) if section.archs else None,
+        version=section.version, source=section.source, wheelhouse=section.wheelhouse, mem_available=mem_available,
+    )  # fmt: skip
+
+
+def _register_section() -> None:
+    from provision.profiles.schema import SECTIONS, SectionType, register_section
+
+    if "llama_cpp" not in SECTIONS:
+        register_section("llama_cpp", SectionType(_parse_section, _section_dict))
+
+
+_register_section()

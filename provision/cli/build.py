@@ -100,6 +100,8 @@ def llama_cpp(
     result = _run_with_progress(lb, plan, log_path, quiet=as_json)
     checks = [] if (no_verify or not result.ok) else lb.verify_build(plan, smoke_model=smoke_model)
     ok = result.ok and all(c.ok is not False for c in checks)
+    if ok and not no_verify:
+        lb.record_build(plan, result)  # a later apply of a profile sees it is already built as asked
     if as_json:
         typer.echo(json.dumps({
             "plan": plan.to_dict(),

@@ -33,4 +33,5 @@ __all__ = [
 ]
 
 # sections that live with the capability they describe register themselves on import
+from provision import llama_build as _llama_build  # noqa: F401  (the llama_cpp section)
 from provision import serving as _serving  # noqa: F401  (the serving section)

@@ -1,0 +1,116 @@
+"""The `llama_cpp:` profile section, and knowing when the installed build is already what a plan asks."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from provision import llama_build as lb
+from provision.profiles import ProfileError, ProfileSet
+from provision.profiles.loader import builtin_dir
+from tests.conftest import load_snapshot
+
+BASE = "description: test\nmatch: {gpu_names: ['*']}\n"
+
+
+def load(tmp_path, body: str):
+    d = tmp_path / "user"
+    d.mkdir(exist_ok=True)
+    (d / "mine.yaml").write_text(BASE + body)
+    return ProfileSet([builtin_dir(), d]).load("mine")
+
+
+def test_section_parses_and_plans_like_the_cli(tmp_path):
+    p = load(tmp_path, "llama_cpp:\n  build: true\n  python: /opt/llama/.venv/bin/python\n  version: '0.3.36'\n")
+    section = p.sections["llama_cpp"]
+    assert section == lb.LlamaCppSection(True, "/opt/llama/.venv/bin/python", "0.3.36", None, False, None, None)
+    plan = lb.plan_from_section(load_snapshot("rtx4090-laptop"), section, mem_available=16000)
+    direct = lb.plan_build(load_snapshot("rtx4090-laptop"), python="/opt/llama/.venv/bin/python", version="0.3.36",
+                           mem_available=16000)  # fmt: skip
+    assert plan == direct
+    assert plan.archs == ["89"] and plan.spec == "llama-cpp-python==0.3.36"
+
+
+def test_explicit_archs_and_round_trip(tmp_path):
+    p = load(tmp_path, "llama_cpp: {build: true, python: /opt/x/bin/python, arch: [89, '8.6']}\n")
+    s = p.sections["llama_cpp"]
+    assert s.archs == ("86", "89")
+    assert lb._section_dict(s) == {"build": True, "python": "/opt/x/bin/python", "arch": ["86", "89"]}
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("llama_cpp: {build: true}\n", "needs the interpreter"),
+        ("llama_cpp: {build: true, python: bin/python}\n", "absolute path"),
+        ("llama_cpp: {build: true, python: /p, version: latest}\n", "a version like"),
+        ("llama_cpp: {build: true, python: /p, arch: [99]}\n", "CUDA architectures"),
+        ("llama_cpp: {build: true, python: /p, cpu: true, arch: [89]}\n", "do not go together"),
+        ("llama_cpp: {build: yes please, python: /p}\n", "llama_cpp.build"),
+        ("llama_cpp: {build: true, python: /p, flavour: cuda}\n", "flavour"),
+    ],
+)
+def test_bad_sections_name_the_file_and_key(tmp_path, body, message):
+    with pytest.raises(ProfileError, match=message) as exc:
+        load(tmp_path, body)
+    assert "mine.yaml" in str(exc.value)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.sampled_from(["build", "python", "version", "arch", "cpu", "source", "x"]),
+                       st.none() | st.booleans() | st.integers() | st.text(max_size=10)
+                       | st.lists(st.integers(min_value=0, max_value=200), max_size=3), max_size=5))  # fmt: skip
+def test_any_section_value_is_a_profile_or_a_profile_error(tmp_path_factory, data):
+    import yaml
+
+    tmp = tmp_path_factory.mktemp("p")
+    with contextlib.suppress(ProfileError):
+        load(tmp, yaml.safe_dump({"llama_cpp": data}))
+
+
+def _plan(**kw):
+    kw.setdefault("python", "/p/bin/python")
+    return lb.plan_build(load_snapshot("rtx4090-laptop"), environ={}, **kw)
+
+
+R = {"recorded": True, "version": None, "cpu": False}
+
+
+@pytest.mark.parametrize(
+    "installed, plan_kw, same, reason",
+    [
+        (None, {}, False, "not installed"),
+        ({"recorded": False}, {}, False, "not built by gpuprov"),
+        ({"recorded": True, "version": "0.3.16", "cpu": False, "archs": ["89"]}, {"version": "0.3.36"}, False,
+         "version 0.3.16 installed, 0.3.36 asked"),
+        ({**R, "cpu": True, "archs": []}, {}, False, "a CPU build is installed"),
+        ({**R, "archs": ["86"]}, {}, False, "built for sm_86, needed sm_89"),
+        ({**R, "archs": ["89"]}, {}, True, "already built"),
+        ({**R, "version": "0.3.36", "archs": ["89"]}, {"version": "0.3.36"}, True, "already"),
+    ],
+)  # fmt: skip
+def test_build_matches(installed, plan_kw, same, reason):
+    ok, why = lb.build_matches(installed, _plan(**plan_kw))
+    assert ok is same
+    assert reason in why
+
+
+def test_installed_build_reads_the_marker(tmp_path):
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "v")], check=True)
+    python = str(tmp_path / "v/bin/python")
+    assert lb.installed_build(python) is None
+    site = next((tmp_path / "v/lib").glob("python3*/site-packages"))
+    (site / "llama_cpp/lib").mkdir(parents=True)
+    (site / "llama_cpp/__init__.py").write_text("raise RuntimeError('not imported')\n")
+    assert lb.installed_build(python) == {"recorded": False}
+    plan = lb.plan_build(load_snapshot("h100"), python=python, environ={})
+    lb.record_build(plan, lb.BuildResult(True, 0, 42.0, "/tmp/log"))
+    got = lb.installed_build(python)
+    assert got["recorded"] and got["archs"] == ["90"] and got["duration_s"] == 42.0
+    assert lb.build_matches(got, plan) == (True, "already built as asked")
