@@ -144,6 +144,9 @@ dependencies = [
     "six>=1.16",     # never imported: removed
 ]
 
+[project.optional-dependencies]
+docs = ["pluggy"]    # never imported: removed from the extra
+
 [dependency-groups]
 dev = ["iniconfig"]  # never imported, no tool config: removed
 """
@@ -155,7 +158,7 @@ def uv_project(tmp_path: Path) -> Path:
     (project / "app").mkdir(parents=True)
     (project / "pyproject.toml").write_text(UV_PROJECT)
     (project / "app" / "__init__.py").write_text("import requests\n")
-    uv("sync", "-q", "--python", sys.executable, cwd=project)
+    uv("sync", "-q", "--all-extras", "--python", sys.executable, cwd=project)
     return project
 
 
@@ -167,17 +170,19 @@ def test_uv_project_uses_uv_remove(uv_project: Path, capsys: pytest.CaptureFixtu
     assert code == 0
     applied = payload["applied"]
     assert applied["mode"] == "uv-project"
-    assert sorted(applied["removed"]) == ["iniconfig", "six"]
+    assert sorted(applied["removed"]) == ["iniconfig", "pluggy", "six"]
     assert any(c.startswith("uv remove --no-sync --group dev iniconfig") for c in applied["commands"])
+    assert any(c.startswith("uv remove --no-sync --optional docs pluggy") for c in applied["commands"])
     assert any(c.startswith("uv remove --no-sync six") for c in applied["commands"])
     import tomllib
 
     data = tomllib.loads((project / "pyproject.toml").read_text())
     assert data["project"]["dependencies"] == ["requests>=2.31", "idna"]
+    assert not data["project"].get("optional-dependencies", {}).get("docs")
     lock = (project / "uv.lock").read_text()
     assert 'name = "six"' not in lock and 'name = "idna"' in lock
     left = installed(project / ".venv")
-    assert "six" not in left and "iniconfig" not in left and {"requests", "idna"} <= left
+    assert not {"six", "iniconfig", "pluggy"} & left and {"requests", "idna"} <= left
     # the lock and the environment agree: a locked, exact sync changes nothing
     check = uv("sync", "--locked", "--dry-run", cwd=project)
     assert "Would uninstall" not in check.stderr + check.stdout
@@ -191,5 +196,5 @@ def test_uv_project_rolls_back(uv_project: Path, capsys: pytest.CaptureFixture[s
     code, _, err = run(capsys, "prune", str(project), "--apply")
     assert code == 1 and "rolled back" in err and "import app" in err
     assert {f: (project / f).read_bytes() for f in before} == before
-    assert {"six", "iniconfig", "requests"} <= installed(project / ".venv")
+    assert {"six", "iniconfig", "pluggy", "requests"} <= installed(project / ".venv")
     subprocess.run([str(project / ".venv" / "bin" / "python"), "-c", "import six, iniconfig"], check=True)
