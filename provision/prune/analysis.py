@@ -17,7 +17,7 @@ from packaging.utils import canonicalize_name
 from provision.errors import UsageError
 from provision.prune.declared import DeclaredSet, read_declared
 from provision.prune.graph import DependencyGraph
-from provision.prune.imports import ImportUse, entry_point_imports, scan_project
+from provision.prune.imports import ScanResult, entry_point_imports, scan_project
 from provision.prune.installed import InstalledEnv
 from provision.prune.known import RUNTIME_LOADED, UNINSTALLED_IMPORT_NAMES
 from provision.prune.mentions import config_file_tools, find_mentions, tool_tables
@@ -186,57 +186,50 @@ def _shared_files(env: InstalledEnv, key: str, leaving: set[str], owners: dict[s
     return shared
 
 
-def analyse(
-    project: Path,
-    env: InstalledEnv,
-    interpreter_source: str = "given",
-    ignore: tuple[str, ...] = (),
-) -> PruneReport:
-    if not project.is_dir():
-        raise UsageError(f"{project}: not a directory")
-    declared = read_declared(project)
-    if not declared.dependencies and not (project / "pyproject.toml").exists() and not declared.requirements_files:
-        raise UsageError(f"{project}: no pyproject.toml and no requirements*.txt: nothing declares dependencies")
-    config = read_config(declared.pyproject)
-    ignored = config.ignore | {canonicalize_name(n) for n in ignore}
-    scan = scan_project(project, config.exclude)
-    uses_list: list[ImportUse] = [*scan.imports, *entry_point_imports(declared.pyproject, declared.pyproject_text)]
-    own = _own_dists(env, project, declared.project_name)
-    deps = declared.dependencies
+@dataclass
+class _Uses:
+    #: distribution key → its first use
+    first: dict[str, Use] = field(default_factory=dict)
+    undeclared: dict[str, dict[str, str]] = field(default_factory=dict)
+    unresolved: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: top-level module imported at run time → providing distributions (for --apply's import check)
+    import_providers: dict[str, set[str]] = field(default_factory=dict)
 
-    uses: dict[str, Use] = {}
-    undeclared: dict[str, dict[str, str]] = {}
-    unresolved: dict[str, dict[str, str]] = {}
-    import_providers: dict[str, set[str]] = {}
+
+def _find_uses(project: Path, env: InstalledEnv, declared: DeclaredSet, scan: ScanResult, own: set[str]) -> _Uses:
+    """Every distribution the project uses: imports, entry points, metadata look-ups, commands it
+    runs, ``python -m``, tools it configures."""
+    deps = declared.dependencies
+    found = _Uses()
 
     def record(key: str, use: Use) -> None:
         if key in own:
             return
-        if key not in uses or (uses[key].kind == "type-checking" and use.kind != "type-checking"):
-            uses[key] = use
-        if key not in deps and key not in undeclared and key in env.dists:
-            undeclared[key] = {"import": use.name, "distribution": env.dists[key].name, "where": use.where}
+        if key not in found.first or (found.first[key].kind == "type-checking" and use.kind != "type-checking"):
+            found.first[key] = use
+        if key not in deps and key not in found.undeclared and key in env.dists:
+            found.undeclared[key] = {"import": use.name, "distribution": env.dists[key].name, "where": use.where}
 
-    for imp in uses_list:
+    for imp in [*scan.imports, *entry_point_imports(declared.pyproject, declared.pyproject_text)]:
         top = imp.module.split(".")[0]
         if top in env.stdlib_modules or top == "__future__":
             continue
         providers = env.providers(imp.module) - own
         if providers:
             if imp.kind in ("import", "from"):
-                import_providers.setdefault(top, set()).update(providers)
+                found.import_providers.setdefault(top, set()).update(providers)
             for key in providers:
                 record(key, Use(imp.where, imp.kind, imp.module))
             continue
         if top in scan.first_party or env.providers(imp.module):
-            continue
+            continue  # the project's own code
         two = ".".join(imp.module.split(".")[:2])
         fallback = UNINSTALLED_IMPORT_NAMES.get(two) or UNINSTALLED_IMPORT_NAMES.get(top)
         hits = [k for k in (fallback[0] if fallback else ()) if k in deps]
         for key in hits:
             record(key, Use(imp.where, f"{imp.kind} (not installed; name from gpuprov's exceptions list)", imp.module))
-        if not hits and top not in unresolved:
-            unresolved[top] = {"module": imp.module, "where": imp.where}
+        if not hits and top not in found.unresolved:
+            found.unresolved[top] = {"module": imp.module, "where": imp.where}
     for ref in scan.dist_references:
         key = canonicalize_name(ref.distribution)
         if key in deps or key in env.dists:
@@ -265,11 +258,17 @@ def analyse(
         dist = env.dists.get(key)
         names = [key, *(canonicalize_name(s) for s in (dist.console_scripts if dist else []))]
         hit = next((n for n in names if n in tools), None)
-        if hit is not None and key not in uses:
+        if hit is not None and key not in found.first:
             record(key, Use(tools[hit], "tool-config", hit))
+    return found
 
+
+def _classify(
+    declared: DeclaredSet, env: InstalledEnv, uses: _Uses, scan: ScanResult, ignored: set[str]
+) -> dict[str, Verdict]:
+    """used / unused / unknown for each declared dependency (removability comes later)."""
     verdicts: dict[str, Verdict] = {}
-    for key, dep in sorted(deps.items()):
+    for key, dep in sorted(declared.dependencies.items()):
         dist = env.dists.get(key)
         v = Verdict(
             name=dist.name if dist else dep.name,
@@ -281,8 +280,8 @@ def analyse(
             record_bytes=dist.record_bytes if dist else None,
             ignored=key in ignored,
         )
-        if key in uses:
-            v.status, v.used_at = "used", uses[key]
+        if key in uses.first:
+            v.status, v.used_at = "used", uses.first[key]
         elif dist is None:
             v.status, v.reason = "unknown", "not installed in this environment: its import names cannot be read"
         elif key in RUNTIME_LOADED:
@@ -298,14 +297,22 @@ def analyse(
         if v.ignored:
             v.reason = (v.reason + "; " if v.reason else "") + "ignored (--ignore or [tool.gpuprov.prune])"
         verdicts[key] = v
+    return verdicts
 
+
+def _decide(
+    verdicts: dict[str, Verdict], declared: DeclaredSet, env: InstalledEnv, uses: _Uses, own: set[str]
+) -> list[tuple[str, str]]:
+    """Which unused dependencies are safe to remove, with their orphans; returns the requirements of
+    kept distributions that are not installed."""
+    deps = declared.dependencies
     graph = DependencyGraph(env)
     candidates = {k for k, v in verdicts.items() if v.status == "unused" and not v.ignored}
     roots: dict[str, set[str]] = {}
     for key, dep in deps.items():
         if key not in candidates:
             roots.setdefault(key, set()).update(dep.extras)
-    for key in uses:
+    for key in uses.first:
         if key not in deps and key in env.dists:  # used but undeclared: its extras are unknown, assume all
             roots.setdefault(key, set()).update(env.dists[key].provides_extras)
     world = graph.closure({**{k: set(d.extras) for k, d in deps.items()}, **roots})
@@ -317,7 +324,7 @@ def analyse(
     for key, dist in env.dists.items():
         for path in dist.shallow_module_files:
             file_owners.setdefault(path, set()).add(key)
-    while True:
+    while True:  # keeping one candidate keeps what it needs: repeat until nothing changes
         kept = graph.closure(roots)
         newly_kept = False
         for key in sorted(candidates):
@@ -359,17 +366,38 @@ def analyse(
             break
         candidates = {k for k in candidates if not verdicts[k].optional_for and not verdicts[k].shares_files_with}
 
-    for key in sorted(candidates):
-        v = verdicts[key]
-        if not v.removable:
-            continue
+    removable = {k for k in candidates if verdicts[k].removable}
+    for key in sorted(removable):
         mine = graph.closure({key: set(deps[key].extras)})
-        v.orphans = sorted(
+        leaving = removable | (set(mine.reached) - set(kept.reached))
+        verdicts[key].orphans = sorted(
             (env.dists[o].name, env.dists[o].record_bytes or 0)
             for o in mine.reached
             if o != key and o not in kept.reached and o not in candidates and o not in own
-            and not _shared_files(env, o, set(candidates) | set(mine.reached), file_owners)
+            and not _shared_files(env, o, leaving, file_owners)
         )  # fmt: skip
+    return kept.missing
+
+
+def analyse(
+    project: Path,
+    env: InstalledEnv,
+    interpreter_source: str = "given",
+    ignore: tuple[str, ...] = (),
+) -> PruneReport:
+    """The prune verdicts for ``project`` in the installed environment ``env``."""
+    if not project.is_dir():
+        raise UsageError(f"{project}: not a directory")
+    declared = read_declared(project)
+    if not declared.dependencies and not (project / "pyproject.toml").exists() and not declared.requirements_files:
+        raise UsageError(f"{project}: no pyproject.toml and no requirements*.txt: nothing declares dependencies")
+    config = read_config(declared.pyproject)
+    ignored = config.ignore | {canonicalize_name(n) for n in ignore}
+    scan = scan_project(project, config.exclude)
+    own = _own_dists(env, project, declared.project_name)
+    uses = _find_uses(project, env, declared, scan, own)
+    verdicts = _classify(declared, env, uses, scan, ignored)
+    missing = _decide(verdicts, declared, env, uses, own)
     return PruneReport(
         project=str(project.resolve()),
         interpreter=env.interpreter,
@@ -377,15 +405,15 @@ def analyse(
         python_version=env.python_version,
         verdicts=sorted(verdicts.values(), key=lambda v: (not v.removable, STATUSES.index(v.status), v.key)),
         declared=declared,
-        undeclared=sorted(undeclared.values(), key=lambda d: d["distribution"].lower()),
-        unresolved=sorted(unresolved.values(), key=lambda d: d["module"]),
+        undeclared=sorted(uses.undeclared.values(), key=lambda d: d["distribution"].lower()),
+        unresolved=sorted(uses.unresolved.values(), key=lambda d: d["module"]),
         dynamic_imports=scan.dynamic,
         unparsed=scan.unparsed,
-        missing_requirements=kept.missing,
+        missing_requirements=missing,
         files_scanned=scan.files_scanned,
-        ignored_unknown=sorted(ignored - set(deps)),
+        ignored_unknown=sorted(ignored - set(declared.dependencies)),
         prefix=env.prefix,
-        import_providers=import_providers,
+        import_providers=uses.import_providers,
         first_party_packages=sorted(
             p.name
             for base in (project, project / "src")
