@@ -3,8 +3,9 @@
     python benchmarks/doctor_speed.py [--runs 10] [--torch-python /path/to/python/with/torch]
 
 Each command runs as a fresh process (what a user waits for) with bytecode caching on
-(PYTHONDONTWRITEBYTECODE is dropped), output discarded; prints min / median / max per command, and the ratio. Target: the full doctor report under 0.5 s on a GPU host. Noisy
-machines: compare medians from one run of this script, never across machines.
+(PYTHONDONTWRITEBYTECODE is dropped), output discarded; prints min / median / max per command, and the
+ratio. Target: the full doctor report under 0.5 s on a GPU host. Noisy machines: compare medians from
+one run of this script, never across machines.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def main() -> None:
         return
     for name, s in summary.items():
         print(
-            f"{name:28s} min {s['min_s']:.3f} s  median {s['median_s']:.3f} s  max {s['max_s']:.3f} s  ({s['runs']} runs)"
+            f"{name:28s} min {s['min_s']:.3f} s  median {s['median_s']:.3f} s  "
+            f"max {s['max_s']:.3f} s  ({s['runs']} runs)"
         )
     if "torch.utils.collect_env" in summary:
         ratio = summary["torch.utils.collect_env"]["median_s"] / summary["gpuprov doctor"]["median_s"]
