@@ -71,7 +71,9 @@ class Host:
 def test_apply_twice_then_revert_twice_rtx4090(tmp_path: Path) -> None:
     host = Host(tmp_path, "rtx4090")
     first = host.apply_json("apply", "rtx4090")
-    assert first["failed"] == 0 and first["changed"] == 4
+    # 4 for the GPU settings and boot unit, 1 for the Ollama drop-in of the profile's serving section
+    assert first["failed"] == 0 and first["changed"] == 5
+    assert host.file("/etc/systemd/system/ollama.service.d/gpuprov.conf").exists()
     assert host.calls() == [
         {"fn": "nvmlDeviceSetPowerManagementLimit", "gpu": 0, "limit_mw": 250000},
         {"fn": "nvmlDeviceSetPersistenceMode", "gpu": 0, "mode": 1},
@@ -83,11 +85,13 @@ def test_apply_twice_then_revert_twice_rtx4090(tmp_path: Path) -> None:
     assert any("enabled offline (systemd is not running here): not started" in r["msg"] for r in first["results"])
 
     second = host.apply_json("apply", "rtx4090")
-    assert second["changed"] == 0 and second["failed"] == 0 and second["ok"] == 5
+    # 5 tasks of gpuprov_gpu, 3 of gpuprov_serving (systemd look-up, its fact, the drop-in)
+    assert second["changed"] == 0 and second["failed"] == 0 and second["ok"] == 8
     assert len(host.calls()) == 2  # no setter called again
 
     reverted = host.apply_json("revert")
-    assert reverted["changed"] == 4
+    assert reverted["changed"] == 5
+    assert not host.file("/etc/systemd/system/ollama.service.d").exists()
     assert host.calls()[2:] == [
         {"fn": "nvmlDeviceSetPowerManagementLimit", "gpu": 0, "limit_mw": 450000},
         {"fn": "nvmlDeviceSetPersistenceMode", "gpu": 0, "mode": 0},
