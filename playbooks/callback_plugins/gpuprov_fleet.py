@@ -92,7 +92,12 @@ class CallbackModule(CallbackBase):
         if ignore_errors:
             return
         name = result._host.get_name()
-        msg = result._result.get("msg") or result._result.get("stderr") or result._result.get("module_stderr") or ""
+        res = result._result
+        msg = str(res.get("msg") or "")
+        stderr_text = str(res.get("stderr") or res.get("module_stderr") or "")
+        stderr = [line for line in stderr_text.splitlines() if line.strip()]
+        if stderr and (not msg or msg in ("non-zero return code", "MODULE FAILURE")):
+            msg = f"{msg}: {stderr[-1].strip()}" if msg else stderr[-1].strip()
         self._errors.setdefault(name, f"{result._task.get_name()}: {' '.join(str(msg).split())}")
 
     def v2_runner_item_on_failed(self, result: Any) -> None:
