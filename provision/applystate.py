@@ -103,8 +103,14 @@ def set_locked_clocks(directory: Path, key: str, value: list[int] | None) -> Non
     _write(path, data)
 
 
-def read_host_state(*, root: Path = Path("/"), directory: Path | None = None, python: str) -> Any:
-    """The live :class:`provision.plan.HostState` of this host (or of the image tree at ``root``)."""
+def read_host_state(
+    *, root: Path = Path("/"), directory: Path | None = None, python: str, llama_cpp_python: str | None = None
+) -> Any:
+    """The live :class:`provision.plan.HostState` of this host (or of the image tree at ``root``).
+
+    ``llama_cpp_python``: the interpreter a profile's ``llama_cpp`` section builds into, whose installed
+    build is looked up (a subprocess of that interpreter; only when a profile asks for a build).
+    """
     import stat
 
     from provision import plan, systemd
@@ -129,16 +135,26 @@ def read_host_state(*, root: Path = Path("/"), directory: Path | None = None, py
         systemd_running=systemd.running_systemd(root),
         python=python,
         root=str(root),
+        llama_cpp_installed=_installed_llama_cpp(llama_cpp_python),
     )
+
+
+def _installed_llama_cpp(python: str | None) -> dict[str, Any] | None:
+    if not python or not Path(python).is_file():
+        return None
+    from provision.llama_build import installed_build
+
+    return installed_build(python)
 
 
 def live_snapshot(*, root: Path = Path("/")) -> Any:
     """This host's GPUs, driver and host facts — what a plan needs, without the Python-stack probe."""
-    from provision import hostfacts, nvml
+    from provision import hostfacts, nvml, toolkits
     from provision.probe import probe_gpus
     from provision.snapshot import Snapshot
 
     snap = Snapshot(origin="live")
     snap.host = hostfacts.read_host()
     snap.driver, snap.gpus = probe_gpus(nvml.backend())
+    snap.cuda_toolkits = toolkits.find_toolkits(dict(os.environ), root=root)  # a llama_cpp build picks its nvcc
     return snap

@@ -176,6 +176,9 @@ def _choose_nvcc(
         )
     reasons = []
     usable = []
+    same_version: dict[str, list[str]] = {}
+    for tk in candidates:
+        same_version.setdefault(tk.version or "", []).append(tk.nvcc)
     for tk in candidates:
         assert tk.version is not None
         unsupported = [a for a in archs if not nvcc_supports(tk.version, _cc_of(a))]
@@ -184,11 +187,13 @@ def _choose_nvcc(
             for a in unsupported:
                 lo, hi = arch_limits(_cc_of(a))
                 needs.append(f"sm_{a} (needs CUDA {lo}" + (f" to {hi})" if hi else " or newer)"))
-            reasons.append(f"nvcc {tk.version} ({tk.nvcc}) cannot build for {', '.join(needs)}")
+            where = ", ".join(same_version[tk.version])
+            reasons.append(f"nvcc {tk.version} ({where}) cannot build for {', '.join(needs)}")
             continue
         if driver_cuda and _major_minor(tk.version) > _major_minor(driver_cuda):
+            where = ", ".join(same_version[tk.version])
             reasons.append(
-                f"nvcc {tk.version} ({tk.nvcc}) is newer than the CUDA {driver_cuda} this driver supports: what it "
+                f"nvcc {tk.version} ({where}) is newer than the CUDA {driver_cuda} this driver supports: what it "
                 f"builds would not run here (upgrade the driver, or install a toolkit no newer than {driver_cuda})"
             )
             continue
@@ -662,3 +667,9 @@ def _register_section() -> None:
 
 
 _register_section()
+
+
+def profile_build_python(profile: Any) -> str | None:
+    """The interpreter a profile's ``llama_cpp`` section builds into (None: the profile builds nothing)."""
+    section = profile.sections.get("llama_cpp")
+    return section.python if section is not None and section.build else None

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from provision import serving
+from provision import llama_build, serving
 from provision.errors import GpuprovError
 from provision.gpusettings import GpuTarget, current_settings, gpu_key, same
 from provision.profiles import Profile
@@ -69,6 +69,9 @@ class HostState:
     python: str = "/usr/bin/python3"
     #: the tree files are read from ("/" or an image): where serving looks up virtualenvs and models
     root: str = "/"
+    #: what gpuprov recorded about the llama-cpp-python build in the profile's environment
+    #: (provision.llama_build.installed_build; None: not installed or not looked at)
+    llama_cpp_installed: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,8 @@ class Desired:
     serving_units: list[UnitTarget] = field(default_factory=list)
     #: unit name, key file, sysusers file... (ServingFiles.to_dict); empty: no server
     serving: dict[str, Any] = field(default_factory=dict)
+    #: the llama-cpp-python build the profile asks for (llama_build.BuildPlan.to_dict); empty: none
+    llama_cpp: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -115,6 +120,7 @@ class Desired:
             "serving_files": [asdict(f) for f in self.serving_files],
             "serving_units": [asdict(u) for u in self.serving_units],
             "serving": dict(self.serving),
+            "llama_cpp": dict(self.llama_cpp),
         }
 
 
@@ -296,6 +302,13 @@ def desired_state(snapshot: Snapshot, profile: Profile, host: HostState, *, forc
             elif host.known:
                 desired.notes.append(f"{name} is not installed here (it ships with the NVIDIA driver packages)")
     serving.add_to_desired(desired, snapshot, profile, host, Path(host.root))
+    section = profile.sections.get("llama_cpp")
+    if section is not None and section.build:
+        try:
+            build = llama_build.plan_from_section(snapshot, section, mem_available=snapshot.host.ram_mib)
+        except GpuprovError as exc:
+            raise PlanError(f"profile {profile.name}: llama-cpp-python build: {exc}") from None
+        desired.llama_cpp = build.to_dict()
     if not host.systemd_running:
         desired.notes.append(
             "systemd is not running as PID 1 here: units are written and enabled for the next boot, nothing is started"
@@ -349,6 +362,8 @@ def changes_for(snapshot: Snapshot, desired: Desired, host: HostState) -> list[C
         )  # fmt: skip
         if f.content is not None and state.content is not None and state.mode != f.mode:
             out.append(Change(f.path, "mode", state.mode, f.mode, "change"))
+    if desired.llama_cpp:
+        out.append(_llama_cpp_change(desired.llama_cpp, host))
     for u in [*desired.units, *desired.serving_units]:
         state = host.units.get(u.name)
         if state is None or not host.known:
@@ -364,6 +379,17 @@ def changes_for(snapshot: Snapshot, desired: Desired, host: HostState) -> list[C
         action = "ok" if state.enabled == u.enabled else "change"
         out.append(Change(u.name, "enabled", state.enabled, u.enabled, action, u.note))
     return out
+
+
+def _llama_cpp_change(build: dict[str, Any], host: HostState) -> Change:
+    target = "CPU build" if build["cpu"] else "CUDA " + ", ".join("sm_" + a for a in build["archs"])
+    subject = f"llama-cpp-python ({build['python']})"
+    if not host.known:
+        return Change(subject, "build", "unknown", target, "skip", "not this host")
+    plan = llama_build.BuildPlan(**{k: v for k, v in build.items() if k != "shell"})
+    same_build, why = llama_build.build_matches(host.llama_cpp_installed, plan)
+    return Change(subject, "build", why if not same_build else target, target, "ok" if same_build else "change",
+                  "" if same_build else f"compiles with: {plan.env['CMAKE_ARGS']}")  # fmt: skip
 
 
 def _describe(content: str | None) -> str:

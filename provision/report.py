@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from provision.console import make_console
 from provision.diagnosis import Finding
 from provision.snapshot import GpuInfo, Snapshot
 
@@ -47,9 +47,7 @@ def _gpu_table(g: GpuInfo) -> Table:
         power += ")"
     temp = _na(g.temperature_c, " °C")
     if g.temperature_slowdown_c and g.temperature_slowdown_c > 0:
-        temp += (
-            f" (slowdown at {g.temperature_slowdown_c} °C, shutdown at {_na(g.temperature_shutdown_c)} °C)"
-        )
+        temp += f" (slowdown at {g.temperature_slowdown_c} °C, shutdown at {_na(g.temperature_shutdown_c)} °C)"
     reasons = ", ".join(r for r in g.clock_event_reasons if r != "gpu_idle") or (
         "none (idle)" if "gpu_idle" in g.clock_event_reasons else "none"
     )
@@ -78,7 +76,7 @@ def _gpu_table(g: GpuInfo) -> Table:
 def render_doctor(
     snap: Snapshot, findings: list[Finding], *, console: Console | None = None, saved_to: Path | None = None
 ) -> None:
-    con = console or Console(highlight=False, width=shutil.get_terminal_size((120, 24)).columns)
+    con = console or make_console()
     h, d = snap.host, snap.driver
     origin = "" if snap.origin == "live" else f"  [dim]({snap.origin} snapshot, {snap.created_at})[/dim]"
     con.print(f"[bold]gpuprov doctor[/bold]{origin}")
@@ -121,17 +119,13 @@ def render_doctor(
             continue
         note = ""
         if name == "torch":
-            note = (
-                f"CUDA {py.torch_cuda}" if py.torch_cuda else ("ROCm" if py.torch_hip else "CPU-only build")
-            )
+            note = f"CUDA {py.torch_cuda}" if py.torch_cuda else ("ROCm" if py.torch_hip else "CPU-only build")
         elif name == "llama-cpp-python":
             note = {True: "CUDA build", False: "CPU-only build", None: ""}[py.llama_cpp_cuda]
         pt.add_row(name, pkg.version, note)
     nvidia = sorted(n for n in py.packages if n.startswith("nvidia-") and n != "nvidia-ml-py")
     if nvidia:
-        pt.add_row(
-            "nvidia-* wheels", str(len(nvidia)), ", ".join(nvidia[:4]) + (" …" if len(nvidia) > 4 else "")
-        )
+        pt.add_row("nvidia-* wheels", str(len(nvidia)), ", ".join(nvidia[:4]) + (" …" if len(nvidia) > 4 else ""))
     if py.error:
         con.print(f"Python environment: [red]{py.error}[/red]")
     elif pt.row_count:

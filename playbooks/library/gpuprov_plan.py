@@ -85,6 +85,7 @@ def main() -> None:
     try:
         from provision import applystate, plan
         from provision.errors import GpuprovError
+        from provision.llama_build import profile_build_python
         from provision.profiles import load_profile
     except ImportError:
         module.fail_json(msg=missing_required_lib("gpuprov (the provision package)"))
@@ -92,12 +93,17 @@ def main() -> None:
     root = Path(p["root"])
     state_dir = Path(p["state_dir"]) if p["state_dir"] else applystate.state_dir(root)
     try:
-        host = applystate.read_host_state(root=root, directory=state_dir, python=p["python"] or sys.executable)
+        python = p["python"] or sys.executable
         snap = applystate.live_snapshot()
         if p["revert"]:
+            host = applystate.read_host_state(root=root, directory=state_dir, python=python)
             result = plan.make_revert_plan(snap, applystate.load_previous(state_dir), host)
         else:
-            result = plan.make_plan(snap, load_profile(p["profile"], root=root), host, force=p["force"])
+            prof = load_profile(p["profile"], root=root)
+            host = applystate.read_host_state(
+                root=root, directory=state_dir, python=python, llama_cpp_python=profile_build_python(prof)
+            )
+            result = plan.make_plan(snap, prof, host, force=p["force"])
     except GpuprovError as exc:
         module.fail_json(msg=str(exc))
     data = result.to_dict()

@@ -3,7 +3,6 @@ JSON output needs no renderer: the CLI prints the dataclasses' ``to_dict``."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
 from rich.console import Console
@@ -14,12 +13,11 @@ from provision.bench.history import Estimate, MetricChange, format_duration
 from provision.bench.runner import BenchRun
 from provision.bench.stats import LevelResult
 from provision.bench.store import StoredRun
+from provision.console import make_console
 
 
 def _console() -> Console:
-    # a terminal: its width; a pipe or file: wide enough that tables are never cut
-    width = None if sys.stdout.isatty() else 240
-    return Console(width=width, highlight=False)
+    return make_console()
 
 
 def _f(value: float | None, digits: int = 1) -> str:

@@ -23,16 +23,17 @@ app = typer.Typer(
 )
 
 
+#: command modules, in the order `gpuprov --help` lists them; each registers itself on `app` when imported
+COMMAND_MODULES = (
+    "doctor", "compat", "profiles", "plan", "apply", "render", "build", "fit", "bench", "prune", "waitgpu",
+)  # fmt: skip
+
+
 def _register() -> None:
-    # one line per command module; each calls app.command()/app.add_typer() on import
-    from provision.cli import bench  # noqa: F401
-    from provision.cli import doctor  # noqa: F401
-    from provision.cli import build  # noqa: F401
-    from provision.cli import compat  # noqa: F401
-    from provision.cli import fit  # noqa: F401
-    from provision.cli import apply, plan, profiles  # noqa: F401
-    from provision.cli import prune  # noqa: F401
-    from provision.cli import render, waitgpu  # noqa: F401
+    import importlib
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"provision.cli.{name}")
 
 
 def _version_callback(value: bool) -> None:

@@ -54,11 +54,10 @@ def _run(action: str, extra: dict, *, root: Path, check: bool, diff: bool, as_js
         }
         typer.echo(json.dumps(payload, indent=2, default=str))
         raise typer.Exit(code)
-    from rich.console import Console
-
+    from provision.console import make_console
     from provision.tuningreport import render_run
 
-    render_run(result, Console(), title=title, check=check, diff=diff)
+    render_run(result, make_console(), title=title, check=check, diff=diff)
     if code and not result.failed:
         typer.echo(result.output[-4000:], err=True)
     raise typer.Exit(code)
@@ -79,14 +78,14 @@ def apply(
     a power limit outside the GPU's range, not root (without --check). Exit 1 when a task failed.
     """
     from provision import applystate
+    from provision.llama_build import profile_build_python
     from provision.plan import make_plan
     from provision.profiles import load_profile
 
     prof = load_profile(profile, root=root)
     # the refusals, before Ansible starts: the same plan its first task computes again
-    make_plan(
-        applystate.live_snapshot(), prof, applystate.read_host_state(root=root, python=sys.executable), force=force
-    )
+    host = applystate.read_host_state(root=root, python=sys.executable, llama_cpp_python=profile_build_python(prof))
+    make_plan(applystate.live_snapshot(), prof, host, force=force)
     _refuse_unless_root(check, "gpuprov apply")
     _run("apply", {"gpuprov_gpu_profile": profile, "gpuprov_gpu_force": force},
          root=root, check=check, diff=diff, as_json=as_json, title=f"apply {profile}")  # fmt: skip

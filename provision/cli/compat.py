@@ -74,10 +74,11 @@ def check_cmd(
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        from rich.console import Console
         from rich.table import Table
 
-        console = Console()
+        from provision.console import make_console
+
+        console = make_console()
         if report.problems:
             table = Table("", "pair", "why", "fix", "source", show_lines=True)
             mark = {"incompatible": "[red]✗[/]", "unknown": "[yellow]?[/]", "warning": "[yellow]![/]"}
@@ -123,10 +124,11 @@ def plan_cmd(
     elif fmt == "uv-sources":
         typer.echo(result.uv_sources(), nl=False)
     else:
-        from rich.console import Console
         from rich.table import Table
 
-        console = Console()
+        from provision.console import make_console
+
+        console = make_console()
         table = Table("package", "version", "from", title=f"compat plan: {engine}")
         for p in result.pins:
             table.add_row(p.name, p.version, p.index or "PyPI")

@@ -29,6 +29,7 @@ def plan_cmd(
     """Per GPU and per file/unit: current -> desired. Exit 0 whether or not changes are pending;
     3 when applying would be refused (no driver, profile does not fit, power limit out of range)."""
     from provision import applystate
+    from provision.llama_build import profile_build_python
     from provision.plan import HostState, make_plan
     from provision.profiles import load_profile
     from provision.snapshot import Snapshot
@@ -39,13 +40,12 @@ def plan_cmd(
         host = HostState(known=False, systemd_running=snap.host.systemd_pid1, python=sys.executable)
     else:
         snap = applystate.live_snapshot()
-        host = applystate.read_host_state(root=root, python=sys.executable)
+        host = applystate.read_host_state(root=root, python=sys.executable, llama_cpp_python=profile_build_python(prof))
     result = make_plan(snap, prof, host, force=force)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
         return
-    from rich.console import Console
-
+    from provision.console import make_console
     from provision.tuningreport import render_plan
 
-    render_plan(result, Console(), diff=diff)
+    render_plan(result, make_console(), diff=diff)

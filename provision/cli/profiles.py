@@ -50,8 +50,7 @@ def profiles(
     """List the profiles and whether each fits this host's GPUs. `gpuprov profiles show NAME` prints one."""
     if ctx.invoked_subcommand is not None:
         return
-    from rich.console import Console
-
+    from provision.console import make_console
     from provision.profiles import profile_set
     from provision.tuningreport import render_profiles
 
@@ -65,7 +64,7 @@ def profiles(
         }
         typer.echo(json.dumps(payload, indent=2))
     else:
-        render_profiles(rows, errors, Console())
+        render_profiles(rows, errors, make_console())
     raise typer.Exit(1 if errors else 0)
 
 

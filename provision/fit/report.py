@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from provision.console import make_console
 from provision.fit.fitting import FitResult, StackResult
 from provision.fit.flags import engine_flags
 from provision.fit.memory_model import GIB
@@ -73,7 +74,7 @@ def render_result(console: Console, result: FitResult) -> None:
 
 
 def render_stacks(stacks: dict[str, StackResult]) -> None:
-    console = Console()
+    console = make_console()
     for engine, stack in stacks.items():
         for result in stack.results:
             render_result(console, result)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from provision.console import make_console
 from provision.prune.analysis import PruneReport, Verdict
 
 
@@ -31,7 +32,7 @@ def _verdict_text(v: Verdict) -> str:
 
 
 def render_prune(report: PruneReport, console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or make_console()
     console.print(f"project:     {report.project}")
     console.print(f"environment: {report.interpreter} (Python {report.python_version}; {report.interpreter_source})")
     table = Table(title_justify="left", expand=False)
