@@ -38,9 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SUITE = "bookworm"
-PACKAGES = ("systemd", "systemd-sysv", "python3", "dbus", "openssh-server")
+#: libgomp1: the OpenMP runtime that CPU builds of llama.cpp link (the serving end-to-end test)
+PACKAGES = ("systemd", "systemd-sysv", "python3", "dbus", "openssh-server", "libgomp1")
 #: bumped when the rootfs recipe changes, so an old cache is not reused
-RECIPE = 1
+RECIPE = 2
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
 
