@@ -25,6 +25,9 @@ from provision.errors import UsageError
 #: far has failed the same way
 ERROR_KINDS = ("connect", "timeout", "http", "stream", "protocol")
 
+#: how a stream the server cut off (connection closed before ``data: [DONE]``) is reported
+STREAM_CLOSED = "the server closed the connection mid-stream"
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -174,7 +177,7 @@ class Connection:
         except (http.client.IncompleteRead, http.client.RemoteDisconnected, ConnectionResetError) as exc:
             self.close()
             got = f" after {result.output_tokens} tokens" if result.ttft_s is not None else ""
-            return result.fail("stream", f"the server closed the connection mid-stream{got} ({type(exc).__name__})")
+            return result.fail("stream", f"{STREAM_CLOSED}{got} ({type(exc).__name__})")
         except OSError as exc:
             self.close()
             kind = "connect" if result.ttft_s is None and not reused else "stream"
@@ -226,15 +229,9 @@ class Connection:
         else:
             result.output_tokens, result.token_source = chunks, "chunks"
         if not saw_done:
-            result.fail(
-                "stream",
-                f"the stream ended without 'data: [DONE]' after {result.output_tokens} tokens "
-                "(the server closed it early)",
-            )
+            result.fail("stream", f"{STREAM_CLOSED} after {result.output_tokens} tokens (no 'data: [DONE]')")
             return
-        if first_at is None:
-            result.fail("stream", "the stream ended without generating any text")
-            return
+        # a stream with no text is an answer (the model stopped at once): counted, with no TTFT
         result.ok = True
         resp.read()  # drain to the end of the body so the connection can be reused
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from provision.bench.client import Connection, Endpoint, RequestResult
+from provision.bench.client import STREAM_CLOSED, Connection, Endpoint, RequestResult
 from provision.bench.gpu import GpuMonitor
 from provision.bench.stats import LevelResult, best_level, summarize
 from provision.bench.workload import Workload
@@ -289,6 +289,19 @@ def run_bench(
             run.interrupted = level.stop_reason == INTERRUPTED
             break
     run.best, run.best_reason = best_level(run.levels, slo_ms=config.slo_ms)
+    closed = [lv.concurrency for lv in run.levels if any(m.startswith(STREAM_CLOSED) for m in lv.errors)]
+    if closed and min(closed) > 1:
+        run.notes.append(
+            "streams were cut only when several requests were in flight: some servers end the running "
+            "request when another arrives (llama-cpp-python's server does, unless started with "
+            "--interrupt_requests False)"
+        )
+    empty = sum(lv.requests_without_text for lv in run.levels)
+    if empty:
+        run.notes.append(
+            f"{empty} requests generated no text (the model ended its answer at once): they count as "
+            "answered, without a TTFT; --ignore-eos or other prompts make them generate"
+        )
     sources = {lv.token_source for lv in run.levels if lv.token_source != "none"}
     if "chunks" in sources or "mixed" in sources:
         run.notes.append(

@@ -91,6 +91,8 @@ class LevelResult:
     token_source: str = "none"
     #: error message -> how many requests failed with it
     errors: dict[str, int] = field(default_factory=dict)
+    #: successful requests that generated no text (the model stopped at once): no TTFT
+    requests_without_text: int = 0
     #: why the level ended before its requests/duration were done (None: it completed)
     stop_reason: str | None = None
     #: GPU readings while this level ran (see provision.bench.gpu); None: sampling was off
@@ -129,6 +131,7 @@ def summarize(
         stop_reason=stop_reason,
     )
     level.output_tokens = sum(r.output_tokens for r in ok)
+    level.requests_without_text = sum(1 for r in ok if r.ttft_s is None)
     if duration_s > 0:
         level.requests_per_s = len(ok) / duration_s
         level.output_tokens_per_s = level.output_tokens / duration_s

@@ -2,10 +2,12 @@
 
 Generated prompts are words drawn from a fixed list of common English words, most of which are one
 token with a leading space in the BPE/SentencePiece vocabularies of current models, so
-``prompt_tokens`` words come out near that many tokens; the server's own count (``usage``) is what
-the results report. Each request index gets its own words (seeded: ``seed`` and the index), so two
-runs with the same seed send the same requests, and no two requests share a prefix a server could
-cache.
+``prompt_tokens`` words come out near that many tokens; chat prompts start with a short instruction
+to write a story with them (given bare words, a chat model may end its turn at once), and the chat
+template adds its own tokens. The server's own count (``usage``) is what the results report. Each
+request index gets its own words (seeded: ``seed`` and the index), so two runs with the same seed
+send the same requests, and requests share no more than that short instruction as a prefix a server
+could cache.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ WORDS = (
     "read", "hand", "port", "large", "spell", "add", "even", "land", "here", "must", "big", "high", "such",
     "follow", "act", "why", "ask", "men", "change", "went", "light", "kind",
 )  # fmt: skip
+
+
+#: what a generated chat prompt asks for, before its words: something long to write
+CHAT_INSTRUCTION = "Write a long story that uses all of these words:"
 
 
 @dataclass(frozen=True)
@@ -103,7 +109,10 @@ class Workload:
     def prompt(self, index: int) -> Prompt:
         if self.prompts:
             return self.prompts[index % len(self.prompts)]
-        return Prompt(text=generated_text(self.seed, index, self.prompt_tokens or 1))
+        words = generated_text(self.seed, index, self.prompt_tokens or 1)
+        if self.api == "chat":  # a chat model given bare words may end its turn at once
+            return Prompt(text=f"{CHAT_INSTRUCTION} {words}")
+        return Prompt(text=words)
 
     def body(self, index: int, model: str, *, include_usage: bool) -> dict[str, Any]:
         """The JSON body of request ``index`` (deterministic)."""

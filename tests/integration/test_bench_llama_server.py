@@ -23,6 +23,11 @@ from tests.integration.llama_cpp_env import LlamaCppEnv
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.network]
 
 MODEL_ALIAS = "gemma3-270m"
+#: llama-cpp-python 0.3.36 does not recognise this GGUF's chat template ("Using fallback chat format:
+#: llama-2"), and Gemma then ends every chat turn at once: name the format. And by default its
+#: server ends the running stream when another request arrives (the client sees the connection
+#: closed mid-stream): a concurrency sweep needs requests to queue instead.
+SERVER_FLAGS = ("--chat_format", "gemma", "--interrupt_requests", "False")
 
 
 def _free_port() -> int:
@@ -39,7 +44,7 @@ def llama_server(llama_cpp_env: LlamaCppEnv, tmp_path_factory: pytest.TempPathFa
         proc = subprocess.Popen(
             [str(llama_cpp_env.python), "-m", "llama_cpp.server", "--model", str(llama_cpp_env.model),
              "--model_alias", MODEL_ALIAS, "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024",
-             "--n_threads", "2"],
+             "--n_threads", "2", *SERVER_FLAGS],
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

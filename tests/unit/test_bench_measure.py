@@ -101,6 +101,15 @@ def test_stream_dropped_without_done_is_a_failure() -> None:
     assert "closed" in message and "3 tokens" in message
 
 
+def test_streams_cut_only_under_concurrency_get_a_hint() -> None:
+    with FakeServer(Script(tokens=2, drops={3: 1})) as srv:
+        concurrent = run_bench(config(srv.url, concurrencies=[2, 4], requests=4))
+        alone = run_bench(config(srv.url, concurrencies=[1, 2], requests=4))
+    assert [lv.requests_failed for lv in concurrent.levels] == [1, 1]
+    assert any("--interrupt_requests False" in note for note in concurrent.notes)
+    assert not any("--interrupt_requests False" in note for note in alone.notes)  # cut at 1 too: not that
+
+
 def test_server_dying_mid_run_stops_the_level_and_keeps_what_was_measured() -> None:
     srv = FakeServer(Script(tokens=3, per_token_s=0.01))
     srv.__enter__()
@@ -119,6 +128,15 @@ def test_server_dying_mid_run_stops_the_level_and_keeps_what_was_measured() -> N
     assert level.stop_reason is not None and "5 failed requests in a row" in level.stop_reason
     assert "connection refused" in level.stop_reason
     assert not level.complete
+
+
+def test_an_answer_without_text_counts_as_answered_without_a_ttft() -> None:
+    with FakeServer(Script(tokens=3, silent={1})) as srv:
+        run = run_bench(config(srv.url, requests=3))
+    [level] = run.levels
+    assert (level.requests_ok, level.requests_failed, level.requests_without_text) == (3, 0, 1)
+    assert level.ttft_ms.count == 2 and level.output_tokens == 6
+    assert any(note.startswith("1 requests generated no text") for note in run.notes)
 
 
 def test_hung_server_times_out_each_request_after_timeout() -> None:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from provision.bench.client import Endpoint
 from provision.bench.sse import DONE, SseParser, error_message, interpret
 from provision.bench.stats import Distribution, percentile
-from provision.bench.workload import WORDS, Workload, generated_text, load_prompts, parse_prompt_line
+from provision.bench.workload import CHAT_INSTRUCTION, WORDS, Workload, generated_text, load_prompts, parse_prompt_line
 from provision.errors import UsageError
 
 # -- percentiles -----------------------------------------------------------------------------------
@@ -178,6 +178,8 @@ def test_request_bodies() -> None:
         2, "m", include_usage=True
     )
     assert chat["messages"][0]["role"] == "user" and chat["max_tokens"] == 9 and chat["seed"] == 12
+    assert chat["messages"][0]["content"].startswith(CHAT_INSTRUCTION + " ")
+    assert len(chat["messages"][0]["content"].removeprefix(CHAT_INSTRUCTION).split()) == 4
     assert chat["stream"] is True and chat["stream_options"] == {"include_usage": True} and chat["ignore_eos"]
     comp = Workload(api="completions", prompt_tokens=4).body(0, "m", include_usage=False)
     assert isinstance(comp["prompt"], str) and "stream_options" not in comp and "ignore_eos" not in comp

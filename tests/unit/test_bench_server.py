@@ -44,6 +44,8 @@ class Script:
     stream_errors: dict[int, int] = field(default_factory=dict)
     #: request index -> tokens sent before the connection is dropped without [DONE]
     drops: dict[int, int] = field(default_factory=dict)
+    #: request indexes whose answer has no text at all (the model ended its turn at once)
+    silent: set[int] = field(default_factory=set)
     #: request indexes (>=) from which the server never answers
     hang_from: int | None = None
     #: reject bodies carrying stream_options with HTTP 400 (older servers)
@@ -154,7 +156,8 @@ class FakeServer:
                 self._event(handler, {"choices": [{"index": 0, "delta": {"role": "assistant"}}]})
             time.sleep(ttft_s)
             sent = 0
-            while sent < s.tokens:
+            tokens = 0 if index in s.silent else s.tokens
+            while sent < tokens:
                 if index in s.stream_errors and sent >= s.stream_errors[index]:
                     self._event(handler, {"error": {"message": "injected error mid-stream", "code": 500}})
                     break
@@ -165,7 +168,7 @@ class FakeServer:
                     return
                 if sent:
                     time.sleep(self._per_token_s() * s.tokens_per_event)
-                n = min(s.tokens_per_event, s.tokens - sent)
+                n = min(s.tokens_per_event, tokens - sent)
                 piece = " tok" * n
                 choice = {"index": 0, "delta": {"content": piece}} if chat else {"index": 0, "text": piece}
                 self._event(handler, {"object": "chunk", "choices": [choice]})
@@ -173,8 +176,8 @@ class FakeServer:
             else:
                 if s.usage and body.get("stream_options", {}).get("include_usage"):
                     self._event(handler, {"choices": [], "usage": {
-                        "prompt_tokens": s.prompt_tokens, "completion_tokens": s.tokens,
-                        "total_tokens": s.prompt_tokens + s.tokens}})  # fmt: skip
+                        "prompt_tokens": s.prompt_tokens, "completion_tokens": tokens,
+                        "total_tokens": s.prompt_tokens + tokens}})  # fmt: skip
             self._raw(handler, f"data: {DONE}\n\n")
             handler.wfile.write(b"0\r\n\r\n")
             handler.wfile.flush()
