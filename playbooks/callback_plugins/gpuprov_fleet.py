@@ -37,7 +37,9 @@ FACT = "gpuprov_fleet_host"
 MARKER = "gpuprov_fleet_summary"
 #: why a host of a fleet play has no result: its batch never started
 NOT_RUN = "not run: the rollout stopped after a batch failed more than max_fail_percentage"
-STATUS_ORDER = ("failed", "unreachable", "not run", "changed", "unchanged", "would change", "skipped")
+#: why a host of a fleet play did not get to the end of the play without failing itself
+STOPPED = "stopped before the end: the rollout was aborted (too many hosts of its batch failed)"
+STATUS_ORDER = ("failed", "unreachable", "stopped", "not run", "changed", "unchanged", "would change", "skipped")
 
 
 class CallbackModule(CallbackBase):
@@ -123,6 +125,8 @@ class CallbackModule(CallbackBase):
                 status, why = "failed", self._errors.get(host, "a task failed")
             elif host not in stats.processed:
                 status, why = "not run", NOT_RUN
+            elif not sel.get("done"):
+                status, why = "stopped", STOPPED
             elif sel.get("action") == "skip":
                 status, why = "skipped", f"GPU tasks skipped: {sel.get('reason') or 'no reason given'}"
             elif changed:
