@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -91,21 +92,29 @@ def base_rootfs(*, log: Path | None = None) -> Path:
     """The cached Debian rootfs (built on first use, ~1 minute). Never booted itself: hosts boot copies."""
     base = cache_dir() / "nspawn" / f"{SUITE}-minbase-r{RECIPE}"
     rootfs, done = base / "rootfs", base / "complete"
-    if done.exists() and (rootfs / "usr/lib/systemd/systemd").exists():
-        return rootfs
-    if rootfs.exists():
-        shutil.rmtree(rootfs)
     base.mkdir(parents=True, exist_ok=True)
-    log = log or base / "debootstrap.log"
-    cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(rootfs), apt_mirror()]
-    with log.open("w") as fh:
-        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=False)
-    if proc.returncode != 0:
-        tail = log.read_text(errors="replace")[-2000:]
-        shutil.rmtree(rootfs, ignore_errors=True)
-        raise NspawnError(f"debootstrap failed (exit {proc.returncode}), see {log}:\n{tail}")
-    _prepare_base(rootfs)
-    done.write_text(" ".join(cmd) + "\n")
+    # one builder at a time (parallel test sessions, Molecule creating several hosts): the others wait
+    with (base / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done.exists() and (rootfs / "usr/lib/systemd/systemd").exists():
+            return rootfs
+        if rootfs.exists():
+            shutil.rmtree(rootfs)
+        log = log or base / "debootstrap.log"
+        cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(rootfs),
+               apt_mirror()]  # fmt: skip
+        with log.open("w") as fh:
+            proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=False)
+        if proc.returncode != 0:
+            inner = rootfs / "debootstrap/debootstrap.log"  # dpkg's own messages; kept before the removal
+            if inner.exists():
+                shutil.copy(inner, base / "debootstrap-inner.log")
+            tail = log.read_text(errors="replace")[-2000:]
+            shutil.rmtree(rootfs, ignore_errors=True)
+            where = f"{log} and {base}/debootstrap-inner.log"
+            raise NspawnError(f"debootstrap failed (exit {proc.returncode}), see {where}:\n{tail}")
+        _prepare_base(rootfs)
+        done.write_text(" ".join(cmd) + "\n")
     return rootfs
 
 

@@ -129,9 +129,14 @@ while True:
 
 def http(m: nspawn.Machine, port: int, key: str, path: str, body: str = "", wait_s: float = 0) -> dict:
     """An HTTP request from inside the host (its own python3), to its loopback."""
-    m.write("/root/http.py", HTTP)
-    cmd = f"python3 /root/http.py {port} {shlex.quote(key)} {path} {shlex.quote(body)} {wait_s}"
+    m.write("/root/gpuprov_test_request.py", HTTP)
+    cmd = f"python3 /root/gpuprov_test_request.py {port} {shlex.quote(key)} {path} {shlex.quote(body)} {wait_s}"
     return json.loads(m.ssh(cmd, timeout_s=wait_s + 180).stdout)
+
+
+def journal(m: nspawn.Machine, unit: str = UNIT) -> str:
+    cmd = f"systemctl status --no-pager {unit}; journalctl -u {unit} -n 40 -o cat --no-pager"
+    return m.ssh(cmd, check=False).stdout
 
 
 def show(m: nspawn.Machine, prop: str, unit: str = UNIT) -> str:
@@ -151,7 +156,7 @@ def test_apply_llama_cpp_profile_serves_a_completion_from_the_hardened_unit(
 
     models = http(m, port, key, "/v1/models", wait_s=240)
     TIMINGS["apply_to_answer_s"] = time.monotonic() - started
-    assert models["status"] == 200, models
+    assert models["status"] == 200, f"{models}\n{journal(m)}"
     request = {"prompt": "The capital of France is", "max_tokens": 8, "temperature": 0}
     completion = http(m, port, key, "/v1/completions", json.dumps(request))
     assert completion["status"] == 200, completion
@@ -247,7 +252,7 @@ def test_harness_reaches_the_host_with_ansible_over_ssh(machine: nspawn.Machine)
     proc = subprocess.run(
         [str(ansible) if ansible.exists() else "ansible", "all", "-i", f"127.0.0.1:{machine.port},", "-u", "root",
          "--private-key", str(machine.key), "-m", "ping", "-e", f"ansible_python_interpreter={PY}",
-         "--ssh-common-args", "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"],
+         "--ssh-common-args=-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"],
         capture_output=True, text=True, check=False, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0 and '"ping": "pong"' in proc.stdout, proc.stdout + proc.stderr
