@@ -31,7 +31,6 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from provision.errors import UsageError
-from provision.fit.memory_model import KV_CACHE_TYPES
 from provision.profiles.schema import (
     SectionType,
     _bool,
@@ -180,6 +179,13 @@ def _path(value: Any, where: _Where, what: str) -> str:
     return str(PurePosixPath(text))
 
 
+def _kv_types(engine: str) -> tuple[str, ...]:
+    """The KV cache types an engine accepts: gpuprov fit's table (imported here, not at load: fit is big)."""
+    from provision.fit.memory_model import KV_CACHE_TYPES
+
+    return KV_CACHE_TYPES[engine]
+
+
 def _control(text: str) -> bool:
     """Newlines, tabs and other control characters, Unicode line separators: never in a unit."""
     return any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text)
@@ -239,7 +245,7 @@ def _parse_vllm(value: Any, w: _Where) -> VllmSettings:
         max_model_len=_int(d["max_model_len"], w["max_model_len"], "a context length in tokens", 16, 10_000_000)
         if "max_model_len" in d
         else None,
-        kv_cache_dtype=_choice(d["kv_cache_dtype"], w["kv_cache_dtype"], KV_CACHE_TYPES["vllm"])
+        kv_cache_dtype=_choice(d["kv_cache_dtype"], w["kv_cache_dtype"], _kv_types("vllm"))
         if "kv_cache_dtype" in d
         else None,
         quantization=_choice(d["quantization"], w["quantization"], VLLM_QUANTIZATIONS) if "quantization" in d else None,
@@ -279,7 +285,7 @@ def _parse_ollama(value: Any, w: _Where) -> OllamaSettings:
         if "gpu_overhead_mib" in d
         else None,
         keep_alive=keep_alive,
-        kv_cache_type=_choice(d["kv_cache_type"], w["kv_cache_type"], KV_CACHE_TYPES["ollama"])
+        kv_cache_type=_choice(d["kv_cache_type"], w["kv_cache_type"], _kv_types("ollama"))
         if "kv_cache_type" in d
         else None,
         models_dir=_path(d["models_dir"], w["models_dir"], "the models directory") if "models_dir" in d else None,
@@ -299,7 +305,7 @@ def _parse_llama_cpp(value: Any, w: _Where) -> LlamaCppSettings:
         split = tuple(_number(v, w["tensor_split"], "a proportion", -1e-9, 1e6) for v in ts)
         if not any(v > 0 for v in split):
             raise w["tensor_split"].error("at least one proportion must be above 0")
-    kv = KV_CACHE_TYPES["llama.cpp"]
+    kv = _kv_types("llama.cpp")
     out = LlamaCppSettings(
         model=_one_line(d["model"], w["model"], "a GGUF path"),
         server=_path(d["server"], w["server"], "the llama-server binary") if "server" in d else None,
