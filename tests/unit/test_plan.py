@@ -113,7 +113,7 @@ def test_converged_host_has_nothing_pending() -> None:
     first = make_plan(snap, builtin("rtx4090"), host())
     gpu = snap.gpus[0]
     gpu.power_limit_w, gpu.persistence_mode = 250.0, True
-    files = {f.path: FileState(f.content, f.mode) for f in first.desired.files}
+    files = {f.path: FileState(f.content, f.mode) for f in [*first.desired.files, *first.desired.serving_files]}
     files[MODPROBE_FILE] = FileState(None)
     units = {**host().units, BOOT_UNIT: UnitState(BOOT_UNIT, BOOT_UNIT_FILE, True)}
     again = make_plan(snap, builtin("rtx4090"), host(files=files, units=units))

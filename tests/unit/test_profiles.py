@@ -180,7 +180,8 @@ def test_to_dict_round_trips_through_yaml(tmp_path: Path) -> None:
 
     p = load_profile("rtx4090-laptop", [builtin_dir()])
     data = p.to_dict()
-    text = yaml.safe_dump({k: v for k, v in data.items() if k in ("description", "sources", "match", "gpu", "suspend")})
+    keep = ("description", "sources", "match", "gpu", "suspend", "serving")
+    text = yaml.safe_dump({k: v for k, v in data.items() if k in keep})
     ps = layers(tmp_path, user={"copy.yaml": text})
     copy = ps.load("copy")
     assert copy.sections == p.sections and copy.match == p.match
