@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,11 @@ class ReplayNvml:
             return
         payload = json.dumps({"snapshot": self.snapshot.to_dict(), "calls": self.calls}, indent=2)
         fd, tmp = tempfile.mkstemp(dir=self.state_file.parent, prefix=".replay-")
+        # keep the state file's mode: the GPU it plays is readable by every user (servers run as their own)
+        try:
+            os.fchmod(fd, stat.S_IMODE(self.state_file.stat().st_mode))
+        except FileNotFoundError:
+            os.fchmod(fd, 0o644)
         with os.fdopen(fd, "w") as fh:
             fh.write(payload)
         os.replace(tmp, self.state_file)
