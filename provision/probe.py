@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from provision import __version__, engines, hostfacts, nvml, pyenv, toolkits
+from provision import __version__, engines, hostfacts, nvml, pyenv, serverunits, toolkits
 from provision.gpuarch import NVML_ARCHITECTURES, architecture_for_cc
 from provision.snapshot import DriverInfo, GpuInfo, NvmlStatus, Snapshot
 
@@ -57,6 +57,7 @@ def probe(*, python: str | None = None, nvml_backend: Any = None, root: Path = P
         gpuprov_version=__version__,
     )
     snap.host = hostfacts.read_host(root=root)
+    snap.host.servers = serverunits.installed_servers(root)
     snap.driver, snap.gpus = probe_gpus(backend, root=root)
     snap.cuda_toolkits = toolkits.find_toolkits(environ, root=root)
     snap.python = pyenv.read_environment(python)

@@ -43,6 +43,7 @@ from provision.profiles.schema import (
     register_section,
 )
 from provision.render import render
+from provision.serverunits import OLLAMA_DROPIN, UNIT, UNIT_DIR
 
 if TYPE_CHECKING:
     from provision.plan import Desired, HostState
@@ -51,12 +52,8 @@ if TYPE_CHECKING:
 
 ENGINES = ("vllm", "ollama", "llama_cpp")
 DEFAULT_PORT = {"vllm": 8000, "ollama": 11434, "llama_cpp": 8080}
-#: the unit (or the vendor unit a drop-in extends) per engine
-UNIT = {"vllm": "gpuprov-vllm.service", "ollama": "ollama.service", "llama_cpp": "gpuprov-llama-cpp.service"}
 #: the dedicated system user of the servers gpuprov runs (Ollama's installer creates ``ollama``)
 USER = {"vllm": "gpuprov-vllm", "ollama": "ollama", "llama_cpp": "gpuprov-llama-cpp"}
-UNIT_DIR = "/etc/systemd/system"
-OLLAMA_DROPIN = f"{UNIT_DIR}/ollama.service.d/gpuprov.conf"
 #: Ollama's installer makes the ollama user's home here; models go to ~/.ollama/models
 OLLAMA_HOME = "/usr/share/ollama"
 SECRETS_DIR = "/etc/gpuprov/serving"

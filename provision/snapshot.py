@@ -40,6 +40,18 @@ class NvmlStatus:
 
 
 @dataclass
+class ServerInfo:
+    """An inference server unit gpuprov wrote (read by provision.serving.installed_servers)."""
+
+    unit: str
+    engine: str
+    #: the address it listens on
+    host: str | None = None
+    port: int | None = None
+    api_key: bool = False
+
+
+@dataclass
 class HostInfo:
     hostname: str | None = None
     kernel: str | None = None
@@ -53,6 +65,8 @@ class HostInfo:
     graphical_session: bool = False
     #: DMI chassis type says portable (laptop, notebook, convertible...)
     laptop: bool | None = None
+    #: the inference servers gpuprov set up here (serving units and Ollama drop-in)
+    servers: list[ServerInfo] = field(default_factory=list)
 
 
 @dataclass
