@@ -392,3 +392,14 @@ def test_plan_warns_when_the_model_does_not_fit(tmp_path: Path) -> None:
     prof = user_profile(tmp_path, "serving:\n  llama_cpp: {model: /srv/small.gguf, server: /s}\n", "small")
     notes = make_plan(load_snapshot("rtx4090"), prof, host(root=str(tmp_path))).desired.notes
     assert not any("fit" in n for n in notes)
+
+
+def test_plan_diff_and_render_show_the_same_files() -> None:
+    """plan --diff and gpuprov render come from one renderer: the same bytes for every serving file."""
+    snap, prof = load_snapshot("rtx4090-laptop"), builtin("rtx4090-laptop")
+    plan = make_plan(snap, prof, host())
+    shown = {f.path: f.content for f in rendered_files(prof, python=PY, snapshot=snap, root=Path("/nonexistent")).files}
+    for f in plan.desired.serving_files:
+        assert shown[f.path] == f.content
+        diff = next(c.diff for c in plan.changes if c.subject == f.path and c.setting == "content")
+        assert [line[1:] for line in diff.splitlines()[3:]] == f.content.splitlines()
