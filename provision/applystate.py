@@ -158,3 +158,20 @@ def live_snapshot(*, root: Path = Path("/")) -> Any:
     snap.driver, snap.gpus = probe_gpus(nvml.backend())
     snap.cuda_toolkits = toolkits.find_toolkits(dict(os.environ), root=root)  # a llama_cpp build picks its nvcc
     return snap
+
+
+def set_applied_profile(directory: Path, name: str | None) -> None:
+    """Remember which profile the last successful apply made this host match (None: reverted)."""
+    path = directory / "profile.json"
+    if name is None:
+        path.unlink(missing_ok=True)
+        return
+    import time
+
+    _write(path, {"profile": name, "applied_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+
+def applied_profile(directory: Path) -> str | None:
+    """The profile in effect on this host, as the last `gpuprov apply` left it (None: none, or reverted)."""
+    value = _read(directory / "profile.json").get("profile")
+    return value if isinstance(value, str) else None

@@ -43,6 +43,11 @@ def _run(action: str, extra: dict, *, root: Path, check: bool, diff: bool, as_js
     }
     result = run_playbook("local.yml", extra_vars, check=check, diff=diff)
     code = 0 if result.returncode == 0 and not result.failed else 1
+    if code == 0 and not check:  # which profile is in effect: `gpuprov bench` stores it with each run
+        applystate.set_applied_profile(
+            Path(extra_vars["gpuprov_gpu_state_dir"]),
+            extra_vars.get("gpuprov_gpu_profile") if extra_vars.get("gpuprov_gpu_action") != "revert" else None,
+        )
     if as_json:
         payload = {
             "returncode": result.returncode,

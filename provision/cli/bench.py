@@ -109,7 +109,8 @@ def run(
     ] = None,
     engine_version: Annotated[str | None, typer.Option("--engine-version", help="Engine version to record.")] = None,
     profile: Annotated[
-        str | None, typer.Option("--profile", help="The tuning profile in effect, recorded with the run.")
+        str | None,
+        typer.Option("--profile", help="The tuning profile in effect (default: the one gpuprov apply last applied)."),
     ] = None,
     db: DbOption = None,
     no_store: Annotated[bool, typer.Option("--no-store", help="Do not record the run in the history.")] = False,
@@ -169,6 +170,10 @@ def run(
         bench.notes.append("GPU sampling off (--no-gpu)")
 
     stored: list[int] = []
+    if profile is None:
+        from provision import applystate
+
+        profile = applystate.applied_profile(applystate.state_dir())
     if store is not None:
         with store:
             stored = store.save(bench, profile=profile)

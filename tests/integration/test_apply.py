@@ -84,6 +84,9 @@ def test_apply_twice_then_revert_twice_rtx4090(tmp_path: Path) -> None:
     assert link.is_symlink() and os.readlink(link) == BOOT_UNIT_FILE
     assert any("enabled offline (systemd is not running here): not started" in r["msg"] for r in first["results"])
 
+    profile_in_effect = tmp_path / "state/profile.json"
+    assert json.loads(profile_in_effect.read_text())["profile"] == "rtx4090"  # gpuprov bench records it
+
     second = host.apply_json("apply", "rtx4090")
     # 5 tasks of gpuprov_gpu, 3 of gpuprov_serving (systemd look-up, its fact, the drop-in)
     assert second["changed"] == 0 and second["failed"] == 0 and second["ok"] == 8
@@ -91,6 +94,7 @@ def test_apply_twice_then_revert_twice_rtx4090(tmp_path: Path) -> None:
 
     reverted = host.apply_json("revert")
     assert reverted["changed"] == 5
+    assert not profile_in_effect.exists()
     assert not host.file("/etc/systemd/system/ollama.service.d").exists()
     assert host.calls()[2:] == [
         {"fn": "nvmlDeviceSetPowerManagementLimit", "gpu": 0, "limit_mw": 450000},

@@ -75,6 +75,17 @@ def test_sweep_json_stores_history_compares_and_estimates(tmp_path: Path, hot_gp
     best_id = next(r["id"] for r in history["runs"] if r["is_best"])
     assert best_id == data["stored_run_ids"][[1, 2, 4].index(data["best"]["concurrency"])]
 
+    # without --profile, the run records the profile `gpuprov apply` last applied here
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "profile.json").write_text('{"profile": "rtx4080"}')
+    db2 = str(tmp_path / "bench2.db")
+    with FakeServer(Script(tokens=2, per_token_s=0.001, capacity=2)) as srv:
+        gpuprov("bench", srv.url + "/v1", "--model", "fake-model", "-c", "1", "-n", "2", "--max-tokens", "2",
+                "--db", db2, "--no-gpu", "--json", env={"GPUPROV_STATE_DIR": str(state)}, rc=0)  # fmt: skip
+    newest = json.loads(gpuprov("bench", "history", "--db", db2, "--json", rc=0).stdout)["runs"][0]
+    assert newest["profile"] == "rtx4080"
+
     cmp = json.loads(gpuprov("bench", "history", "--db", db, "--compare", "1", "3", "--json", rc=0).stdout)
     tps = next(c for c in cmp["changes"] if c["metric"] == "output tokens/s")
     assert tps["ratio"] == pytest.approx(tps["after"] / tps["before"])
