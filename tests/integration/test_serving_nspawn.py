@@ -37,6 +37,8 @@ pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
     pytest.mark.nspawn,
+    # on a fresh machine: debootstrap from the Debian mirror, the llama-cpp-python sdist from PyPI (both cached)
+    pytest.mark.network,
     pytest.mark.skipif(bool(nspawn.missing_tools()), reason=f"cannot boot test hosts: {nspawn.missing_tools()}"),
 ]
 
