@@ -26,6 +26,17 @@ from provision.snapshot import GpuInfo, Snapshot
 from provision.systemd import UnitState
 
 SETTINGS_FILE = "/etc/gpuprov/gpu-settings.json"
+#: the boot unit's sandbox (templates/gpuprov-serving-hardening.inc.j2): root with only CAP_SYS_ADMIN,
+#: the capability the NVIDIA driver checks for NVML's setters; no network; writes only gpuprov's state
+BOOT_UNIT_HARDENING = {
+    "capabilities": "CAP_SYS_ADMIN",
+    "private_network": True,
+    # the interpreter may live in a home directory (a venv under /root): readable, not writable
+    "protect_home": "read-only",
+    "bind_ro": [],
+    "bind_rw": [],
+    "read_write": ["-/var/lib/gpuprov"],  # "-": it may not exist yet
+}
 BOOT_UNIT = "gpuprov-gpu-settings.service"
 BOOT_UNIT_FILE = f"/etc/systemd/system/{BOOT_UNIT}"
 MODPROBE_FILE = "/etc/modprobe.d/gpuprov-nvidia-preserve-vram.conf"
@@ -283,6 +294,7 @@ def desired_state(snapshot: Snapshot, profile: Profile, host: HostState, *, forc
                 "wait_s": BOOT_WAIT_S,
                 "restart_tries": BOOT_RESTART_TRIES,
                 "restart_window_s": BOOT_RESTART_WINDOW_S,
+                "hardening": BOOT_UNIT_HARDENING,
             },
         )
         desired.files.append(FileTarget(BOOT_UNIT_FILE, unit, "0644", "re-applies the GPU settings at boot"))

@@ -191,3 +191,22 @@ def test_render_equals_what_ansible_writes_then_idempotent_then_revert(tmp_path:
     for item in listed:
         assert not (root / item["path"].lstrip("/")).exists(), item["path"]
     assert not (root / "etc/systemd/system/multi-user.target.wants/gpuprov-vllm.service").exists()
+
+
+@pytest.mark.parametrize("profile", ["rtx4090", "rtx4090-laptop"])
+def test_the_boot_unit_of_gpu_settings_verifies_and_scores_ok(tmp_path: Path, profile: str) -> None:
+    """gpuprov-gpu-settings.service runs as root (NVML's setters need it) but only with CAP_SYS_ADMIN."""
+    from provision.plan import BOOT_UNIT, BOOT_UNIT_FILE, HostState, make_plan
+    from provision.profiles import load_profile
+    from provision.snapshot import Snapshot
+
+    snap = Snapshot.load(SNAPSHOTS / f"{profile}.constructed.json")
+    plan = make_plan(snap, load_profile(profile, [builtin_dir()]), HostState(known=False, python=PY))
+    unit = next(f.content for f in plan.desired.files if f.path == BOOT_UNIT_FILE)
+    root = tmp_path / "root"
+    root.mkdir()
+    unit_analysis.analysis_root(root, {BOOT_UNIT_FILE: unit})
+    assert unit_analysis.verify(root, BOOT_UNIT_FILE) == ""
+    exposure = unit_analysis.security(root, BOOT_UNIT)
+    assert exposure.score <= MAX_EXPOSURE and exposure.verdict == "OK", exposure.table
+    assert "CapabilityBoundingSet=CAP_SYS_ADMIN" in unit and "PrivateNetwork=yes" in unit

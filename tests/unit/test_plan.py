@@ -11,6 +11,7 @@ import pytest
 from provision.plan import (
     BOOT_UNIT,
     BOOT_UNIT_FILE,
+    BOOT_UNIT_HARDENING,
     MODPROBE_FILE,
     PERSISTENCED,
     SETTINGS_FILE,
@@ -209,7 +210,7 @@ def test_render_quotes_for_systemd() -> None:
     text = render(
         "gpuprov-gpu-settings.service.j2",
         {"profile": "p", "settings_path": "/etc/x.json", "python": "/opt/my env/$HOME%/py",
-         "wait_s": 5, "restart_tries": 2, "restart_window_s": 60},
+         "wait_s": 5, "restart_tries": 2, "restart_window_s": 60, "hardening": BOOT_UNIT_HARDENING},
     )  # fmt: skip
     assert 'ExecStart="/opt/my env/$$HOME%%/py" -m provision' in text
 
