@@ -258,3 +258,40 @@ def test_harness_reaches_the_host_with_ansible_over_ssh(machine: nspawn.Machine)
         capture_output=True, text=True, check=False, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0 and '"ping": "pong"' in proc.stdout, proc.stdout + proc.stderr
+
+
+# -- the boot-time re-apply of GPU settings, under its sandbox, started by real systemd ---------------------
+
+BOOT_UNIT = "gpuprov-gpu-settings.service"
+#: the replayed GPU the boot unit talks to: under /var/lib/gpuprov, the one path its sandbox may write
+BOOT_REPLAY = "/var/lib/gpuprov/boot-gpu.json"
+
+
+def test_boot_unit_reapplies_the_power_limit_inside_its_sandbox(machine: nspawn.Machine) -> None:
+    """After a "reboot" (the replayed GPU back at its default 450 W), systemd starts the hardened boot
+    unit, which puts the profile's 250 W back through NVML: root with only CAP_SYS_ADMIN, no network,
+    ProtectSystem=strict. The driver's own capability check needs a real GPU; the rest is real here."""
+    m = machine
+    m.write("/etc/gpuprov/profiles/e2e-power.yaml",
+            "description: e2e - power limit re-applied at boot\nmatch: {gpu_names: ['*']}\n"
+            "gpu: {power_limit_w: 250, persistence: true}\n")  # fmt: skip
+    first = apply(m, "apply", "e2e-power")
+    assert first["failed"] == 0, first
+    assert show(m, "UnitFileState", BOOT_UNIT) == "enabled"
+
+    m.write(BOOT_REPLAY, (SNAPSHOTS / "rtx4090.constructed.json").read_text())  # 450 W, as after a reboot
+    m.write(f"/etc/systemd/system/{BOOT_UNIT}.d/10-test-nvml-replay.conf",
+            f"[Service]\nEnvironment=GPUPROV_NVML_REPLAY={BOOT_REPLAY}\n")  # fmt: skip
+    m.ssh(f"systemctl daemon-reload && systemctl start {BOOT_UNIT}", check=False, timeout_s=300)
+    assert show(m, "ActiveState", BOOT_UNIT) == "active", journal(m, BOOT_UNIT)
+    assert show(m, "Result", BOOT_UNIT) == "success", journal(m, BOOT_UNIT)
+    state = json.loads(m.ssh(f"cat {BOOT_REPLAY}").stdout)
+    assert {"fn": "nvmlDeviceSetPowerManagementLimit", "gpu": 0, "limit_mw": 250000} in state["calls"]
+    assert state["snapshot"]["gpus"][0]["power_limit_w"] == 250.0
+    assert show(m, "CapabilityBoundingSet", BOOT_UNIT) == "cap_sys_admin"
+    exposure = m.ssh(f"systemd-analyze security --no-pager {BOOT_UNIT} | tail -1").stdout
+    assert float(exposure.split(":")[1].split()[0]) <= 2.0, exposure
+
+    reverted = apply(m, "revert")
+    assert reverted["failed"] == 0
+    assert m.ssh(f"test ! -e /etc/systemd/system/{BOOT_UNIT}", check=False).returncode == 0
