@@ -426,7 +426,11 @@ def revert_desired(previous: dict[str, dict[str, Any]]) -> Desired:
         desired.gpus.append(GpuTarget(key, int(item.get("index", 0)), str(item.get("name", "")),
                                       dict(item.get("settings") or {})))  # fmt: skip
     for name, item in sorted(previous.get("units", {}).items()):
-        desired.units.append(UnitTarget(name, bool(item.get("enabled")), now=bool(item.get("active_known"))))
+        enabled = bool(item.get("enabled"))
+        # "now": restore whether it ran too — stop it if it was not running before, start it if it was
+        # (unknown, e.g. recorded offline: leave it as it is)
+        now = item.get("active") is enabled
+        desired.units.append(UnitTarget(name, enabled, now=now))
     for path, item in sorted(previous.get("files", {}).items()):
         dirs = tuple(str(d) for d in item.get("created_dirs") or ()) if item.get("content") is None else ()
         desired.files.append(FileTarget(path, item.get("content"), str(item.get("mode") or "0644"), "", dirs))

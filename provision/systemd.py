@@ -132,3 +132,12 @@ def systemctl(*args: str) -> str:
         msg = (proc.stderr or proc.stdout).strip().splitlines()
         raise SystemdError(f"systemctl {' '.join(args)} failed: {msg[-1] if msg else proc.returncode}")
     return proc.stdout
+
+
+def is_active(name: str) -> bool:
+    """Is the unit running now (on this host's running systemd)?"""
+    exe = shutil.which("systemctl")
+    if exe is None:
+        return False
+    proc = subprocess.run([exe, "is-active", "--quiet", name], capture_output=True, check=False)
+    return proc.returncode == 0

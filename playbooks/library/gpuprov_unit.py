@@ -91,7 +91,9 @@ def main() -> None:
         changed = state.enabled != want
         if changed and not module.check_mode:
             if p["record"]:
-                applystate.record_previous(state_dir, "units", name, {"enabled": state.enabled})
+                # whether it ran: revert stops what apply started (and starts what apply stopped)
+                active = systemd.is_active(name) if online else None
+                applystate.record_previous(state_dir, "units", name, {"enabled": state.enabled, "active": active})
             if online:
                 systemd.systemctl("daemon-reload")
                 systemd.systemctl("enable" if want else "disable", *(["--now"] if p["now"] else []), name)

@@ -240,3 +240,19 @@ def test_revert_plan_from_the_record() -> None:
     assert plan.desired.files[0].remove_dirs == ("/etc/gpuprov",)
     assert c[BOOT_UNIT, "enabled"].desired is False
     assert make_revert_plan(snap, {}, host()).desired.notes == ["nothing recorded: gpuprov has not changed this host"]
+
+
+@pytest.mark.parametrize(
+    "record, now",
+    [
+        ({"enabled": False, "active": False}, True),  # apply enabled and started it: revert stops it too
+        ({"enabled": False, "active": True}, False),  # it ran before (started by hand): leave it running
+        ({"enabled": True, "active": True}, True),  # apply disabled and stopped it: revert starts it again
+        ({"enabled": False, "active": None}, False),  # recorded offline: only the enablement is restored
+        ({"enabled": False}, False),  # records written before "active" was kept
+    ],
+)
+def test_revert_restores_whether_a_unit_ran(record: dict, now: bool) -> None:
+    plan = make_revert_plan(load_snapshot("rtx4090"), {"units": {PERSISTENCED: record}}, host())
+    [unit] = plan.desired.units
+    assert (unit.name, unit.enabled, unit.now) == (PERSISTENCED, record["enabled"], now)
