@@ -158,6 +158,8 @@ def main() -> None:
             "after_header": f"{p['path']} ({'absent' if desired is None else 'desired'})",
         }  # fmt: skip
     verb = "removed" if desired is None else "written"
+    if module.check_mode:
+        verb = "would be " + verb
     module.exit_json(msg=f"{p['path']} {verb}" if changed else f"{p['path']} already as desired", **out)
 
 
