@@ -20,7 +20,10 @@ files are the ones ``python -m tests.integration.nspawn destroy`` reads.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
+import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -71,6 +74,22 @@ def create(names: list[str], state_dir: Path, instance_config: Path) -> list[dic
         )
     )
     return infos
+
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def wheelhouse(python_version: str, project: Path = PROJECT) -> Path:
+    """Dependency wheels for test hosts (``scripts/wheelhouse --deps-only``), cached per uv.lock and Python
+    version under the test cache: the path molecule/fleet's inventory computes the same way."""
+    key = hashlib.sha1((project / "uv.lock").read_bytes()).hexdigest()[:16]
+    path = nspawn.cache_dir() / "wheelhouse" / f"{key}-py{python_version}"
+    if not (path / "requirements.txt").exists():
+        bindir = Path(sys.executable).parent
+        env = {**os.environ, "PATH": f"{bindir}:{os.environ.get('PATH', '')}"}
+        cmd = ["bash", str(project / "scripts/wheelhouse"), "--deps-only", str(path), python_version]
+        subprocess.run(cmd, env=env, check=True, timeout=900)
+    return path
 
 
 def destroy(names: list[str], state_dir: Path, instance_config: Path | None = None) -> None:

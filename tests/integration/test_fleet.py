@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tests.conftest import SNAPSHOTS
-from tests.integration import nspawn
+from tests.integration import molecule_hosts, nspawn
 
 pytestmark = pytest.mark.integration
 
@@ -206,19 +206,6 @@ def test_a_failed_batch_stops_the_rollout(tmp_path: Path) -> None:
         assert calls(tmp_path, host) == [] and files_under(tmp_path, host) == [], host
 
 
-def _wheelhouse(pyver: str) -> Path:
-    """Dependency wheels for the hosts (scripts/wheelhouse), cached per uv.lock and Python version."""
-    import hashlib
-
-    key = hashlib.sha1((ROOT / "uv.lock").read_bytes()).hexdigest()[:16]
-    path = nspawn.cache_dir() / "wheelhouse" / f"{key}-py{pyver}"
-    if not (path / "requirements.txt").exists():
-        subprocess.run(["bash", str(ROOT / "scripts/wheelhouse"), "--deps-only", str(path), pyver],
-                       env={**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}, check=True,
-                       timeout=600)  # fmt: skip
-    return path
-
-
 def _project_copy(dest: Path) -> Path:
     """The files a wheel is built from, frozen (the checkout may change while the test runs)."""
     dest.mkdir()
@@ -246,7 +233,7 @@ def test_host_role_builds_the_wheel_and_installs_offline(tmp_path: Path) -> None
         gpuprov_host_dir=str(opt),
         gpuprov_host_project_dir=str(project),
         gpuprov_host_controller_dir=str(tmp_path / "controller"),
-        gpuprov_host_wheelhouse=str(_wheelhouse(pyver)),
+        gpuprov_host_wheelhouse=str(molecule_hosts.wheelhouse(pyver)),
         gpuprov_host_system_python=system_python,
     )
     proc, summary = run_site(tmp_path, inventory)
