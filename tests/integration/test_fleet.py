@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -281,9 +282,12 @@ def _molecule(scenario: str, tmp_path: Path) -> None:
     proc = subprocess.run([str(BIN / "molecule"), "test", "-s", scenario], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=1200, check=False)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-4000:]
-    # every action of the test sequence ran, none failed or was left out
-    recap = proc.stdout + proc.stderr
-    assert "failed=0" in recap and "missing=0" in recap, recap[-3000:]
+    # the scenario recap: every action of the test sequence ran and succeeded, none was left out
+    out = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
+    recap = re.search(rf"^{scenario}\s*: actions=(\d+)\s+successful=(\d+)\s.*missing=(\d+)\s+failed=(\d+)", out, re.M)
+    assert recap is not None, out[-3000:]
+    actions, successful, missing_, failed = map(int, recap.groups())
+    assert (successful, missing_, failed) == (actions, 0, 0) and actions >= 8, recap.group(0)
 
 
 @pytest.mark.slow
