@@ -237,6 +237,13 @@ def test_host_role_builds_the_wheel_and_installs_offline(tmp_path: Path) -> None
         gpuprov_host_wheelhouse=str(molecule_hosts.wheelhouse(pyver)),
         gpuprov_host_system_python=system_python,
     )
+    # a dry run on a host never prepared: nothing installed, the GPU tasks skipped, and the summary says why
+    proc, summary = run_site(tmp_path, inventory, "--check", "--diff")
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    row = rows(summary)["gpu-4090"]
+    assert row["status"] == "skipped" and "gpuprov is not installed on this host yet" in row["why"], row
+    assert not opt.exists() and calls(tmp_path, "gpu-4090") == []
+
     proc, summary = run_site(tmp_path, inventory)
     assert proc.returncode == 0, proc.stdout[-4000:]
     row = rows(summary)["gpu-4090"]
@@ -265,6 +272,7 @@ def test_host_role_builds_the_wheel_and_installs_offline(tmp_path: Path) -> None
     assert installed.read_text().endswith("# changed\n")
 
 
+@pytest.mark.slow
 def test_playbooks_pass_ansible_lint_production(tmp_path: Path) -> None:
     proc = subprocess.run(
         [str(BIN / "ansible-lint"), "--profile", "production", "--nocolor", "playbooks", "molecule"],
