@@ -21,6 +21,15 @@ attributes:
   diff_mode: {support: none}
 """
 
+EXAMPLES = r"""
+- name: Read the host's GPUs and driver.
+  gpuprov_facts:
+
+- name: Also read the Python environment, CUDA toolkits and inference engines.
+  gpuprov_facts:
+    full: true
+"""
+
 RETURN = r"""
 ansible_facts:
   description: C(gpuprov_snapshot), the snapshot as C(gpuprov doctor --json) prints it.

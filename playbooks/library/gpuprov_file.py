@@ -8,7 +8,8 @@ DOCUMENTATION = r"""
 module: gpuprov_file
 short_description: Write (or remove) a file gpuprov manages, rendering templates with gpuprov's renderer
 description:
-  - Writes I(content), or renders I(template) (a name in gpuprov's C(templates/)) with I(vars) through
+  - >-
+    Writes I(content), or renders I(template) (a name in gpuprov's C(templates/)) with I(vars) through
     C(provision.render) — the same renderer C(gpuprov plan --diff) and C(gpuprov render) use, so a preview
     and what Ansible writes are identical. C(ansible.builtin.template) is not used: its Jinja2 settings differ.
   - The file is written atomically. Before the first change, its previous content and mode (or its
@@ -58,6 +59,33 @@ options:
 attributes:
   check_mode: {support: full}
   diff_mode: {support: full}
+"""
+
+EXAMPLES = r"""
+- name: Write the driver option that keeps CUDA alive over suspend, from gpuprov's template.
+  gpuprov_file:
+    path: /etc/modprobe.d/gpuprov-nvidia-preserve-vram.conf
+    template: gpuprov-nvidia-preserve-vram.conf.j2
+    vars:
+      profile: rtx4090-laptop
+      temporary_file_path: /var/tmp
+    mode: "0644"
+
+- name: Write a file's content as given, recorded for gpuprov revert.
+  gpuprov_file:
+    path: /etc/gpuprov/gpu-settings.json
+    content: |
+      {"profile": "rtx4090", "gpus": []}
+    mode: "0644"
+
+- name: Remove a drop-in gpuprov wrote, and its directory when empty, in an image tree.
+  gpuprov_file:
+    path: /etc/systemd/system/ollama.service.d/gpuprov.conf
+    state: absent
+    remove_dirs:
+      - /etc/systemd/system/ollama.service.d
+    root: /srv/images/node01
+    record: false
 """
 
 RETURN = r"""

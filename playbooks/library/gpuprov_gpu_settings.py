@@ -36,6 +36,23 @@ attributes:
   diff_mode: {support: full}
 """
 
+EXAMPLES = r"""
+- name: Cap GPU 0 at 250 W with persistence mode on (the plan's desired.gpus has this shape).
+  gpuprov_gpu_settings:
+    gpus:
+      - key: index:0
+        index: 0
+        name: NVIDIA GeForce RTX 4090
+        settings:
+          power_limit_w: 250
+          persistence_mode: true
+
+- name: Apply what gpuprov_plan decided.
+  gpuprov_gpu_settings:
+    gpus: "{{ gpuprov_gpu_plan.desired.gpus }}"
+    state_dir: /var/lib/gpuprov
+"""
+
 RETURN = r"""
 gpus:
   description: Per GPU, its key and the lines describing what was (or in check mode would be) set.

@@ -8,10 +8,12 @@ DOCUMENTATION = r"""
 module: gpuprov_llama_build
 short_description: Build llama-cpp-python for the GPUs that are present, and verify it
 description:
-  - Takes the build that M(gpuprov_plan) decided (C(desired.llama_cpp): the CUDA architectures of the
+  - >-
+    Takes the build that M(gpuprov_plan) decided (C(desired.llama_cpp): the CUDA architectures of the
     detected GPUs, the nvcc the driver can run, the CMake options of the llama-cpp-python version) and runs
     it with C(provision.llama_build), the code behind C(gpuprov build llama-cpp).
-  - Idempotent: nothing is built when the environment already holds a build gpuprov recorded with the
+  - >-
+    Idempotent: nothing is built when the environment already holds a build gpuprov recorded with the
     same version, architectures and CPU/CUDA choice. After a build the result is verified (CUDA linkage,
     kernels, C(llama_supports_gpu_offload())) and recorded next to the libraries.
   - In check mode reports whether a build would run, and why.
@@ -26,6 +28,13 @@ options:
 attributes:
   check_mode: {support: full}
   diff_mode: {support: full}
+"""
+
+EXAMPLES = r"""
+- name: Build llama-cpp-python for the GPUs the plan found.
+  gpuprov_llama_build:
+    build: "{{ gpuprov_gpu_plan.desired.llama_cpp }}"
+    log: /var/log/gpuprov/llama-cpp.log
 """
 
 RETURN = r"""

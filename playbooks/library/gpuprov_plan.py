@@ -8,7 +8,8 @@ DOCUMENTATION = r"""
 module: gpuprov_plan
 short_description: Compute the desired state of a gpuprov profile on this host, and what differs
 description:
-  - Calls C(provision.plan.make_plan) on a fresh probe of the host: the same function C(gpuprov plan)
+  - >-
+    Calls C(provision.plan.make_plan) on a fresh probe of the host: the same function C(gpuprov plan)
     prints. Changes nothing; the changing modules (M(gpuprov_gpu_settings), M(gpuprov_file),
     M(gpuprov_unit)) take its C(desired) result.
   - Fails, before anything is changed, when there is no usable NVIDIA driver, when the profile fits
@@ -38,6 +39,26 @@ options:
 attributes:
   check_mode: {support: full}
   diff_mode: {support: none}
+"""
+
+EXAMPLES = r"""
+- name: Compute what the rtx4090 profile would change here.
+  gpuprov_plan:
+    profile: rtx4090
+  register: gpuprov_gpu_plan
+
+- name: Plan back to the state recorded before gpuprov's first change.
+  gpuprov_plan:
+    revert: true
+    state_dir: /var/lib/gpuprov
+  register: gpuprov_gpu_plan
+
+- name: Plan a profile for an image tree, even on a GPU it does not list.
+  gpuprov_plan:
+    profile: datacenter
+    force: true
+    root: /srv/images/node01
+    python: /opt/gpuprov/bin/python
 """
 
 RETURN = r"""

@@ -12,7 +12,8 @@ description:
     and calls C(provision.fleet.select), the decision C(playbooks/site.yml) makes per host.
   - C(auto) picks the built-in profile that matches the most of the host's GPUs, naming the GPU model
     before one that only gives a compute capability (h100 before datacenter).
-  - A host with no usable driver, no GPU or no matching profile is not a failure: I(action) is
+  - >-
+    A host with no usable driver, no GPU or no matching profile is not a failure: I(action) is
     C(skip) and I(reason) says why. A profile name that does not exist or does not load fails.
 options:
   profile:
@@ -22,6 +23,17 @@ options:
 attributes:
   check_mode: {support: full}
   diff_mode: {support: none}
+"""
+
+EXAMPLES = r"""
+- name: Choose the profile from the GPUs the host has.
+  gpuprov_select:
+    profile: auto
+  register: gpuprov_selection
+
+- name: Use the profile the inventory names (skipped when the host's GPUs do not match it).
+  gpuprov_select:
+    profile: "{{ gpuprov_profile }}"
 """
 
 RETURN = r"""

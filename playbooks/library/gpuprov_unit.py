@@ -10,7 +10,8 @@ short_description: Enable or disable a systemd unit, also on hosts and image tre
 description:
   - Where systemd is PID 1 (and I(root) is C(/)), runs C(systemctl enable) / C(disable), with C(--now) when
     I(now) is true, after a C(daemon-reload).
-  - Elsewhere (containers, chroots, image builds, CI) does what C(systemctl --root=ROOT enable) does: creates
+  - >-
+    Elsewhere (containers, chroots, image builds, CI) does what C(systemctl --root=ROOT enable) does: creates
     the C([Install]) symlinks under C(/etc/systemd/system/*.wants/). Nothing is started, and the result says so.
   - Before the first change, the unit's previous enablement is recorded for C(gpuprov revert).
 options:
@@ -40,6 +41,20 @@ options:
 attributes:
   check_mode: {support: full}
   diff_mode: {support: full}
+"""
+
+EXAMPLES = r"""
+- name: Enable and start the driver's persistence daemon.
+  gpuprov_unit:
+    name: nvidia-persistenced.service
+    enabled: true
+    now: true
+
+- name: Enable the boot-time GPU settings unit in an image tree (symlinks, nothing started).
+  gpuprov_unit:
+    name: gpuprov-gpu-settings.service
+    enabled: true
+    root: /srv/images/node01
 """
 
 RETURN = r"""
