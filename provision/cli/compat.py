@@ -74,6 +74,7 @@ def check_cmd(
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
+        from rich.markup import escape
         from rich.table import Table
 
         from provision.console import make_console
@@ -83,10 +84,10 @@ def check_cmd(
             table = Table("", "pair", "why", "fix", "source", show_lines=True)
             mark = {"incompatible": "[red]✗[/]", "unknown": "[yellow]?[/]", "warning": "[yellow]![/]"}
             for p in report.problems:
-                table.add_row(mark[p.severity], p.pair, p.reason, p.fix, p.source)
+                table.add_row(mark[p.severity], escape(p.pair), escape(p.reason), escape(p.fix), escape(p.source))
             console.print(table)
         for line in report.skipped:
-            console.print(f"[dim]not checked: {line}[/]")
+            console.print(f"[dim]not checked: {escape(line)}[/]")
         colour = {"ok": "green", "unknown": "yellow", "incompatible": "red"}[report.verdict]
         console.print(f"[{colour}]{report.verdict}[/] ({len(report.checked)} pair(s) checked)")
     raise typer.Exit(report.exit_code)
@@ -109,7 +110,8 @@ def plan_cmd(
 ) -> None:
     """The newest consistent set of packages for this host (or what-if flags) and an engine.
 
-    Exit code: 0 a plan, 1 nothing in the matrix fits the GPU, 2 bad usage.
+    Exit code: 0 a plan, 1 nothing in the matrix fits the GPU, 2 bad usage. A driver the plan needs, and
+    the check's warnings, are in every format (comment lines in constraints and uv-sources).
     """
     from provision.compat.plan import plan
     from provision.errors import UsageError
@@ -124,6 +126,7 @@ def plan_cmd(
     elif fmt == "uv-sources":
         typer.echo(result.uv_sources(), nl=False)
     else:
+        from rich.markup import escape
         from rich.table import Table
 
         from provision.console import make_console
@@ -135,16 +138,16 @@ def plan_cmd(
         if result.pins:
             console.print(table)
         if result.cuda:
-            console.print(f"CUDA runtime: {result.cuda}")
+            variant = f" ({result.variant})" if result.variant else ""
+            console.print(f"CUDA runtime: {result.cuda}{variant}")
         if result.driver_needed:
             console.print(f"[red]driver needed: ≥ {result.driver_needed}[/]")
         for key, value in result.build_env.items():
-            console.print(f'build from source: {key}="{value}"')
+            console.print(escape(f'build from source: {key}="{value}"'))
         for note in result.notes:
-            console.print(f"[dim]{note}[/]")
-        if result.report and result.report.problems:
-            for p in result.report.problems:
-                console.print(f"[yellow]{p.severity}[/]: {p.pair}: {p.reason}")
+            console.print(f"[dim]{escape(note)}[/]")
+        for line in result.warnings(driver=False):  # the driver line is above
+            console.print(f"[yellow]{escape(line)}[/]")
 
 
 @compat_app.command("refresh")
@@ -168,6 +171,12 @@ def refresh_cmd(
     from provision.compat.refresh import PACKAGES, refresh, render_rows
     from provision.errors import UsageError
 
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        Version(since) if since else None
+    except InvalidVersion:
+        raise UsageError(f"--since {since!r} is not a version (e.g. 0.10.0)") from None
     packages = package or list(PACKAGES)
     unknown = [p for p in packages if p not in PACKAGES]
     if unknown:

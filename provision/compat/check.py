@@ -172,7 +172,18 @@ class _Checker:
                     "install a CUDA build (gpuprov compat plan)",
                 )
             return None
-        variant = local if local and local.startswith("cu") else None
+        if local and not re.fullmatch(r"cu\d{3}", local):
+            self.add(
+                "unknown",
+                "torch_unknown",
+                f"torch {text}",
+                f"torch {text} is not a CUDA build (local tag +{local}): the matrix covers NVIDIA CUDA builds "
+                "(+cuXYZ), CPU builds (+cpu) and the plain PyPI wheel",
+                "compat.toml [torch]",
+                "gpuprov compat plan proposes a CUDA build for this GPU",
+            )
+            return None
+        variant = local
         if variant is None and self.t.torch_cuda:
             variant = "cu" + self.t.torch_cuda.replace(".", "")
         build = self.m.torch_build(public, variant)
@@ -328,6 +339,17 @@ class _Checker:
             )
             return
         label = f"flashinfer-python {text}"
+        published, requires_torch = self.m.flashinfer_published(text)
+        if not published:
+            self.add(
+                "unknown",
+                "flashinfer_unknown",
+                label,
+                f"flashinfer-python {Version(text).public} is not a release the matrix has read from PyPI",
+                self.m.flashinfer_pins_source,
+                "check the version; maintainers: gpuprov compat refresh --package flashinfer-python",
+            )
+            return
         torch_text = self.t.packages.get("torch")
         local = Version(text).local
         m = _FI_LOCAL.match(local or "")
@@ -335,7 +357,17 @@ class _Checker:
             torch_v = Version(Version(torch_text).public)
             pair = f"{label} ↔ torch {torch_text}"
             self.checked.append(pair)
-            if m and (torch_v.major, torch_v.minor) != (int(m.group(2)), int(m.group(3))):
+            if requires_torch is not None and not requires_torch.contains(torch_v, prereleases=True):
+                self.add(
+                    "incompatible",
+                    "flashinfer_torch",
+                    pair,
+                    f"flashinfer-python {Version(text).public} requires torch{requires_torch} in its own metadata "
+                    "(pip and uv refuse the combination)",
+                    self.m.flashinfer_pins_source,
+                    self._flashinfer_fix(torch_v),
+                )
+            elif m and (torch_v.major, torch_v.minor) != (int(m.group(2)), int(m.group(3))):
                 self.add(
                     "incompatible",
                     "flashinfer_torch",
@@ -426,12 +458,73 @@ class _Checker:
                 fix,
             )
 
+    # -- llama-cpp-python ------------------------------------------------------------------------------
+    def llama_cpp(self) -> None:
+        """llama-cpp-python pins no torch: its version against the matrix, its build against the GPUs.
+
+        Which architectures a build holds is not in its version: a snapshot says whether its libraries
+        link CUDA at all; ``gpuprov build llama-cpp`` builds for, and verifies, the GPUs present.
+        """
+        text = self.t.packages.get("llama-cpp-python")
+        if text is None:
+            return
+        version = Version(text)
+        newest = Version(self.m.llama_cpp_newest)
+        label = f"llama-cpp-python {text}"
+        if Version(version.public) > newest:
+            self.add(
+                "unknown",
+                "llama_cpp_unknown",
+                label,
+                f"llama-cpp-python {version.public} is newer than the matrix covers "
+                f"({self.m.coverage['llama_cpp_python']})",
+                "compat.toml [llama_cpp]",
+                "gpuprov build llama-cpp builds it for this GPU and verifies the result",
+            )
+            return
+        if not self.t.gpus:
+            self.skipped.append(f"{label} ↔ GPU: no GPU known (give --gpu or --cc)")
+            return
+        for gpu in self.t.gpus:
+            pair = f"{label} ↔ {gpu.label} (cc {gpu.compute_capability})"
+            self.checked.append(pair)
+            if self.t.llama_cpp_cuda is False:
+                self.add(
+                    "incompatible",
+                    "llama_cpp_cpu",
+                    pair,
+                    f"{label} is a CPU-only build (its libraries do not link CUDA): it cannot offload to the GPU",
+                    self.m.llama_cpp_source,
+                    "gpuprov build llama-cpp (compiles it for the GPUs present)",
+                )
+                return
+            if not any(runs_on(w.archs, gpu.compute_capability) for w in self.m.llama_cpp_wheels):
+                self.add(
+                    "warning",
+                    "llama_cpp_gpu",
+                    pair,
+                    f"no prebuilt llama-cpp-python CUDA wheel has kernels for compute capability "
+                    f"{gpu.compute_capability}: only a source build runs on it",
+                    self.m.llama_cpp_wheels[-1].source,
+                    "gpuprov build llama-cpp",
+                )
+
     def run(self) -> Report:
         torch = self.torch()
         self.vllm(torch)
         self.flashinfer(torch)
         self.xformers()
-        return Report(verdict_of(self.problems), self.problems, self.checked, self.skipped)
+        self.llama_cpp()
+        verdict = verdict_of(self.problems)
+        if verdict == "ok" and not self.checked:
+            # nothing was compared: that is not "compatible"
+            verdict = "unknown"
+            if not self.skipped:
+                self.skipped.append(
+                    "nothing to check: no tracked package (torch, vllm, flashinfer-python, xformers, "
+                    "llama-cpp-python) is installed or given with --with"
+                )
+        return Report(verdict, self.problems, self.checked, self.skipped)
 
 
 def check(target: Target, matrix: Matrix | None = None) -> Report:

@@ -12,7 +12,7 @@ from provision.diagnosis import Finding, check
 from provision.snapshot import Snapshot
 
 _SEVERITY = {"incompatible": "error", "warning": "warn", "unknown": "info"}
-_TRACKED = ("torch", "vllm", "flashinfer-python", "flashinfer", "xformers")
+_TRACKED = ("torch", "vllm", "flashinfer-python", "flashinfer", "xformers", "llama-cpp-python")
 
 
 @check
@@ -24,8 +24,8 @@ def compat_matrix(s: Snapshot) -> Iterable[Finding]:
 
     report = compat_check(target_from_snapshot(s))
     for problem in report.problems:
-        if problem.kind == "torch_cpu":
-            continue  # diagnosis.torch_cpu_only already says it
+        if problem.kind in ("torch_cpu", "llama_cpp_cpu"):
+            continue  # diagnosis's torch / llama-cpp-python CPU-build checks already say it
         yield Finding(
             f"compat.{problem.kind}",
             _SEVERITY[problem.severity],

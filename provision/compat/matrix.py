@@ -165,7 +165,12 @@ class Matrix:
             )
             for r in data["flashinfer"]["ranges"]
         ]
-        self.flashinfer_versions = [str(r["version"]) for r in data["flashinfer_pins"]["releases"]]
+        #: flashinfer-python releases refresh read from PyPI → their own torch requirement (None: no pin)
+        self.flashinfer_pins: dict[Version, SpecifierSet | None] = {
+            Version(str(r["version"])): SpecifierSet(r["torch_range"]) if r.get("torch_range") else None
+            for r in data["flashinfer_pins"]["releases"]
+        }
+        self.flashinfer_pins_source = "compat.toml [flashinfer_pins] (gpuprov compat refresh: PyPI wheel METADATA)"
         self.xformers_releases = {
             str(r["version"]): XformersRelease(
                 version=str(r["version"]),
@@ -234,6 +239,14 @@ class Matrix:
             return None
         public = Version(v.public)
         return next((r for r in self.flashinfer_ranges if r.versions.contains(public, prereleases=True)), None)
+
+    def flashinfer_published(self, version: str) -> tuple[bool, SpecifierSet | None]:
+        """(is this a flashinfer-python release refresh has seen — True for versions older than what it
+        read —, the torch requirement in that release's own metadata)."""
+        v = Version(Version(version).public)
+        if not self.flashinfer_pins or v < min(self.flashinfer_pins):
+            return True, None
+        return v in self.flashinfer_pins, self.flashinfer_pins.get(v)
 
     def xformers(self, version: str) -> XformersRelease | None:
         v = version_or_none(version)

@@ -45,8 +45,12 @@ class Plan:
     pins: list[Pin] = field(default_factory=list)
     #: driver needed when the host's is too old for every candidate (None: the driver is fine or unknown)
     driver_needed: str | None = None
-    #: the CUDA runtime the set brings
+    #: the CUDA runtime the set brings (torch's, for vLLM)
     cuda: str | None = None
+    #: the wheel variant of that runtime ("cu128"; None for a plain PyPI wheel)
+    variant: str | None = None
+    #: every CUDA runtime in the set (vLLM's own wheel can be newer than torch's): the driver must run all
+    cudas: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     #: the check of the proposed set against the target
     report: Report | None = None
@@ -58,15 +62,31 @@ class Plan:
             "engine": self.engine,
             "pins": [asdict(p) | {"requirement": p.requirement} for p in self.pins],
             "cuda": self.cuda,
+            "variant": self.variant,
+            "cudas": self.cudas,
             "driver_needed": self.driver_needed,
             "build_env": self.build_env,
             "notes": self.notes,
             "check": self.report.to_dict() if self.report else None,
         }
 
+    def warnings(self, *, driver: bool = True) -> list[str]:
+        """What a person must know before installing the set: the driver it needs, the check's problems."""
+        out = []
+        if driver and self.driver_needed:
+            out.append(f"driver needed first: ≥ {self.driver_needed} (gpuprov never installs drivers)")
+        if self.report:
+            out += [f"{p.severity}: {p.pair}: {p.reason}" for p in self.report.problems]
+        return out
+
+    def _comment_lines(self) -> list[str]:
+        lines = [f"# {line}" for line in self.warnings()]
+        lines += [f"# note: {note}" for note in self.notes]
+        return [line.replace("\n", " ") for line in lines]
+
     def constraints(self) -> str:
-        """A pip/uv constraints file (``uv pip install -c FILE``)."""
-        lines = [f"# gpuprov compat plan --engine {self.engine}"]
+        """A pip/uv constraints file (``uv pip install -c FILE``), its caveats as comments."""
+        lines = [f"# gpuprov compat plan --engine {self.engine}", *self._comment_lines()]
         indexes = sorted({p.index for p in self.pins if p.index})
         for url in indexes:
             lines.append(
@@ -78,12 +98,14 @@ class Plan:
 
     def uv_sources(self) -> str:
         """A ``[tool.uv]`` snippet for pyproject.toml: the constraints, and the index for torch/wheels."""
-        lines = ["[tool.uv]", "constraint-dependencies = ["]
+        lines = [f"# gpuprov compat plan --engine {self.engine} --format uv-sources", *self._comment_lines()]
+        lines += ["[tool.uv]", "constraint-dependencies = ["]
         lines += [f'  "{p.requirement}",' for p in self.pins]
         lines.append("]")
         indexed = [p for p in self.pins if p.index]
         if indexed:
             lines.append("")
+            lines.append("# [tool.uv.sources] applies to the project's direct dependencies: list these there too")
             lines.append("[tool.uv.sources]")
             for p in indexed:
                 lines.append(f'{p.name} = [{{ index = "{_index_name(p.index or "")}" }}]')
@@ -127,13 +149,19 @@ def _plan_vllm(target: Target, matrix: Matrix, driver: Version | None, flashinfe
         torch = _pick_torch(matrix, rel.torch, ccs, driver, cuda_major(rel.cuda))
         if torch is None:
             continue
-        plan = Plan("vllm", cuda=torch.cuda)
+        plan = Plan("vllm", cuda=torch.cuda, variant=None if torch.pypi else torch.variant)
+        plan.cudas = sorted({torch.cuda, rel.cuda}, key=Version)
         plan.pins.append(Pin("vllm", rel.version, None, rel.source))
         plan.pins.append(
             Pin("torch", torch.version if torch.pypi else f"{torch.version}+{torch.variant}", torch.index, torch.source)
         )
         if rel.xformers:
             plan.pins.append(Pin("xformers", rel.xformers, None, rel.source))
+        if rel.flashinfer and not flashinfer and not rel.flashinfer_extra:
+            plan.notes.append(
+                f"--no-flashinfer: vLLM {rel.version} requires flashinfer-python {rel.flashinfer} (not an extra): "
+                "it is pinned anyway"
+            )
         if rel.flashinfer and (flashinfer or not rel.flashinfer_extra):
             fi = matrix.flashinfer(rel.flashinfer)
             if fi is not None and all(Version(cc) >= Version(fi.min_cc) for cc in ccs):
@@ -171,6 +199,8 @@ def _plan_llama_cpp(target: Target, matrix: Matrix, driver: Version | None) -> P
         from provision.compat.matrix import LLAMA_CPP_INDEX
 
         plan.cuda = wheel.cuda
+        plan.variant = wheel.variant
+        plan.cudas = [wheel.cuda]
         plan.pins.append(
             Pin(
                 "llama-cpp-python", matrix.llama_cpp_newest, LLAMA_CPP_INDEX.format(variant=wheel.variant), wheel.source
@@ -202,6 +232,17 @@ def _plan_ollama(target: Target, matrix: Matrix, driver: Version | None) -> Plan
     return plan
 
 
+def _driver_for(matrix: Matrix, cudas: list[str]) -> str | None:
+    """The driver that runs every CUDA runtime of a set natively: the highest of their toolkits' drivers."""
+    drivers = []
+    for cuda in cudas:
+        toolkit = matrix.toolkit_driver(cuda)
+        floor = matrix.driver_floor(cuda)
+        if toolkit or floor:
+            drivers.append(toolkit[0] if toolkit else floor[0])  # type: ignore[index]
+    return max(drivers, key=Version) if drivers else None
+
+
 def plan(target: Target, engine: str = "vllm", *, flashinfer: bool = True, matrix: Matrix | None = None) -> Plan:
     """The newest consistent set for ``target`` and ``engine``; raises NoPlanError when none exists."""
     m = matrix or load_matrix()
@@ -220,21 +261,27 @@ def plan(target: Target, engine: str = "vllm", *, flashinfer: bool = True, matri
     result = make(driver)
     if result is None and driver is not None:
         result = make(None)
-        if result is not None and result.cuda:
-            toolkit = m.toolkit_driver(result.cuda)
-            floor = m.driver_floor(result.cuda)
-            result.driver_needed = toolkit[0] if toolkit else (floor[0] if floor else None)
+        if result is not None and result.cudas:
+            result.driver_needed = _driver_for(m, result.cudas)
             result.notes.append(
                 f"no release fits driver {target.driver}: upgrade the driver to ≥ {result.driver_needed}"
             )
     if result is None:
         ccs = ", ".join(target.cc_list()) or "?"
         raise NoPlanError(f"no {engine} release in the matrix supports compute capability {ccs}")
+    if not target.gpus:
+        result.notes.append(
+            "no GPU known: the set is not checked against a compute capability (give --gpu or --cc, or run on the host)"
+        )
+    if driver is None and engine != "ollama" and result.cudas:
+        result.notes.append(
+            f"no driver known: this set needs driver ≥ {_driver_for(m, result.cudas)} (give --driver to check)"
+        )
     if result.pins:
         what_if = Target(
             driver=result.driver_needed or target.driver,
             gpus=list(target.gpus),
-            packages={p.name: p.version for p in result.pins if p.name != "llama-cpp-python"},
+            packages={p.name: p.version for p in result.pins},
         )
         result.report = check(what_if, m)
     return result

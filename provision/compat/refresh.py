@@ -267,7 +267,10 @@ def refresh(
     """Pins of every final release of ``package`` (from ``since`` on), oldest first."""
     if canonicalize_name(package) not in PACKAGES:
         raise RefreshError(f"refresh knows {', '.join(PACKAGES)}, not {package!r}")
-    floor = Version(since) if since else None
+    try:
+        floor = Version(since) if since else None
+    except InvalidVersion:
+        raise RefreshError(f"--since {since!r} is not a version (e.g. 0.10.0)") from None
     rows = []
     for version, wheel in sorted(list_wheels(package, index=index, fetch=fetch).items()):
         if floor is not None and version < floor:

@@ -39,6 +39,8 @@ class Target:
     torch_cuda: str | None = None
     #: a snapshot's torch has neither CUDA nor HIP in torch/version.py: a CPU-only build
     torch_cpu: bool = False
+    #: llama-cpp-python's libraries link CUDA (from a snapshot; None: unknown, e.g. a --with version)
+    llama_cpp_cuda: bool | None = None
 
     def cc_list(self) -> list[str]:
         return sorted({g.compute_capability for g in self.gpus}, key=parse_cc)
@@ -88,6 +90,7 @@ def target_from_snapshot(snap: Snapshot) -> Target:
         if name in TRACKED:
             target.packages[name] = pkg.version
     target.torch_cuda = snap.python.torch_cuda
+    target.llama_cpp_cuda = snap.python.llama_cpp_cuda
     torch = snap.python.packages.get("torch")
     target.torch_cpu = (
         torch is not None
@@ -117,6 +120,7 @@ def apply_overrides(
         packages=dict(target.packages),
         torch_cuda=target.torch_cuda,
         torch_cpu=target.torch_cpu,
+        llama_cpp_cuda=target.llama_cpp_cuda,
     )
     if driver is not None:
         out.driver = parse_driver(driver)
@@ -126,11 +130,19 @@ def apply_overrides(
             raise UsageError(f"--gpu {gpu!r}: not a GPU gpuprov knows; give its compute capability with --cc")
         out.gpus = [GpuTarget(spec.name, spec.compute_capability)]
     if cc is not None:
-        out.gpus = [GpuTarget(f"cc {parse_cc_option(cc)}", parse_cc_option(cc))]
+        out.gpus = [GpuTarget("GPU", parse_cc_option(cc))]  # labels read "GPU (cc 8.9)"
+    given: set[str] = set()
     for text in packages or []:
         name, version = parse_package_spec(text)
+        if name not in TRACKED:
+            raise UsageError(f"--with {text!r}: the matrix does not track {name} (it knows {', '.join(TRACKED)})")
+        if name in given:
+            raise UsageError(f"--with names {name} twice: give one version")
+        given.add(name)
         out.packages[name] = version
         if name == "torch":
             out.torch_cuda = None
             out.torch_cpu = False  # the snapshot's torch build no longer applies
+        if name == "llama-cpp-python":
+            out.llama_cpp_cuda = None  # nor its llama-cpp-python build
     return out

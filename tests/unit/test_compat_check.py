@@ -9,6 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from packaging.version import Version
+
 from provision.cli import app
 from provision.compat.check import check
 from provision.compat.matrix import load_matrix, runs_on
@@ -251,7 +253,8 @@ def test_fix_for_a_new_gpu_is_a_build_the_driver_can_run() -> None:
     assert "cu13" not in fix
     proposed = fix.split("install ", 1)[1].split()[0]
     fixed = check(what_if(gpu="RTX 5090", driver="575.64.03", packages=[proposed]))
-    assert not [p for p in fixed.problems if p.kind in ("torch_gpu", "torch_driver") and p.severity == "error"]
+    assert not [p for p in fixed.problems if p.kind in ("torch_gpu", "torch_driver") and p.severity == "incompatible"]
+    assert fixed.verdict == "ok", [p.reason for p in fixed.problems]
 
 
 # -- snapshots and overrides ----------------------------------------------------------------------------
@@ -285,6 +288,8 @@ def test_flags_override_the_snapshot() -> None:
         (dict(packages=["torch>=2.7"]), "exact version"),
         (dict(packages=["torch==="]), "is not a version"),
         (dict(packages=["not a spec at all"]), "not a package spec"),
+        (dict(packages=["numpy==1.26.4"]), "does not track numpy"),
+        (dict(packages=["torch==2.7.1", "torch==2.8.0"]), "names torch twice"),
     ],
 )
 def test_bad_usage(kw: dict[str, object], message: str) -> None:
@@ -353,3 +358,88 @@ def test_cli_from_snapshot() -> None:
     )
     assert code == 0, out
     assert json.loads(out)["verdict"] == "ok"
+
+
+# -- never guessed as ok ----------------------------------------------------------------------------
+
+
+def test_nothing_to_check_is_not_ok() -> None:
+    report = check(Target())
+    assert report.verdict == "unknown" and report.exit_code == 3
+    assert report.skipped and "nothing to check" in report.skipped[0]
+    # a package, but neither a driver nor a GPU to hold it against
+    report = check(what_if(packages=["torch==2.7.1"]))
+    assert report.verdict == "unknown" and not report.checked
+    assert any("no driver known" in s for s in report.skipped)
+
+
+def test_a_rocm_torch_is_unknown_not_a_cuda_build() -> None:
+    report = check(what_if(gpu="RTX 4090", driver="570.172.08", packages=["torch==2.7.1+rocm6.2"]))
+    assert report.verdict == "unknown"
+    assert "not a CUDA build" in report.problems[0].reason
+
+
+@pytest.mark.parametrize(
+    ("kw", "verdict", "kind"),
+    [
+        # covered, GPU with prebuilt wheels: ok (the build's archs are gpuprov build's business)
+        (dict(gpu="RTX 4090", packages=["llama-cpp-python==0.3.16"]), "ok", None),
+        # newer than the matrix: unknown, never guessed
+        (dict(gpu="RTX 4090", packages=["llama-cpp-python==9.9.9"]), "unknown", "llama_cpp_unknown"),
+        # Maxwell (5.0): older than every prebuilt wheel's archs (PTX JIT covers only newer GPUs): a warning
+        (dict(cc="5.0", packages=["llama-cpp-python==0.3.16"]), "ok", "llama_cpp_gpu"),
+    ],
+)
+def test_llama_cpp_python(kw: dict[str, object], verdict: str, kind: str | None) -> None:
+    report = check(what_if(**kw))
+    assert report.verdict == verdict, [p.reason for p in report.problems]
+    assert {p.kind for p in report.problems} == ({kind} if kind else set())
+    if verdict == "ok":
+        assert any(pair.startswith("llama-cpp-python") for pair in report.checked)
+
+
+def test_llama_cpp_cpu_build_on_a_gpu_host_is_incompatible() -> None:
+    snap = Snapshot.load(SNAPSHOTS / "rtx4090.constructed.json")
+    target = target_from_snapshot(snap)
+    target.packages["llama-cpp-python"] = "0.3.16"
+    target.llama_cpp_cuda = False
+    report = check(target)
+    assert "llama_cpp_cpu" in {p.kind for p in report.problems}
+    assert report.verdict == "incompatible"
+    # a --with version says nothing about the build: the snapshot's CPU build no longer applies
+    assert "llama_cpp_cpu" not in {
+        p.kind for p in check(apply_overrides(target, packages=["llama-cpp-python==0.3.16"])).problems
+    }
+
+
+def test_flashinfer_release_metadata_feeds_the_check() -> None:
+    """flashinfer-python 0.7.1+ require torch>=2.8 in their own metadata ([flashinfer_pins])."""
+    m = load_matrix()
+    assert m.flashinfer_published("0.7.4") == (True, m.flashinfer_pins[Version("0.7.4")])
+    report = check(what_if(gpu="RTX 4090", driver="580.65.06", packages=["torch==2.7.1", "flashinfer-python==0.7.4"]))
+    assert "flashinfer_torch" in {p.kind for p in report.problems}
+    # a version inside a range but never published (0.7.3 was skipped) is unknown
+    report = check(what_if(gpu="RTX 4090", driver="580.65.06", packages=["torch==2.9.0", "flashinfer-python==0.7.3"]))
+    assert report.verdict == "unknown" and report.problems[0].kind == "flashinfer_unknown"
+
+
+def test_every_vllm_row_has_build_facts() -> None:
+    """A refreshed [vllm] row without a [vllm_build] range would be dropped silently: forbid it."""
+    import tomllib
+
+    data = tomllib.loads((Path(__file__).parents[2] / "provision" / "data" / "compat.toml").read_text())
+    m = load_matrix()
+    missing = [r["version"] for r in data["vllm"]["releases"] if r["version"] not in m.vllm_releases]
+    assert not missing, f"add a [vllm_build] range covering {missing}"
+
+
+def test_every_pin_names_a_row_the_matrix_has() -> None:
+    """Every vLLM row's torch / xformers / flashinfer pin is itself covered: check can follow it."""
+    m = load_matrix()
+    for rel in m.vllm_releases.values():
+        assert rel.torch in m.torch_versions, (rel.version, rel.torch)
+        assert rel.xformers is None or m.xformers(rel.xformers) is not None, (rel.version, rel.xformers)
+        assert rel.flashinfer is None or m.flashinfer(rel.flashinfer) is not None, (rel.version, rel.flashinfer)
+        assert m.torch_variants(rel.torch), rel.version
+        if rel.xformers:  # and the xformers it pins is built for the torch it pins
+            assert Version(rel.torch) in m.xformers(rel.xformers).torch, (rel.version, rel.xformers)

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from packaging.requirements import Requirement
+from packaging.version import Version
 
 from provision.compat.check import check
 from provision.compat.plan import NoPlanError, plan
@@ -40,7 +41,7 @@ def test_every_plan_passes_check(gpu, driver: str | None, engine: str, flashinfe
     try:
         result = plan(target, engine, flashinfer=flashinfer)
     except NoPlanError:
-        assert engine == "vllm" and gpu.compute_capability < "7.0"
+        assert engine == "vllm" and Version(gpu.compute_capability) < Version("7.0")
         return
     if not result.pins:  # a build from source: nothing to check
         assert result.build_env
@@ -51,7 +52,7 @@ def test_every_plan_passes_check(gpu, driver: str | None, engine: str, flashinfe
     again = Target(
         driver=result.driver_needed or driver,
         gpus=target.gpus,
-        packages={p.name: p.version for p in result.pins if p.name != "llama-cpp-python"},
+        packages={p.name: p.version for p in result.pins},
     )
     assert check(again).verdict == "ok"
 
@@ -121,3 +122,50 @@ def test_uv_sources_format_names_the_pytorch_index_when_needed() -> None:
     ]
     plain = plan(apply_overrides(Target(), gpu="H100"), "vllm").uv_sources()
     assert "sources" not in tomllib.loads(plain)["tool"]["uv"]
+
+
+def test_constraints_carry_the_driver_needed_and_the_warnings_as_comments() -> None:
+    """A constraints file on its own must not look like a clean bill of health."""
+    result = plan(apply_overrides(Target(), cc="7.0", driver="450.80.02"), "vllm")
+    # Volta: vLLM ≤ 0.19 (0.20 dropped it); its CUDA 12.9 wheel needs more than torch's cu128
+    assert result.driver_needed == "575.51.03", result.cudas
+    text = result.constraints()
+    comments = [ln for ln in text.splitlines() if ln.startswith("#")]
+    assert any("driver needed first: ≥ 575.51.03" in ln for ln in comments)
+    assert any("FlashInfer requires compute capability" in ln for ln in comments)
+    pins = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+    assert all(Requirement(ln) for ln in pins)
+    doc = tomllib.loads(result.uv_sources())  # comments keep it valid TOML
+    assert doc["tool"]["uv"]["constraint-dependencies"] == pins
+    assert "driver needed first" in result.uv_sources()
+
+
+def test_a_plan_without_gpu_or_driver_says_so() -> None:
+    result = plan(Target(), "vllm")
+    assert any(n.startswith("no GPU known") for n in result.notes)
+    assert any(n.startswith("no driver known: this set needs driver ≥ ") for n in result.notes)
+
+
+def test_no_flashinfer_says_when_vllm_requires_it_anyway() -> None:
+    result = plan(apply_overrides(Target(), gpu="RTX 4090 Laptop", driver="560.35.03"), "vllm", flashinfer=False)
+    assert "flashinfer-python" in {p.name for p in result.pins}
+    assert any(n.startswith("--no-flashinfer: vLLM 0.19.1 requires flashinfer-python") for n in result.notes)
+
+
+def test_table_shows_the_variant_and_escapes_brackets() -> None:
+    from typer.testing import CliRunner
+
+    from provision.cli import app
+
+    out = CliRunner().invoke(
+        app, ["compat", "plan", "--gpu", "GTX 1080 Ti", "--driver", "550.54.14", "--engine", "llama-cpp"]
+    )
+    assert out.exit_code == 0, out.output
+    assert "CUDA runtime: 12.4 (cu124)" in out.output
+    out = CliRunner().invoke(
+        app,
+        ["compat", "check", "--gpu", "RTX 4090", "--driver", "570.172.08",
+         "--with", "torch==2.7.1", "--with", "vllm==0.10.1", "--with", "flashinfer-python==0.2.8"],
+    )  # fmt: skip
+    assert out.exit_code == 1
+    assert "[flashinfer]" in out.output.replace("\n", " ")

@@ -72,3 +72,63 @@ def test_metadata_from_a_zip_tail(compress: int, tail_size: int) -> None:
 def test_not_a_zip() -> None:
     with pytest.raises(RefreshError, match="not a zip"):
         metadata_from_zip_tail(b"hello", lambda s, e: b"")
+
+
+def _fake_index(files: dict[str, str]):  # type: ignore[no-untyped-def]
+    """A PEP 691 index page and PEP 658 metadata files, served from a dict (filename → METADATA text)."""
+    import json
+
+    def fetch(url: str, headers: dict[str, str]) -> bytes:
+        if url.endswith("/flashinfer-python/"):
+            assert headers.get("Accept") == "application/vnd.pypi.simple.v1+json"
+            page = [
+                {
+                    "filename": name,
+                    "url": f"https://files.example/{name}",
+                    "core-metadata": True,
+                    "yanked": name == "flashinfer_python-0.7.3-py3-none-any.whl",
+                }
+                for name in files
+            ] + [{"filename": "flashinfer_python-0.7.0.tar.gz", "url": "https://files.example/sdist"}]
+            return json.dumps({"files": page}).encode()
+        name = url.removeprefix("https://files.example/").removesuffix(".metadata")
+        return files[name].encode()
+
+    return fetch
+
+
+def test_refresh_end_to_end_on_a_fake_index() -> None:
+    from provision.compat.refresh import refresh
+
+    meta = "Metadata-Version: 2.1\nName: flashinfer-python\nVersion: {v}\n{req}"
+    files = {
+        "flashinfer_python-0.7.0-py3-none-any.whl": meta.format(v="0.7.0", req=""),
+        "flashinfer_python-0.7.1-py3-none-any.whl": meta.format(v="0.7.1", req="Requires-Dist: torch>=2.8\n"),
+        "flashinfer_python-0.7.2rc1-py3-none-any.whl": meta.format(v="0.7.2rc1", req=""),  # pre-release: skipped
+        "flashinfer_python-0.7.3-py3-none-any.whl": meta.format(v="0.7.3", req=""),  # yanked: skipped
+        "flashinfer_python-0.6.0-py3-none-any.whl": meta.format(v="0.6.0", req=""),
+    }
+    seen: list[str] = []
+    rows = refresh(
+        "flashinfer-python",
+        since="0.7.0",
+        index="https://idx.example/simple",
+        fetch=_fake_index(files),
+        progress=seen.append,
+    )
+    assert [r.version for r in rows] == ["0.7.0", "0.7.1"]
+    assert rows[1].ranges == {"torch": ">=2.8"}
+    table = tomllib.loads(render_rows("flashinfer-python", rows))["flashinfer_pins"]["releases"]
+    assert table[1] == {
+        "version": "0.7.1",
+        "torch_range": ">=2.8",
+        "source": "PyPI wheel METADATA: flashinfer_python-0.7.1-py3-none-any.whl",
+    }
+    assert seen == ["flashinfer_python-0.7.0-py3-none-any.whl", "flashinfer_python-0.7.1-py3-none-any.whl"]
+
+
+def test_refresh_since_must_be_a_version() -> None:
+    from provision.compat.refresh import refresh
+
+    with pytest.raises(RefreshError, match="--since 'banana' is not a version"):
+        refresh("flashinfer-python", since="banana", fetch=_fake_index({}))
