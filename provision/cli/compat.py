@@ -168,10 +168,10 @@ def refresh_cmd(
     """
     import sys
 
+    from packaging.version import InvalidVersion, Version
+
     from provision.compat.refresh import PACKAGES, refresh, render_rows
     from provision.errors import UsageError
-
-    from packaging.version import InvalidVersion, Version
 
     try:
         Version(since) if since else None
