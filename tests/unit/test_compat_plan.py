@@ -153,19 +153,14 @@ def test_no_flashinfer_says_when_vllm_requires_it_anyway() -> None:
 
 
 def test_table_shows_the_variant_and_escapes_brackets() -> None:
-    from typer.testing import CliRunner
+    from tests.unit.test_cli_doctor import gpuprov
 
-    from provision.cli import app
-
-    out = CliRunner().invoke(
-        app, ["compat", "plan", "--gpu", "GTX 1080 Ti", "--driver", "550.54.14", "--engine", "llama-cpp"]
+    proc = gpuprov(
+        "compat", "plan", "--gpu", "GTX 1080 Ti", "--driver", "550.54.14", "--engine", "llama-cpp", check_rc=0
     )
-    assert out.exit_code == 0, out.output
-    assert "CUDA runtime: 12.4 (cu124)" in out.output
-    out = CliRunner().invoke(
-        app,
-        ["compat", "check", "--gpu", "RTX 4090", "--driver", "570.172.08",
-         "--with", "torch==2.7.1", "--with", "vllm==0.10.1", "--with", "flashinfer-python==0.2.8"],
+    assert "CUDA runtime: 12.4 (cu124)" in proc.stdout
+    proc = gpuprov(
+        "compat", "check", "--gpu", "RTX 4090", "--driver", "570.172.08",
+        "--with", "torch==2.7.1", "--with", "vllm==0.10.1", "--with", "flashinfer-python==0.2.8", check_rc=1,
     )  # fmt: skip
-    assert out.exit_code == 1
-    assert "[flashinfer]" in out.output.replace("\n", " ")
+    assert "[flashinfer]" in proc.stdout.replace("\n", " ")
