@@ -48,8 +48,12 @@ def test_rtx4090_laptop_vllm_flashinfer_plan_resolves(tmp_path: Path) -> None:
             str(constraints),
             "--python-version",
             "3.12",
+            # glibc 2.35 (Ubuntu 22.04, Debian 12 has 2.36): vLLM 0.19.1 ships manylinux_2_31 wheels only,
+            # and --only-binary makes the resolution use the wheels a host installs, not sdist metadata
             "--python-platform",
-            "x86_64-manylinux_2_28",
+            "x86_64-manylinux_2_35",
+            "--only-binary",
+            ":all:",
             "--no-header",
             "--quiet",
             "--index-url",
