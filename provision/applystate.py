@@ -4,7 +4,12 @@
   first changed it*. An item is recorded once, just before its first change, and kept across later
   applies, so ``gpuprov revert`` always goes back to the host as it was before gpuprov.
 - ``applied.json``: what gpuprov set that NVML cannot read back — locked GPU clocks — with the
-  boot it was set in (a reboot resets them, unless the boot unit re-applied them).
+  boot it was set in (a reboot resets them, unless the boot unit re-applied them); and the GPUs whose
+  driver refused a power-limit change (NOT_SUPPORTED, as on many laptops), so plans use the fallback.
+
+``previous.json`` can hold the content of files gpuprov replaced: it is root's alone (0600). The other
+files say nothing secret and are world-readable (0644, directory 0755), so ``gpuprov plan`` and
+``apply --check`` work as a user on a host gpuprov already tuned.
 """
 
 from __future__ import annotations
@@ -37,23 +42,40 @@ def boot_id() -> str:
         return ""
 
 
+#: file name → mode: previous.json may hold replaced files' content
+_PRIVATE = {"previous.json"}
+
+
 def _read(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError) as exc:
-        raise StateError(f"{path}: cannot read gpuprov's state ({exc}): move it away to start afresh") from None
+    except PermissionError:
+        raise StateError(
+            f"{path}: only root can read gpuprov's state there: run this with sudo"
+            + (" (gpuprov revert reads what it recorded before its first change)" if path.name in _PRIVATE else "")
+        ) from None
+    except ValueError as exc:
+        raise StateError(
+            f"{path}: gpuprov's state is not valid JSON ({exc}): restore it from a backup, or move it away "
+            "(gpuprov then forgets what it recorded: revert can no longer restore those items)"
+        ) from None
+    except OSError as exc:
+        raise StateError(f"{path}: cannot read gpuprov's state ({exc.strerror or exc})") from None
     return data if isinstance(data, dict) else {}
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        if path.parent.stat().st_mode & 0o777 == 0o700 and path.parent.stat().st_uid == os.geteuid():
+            path.parent.chmod(0o755)  # made 0700 by an older gpuprov: the public files must be readable
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=2, sort_keys=True)
             fh.write("\n")
+        os.chmod(tmp, 0o600 if path.name in _PRIVATE else 0o644)
         os.replace(tmp, path)
     except OSError as exc:
         raise StateError(f"cannot write gpuprov's state in {path.parent}: {exc.strerror or exc}") from None
@@ -98,8 +120,32 @@ def set_locked_clocks(directory: Path, key: str, value: list[int] | None) -> Non
     path = directory / "applied.json"
     data = _read(path)
     if data.get("boot_id") != boot_id():
-        data = {"boot_id": boot_id(), "locked_clocks_mhz": {}}
+        # a new boot reset the clocks; what the driver refuses does not change with a reboot
+        data = {"boot_id": boot_id(), "locked_clocks_mhz": {}, "power_limit_refused": _refused(data)}
     data.setdefault("locked_clocks_mhz", {})[key] = list(value) if value else None
+    _write(path, data)
+
+
+def _refused(data: dict[str, Any]) -> list[str]:
+    value = data.get("power_limit_refused") or []
+    return sorted(str(k) for k in value) if isinstance(value, list) else []
+
+
+def power_limit_refused(directory: Path) -> set[str]:
+    """Keys of the GPUs whose driver refused a power-limit change (NOT_SUPPORTED) when gpuprov tried."""
+    return set(_refused(_read(directory / "applied.json")))
+
+
+def set_power_limit_refused(directory: Path, key: str, refused: bool) -> None:
+    path = directory / "applied.json"
+    data = _read(path)
+    keys = set(_refused(data))
+    if (key in keys) == refused:
+        return
+    keys = keys | {key} if refused else keys - {key}
+    data.setdefault("boot_id", boot_id())
+    data.setdefault("locked_clocks_mhz", {})
+    data["power_limit_refused"] = sorted(keys)
     _write(path, data)
 
 
@@ -132,6 +178,7 @@ def read_host_state(
         files=files,
         units=units,
         locked_clocks_mhz=recorded_locked_clocks(directory or state_dir(root)),
+        power_limit_refused=power_limit_refused(directory or state_dir(root)),
         systemd_running=systemd.running_systemd(root),
         python=python,
         root=str(root),

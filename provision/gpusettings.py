@@ -49,9 +49,27 @@ def same(setting: str, current: Any, desired: Any) -> bool:
     return current == desired
 
 
-def pending(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
-    """The managed settings whose current value differs from the desired one."""
-    return {k: v for k, v in desired.items() if k in SETTINGS and not same(k, current.get(k), v)}
+def pending(
+    current: dict[str, Any],
+    desired: dict[str, Any],
+    *,
+    fallback_locked_clocks_mhz: list[int] | None = None,
+    power_limit_refused: bool = False,
+) -> dict[str, Any]:
+    """The managed settings whose current value differs from the desired one.
+
+    A power limit the driver refused (``power_limit_refused``) whose fallback clock lock is in place is
+    not pending: the fallback is what this GPU can do, and trying the setter again changes nothing.
+    """
+    out = {k: v for k, v in desired.items() if k in SETTINGS and not same(k, current.get(k), v)}
+    if (
+        "power_limit_w" in out
+        and power_limit_refused
+        and fallback_locked_clocks_mhz is not None
+        and same("locked_clocks_mhz", current.get("locked_clocks_mhz"), fallback_locked_clocks_mhz)
+    ):
+        del out["power_limit_w"]
+    return out
 
 
 def running_as_root() -> bool:
@@ -75,9 +93,21 @@ def _explain(exc: BaseException, what: str, gpu: GpuInfo) -> GpuSettingsError:
     return GpuSettingsError(f"{where}: setting {what} failed: {exc}")
 
 
-def apply_settings(backend: Any, gpu: GpuInfo, changes: dict[str, Any], *, state_dir: Path | None = None) -> list[str]:
+def apply_settings(
+    backend: Any,
+    gpu: GpuInfo,
+    changes: dict[str, Any],
+    *,
+    state_dir: Path | None = None,
+    fallback_locked_clocks_mhz: list[int] | None = None,
+) -> list[str]:
     """Call the setters for ``changes`` (from :func:`pending`) on ``gpu``. NVML must be initialised.
-    Returns one line per setting changed. Locked clocks are remembered in ``state_dir``."""
+    Returns one line per setting changed. Locked clocks are remembered in ``state_dir``.
+
+    ``fallback_locked_clocks_mhz``: when the driver refuses the power limit as not supported (many
+    laptops, even where NVML reports a range), lock the GPU clocks to this range instead, and remember
+    the refusal in ``state_dir`` so later plans use the fallback directly.
+    """
     done = []
     handle = backend.nvmlDeviceGetHandleByIndex(gpu.index)
     for setting in SETTINGS:
@@ -86,7 +116,15 @@ def apply_settings(backend: Any, gpu: GpuInfo, changes: dict[str, Any], *, state
         value = changes[setting]
         try:
             if setting == "power_limit_w":
-                backend.nvmlDeviceSetPowerManagementLimit(handle, round(float(value) * 1000))
+                try:
+                    backend.nvmlDeviceSetPowerManagementLimit(handle, round(float(value) * 1000))
+                except nvml.NVMLError as exc:
+                    if fallback_locked_clocks_mhz is None or nvml.error_code(exc) != nvml.ERROR_NOT_SUPPORTED:
+                        raise
+                    done += _lock_instead(backend, handle, gpu, list(fallback_locked_clocks_mhz), state_dir)
+                    continue
+                if state_dir is not None:
+                    applystate.set_power_limit_refused(state_dir, gpu_key(gpu), False)
                 done.append(f"power limit {value:g} W")
             elif setting == "persistence_mode":
                 backend.nvmlDeviceSetPersistenceMode(handle, 1 if value else 0)
@@ -102,6 +140,22 @@ def apply_settings(backend: Any, gpu: GpuInfo, changes: dict[str, Any], *, state
         if setting == "locked_clocks_mhz" and state_dir is not None:
             applystate.set_locked_clocks(state_dir, gpu_key(gpu), list(value) if value else None)
     return done
+
+
+def _lock_instead(backend: Any, handle: Any, gpu: GpuInfo, lock: list[int], state_dir: Path | None) -> list[str]:
+    """The power limit was refused as not supported: lock the clocks (unless gpuprov already did, this boot)."""
+    key = gpu_key(gpu)
+    if state_dir is not None:
+        applystate.set_power_limit_refused(state_dir, key, True)
+        if applystate.recorded_locked_clocks(state_dir).get(key) == lock:
+            return []
+    try:
+        backend.nvmlDeviceSetGpuLockedClocks(handle, int(lock[0]), int(lock[1]))
+    except nvml.NVMLError as exc:
+        raise _explain(exc, "locked clocks (the fallback for the refused power limit)", gpu) from None
+    if state_dir is not None:
+        applystate.set_locked_clocks(state_dir, key, lock)
+    return [f"power limit refused by the driver (not supported): GPU clocks locked to {lock[0]}-{lock[1]} MHz instead"]
 
 
 def find_gpu(gpus: list[GpuInfo], key: str, index: int | None) -> GpuInfo:
@@ -132,7 +186,10 @@ def reapply(settings_file: Path, *, wait_s: float = 120.0, state_dir: Path | Non
     """Boot-time re-apply of a settings file written by apply; waits up to ``wait_s`` for the GPU."""
     try:
         config = json.loads(settings_file.read_text(encoding="utf-8"))
-        targets = [(str(t["key"]), t.get("index"), dict(t["settings"])) for t in config["gpus"]]
+        targets = [
+            (str(t["key"]), t.get("index"), dict(t["settings"]), t.get("fallback_locked_clocks_mhz"))
+            for t in config["gpus"]
+        ]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise GpuSettingsError(f"{settings_file}: not a gpuprov GPU settings file ({exc})") from None
     deadline = time.monotonic() + wait_s
@@ -147,11 +204,14 @@ def reapply(settings_file: Path, *, wait_s: float = 120.0, state_dir: Path | Non
 
 def _reapply(backend: Any, gpus: list[GpuInfo], targets: list, state_dir: Path | None) -> list[str]:
     recorded = applystate.recorded_locked_clocks(state_dir) if state_dir else {}
+    refused = applystate.power_limit_refused(state_dir) if state_dir else set()
     done = []
-    for key, index, settings in targets:
+    for key, index, settings, fallback in targets:
         gpu = find_gpu(gpus, key, index)
-        changes = pending(current_settings(gpu, recorded), settings)
-        done += [f"GPU {gpu.index}: {line}" for line in apply_settings(backend, gpu, changes, state_dir=state_dir)]
+        changes = pending(current_settings(gpu, recorded), settings, fallback_locked_clocks_mhz=fallback,
+                          power_limit_refused=gpu_key(gpu) in refused)  # fmt: skip
+        lines = apply_settings(backend, gpu, changes, state_dir=state_dir, fallback_locked_clocks_mhz=fallback)
+        done += [f"GPU {gpu.index}: {line}" for line in lines]
     return done
 
 
@@ -163,6 +223,11 @@ class GpuTarget:
     index: int
     name: str
     settings: dict[str, Any]
+    #: locked clocks to set instead if the driver refuses ``power_limit_w`` (the profile's fallback)
+    fallback_locked_clocks_mhz: list[int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "index": self.index, "name": self.name, "settings": dict(self.settings)}
+        out = {"key": self.key, "index": self.index, "name": self.name, "settings": dict(self.settings)}
+        if self.fallback_locked_clocks_mhz is not None:
+            out["fallback_locked_clocks_mhz"] = list(self.fallback_locked_clocks_mhz)
+        return out

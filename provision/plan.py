@@ -75,6 +75,8 @@ class HostState:
     files: dict[str, FileState] = field(default_factory=dict)
     units: dict[str, UnitState] = field(default_factory=dict)
     locked_clocks_mhz: dict[str, list[int] | None] = field(default_factory=dict)
+    #: GPUs whose driver refused a power-limit change when gpuprov last tried (applystate)
+    power_limit_refused: set[str] = field(default_factory=set)
     systemd_running: bool = False
     #: the interpreter the boot unit runs gpuprov with
     python: str = "/usr/bin/python3"
@@ -174,7 +176,7 @@ class Plan:
 # -- desired state from a profile ---------------------------------------------------------------------
 
 
-def _power_settable(gpu: GpuInfo) -> str | None:
+def _power_settable(gpu: GpuInfo, host: HostState) -> str | None:
     """None when the power limit can be set, else why not."""
     if gpu.unavailable.get("set_power_limit") == "not_supported":
         return "the driver refuses power-limit changes on this GPU (not supported)"
@@ -187,23 +189,43 @@ def _power_settable(gpu: GpuInfo) -> str | None:
     return None
 
 
-def _gpu_target(gpu: GpuInfo, profile: Profile, host: HostState, notes: list[str]) -> dict[str, Any]:
+def _fallback_lock(gpu: GpuInfo, profile: Profile, label: str) -> list[int] | None:
+    """The profile's locked-clock fallback for a GPU whose driver refuses power limits (checked here)."""
+    if profile.gpu.fallback_locked_clocks_mhz is None:
+        return None
+    lock = list(profile.gpu.fallback_locked_clocks_mhz)
+    top = gpu.max_sm_clock_mhz
+    if top is not None and lock[1] > top:
+        raise PlanError(
+            f"{label}: locked clock maximum {lock[1]} MHz is above the GPU's {top} MHz: "
+            f"change the profile {profile.name}"
+        )
+    return lock
+
+
+def _gpu_target(
+    gpu: GpuInfo, profile: Profile, host: HostState, notes: list[str]
+) -> tuple[dict[str, Any], list[int] | None]:
+    """(desired settings, the clock lock to use instead if the driver refuses the power limit at apply time)."""
     section = profile.gpu
     label = f"GPU {gpu.index} ({gpu.name})"
     settings: dict[str, Any] = {}
     lock = None
+    on_refusal = None
     if section.sets_power_limit:
         if section.power_limit_w is not None:
-            watts = section.power_limit_w
+            watts: float | None = section.power_limit_w
+            what = f"{watts:g} W"
         elif gpu.power_default_limit_w is not None:
             watts = round(gpu.power_default_limit_w * (section.power_limit_percent or 0) / 100.0, 3)
+            what = f"{watts:g} W"
         else:
-            raise PlanError(
-                f"{label}: the profile's power limit is {section.power_limit_percent:g} % of the default, "
-                "but NVML reports no default limit for this GPU"
-            )
-        why_not = _power_settable(gpu)
+            watts, what = None, f"{section.power_limit_percent:g} % of the default limit"
+        why_not = _power_settable(gpu, host)
+        if why_not is None and watts is None:
+            why_not = "NVML reports no default power limit for this GPU, so a percentage of it cannot be set"
         if why_not is None:
+            assert watts is not None
             lo, hi = gpu.power_min_limit_w, gpu.power_max_limit_w
             assert lo is not None and hi is not None
             if not lo <= watts <= hi:
@@ -211,28 +233,42 @@ def _gpu_target(gpu: GpuInfo, profile: Profile, host: HostState, notes: list[str
                     f"{label}: power limit {watts:g} W is outside what this GPU accepts "
                     f"({lo:g}-{hi:g} W, NVML constraints): change the profile {profile.name}"
                 )
-            settings["power_limit_w"] = watts
-        elif section.fallback_locked_clocks_mhz is not None:
-            lock = list(section.fallback_locked_clocks_mhz)
-            top = gpu.max_sm_clock_mhz
-            if top is not None and lock[1] > top:
-                raise PlanError(
-                    f"{label}: locked clock maximum {lock[1]} MHz is above the GPU's {top} MHz: "
-                    f"change the profile {profile.name}"
+            on_refusal = _fallback_lock(gpu, profile, label)
+            refused = gpu_key(gpu) in host.power_limit_refused
+            if refused and on_refusal is None:
+                notes.append(
+                    f"{label}: the driver refused a power-limit change when gpuprov last tried (not supported) "
+                    "and the profile has no fallback, so the power limit is left alone"
                 )
-            notes.append(
-                f"{label}: {why_not}; using the profile's fallback instead of {watts:g} W: "
-                f"GPU clocks locked to {lock[0]}-{lock[1]} MHz"
-            )
+            else:
+                settings["power_limit_w"] = watts
+            if refused and on_refusal is not None:
+                notes.append(
+                    f"{label}: the driver refused a power-limit change when gpuprov last tried (not supported): "
+                    f"the profile's fallback keeps the GPU clocks locked to {on_refusal[0]}-{on_refusal[1]} MHz"
+                )
+            elif on_refusal is not None:
+                notes.append(
+                    f"{label}: if the driver refuses the power limit (many laptop drivers do, even when NVML "
+                    f"reports a range), apply locks the GPU clocks to {on_refusal[0]}-{on_refusal[1]} MHz instead "
+                    "(the profile's fallback)"
+                )
         else:
-            notes.append(f"{label}: {why_not}; the profile has no fallback, so the power limit is left alone")
+            lock = _fallback_lock(gpu, profile, label)
+            if lock is not None:
+                notes.append(
+                    f"{label}: {why_not}; using the profile's fallback instead of {what}: "
+                    f"GPU clocks locked to {lock[0]}-{lock[1]} MHz"
+                )
+            else:
+                notes.append(f"{label}: {why_not}; the profile has no fallback, so the power limit is left alone")
     if lock is not None:
         settings["locked_clocks_mhz"] = lock
-    elif host.locked_clocks_mhz.get(gpu_key(gpu)):
+    elif host.locked_clocks_mhz.get(gpu_key(gpu)) and on_refusal is None:
         settings["locked_clocks_mhz"] = None  # gpuprov locked them for an earlier profile: unlock
     if section.persistence is not None:
         settings["persistence_mode"] = section.persistence
-    return settings
+    return settings, on_refusal
 
 
 def desired_state(snapshot: Snapshot, profile: Profile, host: HostState, *, force: bool = False) -> Desired:
@@ -260,8 +296,8 @@ def desired_state(snapshot: Snapshot, profile: Profile, host: HostState, *, forc
     by_unit = profile.gpu.persistence is True and host.systemd_running and _exists(host, PERSISTENCED)
     boot_settings = []
     for gpu in matching:
-        settings = _gpu_target(gpu, profile, host, desired.notes)
-        target = GpuTarget(gpu_key(gpu), gpu.index, gpu.name, settings)
+        settings, on_refusal = _gpu_target(gpu, profile, host, desired.notes)
+        target = GpuTarget(gpu_key(gpu), gpu.index, gpu.name, settings, on_refusal)
         desired.gpus.append(target)
         # what the boot unit re-applies: not an unlock, not persistence the daemon keeps
         boot = {
@@ -272,7 +308,9 @@ def desired_state(snapshot: Snapshot, profile: Profile, host: HostState, *, forc
             and not (k == "power_limit_w" and same(k, gpu.power_default_limit_w, v))  # a reboot restores it
         }
         if boot:
-            boot_settings.append(GpuTarget(target.key, target.index, target.name, boot))
+            boot_settings.append(
+                GpuTarget(target.key, target.index, target.name, boot, on_refusal if "power_limit_w" in boot else None)
+            )
 
     if profile.gpu.persistence is True and _exists(host, PERSISTENCED):
         how = "started now" if host.systemd_running else "enabled for the next boot (systemd is not running here)"
@@ -309,9 +347,10 @@ def desired_state(snapshot: Snapshot, profile: Profile, host: HostState, *, forc
             FileTarget(MODPROBE_FILE, text, "0644", "takes effect after a reboot (or reloading the nvidia module)")
         )
         for name in SLEEP_UNITS:
-            if _exists(host, name):
-                desired.units.append(UnitTarget(name, True, note="the driver's suspend/resume helper"))
-            elif host.known:
+            if _exists(host, name) or not host.known:
+                note = "the driver's suspend/resume helper" + ("" if host.known else ", where installed")
+                desired.units.append(UnitTarget(name, True, note=note))
+            else:
                 desired.notes.append(f"{name} is not installed here (it ships with the NVIDIA driver packages)")
     serving.add_to_desired(desired, snapshot, profile, host, Path(host.root))
     section = profile.sections.get("llama_cpp")
@@ -342,6 +381,13 @@ def _unified(path: str, old: str | None, new: str | None) -> str:
     return "".join(difflib.unified_diff(a, b, f"{path} (current)", f"{path} (desired)"))
 
 
+def _elsewhere(note: str, host: HostState) -> str:
+    """A row's note for a snapshot of another host: its current state is unknown, what it says still holds."""
+    if host.known:
+        return note
+    return f"not this host: {note}" if note else "not this host"
+
+
 def changes_for(snapshot: Snapshot, desired: Desired, host: HostState) -> list[Change]:
     out: list[Change] = []
     gpus = {gpu_key(g): g for g in snapshot.gpus}
@@ -354,6 +400,13 @@ def changes_for(snapshot: Snapshot, desired: Desired, host: HostState) -> list[C
         current = current_settings(gpu, host.locked_clocks_mhz)
         for setting, value in target.settings.items():
             cur = current.get(setting)
+            lock = target.fallback_locked_clocks_mhz
+            if setting == "power_limit_w" and lock is not None and target.key in host.power_limit_refused:
+                have = current.get("locked_clocks_mhz")
+                out.append(Change(f"gpu{gpu.index}", "locked_clocks_mhz", have, lock,
+                                  "ok" if same("locked_clocks_mhz", have, lock) else "change",
+                                  "the profile's fallback: the driver refuses the power limit"))  # fmt: skip
+                continue
             note = ""
             if setting == "locked_clocks_mhz" and not host.known:
                 note = "NVML cannot read locked clocks back: from gpuprov's record, not available here"
@@ -365,7 +418,7 @@ def changes_for(snapshot: Snapshot, desired: Desired, host: HostState) -> list[C
         state = host.files.get(f.path) if host.known else None
         if state is None:
             out.append(Change(f.path, "content", "unknown", _describe(f.content), "change" if host.known else "skip",
-                              "not this host" if not host.known else f.note))  # fmt: skip
+                              _elsewhere(f.note, host)))  # fmt: skip
             continue
         action = "ok" if state.content == f.content else "change"
         out.append(
@@ -380,7 +433,7 @@ def changes_for(snapshot: Snapshot, desired: Desired, host: HostState) -> list[C
         state = host.units.get(u.name)
         if state is None or not host.known:
             out.append(Change(u.name, "enabled", "unknown", u.enabled, "skip" if not host.known else "change",
-                              "not this host" if not host.known else u.note))  # fmt: skip
+                              _elsewhere(u.note, host)))  # fmt: skip
             continue
         written = any(
             f.path.endswith("/" + u.name) and f.content is not None for f in [*desired.files, *desired.serving_files]
@@ -431,8 +484,15 @@ def revert_desired(previous: dict[str, dict[str, Any]]) -> Desired:
         # (unknown, e.g. recorded offline: leave it as it is)
         now = item.get("active") is enabled
         desired.units.append(UnitTarget(name, enabled, now=now))
-    for path, item in sorted(previous.get("files", {}).items()):
-        dirs = tuple(str(d) for d in item.get("created_dirs") or ()) if item.get("content") is None else ()
+    # a directory gpuprov created for one file (/etc/gpuprov) may hold others' (/etc/gpuprov/serving/...):
+    # every removal tries every such directory, deepest first, and only empty ones go
+    files = previous.get("files", {})
+    created = sorted(
+        {str(d) for item in files.values() if item.get("content") is None for d in item.get("created_dirs") or ()},
+        key=lambda d: (-d.count("/"), d),
+    )
+    for path, item in sorted(files.items()):
+        dirs = tuple(created) if item.get("content") is None else ()
         desired.files.append(FileTarget(path, item.get("content"), str(item.get("mode") or "0644"), "", dirs))
     if not (desired.gpus or desired.units or desired.files):
         desired.notes.append("nothing recorded: gpuprov has not changed this host")

@@ -11,6 +11,7 @@ what :func:`enable_offline` does: read the unit's ``[Install]`` section and crea
 from __future__ import annotations
 
 import configparser
+import contextlib
 import os
 import shutil
 import subprocess
@@ -119,6 +120,8 @@ def disable_offline(name: str, *, root: Path = Path("/")) -> list[str]:
             if link.is_symlink():
                 link.unlink()
                 removed.append(str(link))
+                with contextlib.suppress(OSError):
+                    d.rmdir()  # only when empty: enable made it, or nothing else wants the target any more
     return removed
 
 

@@ -48,7 +48,7 @@ options:
   remove_dirs:
     description:
       - With I(state=absent), directories (under I(root)) to remove afterwards when they are empty —
-        those gpuprov created for the file, as its record lists them.
+        those gpuprov created, as its records list them; tried also when the file is already gone.
     type: list
     elements: str
     default: []
@@ -94,6 +94,11 @@ path:
   returned: always
   type: str
   sample: /etc/systemd/system/gpuprov-gpu-settings.service
+removed_dirs:
+  description: Directories of I(remove_dirs) that were empty and removed (state=absent).
+  returned: always
+  type: list
+  elements: str
 """
 
 import contextlib
@@ -163,10 +168,6 @@ def main() -> None:
                 )  # fmt: skip
             if desired is None:
                 target.unlink()
-                for d in p["remove_dirs"]:
-                    # not empty (something else lives there) or already gone: keep it
-                    with contextlib.suppress(OSError):
-                        (root / d.lstrip("/")).rmdir()
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
@@ -174,11 +175,21 @@ def main() -> None:
                     fh.write(desired)
                 os.chmod(tmp, mode)
                 os.replace(tmp, target)
+        removed_dirs = []
+        if desired is None and not module.check_mode:
+            # deepest first; also when the file was gone already (another file's removal left them empty)
+            for d in sorted(p["remove_dirs"], key=lambda d: -d.count("/")):
+                path = root / d.lstrip("/")
+                # not empty (something else lives there) or already gone: keep it
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+                    removed_dirs.append(d)
+        changed = changed or bool(removed_dirs)
     except GpuprovError as exc:
         module.fail_json(msg=str(exc))
     except OSError as exc:
         module.fail_json(msg=f"{target}: {exc.strerror or exc}")
-    out = {"changed": changed, "path": p["path"]}
+    out = {"changed": changed, "path": p["path"], "removed_dirs": removed_dirs}
     if module._diff and changed:
         out["diff"] = {
             "before": current or "", "after": desired or "",

@@ -21,6 +21,8 @@ options:
       - Each item has C(key) (GPU UUID, or C(index:N)), C(index), C(name) and C(settings), a mapping with
         any of C(power_limit_w) (number), C(persistence_mode) (bool), C(locked_clocks_mhz) ([min, max], or
         null to reset a lock).
+      - An item may also have C(fallback_locked_clocks_mhz) ([min, max]), used when the driver refuses
+        C(power_limit_w) as not supported (many laptops), instead of failing; the refusal is remembered.
     type: list
     elements: dict
     required: true
@@ -97,17 +99,27 @@ def main() -> None:
     def run(backend, gpus):
         results, before, after = [], "", ""
         recorded = applystate.recorded_locked_clocks(state_dir)
+        refused = applystate.power_limit_refused(state_dir)
         for item in p["gpus"]:
             gpu = gpusettings.find_gpu(gpus, item["key"], item.get("index"))
             current = gpusettings.current_settings(gpu, recorded)
-            todo = gpusettings.pending(current, item["settings"])
+            fallback = item.get("fallback_locked_clocks_mhz")
+            todo = gpusettings.pending(
+                current,
+                item["settings"],
+                fallback_locked_clocks_mhz=fallback,
+                power_limit_refused=gpusettings.gpu_key(gpu) in refused,
+            )
             lines = [f"{k} {current.get(k)} -> {v}" for k, v in todo.items()]
             if todo and not module.check_mode:
                 if p["record"]:
-                    before_settings = {k: current.get(k) for k in item["settings"]}
+                    managed = set(item["settings"]) | ({"locked_clocks_mhz"} if fallback else set())
+                    before_settings = {k: current.get(k) for k in sorted(managed)}
                     record = {"index": gpu.index, "name": gpu.name, "settings": before_settings}
                     applystate.record_previous(state_dir, "gpus", gpusettings.gpu_key(gpu), record)
-                lines = gpusettings.apply_settings(backend, gpu, todo, state_dir=state_dir)
+                lines = gpusettings.apply_settings(
+                    backend, gpu, todo, state_dir=state_dir, fallback_locked_clocks_mhz=fallback
+                )
             results.append({"key": gpusettings.gpu_key(gpu), "index": gpu.index, "set": lines})
             if todo:
                 before += f"# GPU {gpu.index} ({gpu.name})\n" + _fmt({k: current.get(k) for k in todo})

@@ -142,6 +142,46 @@ def test_laptop_fallback_suspend_and_revert_restores_a_replaced_file(tmp_path: P
     assert host.apply_json("revert")["changed"] == 0
 
 
+@pytest.mark.slow
+def test_laptop_that_reports_a_range_but_refuses_the_setter_gets_the_fallback(tmp_path: Path) -> None:
+    """Many laptop drivers report power-limit constraints through NVML and still answer NOT_SUPPORTED to the
+    setter: the probe cannot see that, so apply must fall back when the setter refuses — not fail."""
+    host = Host(tmp_path, "rtx4090-laptop")
+    data = json.loads(host.gpu.read_text())
+    gpu = data["gpus"][0]
+    gpu.update(power_min_limit_w=5.0, power_max_limit_w=175.0)
+    del gpu["unavailable"]["power_constraints_w"]  # the range is reported; set_power_limit still refused
+    host.gpu.write_text(json.dumps(data))
+
+    plan = host.gpuprov("plan", "rtx4090-laptop", "--root", str(host.root), "--json")
+    assert plan.returncode == 0, plan.stderr
+    assert any("if the driver refuses the power limit" in n for n in json.loads(plan.stdout)["notes"])
+
+    first = host.apply_json("apply", "rtx4090-laptop")
+    assert first["failed"] == 0
+    assert host.calls() == [
+        {"fn": "nvmlDeviceSetGpuLockedClocks", "gpu": 0, "min_mhz": 210, "max_mhz": 1700},
+        {"fn": "nvmlDeviceSetPersistenceMode", "gpu": 0, "mode": 1},
+    ]
+    assert any("power limit refused by the driver" in r["msg"] for r in first["results"])
+    boot = json.loads(host.file(SETTINGS_FILE).read_text())["gpus"][0]
+    assert boot["settings"]["power_limit_w"] == 110 and boot["fallback_locked_clocks_mhz"] == [210, 1700]
+
+    # the refusal is remembered: the plan is honest and the second apply calls nothing
+    plan = json.loads(host.gpuprov("plan", "rtx4090-laptop", "--root", str(host.root), "--json").stdout)
+    rows = [c for c in plan["changes"] if c["subject"] == "gpu0"]
+    assert {(c["setting"], c["action"]) for c in rows} == {("locked_clocks_mhz", "ok"), ("persistence_mode", "ok")}
+    second = host.apply_json("apply", "rtx4090-laptop")
+    assert second["changed"] == 0 and len(host.calls()) == 2
+
+    host.apply_json("revert")
+    assert host.calls()[2:] == [
+        {"fn": "nvmlDeviceSetPersistenceMode", "gpu": 0, "mode": 0},
+        {"fn": "nvmlDeviceResetGpuLockedClocks", "gpu": 0},
+    ]
+    assert host.apply_json("revert")["changed"] == 0
+
+
 def test_check_and_diff_change_nothing(tmp_path: Path) -> None:
     host = Host(tmp_path, "rtx4090-laptop")
     proc = host.gpuprov("apply", "rtx4090-laptop", "--check", "--diff", "--root", str(host.root))

@@ -79,3 +79,15 @@ def test_errors_are_one_line_with_an_exit_code(tmp_path: Path, args: tuple, code
     proc = gpuprov(*args, tmp_path=tmp_path)
     assert proc.returncode == code, proc.stdout + proc.stderr
     assert message in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_plan_from_snapshot_keeps_what_each_row_says(tmp_path: Path) -> None:
+    """Another host's files are unknown, but 'takes effect after a reboot' and the suspend units still hold."""
+    proc = gpuprov("plan", "rtx4090-laptop", "--from", LAPTOP, "--json", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = {c["subject"]: c for c in json.loads(proc.stdout)["changes"]}
+    modprobe = rows["/etc/modprobe.d/gpuprov-nvidia-preserve-vram.conf"]
+    assert modprobe["action"] == "skip"
+    assert modprobe["note"].startswith("not this host: takes effect after a reboot")
+    for unit in ("nvidia-suspend.service", "nvidia-resume.service", "nvidia-hibernate.service"):
+        assert rows[unit]["note"] == "not this host: the driver's suspend/resume helper, where installed"
