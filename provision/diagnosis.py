@@ -53,7 +53,18 @@ def registered_checks() -> list[Check]:
 def diagnose(snapshot: Snapshot) -> list[Finding]:
     findings: list[Finding] = []
     for fn in registered_checks():
-        findings.extend(fn(snapshot))
+        try:
+            findings.extend(fn(snapshot))
+        except Exception as exc:  # a check that breaks on an odd snapshot must not hide the others
+            findings.append(
+                Finding(
+                    f"doctor.check_failed.{fn.__name__}",
+                    "warn",
+                    f"the {fn.__name__} check could not read this snapshot ({type(exc).__name__}: {exc})",
+                    "report it with the snapshot (gpuprov doctor --save FILE --redact)",
+                    "doctor",
+                )
+            )
     order = {s: i for i, s in enumerate(reversed(SEVERITIES))}
     return sorted(findings, key=lambda f: order[f.severity])
 
@@ -129,17 +140,31 @@ def cuda_visible_devices(s: Snapshot) -> Iterable[Finding]:
         return
     indices = {str(g.index) for g in s.gpus}
     uuids = {g.uuid for g in s.gpus if g.uuid}
+    mig_on = any(g.mig_enabled for g in s.gpus)
     missing = []
-    for item in (p.strip() for p in value.split(",")):
+    items = [p.strip() for p in value.split(",")]
+    for item in items:
         if item.isdigit():
             if item not in indices:
                 missing.append(item)
-        elif item.startswith(("GPU-", "MIG-")):
-            if uuids and not any(u.startswith(item) for u in uuids) and item.startswith("GPU-"):
+        elif item.startswith("GPU-"):
+            if uuids and not any(u.startswith(item) for u in uuids):
                 missing.append(item)
+        elif item.startswith("MIG-"):
+            if not mig_on:
+                missing.append(item)  # a MIG instance, on a host where no GPU has MIG enabled
         else:
             missing.append(item)
-    if missing:
+    if missing and items and items[0] == missing[0]:
+        yield Finding(
+            "env.cuda_visible_devices.hides_all",
+            "error",
+            f"CUDA_VISIBLE_DEVICES={value!r} starts with {missing[0]}, which is not a GPU here "
+            f"(GPUs: {', '.join(sorted(indices))}): CUDA stops at the first invalid entry and sees no GPU",
+            "use indices 0.." + str(len(s.gpus) - 1) + " or UUIDs from `nvidia-smi -L` (MIG-... only with MIG on)",
+            "env",
+        )
+    elif missing:
         yield Finding(
             "env.cuda_visible_devices.missing",
             "warn",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -23,7 +24,12 @@ _MARK = {"ok": "ok", "info": "info", "warn": "WARN", "error": "ERROR"}
 
 
 def _na(value: object, unit: str = "") -> str:
-    return "n/a" if value is None else f"{value}{unit}"
+    return "n/a" if value is None else f"{_e(value)}{unit}"
+
+
+def _e(value: object) -> str:
+    """A value from a snapshot, safe inside rich markup (a user's file can hold any text)."""
+    return escape(str(value))
 
 
 def _watts(value: float | None) -> str:
@@ -48,13 +54,13 @@ def _gpu_table(g: GpuInfo) -> Table:
     temp = _na(g.temperature_c, " °C")
     if g.temperature_slowdown_c and g.temperature_slowdown_c > 0:
         temp += f" (slowdown at {g.temperature_slowdown_c} °C, shutdown at {_na(g.temperature_shutdown_c)} °C)"
-    reasons = ", ".join(r for r in g.clock_event_reasons if r != "gpu_idle") or (
+    reasons = _e(", ".join(r for r in g.clock_event_reasons if r != "gpu_idle")) or (
         "none (idle)" if "gpu_idle" in g.clock_event_reasons else "none"
     )
     onoff = {True: "on", False: "off", None: "n/a"}
     rows = [
-        ("GPU", f"[bold]{g.index}: {g.name}[/bold]  {g.architecture or '?'}, compute capability "
-                f"{g.compute_capability or '?'}  {g.pci_bus_id or ''}"),
+        ("GPU", f"[bold]{g.index}: {_e(g.name)}[/bold]  {_e(g.architecture or '?')}, compute capability "
+                f"{_e(g.compute_capability or '?')}  {_e(g.pci_bus_id or '')}"),
         ("memory", vram),
         ("power", power),
         ("temperature", temp),
@@ -69,7 +75,7 @@ def _gpu_table(g: GpuInfo) -> Table:
         t.add_row(key, value)
     missing = sorted(k for k, v in g.unavailable.items() if k != "serial")
     if missing:
-        t.add_row("not available", ", ".join(f"{k} ({g.unavailable[k]})" for k in missing))
+        t.add_row("not available", _e(", ".join(f"{k} ({g.unavailable[k]})" for k in missing)))
     return t
 
 
@@ -78,24 +84,24 @@ def render_doctor(
 ) -> None:
     con = console or make_console()
     h, d = snap.host, snap.driver
-    origin = "" if snap.origin == "live" else f"  [dim]({snap.origin} snapshot, {snap.created_at})[/dim]"
+    origin = "" if snap.origin == "live" else f"  [dim]({_e(snap.origin)} snapshot, {_e(snap.created_at)})[/dim]"
     con.print(f"[bold]gpuprov doctor[/bold]{origin}")
     if snap.note:
-        con.print(f"[dim]{snap.note}[/dim]")
+        con.print(f"[dim]{_e(snap.note)}[/dim]")
     con.print(
-        f"host  {h.hostname or '(redacted)'} · {h.distro or '?'} · kernel {h.kernel or '?'} · "
-        f"{h.cpu_model or '?'} ({_na(h.cpu_cores)} cores) · RAM {_na(h.ram_mib)} MiB · "
+        f"host  {_e(h.hostname or '(redacted)')} · {_e(h.distro or '?')} · kernel {_e(h.kernel or '?')} · "
+        f"{_e(h.cpu_model or '?')} ({_na(h.cpu_cores)} cores) · RAM {_na(h.ram_mib)} MiB · "
         f"{'root' if h.is_root else 'not root'} · systemd {'is' if h.systemd_pid1 else 'is not'} PID 1"
     )
     if d.nvml.ok:
         con.print(
-            f"driver {d.driver_version} ({d.kernel_module_flavor or '?'} module) · NVML {d.nvml_version} · "
-            f"max CUDA {d.cuda_driver_version} · nvidia-persistenced "
+            f"driver {_e(d.driver_version)} ({_e(d.kernel_module_flavor or '?')} module) · NVML {_e(d.nvml_version)} · "
+            f"max CUDA {_e(d.cuda_driver_version)} · nvidia-persistenced "
             f"{'running' if d.persistenced_running else 'not running'}"
         )
     else:
-        kmod = f" · kernel module {d.kernel_module_version}" if d.kernel_module_version else ""
-        con.print(f"driver [red]unavailable[/red]: {d.nvml.kind}{kmod}")
+        kmod = f" · kernel module {_e(d.kernel_module_version)}" if d.kernel_module_version else ""
+        con.print(f"driver [red]unavailable[/red]: {_e(d.nvml.kind)}{kmod}")
     for gpu in snap.gpus:
         con.print(_gpu_table(gpu))
     if snap.cuda_toolkits:
@@ -104,12 +110,12 @@ def render_doctor(
         tk.add_column("version")
         tk.add_column("found via")
         for t in snap.cuda_toolkits:
-            tk.add_row(t.nvcc, _na(t.version), ", ".join(t.found_via))
+            tk.add_row(_e(t.nvcc), _na(t.version), _e(", ".join(t.found_via)))
         con.print(tk)
     else:
         con.print("CUDA toolkits: none found (not needed to run wheels; needed to build llama-cpp-python)")
     py = snap.python
-    pt = Table(title=f"Python {py.python_version or '?'} · {py.interpreter or '?'}", title_justify="left")
+    pt = Table(title=f"Python {_e(py.python_version or '?')} · {_e(py.interpreter or '?')}", title_justify="left")
     pt.add_column("package")
     pt.add_column("version")
     pt.add_column("notes")
@@ -122,18 +128,18 @@ def render_doctor(
             note = f"CUDA {py.torch_cuda}" if py.torch_cuda else ("ROCm" if py.torch_hip else "CPU-only build")
         elif name == "llama-cpp-python":
             note = {True: "CUDA build", False: "CPU-only build", None: ""}[py.llama_cpp_cuda]
-        pt.add_row(name, pkg.version, note)
+        pt.add_row(name, _e(pkg.version), _e(note))
     nvidia = sorted(n for n in py.packages if n.startswith("nvidia-") and n != "nvidia-ml-py")
     if nvidia:
-        pt.add_row("nvidia-* wheels", str(len(nvidia)), ", ".join(nvidia[:4]) + (" …" if len(nvidia) > 4 else ""))
+        pt.add_row("nvidia-* wheels", str(len(nvidia)), _e(", ".join(nvidia[:4])) + (" …" if len(nvidia) > 4 else ""))
     if py.error:
-        con.print(f"Python environment: [red]{py.error}[/red]")
+        con.print(f"Python environment: [red]{_e(py.error)}[/red]")
     elif pt.row_count:
         con.print(pt)
     else:
-        con.print(f"Python {py.python_version}: none of {', '.join(KEY_PACKAGES[:6])} installed")
+        con.print(f"Python {_e(py.python_version)}: none of {', '.join(KEY_PACKAGES[:6])} installed")
     if snap.engines:
-        con.print("engines  " + " · ".join(f"{e.name} {e.version or ''} ({e.path})".replace("  ", " ")
+        con.print("engines  " + " · ".join(_e(f"{e.name} {e.version or ''} ({e.path})".replace("  ", " "))
                                           for e in snap.engines))  # fmt: skip
     con.print()
     con.print("[bold]Findings[/bold]")
@@ -150,4 +156,4 @@ def render_doctor(
     con.print()
     con.print(f"{errors} error(s), {warns} warning(s)")
     if saved_to is not None:
-        con.print(f"snapshot saved to {saved_to}")
+        con.print(f"snapshot saved to {_e(saved_to)}")

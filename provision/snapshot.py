@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -206,6 +207,12 @@ class Snapshot:
         snap = _build(cls, data, "snapshot")
         if snap.origin not in ORIGINS:
             raise SnapshotError(f"snapshot origin {snap.origin!r} is not one of {', '.join(ORIGINS)}")
+        for gpu in snap.gpus:
+            cc = gpu.compute_capability
+            if cc is not None and not _CC.fullmatch(cc):
+                raise SnapshotError(
+                    f"gpus[{gpu.index}].compute_capability: {cc!r} is not a compute capability (MAJOR.MINOR, e.g. 8.9)"
+                )
         return snap
 
     @classmethod
@@ -232,14 +239,29 @@ class Snapshot:
         Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
 
     def redacted(self) -> Snapshot:
-        """A copy without what identifies the machine: hostname, GPU UUIDs and serials."""
+        """A copy without what identifies the machine or its user: hostname, GPU UUIDs (also where an
+        environment variable names them) and serials, secrets in the environment, home-directory names."""
         copy = Snapshot.from_dict(json.loads(self.to_json()))
         copy.host.hostname = None
         for gpu in copy.gpus:
             gpu.uuid = None
             gpu.serial = None
-        copy.env = {k: v for k, v in copy.env.items() if not _looks_secret(k)}
+        copy.env = {k: _scrub(v) for k, v in copy.env.items() if not _looks_secret(k)}
+        copy.python.interpreter = _scrub(copy.python.interpreter) if copy.python.interpreter else None
+        for tk in copy.cuda_toolkits:
+            tk.nvcc = _scrub(tk.nvcc)
+        for engine in copy.engines:
+            engine.path = _scrub(engine.path)
         return copy
+
+
+_UUID = re.compile(r"\b(GPU|MIG)-[0-9A-Fa-f][0-9A-Fa-f/-]{7,}")
+_HOME = re.compile(r"/home/[^/:\s]+")
+_CC = re.compile(r"\d{1,2}\.\d")
+
+
+def _scrub(text: str) -> str:
+    return _HOME.sub("/home/USER", _UUID.sub(r"\1-REDACTED", text))
 
 
 def _looks_secret(name: str) -> bool:
@@ -271,9 +293,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
     missing = [
         name
         for name, f in known.items()
-        if name not in kwargs
-        and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING
+        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     ]
     if missing:
         raise SnapshotError(f"{where}: missing field(s) {', '.join(missing)}")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from provision.cli import app
+
+if TYPE_CHECKING:
+    from provision.snapshot import Snapshot
 
 
 @app.command()
@@ -22,19 +25,13 @@ def doctor(
     ] = False,
     from_file: Annotated[
         Path | None,
-        typer.Option(
-            "--from", metavar="FILE", help="Diagnose a saved snapshot instead of this host (no NVML)."
-        ),
+        typer.Option("--from", metavar="FILE", help="Diagnose a saved snapshot instead of this host (no NVML)."),
     ] = None,
     python: Annotated[
         str | None,
-        typer.Option(
-            "--python", metavar="PATH", help="Report this interpreter's environment (default: ours)."
-        ),
+        typer.Option("--python", metavar="PATH", help="Report this interpreter's environment (default: ours)."),
     ] = None,
-    strict: Annotated[
-        bool, typer.Option("--strict", help="Warnings count as errors for the exit code.")
-    ] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Warnings count as errors for the exit code.")] = False,
 ) -> None:
     """Probe the GPUs, driver, CUDA and Python stack; report problems with remedies.
 
@@ -45,9 +42,11 @@ def doctor(
     from provision.snapshot import Snapshot
 
     if from_file is not None and python is not None:
-        raise UsageError(
-            "--from and --python do not go together: a saved snapshot already has its environment"
-        )
+        raise UsageError("--from and --python do not go together: a saved snapshot already has its environment")
+    if python is not None and "/" not in python:
+        import shutil
+
+        python = shutil.which(python) or python  # a command name: the interpreter PATH gives
     if python is not None and not Path(python).is_file():
         raise UsageError(f"--python {python}: no such file (give the path of a Python interpreter)")
     if from_file is not None:
@@ -60,7 +59,7 @@ def doctor(
         snap = snap.redacted()
     if save is not None:
         try:
-            snap.save(save)
+            _as_saved(snap).save(save)
         except OSError as exc:
             raise UsageError(f"cannot write {save}: {exc.strerror or exc}") from None
     findings = diagnose(snap)
@@ -78,3 +77,19 @@ def doctor(
 
         render_doctor(snap, findings, saved_to=save)
     raise typer.Exit(code)
+
+
+def _as_saved(snap: Snapshot) -> Snapshot:
+    """What --save writes: a live probe becomes a recording of this machine ("recorded"); a probe of the
+    replay backend keeps the origin of the snapshot it replays (a constructed one stays constructed)."""
+    import dataclasses
+    import os
+
+    from provision import nvml
+    from provision.replay import ReplayNvml
+
+    if snap.origin != "live":
+        return snap
+    replay = os.environ.get(nvml.REPLAY_ENV)
+    origin = ReplayNvml.from_state_file(replay).snapshot.origin if replay else "recorded"
+    return dataclasses.replace(snap, origin=origin)

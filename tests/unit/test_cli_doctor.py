@@ -17,9 +17,7 @@ from tests.unit.test_pyenv import EXPLODING_INIT, TORCH_VERSION_PY, install_fake
 def gpuprov(*args, env=None, check_rc=None):
     full_env = {**os.environ, **(env or {})}
     full_env.pop("GPUPROV_NVML_REPLAY", None) if not (env and "GPUPROV_NVML_REPLAY" in env) else None
-    proc = subprocess.run(
-        [sys.executable, "-m", "provision", *args], capture_output=True, text=True, env=full_env
-    )
+    proc = subprocess.run([sys.executable, "-m", "provision", *args], capture_output=True, text=True, env=full_env)
     if check_rc is not None:
         assert proc.returncode == check_rc, (proc.returncode, proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr, proc.stderr
@@ -174,3 +172,64 @@ def test_version_and_help():
     assert gpuprov("--version", check_rc=0).stdout.startswith("gpuprov ")
     assert "doctor" in gpuprov("--help", check_rc=0).stdout
     assert "--from" in gpuprov("doctor", "--help", check_rc=0).stdout
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("host", "hostname"), "box[/x]"),
+        (("gpus", 0, "name"), "[bold]RTX[/nope]"),
+        (("gpus", 0, "pci_bus_id"), "[/]"),
+        (("python", "interpreter"), "/opt/[red]/python"),
+    ],
+)
+def test_any_text_in_a_snapshot_prints(tmp_path, path, value):
+    """A user's file can hold any text: rich markup in it is printed, never interpreted (no MarkupError)."""
+    data = json.loads((SNAPSHOTS / "rtx4090.constructed.json").read_text())
+    node = data
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    f = tmp_path / "odd.json"
+    f.write_text(json.dumps(data))
+    proc = gpuprov("doctor", "--from", str(f), env={"COLUMNS": "250"})
+    assert proc.returncode in (0, 1), proc.stderr
+    assert value in proc.stdout
+
+
+def test_a_bad_compute_capability_is_bad_usage(tmp_path):
+    data = json.loads((SNAPSHOTS / "rtx4090.constructed.json").read_text())
+    data["gpus"][0]["compute_capability"] = "8"
+    f = tmp_path / "bad.json"
+    f.write_text(json.dumps(data))
+    proc = gpuprov("doctor", "--from", str(f), check_rc=2)
+    assert "compute_capability: '8' is not a compute capability" in proc.stderr
+    assert proc.stderr.count("\n") == 1
+
+
+def test_redact_scrubs_uuids_in_the_environment_and_home_paths():
+    snap = Snapshot.load(SNAPSHOTS / "rtx4090.constructed.json")
+    uuid = snap.gpus[0].uuid
+    snap.env["CUDA_VISIBLE_DEVICES"] = f"{uuid},MIG-4b3c0e2a-1d2f-5a6b-8c9d-0e1f2a3b4c5d"
+    snap.env["HF_TOKEN"] = "hf_secret"
+    snap.env["LD_LIBRARY_PATH"] = "/home/alice/cuda/lib64:/usr/lib"
+    snap.python.interpreter = "/home/alice/venv/bin/python"
+    out = snap.redacted().to_json()
+    assert uuid not in out and "MIG-4b3c0e2a" not in out and "hf_secret" not in out and "alice" not in out
+    red = snap.redacted()
+    assert red.env["CUDA_VISIBLE_DEVICES"] == "GPU-REDACTED,MIG-REDACTED"
+    assert red.env["LD_LIBRARY_PATH"] == "/home/USER/cuda/lib64:/usr/lib"
+    assert red.python.interpreter == "/home/USER/venv/bin/python"
+
+
+def test_save_of_a_live_probe_is_a_recording(tmp_path):
+    out = tmp_path / "here.json"
+    gpuprov("doctor", "--save", str(out), check_rc=1)  # this machine: no driver
+    assert Snapshot.load(out).origin == "recorded"
+    # through the replay backend, the replayed snapshot's origin is kept: constructed data stays constructed
+    replayed = tmp_path / "replayed.json"
+    gpuprov("doctor", "--save", str(replayed),
+            env={"GPUPROV_NVML_REPLAY": str(SNAPSHOTS / "rtx4090.constructed.json")})  # fmt: skip
+    assert Snapshot.load(replayed).origin == "constructed"
+    proc = gpuprov("doctor", "--from", str(out))
+    assert "(recorded snapshot," in proc.stdout

@@ -43,9 +43,7 @@ def _llama_cpu(s):
 
 
 def _nvcc(version, via=("PATH",)):
-    return lambda s: s.cuda_toolkits.append(
-        CudaToolkit(f"/usr/local/cuda-{version}/bin/nvcc", version, list(via))
-    )
+    return lambda s: s.cuda_toolkits.append(CudaToolkit(f"/usr/local/cuda-{version}/bin/nvcc", version, list(via)))
 
 
 def _two_toolkits(s):
@@ -79,7 +77,11 @@ CASES = [
     ("env.cuda_visible_devices.hides_all", "error", "rtx4090", _env(CUDA_VISIBLE_DEVICES="")),
     ("env.cuda_visible_devices.hides_all", "error", "rtx4090", _env(CUDA_VISIBLE_DEVICES="-1")),
     ("env.cuda_visible_devices.missing", "warn", "rtx4090", _env(CUDA_VISIBLE_DEVICES="0,1")),
-    ("env.cuda_visible_devices.missing", "warn", "rtx4090", _env(CUDA_VISIBLE_DEVICES="GPU-deadbeef")),
+    ("env.cuda_visible_devices.missing", "warn", "rtx4090", _env(CUDA_VISIBLE_DEVICES="0,GPU-deadbeef")),
+    # CUDA stops at the first invalid entry: when that is the first one, it sees no GPU at all
+    ("env.cuda_visible_devices.hides_all", "error", "rtx4090", _env(CUDA_VISIBLE_DEVICES="GPU-deadbeef")),
+    ("env.cuda_visible_devices.hides_all", "error", "rtx4090", _env(CUDA_VISIBLE_DEVICES="1")),
+    ("env.cuda_visible_devices.hides_all", "error", "rtx4090", _env(CUDA_VISIBLE_DEVICES="MIG-4b3c0e2a-1d2f")),
     ("python.torch_cpu_only", "error", "rtx4090", _torch_cpu),
     ("python.llama_cpp_cpu_only", "warn", "rtx4090", _llama_cpu),
     ("python.pynvml_conflict", "warn", "rtx4090", _pynvml),
@@ -102,9 +104,7 @@ def _ids(findings):
     return {f.id for f in findings}
 
 
-@pytest.mark.parametrize(
-    "fid, severity, base, mutate", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)]
-)
+@pytest.mark.parametrize("fid, severity, base, mutate", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
 def test_check_fires_on_its_mutation_and_not_on_the_healthy_base(fid, severity, base, mutate):
     healthy = load_snapshot(base)
     assert fid not in _ids(diagnose(healthy)), f"{fid} fires on the healthy {base} snapshot"
@@ -191,3 +191,16 @@ def test_findings_serialise():
         == dataclasses.asdict(f)
         == {"id": "x.y", "severity": "warn", "message": "msg", "remedy": "fix", "subject": "gpu0"}
     )
+
+
+def test_a_crashing_check_is_a_finding_not_the_end_of_the_report(monkeypatch):
+    def broken(s):
+        raise KeyError("surprise")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(diagnosis, "_CHECKS", [*diagnosis.registered_checks(), broken])
+    monkeypatch.setattr(diagnosis, "CHECK_MODULES", [])
+    findings = diagnose(load_snapshot("rtx4090"))
+    failed = [f for f in findings if f.id == "doctor.check_failed.broken"]
+    assert len(failed) == 1 and failed[0].severity == "warn" and "KeyError" in failed[0].message
+    assert len(findings) > 1  # the other checks still ran

@@ -87,9 +87,7 @@ def test_redacted_drops_identity_but_keeps_the_rest():
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=20,
 )
 
@@ -111,3 +109,38 @@ def test_mutating_any_field_of_a_real_snapshot_never_crashes(data):
     base[section][key] = data.draw(json_values)
     with contextlib.suppress(SnapshotError):
         Snapshot.from_dict(base)
+
+
+_TEXT_FIELDS = [
+    ("host", "hostname"), ("host", "distro"), ("host", "cpu_model"), ("driver", "driver_version"),
+    ("gpus", 0, "name"), ("gpus", 0, "architecture"), ("gpus", 0, "pci_bus_id"), ("gpus", 0, "compute_capability"),
+    ("python", "interpreter"), ("python", "python_version"),
+]  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(_TEXT_FIELDS), st.one_of(st.text(max_size=30), st.sampled_from(["[/]", "[bold", "8", "x.y"])))
+def test_any_text_field_loads_cleanly_or_not_at_all_then_diagnoses_and_renders(path, value) -> None:
+    """Past Snapshot.from_dict, nothing may raise: not diagnose (compat parses compute capabilities), not
+    the rich report (text in it is printed, never taken as markup)."""
+    import io
+
+    from rich.console import Console
+
+    from provision.diagnosis import diagnose
+    from provision.report import render_doctor
+    from tests.conftest import load_snapshot
+
+    data = load_snapshot("rtx4090-laptop").to_dict()
+    node = data
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    try:
+        snap = Snapshot.from_dict(data)
+    except SnapshotError as exc:
+        assert "\n" not in str(exc)
+        return
+    findings = diagnose(snap)
+    assert not [f for f in findings if f.id.startswith("doctor.check_failed")], findings
+    render_doctor(snap, findings, console=Console(file=io.StringIO(), width=200))
