@@ -11,6 +11,7 @@ cannot create it (it has no privileges for nvidia-modprobe), so its absence is r
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,6 +58,23 @@ def check(backend: Any, indices: tuple[int, ...], *, root: Path = Path("/")) -> 
     return Readiness(True, ", ".join(f"GPU {g.index} ({g.name})" for g in wanted))
 
 
+#: the longest wait (and polling interval) accepted: a week. Serving units wait serving.WAIT_GPU_S; a much
+#: longer value is a typo, and time.sleep overflows (time_t) a little above 1e9 s
+MAX_WAIT_S = 7 * 24 * 3600
+#: the shortest polling interval: below it the wait busy-polls NVML (and a fake clock never advances)
+MIN_INTERVAL_S = 0.01
+
+
+def interval_problem(timeout_s: float, interval_s: float) -> str | None:
+    """What is wrong with a timeout and polling interval (None: nothing). Infinity and NaN are refused:
+    ``inf`` overflows the sleep, and ``nan`` compares false with everything, so the wait never ends."""
+    if not (math.isfinite(timeout_s) and 0 <= timeout_s <= MAX_WAIT_S):
+        return f"--timeout-s {timeout_s:g}: expected a number of seconds from 0 to {MAX_WAIT_S} (a week)"
+    if not (math.isfinite(interval_s) and MIN_INTERVAL_S <= interval_s <= MAX_WAIT_S):
+        return f"--interval-s {interval_s:g}: expected a number of seconds from {MIN_INTERVAL_S:g} to {MAX_WAIT_S}"
+    return None
+
+
 def wait_for_gpus(
     indices: tuple[int, ...],
     *,
@@ -69,8 +87,9 @@ def wait_for_gpus(
 ) -> str:
     """Poll :func:`check` until ready; returns a line saying what is ready and after how long.
     Raises :class:`GpuNotReady` with the last reason once ``timeout_s`` has passed."""
-    if timeout_s < 0 or interval_s <= 0:
-        raise ValueError("timeout_s must be >= 0 and interval_s > 0")
+    problem = interval_problem(timeout_s, interval_s)
+    if problem is not None:
+        raise ValueError(problem)
     if backend is None:
         from provision import nvml
 

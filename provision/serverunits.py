@@ -16,6 +16,17 @@ UNIT = {"vllm": "gpuprov-vllm.service", "ollama": "ollama.service", "llama_cpp":
 OLLAMA_DROPIN = f"{UNIT_DIR}/ollama.service.d/gpuprov.conf"
 
 
+def exposure_remedy(engine: str) -> str:
+    """What to do about a server other hosts can reach without an API key: the one wording that
+    ``gpuprov plan`` and ``gpuprov doctor`` give (Ollama has no key: the schema refuses api_key for it)."""
+    if engine == "ollama":
+        return (
+            "Ollama has no API key: set serving.host: 127.0.0.1 in the profile, or put a proxy with "
+            "authentication in front, then gpuprov apply"
+        )
+    return "set serving.api_key: true (or serving.host: 127.0.0.1) in the profile and gpuprov apply"
+
+
 def _lines(path: Path) -> list[str]:
     try:
         return path.read_text(encoding="utf-8", errors="replace").splitlines()

@@ -17,7 +17,12 @@ the server's own non-login user, the key file's name — rendered by :func:`prov
 the one renderer that ``plan --diff``, ``render`` and the Ansible role share.
 
 Every value that reaches ``ExecStart=`` goes through the ``systemd_quote`` filter; paths that end up
-in other directives (binds, working directories) must be plain paths and are refused otherwise.
+in other directives (binds, working directories) must be plain paths and are refused otherwise. A
+model id cannot start with '-', and ``extra_args`` cannot set what profile keys own (host, port, key).
+
+vLLM options that some releases reject are gated on the vLLM installed in the profile's virtualenv
+(:data:`VLLM_OPTIONS`, with sources). A plan on this host also takes away what an earlier profile's
+server left and this one does not want: its unit disabled and stopped, its files and key removed.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
+
+from packaging.version import Version
 
 from provision.errors import UsageError
 from provision.profiles.schema import (
@@ -43,7 +50,8 @@ from provision.profiles.schema import (
     register_section,
 )
 from provision.render import render
-from provision.serverunits import OLLAMA_DROPIN, UNIT, UNIT_DIR
+from provision.serverunits import OLLAMA_DROPIN, UNIT, UNIT_DIR, exposure_remedy
+from provision.versions import version_or_none
 
 if TYPE_CHECKING:
     from provision.plan import Desired, HostState
@@ -71,6 +79,42 @@ VLLM_ATTENTION_BACKENDS = ("FLASH_ATTN", "FLASHINFER", "TRITON_ATTN", "XFORMERS"
 #: vLLM --quantization values gpuprov lets a profile name (vLLM docs, "Quantization")
 VLLM_QUANTIZATIONS = ("awq", "awq_marlin", "gptq", "gptq_marlin", "fp8", "bitsandbytes", "gguf", "compressed-tensors",
                       "modelopt", "marlin", "experts_int8")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class VllmOption:
+    """Which vLLM releases accept an option gpuprov writes. ``vllm serve`` builds its parser from
+    EngineArgs, so an option that left EngineArgs fails the start ("unrecognized arguments")."""
+
+    flag: str
+    #: the first release that accepts it (None: every release gpuprov knows, compat.toml's coverage)
+    since: str | None
+    #: the first release that rejects it (None: current releases accept it)
+    until: str | None
+    #: the environment variable that releases before ``since`` read the value from instead
+    env_before: str | None
+    source: str
+
+
+#: the one table of vLLM options whose acceptance depends on the release. With the installed vLLM's
+#: version known (its dist-info in the virtualenv), the unit gets what that release takes; unknown, it
+#: gets what current releases take (the ones ``gpuprov compat plan`` recommends).
+VLLM_OPTIONS = {
+    "attention_backend": VllmOption(
+        "--attention-backend", since="0.12.0", until=None, env_before="VLLM_ATTENTION_BACKEND",
+        source="vLLM PR #26315 (AttentionConfig: the attention env vars become CLI arguments, VLLM_ATTENTION_BACKEND "
+        "deprecated), approved 2025-11-24: after v0.11.2 (2025-11-20), whose logs still choose the backend from "
+        "the variable (FlagGems#1155), and before v0.12.0 (2025-12-03; dates: research/compat-sources.md). "
+        "0.12.0 as the first release is by date: medium confidence",
+    ),
+    "swap_space_gib": VllmOption(
+        "--swap-space", since=None, until="0.18.0", env_before=None,
+        source="vLLM PR #36216 '[V0 Deprecation] Remove unused swap_space parameter' (merged 2026-03-06, removes "
+        "--swap-space from EngineArgs); unsloth-zoo#1210: swap_space is in EngineArgs of 0.15.0-0.17.1 and in none "
+        "of the 19 releases 0.18.0-0.29.0. The V1 engine never used it (vllm#27984)",
+    ),
+}  # fmt: skip
+
 #: llama_cpp.server (llama-cpp-python) takes KV cache types as ggml type numbers (ggml.h enum ggml_type)
 GGML_TYPE_IDS = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "iq4_nl": 20, "bf16": 30}
 
@@ -188,6 +232,29 @@ def _control(text: str) -> bool:
     return any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text)
 
 
+#: server options that profile keys own: in extra_args they would override them unseen (plan and doctor
+#: read where a server listens, and whether it needs a key, from those keys and the unit's own options)
+OWNED_OPTIONS = {
+    "host": "serving.host", "port": "serving.port",
+    "api-key": "serving.api_key: true (a key in a root-only file, not in the world-readable unit)",
+    "api-key-file": "serving.api_key: true",
+}  # fmt: skip
+
+
+def _owned_option(arg: str) -> str | None:
+    """The profile key an extra argument would override: ``--host``, ``--port=80``, ``--api_key``, and the
+    abbreviations Python's argparse accepts (``--ho``, ``--a``; vLLM and llama_cpp.server use argparse)."""
+    if not arg.startswith("--"):
+        return None
+    name = arg[2:].split("=", 1)[0].replace("_", "-")
+    if not name:  # "--": the end of the options
+        return None
+    for option, key in OWNED_OPTIONS.items():
+        if option.startswith(name):
+            return key
+    return None
+
+
 def _args(value: Any, where: _Where) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -200,8 +267,19 @@ def _args(value: Any, where: _Where) -> tuple[str, ...]:
         text = str(item)
         if _control(text):
             raise where.error(f"{_show(text)}: an argument cannot contain a newline or control character")
+        key = _owned_option(text)
+        if key is not None:
+            raise where.error(f"{_show(text)}: set {key} instead of passing it in extra_args")
         out.append(text)
     return tuple(out)
+
+
+def _not_an_option(text: str, where: _Where, what: str) -> str:
+    """A value that lands on the command line as a positional argument: one starting with '-' would be
+    read as an option (a model id "--trust-remote-code" would turn that on)."""
+    if text.startswith("-"):
+        raise where.error(f"{_show(text)}: {what} cannot start with '-' (the server would read it as an option)")
+    return text
 
 
 def _one_line(value: Any, where: _Where, what: str) -> str:
@@ -229,7 +307,7 @@ def _parse_vllm(value: Any, w: _Where) -> VllmSettings:
     if "model" not in d:
         raise w.error("expected model: a Hugging Face model id or a local model directory")
     _exactly_one(d, ("venv", "executable"), w)
-    model = _one_line(d["model"], w["model"], "a model id or directory")
+    model = _not_an_option(_one_line(d["model"], w["model"], "a model id or directory"), w["model"], "a model id")
     return VllmSettings(
         model=model,
         venv=_path(d["venv"], w["venv"], "the virtualenv directory") if "venv" in d else None,
@@ -356,7 +434,10 @@ def parse_serving(value: Any, where: _Where) -> ServingSection:
             raise where["gpus"].error(f"{_show(raw)} names a GPU twice")
     api_key = _bool(data["api_key"], where["api_key"]) if data.get("api_key") is not None else False
     if api_key and engine == "ollama":
-        raise where["api_key"].error("Ollama has no API key: keep it on 127.0.0.1, or put a proxy with one in front")
+        raise where["api_key"].error(
+            "Ollama has no API key: keep it on 127.0.0.1, or put a proxy with one in front "
+            "(api_key: false where a profile this one extends sets it)"
+        )
     return ServingSection(engine, settings, host, port, gpus, api_key)
 
 
@@ -375,8 +456,9 @@ def serving_dict(s: ServingSection) -> dict[str, Any]:
 
 register_section(
     "serving",
-    # a profile extending another may switch engines: the parent's engine block is dropped
-    SectionType(parse_serving, serving_dict, exclusive=(ENGINES,)),
+    # a profile extending another may switch engines: the parent's engine block is dropped, and its
+    # port (Ollama's 11434 is no port for llama.cpp) unless the child sets one: the new engine's default
+    SectionType(parse_serving, serving_dict, exclusive=(ENGINES,), tied=("port",)),
 )
 
 
@@ -387,24 +469,85 @@ def _num(value: float) -> str:
     return f"{value:g}" if not math.isclose(value, round(value)) else str(round(value))
 
 
-def server_argv(s: ServingSection) -> list[str]:
-    """The server's command line, one list item per argument (quoted for systemd by the template)."""
+def vllm_prefix(st: VllmSettings) -> str:
+    """The environment vLLM is installed in: the virtualenv, or the one the ``executable`` lives in."""
+    return st.venv or str(PurePosixPath(st.executable or "/").parent.parent)
+
+
+def installed_vllm(st: VllmSettings, root: Path) -> Version | None:
+    """The vLLM release in the profile's environment under ``root``, from its ``vllm-*.dist-info``
+    (read, never imported: ``root`` may be an image tree). None: not installed, or not one version."""
+    found = set()
+    for dist in (root / vllm_prefix(st).lstrip("/")).glob("lib/python3*/site-packages/vllm-*.dist-info"):
+        version = None
+        try:
+            for line in (dist / "METADATA").read_text(encoding="utf-8", errors="replace").splitlines():
+                if line.startswith("Version:"):
+                    version = version_or_none(line.partition(":")[2].strip())
+                    break
+                if not line:  # the headers end at the first empty line
+                    break
+        except OSError:
+            version = version_or_none(dist.name.removeprefix("vllm-").removesuffix(".dist-info"))
+        if version is None:
+            return None
+        found.add(version)
+    return found.pop() if len(found) == 1 else None
+
+
+@dataclass(frozen=True)
+class VllmArgs:
+    """How a profile's vLLM settings reach the server, for one vLLM release (None: not known)."""
+
+    options: list[str]
+    environment: list[tuple[str, str]]
+    notes: list[str]
+
+
+def vllm_args(st: VllmSettings, version: Version | None) -> VllmArgs:
+    """The options after ``vllm serve MODEL --host H --port P``, gated on :data:`VLLM_OPTIONS`."""
+    options: list[str] = []
+    env: list[tuple[str, str]] = []
+    notes: list[str] = []
+    where = f"vLLM {version} in {vllm_prefix(st)}" if version is not None else None
+    for key, flag in (
+        ("gpu_memory_utilization", "--gpu-memory-utilization"),
+        ("max_model_len", "--max-model-len"),
+        ("kv_cache_dtype", "--kv-cache-dtype"),
+        ("quantization", "--quantization"),
+        ("attention_backend", "--attention-backend"),
+        ("max_num_seqs", "--max-num-seqs"),
+        ("swap_space_gib", "--swap-space"),
+    ):
+        value = getattr(st, key)
+        if value is None:
+            continue
+        text = _num(value) if isinstance(value, float) else str(value)
+        gate = VLLM_OPTIONS.get(key)
+        if gate is not None and gate.until is not None and (version is None or version >= Version(gate.until)):
+            notes.append(
+                f"serving.vllm.{key} is left out: vLLM {gate.until} and later reject {gate.flag}, and "
+                + (f"{where} is one of them" if where else f"the vLLM version in {vllm_prefix(st)} is not known")
+            )
+            continue
+        if gate is not None and gate.since is not None and version is not None and version < Version(gate.since):
+            if gate.env_before is None:
+                notes.append(f"serving.vllm.{key} is left out: {gate.flag} is vLLM {gate.since}+, and {where} is older")
+                continue
+            env.append((gate.env_before, text))  # what releases before the option read instead
+            continue
+        options += [flag, text]
+    return VllmArgs(options, env, notes)
+
+
+def server_argv(s: ServingSection, *, vllm_version: Version | None = None) -> list[str]:
+    """The server's command line, one list item per argument (quoted for systemd by the template).
+    ``vllm_version``: the installed vLLM, whose options are written (None: current releases')."""
     st = s.settings
     if isinstance(st, VllmSettings):
         exe = st.executable or f"{st.venv}/bin/vllm"
         argv = [exe, "serve", st.model, "--host", s.host, "--port", str(s.port)]
-        for flag, value in (
-            ("--gpu-memory-utilization", st.gpu_memory_utilization),
-            ("--max-model-len", st.max_model_len),
-            ("--kv-cache-dtype", st.kv_cache_dtype),
-            ("--quantization", st.quantization),
-            ("--attention-backend", st.attention_backend),
-            ("--max-num-seqs", st.max_num_seqs),
-            ("--swap-space", st.swap_space_gib),
-        ):
-            if value is not None:
-                argv += [flag, _num(value) if isinstance(value, float) else str(value)]
-        return argv + list(st.extra_args)
+        return argv + vllm_args(st, vllm_version).options + list(st.extra_args)
     if isinstance(st, LlamaCppSettings):
         if st.server is not None:
             argv = [st.server, "--model", st.model, "--host", s.host, "--port", str(s.port)]
@@ -441,6 +584,19 @@ def server_argv(s: ServingSection) -> list[str]:
         return argv + list(st.extra_args)
     raise ServingError(f"{s.engine}: gpuprov does not write this server's command line (Ollama's unit has its own)")
 
+
+def key_file(engine: str, *, env_file: bool) -> str:
+    """Where apply keeps a server's API key: an environment file (``VLLM_API_KEY=``, ``API_KEY=``) or the
+    bare key (llama-server's ``--api-key-file``)."""
+    return f"{SECRETS_DIR}/{engine.replace('_', '-')}.{'env' if env_file else 'key'}"
+
+
+#: every key file a serving section can make apply create (secret: never read into a plan)
+KEY_FILES = (
+    key_file("vllm", env_file=True),
+    key_file("llama_cpp", env_file=True),
+    key_file("llama_cpp", env_file=False),
+)
 
 #: LoadCredential=api-key:FILE hands the root-only key file to the server's user; the unit passes
 #: ``--api-key-file %d/api-key`` (``%d``: the credentials directory, systemd.unit(5) specifiers)
@@ -557,7 +713,12 @@ def serving_files(profile_name: str, s: ServingSection, *, python: str, root: Pa
     key_env = None
     files = ServingFiles(engine, s.unit)
     st = s.settings
+    vllm_version = None
     if isinstance(st, VllmSettings):
+        vllm_version = installed_vllm(st, root)
+        gated = vllm_args(st, vllm_version)
+        env += gated.environment
+        files.notes += gated.notes
         readable += (
             interpreter_paths(f"{st.venv}/bin/python", root)
             if st.venv
@@ -589,8 +750,10 @@ def serving_files(profile_name: str, s: ServingSection, *, python: str, root: Pa
     hardening = {
         "protect_home": "tmpfs" if binds or binds_rw else "yes",
         "bind_ro": binds,
-        "bind_rw": binds_rw,
-        "read_write": [p for p in writable if p not in binds_rw],
+        # "-": a directory that does not exist (yet) is skipped; without it the unit fails to start
+        # with 226/NAMESPACE (systemd.exec(5), ReadWritePaths=, BindPaths=)
+        "bind_rw": ["-" + p for p in binds_rw],
+        "read_write": ["-" + p for p in writable if p not in binds_rw],
     }
     wait = wait_gpu_argv(python, s)
     common = {
@@ -611,14 +774,14 @@ def serving_files(profile_name: str, s: ServingSection, *, python: str, root: Pa
     else:
         name = files.unit.removesuffix(".service")
         if s.api_key:
-            files.key_file = f"{SECRETS_DIR}/{engine.replace('_', '-')}.{'env' if key_env else 'key'}"
+            files.key_file = key_file(engine, env_file=key_env is not None)
             files.key_format = "env" if key_env else "bare"
             files.key_env = key_env
         sysusers = f"{SYSUSERS_DIR}/{name}.conf"
         files.sysusers_file = sysusers
         unit_vars = {
             **common,
-            "argv": server_argv(s),
+            "argv": server_argv(s, vllm_version=vllm_version),
             "state_dir": name,
             "env_file": files.key_file if files.key_format == "env" else None,
             "credential": f"{CREDENTIAL_NAME}:{files.key_file}" if files.key_format == "bare" else None,
@@ -637,7 +800,7 @@ def serving_files(profile_name: str, s: ServingSection, *, python: str, root: Pa
         else:
             files.notes.append(
                 f"WARNING: {engine} listens on {s.host}:{s.port} without an API key: anyone who can reach this "
-                "host can use it (set serving.api_key: true, or host: 127.0.0.1)"
+                f"host can use it; {exposure_remedy(engine)}"
             )
     return files
 
@@ -688,6 +851,7 @@ def add_to_desired(desired: Desired, snapshot: Snapshot, profile: Profile, host:
 
     section = profile.sections.get("serving")
     if section is None:
+        _remove_stale(desired, host, root, profile.name, None)
         return
     try:
         files = serving_files(profile.name, section, python=host.python, root=root)
@@ -720,9 +884,64 @@ def add_to_desired(desired: Desired, snapshot: Snapshot, profile: Profile, host:
             f"API key: kept in {files.key_file} (root, 0600), made on first apply and never shown; "
             f"clients send it as 'Authorization: Bearer KEY'"
         )
+    if isinstance(section.settings, OllamaSettings) and host.known:
+        installed = host.units.get(files.unit) is None or host.units[files.unit].path is not None
+        for path, what in ((OLLAMA_HOME if installed else None, "Ollama's installer makes it"),
+                           (section.settings.models_dir, "")):  # fmt: skip
+            if path and not (root / path.lstrip("/")).is_dir():
+                desired.notes.append(
+                    f"{path} does not exist: the sandbox skips it, and Ollama cannot write there until it does "
+                    f"({what or 'create it, owned by the ollama user'})"
+                )
     desired.notes.extend(files.notes)
     desired.notes.extend(fit_notes(section, snapshot, root))
     desired.serving = {**files.to_dict(), "start": start}
+    _remove_stale(desired, host, root, profile.name, files)
+
+
+def _exists(root: Path, path: str) -> bool | None:
+    """Is the file there? None: it cannot be told (a root-only directory, read as a user)."""
+    try:
+        return (root / path.lstrip("/")).exists()
+    except OSError:
+        return None
+
+
+def _remove_stale(desired: Desired, host: HostState, root: Path, profile_name: str, files: ServingFiles | None) -> None:
+    """What an earlier profile's server left that this one does not want (another engine, no server, no
+    key): its unit disabled and stopped, its unit or drop-in, sysusers entry and key file removed. Only on
+    this host (a snapshot of another does not say what is installed there); the system user stays."""
+    from provision.plan import FileTarget, UnitTarget
+
+    if not host.known:
+        return
+    wanted = {f[0] for f in files.files} if files is not None else set()
+    if files is not None and files.key_file:
+        wanted.add(files.key_file)
+    runs = f"the {files.engine} server" if files is not None else "no server"
+    why = f"no longer used (profile {profile_name} runs {runs})"
+    for unit in MANAGED_UNITS:
+        state = host.units.get(unit)
+        if unit == UNIT["ollama"] or (files is not None and unit == files.unit) or state is None:
+            continue  # Ollama's own unit is the vendor's: only gpuprov's drop-in goes
+        if state.path is not None or state.enabled:
+            desired.serving_units.append(UnitTarget(unit, False, now=True, note=f"{why}: disabled and stopped"))
+    for path in MANAGED_FILES:
+        state = host.files.get(path)
+        if path in wanted or state is None or state.content is None:
+            continue
+        dirs = (str(PurePosixPath(OLLAMA_DROPIN).parent),) if path == OLLAMA_DROPIN else ()
+        desired.serving_files.append(FileTarget(path, None, "0644", f"{why}: removed", dirs))
+        if path == OLLAMA_DROPIN:
+            desired.notes.append(
+                f"{UNIT['ollama']} (Ollama's own unit) stays as its installer set it up, restarted without "
+                f"gpuprov's drop-in if it runs: systemctl disable --now {UNIT['ollama']} if the GPU is for the "
+                "new server alone"
+            )
+    for path in KEY_FILES:
+        # never read (secret): removed when there; a user who cannot look into the directory is told nothing
+        if path not in wanted and _exists(root, path):
+            desired.serving_files.append(FileTarget(path, None, "0600", f"{why}: an API key, removed"))
 
 
 def fit_notes(section: ServingSection, snapshot: Snapshot, root: Path) -> list[str]:

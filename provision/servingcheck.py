@@ -7,6 +7,7 @@ import ipaddress
 from collections.abc import Iterable
 
 from provision.diagnosis import Finding, check
+from provision.serverunits import exposure_remedy
 from provision.snapshot import Snapshot
 
 
@@ -29,12 +30,6 @@ def exposed_servers(s: Snapshot) -> Iterable[Finding]:
                           f"{server.unit} listens on {where}, reachable from other hosts; clients need its API key",
                           "", subject)  # fmt: skip
         else:
-            remedy = (
-                "Ollama has no API key: set serving.host: 127.0.0.1 in the profile, or put a proxy with "
-                "authentication in front, then gpuprov apply"
-                if server.engine == "ollama"
-                else "set serving.api_key: true (or serving.host: 127.0.0.1) in the profile and gpuprov apply"
-            )
             yield Finding("serving.exposed_no_key", "warn",
                           f"{server.unit} listens on {where} without an API key: anyone who can reach this host "
-                          "can use it", remedy, subject)  # fmt: skip
+                          "can use it", exposure_remedy(server.engine), subject)  # fmt: skip

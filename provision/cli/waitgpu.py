@@ -20,7 +20,7 @@ def wait_gpu(
     """Exit 0 once the GPUs are ready (NVML up, the GPUs present, CUDA's device files there); exit 1
     with the reason when they are not ready within --timeout-s, so systemd fails and retries the start."""
     from provision.errors import UsageError
-    from provision.gpuready import wait_for_gpus
+    from provision.gpuready import interval_problem, wait_for_gpus
 
     indices: tuple[int, ...] = ()
     if gpus:
@@ -30,6 +30,7 @@ def wait_gpu(
             raise UsageError(f"--gpus {gpus!r}: expected GPU indices like 0 or 0,1") from None
         if any(i < 0 for i in indices):
             raise UsageError(f"--gpus {gpus!r}: GPU indices are 0 or more")
-    if timeout_s < 0 or interval_s <= 0:
-        raise UsageError("--timeout-s must be 0 or more and --interval-s more than 0")
+    problem = interval_problem(timeout_s, interval_s)
+    if problem is not None:
+        raise UsageError(problem)
     typer.echo(wait_for_gpus(indices, timeout_s=timeout_s, interval_s=interval_s))

@@ -42,9 +42,7 @@ class Match:
     compute_capabilities: tuple[str, ...] = ()
 
     def matches(self, name: str, compute_capability: str | None) -> bool:
-        if self.gpu_names and not any(
-            fnmatch.fnmatchcase(name.casefold(), pat.casefold()) for pat in self.gpu_names
-        ):
+        if self.gpu_names and not any(fnmatch.fnmatchcase(name.casefold(), pat.casefold()) for pat in self.gpu_names):
             return False
         return not self.compute_capabilities or compute_capability in self.compute_capabilities
 
@@ -202,6 +200,9 @@ class SectionType:
     parse: Callable[[Any, _Where], Any]
     to_dict: Callable[[Any], dict[str, Any]]
     exclusive: tuple[tuple[str, ...], ...] = ()
+    #: keys whose value belongs to the parent's choice in an exclusive group (serving.port to the
+    #: engine): a child that chooses another key of the group drops them too, unless it sets them
+    tied: tuple[str, ...] = ()
 
 
 SECTIONS: dict[str, SectionType] = {}
@@ -274,12 +275,8 @@ def _parse_suspend(value: Any, where: _Where) -> SuspendSection:
     return SuspendSection(False if pv is None else _bool(pv, where["preserve_video_memory"]))
 
 
-register_section(
-    "gpu", SectionType(_parse_gpu, _gpu_dict, exclusive=(("power_limit_w", "power_limit_percent"),))
-)
-register_section(
-    "suspend", SectionType(_parse_suspend, lambda s: {"preserve_video_memory": s.preserve_video_memory})
-)
+register_section("gpu", SectionType(_parse_gpu, _gpu_dict, exclusive=(("power_limit_w", "power_limit_percent"),)))
+register_section("suspend", SectionType(_parse_suspend, lambda s: {"preserve_video_memory": s.preserve_video_memory}))
 
 
 # -- one file, and a merged chain -----------------------------------------------------------------------
@@ -307,7 +304,8 @@ def check_header(data: Any, file: str) -> dict[str, Any]:
 
 def merge(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
     """``child`` over ``parent``: sections merge key by key, a key set to null is removed, lists and
-    header values are replaced; setting one key of an exclusive group drops the parent's other one."""
+    header values are replaced; setting one key of an exclusive group drops the parent's other one
+    (and, when that is a switch, the section's keys tied to the choice)."""
     out = dict(parent)
     for key, value in child.items():
         if key == "extends":
@@ -317,7 +315,9 @@ def merge(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
             merged = dict(out[key])
             for group in section.exclusive:
                 if any(child_key in group for child_key in value):
-                    for k in group:
+                    chosen = {k for k in group if value.get(k) is not None}
+                    switched = bool(chosen) and chosen != {k for k in group if merged.get(k) is not None}
+                    for k in (*group, *(section.tied if switched else ())):
                         merged.pop(k, None)
             merged.update(value)
             out[key] = {k: v for k, v in merged.items() if v is not None}
@@ -345,9 +345,7 @@ def build(name: str, data: dict[str, Any], *, file: str, chain: tuple[str, ...],
             if not re.fullmatch(r"\d{1,2}\.\d", cc):
                 raise mw["compute_capabilities"].error(f"{_show(cc)} is not a compute capability like 8.9")
         match = Match(names, ccs)
-    sections = {
-        key: SECTIONS[key].parse(data[key], where[key]) for key in SECTIONS if data.get(key) is not None
-    }
+    sections = {key: SECTIONS[key].parse(data[key], where[key]) for key in SECTIONS if data.get(key) is not None}
     return Profile(
         name=name,
         description=description.strip(),

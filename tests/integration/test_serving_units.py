@@ -193,6 +193,89 @@ def test_render_equals_what_ansible_writes_then_idempotent_then_revert(tmp_path:
     assert not (root / "etc/systemd/system/multi-user.target.wants/gpuprov-vllm.service").exists()
 
 
+#: the role's handlers per notification: a file written (restart the server with it), a file removed
+CHANGED = {"Restart the server with its new files.", "Restart Ollama with gpuprov's drop-in, if it runs."}
+REMOVED = {"Restart Ollama without gpuprov's drop-in, if it runs."}
+
+
+def _handlers(result: dict) -> set[str]:
+    """The role's restart handlers that ran or were skipped: notified (in a tree, offline, all are skipped
+    by their `when`; which one restarts what online is in their conditions)."""
+    return {r["task"].removeprefix("gpuprov_serving : ") for r in result["results"]} & (CHANGED | REMOVED)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="the replay's NVML setters, like the real ones, need root")
+@pytest.mark.skipif(not _ansible(), reason="ansible-playbook not installed")
+@pytest.mark.skipif(shutil.which("systemd-sysusers") is None, reason="systemd-sysusers not installed")
+def test_a_new_key_restarts_the_server_and_a_switch_removes_the_old_one(tmp_path: Path) -> None:
+    gpu = tmp_path / "gpu.json"
+    shutil.copy(SNAPSHOTS / "rtx4090-laptop.constructed.json", gpu)
+    root = tmp_path / "root"
+    root.mkdir()
+    config = tmp_path / "config"
+    (config / "gpuprov/profiles").mkdir(parents=True)
+    # the laptop's GPU settings, Ollama instead of vLLM: the port becomes Ollama's own
+    (config / "gpuprov/profiles/laptop-ollama.yaml").write_text(
+        "extends: rtx4090-laptop\nserving:\n  api_key: false\n  ollama: {}\n"
+    )
+    env = {**os.environ, "GPUPROV_NVML_REPLAY": str(gpu), "GPUPROV_STATE_DIR": str(tmp_path / "state"),
+           "XDG_CONFIG_HOME": str(config)}  # fmt: skip
+    env.pop("GPUPROV_NVML_REPLAY_AS_USER", None)
+
+    def apply(profile: str) -> dict:
+        proc = gpuprov("apply", profile, "--root", str(root), "--json", env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        result = json.loads(proc.stdout)
+        assert result["failed"] == 0, proc.stdout
+        return result
+
+    first = apply("rtx4090-laptop")
+    assert _handlers(first) == CHANGED
+    key = root / "etc/gpuprov/serving/vllm.env"
+    unit = root / "etc/systemd/system/gpuprov-vllm.service"
+    text = unit.read_text()
+    assert apply("rtx4090-laptop")["changed"] == 0 and not _handlers(apply("rtx4090-laptop"))
+
+    # only the key changes (removed to rotate it; apply makes a new one): the server restarts with it
+    key.unlink()
+    rotated = apply("rtx4090-laptop")
+    assert _handlers(rotated) == CHANGED
+    changed = {r["task"].removeprefix("gpuprov_serving : ") for r in rotated["results"] if r["status"] == "changed"}
+    assert changed == {"Ensure the API key file exists (root, 0600; made once, never shown)."}
+    assert unit.read_text() == text and key.exists()
+
+    # another server: the vLLM one is disabled and its files go; Ollama's drop-in comes
+    switched = apply("laptop-ollama")
+    for path in (
+        "etc/systemd/system/gpuprov-vllm.service",
+        "etc/sysusers.d/gpuprov-vllm.conf",
+        "etc/gpuprov/serving/vllm.env",
+        "etc/systemd/system/multi-user.target.wants/gpuprov-vllm.service",
+    ):
+        assert not (root / path).exists() and not (root / path).is_symlink(), path  # fmt: skip
+    dropin = (root / OLLAMA_DROPIN.lstrip("/")).read_text()
+    assert 'Environment="OLLAMA_HOST=127.0.0.1:11434"' in dropin
+    assert _handlers(switched) == CHANGED | REMOVED
+    assert apply("laptop-ollama")["changed"] == 0
+
+    # and back: the drop-in (and the directory gpuprov made for it) go, vLLM's unit is enabled again
+    back = apply("rtx4090-laptop")
+    assert not (root / "etc/systemd/system/ollama.service.d").exists()
+    assert (root / "etc/systemd/system/multi-user.target.wants/gpuprov-vllm.service").is_symlink()
+    assert _handlers(back) == CHANGED | REMOVED
+
+    reverted = gpuprov("revert", "--root", str(root), "--json", env=env)
+    assert reverted.returncode == 0 and json.loads(reverted.stdout)["failed"] == 0, reverted.stdout
+    for path in (
+        "etc/systemd/system/gpuprov-vllm.service",
+        "etc/sysusers.d/gpuprov-vllm.conf",
+        "etc/gpuprov/serving/vllm.env",
+        "etc/systemd/system/ollama.service.d",
+    ):
+        assert not (root / path).exists(), path  # fmt: skip
+
+
 @pytest.mark.parametrize("profile", ["rtx4090", "rtx4090-laptop"])
 def test_the_boot_unit_of_gpu_settings_verifies_and_scores_ok(tmp_path: Path, profile: str) -> None:
     """gpuprov-gpu-settings.service runs as root (NVML's setters need it) but only with CAP_SYS_ADMIN."""

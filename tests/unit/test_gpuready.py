@@ -4,14 +4,17 @@ on the replay backend (the probe's real code path over recorded snapshots), with
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from provision.gpuready import GpuNotReady, check, wait_for_gpus
+from provision.gpuready import MAX_WAIT_S, MIN_INTERVAL_S, GpuNotReady, check, interval_problem, wait_for_gpus
 from provision.replay import ReplayNvml
 from tests.conftest import SNAPSHOTS
 
@@ -108,3 +111,50 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
     )
     bad = cli("--gpus", "zero", replay=replay)
     assert bad.returncode == 2 and "expected GPU indices" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (("--timeout-s", "inf", "--interval-s", "inf"), "--timeout-s inf"),
+        (("--timeout-s", "nan"), "--timeout-s nan"),
+        (("--timeout-s", "-1"), "--timeout-s -1"),
+        (("--timeout-s", "1e12"), "--timeout-s 1e+12"),
+        (("--interval-s", "inf"), "--interval-s inf"),
+        (("--interval-s", "nan"), "--interval-s nan"),
+        (("--interval-s", "0"), "--interval-s 0"),
+        (("--interval-s", "1e-300"), "--interval-s 1e-300"),
+    ],
+)
+def test_cli_refuses_timeouts_that_overflow_or_never_end(tmp_path: Path, args: tuple[str, ...], flag: str) -> None:
+    """inf overflowed time.sleep (a traceback); nan compares false with everything, so the wait never ended."""
+    proc = cli(*args, replay=state(tmp_path))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"gpuprov: error: {flag}: expected a number of seconds")
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+@given(timeout_s=st.floats(allow_nan=True, allow_infinity=True), interval_s=st.floats(allow_nan=True))
+def test_only_finite_bounded_waits_are_accepted(timeout_s: float, interval_s: float) -> None:
+    problem = interval_problem(timeout_s, interval_s)
+    bounded = (math.isfinite(timeout_s) and 0 <= timeout_s <= MAX_WAIT_S
+               and math.isfinite(interval_s) and MIN_INTERVAL_S <= interval_s <= MAX_WAIT_S)  # fmt: skip
+    assert (problem is None) == bounded
+    if problem is not None:
+        with pytest.raises(ValueError, match="expected a number of seconds"):
+            wait_for_gpus((), timeout_s=timeout_s, interval_s=interval_s, backend=lambda: None)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # the same patch serves every example
+@given(timeout_s=st.floats(0, 600), interval_s=st.floats(MIN_INTERVAL_S, 600))
+def test_an_accepted_wait_ends_at_its_timeout(monkeypatch: pytest.MonkeyPatch, timeout_s: float,
+                                              interval_s: float) -> None:  # fmt: skip
+    """A GPU that never comes: the wait gives up once the (fake) clock passes the timeout, never later."""
+    import provision.gpuready as gpuready
+
+    monkeypatch.setattr(gpuready, "check", lambda *a, **k: gpuready.Readiness(False, "no GPU"))
+    clock = Clock()
+    with pytest.raises(GpuNotReady, match="no GPU"):
+        wait_for_gpus((), timeout_s=timeout_s, interval_s=interval_s, backend=lambda: None, clock=clock,
+                      sleep=clock.sleep)  # fmt: skip
+    assert timeout_s <= clock.now <= timeout_s + 1e-6

@@ -79,9 +79,10 @@ def test_laptop_serves_vllm_with_the_seed_flags_on_loopback() -> None:
     argv = server_argv(s)
     assert argv[:3] == ["/opt/vllm/bin/vllm", "serve", "Qwen/Qwen3-4B-Instruct-2507-FP8"]
     pairs = dict(zip(argv[3::2], argv[4::2], strict=True))
+    # the seed's --swap-space 8 is not there: the vLLM gpuprov recommends (0.19.1) rejects it
     assert pairs == {
         "--host": "127.0.0.1", "--port": "8000", "--gpu-memory-utilization": "0.85", "--max-model-len": "8192",
-        "--kv-cache-dtype": "auto", "--quantization": "fp8", "--attention-backend": "FLASHINFER", "--swap-space": "8",
+        "--kv-cache-dtype": "auto", "--quantization": "fp8", "--attention-backend": "FLASHINFER",
     }  # fmt: skip
 
 
@@ -232,6 +233,22 @@ def test_the_unit_keeps_the_gpu_reachable_and_jit_possible() -> None:
         ("serving: {llama_cpp: {model: /m.gguf, venv: /v, parallel: 4}}\n", "llama-server option"),
         ("serving: {llama_cpp: {model: /m.gguf, server: /s, tensor_split: [0, 0]}}\n", "at least one proportion"),
         ("serving: {llama_cpp: {model: /m.gguf, server: /s, bogus: 1}}\n", "unknown key 'bogus'"),
+        # a model id is a positional argument: one starting with '-' would be read as an option
+        ('serving: {vllm: {model: "--trust-remote-code", venv: /v}}\n', "cannot start with '-'"),
+        ('serving: {vllm: {model: "-x", venv: /v}}\n', "cannot start with '-'"),
+        # where the server listens, and its key, are profile keys that plan and doctor read
+        ('serving: {vllm: {model: m, venv: /v, extra_args: ["--host", "0.0.0.0"]}}\n', "set serving.host instead"),
+        ('serving: {vllm: {model: m, venv: /v, extra_args: ["--port=9000"]}}\n', "set serving.port instead"),
+        ('serving: {vllm: {model: m, venv: /v, extra_args: ["--ho", "::"]}}\n', "set serving.host instead"),
+        ('serving: {vllm: {model: m, venv: /v, extra_args: ["--api-key", "k"]}}\n', "set serving.api_key: true"),
+        (
+            'serving: {llama_cpp: {model: /m.gguf, server: /s, extra_args: ["--host", "0.0.0.0"]}}\n',
+            "set serving.host instead",
+        ),
+        (
+            'serving: {llama_cpp: {model: /m.gguf, venv: /v, extra_args: ["--api_key", "k"]}}\n',
+            "set serving.api_key: true",
+        ),
     ],
 )
 def test_bad_serving_settings_name_the_key(tmp_path: Path, text: str, message: str) -> None:
@@ -249,6 +266,30 @@ def test_extending_a_profile_can_switch_the_engine(tmp_path: Path) -> None:
     assert s.gpus == (0,)  # kept from the parent
     port = user_profile(tmp_path, "extends: rtx4090\nserving: {port: 11500}\n", "port")
     assert port.sections["serving"].port == 11500 and isinstance(port.sections["serving"].settings, OllamaSettings)
+
+
+@pytest.mark.parametrize(
+    ("child", "port"),
+    [
+        ("serving:\n  llama_cpp: {model: /m.gguf, server: /s}\n", 8080),  # a switch: the new engine's default
+        ("serving:\n  vllm: {model: m, venv: /v}\n", 8000),
+        ("serving:\n  port: 9000\n  vllm: {model: m, venv: /v}\n", 9000),  # a switch with a port: that one
+        ("serving:\n  ollama: {num_parallel: 2}\n", 11434),  # the same engine: the parent's port
+    ],
+)
+def test_switching_engine_resets_the_port_to_the_new_engines_default(tmp_path: Path, child: str, port: int) -> None:
+    """rtx4090 sets port 11434 (Ollama's): a child serving llama.cpp would otherwise listen there."""
+    s = user_profile(tmp_path, "extends: rtx4090\n" + child).sections["serving"]
+    assert s.port == port
+    assert s.gpus == (0,)  # what is not the engine's is still inherited
+
+
+def test_a_parents_own_port_is_kept_for_its_engine_and_dropped_on_a_switch(tmp_path: Path) -> None:
+    user_profile(tmp_path, "serving:\n  port: 11500\n  ollama: {}\n", "base")
+    same = user_profile(tmp_path, "extends: base\nserving: {gpus: [0]}\n", "same")
+    assert same.sections["serving"].port == 11500
+    other = user_profile(tmp_path, "extends: base\nserving: {llama_cpp: {model: /m.gguf, server: /s}}\n", "other")
+    assert other.sections["serving"].port == 8080
 
 
 def test_to_dict_reads_back(tmp_path: Path) -> None:
@@ -367,6 +408,74 @@ def test_exposed_without_a_key_is_warned(tmp_path: Path) -> None:
     assert any(n.startswith(warning) for n in plan.desired.notes)
     keyed = user_profile(tmp_path, "extends: mine\nserving: {api_key: true}\n", "keyed")
     assert not any("WARNING" in n for n in make_plan(load_snapshot("rtx4090"), keyed, host()).desired.notes)
+
+
+def test_an_exposed_ollama_gets_a_remedy_the_schema_accepts(tmp_path: Path) -> None:
+    """Ollama has no API key (the schema refuses serving.api_key for it): the plan says what doctor says."""
+    from provision.serverunits import exposure_remedy
+
+    prof = user_profile(tmp_path, "serving:\n  host: 0.0.0.0\n  ollama: {}\n")
+    (warning,) = [n for n in make_plan(load_snapshot("rtx4090"), prof, host()).desired.notes if "WARNING" in n]
+    assert warning.startswith("WARNING: ollama listens on 0.0.0.0:11434 without an API key")
+    assert "api_key: true" not in warning and exposure_remedy("ollama") in warning
+    assert "put a proxy with authentication in front" in warning
+    with pytest.raises(ProfileError, match="Ollama has no API key"):  # what the old remedy told users to do
+        user_profile(tmp_path, "extends: mine\nserving: {api_key: true}\n", "keyed")
+
+
+def test_ollama_paths_that_may_not_exist_do_not_fail_the_start(tmp_path: Path) -> None:
+    """ReadWritePaths= on a missing directory fails the unit with 226/NAMESPACE; '-' skips it instead."""
+    prof = user_profile(tmp_path, "serving:\n  ollama: {models_dir: /srv/ollama}\n")
+    text = unit_text(prof)[OLLAMA_DROPIN]
+    assert directive(text, "ReadWritePaths") == ["-/usr/share/ollama", "-/srv/ollama"]
+    home = user_profile(tmp_path, "serving:\n  ollama: {models_dir: /home/me/models}\n", "home")
+    assert directive(unit_text(home)[OLLAMA_DROPIN], "BindPaths") == ["-/home/me/models"]
+    units = {**host().units, "ollama.service": UnitState("ollama.service", "/etc/systemd/system/ollama.service", True)}
+    notes = make_plan(load_snapshot("rtx4090"), prof, host(root=str(tmp_path), units=units)).desired.notes
+    assert any(n.startswith("/srv/ollama does not exist") for n in notes)
+    assert any(n.startswith("/usr/share/ollama does not exist") for n in notes)
+    (tmp_path / "srv/ollama").mkdir(parents=True)
+    (tmp_path / "usr/share/ollama").mkdir(parents=True)
+    notes = make_plan(load_snapshot("rtx4090"), prof, host(root=str(tmp_path), units=units)).desired.notes
+    assert not any("does not exist" in n for n in notes)
+    # Ollama not installed at all: one note says so, not one per directory its installer makes
+    notes = make_plan(load_snapshot("rtx4090"), prof, host(root=str(tmp_path / "bare"))).desired.notes
+    assert any(n.startswith("ollama.service is not installed") for n in notes)
+    assert not any(n.startswith("/usr/share/ollama") for n in notes)
+
+
+_DASHED = st.one_of(
+    st.text(max_size=8),
+    st.builds(lambda a: "-" + a, st.text(alphabet="-_=hostpr0.:", max_size=10)),
+    st.builds(lambda a: "--" + a, st.text(alphabet="-_=hostpr0.:ayki", max_size=14)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_DASHED, max_size=4))
+def test_extra_args_the_schema_accepts_never_move_the_server(args: list[str]) -> None:
+    """Where an argparse server (vLLM, llama_cpp.server: abbreviations allowed) listens, read back from the
+    unit's command line, is the profile's host and port whatever extra_args the schema lets through."""
+    import argparse
+
+    from provision.profiles.schema import _Where
+    from provision.serving import ServingSection, _args
+
+    try:
+        extra = _args(args, _Where("p.yaml")["serving"]["vllm"]["extra_args"])
+    except ProfileError:
+        return
+    argv = server_argv(ServingSection("vllm", VllmSettings(model="m", venv="/v", extra_args=extra), port=8000))
+    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    parser.add_argument("model")
+    parser.add_argument("--host")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--api-key")
+    try:
+        ns, _ = parser.parse_known_args(argv[2:])
+    except (argparse.ArgumentError, SystemExit):
+        return  # a command line the server refuses: it does not start at all
+    assert (ns.host, ns.port, ns.api_key) == ("127.0.0.1", 8000, None)
 
 
 def test_a_gpu_the_host_lacks_is_refused(tmp_path: Path) -> None:
