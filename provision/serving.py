@@ -956,18 +956,29 @@ def fit_notes(section: ServingSection, snapshot: Snapshot, root: Path) -> list[s
     path = root / model.lstrip("/")
     if not path.exists():
         return [f"serving model {model} is not on this host yet"]
-    if isinstance(st, LlamaCppSettings):
-        if st.n_gpu_layers == 0:
-            return []
-        request = FitRequest(engine="llama.cpp", context=st.ctx_size or None, parallel=st.parallel or 1,
-                             kv_type=st.cache_type_k, flash_attention=st.flash_attention)  # fmt: skip
-    else:
-        assert isinstance(st, VllmSettings)
-        request = FitRequest(engine="vllm", context=st.max_model_len, parallel=st.max_num_seqs or 1,
-                             kv_type=st.kv_cache_dtype, gpu_memory_utilization=st.gpu_memory_utilization)  # fmt: skip
+    if isinstance(st, LlamaCppSettings) and st.n_gpu_layers == 0:
+        return []
     try:
+        spec = read_model(path)
+        if isinstance(st, LlamaCppSettings):
+            # llama-server's --ctx-size is the total over its --parallel slots (0: the trained context);
+            # llama-cpp-python (venv) keeps a full-size sliding-window KV cache (llama_context_default_params)
+            slots = st.parallel or 1
+            total = spec.context_length if st.ctx_size == 0 else st.ctx_size
+            request = FitRequest(engine="llama.cpp", context=max(total // slots, 1) if total else None,
+                                 parallel=slots, kv_type=st.cache_type_k, flash_attention=st.flash_attention,
+                                 swa_full=st.venv is not None)  # fmt: skip
+        else:
+            assert isinstance(st, VllmSettings)
+            request = FitRequest(
+                engine="vllm",
+                context=st.max_model_len,
+                parallel=st.max_num_seqs or 1,
+                kv_type=st.kv_cache_dtype,
+                gpu_memory_utilization=st.gpu_memory_utilization,
+            )
         gpus = [g for g in gpus_from_snapshot(snapshot) if not section.gpus or g.index in section.gpus]
-        result = fit_model(read_model(path), gpus, request)
+        result = fit_model(spec, gpus, request)
     except GpuprovError as exc:
         return [f"serving model {model}: cannot check whether it fits ({exc})"]
     if result.fits:

@@ -30,7 +30,17 @@ def _refuse_unless_root(check: bool, command: str) -> None:
         raise PlanError(f"{command} changes GPU settings and system files: run it with sudo, or add --check to preview")
 
 
-def _run(action: str, extra: dict, *, root: Path, check: bool, diff: bool, as_json: bool, title: str) -> None:
+def _run(
+    action: str,
+    extra: dict,
+    *,
+    root: Path,
+    check: bool,
+    diff: bool,
+    as_json: bool,
+    title: str,
+    notes: list[str] | None = None,
+) -> None:
     from provision import applystate
     from provision.ansiblerun import run_playbook
 
@@ -56,13 +66,21 @@ def _run(action: str, extra: dict, *, root: Path, check: bool, diff: bool, as_js
             "ok": result.count("ok"),
             "failed": len(result.failed),
             "results": [r.__dict__ for r in result.results],
+            "notes": list(notes or []),
         }
         typer.echo(json.dumps(payload, indent=2, default=str))
         raise typer.Exit(code)
     from provision.console import make_console
     from provision.tuningreport import render_run
 
-    render_run(result, make_console(), title=title, check=check, diff=diff)
+    console = make_console()
+    render_run(result, console, title=title, check=check, diff=diff)
+    if notes:
+        from rich.markup import escape
+
+        for note in notes:  # what the plan says a person must know: fallbacks, reboots, a model that cannot load
+            style = "bold yellow" if note.startswith("WARNING") else "dim"
+            console.print(f"[{style}]{escape(note)}[/]")
     if code and not result.failed:
         typer.echo(result.output[-4000:], err=True)
     raise typer.Exit(code)
@@ -90,10 +108,11 @@ def apply(
     prof = load_profile(profile, root=root)
     # the refusals, before Ansible starts: the same plan its first task computes again
     host = applystate.read_host_state(root=root, python=sys.executable, llama_cpp_python=profile_build_python(prof))
-    make_plan(applystate.live_snapshot(), prof, host, force=force)
+    planned = make_plan(applystate.live_snapshot(), prof, host, force=force)
     _refuse_unless_root(check, "gpuprov apply")
     _run("apply", {"gpuprov_gpu_profile": profile, "gpuprov_gpu_force": force},
-         root=root, check=check, diff=diff, as_json=as_json, title=f"apply {profile}")  # fmt: skip
+         root=root, check=check, diff=diff, as_json=as_json, title=f"apply {profile}",
+         notes=list(planned.desired.notes))  # fmt: skip
 
 
 @app.command()

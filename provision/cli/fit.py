@@ -56,6 +56,14 @@ def fit(
     gpu_memory_utilization: Annotated[
         float | None, typer.Option("--gpu-memory-utilization", help="vLLM: check this value instead of computing it.")
     ] = None,
+    swa_full: Annotated[
+        bool,
+        typer.Option(
+            "--swa-full",
+            help="llama.cpp: full-size KV cache for sliding-window layers (llama-cpp-python's default; "
+            "llama-server --swa-full).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the fit as JSON.")] = False,
 ) -> None:
     """Weights + KV cache + overhead per GPU; largest context and parallelism; engine flags.
@@ -116,6 +124,7 @@ def fit(
             reserve_mib=reserve_mib,
             flash_attention=flash_attn,
             gpu_memory_utilization=gpu_memory_utilization if name == "vllm" else None,
+            swa_full=swa_full and name == "llama.cpp",
         )
         stacks[name] = fit_stack(specs, gpus, request)
     code = 0 if any(stack.fits for stack in stacks.values()) else 1

@@ -64,6 +64,10 @@ class FitRequest:
     n_ubatch: int = mm.LLAMA_CPP_UBATCH
     #: vLLM: a fixed --gpu-memory-utilization to check; None: compute the one needed
     gpu_memory_utilization: float | None = None
+    #: llama.cpp: sliding-window layers keep a full-size KV cache (``--swa-full``). llama-server's default
+    #: is off; llama-cpp-python (``Llama()``, ``python -m llama_cpp.server``) takes the library's
+    #: llama_context_default_params(), where it is on (measured: tests/data/fit/accuracy-cpu.json)
+    swa_full: bool = False
 
     def resolved(self, model: ModelSpec) -> FitRequest:
         """Defaults filled in and everything checked: UsageError on a bad value."""
@@ -77,6 +81,8 @@ class FitRequest:
         context = self.context if self.context is not None else min(4096, model.context_length)
         if context < 1:
             raise UsageError(f"context {context} must be at least 1 token")
+        if context > mm.MAX_CONTEXT:
+            raise UsageError(f"context {context} is more than any engine takes (at most {mm.MAX_CONTEXT} tokens)")
         if self.parallel < 1 or self.parallel > 4096:
             raise UsageError(f"parallel {self.parallel} must be between 1 and 4096")
         if self.reserve_mib < 0:
@@ -162,6 +168,13 @@ class FitResult:
     max_context: int | None = None
     max_parallel: int | None = None
     notes: list[str] = field(default_factory=list)
+    #: what the user keeps free (--reserve-mib × GPUs): not the engine's, so not in overhead_bytes
+    reserve_bytes: int = 0
+
+    @property
+    def max_parallel_capped(self) -> bool:
+        """The search stops at MAX_PARALLEL sequences: more may fit."""
+        return self.max_parallel == MAX_PARALLEL
 
     @property
     def fits(self) -> bool:
@@ -201,6 +214,7 @@ class FitResult:
             "cpu_kv_bytes": self.cpu_kv_bytes,
             "compute_bytes": self.compute_bytes,
             "overhead_bytes": self.overhead_bytes,
+            "reserve_bytes": self.reserve_bytes,
             "gpu_bytes": self.gpu_bytes,
             "n_gpu_layers": self.n_gpu_layers,
             "cpu_layers": self.cpu_layers,
@@ -209,6 +223,7 @@ class FitResult:
             "gpu_memory_utilization": self.gpu_memory_utilization,
             "max_context": self.max_context,
             "max_parallel": self.max_parallel,
+            "max_parallel_capped": self.max_parallel_capped,
             "gpus": [g.to_dict() for g in self.gpus],
             "flags": engine_flags(self),
             "notes": list(self.model.notes) + self.notes,
@@ -254,9 +269,8 @@ def _layer_items(model: ModelSpec, req: FitRequest) -> list[_Item]:
     rows = layer_kv_row_bytes(model, req.kv_type)
     items = []
     for layer, row in zip(model.layers, rows, strict=True):
-        cells = mm.llama_cpp_kv_cells(
-            req.context, req.parallel, sliding_window=layer.sliding_window, n_ubatch=req.n_ubatch
-        )
+        window = None if req.swa_full else layer.sliding_window
+        cells = mm.llama_cpp_kv_cells(req.context, req.parallel, sliding_window=window, n_ubatch=req.n_ubatch)
         items.append(_Item(layer.index, layer.weight_bytes, row * cells))
     items.append(_Item(None, model.output_layer_bytes, 0))
     return items
@@ -381,7 +395,8 @@ def _fit_layers(model: ModelSpec, gpus: list[GpuBudget], req: FitRequest, budget
         kv_bytes=total_kv,
         cpu_kv_bytes=total_kv - gpu_kv,
         compute_bytes=sum(s.compute_bytes for s in shares),
-        overhead_bytes=sum(s.overhead_bytes for s in shares) + _reserve_bytes(req) * len(gpus),
+        overhead_bytes=sum(s.overhead_bytes for s in shares) + _engine_reserve_bytes(req) * len(gpus),
+        reserve_bytes=req.reserve_mib * mm.MIB * len(gpus),
         gpus=shares,
         n_gpu_layers=ngl,
         cpu_layers=n_items - ngl,
@@ -467,7 +482,8 @@ def _fit_vllm(model: ModelSpec, gpus: list[GpuBudget], req: FitRequest, budgets:
         kv_bytes=kv_total,
         cpu_kv_bytes=0,
         compute_bytes=activation * tp,
-        overhead_bytes=fixed * tp + _reserve_bytes(req) * len(gpus),
+        overhead_bytes=fixed * tp + _engine_reserve_bytes(req) * len(gpus),
+        reserve_bytes=req.reserve_mib * mm.MIB * len(gpus),
         gpus=shares,
         tensor_parallel_size=tp,
         gpu_memory_utilization=round(util, 2),
@@ -482,8 +498,14 @@ def _fit_vllm(model: ModelSpec, gpus: list[GpuBudget], req: FitRequest, budgets:
 # -- the public functions -----------------------------------------------------------------------
 
 
+def _engine_reserve_bytes(req: FitRequest) -> int:
+    """What the engine keeps free on each GPU by itself (part of its overhead)."""
+    return mm.ENGINE_OVERHEAD[req.engine].reserve_mib * mm.MIB
+
+
 def _reserve_bytes(req: FitRequest) -> int:
-    return (req.reserve_mib + mm.ENGINE_OVERHEAD[req.engine].reserve_mib) * mm.MIB
+    """Kept free on each GPU: the engine's own reserve and the user's --reserve-mib."""
+    return req.reserve_mib * mm.MIB + _engine_reserve_bytes(req)
 
 
 def _budgets(gpus: list[GpuBudget], req: FitRequest, used: list[int] | None = None) -> list[int]:

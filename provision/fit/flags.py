@@ -41,6 +41,8 @@ def llama_cpp_flags(result: FitResult) -> dict[str, object]:
     args += ["--flash-attn", "on" if req.flash_attention else "off"]
     if req.n_ubatch != mm.LLAMA_CPP_UBATCH:
         args += ["--ubatch-size", str(req.n_ubatch)]
+    if req.swa_full and any(layer.sliding_window is not None for layer in result.model.layers):
+        args += ["--swa-full"]
     return {"args": args, "env": env, "command": _command("llama-server", args, env)}
 
 

@@ -75,7 +75,7 @@ QUANTIZED_KV_NEEDS_FLASH_ATTENTION = True
 #: reference sizes (tools/quantize/quantize.cpp QUANT_OPTIONS: "Q4_K_M: 4.58G @ Llama-3-8B" etc.,
 #: GiB over Llama-3-8B's 8.03e9 parameters). Single-type formats use ggml's block size exactly.
 #: AWQ/GPTQ int4 (group size 128): 4 bits + a 16-bit scale and a 4-bit zero point per 128 weights
-#: (AutoAWQ/GPTQ packing); embeddings and the head stay 16-bit, see :func:`spec_from_parameters`.
+#: (AutoAWQ/GPTQ packing); embeddings and the head stay 16-bit (SIXTEEN_BIT_EMBEDDINGS, hf_dir.read_hf_dir).
 WEIGHT_BITS: dict[str, float] = {
     "F32": 32.0,
     "F16": 16.0,
@@ -128,6 +128,9 @@ LLAMA_CPP_CTX_PAD = 256
 #: llama-server / llama-cpp-python default physical batch (common/common.h ``n_ubatch = 512``);
 #: Ollama's ``num_batch`` default is 512 too.
 LLAMA_CPP_UBATCH = 512
+#: the longest context a request may ask for: above every trained context (Llama 4 Scout: 10M tokens);
+#: llama.cpp and vLLM keep context sizes in 32-bit integers
+MAX_CONTEXT = 1 << 24
 
 #: Ollama's scheduler never plans into the last 457 MiB of a CUDA GPU (discover/gpu.go
 #: ``cudaMinimumMemory = 457 * format.MebiByte``); OLLAMA_GPU_OVERHEAD adds to it (envconfig:

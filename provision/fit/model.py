@@ -1,9 +1,10 @@
 """What ``gpuprov fit`` knows about a model: its shape and where its weight bytes are.
 
 A :class:`ModelSpec` is built by one of the readers (:mod:`provision.fit.gguf_file` for GGUF,
-:mod:`provision.fit.hf_dir` for a Hugging Face directory, :func:`spec_from_parameters` for a bare
-parameter count) and is all the memory model looks at. Weights are kept in the groups an engine
-places separately: the input embedding, each repeating layer, and the output head.
+:mod:`provision.fit.hf_dir` for a Hugging Face directory: exact from its safetensors headers, or from
+the parameter count its ``config.json`` shapes give, at a quantization) and is all the memory model
+looks at. Weights are kept in the groups an engine places separately: the input embedding, each
+repeating layer, and the output head.
 """
 
 from __future__ import annotations

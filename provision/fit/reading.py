@@ -19,15 +19,15 @@ def read_model(path: str | Path, *, quantization: str | None = None) -> ModelSpe
         return read_hf_dir(p, quantization=quantization)
     if not p.exists():
         raise UsageError(f"{p}: no such file or directory")
+    if p.name == "config.json":
+        from provision.fit.hf_dir import read_hf_dir
+
+        return read_hf_dir(p.parent, quantization=quantization)
     if quantization is not None:
         raise UsageError(
             f"{p}: --quant sizes a Hugging Face directory from its parameter count; a GGUF file "
             "already has its quantization"
         )
-    if p.name == "config.json":
-        from provision.fit.hf_dir import read_hf_dir
-
-        return read_hf_dir(p.parent)
     from provision.fit.gguf_file import read_gguf
 
     return read_gguf(p)

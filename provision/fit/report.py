@@ -31,6 +31,7 @@ def render_result(console: Console, result: FitResult) -> None:
         f"on CPU {_gib(result.cpu_weights_bytes)})  KV {_gib(result.kv_bytes)} "
         f"({result.kv_bytes_per_token} B/token)  compute {_gib(result.compute_bytes)}  "
         f"overhead {_gib(result.overhead_bytes)}"
+        + (f"  reserved {_gib(result.reserve_bytes)}" if result.reserve_bytes else "")
     )
     table = Table(show_edge=False, pad_edge=False)
     for column in ("GPU", "name", "layers", "weights", "KV", "compute", "overhead", "free after"):
@@ -57,18 +58,27 @@ def render_result(console: Console, result: FitResult) -> None:
         else f"no context fits fully at {req.parallel} parallel"
     )
     limits.append(
-        f"most parallel sequences at {req.context} tokens: {result.max_parallel}"
+        f"most parallel sequences at {req.context} tokens: "
+        + (
+            f"≥ {result.max_parallel} (the search stops there)"
+            if result.max_parallel_capped
+            else str(result.max_parallel)
+        )
         if result.max_parallel
         else "no parallelism fits fully at this context"
     )
     console.print("  " + "; ".join(limits))
     if result.cpu_layers:
         console.print(f"  {result.cpu_layers} layer(s) stay on the CPU")
-    flags = engine_flags(result)
-    console.print(f"  [dim]$[/dim] {flags['command']}", soft_wrap=True, highlight=False)
-    options = flags.get("options")
-    if options:
-        console.print(f"  request options: {options}")
+    if result.verdict == "does_not_fit":
+        console.print("  [red]no command: nothing realises this on these GPUs[/red] (a smaller context, a smaller "
+                      "quantization, or more GPUs)")  # fmt: skip
+    else:
+        flags = engine_flags(result)
+        console.print(f"  [dim]$[/dim] {flags['command']}", soft_wrap=True, highlight=False)
+        options = flags.get("options")
+        if options:
+            console.print(f"  request options: {options}")
     for note in [*result.model.notes, *result.notes]:
         console.print(f"  note: {note}")
 

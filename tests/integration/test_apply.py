@@ -164,6 +164,7 @@ def test_laptop_that_reports_a_range_but_refuses_the_setter_gets_the_fallback(tm
         {"fn": "nvmlDeviceSetPersistenceMode", "gpu": 0, "mode": 1},
     ]
     assert any("power limit refused by the driver" in r["msg"] for r in first["results"])
+    assert any("if the driver refuses the power limit" in n for n in first["notes"])  # apply says what plan says
     boot = json.loads(host.file(SETTINGS_FILE).read_text())["gpus"][0]
     assert boot["settings"]["power_limit_w"] == 110 and boot["fallback_locked_clocks_mhz"] == [210, 1700]
 

@@ -95,3 +95,46 @@ def test_bad_input_is_one_line_and_exit_2(gguf_path: Path, args: list[str], mess
 def test_missing_model_file() -> None:
     out = run("/nonexistent/model.gguf", "--vram-gib", "8")
     assert out.returncode == 2 and "no such file" in out.stderr
+
+
+def test_reserve_is_reported_apart_from_overhead(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from provision.fit import FitRequest, fit_model, gpus_from_vram
+    from tests.unit.test_fit_gguf import ARCHS, write_gguf
+
+    path = tmp_path / "m.gguf"
+    write_gguf(path, ARCHS["llama"])
+    from provision.fit import read_model
+
+    spec = read_model(path)
+    plain = fit_model(spec, gpus_from_vram([8, 8]), FitRequest(engine="llama.cpp"))
+    kept = fit_model(spec, gpus_from_vram([8, 8]), FitRequest(engine="llama.cpp", reserve_mib=1024))
+    assert kept.overhead_bytes == plain.overhead_bytes
+    assert kept.reserve_bytes == 2 * 1024 * 2**20 and plain.reserve_bytes == 0
+    assert kept.to_dict()["reserve_bytes"] == kept.reserve_bytes
+
+
+def test_context_beyond_any_engine_is_bad_usage(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from provision.errors import UsageError
+    from provision.fit import FitRequest, fit_model, gpus_from_vram, read_model
+    from tests.unit.test_fit_gguf import ARCHS, write_gguf
+
+    path = tmp_path / "m.gguf"
+    write_gguf(path, ARCHS["llama"])
+    with pytest.raises(UsageError, match="more than any engine takes"):
+        fit_model(read_model(path), gpus_from_vram([8]), FitRequest(context=99_999_999_999))
+
+
+def test_swa_full_sizes_sliding_window_layers_in_full(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from provision.fit import FitRequest, fit_model, gpus_from_vram, read_model
+    from tests.unit.test_fit_gguf import ARCHS, write_gguf
+
+    path = tmp_path / "g.gguf"
+    write_gguf(path, ARCHS["gemma3"])
+    spec = read_model(path)
+    assert any(layer.sliding_window for layer in spec.layers)
+    window = fit_model(spec, gpus_from_vram([8]), FitRequest(context=16384))
+    full = fit_model(spec, gpus_from_vram([8]), FitRequest(context=16384, swa_full=True))
+    assert full.kv_bytes > window.kv_bytes
+    assert "--swa-full" in full.to_dict()["flags"]["args"] and "--swa-full" not in window.to_dict()["flags"]["args"]

@@ -503,6 +503,24 @@ def test_plan_warns_when_the_model_does_not_fit(tmp_path: Path) -> None:
     assert not any("fit" in n for n in notes)
 
 
+def test_fit_check_reads_ctx_size_as_the_total_over_the_slots(tmp_path: Path) -> None:
+    """llama-server --ctx-size 65536 --parallel 4 gives each slot 16384 tokens: 8 GiB of KV here, which fits
+    a 24 GB GPU; read as 65536 per slot it would be 32 GiB and a false warning."""
+    from tests.unit.test_fit_gguf import Arch, write_gguf
+
+    arch = Arch("llama", n_layer=32, n_embd=2048, n_head=16, n_head_kv=8, n_ff=5632, n_vocab=32000, context=65536)
+    (tmp_path / "srv").mkdir()
+    write_gguf(tmp_path / "srv/m.gguf", arch, sparse=True)
+    body = "serving:\n  llama_cpp: {model: /srv/m.gguf, server: /s, n_gpu_layers: 999, ctx_size: 65536, parallel: 4}\n"
+    notes = make_plan(load_snapshot("rtx4090"), user_profile(tmp_path, body), host(root=str(tmp_path))).desired.notes
+    assert not any("does not fit" in n for n in notes), notes
+    # the same total for one slot is 32 GiB of KV: that does not fit
+    body = "serving:\n  llama_cpp: {model: /srv/m.gguf, server: /s, n_gpu_layers: 999, ctx_size: 262144, parallel: 4}\n"
+    prof = user_profile(tmp_path, body, "big")
+    notes = make_plan(load_snapshot("rtx4090"), prof, host(root=str(tmp_path))).desired.notes
+    assert any(n.startswith("WARNING: serving model /srv/m.gguf does not fit") for n in notes), notes
+
+
 def test_plan_diff_and_render_show_the_same_files() -> None:
     """plan --diff and gpuprov render come from one renderer: the same bytes for every serving file."""
     snap, prof = load_snapshot("rtx4090-laptop"), builtin("rtx4090-laptop")
