@@ -248,7 +248,9 @@ def test_the_development_stack_of_the_rtx4090_guide(tmp_path: Path) -> None:
     assert weights < 12 * 10**9 < 17.3 * 10**9
     stack = fit_stack(specs, gpus_from_vram([24]), FitRequest(engine="ollama", context=4096))
     assert stack.fits
-    assert stack.free_after_bytes[0] > 0
+    # the guide's "leaves 6.7GB" comes from its 17.3 GB of weights; with the files' real sizes, weights, three
+    # 4K KV caches, compute buffers and CUDA overhead included, more is left
+    assert stack.free_after_bytes[0] > 6.7 * 10**9
     # phi3.5 has no GQA: its KV cache is 32 heads × 96 dims, 12× a 7B Qwen's per token
     assert stack.results[2].kv_bytes_per_token > 5 * stack.results[0].kv_bytes_per_token
     # the same three with 16 parallel 8K requests each do not fit on one 24 GB card
