@@ -77,17 +77,29 @@ class Estimate:
     seconds: float
 
 
-def estimate(runs: Sequence[StoredRun], requests: int) -> tuple[list[Estimate], list[StoredRun]]:
+def estimate(
+    runs: Sequence[StoredRun], requests: int, *, max_error_rate: float = 0.0
+) -> tuple[list[Estimate], list[StoredRun], list[StoredRun]]:
     """For each stored configuration (host, GPUs, engine, model, profile, workload, concurrency), the
-    newest run without failed requests: the time ``requests`` requests take at its requests/s,
-    fastest first. Also returns the configurations whose newest clean run has no rate (skipped)."""
+    newest complete run whose share of failed requests is at most ``max_error_rate``: the time
+    ``requests`` successful requests take at its rate, fastest first. Also returns the configurations
+    whose newest such run has no rate (skipped), and the newest run of each configuration that has
+    no such run (excluded: stopped early or more failures), so none disappears without a word."""
+    from provision.bench.stats import error_rate
+
+    def key(run: StoredRun) -> tuple[object, ...]:
+        return (run.hostname, run.gpu_names, run.engine, run.engine_version, run.model, run.profile,
+                run.workload_key, run.concurrency)  # fmt: skip
+
     newest: dict[tuple[object, ...], StoredRun] = {}
+    rejected: dict[tuple[object, ...], StoredRun] = {}
     for run in sorted(runs, key=lambda r: (r.created_at, r.id), reverse=True):
-        if not run.complete or run.level.requests_failed or not run.level.requests_ok:
+        lv = run.level
+        if not run.complete or not lv.requests_ok or error_rate(lv.requests_ok, lv.requests_failed) > max_error_rate:
+            rejected.setdefault(key(run), run)
             continue
-        key = (run.hostname, run.gpu_names, run.engine, run.engine_version, run.model, run.profile,
-               run.workload_key, run.concurrency)  # fmt: skip
-        newest.setdefault(key, run)
+        newest.setdefault(key(run), run)
+    excluded = sorted((r for k, r in rejected.items() if k not in newest), key=lambda r: r.id)
     estimates, skipped = [], []
     for run in newest.values():
         rate = run.level.requests_per_s
@@ -96,7 +108,7 @@ def estimate(runs: Sequence[StoredRun], requests: int) -> tuple[list[Estimate], 
             continue
         estimates.append(Estimate(run, requests, requests / rate))
     estimates.sort(key=lambda e: (e.seconds, e.run.id))
-    return estimates, skipped
+    return estimates, skipped, excluded
 
 
 def format_duration(seconds: float) -> str:

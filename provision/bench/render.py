@@ -143,10 +143,22 @@ def render_compare(
         con.print(f"note: {w}", style="yellow")
 
 
-def render_estimates(estimates: Sequence[Estimate], skipped: Sequence[StoredRun], *, requests: int, db: str) -> None:
+def render_estimates(
+    estimates: Sequence[Estimate],
+    skipped: Sequence[StoredRun],
+    *,
+    requests: int,
+    db: str,
+    excluded: Sequence[StoredRun] = (),
+) -> None:
     con = _console()
+    for r in excluded:
+        why = "stopped early" if not r.complete else f"{r.level.requests_failed} failed of "
+        why += "" if not r.complete else f"{r.level.requests_ok + r.level.requests_failed} requests"
+        con.print(f"run {r.id} ({r.model}, c={r.concurrency}): left out, {why} (--max-error-rate to include)",
+                  style="yellow")  # fmt: skip
     if not estimates:
-        con.print(f"no run without failures in {db} to estimate from: gpuprov bench URL --model NAME records one")
+        con.print(f"no usable run in {db} to estimate from: gpuprov bench URL --model NAME records one")
         return
     table = Table(show_edge=False, pad_edge=False, title=f"time for {requests:,} requests")
     for name in ("run", "model", "engine", "GPUs", "profile", "workload", "conc", "req/s", "time"):

@@ -37,6 +37,10 @@ class BenchError(GpuprovError):
     """The benchmark cannot start: server unreachable, or it rejects the request itself."""
 
 
+#: requests in flight at most: one client thread each; past this a sweep measures the client, not the server
+MAX_CONCURRENCY = 1024
+
+
 @dataclass
 class BenchConfig:
     endpoint: Endpoint
@@ -50,11 +54,20 @@ class BenchConfig:
     timeout_s: float = 60.0
     warmup: int = 1
     slo_ms: float | None = None
+    #: best level: the highest share of failed requests a level may have (0: none)
+    max_error_rate: float = 0.0
     include_usage: bool = True
 
     def __post_init__(self) -> None:
         if not self.concurrencies or any(c < 1 for c in self.concurrencies):
             raise UsageError("--concurrency takes positive integers, like 1,2,4,8")
+        if max(self.concurrencies) > MAX_CONCURRENCY:
+            raise UsageError(
+                f"--concurrency {max(self.concurrencies)}: at most {MAX_CONCURRENCY} requests in flight "
+                "(one client thread each)"
+            )
+        if not 0.0 <= self.max_error_rate < 1.0:
+            raise UsageError(f"--max-error-rate {self.max_error_rate:g}: a share of requests, from 0 up to (not) 1")
         if self.requests is not None and self.requests < 1:
             raise UsageError(f"--requests must be at least 1, not {self.requests}")
         if self.duration_s is not None and self.duration_s <= 0:
@@ -131,8 +144,18 @@ def server_info(endpoint: Endpoint, timeout_s: float) -> dict[str, Any]:
         info["engine"], info["engine_version"] = "ollama", ollama["version"]
     elif "llamacpp" in owners:
         info["engine"] = "llama.cpp"
+        props = conn.get_json("/props")  # llama-server: {"build_info": "b6869-ab3f5f0a", ...}
+        if isinstance(props, dict) and isinstance(props.get("build_info"), str):
+            info["engine_version"] = props["build_info"]
     elif "vllm" in owners:
         info["engine"] = "vllm"
+    else:
+        # llama-cpp-python's server (owned_by "me") is a FastAPI app titled "🦙 llama.cpp Python API"
+        api = conn.get_json("/openapi.json")
+        about = api.get("info") if isinstance(api, dict) else None
+        if isinstance(about, dict) and "llama.cpp Python" in str(about.get("title", "")):
+            info["engine"] = "llama-cpp-python"
+            info["engine_version"] = about.get("version") if isinstance(about.get("version"), str) else None
     return info
 
 
@@ -271,10 +294,18 @@ def run_bench(
     run.server = server_info(config.endpoint, min(config.timeout_s, 5.0))
     if backend_factory is not None:
         run.host = host_summary(backend_factory)
+    else:  # no GPU sampling: the host is still named, so history and estimates tell machines apart
+        run.host = {"hostname": socket.gethostname(), "driver_version": None, "gpus": [], "nvml": "not read (--no-gpu)"}
     if run.server["models"] and config.model not in run.server["models"]:
         run.notes.append(f"the server lists models {', '.join(run.server['models'][:5])}, not {config.model!r}")
     if config.warmup:
-        warm_up(config, run.notes)
+        try:
+            warm_up(config, run.notes)
+        except KeyboardInterrupt:
+            run.interrupted, run.stop_reason = True, INTERRUPTED
+            run.notes.append("interrupted during the warm-up: nothing was measured")
+            run.best, run.best_reason = None, "interrupted during the warm-up"
+            return run
     elif config.include_usage:
         run.notes.append("no warm-up: stream_options support not checked")
     for concurrency in config.concurrencies:
@@ -288,7 +319,7 @@ def run_bench(
             run.stop_reason = level.stop_reason
             run.interrupted = level.stop_reason == INTERRUPTED
             break
-    run.best, run.best_reason = best_level(run.levels, slo_ms=config.slo_ms)
+    run.best, run.best_reason = best_level(run.levels, slo_ms=config.slo_ms, max_error_rate=config.max_error_rate)
     closed = [lv.concurrency for lv in run.levels if any(m.startswith(STREAM_CLOSED) for m in lv.errors)]
     if closed and min(closed) > 1:
         run.notes.append(

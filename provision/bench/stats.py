@@ -154,22 +154,34 @@ def summarize(
     return level
 
 
-def best_level(levels: Sequence[LevelResult], *, slo_ms: float | None = None) -> tuple[LevelResult | None, str]:
-    """The level with the highest output tokens/s among those with no failed request and (with an
-    SLO) p90 latency within ``slo_ms``; ties go to the lower concurrency. Returns it and why."""
+def error_rate(requests_ok: int, requests_failed: int) -> float:
+    total = requests_ok + requests_failed
+    return requests_failed / total if total else 0.0
+
+
+def best_level(
+    levels: Sequence[LevelResult], *, slo_ms: float | None = None, max_error_rate: float = 0.0
+) -> tuple[LevelResult | None, str]:
+    """The level with the highest output tokens/s among those whose share of failed requests is at most
+    ``max_error_rate`` (default: none failed) and (with an SLO) p90 latency within ``slo_ms``; ties go
+    to the lower concurrency. Returns it and why."""
     eligible: list[LevelResult] = []
     for lv in levels:
-        if lv.requests_ok == 0 or lv.requests_failed or not lv.complete or lv.output_tokens_per_s is None:
+        if lv.requests_ok == 0 or not lv.complete or lv.output_tokens_per_s is None:
+            continue
+        if error_rate(lv.requests_ok, lv.requests_failed) > max_error_rate:
             continue
         if slo_ms is not None and (lv.latency_ms.p90 is None or lv.latency_ms.p90 > slo_ms):
             continue
         eligible.append(lv)
+    errors = "without errors" if max_error_rate == 0 else f"with at most {max_error_rate:.1%} failed requests"
     if not eligible:
+        hint = "" if max_error_rate else " (--max-error-rate accepts a share of failures)"
         if slo_ms is not None and any(lv.requests_ok for lv in levels):
-            return None, f"no level kept p90 latency within {slo_ms:g} ms without errors"
-        return None, "no level completed without errors"
+            return None, f"no level kept p90 latency within {slo_ms:g} ms {errors}{hint}"
+        return None, f"no level completed {errors}{hint}"
     best = max(eligible, key=lambda lv: (lv.output_tokens_per_s or 0.0, -lv.concurrency))
-    why = "highest output tokens/s without errors"
+    why = f"highest output tokens/s {errors}"
     if slo_ms is not None:
         why += f" with p90 latency within {slo_ms:g} ms"
     return best, why

@@ -68,8 +68,9 @@ def run(
     model: Annotated[str, typer.Option("--model", "-m", help="Model name to request, as the server knows it.")],
     api: Annotated[str, typer.Option("--api", help="chat (/v1/chat/completions) or completions.")] = "chat",
     prompt_tokens: Annotated[
-        int, typer.Option("--prompt-tokens", help="Generated prompts of about this many tokens.")
-    ] = 128,
+        int | None,
+        typer.Option("--prompt-tokens", help="Generated prompts of about this many tokens (default 128)."),
+    ] = None,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Tokens to generate per request.")] = 128,
     prompts: Annotated[
         Path | None,
@@ -93,6 +94,10 @@ def run(
         float | None,
         typer.Option("--slo-ms", help="Best level: highest throughput whose p90 latency stays within this."),
     ] = None,
+    max_error_rate: Annotated[
+        float,
+        typer.Option("--max-error-rate", help="Best level: at most this share of failed requests (default 0: none)."),
+    ] = 0.0,
     seed: Annotated[int, typer.Option("--seed", help="Generated prompts' seed (same seed, same requests).")] = 0,
     ignore_eos: Annotated[
         bool, typer.Option("--ignore-eos", help="Ask the server to generate max tokens past end-of-sequence.")
@@ -140,13 +145,22 @@ def run(
     levels = _concurrencies(concurrency)
     if sample_interval <= 0:
         raise UsageError(f"--sample-interval must be more than 0 seconds, not {sample_interval:g}")
-    workload = Workload(api=api, prompt_tokens=prompt_tokens, max_tokens=max_tokens, seed=seed, ignore_eos=ignore_eos)
+    if prompts is not None and prompt_tokens is not None:
+        raise UsageError("--prompt-tokens sizes generated prompts; --prompts gives your own: use one")
+    workload = Workload(
+        api=api,
+        prompt_tokens=128 if prompt_tokens is None else prompt_tokens,
+        max_tokens=max_tokens,
+        seed=seed,
+        ignore_eos=ignore_eos,
+    )
     if prompts is not None:
         workload.prompts, workload.prompts_sha256 = load_prompts(prompts, api)
         workload.prompts_file, workload.prompt_tokens = str(prompts), None
     config = BenchConfig(
         endpoint=endpoint, model=model, workload=workload, concurrencies=levels, requests=requests,
-        duration_s=duration, timeout_s=timeout, warmup=warmup, slo_ms=slo_ms, include_usage=not no_usage,
+        duration_s=duration, timeout_s=timeout, warmup=warmup, slo_ms=slo_ms, max_error_rate=max_error_rate,
+        include_usage=not no_usage,
     )  # fmt: skip
     store = None if no_store else HistoryStore(_db_path(db))  # a bad --db fails before any load is sent
 
@@ -317,6 +331,9 @@ def estimate(
     requests: Annotated[int, typer.Option("--requests", "-n", help="How many requests the job has.")],
     db: DbOption = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Only configurations of this model.")] = None,
+    max_error_rate: Annotated[
+        float, typer.Option("--max-error-rate", help="Use runs with at most this share of failed requests (0-1).")
+    ] = 0.0,
     as_json: JsonOption = False,
 ) -> None:
     """How long a job of N requests would take at each stored configuration, fastest first."""
@@ -332,10 +349,11 @@ def estimate(
         raise UsageError(f"no bench history at {path}: gpuprov bench URL --model NAME records runs there")
     with HistoryStore(path) as store:
         runs = store.runs(model=model)
-    estimates, skipped = estimate_runs(runs, requests)
+    estimates, skipped, excluded = estimate_runs(runs, requests, max_error_rate=_error_rate(max_error_rate))
     if as_json:
         typer.echo(json.dumps({
             "db": str(path), "requests": requests, "skipped_run_ids": [r.id for r in skipped],
+            "excluded_run_ids": [r.id for r in excluded],
             "estimates": [{"run_id": e.run.id, "model": e.run.model, "engine": e.run.engine,
                            "engine_version": e.run.engine_version, "gpu_names": e.run.gpu_names,
                            "profile": e.run.profile, "workload_key": e.run.workload_key,
@@ -345,4 +363,12 @@ def estimate(
     else:
         from provision.bench.render import render_estimates
 
-        render_estimates(estimates, skipped, requests=requests, db=str(path))
+        render_estimates(estimates, skipped, requests=requests, db=str(path), excluded=excluded)
+
+
+def _error_rate(value: float) -> float:
+    from provision.errors import UsageError
+
+    if not 0.0 <= value < 1.0:
+        raise UsageError(f"--max-error-rate {value:g}: a share of requests, from 0 up to (not) 1")
+    return value

@@ -141,10 +141,14 @@ def test_estimate_uses_each_configurations_newest_clean_run() -> None:
         _stored(4, rps=5.0, tps=1, ttft=1, concurrency=16, complete=False),  # stopped early: neither
         _stored(5, rps=0.23, tps=1, ttft=1, concurrency=1),
     ]
-    estimates, skipped = estimate(runs, 200_000)
+    estimates, skipped, excluded = estimate(runs, 200_000)
     assert [(e.run.id, round(e.seconds)) for e in estimates] == [(2, round(200_000 / 0.46)), (5, round(200_000 / 0.23))]
     assert skipped == []
+    assert [r.id for r in excluded] == [3, 4]  # said, not silently dropped
     assert estimate([_stored(6, rps=None, tps=0, ttft=1)], 10)[1][0].id == 6
+    # with a tolerated share of failures, the c=8 run counts; a run that stopped early never does
+    estimates, _, excluded = estimate(runs, 200_000, max_error_rate=0.5)
+    assert 3 in {e.run.id for e in estimates} and [r.id for r in excluded] == [4]
 
 
 def test_format_duration_like_the_rtx4080_audit() -> None:

@@ -6,6 +6,7 @@ machine (upper bounds are loose). No assertion is about how fast gpuprov itself 
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -222,3 +223,41 @@ def test_same_seed_same_requests_across_runs() -> None:
         run_level(config(srv.url, requests=3), 3)
         second = sorted(json.dumps(b, sort_keys=True) for b in srv.bodies)
     assert sorted(first) == second and len(set(first)) == 3
+
+
+def test_a_tolerated_share_of_failures_keeps_a_level_eligible() -> None:
+    """One injected HTTP 500 in each level: strict, no level is best; with 20 % tolerated, the fastest is."""
+    script = Script(per_token_s=0.01, tokens=8, capacity=4, overload_exponent=1.5, http_errors={3: 500})
+    with FakeServer(script) as srv:
+        strict = run_bench(config(srv.url, concurrencies=[1, 4], requests=8))
+    with FakeServer(Script(per_token_s=0.01, tokens=8, capacity=4, overload_exponent=1.5, http_errors={3: 500})) as srv:
+        lenient = run_bench(config(srv.url, concurrencies=[1, 4], requests=8, max_error_rate=0.2))
+    assert any(lv.requests_failed for lv in strict.levels)
+    assert strict.best is None and "--max-error-rate" in strict.best_reason
+    assert lenient.best is not None and lenient.best_reason.startswith("highest output tokens/s with at most 20.0%")
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    (dict(concurrencies=[1, 2048]), "at most 1024 requests in flight"),
+    (dict(max_error_rate=1.0), "--max-error-rate 1"),
+    (dict(max_error_rate=-0.1), "--max-error-rate -0.1"),
+])  # fmt: skip
+def test_bad_sweep_settings(kw: dict, message: str) -> None:
+    from provision.errors import UsageError
+
+    with pytest.raises(UsageError, match=re.escape(message)):
+        config("http://127.0.0.1:9", **kw)
+
+
+def test_interrupted_warm_up_keeps_what_there_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    from provision.bench import runner
+
+    def interrupted(config: object, notes: list[str]) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "warm_up", interrupted)
+    with FakeServer(Script()) as srv:
+        run = run_bench(config(srv.url, warmup=1))
+    assert run.interrupted and run.levels == [] and run.best is None
+    assert "interrupted during the warm-up: nothing was measured" in run.notes
+    assert run.host["hostname"]  # named even without GPU sampling

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import pytest
+
 from provision.bench.sse import DONE, SseParser, interpret
 
 
@@ -56,6 +58,9 @@ class Script:
     #: throughput falls past capacity; below 1, it still grows, but latency grows too
     overload_exponent: float = 1.5
     seed_base: int = 0
+    #: who the server says it is: /v1/models' owned_by, and GET paths answered with JSON (engine identity)
+    owned_by: str = "gpuprov-tests"
+    get_routes: dict[str, Any] = field(default_factory=dict)
 
 
 class FakeServer:
@@ -84,7 +89,9 @@ class FakeServer:
             def do_GET(self) -> None:
                 if self.path == "/v1/models":
                     self._json(200, {"object": "list", "data": [{"id": "fake-model", "object": "model",
-                                                                  "owned_by": "gpuprov-tests"}]})  # fmt: skip
+                                                                  "owned_by": server.script.owned_by}]})  # fmt: skip
+                elif self.path in server.script.get_routes:
+                    self._json(200, server.script.get_routes[self.path])
                 else:
                     self._json(404, {"detail": "Not Found"})
 
@@ -239,3 +246,24 @@ def test_fake_server_completions_without_usage_unless_asked() -> None:
         events = _stream(srv.url, {"model": "m", "prompt": "x", "stream": True}, "/v1/completions")
     assert [interpret(e).text for e in events[:-1]] == [" tok", " tok"]
     assert all(interpret(e).completion_tokens is None for e in events[:-1])
+
+
+@pytest.mark.parametrize(
+    ("owned_by", "routes", "engine", "version"),
+    [
+        ("vllm", {"/version": {"version": "0.11.0"}}, "vllm", "0.11.0"),
+        ("library", {"/api/version": {"version": "0.12.3"}}, "ollama", "0.12.3"),
+        ("llamacpp", {"/props": {"build_info": "b6869-ab3f5f0a", "total_slots": 4}}, "llama.cpp", "b6869-ab3f5f0a"),
+        ("me", {"/openapi.json": {"info": {"title": "🦙 llama.cpp Python API", "version": "0.3.36"}}},
+         "llama-cpp-python", "0.3.36"),
+        ("someone", {}, None, None),  # a server that does not say what it is: not guessed
+    ],
+)  # fmt: skip
+def test_server_info_names_the_engine_only_when_it_says_so(owned_by, routes, engine, version) -> None:  # type: ignore[no-untyped-def]
+    from provision.bench.client import Endpoint
+    from provision.bench.runner import server_info
+
+    with FakeServer(Script(owned_by=owned_by, get_routes=routes)) as srv:
+        info = server_info(Endpoint.parse(srv.url), 5.0)
+    assert (info["engine"], info["engine_version"]) == (engine, version)
+    assert info["models"] == ["fake-model"]
