@@ -7,8 +7,9 @@ built — or refuses with the reason. :func:`run_build` runs exactly the command
 linked, the requested kernels present (cuobjdump), ``llama_supports_gpu_offload()``, and optionally one
 real completion.
 
-Which toolkit compiles which architecture, and which CMake flag each llama-cpp-python version wants,
-are facts in ``provision/data/compat.toml`` (``[nvcc]``, ``[llama_cpp_build]``).
+Which toolkit compiles which architecture, the newest gcc each nvcc accepts as host compiler, and which
+CMake flag each llama-cpp-python version wants, are facts in ``provision/data/compat.toml`` (``[nvcc]``
+``archs`` and ``host_gcc``, ``[llama_cpp_build]``).
 """
 
 from __future__ import annotations
@@ -20,12 +21,17 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
+import zipfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from provision.compat.matrix import load_matrix
@@ -94,7 +100,11 @@ def arch_limits(cc: str) -> tuple[Version, Version | None]:
     limits = load_matrix().nvcc_archs.get(cc)
     if limits is not None:
         return limits[0], limits[1]
-    raise BuildError(f"compute capability {cc} is not in gpuprov's nvcc table (provision/data/compat.toml [nvcc])")
+    raise BuildError(
+        f"compute capability {cc} is not in gpuprov's nvcc table (provision/data/compat.toml [nvcc]): gpuprov does "
+        "not know which CUDA toolkit compiles for it; build for a known architecture with --arch (e.g. --arch 89), "
+        "or make a CPU build with --cpu"
+    )
 
 
 def nvcc_supports(cuda_version: str, cc: str) -> bool:
@@ -147,6 +157,17 @@ def default_jobs(cores: int | None, mem_available_mib: int | None, *, cpu: bool)
     return max(1, min(cores, mem_available_mib // per_job))
 
 
+def rebound_jobs(plan: BuildPlan, cores: int | None, mem_available: int | None) -> BuildPlan:
+    """``plan`` with -j lowered to what the cores and the memory available now allow (never raised): a plan
+    made earlier, or from total memory, must not start more nvcc jobs than fit."""
+    jobs = min(plan.jobs, default_jobs(cores, mem_available, cpu=plan.cpu))
+    if jobs == plan.jobs:
+        return plan
+    note = f"-j {jobs} instead of {plan.jobs}: bounded by the {mem_available} MiB available now"
+    return replace(plan, jobs=jobs, env={**plan.env, "CMAKE_BUILD_PARALLEL_LEVEL": str(jobs)},
+                   notes=[*plan.notes, note])  # fmt: skip
+
+
 def mem_available_mib(root: Path = Path("/")) -> int | None:
     try:
         for line in (root / "proc/meminfo").read_text().splitlines():
@@ -157,17 +178,35 @@ def mem_available_mib(root: Path = Path("/")) -> int | None:
     return None
 
 
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def override_toolkit(toolkits: list[CudaToolkit], nvcc: str) -> CudaToolkit:
+    """The toolkit of ``--nvcc PATH``: one the scan found (through any symlink to it), else any executable
+    nvcc whose version can be read (version.json beside it, or ``nvcc --version``)."""
+    from provision.toolkits import nvcc_version
+
+    path = Path(nvcc).expanduser()
+    found = next((t for t in toolkits if t.nvcc == nvcc or _same_file(t.nvcc, path)), None)
+    if found is not None and found.version:
+        return found
+    if not path.is_file() or not os.access(path, os.X_OK):
+        known = ", ".join(t.nvcc for t in toolkits) or "none"
+        raise UsageError(f"--nvcc {nvcc}: no such executable file (nvcc found by the scan: {known})")
+    version = nvcc_version(path)
+    if version is None:
+        raise UsageError(
+            f"--nvcc {nvcc}: cannot read its CUDA version (no version.json beside it, and `{path} --version` "
+            "printed no 'release X.Y'): is it an nvcc?"
+        )
+    return CudaToolkit(nvcc=str(path.absolute()), version=version, found_via=["--nvcc"])
+
+
 def _choose_nvcc(
     toolkits: list[CudaToolkit], archs: list[str], driver_cuda: str | None, nvcc_override: str | None
 ) -> CudaToolkit:
-    if nvcc_override:
-        chosen = next((t for t in toolkits if t.nvcc == nvcc_override), None)
-        if chosen is None:
-            raise UsageError(f"--nvcc {nvcc_override}: not an nvcc gpuprov found (found: "
-                             f"{', '.join(t.nvcc for t in toolkits) or 'none'})")  # fmt: skip
-        candidates = [chosen]
-    else:
-        candidates = [t for t in toolkits if t.version]
+    candidates = [override_toolkit(toolkits, nvcc_override)] if nvcc_override else [t for t in toolkits if t.version]
     if not candidates:
         raise BuildError(
             "no CUDA toolkit (nvcc) found on PATH, CUDA_HOME or /usr/local/cuda*: install one from your distribution "
@@ -178,7 +217,8 @@ def _choose_nvcc(
     usable = []
     same_version: dict[str, list[str]] = {}
     for tk in candidates:
-        same_version.setdefault(tk.version or "", []).append(tk.nvcc)
+        if tk.version:
+            same_version.setdefault(tk.version, []).append(tk.nvcc)
     for tk in candidates:
         assert tk.version is not None
         unsupported = [a for a in archs if not nvcc_supports(tk.version, _cc_of(a))]
@@ -215,10 +255,181 @@ def _is_script(path: str) -> bool:
         return False
 
 
+NO_COMPILER = "no C++ compiler found (CUDAHOSTCXX, CXX, g++ or c++ on PATH): install one (apt install g++)"
+
+
 def _host_compiler(environ: dict[str, str]) -> str | None:
     if environ.get("CUDAHOSTCXX"):
         return environ["CUDAHOSTCXX"]
-    return environ.get("CXX") or shutil.which("g++", path=environ.get("PATH")) or shutil.which("c++")
+    path = environ.get("PATH")
+    return environ.get("CXX") or shutil.which("g++", path=path) or shutil.which("c++", path=path)
+
+
+#: (compiler family "gcc" or "clang", major version) of a C++ compiler, or None when it cannot be told
+CompilerInfo = Callable[[str], "tuple[str, int] | None"]
+
+
+def host_compiler_info(compiler: str) -> tuple[str, int] | None:
+    """``g++ --version``'s first line → ("gcc", 12); clang → ("clang", 18); None when it does not answer."""
+    try:
+        out = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return parse_compiler_version(out.stdout)
+
+
+def parse_compiler_version(text: str) -> tuple[str, int] | None:
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    if "clang" in first:
+        m = re.search(r"clang version (\d+)\.", first)
+        return ("clang", int(m.group(1))) if m else None
+    versions = re.findall(r"(?<![\d.])(\d+)\.(\d+)(?:\.\d+)?(?![\d.])", first)
+    return ("gcc", int(versions[-1][0])) if versions and ("g++" in first or "gcc" in first or "GCC" in first) else None
+
+
+@cache
+def _host_gcc_rows() -> tuple[tuple[SpecifierSet, int, str], ...]:
+    rows = load_matrix().data["nvcc"].get("host_gcc", [])
+    return tuple((SpecifierSet(r["cuda"]), int(r["max_gcc"]), str(r["source"])) for r in rows)
+
+
+def max_host_gcc(cuda_version: str) -> tuple[int, str] | None:
+    """(newest gcc major this nvcc accepts, source), or None when compat.toml [nvcc] host_gcc does not say."""
+    v = _v(cuda_version)
+    return next(((gcc, source) for spec, gcc, source in _host_gcc_rows() if v in spec), None)
+
+
+def _check_host_compiler(
+    host: str | None, cuda_version: str, environ: dict[str, str], compiler_info: CompilerInfo, notes: list[str]
+) -> str | None:
+    """The CUDA host compiler to use: ``host`` when nvcc accepts it, else an older g++-N found on PATH;
+    a BuildError when nvcc would refuse it and no other is there. Notes what could not be checked."""
+    if host is None:
+        notes.append(NO_COMPILER)
+        return None
+    info = compiler_info(host)
+    if info is None:
+        notes.append(f"could not read the version of {host}: not checked against what nvcc {cuda_version} accepts")
+        return host
+    family, major = info
+    if family != "gcc":
+        notes.append(f"host compiler {host} is {family} {major}: only gcc is checked against what nvcc accepts")
+        return host
+    limit = max_host_gcc(cuda_version)
+    if limit is None:
+        notes.append(
+            f"gpuprov does not know the newest gcc nvcc {cuda_version} accepts (compat.toml [nvcc] host_gcc): "
+            f"if configure fails with 'unsupported GNU version', set CUDAHOSTCXX to an older g++"
+        )
+        return host
+    newest, source = limit
+    if major <= newest:
+        return host
+    why = f"{host} is gcc {major}, newer than nvcc {cuda_version} accepts (gcc <= {newest}; {source})"
+    flags = environ.get("NVCC_APPEND_FLAGS", "") + " " + environ.get("NVCC_PREPEND_FLAGS", "")
+    if "allow-unsupported-compiler" in flags:
+        notes.append(f"{why}: building anyway, NVCC_APPEND_FLAGS/NVCC_PREPEND_FLAGS has -allow-unsupported-compiler")
+        return host
+    if not environ.get("CUDAHOSTCXX"):
+        for n in range(newest, newest - 6, -1):
+            alt = shutil.which(f"g++-{n}", path=environ.get("PATH"))
+            alt_info = compiler_info(alt) if alt else None
+            if alt and alt_info is not None and alt_info[0] == "gcc" and alt_info[1] <= newest:
+                notes.append(f"{why}: using {alt} (gcc {alt_info[1]}) as the CUDA host compiler")
+                return alt
+    raise BuildError(
+        f"the CUDA host compiler {why}: install g++-{newest} (Debian/Ubuntu: apt install g++-{newest}; gpuprov "
+        f"then uses it) or set CUDAHOSTCXX to a g++ no newer than {newest}, or use a newer CUDA toolkit"
+    )
+
+
+# -- the source being built --------------------------------------------------------------------------
+
+_SDIST_NAME = re.compile(r"llama[_-]cpp[_-]python-(\d+\.\d+\.\d+)")
+_SDIST_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip")
+
+
+def _pkg_info_fields(text: str) -> tuple[str | None, str | None]:
+    """(Name, Version) from PKG-INFO / METADATA headers."""
+    name = version = None
+    for line in text.splitlines():
+        if not line.strip():
+            break  # the headers end at the first blank line
+        key, _, value = line.partition(":")
+        if key == "Name":
+            name = value.strip()
+        elif key == "Version":
+            version = value.strip()
+    return name, version
+
+
+def _sdist_pkg_info(path: Path) -> str | None:
+    """The top-level PKG-INFO of an sdist archive (None: none there); UsageError when it is no archive."""
+    try:
+        if path.name.endswith(".zip"):
+            with zipfile.ZipFile(path) as zf:
+                member = next((n for n in zf.namelist() if re.fullmatch(r"[^/]+/PKG-INFO", n)), None)
+                return zf.read(member).decode("utf-8", "replace") if member else None
+        with tarfile.open(path, "r:*") as tf:
+            for member in tf:
+                if member.isfile() and re.fullmatch(r"[^/]+/PKG-INFO", member.name):
+                    fh = tf.extractfile(member)
+                    return fh.read().decode("utf-8", "replace") if fh else None
+    except (OSError, tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
+        raise UsageError(f"--source {path}: not a readable sdist archive ({exc})") from None
+    return None
+
+
+def _dir_name_version(path: Path) -> tuple[str | None, str | None]:
+    """(name, version) of a source directory: its PKG-INFO (an unpacked sdist), else pyproject.toml's
+    [project] and, for a dynamic version, llama_cpp/__init__.py's ``__version__`` (what scikit-build-core reads)."""
+    import tomllib
+
+    pkg_info = path / "PKG-INFO"
+    if pkg_info.is_file():
+        return _pkg_info_fields(pkg_info.read_text(encoding="utf-8", errors="replace"))
+    try:
+        project = tomllib.loads((path / "pyproject.toml").read_text(encoding="utf-8")).get("project", {})
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        project = {}
+    name = project.get("name") if isinstance(project.get("name"), str) else None
+    version = project.get("version") if isinstance(project.get("version"), str) else None
+    if version is None:
+        try:
+            init = (path / "llama_cpp" / "__init__.py").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            init = ""
+        m = re.search(r"^__version__\s*=\s*[\"']([^\"']+)[\"']", init, re.M)
+        version = m.group(1) if m else None
+    return name, version
+
+
+def source_version(source: str) -> str | None:
+    """The llama-cpp-python version of ``--source`` (an sdist or a source directory); None when it does not
+    say. A UsageError for anything else, or for another package's source."""
+    path = Path(source)
+    if path.is_dir():
+        if not (path / "pyproject.toml").is_file() and not (path / "setup.py").is_file():
+            raise UsageError(f"--source {source}: a directory without pyproject.toml or setup.py is no source tree")
+        name, version = _dir_name_version(path)
+    elif path.is_file():
+        if not path.name.endswith(_SDIST_SUFFIXES):
+            raise UsageError(
+                f"--source {source}: neither an sdist ({', '.join(_SDIST_SUFFIXES)}) nor a source directory"
+            )
+        m = _SDIST_NAME.search(path.name)
+        if m:
+            return m.group(1)
+        text = _sdist_pkg_info(path)
+        name, version = _pkg_info_fields(text) if text else (None, None)
+    else:
+        raise UsageError(f"--source {source}: no such file or directory")
+    if name and canonicalize_name(name) != PACKAGE:
+        raise UsageError(f"--source {source}: that is the source of {name}, not {PACKAGE}")
+    try:
+        return str(Version(version)) if version else None
+    except InvalidVersion:
+        return None
 
 
 def plan_build(
@@ -235,8 +446,10 @@ def plan_build(
     environ: dict[str, str] | None = None,
     extra_cmake_args: list[str] | None = None,
     wheelhouse: str | None = None,
+    compiler_info: CompilerInfo = host_compiler_info,
 ) -> BuildPlan:
-    """Decide the build. Pure apart from reading ``environ`` for the host compiler."""
+    """Decide the build. Pure apart from looking at the host compiler (``environ``'s CUDAHOSTCXX, CXX, PATH;
+    its ``--version``) and, for ``source``, reading which version that source is."""
     environ = dict(os.environ if environ is None else environ)
     if version is not None:
         try:
@@ -246,9 +459,8 @@ def plan_build(
     if source and version:
         raise UsageError("--source and --version do not go together: the source decides the version")
     if source:
+        version = source_version(source)
         spec = str(Path(source).resolve())
-        m = re.search(r"llama[_-]cpp[_-]python-(\d+\.\d+\.\d+)", Path(source).name)
-        version = m.group(1) if m else None
     else:
         spec = f"{PACKAGE}=={version}" if version else PACKAGE
     notes: list[str] = []
@@ -262,7 +474,8 @@ def plan_build(
             raise UsageError("--cpu and --arch do not go together")
         arch_list: list[str] = []
         arch_reason = "CPU build (--cpu)"
-        cmake_args.append("-DGGML_CUDA=off" if cuda_flag_for(version) == "-DGGML_CUDA=on" else "-DLLAMA_CUBLAS=off")
+        # the same option, off: where LLAMA_CUDA is the switch, LLAMA_CUBLAS=off would leave it at its default
+        cmake_args.append(cuda_flag_for(version).replace("=on", "=off"))
     else:
         if archs:
             arch_list = archs
@@ -291,8 +504,13 @@ def plan_build(
     if extra_cmake_args:
         cmake_args += extra_cmake_args
     host = _host_compiler(environ)
-    if host and not cpu:
-        env["CUDAHOSTCXX"] = host
+    if chosen is not None:
+        assert chosen.version is not None
+        host = _check_host_compiler(host, chosen.version, environ, compiler_info, notes)
+        if host:
+            env["CUDAHOSTCXX"] = host
+    elif host is None:
+        notes.append(NO_COMPILER)
     n_jobs = jobs or default_jobs(snapshot.host.cpu_cores, mem_available, cpu=cpu)
     if jobs is None and snapshot.host.cpu_cores and n_jobs < snapshot.host.cpu_cores:
         notes.append(f"-j {n_jobs} of {snapshot.host.cpu_cores} cores: bounded by available memory")
@@ -319,6 +537,8 @@ _ERROR_LINE = re.compile(
     r"(CMake Error|error:|Error:|fatal error|nvcc fatal|FAILED:|ninja: build stopped|No such file|not found|"
     r"unsupported gpu architecture|killed|Killed)",
 )
+#: lines that match the above but are advice, not the failure (llama.cpp prints the ccache one on every build)
+_NOISE_LINE = re.compile(r"ccache not found|Git repository not found|(?i:\bwarning\b)(?!.*\berror\b)")
 
 
 @dataclass
@@ -346,7 +566,9 @@ def uv_command() -> list[str]:
 
 
 def summarize_failure(lines: list[str]) -> tuple[str, list[str]]:
-    """From a build log: which step failed and its last meaningful error lines (not the whole log)."""
+    """From a build log: which step failed and its last meaningful error lines (not the whole log).
+
+    A CMake error's message body (its next indented lines, e.g. the missing target) comes with it."""
     step = "install"
     text = "\n".join(lines)
     if "CMake Error" in text or "Configuring incomplete" in text:
@@ -355,13 +577,41 @@ def summarize_failure(lines: list[str]) -> tuple[str, list[str]]:
         step = "compile/link"
     elif "No solution found" in text or "Failed to fetch" in text or "error: Failed to download" in text:
         step = "download"
-    picked = [ln.strip() for ln in lines if _ERROR_LINE.search(ln)]
+    cleaned = [re.sub(r"^DEBUG ?", "", ln.rstrip()) for ln in lines]
+    picked: list[str] = []
+    for i, ln in enumerate(cleaned):
+        if not _ERROR_LINE.search(ln) or _NOISE_LINE.search(ln):
+            continue
+        picked.append(ln.strip())
+        if "CMake Error" in ln:
+            body: list[str] = []
+            for nxt in cleaned[i + 1 : i + 12]:
+                if nxt.strip() and not nxt[:1].isspace():
+                    break
+                if nxt.strip():
+                    body.append(nxt.strip())
+                if len(body) == 3:
+                    break
+            picked += body
     seen: list[str] = []
     for ln in picked:
-        short = re.sub(r"^DEBUG\s+", "", ln)[:300]
+        short = ln[:300]
         if short not in seen:
             seen.append(short)
     return step, seen[-8:]
+
+
+def check_log_path(log_path: Path) -> None:
+    """UsageError (exit 2) when the build log cannot be written there; looks, creates nothing."""
+    if log_path.is_dir():
+        raise UsageError(f"cannot write the build log {log_path}: it is a directory (give a file name)")
+    parent = log_path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"cannot write the build log {log_path}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write the build log {log_path}: {parent} is not writable")
 
 
 def run_build(
@@ -369,10 +619,15 @@ def run_build(
 ) -> BuildResult:
     cmd = uv_command() + plan.command[1:]
     env = {**os.environ, **plan.env}
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    check_log_path(log_path)
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed by the with below
+    except OSError as exc:
+        raise UsageError(f"cannot write the build log {log_path}: {exc.strerror or exc}") from None
     start = time.monotonic()
     tail: list[str] = []
-    with open(log_path, "w", encoding="utf-8") as log:
+    with log:
         log.write(f"# {plan.shell()}\n")
         log.flush()
         try:
@@ -451,14 +706,41 @@ def _run_json(python: str, code: str, *args: str, timeout: int = 300) -> tuple[A
 _CUDA_LIBS = ("libcudart", "libcublas", "libcuda.so")
 
 
+#: one embedded file in `cuobjdump --list-elf` / `--list-ptx` output, e.g.
+#: "ELF file    1: tmpxft_000515aa_00000000-0.sm_86.cubin" or "PTX file    2: ggml-cuda.sm_120a.ptx";
+#: the arch-specific (a) and family (f) variants of sm_90/sm_100/sm_120 count as that architecture
+_EMBEDDED = re.compile(r"^(?:ELF|PTX) file\s+\d+:\s*\S*?\.sm_(\d+)[af]?\.(?:cubin|ptx)\s*$", re.M)
+
+
+def parse_cuobjdump_list(text: str) -> set[str]:
+    """The architectures ("86", "120") of the files a `cuobjdump --list-elf` or `--list-ptx` listing names."""
+    return set(_EMBEDDED.findall(text))
+
+
 def list_cubin_archs(cuobjdump: str, lib: str) -> tuple[set[str], set[str]]:
-    """(SASS archs, PTX archs) in a library, e.g. ({"89"}, set()), from `cuobjdump --list-elf/--list-ptx`."""
-    sass: set[str] = set()
-    ptx: set[str] = set()
-    for flag, bucket in (("--list-elf", sass), ("--list-ptx", ptx)):
-        proc = subprocess.run([cuobjdump, flag, lib], capture_output=True, text=True, timeout=300)
-        bucket.update(re.findall(r"\.sm_(\d+)a?\.(?:cubin|ptx)", proc.stdout))
-    return sass, ptx
+    """(SASS archs, PTX archs) in a library, e.g. ({"89"}, set()), from `cuobjdump --list-elf/--list-ptx`.
+    A BuildError when cuobjdump cannot be run or fails (its last line says why)."""
+    found: list[set[str]] = []
+    for flag in ("--list-elf", "--list-ptx"):
+        try:
+            proc = subprocess.run([cuobjdump, flag, lib], capture_output=True, text=True, timeout=300)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise BuildError(f"{cuobjdump} {flag}: {exc}") from None
+        if proc.returncode != 0:
+            lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
+            raise BuildError(f"{cuobjdump} {flag} {lib}: " + (lines[-1] if lines else f"exit code {proc.returncode}"))
+        found.append(parse_cuobjdump_list(proc.stdout))
+    return found[0], found[1]
+
+
+def _cuobjdump_for(nvcc: str | None) -> str | None:
+    """The cuobjdump of that nvcc's toolkit: beside it, beside the file it links to, else on PATH."""
+    if not nvcc:
+        return None
+    for candidate in (Path(nvcc).with_name("cuobjdump"), Path(os.path.realpath(nvcc)).with_name("cuobjdump")):
+        if candidate.is_file():
+            return str(candidate)
+    return shutil.which("cuobjdump")
 
 
 def verify_build(plan: BuildPlan, *, smoke_model: str | None = None) -> list[Check]:
@@ -483,19 +765,26 @@ def verify_build(plan: BuildPlan, *, smoke_model: str | None = None) -> list[Che
     else:
         checks.append(Check("linked against CUDA", bool(cuda_libs), ", ".join(cuda_libs) or "no CUDA library linked"))
         cuda_lib = next((lib for lib in libs if Path(lib).name.startswith("libggml-cuda")), None)
-        cuobjdump = str(Path(plan.nvcc).with_name("cuobjdump")) if plan.nvcc else None
+        cuobjdump = _cuobjdump_for(plan.nvcc)
+        name = "kernels for " + ",".join(f"sm_{a}" for a in plan.archs)
         if cuda_lib is None:
-            checks.append(Check("kernels for " + ",".join(plan.archs), False, "no libggml-cuda library installed"))
-        elif not cuobjdump or not Path(cuobjdump).exists():
-            checks.append(Check("kernels for " + ",".join(plan.archs), None, "cuobjdump not available: not checked"))
+            checks.append(Check(name, False, "no libggml-cuda library installed"))
+        elif cuobjdump is None:
+            checks.append(Check(name, None, "cuobjdump not available: not checked"))
         else:
-            sass, ptx = list_cubin_archs(cuobjdump, cuda_lib)
-            missing = [a for a in plan.archs if a not in sass and a not in ptx]
-            extra = sorted((sass | ptx) - set(plan.archs), key=int)
-            detail = f"SASS {sorted(sass, key=int)}, PTX {sorted(ptx, key=int)}"
-            if extra:
-                detail += f"; also {extra}"
-            checks.append(Check("kernels for " + ",".join(f"sm_{a}" for a in plan.archs), not missing, detail))
+            try:
+                sass, ptx = list_cubin_archs(cuobjdump, cuda_lib)
+            except BuildError as exc:
+                checks.append(Check(name, None, f"not checked: {exc}"))
+            else:
+                missing = [a for a in plan.archs if a not in sass and a not in ptx]
+                extra = sorted((sass | ptx) - set(plan.archs), key=int)
+                detail = f"SASS {sorted(sass, key=int)}, PTX {sorted(ptx, key=int)}"
+                if missing:
+                    detail += f"; missing {', '.join('sm_' + a for a in missing)}"
+                if extra:
+                    detail += f"; also {extra}"
+                checks.append(Check(name, not missing, detail))
     offload, err = _run_json(plan.python, _OFFLOAD)
     if offload is None:
         checks.append(Check("llama_supports_gpu_offload()", False, f"import failed: {err}"))
@@ -586,6 +875,7 @@ class LlamaCppSection:
     """Profile section ``llama_cpp:``: build llama-cpp-python for this host's GPUs during apply."""
 
     build: bool
+    #: None: the interpreter gpuprov runs with (:func:`current_python`, the ``host.python`` of a plan)
     python: str | None
     version: str | None
     archs: tuple[str, ...] | None  # None: auto (the detected GPUs)
@@ -609,8 +899,6 @@ def _parse_section(value: Any, where: Any) -> LlamaCppSection:
     )
     if python is not None and not python.startswith("/"):
         raise where["python"].error(f"expected an absolute path, got {python!r}")
-    if build and python is None:
-        raise where["python"].error("a build needs the interpreter to install into (e.g. /opt/llama/.venv/bin/python)")
     version = None
     if data.get("version") is not None:
         version = _text(str(data["version"]), where["version"], "a version")
@@ -651,10 +939,13 @@ def _section_dict(s: LlamaCppSection) -> dict[str, Any]:
 
 
 def plan_from_section(snapshot: Snapshot, section: LlamaCppSection, *, mem_available: int | None) -> BuildPlan:
-    """The build a profile asks for on this host: the same planner as `gpuprov build llama-cpp`."""
-    assert section.python is not None
+    """The build a profile asks for on this host: the same planner as `gpuprov build llama-cpp`.
+
+    ``mem_available`` bounds -j as planned; the build itself re-bounds it by the memory available when it
+    starts (:func:`rebound_jobs`, in the gpuprov_llama_build module)."""
     return plan_build(
-        snapshot, python=section.python, cpu=section.cpu, archs=list(section.archs) if section.archs else None,
+        snapshot, python=section.python or current_python(), cpu=section.cpu,
+        archs=list(section.archs) if section.archs else None,
         version=section.version, source=section.source, wheelhouse=section.wheelhouse, mem_available=mem_available,
     )  # fmt: skip
 
@@ -672,4 +963,6 @@ _register_section()
 def profile_build_python(profile: Any) -> str | None:
     """The interpreter a profile's ``llama_cpp`` section builds into (None: the profile builds nothing)."""
     section = profile.sections.get("llama_cpp")
-    return section.python if section is not None and section.build else None
+    if section is None or not section.build:
+        return None
+    return section.python or current_python()

@@ -16,6 +16,9 @@ description:
     Idempotent: nothing is built when the environment already holds a build gpuprov recorded with the
     same version, architectures and CPU/CUDA choice. After a build the result is verified (CUDA linkage,
     kernels, C(llama_supports_gpu_offload())) and recorded next to the libraries.
+  - >-
+    The parallel jobs (-j) are bounded again when the build starts, by the cores and the memory available
+    then (the plan only knew the host's total memory): one nvcc job needs about 2.5 GiB.
   - In check mode reports whether a build would run, and why.
 options:
   build:
@@ -58,6 +61,7 @@ log:
   type: str
 """
 
+import os
 import time
 from pathlib import Path
 
@@ -93,6 +97,8 @@ def main() -> None:
         out["diff"] = {"before": before, "after": after, "before_header": "llama-cpp-python", "after_header": "build"}
     if module.check_mode:
         module.exit_json(changed=True, msg=f"would build: {reason}", **out)
+    plan = lb.rebound_jobs(plan, os.cpu_count(), lb.mem_available_mib())
+    out["command"] = plan.shell()
     log = Path(module.params["log"] or f"/var/log/gpuprov/llama-cpp-{time.strftime('%Y%m%d-%H%M%S')}.log")
     try:
         result = lb.run_build(plan, log)

@@ -71,6 +71,9 @@ def llama_cpp(
         raise UsageError(f"--source {source}: no such file or directory")
     if smoke_model is not None and not Path(smoke_model).is_file():
         raise UsageError(f"--smoke-model {smoke_model}: no such file")
+    log_path = log or lb.default_log_path()
+    if not dry_run and from_file is None:
+        lb.check_log_path(log_path)  # before anything runs: a log that cannot be written is bad usage (exit 2)
     if from_file is not None:
         snap = Snapshot.load(from_file)
         dry_run = True
@@ -93,7 +96,8 @@ def llama_cpp(
             typer.echo(plan.shell())
         raise typer.Exit(0)
 
-    log_path = log or lb.default_log_path()
+    if plan.host_compiler is None:
+        raise lb.BuildError(lb.NO_COMPILER)
     if not as_json:
         _print_plan(plan)
         typer.echo(f"log: {log_path}", err=True)

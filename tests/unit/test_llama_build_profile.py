@@ -34,6 +34,24 @@ def test_section_parses_and_plans_like_the_cli(tmp_path):
     assert plan.archs == ["89"] and plan.spec == "llama-cpp-python==0.3.36"
 
 
+def test_section_without_python_builds_into_the_interpreter_gpuprov_runs_with(tmp_path, monkeypatch):
+    """The issue's example `llama_cpp: {build: true, version: ..., arch: auto}`: no `python:` needed."""
+    monkeypatch.setattr(lb.sys, "executable", "/opt/gpuprov/.venv/bin/python")
+    p = load(tmp_path, "llama_cpp: {build: true, version: '0.3.36', arch: auto}\n")
+    section = p.sections["llama_cpp"]
+    assert section.python is None and section.archs is None
+    plan = lb.plan_from_section(load_snapshot("rtx4090-laptop"), section, mem_available=16000)
+    assert plan.python == "/opt/gpuprov/.venv/bin/python"
+    assert "--python /opt/gpuprov/.venv/bin/python" in plan.shell()
+    assert lb.profile_build_python(p) == "/opt/gpuprov/.venv/bin/python"  # where apply looks for the installed build
+    assert lb._section_dict(section) == {"build": True, "version": "0.3.36", "arch": "auto"}
+
+
+def test_a_profile_that_builds_nothing_names_no_interpreter(tmp_path):
+    assert lb.profile_build_python(load(tmp_path, "llama_cpp: {build: false}\n")) is None
+    assert lb.profile_build_python(load(tmp_path, "")) is None
+
+
 def test_explicit_archs_and_round_trip(tmp_path):
     p = load(tmp_path, "llama_cpp: {build: true, python: /opt/x/bin/python, arch: [89, '8.6']}\n")
     s = p.sections["llama_cpp"]
@@ -44,7 +62,6 @@ def test_explicit_archs_and_round_trip(tmp_path):
 @pytest.mark.parametrize(
     "body, message",
     [
-        ("llama_cpp: {build: true}\n", "needs the interpreter"),
         ("llama_cpp: {build: true, python: bin/python}\n", "absolute path"),
         ("llama_cpp: {build: true, python: /p, version: latest}\n", "a version like"),
         ("llama_cpp: {build: true, python: /p, arch: [99]}\n", "CUDA architectures"),

@@ -1,0 +1,58 @@
+"""The device check's inputs, made from the real cached sdist and run through the real CPU build:
+the trimmed sdist still configures and stays far below what travels; the tiny GGUF completes."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from provision import llama_build as lb
+from tests.integration.llama_cpp_env import LLAMA_CPP_VERSION, cache_dir
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _prepare():
+    spec = importlib.util.spec_from_file_location("llama_build_prepare", BENCHMARKS / "llama_build_prepare.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_trimmed_real_sdist_is_small_complete_and_configures(tmp_path):
+    cached = cache_dir() / "sdists" / f"llama_cpp_python-{LLAMA_CPP_VERSION}.tar.gz"
+    if not cached.exists():
+        pytest.skip("the sdist is not in the test cache yet (tests/integration/llama_cpp_env.py downloads it)")
+    trimmed = _prepare().trim_sdist(cached, tmp_path / "out")
+    assert trimmed.stat().st_size < 20 * 2**20 < cached.stat().st_size
+    with tarfile.open(trimmed) as tf:
+        names = tf.getnames()
+        tf.extractall(tmp_path / "src", filter="data")
+    top = f"llama_cpp_python-{LLAMA_CPP_VERSION}"
+    assert not any("/.git/" in n or n.endswith("/.git") for n in names)
+    assert not any(n.startswith(f"{top}/vendor/llama.cpp/models/") and n.endswith(".gguf") for n in names)
+    assert f"{top}/vendor/llama.cpp/ggml/src/ggml-cuda/CMakeLists.txt" in names
+    assert lb.source_version(str(trimmed)) == lb.source_version(str(tmp_path / "src" / top)) == LLAMA_CPP_VERSION
+    if shutil.which("cmake") is None:
+        pytest.skip("no cmake here to configure with")
+    proc = subprocess.run(["cmake", "-S", str(tmp_path / "src" / top), "-B", str(tmp_path / "build"),
+                           "-DGGML_CUDA=off"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Configuring done" in proc.stdout
+
+
+def test_tiny_gguf_completes_with_the_real_cpu_build(tmp_path):
+    python = cache_dir() / f"llama-cpp-cpu-{LLAMA_CPP_VERSION}" / "venv/bin/python"
+    if not python.exists():
+        pytest.skip("no cached CPU build of llama-cpp-python (the llama_cpp_env fixture makes it)")
+    model = _prepare().write_tiny_gguf(tmp_path / "tiny.gguf")
+    done, err = lb._run_json(str(python), lb._COMPLETE, str(model), "0")
+    assert done is not None, err
+    assert done["tokens"] >= 8  # max_tokens=8, and the end token is never the greedy choice
