@@ -20,7 +20,10 @@ def prune(
         typer.Option(
             "--python",
             metavar="PATH",
-            help="The project's interpreter (default: PROJECT/.venv/bin/python if present, else gpuprov's).",
+            help=(
+                "The project's interpreter (default: PROJECT/.venv/bin/python if present, else $VIRTUAL_ENV's, "
+                "else gpuprov's own, which --apply refuses unless named here)."
+            ),
         ),
     ] = None,
     ignore: Annotated[
@@ -41,17 +44,21 @@ def prune(
     """
     from provision.prune.analysis import analyse
     from provision.prune.installed import choose_interpreter, read_environment
+    from provision.prune.removal import RemovalFailed, RemovalResult, apply_removal, refuse_own_environment
 
     interpreter, why = choose_interpreter(project, python)
     env = read_environment(interpreter)
+    if apply:
+        refuse_own_environment(env, explicit=python is not None)
     report = analyse(project, env, interpreter_source=why, ignore=tuple(ignore or ()))
     code = report.exit_code
-    applied = None
+    applied: RemovalResult | None = None
+    failure: RemovalFailed | None = None
     if apply and report.removable:
-        from provision.prune.removal import apply_removal
-
-        applied = apply_removal(report, env)
-        code = 0
+        try:
+            applied, code = apply_removal(report, env), 0
+        except RemovalFailed as exc:
+            applied, failure, code = exc.result, exc, exc.exit_code
     if as_json:
         payload = report.to_dict()
         payload["exit_code"] = code
@@ -61,9 +68,16 @@ def prune(
         from provision.prune.report import render_prune
 
         render_prune(report)
-        if applied is not None:
+        if applied is not None and failure is None:
             typer.echo(
                 f"removed {', '.join(applied.removed + applied.orphans_removed)} ({applied.mode}); "
                 f"verified: uv pip check, import of {len(applied.checked_modules)} modules"
             )
+            if applied.unchecked_modules:
+                typer.echo(
+                    "not imported by the check (their module-level code would run): "
+                    + ", ".join(applied.unchecked_modules)
+                )
+    if failure is not None:
+        raise failure  # one line on stderr, exit 1: everything was rolled back
     raise typer.Exit(code)

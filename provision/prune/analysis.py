@@ -17,7 +17,7 @@ from packaging.utils import canonicalize_name
 from provision.errors import UsageError
 from provision.prune.declared import DeclaredSet, read_declared
 from provision.prune.graph import DependencyGraph
-from provision.prune.imports import ScanResult, entry_point_imports, scan_project
+from provision.prune.imports import ScanResult, entry_point_imports, root_modules, scan_project
 from provision.prune.installed import InstalledEnv
 from provision.prune.known import RUNTIME_LOADED, UNINSTALLED_IMPORT_NAMES
 from provision.prune.mentions import config_file_tools, find_mentions, tool_tables
@@ -105,6 +105,10 @@ class PruneReport:
     import_providers: dict[str, set[str]] = field(default_factory=dict)
     #: the project's own packages (directories with ``__init__.py``) at its root or in ``src/``
     first_party_packages: list[str] = field(default_factory=list)
+    #: its single-file modules there that only define things (safe to import for the check)
+    first_party_modules: list[str] = field(default_factory=list)
+    #: its single-file modules whose module-level code would run on import (a script): not imported
+    unimportable_modules: list[str] = field(default_factory=list)
 
     @property
     def removable(self) -> list[Verdict]:
@@ -148,7 +152,10 @@ class PruneReport:
 def read_config(pyproject: dict[str, Any]) -> PruneConfig:
     """``[tool.gpuprov.prune]``: ``ignore`` (distribution names) and ``exclude`` (paths not scanned)."""
     tool = pyproject.get("tool", {})
-    table = tool.get("gpuprov", {}).get("prune", {}) if isinstance(tool, dict) else {}
+    gpuprov = tool.get("gpuprov", {}) if isinstance(tool, dict) else {}
+    if not isinstance(gpuprov, dict):
+        raise UsageError("pyproject.toml: [tool] gpuprov must be a table")
+    table = gpuprov.get("prune", {})
     if not isinstance(table, dict):
         raise UsageError("pyproject.toml: [tool.gpuprov.prune] must be a table")
     unknown = sorted(set(table) - {"ignore", "exclude"})
@@ -245,8 +252,10 @@ def _find_uses(project: Path, env: InstalledEnv, declared: DeclaredSet, scan: Sc
         for key in commands.get(m.word, ()):
             record(key, Use(m.where, "command", m.word))
     for m in modules:
+        if m.word.split(".")[0] in env.stdlib_modules:
+            continue
         for key in env.providers(m.word) - own:
-            record(key, Use(m.where, "python -m", m.word))
+            record(key, Use(m.where, m.kind, m.word))
     for literal in scan.strings:
         word = literal.split(" ", 1)[0]
         for key in commands.get(word, ()):
@@ -398,6 +407,7 @@ def analyse(
     uses = _find_uses(project, env, declared, scan, own)
     verdicts = _classify(declared, env, uses, scan, ignored)
     missing = _decide(verdicts, declared, env, uses, own)
+    definitions_only, scripts = root_modules(project)
     return PruneReport(
         project=str(project.resolve()),
         interpreter=env.interpreter,
@@ -421,4 +431,6 @@ def analyse(
             for p in base.iterdir()
             if (p / "__init__.py").is_file() and p.name.isidentifier()
         ),
+        first_party_modules=definitions_only,
+        unimportable_modules=scripts,
     )

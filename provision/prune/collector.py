@@ -83,6 +83,21 @@ def _modules_under(root: str) -> set[str]:
     return found
 
 
+def _direct_url(dist) -> dict:  # type: ignore[no-untyped-def]
+    """PEP 610 ``direct_url.json``: where a distribution was installed from (``url``) and whether
+    it is an editable install; empty for one installed from an index."""
+    import json
+
+    try:
+        data = json.loads(dist.read_text("direct_url.json") or "{}")
+    except ValueError:
+        return {}
+    if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+        return {}
+    dir_info = data.get("dir_info")
+    return {"url": data["url"], "editable": bool(isinstance(dir_info, dict) and dir_info.get("editable"))}
+
+
 def _marker_environment() -> dict:
     impl = sys.implementation
     version = f"{impl.version.major}.{impl.version.minor}.{impl.version.micro}"
@@ -135,6 +150,7 @@ def _describe(dist) -> dict:  # type: ignore[no-untyped-def]
     text = dist.read_text("top_level.txt")
     if text:
         top_level = [t.strip().replace("/", ".") for t in text.splitlines() if t.strip()]
+    direct_url = _direct_url(dist)
     entry_points = {}
     for ep in dist.entry_points:
         entry_points.setdefault(ep.group, []).append(ep.name)
@@ -151,6 +167,7 @@ def _describe(dist) -> dict:  # type: ignore[no-untyped-def]
         "file_count": len(files) if files is not None else None,
         "entry_points": entry_points,
         "editable_roots": editable_roots,
+        "direct_url": direct_url,
         "scripts": sorted(set(scripts)),
         "shallow_module_files": sorted(set(shallow)),
         "location": str(dist.locate_file("")),

@@ -2,7 +2,8 @@
 groups (with ``include-group``), uv's legacy ``dev-dependencies``, and ``requirements*.txt`` files.
 
 Every declaration keeps where it came from (file, line, group) so a report can point at it and a
-removal can edit exactly that place. A line that is not a requirement is reported, never fatal.
+removal can edit exactly that place. A line that is not a requirement is reported, never fatal; a
+pyproject key of the wrong TOML type (``dependencies = "six"``) is a usage error naming file and key.
 """
 
 from __future__ import annotations
@@ -78,6 +79,24 @@ def read_pyproject(path: Path) -> tuple[dict[str, Any], str]:
         return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _toml_type(value: Any) -> str:
+    names = {bool: "a boolean", str: "a string", int: "an integer", float: "a float", list: "an array",
+             dict: "a table"}  # fmt: skip
+    return names.get(type(value), "a date/time")
+
+
+def _table(value: Any, key: str, path: Path) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise UsageError(f"{path}: {key} must be a table, not {_toml_type(value)}")
+    return value
+
+
+def _array(value: Any, key: str, path: Path) -> list[Any]:
+    if not isinstance(value, list):
+        raise UsageError(f"{path}: {key} must be an array of requirement strings, not {_toml_type(value)}")
+    return value
 
 
 def _groups_resolved(groups: dict[str, Any], problems: list[tuple[str, str, str]]) -> dict[str, list[str]]:
@@ -221,23 +240,24 @@ def read_declared(project: Path) -> DeclaredSet:
 
     if pyproject.is_file():
         data, text = read_pyproject(pyproject)
-        proj = data.get("project", {}) if isinstance(data.get("project"), dict) else {}
+        proj = _table(data.get("project", {}), "[project]", pyproject)
         project_name = proj.get("name") if isinstance(proj.get("name"), str) else None
-        for item in proj.get("dependencies", []) or []:
+        for item in _array(proj.get("dependencies", []), "[project] dependencies", pyproject):
             add_text(item, "project")
-        optional = proj.get("optional-dependencies", {}) or {}
-        if isinstance(optional, dict):
-            for extra, items in optional.items():
-                for item in items or []:
-                    add_text(item, f"optional:{extra}")
-        groups = data.get("dependency-groups", {}) or {}
-        if isinstance(groups, dict):
-            _groups_resolved(groups, problems)  # reports bad includes and cycles
-            for group in groups:
-                for item in _own_entries(groups, group):  # included groups are declared where they live
-                    add_text(item, f"group:{group}")
-        uv = data.get("tool", {}).get("uv", {}) if isinstance(data.get("tool"), dict) else {}
-        for item in (uv.get("dev-dependencies", []) if isinstance(uv, dict) else []) or []:
+        optional = _table(proj.get("optional-dependencies", {}), "[project] optional-dependencies", pyproject)
+        for extra, items in optional.items():
+            for item in _array(items, f"[project.optional-dependencies] {extra}", pyproject):
+                add_text(item, f"optional:{extra}")
+        groups = _table(data.get("dependency-groups", {}), "[dependency-groups]", pyproject)
+        for group, items in groups.items():
+            _array(items, f"[dependency-groups] {group}", pyproject)
+        _groups_resolved(groups, problems)  # reports bad includes and cycles
+        for group in groups:
+            for item in _own_entries(groups, group):  # included groups are declared where they live
+                add_text(item, f"group:{group}")
+        tool = _table(data.get("tool", {}), "[tool]", pyproject)
+        uv = _table(tool.get("uv", {}), "[tool] uv", pyproject)
+        for item in _array(uv.get("dev-dependencies", []), "[tool.uv] dev-dependencies", pyproject):
             add_text(item, "uv-dev")
     req_files: list[str] = []
     seen: set[Path] = set()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -12,6 +13,19 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from provision.prune.installed import InstalledEnv
+
+#: the distribution name at the start of a requirement line (PEP 508 names)
+_NAME = re.compile(r"^\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)")
+
+
+def requirement_name(line: str) -> str | None:
+    """The canonical distribution name a requirement line starts with, even when the rest of the line
+    is not valid PEP 508 (``foo (>=1) ; python_version >=``); None when it names nothing."""
+    try:
+        return canonicalize_name(Requirement(line).name)
+    except InvalidRequirement:
+        m = _NAME.match(line)
+        return canonicalize_name(m.group(1)) if m else None
 
 
 @dataclass(frozen=True)
@@ -47,14 +61,18 @@ class DependencyGraph:
     def __init__(self, env: InstalledEnv) -> None:
         self.env = env
         self._reqs: dict[str, list[Requirement]] = {}
-        self.invalid: list[tuple[str, str]] = []
+        #: distribution → names from its ``Requires-Dist`` lines ``packaging`` cannot parse: their markers
+        #: and extras are unknown, so each is taken as always required (keeping is the safe mistake)
+        self.unparsed: dict[str, list[str]] = {}
         for key, dist in env.dists.items():
             parsed = []
             for line in dist.requires:
                 try:
                     parsed.append(Requirement(line))
                 except InvalidRequirement:
-                    self.invalid.append((key, line))
+                    name = requirement_name(line)
+                    if name:
+                        self.unparsed.setdefault(key, []).append(name)
             self._reqs[key] = parsed
 
     def edges_from(self, key: str, extras: Iterable[str]) -> list[Edge]:
@@ -69,6 +87,7 @@ class DependencyGraph:
                              frozenset(canonicalize_name(e) for e in req.extras))
                     )  # fmt: skip
                     break
+        out += [Edge(key, name, "", frozenset()) for name in self.unparsed.get(key, [])]
         return out
 
     def optional_requirers(self, target: str, among: Iterable[str]) -> list[tuple[str, str]]:

@@ -2,10 +2,11 @@
 
 Covered: ``import a.b`` and ``from a import b`` anywhere (module level, inside functions, in
 ``try/except ImportError`` blocks, under ``if TYPE_CHECKING:``), ``importlib.import_module("x")``,
-``__import__("x")``, availability probes (``importlib.util.find_spec("x")``,
-``importlib.metadata.version("dist")``), and the entry-point strings of ``pyproject.toml``. An import
-whose name is computed at run time is recorded as dynamic; one built from a literal prefix
-(``import_module(f"plugins.{name}")``) counts as a use of that prefix.
+``__import__("x")``, ``pydoc.locate("x.Y")``, availability probes (``importlib.util.find_spec("x")``,
+``importlib.metadata.version("dist")``), package data read by module name (``importlib.resources.files("x")``
+and the rest of that API, ``pkgutil.get_data("x", ...)``, ``pkg_resources.resource_*("x", ...)``), and the
+entry-point strings of ``pyproject.toml``. An import whose name is computed at run time is recorded as
+dynamic; one built from a literal prefix (``import_module(f"plugins.{name}")``) counts as a use of that prefix.
 
 A file that does not parse (syntax error, bytes that are not text, null bytes, too deep to parse) is
 reported and scanned line by line for ``import`` statements instead, so a dependency it names is
@@ -17,19 +18,31 @@ from __future__ import annotations
 import ast
 import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 #: directories never scanned (besides hidden ones and virtual environments, found by pyvenv.cfg)
-SKIP_DIRS = frozenset({"__pycache__", "node_modules", "site-packages", "build", "dist", "__pypackages__"})
+SKIP_DIRS = frozenset({"__pycache__", "node_modules", "site-packages", "__pypackages__"})
+#: build outputs, skipped only at the project root: deeper down (``src/pkg/build/``) they are code
+ROOT_SKIP_DIRS = frozenset({"build", "dist"})
 #: files larger than this are not given to the parser; the line scan still reads them
 MAX_PARSE_BYTES = 16 * 1024 * 1024
-_IMPORT_CALLS = frozenset({"import_module", "__import__", "find_spec", "find_loader", "get_loader"})
+_IMPORT_CALLS = frozenset({"import_module", "__import__", "find_spec", "find_loader", "get_loader", "locate"})
 _METADATA_CALLS = frozenset({"version", "distribution", "metadata", "requires", "files"})
-#: substrings that make a file worth a full expression walk (import and metadata calls)
-_CALL_TRIGGERS = (b"import_module", b"__import__", b"find_spec", b"find_loader", b"get_loader", b"metadata")
+#: calls whose first argument names a package whose data files they read: owner module → call names
+_RESOURCE_CALLS = {
+    "resources": frozenset({"files", "as_file", "open_text", "open_binary", "read_text", "read_binary", "path",
+                            "contents", "is_resource"}),
+    "pkgutil": frozenset({"get_data"}),
+    "pkg_resources": frozenset({"resource_filename", "resource_string", "resource_stream", "resource_exists",
+                                "resource_listdir", "resource_isdir"}),
+}  # fmt: skip
+#: substrings that make a file worth a full expression walk (import, metadata and resource calls)
+_CALL_TRIGGERS = (b"import_module", b"__import__", b"find_spec", b"find_loader", b"get_loader", b"metadata",
+                  b"resource", b"pkgutil", b"pydoc")  # fmt: skip
 #: fields that hold nested statements (functions, classes, if/for/while/with/try, except, match)
 _BODY_FIELDS = ("body", "orelse", "finalbody", "handlers", "cases")
 _QUOTED_WORD = re.compile(rb"""["']([A-Za-z_][\w.+-]{0,60})(?=["'\s])""")
@@ -79,6 +92,25 @@ def is_environment_dir(path: Path) -> bool:
     return (path / "pyvenv.cfg").is_file() or (path / "conda-meta").is_dir()
 
 
+def is_skipped_dir(parent: Path, name: str, root: Path) -> bool:
+    """Directories no scan enters: hidden ones, caches, virtual environments, ``*.egg-info``, nested
+    projects, and ``build/``/``dist/`` at the project root."""
+    sub = parent / name
+    if name.startswith(".") or name in SKIP_DIRS or name.endswith(".egg-info") or is_environment_dir(sub):
+        return True
+    if name in ROOT_SKIP_DIRS and parent == root:
+        return True
+    return is_nested_project(sub)
+
+
+def is_regular_file(path: Path) -> bool:
+    """A regular file (following symlinks): never a FIFO, socket or device, which would block a read."""
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False
+
+
 def is_nested_project(path: Path) -> bool:
     """A directory with its own ``pyproject.toml``/``setup.py`` below the root is another project
     (a test corpus, a vendored tool, a workspace member) with dependencies of its own."""
@@ -86,25 +118,18 @@ def is_nested_project(path: Path) -> bool:
 
 
 def python_files(root: Path, exclude: tuple[str, ...] = ()) -> Iterator[Path]:
-    """Python sources under ``root``: hidden dirs, virtual environments, caches, builds and nested
-    projects skipped."""
+    """Python sources under ``root`` (regular files only): hidden dirs, virtual environments, caches,
+    root build outputs and nested projects skipped."""
     excluded = {(root / e).resolve() for e in exclude}
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
-        keep = []
-        for d in sorted(dirnames):
-            sub = here / d
-            if d.startswith(".") or d in SKIP_DIRS or d.endswith(".egg-info") or is_environment_dir(sub):
-                continue
-            if is_nested_project(sub):
-                continue
-            if sub.resolve() in excluded:
-                continue
-            keep.append(d)
-        dirnames[:] = keep
+        dirnames[:] = [
+            d for d in sorted(dirnames) if not is_skipped_dir(here, d, root) and (here / d).resolve() not in excluded
+        ]
         for name in sorted(filenames):
-            if name.endswith((".py", ".pyw", ".ipynb")) and (here / name).resolve() not in excluded:
-                yield here / name
+            path = here / name
+            if name.endswith((".py", ".pyw", ".ipynb")) and path.resolve() not in excluded and is_regular_file(path):
+                yield path
 
 
 def notebook_source(data: bytes) -> bytes:
@@ -142,6 +167,72 @@ def first_party_modules(root: Path) -> set[str]:
             elif entry.suffix == ".py" and entry.stem.isidentifier():
                 names.add(entry.stem)
     return names
+
+
+#: root modules that are not the project's code but its tooling
+_NOT_PROJECT_MODULES = frozenset({"setup", "conftest", "noxfile", "fabfile"})
+
+
+def root_modules(root: Path) -> tuple[list[str], list[str]]:
+    """The project's single-file modules (``*.py`` at its root and in ``src/``, tooling excluded) as
+    (those that only define things, those whose module-level code would run on import)."""
+    safe: set[str] = set()
+    runs: set[str] = set()
+    for base in (root, root / "src"):
+        if not base.is_dir():
+            continue
+        for path in sorted(base.glob("*.py")):
+            if not path.stem.isidentifier() or path.stem in _NOT_PROJECT_MODULES or not is_regular_file(path):
+                continue
+            try:
+                (safe if only_defines(path.read_bytes()) else runs).add(path.stem)
+            except OSError:
+                runs.add(path.stem)
+    return sorted(safe), sorted(runs - safe)
+
+
+def only_defines(data: bytes) -> bool:
+    """Whether importing this module only defines things: its module-level statements are imports,
+    definitions, assignments and docstrings (also inside ``try``/``if``), and
+    ``if __name__ == "__main__":`` blocks. A bare call, a loop or a ``with`` at module level (a script
+    doing its work) means importing it would run it. A file that does not parse: False."""
+    try:
+        tree = ast.parse(data)
+    except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
+        return False
+    return _only_defines(tree.body)
+
+
+def _is_main_guard(node: ast.If) -> bool:
+    test = node.test
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, *test.comparators]
+    return any(isinstance(n, ast.Name) and n.id == "__name__" for n in sides) and any(
+        isinstance(n, ast.Constant) and n.value == "__main__" for n in sides
+    )
+
+
+def _only_defines(body: list[ast.stmt]) -> bool:
+    simple = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
+              ast.AnnAssign, ast.Pass, ast.Global, ast.Nonlocal)  # fmt: skip
+    for node in body:
+        if isinstance(node, simple) or (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)):
+            continue
+        if isinstance(node, ast.If):
+            if _is_main_guard(node):
+                if _only_defines(node.orelse):
+                    continue
+                return False
+            if _only_defines(node.body) and _only_defines(node.orelse):
+                continue
+            return False
+        if isinstance(node, ast.Try | ast.TryStar):
+            handlers = [stmt for h in node.handlers for stmt in h.body]
+            if all(_only_defines(b) for b in (node.body, handlers, node.orelse, node.finalbody)):
+                continue
+        return False
+    return True
 
 
 def _literal(node: ast.AST) -> tuple[str | None, str | None]:
@@ -251,7 +342,14 @@ def _is_type_checking(node: ast.If) -> bool:
 
 
 def scan_source(data: bytes, rel: str, result: ScanResult) -> None:
-    """Add what one file imports to ``result``."""
+    """Add what one file imports to ``result``, in line order (a file's first use comes first)."""
+    start_imports, start_refs = len(result.imports), len(result.dist_references)
+    _scan_source(data, rel, result)
+    result.imports[start_imports:] = sorted(result.imports[start_imports:], key=lambda u: u.line)
+    result.dist_references[start_refs:] = sorted(result.dist_references[start_refs:], key=lambda r: r.line)
+
+
+def _scan_source(data: bytes, rel: str, result: ScanResult) -> None:
     try:
         if len(data) > MAX_PARSE_BYTES:
             raise ValueError(f"larger than {MAX_PARSE_BYTES // (1024 * 1024)} MiB")
@@ -288,9 +386,9 @@ def scan_source(data: bytes, rel: str, result: ScanResult) -> None:
                 result.imports.append(ImportUse(name, rel, node.lineno, kind))
             continue
         if isinstance(node, ast.Call):
-            if _is_import_call(node):
+            if _is_import_call(node, data):
                 import_calls.append((node, scope))
-            else:
+            elif not _scan_resource_call(node, rel, result, data):
                 _scan_metadata_call(node, rel, result)
         elif isinstance(node, ast.Constant):
             continue
@@ -326,8 +424,25 @@ def scan_source(data: bytes, rel: str, result: ScanResult) -> None:
         _scan_import_call(call, rel, result, bindings)
 
 
-def _is_import_call(node: ast.Call) -> bool:
-    return _call_name(node.func)[0] in _IMPORT_CALLS
+def _is_import_call(node: ast.Call, data: bytes) -> bool:
+    name, owner = _call_name(node.func)
+    if name == "locate":  # pydoc.locate("pkg.mod.Name") imports pkg.mod; another locate() does not
+        return owner.endswith("pydoc") or (not owner and b"pydoc" in data)
+    return name in _IMPORT_CALLS
+
+
+def _scan_resource_call(node: ast.Call, rel: str, result: ScanResult, data: bytes) -> bool:
+    """``importlib.resources.files("pkg")``, ``pkgutil.get_data("pkg", "x")``,
+    ``pkg_resources.resource_filename("pkg", "x")``: reading a package's data uses that package.
+    Only a literal name counts (``files(__name__)`` is the module itself). Returns whether it was one."""
+    name, owner = _call_name(node.func)
+    for module, calls in _RESOURCE_CALLS.items():
+        if name in calls and (owner.endswith(module) or (not owner and module.encode() in data)):
+            full, _ = _literal(node.args[0]) if node.args else (None, None)
+            if full and not full.startswith(".") and re.fullmatch(r"[A-Za-z_][\w.]*", full):
+                result.imports.append(ImportUse(full, rel, node.lineno, f"{module} data"))
+            return True
+    return False
 
 
 def _scan_import_call(node: ast.Call, rel: str, result: ScanResult, bindings: dict[str, list[str] | None]) -> None:
@@ -335,6 +450,8 @@ def _scan_import_call(node: ast.Call, rel: str, result: ScanResult, bindings: di
     if not node.args:
         return
     if name != "get_loader" or owner.endswith("pkgutil"):
+        if name == "locate":
+            name = "pydoc.locate"
         full, prefix = _literal(node.args[0])
         arg = node.args[0]
         known = bindings.get(arg.id) if isinstance(arg, ast.Name) else None

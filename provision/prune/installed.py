@@ -11,6 +11,8 @@ import json
 import os
 import subprocess
 import sys
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,18 @@ class InstalledDist:
     #: module files at most one directory deep (``pynvml.py``, ``yaml/__init__.py``): two
     #: distributions listing the same one overwrite each other, and uninstalling one deletes it
     shallow_module_files: list[str] = field(default_factory=list)
+    #: PEP 610 ``direct_url.json``: the URL it was installed from ("" for an index) and whether editable
+    direct_url: str = ""
+    editable: bool = False
+
+    def installed_from(self, directory: Path) -> bool:
+        """Whether this distribution was built and installed from ``directory`` (``pip install [-e] .``,
+        ``uv sync`` installing the project itself)."""
+        parsed = urllib.parse.urlparse(self.direct_url)
+        if parsed.scheme != "file":
+            return False
+        source = Path(urllib.request.url2pathname(urllib.parse.unquote(parsed.path)))
+        return os.path.realpath(source) == os.path.realpath(directory)
 
     @property
     def console_scripts(self) -> list[str]:
@@ -95,6 +109,8 @@ def env_from_collected(data: dict[str, Any]) -> InstalledEnv:
             metadata_dir=raw.get("metadata_dir", ""),
             scripts=list(raw.get("scripts", [])),
             shallow_module_files=list(raw.get("shallow_module_files", [])),
+            direct_url=str((raw.get("direct_url") or {}).get("url", "")),
+            editable=bool((raw.get("direct_url") or {}).get("editable", False)),
         )
     index: dict[str, set[str]] = {}
     for key, dist in dists.items():
@@ -154,7 +170,8 @@ def _collect_in(python: str) -> dict[str, Any]:
 
 
 def choose_interpreter(project: Path, python: str | None) -> tuple[str | None, str]:
-    """The interpreter whose environment is the project's, and why it was chosen.
+    """The interpreter whose environment is the project's, and why it was chosen: ``--python``, else
+    the project's ``.venv``, else the active virtual environment (``$VIRTUAL_ENV``), else gpuprov's own.
 
     ``None`` means gpuprov's own (read in-process)."""
     if python is not None:
@@ -165,4 +182,18 @@ def choose_interpreter(project: Path, python: str | None) -> tuple[str | None, s
     venv_python = project / ".venv" / "bin" / "python"
     if venv_python.exists():
         return str(venv_python), "the project's .venv"
-    return None, "gpuprov's own interpreter: the project has no .venv; pass --python to choose"
+    active = os.environ.get("VIRTUAL_ENV", "")
+    if active:
+        active_python = Path(active) / "bin" / "python"
+        if not active_python.exists():
+            raise UsageError(f"$VIRTUAL_ENV={active}: it has no bin/python; deactivate it or pass --python")
+        return str(active_python), "the active virtual environment ($VIRTUAL_ENV)"
+    return None, (
+        "gpuprov's own interpreter: the project has no .venv and no virtual environment is active; "
+        "pass --python to choose"
+    )
+
+
+def is_own_environment(env: InstalledEnv) -> bool:
+    """Whether ``env`` is the environment gpuprov itself runs from (same ``sys.prefix``)."""
+    return os.path.realpath(env.prefix) == os.path.realpath(sys.prefix)

@@ -27,6 +27,11 @@ UNINSTALLED_IMPORT_NAMES: dict[str, tuple[tuple[str, ...], str]] = {
 
 #: distributions started at run time by something other than an import in the project's code, where
 #: no metadata says so. Reported as unknown (kept), with the reason.
+#: Each reason names its source.
 RUNTIME_LOADED: dict[str, str] = {
     "ipykernel": "started by Jupyter through its kernel spec (python -m ipykernel_launcher), never imported",
+    "tzdata": (
+        "time-zone data the standard library's zoneinfo loads as package resources when the system has no "
+        "tz database (Python docs, zoneinfo: 'Data sources'), never imported"
+    ),
 }

@@ -1,19 +1,22 @@
-"""Uses that are not imports: commands run from scripts, ``python -m``, and ``[tool.X]`` tables.
+"""Uses that are not imports: commands run from scripts, ``python -m``, ``[tool.X]`` tables, and
+dotted module paths in configuration files.
 
 A distribution whose console script (``uvicorn``, ``pytest``) is run by a shell script, Makefile,
 Dockerfile or CI file, or through ``subprocess`` with a literal command, is used even though no
-Python file imports it; so is a tool configured in ``pyproject.toml`` (``[tool.ruff]``).
+Python file imports it; so is a tool configured in ``pyproject.toml`` (``[tool.ruff]``), and a module
+a YAML/TOML config names for a framework to import (Hydra's ``_target_: torch.optim.AdamW``).
 """
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from provision.prune.imports import SKIP_DIRS, is_environment_dir, is_nested_project
+from provision.prune.imports import is_regular_file, is_skipped_dir
 
 #: files read for commands: by suffix, and by exact name
 TEXT_SUFFIXES = (".sh", ".bash", ".zsh", ".mk", ".yml", ".yaml", ".toml", ".cfg", ".ini", ".service",
@@ -24,13 +27,16 @@ TEXT_NAMES = ("Makefile", "makefile", "GNUmakefile", "Dockerfile", "Containerfil
 HIDDEN_KEPT = (".github", ".gitlab", ".ci", ".circleci", ".buildkite", ".devcontainer", ".pre-commit-hooks")
 MAX_TEXT_BYTES = 2 * 1024 * 1024
 _PY_M = re.compile(r"(?:^|[\s\"'`(\[])python[0-9.]*\s+(?:-[A-Za-z]+\s+)*-m\s+([A-Za-z_][\w.]*)")
+#: configuration files whose dotted names (``_target_: pkg.mod.Class``) a framework may import
+DOTTED_NAME_SUFFIXES = (".yml", ".yaml", ".toml")
+_DOTTED = re.compile(r"(?<![\w.\-/])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)(?![\w\-/])")
 
 
 @dataclass(frozen=True)
 class Mention:
     word: str
     where: str
-    kind: str  # command, python-m, tool-config
+    kind: str  # command, python -m, config
 
 
 def text_files(root: Path) -> list[Path]:
@@ -38,14 +44,13 @@ def text_files(root: Path) -> list[Path]:
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
         dirnames[:] = sorted(
-            d for d in dirnames
-            if (not d.startswith(".") or d in HIDDEN_KEPT) and d not in SKIP_DIRS
-            and not d.endswith(".egg-info") and not is_environment_dir(here / d) and not is_nested_project(here / d)
+            d for d in dirnames if d in HIDDEN_KEPT or not is_skipped_dir(here, d, root)
         )  # fmt: skip
         for name in sorted(filenames):
             path = here / name
             in_scripts = here.name in ("bin", "scripts") and "." not in name
-            if name.endswith(TEXT_SUFFIXES) or name in TEXT_NAMES or name.startswith("Dockerfile") or in_scripts:
+            wanted = name.endswith(TEXT_SUFFIXES) or name in TEXT_NAMES or name.startswith("Dockerfile") or in_scripts
+            if wanted and is_regular_file(path):
                 out.append(path)
     return out
 
@@ -53,10 +58,12 @@ def text_files(root: Path) -> list[Path]:
 def find_mentions(
     root: Path, commands: set[str], pyproject: dict[str, Any], pyproject_text: str
 ) -> tuple[list[Mention], list[Mention]]:
-    """(command uses of the given names, ``python -m`` modules) in the project's text files."""
+    """(command uses of the given names, modules: ``python -m`` ones and dotted names in YAML/TOML
+    configs) in the project's text files."""
     found: list[Mention] = []
     modules: list[Mention] = []
     seen: set[str] = set()
+    dotted_seen: set[str] = set()
     pattern = (
         re.compile(r"(?<![\w.\-/=<>~!])(" + "|".join(re.escape(c) for c in sorted(commands, key=len, reverse=True))
                    + r")(?![\w\-=<>~!\[])")
@@ -75,7 +82,14 @@ def find_mentions(
         elif re.match(r"requirements.*\.txt$", path.name) or path.parent.name == "requirements":
             continue  # declarations, not uses
         for m in _PY_M.finditer(text):
-            modules.append(Mention(m.group(1), f"{rel}:{text.count(chr(10), 0, m.start(1)) + 1}", "python-m"))
+            modules.append(Mention(m.group(1), f"{rel}:{text.count(chr(10), 0, m.start(1)) + 1}", "python -m"))
+        if path.name.endswith(DOTTED_NAME_SUFFIXES):
+            newlines = [i for i, c in enumerate(text) if c == "\n"]
+            for m in _DOTTED.finditer(text):
+                if m.group(1) not in dotted_seen:  # the first place a name appears is enough
+                    dotted_seen.add(m.group(1))
+                    line = bisect.bisect_left(newlines, m.start(1)) + 1
+                    modules.append(Mention(m.group(1), f"{rel}:{line}", "config"))
         if pattern is None:
             continue
         for m in pattern.finditer(text):

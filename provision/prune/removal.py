@@ -7,11 +7,17 @@ keep a backup of everything it changes, verify the environment afterwards, and r
   later ``uv sync`` agrees, and nothing else the environment holds is touched.
 * otherwise: ``uv pip uninstall`` from the environment, and the declaring lines are deleted from
   ``requirements*.txt`` (and from ``pyproject.toml`` arrays, checked by re-parsing).
+* either way, when the project itself is installed in the environment (``uv sync`` of a packaged
+  project, ``pip install -e .``), its installed metadata still lists what was removed: it is rebuilt
+  from the edited declarations (``uv pip install --no-deps --reinstall-package NAME [-e] PROJECT``,
+  editable as it was), so ``uv pip check`` and a later ``uv sync`` agree with the new declarations.
 
 Backup: the project files (copies) and every file the removed distributions' ``RECORD`` lists (hard
 links where possible, in the environment's prefix), so a rollback needs no network.
 Verify: ``uv pip check`` and ``import`` of each top-level module the project imports plus the
-project's own packages, each in a fresh subprocess; only failures that were not there before count.
+project's own packages and those of its root (or ``src/``) modules that only define things, each in
+a fresh subprocess; only failures that were not there before count. Root modules whose module-level
+code would run (a script's ``main()``) are not imported, and the result says so.
 """
 
 from __future__ import annotations
@@ -29,16 +35,22 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from provision.errors import GpuprovError
+from provision.errors import GpuprovError, UsageError
 from provision.prune.analysis import PruneReport
 from provision.prune.declared import logical_lines
-from provision.prune.installed import InstalledEnv
+from provision.prune.graph import requirement_name
+from provision.prune.installed import InstalledDist, InstalledEnv, is_own_environment
 
 IMPORT_TIMEOUT_S = 300
 
 
 class RemovalFailed(GpuprovError):
-    """A removal step or the verification failed; everything was put back."""
+    """A removal step or the verification failed; everything was put back. ``result`` is what was
+    attempted (commands run, files edited), for the JSON report."""
+
+    def __init__(self, message: str, result: RemovalResult | None = None) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 @dataclass
@@ -49,6 +61,12 @@ class RemovalResult:
     commands: list[list[str]] = field(default_factory=list)
     edited_files: list[str] = field(default_factory=list)
     checked_modules: list[str] = field(default_factory=list)
+    #: the project's own root/src modules not imported by the check: their module-level code runs
+    unchecked_modules: list[str] = field(default_factory=list)
+    #: the project's own installed distributions rebuilt from the edited declarations
+    reinstalled: list[str] = field(default_factory=list)
+    #: why it failed (everything was then rolled back); None when it succeeded
+    error: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -58,7 +76,20 @@ class RemovalResult:
             "commands": [_shown(c) for c in self.commands],
             "edited_files": self.edited_files,
             "checked_modules": self.checked_modules,
+            "unchecked_modules": self.unchecked_modules,
+            "reinstalled": self.reinstalled,
+            "error": self.error,
+            "rolled_back": self.error is not None,
         }
+
+
+def refuse_own_environment(env: InstalledEnv, explicit: bool) -> None:
+    """``--apply`` changes an environment: never gpuprov's own unless ``--python`` named it."""
+    if not explicit and is_own_environment(env):
+        raise UsageError(
+            f"--apply would change gpuprov's own environment ({env.prefix}), which the project did not choose: "
+            f"pass --python {env.interpreter} to mean it, or create the project's .venv"
+        )
 
 
 def uv_command() -> list[str]:
@@ -128,10 +159,15 @@ def _run(
 
 def _record_files(env: InstalledEnv, key: str) -> list[Path]:
     dist = env.dists[key]
-    record = Path(dist.metadata_dir) / "RECORD"
-    if not dist.metadata_dir or not record.is_file():
+    return _record_paths(dist.metadata_dir, dist.location)
+
+
+def _record_paths(metadata_dir: str, location: str) -> list[Path]:
+    """Every file the ``RECORD`` in ``metadata_dir`` lists, as absolute paths."""
+    record = Path(metadata_dir) / "RECORD"
+    if not metadata_dir or not record.is_file():
         return []
-    base = Path(dist.location)
+    base = Path(location)
     out = []
     with open(record, newline="", encoding="utf-8") as fh:
         for row in csv.reader(fh):
@@ -168,6 +204,11 @@ class Backup:
         dest = self.root / str(len(self.files))
         shutil.copy2(path, dest)
         self.files.append((path, dest))
+
+    def note_created(self, path: Path) -> None:
+        """A file a step wrote where none was saved: :meth:`restore` deletes it."""
+        if path not in {original for original, _ in self.files} and path not in self.absent:
+            self.absent.append(path)
 
     def restore(self) -> None:
         for original, saved in self.files:
@@ -224,8 +265,11 @@ def apply_removal(report: PruneReport, env: InstalledEnv) -> RemovalResult:
     modules = sorted(
         {top for top, owners in report.import_providers.items() if not owners <= removed_keys}
         | set(report.first_party_packages)
+        | set(report.first_party_modules)
     )
     result.checked_modules = modules
+    result.unchecked_modules = list(report.unimportable_modules)
+    own = stale_own_installs(env, project, removed_keys)
     baseline_imports = _import_failures(python, modules, project)
     baseline_check = _pip_check(uv, python, project)
 
@@ -235,11 +279,12 @@ def apply_removal(report: PruneReport, env: InstalledEnv) -> RemovalResult:
         project_files += [project / f for f in report.declared.requirements_files]
         for path in project_files:
             backup.save_text(path)
-        for key in sorted(removed_keys):
+        for key in sorted(removed_keys | {d.key for d in own}):
             if key in env.dists:
                 for path in _record_files(env, key):
                     backup.save(path)
         _remove(report, env, mode, uv, result, removed_keys)
+        _reinstall_own(own, env, uv, project, result, backup)
         problems = sorted(_pip_check(uv, python, project) - baseline_check)
         broken = {m: why for m, why in _import_failures(python, modules, project).items() if m not in baseline_imports}
         if problems or broken:
@@ -249,7 +294,8 @@ def apply_removal(report: PruneReport, env: InstalledEnv) -> RemovalResult:
         backup.restore()
         backup.discard()
         msg = exc.message if isinstance(exc, GpuprovError) else str(exc)
-        raise RemovalFailed(f"{msg}; everything was rolled back") from None
+        result.error = f"{msg}; everything was rolled back"
+        raise RemovalFailed(result.error, result) from None
     except BaseException:
         backup.restore()
         backup.discard()
@@ -300,6 +346,36 @@ def _remove(
     names = sorted(env.dists[k].name for k in removed_keys if k in env.dists)
     if names:
         _checked([*uv, "pip", "uninstall", "--python", env.interpreter, *names], project, result)
+
+
+def stale_own_installs(env: InstalledEnv, project: Path, removed_keys: set[str]) -> list[InstalledDist]:
+    """The project's own installed distributions (built from its directory: PEP 610 ``direct_url``)
+    whose ``Requires-Dist`` names something being removed: after the edit their metadata is stale."""
+    return sorted(
+        (
+            dist
+            for dist in env.dists.values()
+            if dist.installed_from(project) and any(requirement_name(r) in removed_keys for r in dist.requires)
+        ),
+        key=lambda d: d.key,
+    )
+
+
+def _reinstall_own(
+    own: list[InstalledDist], env: InstalledEnv, uv: list[str], project: Path, result: RemovalResult, backup: Backup
+) -> None:
+    """Rebuild the project's own install from the edited declarations, editable as it was, without
+    touching its dependencies; files the new install adds are deleted again by a rollback."""
+    for dist in own:
+        editable = ["-e"] if dist.editable else []
+        cmd = [*uv, "pip", "install", "--python", env.interpreter, "--no-deps", "--reinstall-package", dist.name]
+        _checked([*cmd, *editable, str(project)], project, result)
+        result.reinstalled.append(dist.name)
+        site = Path(dist.location)
+        for info in site.glob("*.dist-info") if site.is_dir() else []:
+            if canonicalize_name(info.name.split("-", 1)[0]) == dist.key:
+                for path in _record_paths(str(info), str(site)):
+                    backup.note_created(path)
 
 
 def _flatten_deps(data: dict) -> set[str]:
