@@ -10,6 +10,8 @@ and, when ``GPUPROV_FLEET_SUMMARY`` names a file, writes the same rows there as 
 (``{"check_mode": bool, "hosts": [{"host", "status", "profile", "gpus", "changed", "ok", "failed",
 "skipped", "unreachable", "why"}]}``). ``ansible-playbook`` exits non-zero when a host failed or was
 unreachable; a host whose GPU tasks were skipped (no GPU, no driver, no matching profile) is not failed.
+A host the play could not reach is reported unreachable, also when the play ignored that to go on with
+the rest of its batch (site.yml does, so one unreachable host does not end the rollout).
 """
 
 from __future__ import annotations
@@ -112,8 +114,8 @@ class CallbackModule(CallbackBase):
     # -- summary ------------------------------------------------------------------------------------
 
     def rows(self, stats: Any, check_mode: bool) -> list[dict[str, Any]]:
-        names = list(self._planned)
-        names += [h for h in (*self._selected, *self._errors, *self._unreachable) if h not in names]
+        # planned hosts in inventory order, then any other host that ran (each once)
+        names = list(dict.fromkeys((*self._planned, *self._selected, *self._errors, *self._unreachable)))
         rows = []
         for host in names:
             counts = stats.summarize(host) if host in stats.processed else {}
@@ -144,7 +146,8 @@ class CallbackModule(CallbackBase):
                     "ok": int(counts.get("ok", 0)),
                     "failed": int(counts.get("failures", 0)),
                     "skipped": int(counts.get("skipped", 0)),
-                    "unreachable": int(counts.get("unreachable", 0)),
+                    # site.yml ignores a host it cannot reach (so its batch goes on): Ansible counted it ok
+                    "unreachable": max(int(counts.get("unreachable", 0)), int(host in self._unreachable)),
                     "why": why,
                 }
             )
@@ -166,7 +169,8 @@ class CallbackModule(CallbackBase):
         for row in rows:
             tally[row["status"]] = tally.get(row["status"], 0) + 1
         self._display.display(
-            ", ".join(f"{tally[s]} {s}" for s in STATUS_ORDER if s in tally) + f" ({len(rows)} hosts)"
+            ", ".join(f"{tally[s]} {s}" for s in STATUS_ORDER if s in tally)
+            + f" ({len(rows)} {'host' if len(rows) == 1 else 'hosts'})"
         )
 
 

@@ -75,12 +75,14 @@ def local_fleet(tmp_path: Path, hosts: dict[str, dict[str, Any]], **group_vars: 
     return path
 
 
-def run_site(tmp_path: Path, inventory: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict[str, Any]]:
+def run_site(
+    tmp_path: Path, inventory: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess, dict[str, Any]]:
     summary = tmp_path / "summary.json"
     summary.unlink(missing_ok=True)
     proc = subprocess.run(
         [str(BIN / "ansible-playbook"), "-i", str(inventory), str(ROOT / "playbooks/site.yml"), *args],
-        env=_env(tmp_path), capture_output=True, text=True, timeout=900, check=False,
+        env={**_env(tmp_path), **(env or {})}, capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
     assert summary.exists(), proc.stdout[-4000:] + proc.stderr[-2000:]
     return proc, json.loads(summary.read_text())
@@ -207,6 +209,103 @@ def test_a_failed_batch_stops_the_rollout(tmp_path: Path) -> None:
         assert calls(tmp_path, host) == [] and files_under(tmp_path, host) == [], host
 
 
+@pytest.mark.slow
+def test_an_unreachable_host_fails_alone_in_the_default_batches(tmp_path: Path) -> None:
+    """25% of 4 hosts is a batch of one: the unreachable host is a whole batch, and Ansible ends a play whose
+    batch all failed. site.yml leaves it out instead; the other hosts are rolled out, the exit code says so."""
+    hosts = {"gone": FLEET["gone"], "gpu-4090": FLEET["gpu-4090"], "cpu-only": {}, "gpu-h100": FLEET["gpu-h100"]}
+    inventory = local_fleet(tmp_path, hosts)
+    proc, summary = run_site(tmp_path, inventory)  # default gpuprov_serial and gpuprov_max_fail_percentage
+    assert proc.returncode == 4, proc.stdout[-3000:]  # ansible-playbook: a host was unreachable
+    assert proc.stdout.count("PLAY [Roll gpuprov profiles out to the fleet") == 4  # a batch per host
+    r = rows(summary)
+    assert {h: r[h]["status"] for h in r} == {
+        "gone": "unreachable",
+        "gpu-4090": "changed",
+        "cpu-only": "skipped",
+        "gpu-h100": "changed",
+    }
+    assert (r["gone"]["unreachable"], r["gone"]["changed"]) == (1, 0) and "ssh" in r["gone"]["why"].lower()
+    assert all(r[h]["failed"] == 0 for h in r)
+    assert len(calls(tmp_path, "gpu-4090")) == 2
+    assert "etc/gpuprov/gpu-settings.json" in files_under(tmp_path, "gpu-h100")
+    assert "1 unreachable, 2 changed, 1 skipped (4 hosts)" in proc.stdout
+
+
+@pytest.mark.slow
+def test_a_failed_host_still_stops_the_rollout_in_the_default_batches(tmp_path: Path) -> None:
+    """Left out for being unreachable is not failed; a host whose task failed is, and max_fail_percentage
+    (25% of a batch of one) stops the rollout there."""
+    hosts = {
+        "gone": FLEET["gone"],
+        "b-4090": FLEET["gpu-4090"],
+        "c-typo": {"snapshot": "rtx4090", "vars": {"gpuprov_profile": "rtx4009"}},
+        "d-4090": FLEET["gpu-4090"],
+    }
+    inventory = local_fleet(tmp_path, hosts)
+    proc, summary = run_site(tmp_path, inventory)
+    assert proc.returncode == 2, proc.stdout[-3000:]
+    r = rows(summary)
+    assert [r[h]["status"] for h in hosts] == ["unreachable", "changed", "failed", "not run"]
+    assert r["gone"]["unreachable"] == 1
+    assert calls(tmp_path, "d-4090") == [] and files_under(tmp_path, "d-4090") == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("gpuprov_serial=abc", "gpuprov_serial is abc: give a number of hosts per batch (2) or a percentage"),
+        ("gpuprov_serial=150%", "gpuprov_serial is 150%: give a number of hosts per batch"),
+        ("gpuprov_max_fail_percentage=some", "gpuprov_max_fail_percentage is some: give a percentage from 0 to 100"),
+    ],
+)
+def test_a_bad_batch_setting_stops_before_any_host_with_one_line(tmp_path: Path, setting: str, message: str) -> None:
+    inventory = local_fleet(tmp_path, {"gpu-4090": FLEET["gpu-4090"]})
+    proc = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", str(inventory), str(ROOT / "playbooks/site.yml"), "-e", setting],
+        env=_env(tmp_path), capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert "Traceback" not in out and "Unexpected Exception" not in out, out
+    errors = [line for line in out.splitlines() if line.startswith("[ERROR]")]
+    assert len(errors) == 1 and message in errors[0], out
+    assert "TASK [" not in out  # no host was touched
+    assert calls(tmp_path, "gpu-4090") == [] and files_under(tmp_path, "gpu-4090") == []
+
+
+@pytest.mark.slow
+def test_the_wheelhouse_may_be_given_under_home_and_a_missing_one_is_refused(tmp_path: Path) -> None:
+    """``gpuprov_host_wheelhouse: ~/gpuprov-wheels`` (the example inventory's) is the controller's home;
+    a wheelhouse that is not there fails with a line saying so, before anything reaches the host."""
+    home = tmp_path / "home"
+    (home / "gpuprov-wheels").mkdir(parents=True)
+    (home / "gpuprov-wheels/marker-0.1-py3-none-any.whl").write_bytes(b"not a real wheel")
+    opt = tmp_path / "opt"
+    common = {
+        "gpuprov_host_install": True,
+        "gpuprov_host_source": "index",  # nothing to build: the install fails, gpuprov is not in the wheelhouse
+        "gpuprov_host_dir": str(opt),
+        "gpuprov_host_system_python": sys.executable,
+    }
+    missing = local_fleet(tmp_path / "missing", {"gpu-4090": FLEET["gpu-4090"]},
+                          gpuprov_host_wheelhouse="~/no-such-wheels", **common)  # fmt: skip
+    proc, summary = run_site(tmp_path / "missing", missing, env={"HOME": str(home)})
+    assert proc.returncode == 2, proc.stdout[-3000:]
+    row = rows(summary)["gpu-4090"]
+    assert row["status"] == "failed"
+    assert "gpuprov_host_wheelhouse ~/no-such-wheels is not a directory on the controller" in row["why"]
+    assert not opt.exists()
+
+    inventory = local_fleet(tmp_path / "home-wheels", {"gpu-4090": FLEET["gpu-4090"]},
+                            gpuprov_host_wheelhouse="~/gpuprov-wheels", **common)  # fmt: skip
+    proc, summary = run_site(tmp_path / "home-wheels", inventory, env={"HOME": str(home)})
+    assert (opt / "wheelhouse/marker-0.1-py3-none-any.whl").read_bytes() == b"not a real wheel", proc.stdout[-3000:]
+    assert (home / ".cache/gpuprov/fleet/wheelhouse.tar").is_file()
+    row = rows(summary)["gpu-4090"]
+    assert row["status"] == "failed" and "installed in the virtualenv" in row["why"], row
+
+
 def _project_copy(dest: Path) -> Path:
     """The files a wheel is built from, frozen (the checkout may change while the test runs)."""
     dest.mkdir()
@@ -312,5 +411,5 @@ def test_molecule_default(tmp_path: Path) -> None:
 @pytest.mark.nspawn
 @pytest.mark.network
 def test_molecule_fleet(tmp_path: Path) -> None:
-    """Five hosts in batches of two: converge, idempotence, verify the summary and every host, destroy."""
+    """Six hosts in batches of two: converge, idempotence, verify the summary and every host, destroy."""
     _molecule("fleet", tmp_path)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -136,3 +140,122 @@ def test_auto_choice_is_the_best_fitting_builtin(gpus: list[tuple[str, str]]) ->
     assert sel.action == "apply"
     chosen = next(p for p in loaded if p.name == sel.profile)
     assert all(auto_order(chosen, snap.gpus) <= auto_order(p, snap.gpus) for p in fitting)
+
+
+# -- playbooks/site.yml: the rollout's batch settings, checked before any host is touched ---------------
+
+SITE = Path(__file__).resolve().parents[2] / "playbooks/site.yml"
+HOST_ROLE = Path(__file__).resolve().parents[2] / "playbooks/roles/gpuprov_host"
+
+
+def _fleet_play() -> dict[str, Any]:
+    return yaml.safe_load(SITE.read_text())[0]
+
+
+def _template(expr: str, **extra: Any) -> Any:
+    """``expr`` templated the way ansible-playbook templates the fleet play's keywords (its vars, -e)."""
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar, trust_as_template
+
+    play_vars = {k: trust_as_template(v) if isinstance(v, str) else v for k, v in _fleet_play()["vars"].items()}
+    return Templar(loader=DataLoader(), variables={**play_vars, **extra}).template(trust_as_template(expr))
+
+
+def _is_count(text: str, low: int, high: int | None = None) -> bool:
+    return (
+        text.isascii()
+        and text.isdigit()
+        and text == str(int(text))
+        and int(text) >= low
+        and (high is None or int(text) <= high)
+    )
+
+
+def _serial_item_ok(item: Any) -> bool:
+    if isinstance(item, bool) or not isinstance(item, int | str):
+        return False
+    text = str(item)
+    return _is_count(text[:-1], 1, 100) if text.endswith("%") else _is_count(text, 1)
+
+
+def _max_fail_ok(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return False
+    text = str(value).removesuffix("%")
+    whole, dot, frac = text.partition(".")
+    if not dot:
+        return _is_count(whole, 0, 100)
+    return _is_count(whole, 0, 99) and frac.isascii() and frac.isdigit()
+
+
+_serial_items = st.one_of(
+    st.integers(-3, 300),
+    st.from_regex(r"-?[0-9]{1,4}(\.[0-9])?%?", fullmatch=True),
+    st.text(max_size=6),
+    st.booleans(),
+    st.floats(-5, 200, allow_nan=False),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(_serial_items, st.lists(_serial_items, max_size=3), st.lists(st.lists(st.integers(1, 3)), max_size=2)))
+def test_serial_check_accepts_exactly_what_ansible_can_batch_by(value: Any) -> None:
+    """A number of hosts (1 or more) or a percentage (1%..100%), or a list of them: accepted, and Ansible
+    makes a batch of at least one host of it for any fleet; anything else is refused (a traceback before)."""
+    from ansible.utils.helpers import pct_to_int
+
+    items = value if isinstance(value, list) else [value]
+    expected = bool(items) and all(_serial_item_ok(i) for i in items)
+    assert _template("{{ gpuprov_fleet_serial_valid }}", gpuprov_serial=value) is expected
+    if expected:
+        assert all(pct_to_int(str(i), hosts) >= 1 for i in items for hosts in (1, 3, 7, 40))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(st.integers(-3, 300), st.floats(-5, 200, allow_nan=False), st.booleans(), st.text(max_size=6),
+                 st.from_regex(r"-?[0-9]{1,3}(\.[0-9]{1,2})?%?", fullmatch=True)))  # fmt: skip
+def test_max_fail_percentage_check_accepts_percentages_from_0_to_100(value: Any) -> None:
+    expected = _max_fail_ok(value)
+    assert _template("{{ gpuprov_fleet_max_fail_percentage_valid }}", gpuprov_max_fail_percentage=value) is expected
+    if expected:  # what Ansible's percent keyword makes of it
+        assert 0 <= float(str(value).replace("%", "")) <= 100
+
+
+def test_the_defaults_are_a_quarter_of_the_hosts_and_a_quarter_failed() -> None:
+    play = _fleet_play()
+    assert _template(play["serial"]) == "25%"
+    assert _template(play["max_fail_percentage"]) == 25
+
+
+_SERIAL_HELP = "give a number of hosts per batch (2) or a percentage of the hosts (25%, at most 100%)"
+
+
+@pytest.mark.parametrize(
+    ("keyword", "var", "value", "message"),
+    [
+        ("serial", "gpuprov_serial", "abc", f"gpuprov_serial is abc: {_SERIAL_HELP}"),
+        ("serial", "gpuprov_serial", "0", f"gpuprov_serial is 0: {_SERIAL_HELP}"),
+        (
+            "max_fail_percentage",
+            "gpuprov_max_fail_percentage",
+            "x%",
+            "gpuprov_max_fail_percentage is x%: give a percentage",
+        ),
+    ],
+)
+def test_a_bad_batch_setting_fails_templating_with_one_line_saying_what_to_give(
+    keyword: str, var: str, value: str, message: str
+) -> None:
+    from ansible.errors import AnsibleError
+
+    with pytest.raises(AnsibleError, match=re.escape(message)):
+        _template(_fleet_play()[keyword], **{var: value})
+
+
+def test_the_host_role_never_becomes_root_on_the_controller() -> None:
+    """Tasks delegated to the controller do not inherit site.yml's become: a controller user needs no sudo,
+    and the wheel is not built as root."""
+    tasks = yaml.safe_load((HOST_ROLE / "tasks/install.yml").read_text())
+    delegated = [t for t in tasks if t.get("delegate_to") == "localhost"]
+    assert len(delegated) >= 3
+    assert [t["name"] for t in delegated if t.get("become") is not False] == []
