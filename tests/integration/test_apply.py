@@ -194,6 +194,11 @@ def test_check_and_diff_change_nothing(tmp_path: Path) -> None:
     # check mode needs no root
     proc = host.gpuprov("apply", "rtx4090-laptop", "--check", "--root", str(host.root), GPUPROV_NVML_REPLAY_AS_USER="1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # and it counts what the real apply then changes: the server's system user too (systemd-sysusers --dry-run)
+    checked = host.apply_json("apply", "rtx4090-laptop", "--check")
+    assert any("systemd-sysusers --dry-run" in r["task"] and r["status"] == "changed" for r in checked["results"])
+    assert host.tree() == []
+    assert host.apply_json("apply", "rtx4090-laptop")["changed"] == checked["changed"]
 
 
 @pytest.mark.parametrize(
