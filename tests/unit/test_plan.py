@@ -256,3 +256,30 @@ def test_revert_restores_whether_a_unit_ran(record: dict, now: bool) -> None:
     plan = make_revert_plan(load_snapshot("rtx4090"), {"units": {PERSISTENCED: record}}, host())
     [unit] = plan.desired.units
     assert (unit.name, unit.enabled, unit.now) == (PERSISTENCED, record["enabled"], now)
+
+
+def test_percent_without_a_default_limit_uses_the_fallback(tmp_path: Path) -> None:
+    """A percentage of a default NVML does not report cannot be set: the profile's clock lock is used instead
+    (before, the plan refused); without a fallback the power limit is left alone."""
+    snap = load_snapshot("rtx4090-laptop")
+    snap.gpus[0].power_default_limit_w = None
+    text = "extends: rtx4090-laptop\ngpu: {power_limit_w: null, power_limit_percent: 80}\n"
+    plan = make_plan(snap, user_profile(tmp_path, text), host())
+    assert plan.desired.gpus[0].settings["locked_clocks_mhz"] == [210, 1700]
+    assert any("80 % of the default limit" in n and "210-1700 MHz" in n for n in plan.desired.notes)
+    bare = user_profile(tmp_path, "match: {gpu_names: ['*Laptop*']}\ngpu: {power_limit_percent: 80}\n", "bare")
+    plan = make_plan(snap, bare, host())
+    assert "power_limit_w" not in plan.desired.gpus[0].settings
+    assert any("no fallback" in n for n in plan.desired.notes)
+
+
+def test_percent_on_a_settable_gpu_without_a_default(tmp_path: Path) -> None:
+    snap = load_snapshot("rtx4090")  # NVML reports the range, not the default
+    snap.gpus[0].power_default_limit_w = None
+    text = (
+        "match: {gpu_names: ['*4090*']}\n"
+        "gpu: {power_limit_percent: 60, power_limit_fallback: {locked_clocks_mhz: [210, 2000]}}\n"
+    )
+    plan = make_plan(snap, user_profile(tmp_path, text), host())
+    assert plan.desired.gpus[0].settings == {"locked_clocks_mhz": [210, 2000]}
+    assert any("no default power limit" in n for n in plan.desired.notes)
