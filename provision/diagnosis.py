@@ -155,24 +155,28 @@ def cuda_visible_devices(s: Snapshot) -> Iterable[Finding]:
                 missing.append(item)  # a MIG instance, on a host where no GPU has MIG enabled
         else:
             missing.append(item)
-    if missing and items and items[0] == missing[0]:
+    if not missing:
+        return
+    gpus = ", ".join(sorted(indices))
+    remedy = "use indices 0.." + str(len(s.gpus) - 1) + " or UUIDs from `nvidia-smi -L`"
+    if items[0] == missing[0]:  # CUDA stops at the first invalid entry: here that is the first one
         yield Finding(
             "env.cuda_visible_devices.hides_all",
             "error",
             f"CUDA_VISIBLE_DEVICES={value!r} starts with {missing[0]}, which is not a GPU here "
-            f"(GPUs: {', '.join(sorted(indices))}): CUDA stops at the first invalid entry and sees no GPU",
-            "use indices 0.." + str(len(s.gpus) - 1) + " or UUIDs from `nvidia-smi -L` (MIG-... only with MIG on)",
+            f"(GPUs: {gpus}): CUDA stops at the first invalid entry and sees no GPU",
+            remedy + " (MIG-... only with MIG on)",
             "env",
         )
-    elif missing:
-        yield Finding(
-            "env.cuda_visible_devices.missing",
-            "warn",
-            f"CUDA_VISIBLE_DEVICES names {', '.join(missing)}, which is not a GPU here "
-            f"(GPUs: {', '.join(sorted(indices))}); CUDA stops at the first invalid entry",
-            "use indices 0.." + str(len(s.gpus) - 1) + " or UUIDs from `nvidia-smi -L`",
-            "env",
-        )
+        return
+    yield Finding(
+        "env.cuda_visible_devices.missing",
+        "warn",
+        f"CUDA_VISIBLE_DEVICES names {', '.join(missing)}, which is not a GPU here "
+        f"(GPUs: {gpus}); CUDA stops at the first invalid entry",
+        remedy,
+        "env",
+    )
 
 
 # -- Python environment ----------------------------------------------------------------------------
