@@ -10,15 +10,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
 import pytest
-
-from provision.cli import main
-from provision.prune.removal import uv_command
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "prune"
 BACKEND = DATA / "backend" / "gpuprov_test_backend.py"
@@ -33,18 +29,8 @@ def _load(name: str, path: Path):  # type: ignore[no-untyped-def]
 
 
 backend = _load("prune_test_backend_packaged", BACKEND)
-sitebuild = _load("prune_sitebuild_packaged", DATA / "sitebuild.py")
-
-
-def _uv() -> list[str] | None:
-    try:
-        return uv_command()
-    except Exception:
-        return None
-
-
-UV = _uv()
-pytestmark = [pytest.mark.integration, pytest.mark.skipif(UV is None, reason="uv is not installed")]
+# the uv runner and helpers of the other --apply tests (one definition)
+from tests.integration.test_prune_apply import UV, pytestmark, run, site_packages, sitebuild, uv  # noqa: E402,F401
 
 PYPROJECT = """\
 [project]
@@ -74,22 +60,6 @@ def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))
     monkeypatch.setenv("UV_NO_PROGRESS", "1")
     monkeypatch.delenv("VIRTUAL_ENV", raising=False)
-
-
-def uv(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    assert UV is not None
-    return subprocess.run([*UV, *args], cwd=cwd, capture_output=True, text=True, check=True, timeout=600)
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return int(exc.value.code or 0), out, err
-
-
-def site_packages(venv: Path) -> Path:
-    return next((venv / "lib").glob("python3*/site-packages"))
 
 
 def site_files(venv: Path) -> dict[Path, bytes]:
