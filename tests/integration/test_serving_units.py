@@ -141,10 +141,19 @@ def gpuprov(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
                           check=False, timeout=300)  # fmt: skip
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(os.geteuid() != 0, reason="the replay's NVML setters, like the real ones, need root")
-@pytest.mark.skipif(not _ansible(), reason="ansible-playbook not installed")
-@pytest.mark.skipif(shutil.which("systemd-sysusers") is None, reason="systemd-sysusers not installed")
+def _ansible_on_localhost(test):  # type: ignore[no-untyped-def]
+    """Slow tests that run the real ansible-playbook on localhost against the replayed GPU."""
+    for mark in (
+        pytest.mark.skipif(shutil.which("systemd-sysusers") is None, reason="systemd-sysusers not installed"),
+        pytest.mark.skipif(not _ansible(), reason="ansible-playbook not installed"),
+        pytest.mark.skipif(os.geteuid() != 0, reason="the replay's NVML setters, like the real ones, need root"),
+        pytest.mark.slow,
+    ):
+        test = mark(test)
+    return test
+
+
+@_ansible_on_localhost
 def test_render_equals_what_ansible_writes_then_idempotent_then_revert(tmp_path: Path) -> None:
     gpu = tmp_path / "gpu.json"
     shutil.copy(SNAPSHOTS / "rtx4090-laptop.constructed.json", gpu)
@@ -204,10 +213,7 @@ def _handlers(result: dict) -> set[str]:
     return {r["task"].removeprefix("gpuprov_serving : ") for r in result["results"]} & (CHANGED | REMOVED)
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(os.geteuid() != 0, reason="the replay's NVML setters, like the real ones, need root")
-@pytest.mark.skipif(not _ansible(), reason="ansible-playbook not installed")
-@pytest.mark.skipif(shutil.which("systemd-sysusers") is None, reason="systemd-sysusers not installed")
+@_ansible_on_localhost
 def test_a_new_key_restarts_the_server_and_a_switch_removes_the_old_one(tmp_path: Path) -> None:
     gpu = tmp_path / "gpu.json"
     shutil.copy(SNAPSHOTS / "rtx4090-laptop.constructed.json", gpu)
