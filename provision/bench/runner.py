@@ -19,7 +19,7 @@ from typing import Any
 
 from provision.bench.client import STREAM_CLOSED, Connection, Endpoint, RequestResult
 from provision.bench.gpu import GpuMonitor
-from provision.bench.stats import LevelResult, best_level, summarize
+from provision.bench.stats import LevelResult, best_level, check_max_error_rate, summarize
 from provision.bench.workload import Workload
 from provision.errors import GpuprovError, UsageError
 
@@ -66,8 +66,7 @@ class BenchConfig:
                 f"--concurrency {max(self.concurrencies)}: at most {MAX_CONCURRENCY} requests in flight "
                 "(one client thread each)"
             )
-        if not 0.0 <= self.max_error_rate < 1.0:
-            raise UsageError(f"--max-error-rate {self.max_error_rate:g}: a share of requests, from 0 up to (not) 1")
+        check_max_error_rate(self.max_error_rate)
         if self.requests is not None and self.requests < 1:
             raise UsageError(f"--requests must be at least 1, not {self.requests}")
         if self.duration_s is not None and self.duration_s <= 0:

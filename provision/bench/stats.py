@@ -154,6 +154,15 @@ def summarize(
     return level
 
 
+def check_max_error_rate(value: float) -> float:
+    """``--max-error-rate``: a share of requests in [0, 1); UsageError otherwise."""
+    from provision.errors import UsageError
+
+    if not 0.0 <= value < 1.0:
+        raise UsageError(f"--max-error-rate {value:g}: a share of requests, from 0 up to (not) 1")
+    return value
+
+
 def error_rate(requests_ok: int, requests_failed: int) -> float:
     total = requests_ok + requests_failed
     return requests_failed / total if total else 0.0

@@ -339,6 +339,7 @@ def estimate(
     """How long a job of N requests would take at each stored configuration, fastest first."""
     from provision.bench.history import estimate as estimate_runs
     from provision.bench.history import format_duration
+    from provision.bench.stats import check_max_error_rate
     from provision.bench.store import HistoryStore
     from provision.errors import UsageError
 
@@ -349,7 +350,7 @@ def estimate(
         raise UsageError(f"no bench history at {path}: gpuprov bench URL --model NAME records runs there")
     with HistoryStore(path) as store:
         runs = store.runs(model=model)
-    estimates, skipped, excluded = estimate_runs(runs, requests, max_error_rate=_error_rate(max_error_rate))
+    estimates, skipped, excluded = estimate_runs(runs, requests, max_error_rate=check_max_error_rate(max_error_rate))
     if as_json:
         typer.echo(json.dumps({
             "db": str(path), "requests": requests, "skipped_run_ids": [r.id for r in skipped],
@@ -364,11 +365,3 @@ def estimate(
         from provision.bench.render import render_estimates
 
         render_estimates(estimates, skipped, requests=requests, db=str(path), excluded=excluded)
-
-
-def _error_rate(value: float) -> float:
-    from provision.errors import UsageError
-
-    if not 0.0 <= value < 1.0:
-        raise UsageError(f"--max-error-rate {value:g}: a share of requests, from 0 up to (not) 1")
-    return value
