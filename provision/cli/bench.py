@@ -345,12 +345,13 @@ def estimate(
 
     if requests < 1:
         raise UsageError(f"--requests must be at least 1, not {requests}")
+    check_max_error_rate(max_error_rate)
     path = _db_path(db)
     if not path.exists():
         raise UsageError(f"no bench history at {path}: gpuprov bench URL --model NAME records runs there")
     with HistoryStore(path) as store:
         runs = store.runs(model=model)
-    estimates, skipped, excluded = estimate_runs(runs, requests, max_error_rate=check_max_error_rate(max_error_rate))
+    estimates, skipped, excluded = estimate_runs(runs, requests, max_error_rate=max_error_rate)
     if as_json:
         typer.echo(json.dumps({
             "db": str(path), "requests": requests, "skipped_run_ids": [r.id for r in skipped],
