@@ -93,6 +93,11 @@ def machine(llama_cpp_env: LlamaCppEnv, tmp_path_factory: pytest.TempPathFactory
         for unit in (UNIT, ECHO_UNIT):
             m.write(*replay_dropin(unit))
 
+    hidden = [p for p in binds(llama_cpp_env) if Path(p).resolve().is_relative_to(Path("/tmp"))
+              or Path(p).resolve().is_relative_to(Path("/var/tmp"))]  # fmt: skip
+    if hidden:  # the hardened units' PrivateTmp=yes gives them their own /tmp: these paths would not be there
+        pytest.fail(f"{', '.join(hidden)} is under /tmp or /var/tmp, which the hardened units cannot see "
+                    "(PrivateTmp=yes): clone the checkout and set GPUPROV_TEST_CACHE elsewhere")  # fmt: skip
     started = time.monotonic()
     with nspawn.booted("gpuprov-e2e", tmp_path_factory.mktemp("nspawn") / "e2e", binds_ro=binds(llama_cpp_env),
                        setup=setup) as m:  # fmt: skip
