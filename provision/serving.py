@@ -39,6 +39,7 @@ from packaging.version import Version
 
 from provision.errors import UsageError
 from provision.profiles.schema import (
+    Block,
     SectionType,
     _bool,
     _int,
@@ -255,7 +256,20 @@ def _owned_option(arg: str) -> str | None:
     return None
 
 
-def _args(value: Any, where: _Where) -> tuple[str, ...]:
+#: options that read the server's settings from a file (``vllm serve --config FILE``, llama_cpp.server's
+#: ``--config_file``): such a file can set host, port and key where neither the profile nor plan see them,
+#: and it changes without gpuprov knowing; refused rather than read (what plan read would not be what the
+#: unit starts with after the file changes, and the file is not gpuprov's to record or revert)
+CONFIG_FILE_OPTIONS = {"vllm": "config", "llama_cpp": "config-file"}
+
+
+def _config_option(arg: str, engine: str) -> bool:
+    """``--config FILE``, ``--config=FILE`` and argparse's abbreviations of it (``--conf``)."""
+    name = arg[2:].split("=", 1)[0].replace("_", "-") if arg.startswith("--") else ""
+    return len(name) >= 2 and CONFIG_FILE_OPTIONS[engine].startswith(name)
+
+
+def _args(value: Any, where: _Where, engine: str) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
@@ -270,6 +284,11 @@ def _args(value: Any, where: _Where) -> tuple[str, ...]:
         key = _owned_option(text)
         if key is not None:
             raise where.error(f"{_show(text)}: set {key} instead of passing it in extra_args")
+        if _config_option(text, engine):
+            raise where.error(
+                f"{_show(text)}: a server config file can set host, port and API key unseen: set serving.host, "
+                f"serving.port, serving.api_key and serving.{engine}.* (other options one by one in extra_args)"
+            )
         out.append(text)
     return tuple(out)
 
@@ -333,7 +352,7 @@ def _parse_vllm(value: Any, w: _Where) -> VllmSettings:
         swap_space_gib=_number(d["swap_space_gib"], w["swap_space_gib"], "CPU swap space in GiB", -1, 4096)
         if "swap_space_gib" in d
         else None,
-        extra_args=_args(d.get("extra_args"), w["extra_args"]),
+        extra_args=_args(d.get("extra_args"), w["extra_args"], "vllm"),
     )
 
 
@@ -397,7 +416,7 @@ def _parse_llama_cpp(value: Any, w: _Where) -> LlamaCppSettings:
         flash_attention=_bool(d["flash_attention"], w["flash_attention"]) if "flash_attention" in d else None,
         cache_type_k=_choice(d["cache_type_k"], w["cache_type_k"], kv) if "cache_type_k" in d else None,
         cache_type_v=_choice(d["cache_type_v"], w["cache_type_v"], kv) if "cache_type_v" in d else None,
-        extra_args=_args(d.get("extra_args"), w["extra_args"]),
+        extra_args=_args(d.get("extra_args"), w["extra_args"], "llama_cpp"),
     )
     if not out.model.startswith("/"):
         raise w["model"].error(f"{_show(out.model)}: expected the absolute path of a GGUF file")
@@ -457,9 +476,14 @@ def serving_dict(s: ServingSection) -> dict[str, Any]:
 register_section(
     "serving",
     # a profile extending another may switch engines: the parent's engine block is dropped, and its
-    # port (Ollama's 11434 is no port for llama.cpp) unless the child sets one: the new engine's default
-    SectionType(parse_serving, serving_dict, exclusive=(ENGINES,), tied=("port",)),
-)
+    # port (Ollama's 11434 is no port for llama.cpp) unless the child sets one: the new engine's default.
+    # Keeping the engine, the child's block merges into the parent's (serving.vllm.model alone changes
+    # the model); choosing the other program (executable for venv) drops the parent's, and for
+    # llama.cpp the llama-server-only parallel slots
+    SectionType(parse_serving, serving_dict, exclusive=(ENGINES,), tied=("port",),
+                blocks={"vllm": Block(exclusive=(("venv", "executable"),)), "ollama": Block(),
+                        "llama_cpp": Block(exclusive=(("server", "venv"),), tied=("parallel",))}),
+)  # fmt: skip
 
 
 # -- the command lines -----------------------------------------------------------------------------------

@@ -193,6 +193,15 @@ def _text_list(value: Any, where: _Where, what: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
+class Block:
+    """How a mapping inside a section merges when a child profile keeps the parent's key (serving.vllm
+    when the child serves vLLM too): key by key, with its own exclusive groups and tied keys."""
+
+    exclusive: tuple[tuple[str, ...], ...] = ()
+    tied: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class SectionType:
     """How one top-level section is validated and shown. ``exclusive``: groups of keys of which a
     profile extending another may set one, replacing whichever the parent set."""
@@ -203,6 +212,8 @@ class SectionType:
     #: keys whose value belongs to the parent's choice in an exclusive group (serving.port to the
     #: engine): a child that chooses another key of the group drops them too, unless it sets them
     tied: tuple[str, ...] = ()
+    #: keys whose value is a mapping merged key by key with the parent's (not replaced) when both set it
+    blocks: Mapping[str, Block] = field(default_factory=dict)
 
 
 SECTIONS: dict[str, SectionType] = {}
@@ -302,25 +313,39 @@ def check_header(data: Any, file: str) -> dict[str, Any]:
     return data
 
 
+def _merge_mapping(parent: dict[str, Any], child: dict[str, Any], exclusive: tuple[tuple[str, ...], ...],
+                   tied: tuple[str, ...], blocks: Mapping[str, Block]) -> dict[str, Any]:  # fmt: skip
+    merged = dict(parent)
+    for group in exclusive:
+        if any(child_key in group for child_key in child):
+            chosen = {k for k in group if child.get(k) is not None}
+            # a parent's key set to null is still its choice (serving: {ollama: } serves Ollama)
+            switched = bool(chosen) and chosen != {k for k in group if k in parent}
+            for k in (*group, *(tied if switched else ())):
+                merged.pop(k, None)
+    for k, v in child.items():
+        if v is None:
+            merged.pop(k, None)
+        elif k in blocks and isinstance(v, dict) and isinstance(parent.get(k), dict):
+            merged[k] = _merge_mapping(parent[k], v, blocks[k].exclusive, blocks[k].tied, {})
+        else:
+            merged[k] = v
+    return merged
+
+
 def merge(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
     """``child`` over ``parent``: sections merge key by key, a key set to null is removed, lists and
     header values are replaced; setting one key of an exclusive group drops the parent's other one
-    (and, when that is a switch, the section's keys tied to the choice)."""
+    (and, when that is a switch, the section's keys tied to the choice). A block the child keeps
+    (serving.vllm under a parent serving vLLM) merges key by key the same way; a block the child
+    switches to (serving.llama_cpp under a parent serving vLLM) is the child's alone."""
     out = dict(parent)
     for key, value in child.items():
         if key == "extends":
             continue
         section = SECTIONS.get(key)
         if section is not None and isinstance(value, dict) and isinstance(out.get(key), dict):
-            merged = dict(out[key])
-            for group in section.exclusive:
-                if any(child_key in group for child_key in value):
-                    chosen = {k for k in group if value.get(k) is not None}
-                    switched = bool(chosen) and chosen != {k for k in group if merged.get(k) is not None}
-                    for k in (*group, *(section.tied if switched else ())):
-                        merged.pop(k, None)
-            merged.update(value)
-            out[key] = {k: v for k, v in merged.items() if v is not None}
+            out[key] = _merge_mapping(out[key], value, section.exclusive, section.tied, section.blocks)
         elif value is None:
             out.pop(key, None)
         else:

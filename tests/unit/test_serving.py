@@ -462,7 +462,7 @@ def test_extra_args_the_schema_accepts_never_move_the_server(args: list[str]) ->
     from provision.serving import ServingSection, _args
 
     try:
-        extra = _args(args, _Where("p.yaml")["serving"]["vllm"]["extra_args"])
+        extra = _args(args, _Where("p.yaml")["serving"]["vllm"]["extra_args"], "vllm")
     except ProfileError:
         return
     argv = server_argv(ServingSection("vllm", VllmSettings(model="m", venv="/v", extra_args=extra), port=8000))
