@@ -84,7 +84,7 @@ class ReplayNvml:
         p = Path(path)
         try:
             data = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise SnapshotError(f"replay state {p}: cannot read: {exc}") from None
         calls: list = []
         if isinstance(data, dict) and "snapshot" in data:

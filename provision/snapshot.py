@@ -12,7 +12,9 @@ fact about the GPU, never a crash and never silently lost.
 from __future__ import annotations
 
 import dataclasses
+import getpass
 import json
+import math
 import re
 import types
 import typing
@@ -20,9 +22,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from provision.console import printable
 from provision.errors import SnapshotError
+from provision.versions import is_driver_version
 
 SCHEMA_VERSION = 1
+
+#: bounds on what a snapshot file may hold (a real one is tens of KiB): beyond them it is not a snapshot,
+#: and reading it on would take minutes (a 100 MB GPU name) or crash (JSON nested 100000 deep)
+MAX_FILE_BYTES = 16 * 1024 * 1024
+MAX_STRING_CHARS = 64 * 1024
+MAX_ITEMS = 10_000
+#: every number in a snapshot (MiB, W, MHz, °C, counts, a bit mask) is a finite count from 0 to 2**53
+MAX_NUMBER = 2**53
 
 #: Where a snapshot came from: ``live`` (probed just now), ``recorded`` (saved by ``doctor --save``
 #: on a real machine), ``constructed`` (written by hand from published specs, for tests).
@@ -201,25 +213,42 @@ class Snapshot:
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise SnapshotError(
-                f"snapshot schema_version is {version!r}, this gpuprov reads {SCHEMA_VERSION}: "
+                f"snapshot schema_version is {_show(version)}, this gpuprov reads {SCHEMA_VERSION}: "
                 "record it again with this version (gpuprov doctor --save FILE)"
             )
         snap = _build(cls, data, "snapshot")
+        snap.env = masked_env(snap.env)
         if snap.origin not in ORIGINS:
-            raise SnapshotError(f"snapshot origin {snap.origin!r} is not one of {', '.join(ORIGINS)}")
+            raise SnapshotError(f"snapshot origin {_show(snap.origin)} is not one of {', '.join(ORIGINS)}")
         for gpu in snap.gpus:
             cc = gpu.compute_capability
             if cc is not None and not _CC.fullmatch(cc):
                 raise SnapshotError(
-                    f"gpus[{gpu.index}].compute_capability: {cc!r} is not a compute capability (MAJOR.MINOR, e.g. 8.9)"
+                    f"gpus[{gpu.index}].compute_capability: {_show(cc)} is not a compute capability "
+                    "(MAJOR.MINOR, e.g. 8.9)"
                 )
+        d = snap.driver
+        for name in ("driver_version", "kernel_module_version", "nvml_library_version"):
+            value = getattr(d, name)
+            if value is not None and not is_driver_version(value):
+                raise SnapshotError(f"driver.{name}: {_show(value)} is not a driver version (e.g. 560.35.03 or 570)")
+        if d.cuda_driver_version is not None and not _CUDA.fullmatch(d.cuda_driver_version):
+            raise SnapshotError(
+                f"driver.cuda_driver_version: {_show(d.cuda_driver_version)} is not a CUDA version (e.g. 12.8)"
+            )
         return snap
 
     @classmethod
     def load(cls, path: str | Path) -> Snapshot:
         p = Path(path)
         try:
-            text = p.read_text(encoding="utf-8")
+            with p.open("rb") as fh:
+                raw = fh.read(MAX_FILE_BYTES + 1)
+            if len(raw) > MAX_FILE_BYTES:
+                raise SnapshotError(
+                    f"{p}: larger than {MAX_FILE_BYTES // 2**20} MiB: not a gpuprov snapshot (they are tens of KiB)"
+                )
+            text = raw.decode("utf-8")
         except FileNotFoundError:
             raise SnapshotError(f"{p}: no such file") from None
         except IsADirectoryError:
@@ -230,6 +259,10 @@ class Snapshot:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise SnapshotError(f"{p}: not valid JSON (line {exc.lineno}): is it truncated?") from None
+        except RecursionError:
+            raise SnapshotError(f"{p}: JSON nested too deeply: not a gpuprov snapshot") from None
+        except ValueError:  # an integer of more than 4300 digits
+            raise SnapshotError(f"{p}: a number too long for any snapshot field: not a gpuprov snapshot") from None
         try:
             return cls.from_dict(data)
         except SnapshotError as exc:
@@ -238,35 +271,79 @@ class Snapshot:
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
 
-    def redacted(self) -> Snapshot:
-        """A copy without what identifies the machine or its user: hostname, GPU UUIDs (also where an
-        environment variable names them) and serials, secrets in the environment, home-directory names."""
-        copy = Snapshot.from_dict(json.loads(self.to_json()))
-        copy.host.hostname = None
+    def redacted(self, *, user: str | None = None) -> Snapshot:
+        """A copy without what identifies the machine or its user: hostname, GPU UUIDs and serials, and in
+        every text (environment, paths, notes...) GPU UUIDs, home-directory names, the hostname and the
+        name of ``user`` (default: whoever runs gpuprov). Secrets in the environment are masked in every
+        snapshot already (:func:`masked_env`)."""
+        if user is None:
+            try:
+                user = getpass.getuser()
+            except (OSError, KeyError):  # no user name for this uid (a container's numeric user)
+                user = None
+        #: a name as a word of its own: "alice" in /srv/alice/venv or alice@host, not in "malice"
+        names = [
+            (re.compile(rf"(?<![\w.-]){re.escape(name)}(?![\w-]|\.\w)"), stand_in)
+            for name, stand_in in ((user, "USER"), (self.host.hostname, "HOST"))
+            if name and name.strip() and name != "root"  # root names nobody
+        ]
+
+        def scrub(value: Any) -> Any:
+            if isinstance(value, str):
+                text = _HOME.sub(r"\1/USER", _UUID.sub(r"\1-REDACTED", value))
+                for pattern, stand_in in names:
+                    text = pattern.sub(stand_in, text)
+                return text
+            if isinstance(value, list):
+                return [scrub(v) for v in value]
+            if isinstance(value, dict):
+                return {k: scrub(v) for k, v in value.items()}
+            return value
+
+        data = self.to_dict()
+        host = data.pop("host")
+        copy = Snapshot.from_dict({**scrub(data), "host": {**scrub(host), "hostname": None}})
         for gpu in copy.gpus:
             gpu.uuid = None
             gpu.serial = None
-        copy.env = {k: _scrub(v) for k, v in copy.env.items() if not _looks_secret(k)}
-        copy.python.interpreter = _scrub(copy.python.interpreter) if copy.python.interpreter else None
-        for tk in copy.cuda_toolkits:
-            tk.nvcc = _scrub(tk.nvcc)
-        for engine in copy.engines:
-            engine.path = _scrub(engine.path)
         return copy
 
 
 _UUID = re.compile(r"\b(GPU|MIG)-[0-9A-Fa-f][0-9A-Fa-f/-]{7,}")
-_HOME = re.compile(r"/home/[^/:\s]+")
-_CC = re.compile(r"\d{1,2}\.\d")
+_HOME = re.compile(r"(/home|/Users|/var/home)/[^/:\s]+")
+_CC = re.compile(r"[0-9]{1,2}\.[0-9]")
+_CUDA = re.compile(r"[0-9]{1,2}\.[0-9]{1,2}")
+#: what makes an environment variable's name a secret's: VLLM_API_KEY, HF_TOKEN, OLLAMA_AUTH...
+_SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASS", "CREDENTIAL", "AUTH", "COOKIE", "PRIVATE")
+#: user:password@ (or user@) in a URL, scheme://USERINFO@host, or at the start of a value without a scheme
+#: (OLLAMA_HOST=user:pass@host:11434)
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://|^)[^/?#@\s]*@")
 
 
-def _scrub(text: str) -> str:
-    return _HOME.sub("/home/USER", _UUID.sub(r"\1-REDACTED", text))
+def _show(value: Any) -> str:
+    """A value from a snapshot inside an error line: a text quoted, escaped and cut to a readable length; a
+    list or an object by its kind (its repr may be megabytes, or nested too deep to make)."""
+    if isinstance(value, str):
+        return repr(value if len(value) <= 60 else value[:60] + "…")
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return repr(value)
 
 
-def _looks_secret(name: str) -> bool:
+def looks_secret(name: str) -> bool:
     upper = name.upper()
-    return any(word in upper for word in ("KEY", "TOKEN", "SECRET", "PASSWORD"))
+    return any(word in upper for word in _SECRET_WORDS)
+
+
+def masked_env(env: dict[str, str]) -> dict[str, str]:
+    """Environment variables as gpuprov keeps and shows them: a secret's value (by its name) is never
+    kept, only that it is set and its length; credentials in any URL are masked."""
+    return {
+        name: f"(set, {len(value)} chars)" if looks_secret(name) else _URL_CREDENTIALS.sub(r"\g<scheme>***@", value)
+        for name, value in env.items()
+    }
 
 
 # -- strict, typed reconstruction from JSON ----------------------------------------------------
@@ -288,7 +365,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
     known = {f.name: f for f in dataclasses.fields(cls)}
     for key, value in data.items():
         if key not in known:
-            raise SnapshotError(f"{where}: unknown field {key!r}")
+            raise SnapshotError(f"{where}: unknown field {_show(key)}")
         kwargs[key] = _convert(hints[key], value, f"{where}.{key}")
     missing = [
         name
@@ -313,27 +390,44 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     if origin is list:
         if not isinstance(value, list):
             raise SnapshotError(f"{where}: expected a list")
+        if len(value) > MAX_ITEMS:
+            raise SnapshotError(f"{where}: {len(value)} items, more than the {MAX_ITEMS} a snapshot may hold")
         return [_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise SnapshotError(f"{where}: expected an object")
-        return {str(k): _convert(args[1], v, f"{where}.{k}") for k, v in value.items()}
+        if len(value) > MAX_ITEMS:
+            raise SnapshotError(f"{where}: {len(value)} entries, more than the {MAX_ITEMS} a snapshot may hold")
+        out = {}
+        for k, v in value.items():
+            key = _convert(str, k, f"{where} (a name)")
+            out[key] = _convert(args[1], v, f"{where}.{key}")
+        return out
     if hint is Any:
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise SnapshotError(f"{where}: expected a number, got {value!r}")
+            raise SnapshotError(f"{where}: expected a number, got {_show(value)}")
+        if not (math.isfinite(value) and 0 <= value <= MAX_NUMBER):
+            raise SnapshotError(f"{where}: {_show(value)} is not a number from 0 to 2**53")
         return float(value)
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise SnapshotError(f"{where}: expected an integer, got {value!r}")
+            raise SnapshotError(f"{where}: expected an integer, got {_show(value)}")
+        if not 0 <= value <= MAX_NUMBER:
+            raise SnapshotError(f"{where}: {_show(value)} is not a number from 0 to 2**53")
         return value
     if hint is bool:
         if not isinstance(value, bool):
-            raise SnapshotError(f"{where}: expected true or false, got {value!r}")
+            raise SnapshotError(f"{where}: expected true or false, got {_show(value)}")
         return value
     if hint is str:
         if not isinstance(value, str):
-            raise SnapshotError(f"{where}: expected a string, got {value!r}")
-        return value
+            raise SnapshotError(f"{where}: expected a string, got {_show(value)}")
+        if len(value) > MAX_STRING_CHARS:
+            raise SnapshotError(
+                f"{where}: a text of {len(value)} characters, more than the {MAX_STRING_CHARS} a snapshot field "
+                "may hold"
+            )
+        return printable(value)
     raise SnapshotError(f"{where}: cannot read a value of type {hint!r}")  # pragma: no cover

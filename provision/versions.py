@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 from packaging.version import InvalidVersion, Version
+
+#: an NVIDIA driver version: 560.35.03, 550.120, 570 (what nvidia-smi and /proc/driver/nvidia/version say)
+_DRIVER_VERSION = re.compile(r"[0-9]{3}(\.[0-9]{1,3}){0,2}")
+
+
+def is_driver_version(text: str) -> bool:
+    """The one check of a driver version, for ``--driver`` and for a snapshot's driver fields."""
+    return _DRIVER_VERSION.fullmatch(text) is not None
 
 
 def version_or_none(text: str | None) -> Version | None:

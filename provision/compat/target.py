@@ -6,7 +6,6 @@ Built from a :class:`~provision.snapshot.Snapshot` and what-if overrides (``--dr
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -16,11 +15,11 @@ from packaging.version import InvalidVersion, Version
 from provision.errors import UsageError
 from provision.gpuarch import parse_cc
 from provision.snapshot import Snapshot
+from provision.versions import is_driver_version
 
 #: the distributions the matrix knows; "flashinfer" (0.1.x) is the old name of flashinfer-python
 TRACKED = ("torch", "vllm", "flashinfer-python", "xformers", "llama-cpp-python")
 _ALIASES = {"flashinfer": "flashinfer-python"}
-_DRIVER = re.compile(r"^\d{3}(\.\d{1,3}){0,2}$")
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,7 @@ class Target:
 
 def parse_driver(text: str) -> str:
     value = text.strip()
-    if not _DRIVER.match(value):
+    if not is_driver_version(value):
         raise UsageError(f"--driver {text!r} is not a driver version (e.g. 560.35.03 or 570)")
     return value
 

@@ -81,7 +81,7 @@ def test_redacted_drops_identity_but_keeps_the_rest():
     assert red.host.hostname is None
     assert red.gpus[0].uuid is None and red.gpus[0].serial is None
     assert red.gpus[0].power_limit_w == 100.0
-    assert red.env == {"CUDA_VISIBLE_DEVICES": "0"}
+    assert red.env == {"CUDA_VISIBLE_DEVICES": "0", "VLLM_API_KEY": "(set, 4 chars)", "HF_TOKEN": "(set, 4 chars)"}
     assert snap.host.hostname == "secret-box", "the original is untouched"
 
 
