@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,8 @@ from typing import Any
 
 #: distributions that may install a top-level ``pynvml`` module (and overwrite each other)
 PYNVML_DISTS = ("nvidia-ml-py", "pynvml", "nvidia-ml-py3")
+#: how long another interpreter may take to list its packages (a big environment takes about a second)
+COLLECT_TIMEOUT_S = 15
 _LOCAL_CUDA = re.compile(r"^cu(\d{2,3})$")
 
 
@@ -138,20 +141,39 @@ def _collect_in(python: str) -> dict[str, Any]:
     source = Path(__file__).read_text(encoding="utf-8")
     script = source + "\nimport json as _j\nprint(_j.dumps(collect()))\n"
     try:
-        proc = subprocess.run(
-            [python, "-I", "-c", script], capture_output=True, text=True, timeout=60, check=False
+        # its own session: on a timeout the whole group goes, also a child that holds the pipes open
+        proc = subprocess.Popen(
+            [python, "-I", "-c", script],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            start_new_session=True,
         )
+        try:
+            stdout, stderr = proc.communicate(timeout=COLLECT_TIMEOUT_S)
+        except BaseException:  # the timeout, or Ctrl-C (the other session does not get it): stop them
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
     except FileNotFoundError:
         return {"error": f"{python}: no such interpreter"}
     except PermissionError:
         return {"error": f"{python}: not executable"}
-    except (OSError, subprocess.SubprocessError) as exc:
-        return {"error": f"{python}: cannot run: {exc}"}
+    except subprocess.TimeoutExpired:
+        return {
+            "error": f"{python}: timed out after {COLLECT_TIMEOUT_S} s listing its packages (does it start? "
+            f"try {python} -c pass)"
+        }
+    except (OSError, subprocess.SubprocessError) as exc:  # never str(exc): it holds the whole script
+        return {"error": f"{python}: cannot run: {getattr(exc, 'strerror', None) or type(exc).__name__}"}
     if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"error": f"{python}: failed to report its packages: {last}"}
+        from provision.console import printable  # not at the top: this file's source runs in the other Python
+
+        last = (stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"{python}: failed to report its packages: {printable(last[:300])}"}
     try:
-        data = json.loads(proc.stdout.strip().splitlines()[-1])
+        data = json.loads(stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         return {"error": f"{python}: did not answer with JSON (is it Python 3.8 or newer?)"}
     return data if isinstance(data, dict) else {"error": f"{python}: unexpected answer"}

@@ -133,7 +133,7 @@ def render_doctor(
     if nvidia:
         pt.add_row("nvidia-* wheels", str(len(nvidia)), _e(", ".join(nvidia[:4])) + (" …" if len(nvidia) > 4 else ""))
     if py.error:
-        con.print(f"Python environment: [red]{_e(py.error)}[/red]")
+        con.print("Python environment: [red]unreadable[/red] (the findings say why)")
     elif pt.row_count:
         con.print(pt)
     else:
