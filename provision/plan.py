@@ -31,8 +31,8 @@ SETTINGS_FILE = "/etc/gpuprov/gpu-settings.json"
 BOOT_UNIT_HARDENING = {
     "capabilities": "CAP_SYS_ADMIN",
     "private_network": True,
-    # the interpreter may live in a home directory (a venv under /root): readable, not writable
-    "protect_home": "read-only",
+    # hidden ("yes"), or a tmpfs with the interpreter bound in where it lives in a home directory (desired_state)
+    "protect_home": "yes",
     "bind_ro": [],
     "bind_rw": [],
     "read_write": ["-/var/lib/gpuprov"],  # "-": it may not exist yet
@@ -122,6 +122,8 @@ class Desired:
     serving: dict[str, Any] = field(default_factory=dict)
     #: the llama-cpp-python build the profile asks for (llama_build.BuildPlan.to_dict); empty: none
     llama_cpp: dict[str, Any] = field(default_factory=dict)
+    #: why a unit could not start as planned (a path its sandbox hides): plan warns, apply refuses (exit 3)
+    refusals: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -134,6 +136,7 @@ class Desired:
             "serving_units": [asdict(u) for u in self.serving_units],
             "serving": dict(self.serving),
             "llama_cpp": dict(self.llama_cpp),
+            "refusals": list(self.refusals),
         }
 
 
@@ -318,6 +321,11 @@ def desired_state(snapshot: Snapshot, profile: Profile, host: HostState, *, forc
             UnitTarget(PERSISTENCED, True, now=host.systemd_running, note=f"the driver's persistence daemon, {how}")
         )
     if boot_settings:
+        # the interpreter may live in a home directory (a venv under /root): bound read-only past ProtectHome=
+        boot_binds, boot_refusals = serving.gpuprov_sandbox(BOOT_UNIT, host.python, Path(host.root))
+        for line in boot_refusals:
+            desired.refusals.append(line)
+            desired.notes.append(f"WARNING: {line} (apply refuses this)")
         config = {"profile": profile.name, "gpus": [t.to_dict() for t in boot_settings]}
         desired.files.append(
             FileTarget(SETTINGS_FILE, json.dumps(config, indent=2, sort_keys=True) + "\n", "0644",
@@ -332,7 +340,11 @@ def desired_state(snapshot: Snapshot, profile: Profile, host: HostState, *, forc
                 "wait_s": BOOT_WAIT_S,
                 "restart_tries": BOOT_RESTART_TRIES,
                 "restart_window_s": BOOT_RESTART_WINDOW_S,
-                "hardening": BOOT_UNIT_HARDENING,
+                "hardening": {
+                    **BOOT_UNIT_HARDENING,
+                    "protect_home": "tmpfs" if boot_binds else "yes",
+                    "bind_ro": boot_binds,
+                },
             },
         )
         desired.files.append(FileTarget(BOOT_UNIT_FILE, unit, "0644", "re-applies the GPU settings at boot"))

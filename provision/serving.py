@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 import re
+import sys
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -74,6 +76,9 @@ START_TIMEOUT_S = {"vllm": 1800, "ollama": 300, "llama_cpp": 600}
 PLACEHOLDER_KEY = "REPLACE-WITH-A-SECRET-KEY"
 #: where a home directory hides a path from a unit with ProtectHome= (systemd.exec(5))
 HOME_DIRS = ("/home", "/root", "/run/user")
+#: where PrivateTmp= gives a unit empty directories of its own (systemd.exec(5)): the host's files there
+#: are out of its sight, and binding them back is no way out (the private /tmp is mounted over them)
+TMP_DIRS = ("/tmp", "/var/tmp")
 
 #: vLLM --attention-backend values (vLLM docs, "Attention Backend Feature Support")
 VLLM_ATTENTION_BACKENDS = ("FLASH_ATTN", "FLASHINFER", "TRITON_ATTN", "XFORMERS", "TORCH_SDPA", "FLEX_ATTENTION")
@@ -663,6 +668,64 @@ def interpreter_paths(python: str, root: Path) -> list[str]:
     return out
 
 
+def gpuprov_paths(python: str, root: Path) -> list[str]:
+    """What a unit running ``python -m provision`` reads: the interpreter's directories and, when it is
+    the interpreter running now, the package's own (an editable install's checkout is outside the venv)."""
+    out = interpreter_paths(python, root)
+    if python == sys.executable:
+        out.append(str(Path(__file__).parent))
+    return out
+
+
+def _outermost(paths: list[str]) -> list[str]:
+    out: list[str] = []
+    for p in sorted(set(paths)):
+        if not any(_under(p, (q,)) for q in out):
+            out.append(p)
+    return out
+
+
+def private_tmp_hidden(paths: list[str], root: Path) -> list[str]:
+    """The paths a unit with ``PrivateTmp=yes`` cannot see: under /tmp or /var/tmp as written, or once
+    this host's symlinks are resolved (an image tree's are not: they point into the image)."""
+    hidden = []
+    for p in paths:
+        real = os.path.realpath(p) if root == Path("/") else p
+        if _under(p, TMP_DIRS):
+            hidden.append(p)
+        elif _under(real, TMP_DIRS):
+            hidden.append(f"{p} (a link into {real})")
+    return _outermost(hidden)
+
+
+def private_tmp_refusal(unit: str, hidden: list[str], what: str, remedy: str) -> str:
+    """One line: which paths a unit needs that its PrivateTmp=yes hides, and what to do."""
+    return (
+        f"{unit} cannot see {what} {', '.join(hidden)}: /tmp and /var/tmp are the unit's own empty ones "
+        f"(PrivateTmp=yes), so it would fail to start; {remedy}"
+    )
+
+
+#: the remedy when gpuprov itself runs from /tmp (a checkout cloned there, a venv made there)
+GPUPROV_TMP_REMEDY = "run gpuprov from an installation outside them (e.g. a virtualenv in /opt/gpuprov)"
+
+
+def gpuprov_sandbox(unit: str, python: str, root: Path) -> tuple[list[str], list[str]]:
+    """For a hardened unit that runs only gpuprov (the boot unit): (the home directories to bind read-only
+    past ProtectHome=, one line per reason it could not start)."""
+    paths = gpuprov_paths(python, root)
+    refusals = []
+    # in an image tree (root not /) the unit runs the image's gpuprov at that path: not this process's
+    hidden = private_tmp_hidden(paths, root) if root == Path("/") else []
+    if hidden:
+        refusals.append(private_tmp_refusal(unit, hidden, "gpuprov's interpreter or package", GPUPROV_TMP_REMEDY))
+    try:
+        binds = _needs_visible(paths)
+    except ServingError as exc:
+        binds, refusals = [], [*refusals, f"{unit}: {exc}"]
+    return binds, refusals
+
+
 def _needs_visible(paths: list[str]) -> list[str]:
     """The paths that ProtectHome= would hide, deduplicated, a path inside another dropped."""
     hidden = sorted({p for p in paths if _under(p, HOME_DIRS)})
@@ -699,6 +762,8 @@ class ServingFiles:
     #: the unit is gpuprov's own (enable it) or the vendor's (Ollama: only restart it)
     owned: bool = True
     notes: list[str] = field(default_factory=list)
+    #: why the unit could not start as written (a path its sandbox hides): plan warns, apply refuses
+    refusals: list[str] = field(default_factory=list)
 
     def key_content(self, key: str) -> str:
         return f"{self.key_env}={key}\n" if self.key_format == "env" else key + "\n"
@@ -731,7 +796,8 @@ def serving_files(profile_name: str, s: ServingSection, *, python: str, root: Pa
         raise ServingError(f"{python!r}: the interpreter the units run gpuprov with must be a plain absolute path")
     engine = s.engine
     user = USER[engine]
-    readable = interpreter_paths(python, root)
+    own = gpuprov_paths(python, root)  # ExecStartPre= runs gpuprov wait-gpu in the same sandbox
+    readable = list(own)
     writable: list[str] = []
     env = _gpu_env(s)
     key_env = None
@@ -769,6 +835,15 @@ def serving_files(profile_name: str, s: ServingSection, *, python: str, root: Pa
         writable.append(OLLAMA_HOME)
         if st.models_dir:
             writable.append(st.models_dir)
+    hidden = private_tmp_hidden(own, root) if root == Path("/") else []  # an image tree runs its own gpuprov
+    if hidden:
+        files.refusals.append(
+            private_tmp_refusal(files.unit, hidden, "gpuprov's interpreter or package", GPUPROV_TMP_REMEDY)
+        )
+    hidden = private_tmp_hidden([p for p in readable[len(own) :] + writable if p not in own], root)
+    if hidden:
+        files.refusals.append(private_tmp_refusal(files.unit, hidden, f"serving.{engine}'s",
+                                                  "move it out of them (e.g. to /opt or /srv)"))  # fmt: skip
     binds = _needs_visible(readable)
     binds_rw = [p for p in _needs_visible(writable) if p not in binds]
     hardening = {
@@ -917,6 +992,9 @@ def add_to_desired(desired: Desired, snapshot: Snapshot, profile: Profile, host:
                     f"{path} does not exist: the sandbox skips it, and Ollama cannot write there until it does "
                     f"({what or 'create it, owned by the ollama user'})"
                 )
+    for line in files.refusals:
+        desired.refusals.append(line)
+        desired.notes.append(f"WARNING: {line} (apply refuses this)")
     desired.notes.extend(files.notes)
     desired.notes.extend(fit_notes(section, snapshot, root))
     desired.serving = {**files.to_dict(), "start": start}

@@ -13,7 +13,8 @@ description:
     prints. Changes nothing; the changing modules (M(gpuprov_gpu_settings), M(gpuprov_file),
     M(gpuprov_unit)) take its C(desired) result.
   - Fails, before anything is changed, when there is no usable NVIDIA driver, when the profile fits
-    none of the GPUs (unless I(force)), or when a power limit is outside a GPU's NVML constraints.
+    none of the GPUs (unless I(force)), when a power limit is outside a GPU's NVML constraints, or when
+    a unit's sandbox would hide what it runs (gpuprov or the server under /tmp or /var/tmp).
 options:
   profile:
     description: Profile name (built-in, C(/etc/gpuprov/profiles/), C(~/.config/gpuprov/profiles/)).
@@ -128,6 +129,8 @@ def main() -> None:
     except GpuprovError as exc:
         module.fail_json(msg=str(exc))
     data = result.to_dict()
+    if data["desired"].get("refusals"):  # a unit that could not start as planned: nothing is changed
+        module.fail_json(msg="; ".join(data["desired"]["refusals"]))
     module.exit_json(
         changed=False, desired=data["desired"], changes=data["changes"], pending=data["pending"], notes=data["notes"]
     )

@@ -98,17 +98,20 @@ def apply(
     """Make this host match PROFILE through Ansible (playbooks/local.yml); idempotent.
 
     Refused before any change (exit 3): no driver, profile does not fit the GPUs (without --force),
-    a power limit outside the GPU's range, not root (without --check). Exit 1 when a task failed.
+    a power limit outside the GPU's range, a unit whose sandbox would hide what it runs (gpuprov or the
+    server under /tmp or /var/tmp), not root (without --check). Exit 1 when a task failed.
     """
     from provision import applystate
     from provision.llama_build import profile_build_python
-    from provision.plan import make_plan
+    from provision.plan import PlanError, make_plan
     from provision.profiles import load_profile
 
     prof = load_profile(profile, root=root)
     # the refusals, before Ansible starts: the same plan its first task computes again
     host = applystate.read_host_state(root=root, python=sys.executable, llama_cpp_python=profile_build_python(prof))
     planned = make_plan(applystate.live_snapshot(), prof, host, force=force)
+    if planned.desired.refusals:  # units that could not start as planned (plan shows them as warnings)
+        raise PlanError("; ".join(planned.desired.refusals))
     _refuse_unless_root(check, "gpuprov apply")
     _run("apply", {"gpuprov_gpu_profile": profile, "gpuprov_gpu_force": force},
          root=root, check=check, diff=diff, as_json=as_json, title=f"apply {profile}",

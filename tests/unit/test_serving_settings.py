@@ -146,3 +146,168 @@ def test_every_spelling_argparse_would_read_as_config_is_refused(arg: str) -> No
             assert reads_config or "instead of passing it in extra_args" in exc.message, exc.message
         else:
             assert not reads_config
+
+
+# -- paths the hardened units' sandbox hides (PrivateTmp=yes: /tmp and /var/tmp are the unit's own) ------
+
+
+def _plan(tmp_path: Path, text: str, *, python: str = "/opt/gpuprov/bin/python", root: str | None = None,
+          snapshot: str = "rtx4090"):  # fmt: skip
+    from provision.plan import HostState, make_plan
+    from tests.conftest import load_snapshot
+
+    prof = user_profile(tmp_path, text)
+    host = HostState(known=False, python=python, root=root or str(tmp_path))
+    return make_plan(load_snapshot(snapshot), prof, host)
+
+
+@pytest.mark.parametrize(
+    ("block", "hidden"),
+    [
+        ("llama_cpp: {model: /srv/m.gguf, venv: /tmp/envs/llama}", "/tmp/envs/llama"),
+        ("llama_cpp: {model: /var/tmp/models/m.gguf, server: /usr/local/bin/llama-server}", "/var/tmp/models/m.gguf"),
+        ("llama_cpp: {model: /srv/m.gguf, server: /tmp/llama.cpp/build/bin/llama-server}", "/tmp/llama.cpp/build/bin"),
+        ("vllm: {model: org/m, venv: /var/tmp/vllm}", "/var/tmp/vllm"),
+        ("vllm: {model: /tmp/models/m, executable: /opt/vllm/bin/vllm}", "/tmp/models/m"),
+        ("ollama: {models_dir: /tmp/ollama-models}", "/tmp/ollama-models"),
+    ],
+)
+def test_a_server_path_under_tmp_is_a_warning_in_plan_and_a_refusal_for_apply(
+    tmp_path: Path, block: str, hidden: str
+) -> None:
+    """The serving units have PrivateTmp=yes: the server there would not start (or see its model)."""
+    plan = _plan(tmp_path, f"match: {{gpu_names: ['*']}}\nserving:\n  {block}\n")
+    (refusal,) = plan.desired.refusals
+    unit = plan.desired.serving["unit"]
+    assert refusal.startswith(f"{unit} cannot see serving.") and hidden in refusal
+    assert "PrivateTmp=yes" in refusal and "\n" not in refusal
+    assert f"WARNING: {refusal} (apply refuses this)" in plan.desired.notes
+    assert plan.to_dict()["desired"]["refusals"] == [refusal]
+
+
+def test_server_paths_elsewhere_and_in_home_directories_are_not_refused(tmp_path: Path) -> None:
+    """/root and /home are hidden by ProtectHome= too, but the unit binds what it needs back in."""
+    plan = _plan(tmp_path, "serving:\n  llama_cpp: {model: /root/m.gguf, venv: /home/me/llama}\n")
+    assert plan.desired.refusals == []
+    unit = next(f.content for f in plan.desired.serving_files if f.path.endswith(".service"))
+    assert "ProtectHome=tmpfs" in unit and "BindReadOnlyPaths=/home/me/llama" in unit
+
+
+GPU_AND_SERVER = (
+    "match: {gpu_names: ['*']}\ngpu: {power_limit_w: 250}\nserving:\n  llama_cpp: {model: /m.gguf, venv: /opt/l}\n"
+)
+
+
+@pytest.mark.parametrize("python", ["/tmp/clone/.venv/bin/python", "/var/tmp/gpuprov/bin/python"])
+def test_gpuprov_itself_under_tmp_is_refused_for_the_boot_unit_and_the_servers(tmp_path: Path, python: str) -> None:
+    """The boot unit and the servers' ExecStartPre= run gpuprov's interpreter: from a clone under /tmp
+    neither can start (the nspawn tests failed that way)."""
+    text = GPU_AND_SERVER
+    plan = _plan(tmp_path, text, python=python, root="/")
+    prefix = python.removesuffix("/bin/python")
+    assert [r.split(" cannot see ")[0] for r in plan.desired.refusals] == [
+        "gpuprov-gpu-settings.service", "gpuprov-llama-cpp.service",
+    ]  # fmt: skip
+    for refusal in plan.desired.refusals:
+        assert f"gpuprov's interpreter or package {prefix}:" in refusal
+        assert "/opt/gpuprov" in refusal  # where to put it instead
+
+
+def test_an_image_tree_is_not_refused_for_this_machines_interpreter(tmp_path: Path) -> None:
+    """apply --root IMG: the units run the image's gpuprov, wherever this process's lives."""
+    text = GPU_AND_SERVER
+    assert _plan(tmp_path, text, python="/tmp/clone/.venv/bin/python").desired.refusals == []
+
+
+def test_a_link_into_tmp_is_refused_with_where_it_points(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os.path
+
+    real = os.path.realpath
+    monkeypatch.setattr(os.path, "realpath", lambda p: "/tmp/build/llama" if p == "/opt/llama" else real(p))
+    from provision.serving import private_tmp_hidden
+
+    assert private_tmp_hidden(["/opt/llama", "/srv/m.gguf"], Path("/")) == ["/opt/llama (a link into /tmp/build/llama)"]
+    assert private_tmp_hidden(["/opt/llama"], tmp_path) == []  # an image's links point into the image
+
+
+@given(st.lists(st.sampled_from(["/tmp", "/var/tmp", "/tmpx", "/var/tmpfoo", "/opt", "/home/u", "/"]), min_size=1)
+       .map(lambda parts: "/".join(p.strip("/") for p in parts)).map(lambda p: "/" + p.lstrip("/")))  # fmt: skip
+def test_hidden_means_under_tmp_or_var_tmp_by_whole_components(path: str) -> None:
+    from provision.serving import private_tmp_hidden
+
+    under = path in ("/tmp", "/var/tmp") or path.startswith(("/tmp/", "/var/tmp/"))
+    assert bool(private_tmp_hidden([path], Path("/nonexistent-root"))) == under
+
+
+def test_the_boot_unit_binds_a_home_interpreter_and_hides_home_otherwise(tmp_path: Path) -> None:
+    """Root with CAP_SYS_ADMIN alone cannot enter /home/USER (0700): the interpreter is bound in, as for
+    the servers, and an interpreter elsewhere leaves /home, /root and /run/user hidden."""
+    text = "match: {gpu_names: ['*']}\ngpu: {power_limit_w: 250}\n"
+    venv = tmp_path / "home/me/.venv"
+    venv.mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text("home = /root/.pyenv/versions/3.11.7/bin\n")
+
+    def boot_unit(python: str) -> str:
+        plan = _plan(tmp_path, text, python=python)
+        return next(f.content for f in plan.desired.files if f.path.endswith("gpuprov-gpu-settings.service"))
+
+    home = boot_unit("/home/me/.venv/bin/python")
+    assert "ProtectHome=tmpfs" in home
+    assert [line for line in home.splitlines() if line.startswith("BindReadOnlyPaths=")] == [
+        "BindReadOnlyPaths=/home/me/.venv", "BindReadOnlyPaths=/root/.pyenv/versions/3.11.7",
+    ]  # fmt: skip
+    opt = boot_unit("/opt/gpuprov/bin/python")
+    assert "ProtectHome=yes" in opt and "BindReadOnlyPaths=" not in opt
+
+
+def test_units_run_by_this_interpreter_see_the_package_it_imports(tmp_path: Path) -> None:
+    """An editable install (a checkout under /root) imports provision from outside its virtualenv: the
+    units' sandbox must show that directory too, or `python -m provision` finds no module."""
+    import sys
+
+    import provision
+    from provision.serving import gpuprov_paths
+
+    package = str(Path(provision.__file__).parent)
+    assert package in gpuprov_paths(sys.executable, Path("/"))
+    assert package not in gpuprov_paths("/opt/other/bin/python", Path("/"))
+
+
+def test_apply_refuses_with_one_line_and_plan_warns(tmp_path: Path) -> None:
+    """The commands themselves: apply exits 3 with the reason on one line and writes nothing; plan shows
+    the same reason as a warning and exits 0."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.conftest import SNAPSHOTS
+
+    root = tmp_path / "img"
+    profiles = root / "etc/gpuprov/profiles"
+    profiles.mkdir(parents=True)
+    (profiles / "tmpvenv.yaml").write_text(
+        "match: {gpu_names: ['*']}\nserving:\n  llama_cpp: {model: /srv/m.gguf, venv: /tmp/envs/llama}\n"
+    )
+    gpu = tmp_path / "gpu.json"
+    shutil.copy(SNAPSHOTS / "rtx4090.constructed.json", gpu)
+    env = {**os.environ, "GPUPROV_NVML_REPLAY": str(gpu), "GPUPROV_STATE_DIR": str(tmp_path / "state"),
+           "XDG_CONFIG_HOME": str(tmp_path / "config"), "COLUMNS": "300"}  # fmt: skip
+    before = sorted(p for p in tmp_path.rglob("*"))
+
+    def gpuprov(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "provision", *args, "--root", str(root)], env=env,
+                              capture_output=True, text=True, check=False, timeout=120)  # fmt: skip
+
+    for args in (("apply", "tmpvenv"), ("apply", "tmpvenv", "--check")):
+        proc = gpuprov(*args)
+        assert proc.returncode == 3, proc.stdout + proc.stderr
+        (line,) = proc.stderr.strip().splitlines()
+        assert "gpuprov-llama-cpp.service cannot see serving.llama_cpp's /tmp/envs/llama" in line
+        assert "PrivateTmp=yes" in line and "Traceback" not in proc.stderr
+        assert sorted(p for p in tmp_path.rglob("*")) == before  # nothing written, no state
+    plan = gpuprov("plan", "tmpvenv")
+    assert plan.returncode == 0, plan.stderr
+    assert "WARNING: gpuprov-llama-cpp.service cannot see serving.llama_cpp's /tmp/envs/llama" in " ".join(
+        plan.stdout.split()
+    )
