@@ -46,7 +46,15 @@ def boot_id() -> str:
 _PRIVATE = {"previous.json"}
 
 
-def _read(path: Path) -> dict[str, Any]:
+#: what to do about a state file gpuprov cannot use
+_MOVE_AWAY = (
+    "restore it from a backup, or move it away (gpuprov then forgets what it recorded: revert can no longer "
+    "restore those items)"
+)
+
+
+def _read(path: Path, *, strict: bool = False) -> dict[str, Any]:
+    """A state file's object ({} when absent). ``strict``: anything but an object is an error, not {}."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -56,14 +64,29 @@ def _read(path: Path) -> dict[str, Any]:
             f"{path}: only root can read gpuprov's state there: run this with sudo"
             + (" (gpuprov revert reads what it recorded before its first change)" if path.name in _PRIVATE else "")
         ) from None
-    except ValueError as exc:
-        raise StateError(
-            f"{path}: gpuprov's state is not valid JSON ({exc}): restore it from a backup, or move it away "
-            "(gpuprov then forgets what it recorded: revert can no longer restore those items)"
-        ) from None
+    except json.JSONDecodeError as exc:
+        raise StateError(f"{path}: gpuprov's state is not valid JSON (line {exc.lineno}): {_MOVE_AWAY}") from None
+    except (ValueError, RecursionError):  # not UTF-8, a 5000-digit number, nested 100000 deep
+        raise StateError(f"{path}: gpuprov's state is not JSON that gpuprov wrote: {_MOVE_AWAY}") from None
     except OSError as exc:
         raise StateError(f"{path}: cannot read gpuprov's state ({exc.strerror or exc})") from None
+    if strict and not isinstance(data, dict):
+        raise StateError(f"{path}: gpuprov's state is not a JSON object: {_MOVE_AWAY}")
     return data if isinstance(data, dict) else {}
+
+
+def _read_previous(path: Path) -> dict[str, Any]:
+    """previous.json, checked to be in the form gpuprov writes: {section: {item: {...}}}."""
+    data = _read(path, strict=True)
+    for section in SECTIONS:
+        items = data.get(section)
+        if items is None:
+            continue
+        bad = None if isinstance(items, dict) else section
+        bad = bad or next((f"{section}.{key}" for key, item in items.items() if not isinstance(item, dict)), None)
+        if bad is not None:
+            raise StateError(f"{path}: gpuprov's state is not in the form gpuprov writes ({bad}): {_MOVE_AWAY}")
+    return data
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
@@ -82,7 +105,7 @@ def _write(path: Path, data: dict[str, Any]) -> None:
 
 
 def load_previous(directory: Path) -> dict[str, dict[str, Any]]:
-    data = _read(directory / "previous.json")
+    data = _read_previous(directory / "previous.json")
     return {s: dict(data.get(s) or {}) for s in SECTIONS}
 
 
@@ -92,7 +115,7 @@ def record_previous(directory: Path, section: str, key: str, value: dict[str, An
     if section not in SECTIONS:
         raise ValueError(section)
     path = directory / "previous.json"
-    data = _read(path)
+    data = _read_previous(path)
     items = data.setdefault(section, {})
     if key in items:
         old, new = items[key].get("settings"), value.get("settings")

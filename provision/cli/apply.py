@@ -127,6 +127,9 @@ def revert(
 ) -> None:
     """Restore the state recorded before gpuprov's first change (GPU settings, files, units). Idempotent."""
     _refuse_unless_root(check, "gpuprov revert")
+    from provision import applystate
+
+    applystate.load_previous(applystate.state_dir(root.resolve()))  # a damaged record: one line, before Ansible
     _run("revert", {}, root=root, check=check, diff=diff, as_json=as_json, title="revert")
 
 

@@ -115,3 +115,30 @@ def test_ctrl_c_says_interrupted_and_exits_130(hanging_python: Path) -> None:
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert (proc.returncode, err) == (130, "gpuprov: interrupted\n")
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        ("{not json", "is not valid JSON (line 1)"),
+        ("[]", "is not a JSON object"),
+        ('{"gpus": "x"}', "is not in the form gpuprov writes (gpus)"),
+        ('{"files": {"/etc/x": "y"}}', "is not in the form gpuprov writes (files./etc/x)"),
+        ("\xff\xfe", "is not JSON that gpuprov wrote"),
+    ],
+)
+def test_a_damaged_previous_json_is_one_line_before_ansible_runs(tmp_path: Path, content: str, says: str) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "previous.json").write_bytes(content.encode("latin-1"))
+    root = tmp_path / "root"
+    root.mkdir()
+    replay = tmp_path / "replay.json"
+    replay.write_text(BASE.read_text())
+    env = {"GPUPROV_STATE_DIR": str(state), "GPUPROV_NVML_REPLAY": str(replay)}
+    proc = gpuprov("revert", "--check", "--root", str(root), env=env)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr == (
+        f"gpuprov: error: {state}/previous.json: gpuprov's state {says}: restore it from a backup, or move it away "
+        "(gpuprov then forgets what it recorded: revert can no longer restore those items)\n"
+    )
