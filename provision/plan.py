@@ -172,7 +172,7 @@ class Plan:
             "pending": len(self.pending),
             "changes": [c.to_dict() for c in self.changes],
             "notes": list(self.desired.notes),
-            "desired": self.desired.to_dict(),
+            "desired": {k: v for k, v in self.desired.to_dict().items() if k != "notes"},  # the notes: above, once
         }
 
 

@@ -142,3 +142,19 @@ def test_a_damaged_previous_json_is_one_line_before_ansible_runs(tmp_path: Path,
         f"gpuprov: error: {state}/previous.json: gpuprov's state {says}: restore it from a backup, or move it away "
         "(gpuprov then forgets what it recorded: revert can no longer restore those items)\n"
     )
+
+
+def test_plan_says_the_exposure_warning_once(tmp_path: Path) -> None:
+    profiles = tmp_path / "config/gpuprov/profiles"
+    profiles.mkdir(parents=True)
+    (profiles / "exposed.yaml").write_text(
+        "extends: rtx4090\nserving:\n  host: 0.0.0.0\n  llama_cpp: {model: /m.gguf, server: /s}\n"
+    )
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    warning = "WARNING: llama_cpp listens on 0.0.0.0:8080 without an API key"
+    table = gpuprov("plan", "exposed", "--from", str(BASE), env=env)
+    as_json = gpuprov("plan", "exposed", "--from", str(BASE), "--json", env=env)
+    assert table.returncode == 0 and as_json.returncode == 0, (table.stderr, as_json.stderr)
+    assert table.stdout.count(warning) == 1
+    assert as_json.stdout.count(warning) == 1
+    assert [n for n in json.loads(as_json.stdout)["notes"] if n.startswith(warning)]
