@@ -275,6 +275,42 @@ class Machine:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+#: where :func:`install_gpuprov` puts gpuprov in a host: a system path, the gpuprov_host role's default
+GPUPROV_DIR = "/opt/gpuprov"
+
+
+def build_wheel(project: Path, out: Path, uv: str) -> Path:
+    """gpuprov's wheel built from a checkout (``uv build --wheel``): what a host installs."""
+    out.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run([uv, "build", "--quiet", "--wheel", "--out-dir", str(out), str(project)],
+                          capture_output=True, text=True, check=False, timeout=600)  # fmt: skip
+    wheels = sorted(out.glob("gpuprov-*.whl"))
+    if proc.returncode != 0 or len(wheels) != 1:
+        raise NspawnError(f"uv build of {project} failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
+    return wheels[0]
+
+
+def install_gpuprov(machine: Machine, *, wheel: Path, wheelhouse: Path, uv: str) -> str:
+    """gpuprov installed into a booted host the way the gpuprov_host role does it: uv, the wheel and the
+    dependency wheels copied in, a virtualenv from the host's python3, an offline install. The host then
+    runs gpuprov from ``/opt/gpuprov/venv`` whatever the checkout's path here. Returns its interpreter."""
+    base = machine.rootfs / GPUPROV_DIR.lstrip("/")
+    for sub in ("bin", "wheels", "wheelhouse"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    shutil.copy(uv, base / "bin/uv")
+    shutil.copy(wheel, base / "wheels" / wheel.name)
+    for whl in wheelhouse.glob("*.whl"):
+        shutil.copy(whl, base / "wheelhouse" / whl.name)
+    venv = f"{GPUPROV_DIR}/venv"
+    machine.ssh(
+        f"{GPUPROV_DIR}/bin/uv venv --quiet --python /usr/bin/python3 --no-python-downloads {venv} && "
+        f"{GPUPROV_DIR}/bin/uv pip install --quiet --python {venv}/bin/python --no-python-downloads --no-index "
+        f"--find-links {GPUPROV_DIR}/wheelhouse {GPUPROV_DIR}/wheels/{wheel.name}",
+        timeout_s=600,
+    )
+    return f"{venv}/bin/python"
+
+
 @contextlib.contextmanager
 def booted(name: str, workdir: Path, *, binds_ro: Sequence[str] = (), keep: bool = False,
            setup: object = None) -> Iterator[Machine]:  # fmt: skip

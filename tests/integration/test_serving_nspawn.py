@@ -9,8 +9,10 @@ a GPU box, and it exercises the same playbook, roles and modules (local connecti
 PID 1, so units are enabled and started for real; the fleet path over SSH is the Molecule scenarios'.
 
 The host has no GPU: NVML is replayed from a recorded snapshot (``GPUPROV_NVML_REPLAY``) for apply and,
-through a test-only drop-in, for the unit's ``ExecStartPre=gpuprov wait-gpu``. The build, the model, the
-project's virtualenv and their base interpreter are bind-mounted read-only at the same paths.
+through a test-only drop-in, for the unit's ``ExecStartPre=gpuprov wait-gpu``. gpuprov is installed into
+the host the way the gpuprov_host role does it (a wheel of this checkout and the locked dependencies from
+an offline wheelhouse, into /opt/gpuprov/venv), so nothing depends on where the checkout lives; the
+llama.cpp build, the model and their base interpreter are bind-mounted read-only at the same paths.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -30,8 +34,8 @@ from hypothesis import strategies as st
 import provision
 from provision.serving import LlamaCppSettings, ServingSection, server_argv, serving_files
 from tests.conftest import SNAPSHOTS
-from tests.integration import nspawn
-from tests.integration.llama_cpp_env import LlamaCppEnv
+from tests.integration import molecule_hosts, nspawn
+from tests.integration.llama_cpp_env import LlamaCppEnv, uv
 
 pytestmark = [
     pytest.mark.integration,
@@ -43,15 +47,15 @@ pytestmark = [
 ]
 
 REPO = Path(provision.__file__).resolve().parents[1]
-PY = sys.executable
+#: gpuprov's interpreter in the test hosts (nspawn.install_gpuprov)
+PY = f"{nspawn.GPUPROV_DIR}/venv/bin/python"
+#: the hosts' python3 (Debian bookworm): the version the dependency wheels are for
+HOST_PYTHON_VERSION = "3.11"
 REPLAY = "/etc/gpuprov-test/gpu.json"
 UNIT = "gpuprov-llama-cpp.service"
 ECHO_UNIT = "argv-echo.service"
 STATE = "/var/lib/gpuprov-llama-cpp"
 TIMINGS: dict[str, float] = {}
-#: where virtualenvs are looked up when rendering here for the booted host: this machine, since the
-#: host sees the bound interpreters and builds at the same paths (its rootfs holds only mount points)
-HOST_VIEW = Path("/")
 
 
 def base_prefix(python: Path) -> Path:
@@ -65,10 +69,11 @@ def base_prefix(python: Path) -> Path:
 
 
 def binds(env: LlamaCppEnv) -> list[str]:
-    out = {str(REPO), str(env.python.parent.parent), str(env.model.parent)}
-    for prefix in (Path(sys.base_prefix), base_prefix(env.python)):
-        if str(prefix) not in ("/usr", "/usr/local", "/"):  # Debian's own python3.11 is in the rootfs
-            out.add(str(prefix))
+    """The llama.cpp build, the model and the build's base interpreter: never the checkout."""
+    out = {str(env.python.parent.parent), str(env.model.parent)}
+    prefix = base_prefix(env.python)
+    if str(prefix) not in ("/usr", "/usr/local", "/"):  # Debian's own python3.11 is in the rootfs
+        out.add(str(prefix))
     return sorted(out)
 
 
@@ -86,25 +91,55 @@ def profile_text(env: LlamaCppEnv, port: int, ctx: int) -> str:
     )
 
 
-@pytest.fixture(scope="module")
-def machine(llama_cpp_env: LlamaCppEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[nspawn.Machine]:
-    def setup(m: nspawn.Machine) -> None:
-        m.write(REPLAY, (SNAPSHOTS / "rtx4090.constructed.json").read_text())
-        for unit in (UNIT, ECHO_UNIT):
-            m.write(*replay_dropin(unit))
+@dataclass(frozen=True)
+class GpuprovDist:
+    """What a test host installs gpuprov from: uv, the wheel of this checkout, the dependency wheels."""
 
-    hidden = [p for p in binds(llama_cpp_env) if Path(p).resolve().is_relative_to(Path("/tmp"))
-              or Path(p).resolve().is_relative_to(Path("/var/tmp"))]  # fmt: skip
-    if hidden:  # the hardened units' PrivateTmp=yes gives them their own /tmp: these paths would not be there
-        pytest.fail(f"{', '.join(hidden)} is under /tmp or /var/tmp, which the hardened units cannot see "
-                    "(PrivateTmp=yes): clone the checkout and set GPUPROV_TEST_CACHE elsewhere")  # fmt: skip
+    uv: str
+    wheel: Path
+    wheelhouse: Path
+
+
+@pytest.fixture(scope="module")
+def gpuprov_dist(tmp_path_factory: pytest.TempPathFactory) -> GpuprovDist:
+    wheel = nspawn.build_wheel(REPO, tmp_path_factory.mktemp("dist"), uv())
+    return GpuprovDist(uv(), wheel, molecule_hosts.wheelhouse(HOST_PYTHON_VERSION))
+
+
+def _setup(m: nspawn.Machine) -> None:
+    m.write(REPLAY, (SNAPSHOTS / "rtx4090.constructed.json").read_text())
+    for unit in (UNIT, ECHO_UNIT):
+        m.write(*replay_dropin(unit))
+
+
+@contextmanager
+def _host(name: str, workdir: Path, dist: GpuprovDist, binds_ro: list[str]) -> Iterator[nspawn.Machine]:
     started = time.monotonic()
-    with nspawn.booted("gpuprov-e2e", tmp_path_factory.mktemp("nspawn") / "e2e", binds_ro=binds(llama_cpp_env),
-                       setup=setup) as m:  # fmt: skip
-        TIMINGS["host_ready_s"] = time.monotonic() - started
-        TIMINGS["boot_s"] = m.boot_s or 0.0
+    with nspawn.booted(name, workdir, binds_ro=binds_ro, setup=_setup) as m:
+        TIMINGS[f"{name}_boot_s"] = m.boot_s or 0.0
+        installed = time.monotonic()
+        assert nspawn.install_gpuprov(m, wheel=dist.wheel, wheelhouse=dist.wheelhouse, uv=dist.uv) == PY
+        TIMINGS[f"{name}_install_s"] = time.monotonic() - installed
+        TIMINGS[f"{name}_ready_s"] = time.monotonic() - started
+        yield m
+
+
+@pytest.fixture(scope="module")
+def machine(gpuprov_dist: GpuprovDist, tmp_path_factory: pytest.TempPathFactory) -> Iterator[nspawn.Machine]:
+    """A host with gpuprov installed and nothing of this machine bound in."""
+    with _host("gpuprov-e2e", tmp_path_factory.mktemp("nspawn") / "e2e", gpuprov_dist, []) as m:
         yield m
     print("nspawn timings:", json.dumps({k: round(v, 1) for k, v in TIMINGS.items()}))
+
+
+@pytest.fixture(scope="module")
+def llama_machine(
+    llama_cpp_env: LlamaCppEnv, gpuprov_dist: GpuprovDist, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[nspawn.Machine]:
+    """A host with gpuprov installed and the llama.cpp build and model bound in at their paths."""
+    with _host("gpuprov-e2e-llama", tmp_path_factory.mktemp("nspawn") / "e2e-llama", gpuprov_dist,
+               binds(llama_cpp_env)) as m:  # fmt: skip
+        yield m
 
 
 def apply(m: nspawn.Machine, *args: str) -> dict:
@@ -151,9 +186,9 @@ def show(m: nspawn.Machine, prop: str, unit: str = UNIT) -> str:
 
 
 def test_apply_llama_cpp_profile_serves_a_completion_from_the_hardened_unit(
-    machine: nspawn.Machine, llama_cpp_env: LlamaCppEnv
+    llama_machine: nspawn.Machine, llama_cpp_env: LlamaCppEnv
 ) -> None:
-    m, port = machine, nspawn.free_port()
+    m, port = llama_machine, nspawn.free_port()
     m.write("/etc/gpuprov/profiles/e2e-llama.yaml", profile_text(llama_cpp_env, port, 512))
     started = time.monotonic()
     first = apply(m, "apply", "e2e-llama")
@@ -221,7 +256,7 @@ def echo_host(machine: nspawn.Machine) -> nspawn.Machine:
     """The llama.cpp unit template with a venv whose python only records its arguments."""
     machine.write("/opt/argv-echo/bin/python", ECHO, 0o755)
     section = ServingSection("llama_cpp", LlamaCppSettings(model="/m/x", venv="/opt/argv-echo"), port=1)
-    for path, content, _, _ in serving_files("q", section, python=PY, root=HOST_VIEW).files:
+    for path, content, _, _ in serving_files("q", section, python=PY, root=machine.rootfs).files:
         if path.startswith("/etc/sysusers.d/"):
             machine.write(path, content)
             machine.ssh(f"systemd-sysusers {path}")
@@ -237,7 +272,7 @@ def test_systemd_passes_every_value_through_unchanged(echo_host: nspawn.Machine,
     section = ServingSection(
         "llama_cpp", LlamaCppSettings(model="/m/" + model, venv="/opt/argv-echo", extra_args=(arg,)), port=1
     )
-    files = serving_files("q", section, python=PY, root=HOST_VIEW)
+    files = serving_files("q", section, python=PY, root=m.rootfs)
     unit = next(c for p, c, _, _ in files.files if p.endswith(".service"))
     m.write(f"/etc/systemd/system/{ECHO_UNIT}", unit)
     out = m.ssh(
@@ -251,7 +286,7 @@ def test_systemd_passes_every_value_through_unchanged(echo_host: nspawn.Machine,
 
 def test_harness_reaches_the_host_with_ansible_over_ssh(machine: nspawn.Machine) -> None:
     """What the fleet scenarios rely on: ansible's ping over SSH to the booted host."""
-    ansible = Path(PY).parent / "ansible"
+    ansible = Path(sys.executable).parent / "ansible"  # the controller's; PY is the host's interpreter
     if not ansible.exists() and shutil.which("ansible") is None:
         pytest.skip("ansible not installed")
     import subprocess
