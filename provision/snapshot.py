@@ -37,8 +37,9 @@ MAX_ITEMS = 10_000
 MAX_NUMBER = 2**53
 
 #: Where a snapshot came from: ``live`` (probed just now), ``recorded`` (saved by ``doctor --save``
-#: on a real machine), ``constructed`` (written by hand from published specs, for tests).
-ORIGINS = ("live", "recorded", "constructed")
+#: on a real machine, or read from its ``nvidia-smi -q`` output), ``constructed`` (written by hand from
+#: published specs, for tests), ``published`` (from a reading someone published; the note gives the address).
+ORIGINS = ("live", "recorded", "constructed", "published")
 
 
 @dataclass
@@ -255,6 +256,13 @@ class Snapshot:
             raise SnapshotError(f"{p}: is a directory, expected a snapshot JSON file") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise SnapshotError(f"{p}: cannot read: {exc}") from None
+        from provision import smireading  # here: it builds snapshots itself
+
+        if not text.lstrip().startswith("{") and smireading.detect(text) is not None:
+            try:  # nvidia-smi -q / -q -x output instead of a snapshot
+                return smireading.read(text, source=p.name).snapshot
+            except SnapshotError as exc:
+                raise SnapshotError(f"{p}: {exc}") from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:

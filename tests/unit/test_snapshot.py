@@ -15,7 +15,7 @@ from tests.conftest import snapshot_files
 @pytest.mark.parametrize("path", snapshot_files(), ids=lambda p: p.name)
 def test_test_snapshots_round_trip_and_say_where_they_come_from(path):
     snap = Snapshot.load(path)
-    assert snap.origin in ("recorded", "constructed")
+    assert snap.origin in ("recorded", "constructed", "published")
     assert snap.note, "every test snapshot says which machine it describes"
     assert Snapshot.from_dict(json.loads(snap.to_json())) == snap
     assert snap.gpus, "test snapshots describe GPU hosts"

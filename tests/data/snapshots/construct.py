@@ -97,24 +97,27 @@ def _host(cores: int, ram_mib: int, *, laptop: bool, graphical: bool) -> HostInf
 
 def rtx4090_laptop() -> Snapshot:
     # NVIDIA RTX 4090 Laptop GPU: AD103, 16 GB GDDR6 (nvidia-smi shows 16376 MiB, seed 003), TGP 80-150 W
-    # plus up to 25 W Dynamic Boost (nvidia.com RTX 4090 Laptop specs). Like many laptop GPUs it reports a
-    # power limit but refuses to set one through NVML (Dynamic Boost / nvidia-powerd own it:
-    # NVIDIA/open-gpu-kernel-modules#483, #492); locked clocks still work.
+    # plus up to 25 W Dynamic Boost (nvidia.com RTX 4090 Laptop specs). Power as real laptops with drivers
+    # after 515 show it (published readings, ../../../../shared/research/real-readings.md: an RTX 4070 Laptop
+    # on 566.36 reads enforced 61.24 / default 55 / min 5 / max 140 W with "Requested Power Limit: N/A"; an
+    # RTX 4080 Mobile answers nvidia-smi -pl with "Changing power management limit is not supported" and
+    # nvmlDeviceGetPowerManagementLimit NOT_SUPPORTED while the enforced limit reads, Dynamic-Boost/nvidia_oc
+    # PR 22): min/max reported, the management limit unreadable, the setter refused; locked clocks still work.
     gpu = _gpu(
         name="NVIDIA GeForce RTX 4090 Laptop GPU", compute_capability="8.9", architecture="Ada",
         vram_total_mib=16376, vram_used_mib=9, vram_reserved_mib=250,
-        power_limit_w=150.0, power_default_limit_w=150.0, power_enforced_limit_w=150.0, power_draw_w=14.2,
+        power_limit_w=None, power_default_limit_w=150.0, power_enforced_limit_w=150.0, power_draw_w=14.2,
+        power_min_limit_w=5.0, power_max_limit_w=175.0,
         temperature_c=46, temperature_slowdown_c=87, temperature_shutdown_c=102,
         max_sm_clock_mhz=3105, max_memory_clock_mhz=9001,
         pcie_generation_current=1, pcie_generation_max=4, pcie_width_current=16, pcie_width_max=16,
     )  # fmt: skip
-    gpu.power_min_limit_w = gpu.power_max_limit_w = None
-    gpu.unavailable["power_constraints_w"] = "not_supported"
+    gpu.unavailable["power_limit_w"] = "not_supported"
     gpu.unavailable["set_power_limit"] = "not_supported"
     return Snapshot(
         origin="constructed", created_at=CREATED, gpuprov_version="0.1.0",
         note="constructed: NVIDIA GeForce RTX 4090 Laptop GPU (16 GB) from NVIDIA's published specs and seed 003; "
-        "power-limit setter not supported (laptop)",
+        "min/max reported, management limit N/A and setter not supported, as real laptops show",
         host=_host(24, 31744, laptop=True, graphical=True),
         driver=_driver("560.35.03", "12.6", flavor="open"),
         gpus=[gpu],
