@@ -81,6 +81,8 @@ def render_run(run: BenchRun, *, stored_ids: Sequence[int] = (), db: str | None 
     for lv in run.levels:
         for message, count in lv.errors.items():
             con.print(f"[red]c={lv.concurrency}: {count} failed: {message}[/]")
+        if lv.requests_cut:
+            con.print(f"c={lv.concurrency}: {lv.requests_cut} cut at the level's end (not failures)", style="yellow")
         for line in throttled_gpus(lv.gpu):
             con.print(f"[yellow]c={lv.concurrency}: GPU held back by heat or power: {line}[/]")
     gpu_status = next((lv.gpu.get("status") for lv in run.levels if lv.gpu), None)

@@ -3,8 +3,14 @@
 the sweep over several concurrency levels, naming the best.
 
 Failures are counted, never dropped. A level stops early when the server looks gone — as many
-failures in a row as ``max(5, 2 × concurrency)`` — or on Ctrl-C; what was measured until then is
-kept and says why it stopped.
+failures in a row as ``max(5, 2 × concurrency)`` —, when its first ``concurrency`` requests all ran
+out of time (a server too slow for the deadline would hold every later one as long), or on Ctrl-C;
+what was measured until then is kept and says why it stopped.
+
+Every run ends in bounded time: each request has a total deadline (``request_timeout_s``, by default
+:func:`default_request_timeout_s` of the workload's max_tokens), the server's self-description is
+read once within it, and a ``duration_s`` level cuts the requests still running
+:data:`LEVEL_END_GRACE_S` after its end (they count as cut, neither answered nor failed).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from provision.bench.client import STREAM_CLOSED, Connection, Endpoint, RequestResult
+from provision.bench.client import CUT_AT_STOP, STREAM_CLOSED, Connection, Endpoint, RequestResult
 from provision.bench.gpu import GpuMonitor
 from provision.bench.stats import LevelResult, best_level, check_max_error_rate, summarize
 from provision.bench.workload import Workload
@@ -31,6 +37,22 @@ WARMUP_INDEX_BASE = 1_000_000_000
 
 #: on_progress(concurrency, requests done, requests planned or None for --duration, seconds elapsed)
 Progress = Callable[[int, int, "int | None", float], None]
+
+#: on_message(one line): what the run is doing (warm-up, a level done), for the progress display
+Message = Callable[[str], None]
+
+#: seconds after a --duration level's end before the requests still running are cut
+LEVEL_END_GRACE_S = 2.0
+
+#: the default request deadline: this much, plus :data:`REQUEST_TIMEOUT_S_PER_TOKEN` per max_tokens
+REQUEST_TIMEOUT_BASE_S = 60.0
+#: (a server slower than 2 tokens/s after its first token is not worth measuring to the end)
+REQUEST_TIMEOUT_S_PER_TOKEN = 0.5
+
+
+def default_request_timeout_s(max_tokens: int) -> float:
+    """The default total deadline of one request: 60 s + 0.5 s per token asked for."""
+    return REQUEST_TIMEOUT_BASE_S + REQUEST_TIMEOUT_S_PER_TOKEN * max_tokens
 
 
 class BenchError(GpuprovError):
@@ -52,6 +74,9 @@ class BenchConfig:
     duration_s: float | None = None
     #: seconds without a byte from the server before a request counts as failed
     timeout_s: float = 60.0
+    #: seconds from sending to the end of the answer before a request counts as failed (None:
+    #: default_request_timeout_s of the largest max_tokens the workload asks for)
+    request_timeout_s: float | None = None
     warmup: int = 1
     slo_ms: float | None = None
     #: best level: the highest share of failed requests a level may have (0: none)
@@ -71,14 +96,27 @@ class BenchConfig:
             raise UsageError(f"--requests must be at least 1, not {self.requests}")
         if self.duration_s is not None and self.duration_s <= 0:
             raise UsageError(f"--duration must be more than 0 seconds, not {self.duration_s:g}")
-        if self.timeout_s <= 0:
+        if not self.timeout_s > 0:
             raise UsageError(f"--timeout must be more than 0 seconds, not {self.timeout_s:g}")
+        if self.request_timeout_s is None:
+            asked = [p.max_tokens for p in self.workload.prompts if p.max_tokens is not None]
+            self.request_timeout_s = default_request_timeout_s(max([self.workload.max_tokens, *asked]))
+        elif not 0 < self.request_timeout_s < float("inf"):
+            raise UsageError(f"--request-timeout must be more than 0 seconds, not {self.request_timeout_s:g}")
         if self.warmup < 0:
             raise UsageError(f"--warmup cannot be negative ({self.warmup})")
         if self.slo_ms is not None and self.slo_ms <= 0:
             raise UsageError(f"--slo-ms must be more than 0, not {self.slo_ms:g}")
         if not self.model.strip():
             raise UsageError("--model must name the model the server serves")
+
+    @property
+    def deadline_s(self) -> float:
+        """The total deadline of one request (set in __post_init__)."""
+        return self.request_timeout_s or default_request_timeout_s(self.workload.max_tokens)
+
+    def connection(self) -> Connection:
+        return Connection(self.endpoint, timeout_s=self.timeout_s, request_timeout_s=self.deadline_s)
 
     def requests_for(self, concurrency: int) -> int | None:
         if self.requests is not None:
@@ -124,10 +162,18 @@ def check_reachable(endpoint: Endpoint, timeout_s: float) -> None:
 
 
 def server_info(endpoint: Endpoint, timeout_s: float) -> dict[str, Any]:
-    """What the server says about itself; an engine is named only when it identifies itself."""
-    conn = Connection(endpoint, timeout_s=timeout_s)
+    """What the server says about itself; an engine is named only when it identifies itself.
+
+    Each question is bounded by ``timeout_s`` as a whole; a server that does not answer the first
+    one (GET /v1/models) in time is hung (or still loading): BenchError, nothing more is asked."""
+    conn = Connection(endpoint, timeout_s=timeout_s, request_timeout_s=timeout_s)
     info: dict[str, Any] = {"url": endpoint.url, "engine": None, "engine_version": None, "models": []}
     listing = conn.get_json("/v1/models")
+    if conn.last_get_timed_out:
+        raise BenchError(
+            f"{endpoint.url} accepted the connection but did not answer GET /v1/models within {timeout_s:g} s: "
+            "is the server hung, or still loading its model?"
+        )
     owners: set[str] = set()
     if isinstance(listing, dict) and isinstance(listing.get("data"), list):
         for item in listing["data"]:
@@ -180,12 +226,14 @@ def host_summary(backend_factory: Callable[[], Any]) -> dict[str, Any]:
     return summary
 
 
-def warm_up(config: BenchConfig, notes: list[str]) -> None:
+def warm_up(config: BenchConfig, notes: list[str], on_message: Message | None = None) -> None:
     """Send the warm-up requests (not measured). The first one also checks that the server takes the
     request at all — a wrong model name or path stops here with the server's own message — and
     whether it accepts ``stream_options`` (older servers reject it: then tokens are counted from
     the stream)."""
-    conn = Connection(config.endpoint, timeout_s=config.timeout_s)
+    conn = config.connection()
+    if on_message is not None:
+        on_message(f"warm-up: {config.warmup} request{'s' if config.warmup != 1 else ''} (not measured)")
     try:
         for i in range(config.warmup):
             index = WARMUP_INDEX_BASE + i
@@ -213,13 +261,15 @@ def run_level(
     on_progress: Progress | None = None,
 ) -> LevelResult:
     planned = config.requests_for(concurrency)
-    deadline_s = None if config.duration_s is None else time.perf_counter() + config.duration_s
+    start = time.perf_counter()
+    deadline_s = None if config.duration_s is None else start + config.duration_s
+    cut_at = None if deadline_s is None else deadline_s + LEVEL_END_GRACE_S
     abort_after = max(5, 2 * concurrency)
     lock = threading.Lock()
     stop = threading.Event()
     results: list[RequestResult] = []
-    state: dict[str, Any] = {"next": 0, "in_a_row": 0, "stop_reason": None}
-    start = time.perf_counter()
+    connections: list[Connection] = []
+    state: dict[str, Any] = {"next": 0, "in_a_row": 0, "ok": 0, "timeouts": 0, "stop_reason": None}
     if monitor is not None:
         monitor.sample_now()
 
@@ -235,17 +285,26 @@ def run_level(
             state["next"] += 1
             return index
 
-    def worker() -> None:
-        conn = Connection(config.endpoint, timeout_s=config.timeout_s)
+    def worker(conn: Connection) -> None:
         try:
             while (index := claim()) is not None:
                 body = config.workload.body(index, config.model, include_usage=config.include_usage)
                 result = conn.stream(index, config.workload.path, body)
                 with lock:
                     results.append(result)
-                    state["in_a_row"] = 0 if result.ok else state["in_a_row"] + 1
-                    if state["in_a_row"] >= abort_after and not stop.is_set():
+                    if not result.cut:
+                        state["in_a_row"] = 0 if result.ok else state["in_a_row"] + 1
+                        state["ok"] += result.ok
+                        state["timeouts"] += result.error_kind == "timeout"
+                    if stop.is_set():
+                        pass
+                    elif state["in_a_row"] >= abort_after:
                         state["stop_reason"] = f"stopped after {abort_after} failed requests in a row: {result.error}"
+                        stop.set()
+                    elif state["ok"] == 0 and state["timeouts"] >= concurrency:
+                        state["stop_reason"] = (
+                            f"stopped: none of the first {state['timeouts']} requests finished in time ({result.error})"
+                        )
                         stop.set()
                     done = len(results)
                 if on_progress is not None:
@@ -255,14 +314,25 @@ def run_level(
 
     if on_progress is not None:
         on_progress(concurrency, 0, planned, 0.0)
-    threads = [threading.Thread(target=worker, name=f"gpuprov-bench-{i}", daemon=True) for i in range(concurrency)]
+    connections.extend(config.connection() for _ in range(concurrency))
+    threads = [threading.Thread(target=worker, args=(conn,), name=f"gpuprov-bench-{i}", daemon=True)
+               for i, conn in enumerate(connections)]  # fmt: skip
     for t in threads:
         t.start()
-    interrupted = False
+    interrupted = cut_done = False
     try:
         for t in threads:
             while t.is_alive():
-                t.join(0.1)
+                now = time.perf_counter()
+                if not cut_done and stop.is_set():  # stopped early: what still runs would only wait
+                    cut_done = True
+                    for conn in connections:
+                        conn.cut(CUT_AT_STOP)
+                elif cut_at is not None and not cut_done and now >= cut_at:
+                    cut_done = True
+                    for conn in connections:  # still running LEVEL_END_GRACE_S after the level's end
+                        conn.cut()
+                t.join(0.1 if cut_at is None or cut_done else min(0.1, max(0.0, cut_at - now)))
     except KeyboardInterrupt:
         interrupted = True
         stop.set()
@@ -286,11 +356,12 @@ def run_bench(
     monitor: GpuMonitor | None = None,
     on_progress: Progress | None = None,
     backend_factory: Callable[[], Any] | None = None,
+    on_message: Message | None = None,
 ) -> BenchRun:
     """Check the server, warm up, run each concurrency level in order, pick the best."""
     run = BenchRun(config=config, started_at=_dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat())
-    check_reachable(config.endpoint, min(config.timeout_s, 10.0))
-    run.server = server_info(config.endpoint, min(config.timeout_s, 5.0))
+    check_reachable(config.endpoint, min(config.timeout_s, config.deadline_s, 10.0))
+    run.server = server_info(config.endpoint, min(config.timeout_s, config.deadline_s))
     if backend_factory is not None:
         run.host = host_summary(backend_factory)
     else:  # no GPU sampling: the host is still named, so history and estimates tell machines apart
@@ -299,7 +370,7 @@ def run_bench(
         run.notes.append(f"the server lists models {', '.join(run.server['models'][:5])}, not {config.model!r}")
     if config.warmup:
         try:
-            warm_up(config, run.notes)
+            warm_up(config, run.notes, on_message)
         except KeyboardInterrupt:
             run.interrupted, run.stop_reason = True, INTERRUPTED
             run.notes.append("interrupted during the warm-up: nothing was measured")
@@ -314,17 +385,25 @@ def run_bench(
             run.interrupted, run.stop_reason = True, INTERRUPTED
             break
         run.levels.append(level)
+        if on_message is not None:
+            on_message(level_line(level))
         if level.stop_reason is not None:
             run.stop_reason = level.stop_reason
             run.interrupted = level.stop_reason == INTERRUPTED
             break
     run.best, run.best_reason = best_level(run.levels, slo_ms=config.slo_ms, max_error_rate=config.max_error_rate)
     closed = [lv.concurrency for lv in run.levels if any(m.startswith(STREAM_CLOSED) for m in lv.errors)]
-    if closed and min(closed) > 1:
+    if closed and min(closed) > 1 and any(lv.concurrency == 1 and lv.requests_sent for lv in run.levels):
         run.notes.append(
             "streams were cut only when several requests were in flight: some servers end the running "
             "request when another arrives (llama-cpp-python's server does, unless started with "
             "--interrupt_requests False)"
+        )
+    cut = sum(lv.requests_cut for lv in run.levels)
+    if cut:
+        run.notes.append(
+            f"{cut} requests were still running {LEVEL_END_GRACE_S:g} s after their level's --duration and were "
+            "cut: counted as cut, neither answered nor failed, and left out of the latency figures"
         )
     empty = sum(lv.requests_without_text for lv in run.levels)
     if empty:
@@ -333,9 +412,22 @@ def run_bench(
             "answered, without a TTFT; --ignore-eos or other prompts make them generate"
         )
     sources = {lv.token_source for lv in run.levels if lv.token_source != "none"}
-    if "chunks" in sources or "mixed" in sources:
+    if "estimated" in sources or "mixed" in sources:
         run.notes.append(
-            "output tokens counted as text-carrying stream events (the server sent no usage): "
-            "servers that batch several tokens per event are undercounted"
+            "output tokens estimated from the streamed text (about 4 characters a token, at least one per "
+            "event): the server sent no usage; token figures are marked estimated"
         )
     return run
+
+
+def level_line(level: LevelResult) -> str:
+    """One line saying how a level went (the progress display without a terminal)."""
+    text = (
+        f"concurrency {level.concurrency}: {level.requests_ok} answered, {level.requests_failed} failed"
+        f"{f', {level.requests_cut} cut at the end' if level.requests_cut else ''} in {level.duration_s:.1f} s"
+    )
+    if level.output_tokens_per_s is not None and level.requests_ok:
+        text += f", {level.output_tokens_per_s:.1f} output tokens/s"
+    if level.stop_reason is not None:
+        text += f" — {level.stop_reason}"
+    return text

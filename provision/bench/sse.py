@@ -53,6 +53,8 @@ class Chunk:
     completion_tokens: int | None = None
     prompt_tokens: int | None = None
     error: str | None = None
+    #: the event is not an OpenAI chunk at all (not JSON, not an object): a protocol failure
+    malformed: bool = False
 
 
 def interpret(data: str) -> Chunk:
@@ -60,9 +62,9 @@ def interpret(data: str) -> Chunk:
     try:
         obj = json.loads(data)
     except json.JSONDecodeError:
-        return Chunk(error=f"server sent an event that is not JSON: {data[:80]!r}")
+        return Chunk(error=f"the server sent an event that is not JSON: {data[:80]!r}", malformed=True)
     if not isinstance(obj, dict):
-        return Chunk(error=f"server sent an event that is not a JSON object: {data[:80]!r}")
+        return Chunk(error=f"the server sent an event that is not a JSON object: {data[:80]!r}", malformed=True)
     if "error" in obj:
         return Chunk(error=error_message(obj))
     chunk = Chunk()

@@ -8,7 +8,9 @@ Definitions (the ones vLLM's ``benchmark_serving`` and most serving benchmarks u
 - time per output token (TPOT): per request, (latency − TTFT) / (output tokens − 1);
 - latency: from sending to ``data: [DONE]``;
 - per-request output tokens/s: output tokens / latency;
-- aggregate output tokens/s and requests/s: over the level's wall time, successful requests only.
+- aggregate output tokens/s and requests/s: over the level's wall time, successful requests only;
+- requests cut at the end of a ``--duration`` level are counted as cut, neither answered nor
+  failed, and are in none of the figures above.
 
 Percentiles interpolate linearly between closest ranks (numpy's default, ``statistics.quantiles``
 with ``method="inclusive"``).
@@ -76,6 +78,8 @@ class LevelResult:
     requests_sent: int = 0
     requests_ok: int = 0
     requests_failed: int = 0
+    #: requests still running when their --duration level ended (neither answered nor failed)
+    requests_cut: int = 0
     duration_s: float = 0.0
     requests_per_s: float | None = None
     output_tokens: int = 0
@@ -86,8 +90,9 @@ class LevelResult:
     tpot_ms: Distribution = field(default_factory=Distribution)
     latency_ms: Distribution = field(default_factory=Distribution)
     request_output_tokens_per_s: Distribution = field(default_factory=Distribution)
-    #: how output tokens were counted: "usage" (the server's count), "chunks" (text events
-    #: counted), "mixed", or "none" (no successful request)
+    #: how output tokens were counted: "usage" (the server's count), "tokenizer" (the streamed text
+    #: counted by the server's tokenizer), "estimated" (from the text's length), "mixed", or "none"
+    #: (no successful request)
     token_source: str = "none"
     #: error message -> how many requests failed with it
     errors: dict[str, int] = field(default_factory=dict)
@@ -111,22 +116,26 @@ class LevelResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LevelResult:
-        kwargs = dict(data)
+        kwargs = {k: v for k, v in data.items() if k in _LEVEL_FIELDS}  # a newer gpuprov's extra fields
         for key in ("ttft_ms", "itl_ms", "tpot_ms", "latency_ms", "request_output_tokens_per_s"):
             kwargs[key] = Distribution.from_dict(kwargs.get(key) or {})
         return cls(**kwargs)
+
+
+_LEVEL_FIELDS = frozenset(LevelResult.__dataclass_fields__)
 
 
 def summarize(
     concurrency: int, results: Sequence[RequestResult], duration_s: float, *, stop_reason: str | None = None
 ) -> LevelResult:
     ok = [r for r in results if r.ok]
-    failed = [r for r in results if not r.ok]
+    failed = [r for r in results if not r.ok and not r.cut]
     level = LevelResult(
         concurrency=concurrency,
         requests_sent=len(results),
         requests_ok=len(ok),
         requests_failed=len(failed),
+        requests_cut=sum(1 for r in results if r.cut),
         duration_s=duration_s,
         stop_reason=stop_reason,
     )

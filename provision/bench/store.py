@@ -120,8 +120,35 @@ class StoredRun:
         }  # fmt: skip
 
 
+def unwritable_reason(path: Path) -> str | None:
+    """Why SQLite could not create or write ``path`` (None: it can), found by trying as SQLite would:
+    the file opened for writing, and a file made in its directory (where SQLite writes its journal)."""
+    import tempfile
+
+    existed = path.exists()
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o644))
+    except OSError as exc:
+        what = "write" if existed else "create"
+        return f"{path}: cannot {what} the bench history: {exc.strerror or exc}"
+    try:
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as exc:
+        return (
+            f"{path}: cannot write the bench history: cannot make files in {path.parent} "
+            f"({exc.strerror or exc}), where SQLite writes its journal"
+        )
+    finally:
+        if not existed:
+            path.unlink(missing_ok=True)
+    return None
+
+
 class HistoryStore:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, write: bool = False) -> None:
+        """Open (or create) the history; ``write``: the caller will store runs, so check that it can
+        now, before any load is sent."""
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -129,10 +156,16 @@ class HistoryStore:
             raise UsageError(f"cannot create {self.path.parent} for the bench history: {exc.strerror or exc}") from None
         if self.path.is_dir():
             raise UsageError(f"{self.path}: is a directory, expected the bench history database file")
+        if write or not self.path.exists():
+            reason = unwritable_reason(self.path)
+            if reason is not None:
+                raise UsageError(f"{reason}: use another --db, or --no-store")
         try:
             self._db = sqlite3.connect(self.path)
             self._db.execute("PRAGMA foreign_keys = ON")
             self._migrate()
+        except sqlite3.OperationalError as exc:  # cannot open or write: not a verdict on the content
+            raise UsageError(f"{self.path}: cannot open the bench history ({exc}): use another --db") from None
         except sqlite3.DatabaseError as exc:
             raise UsageError(f"{self.path}: not a gpuprov bench history database ({exc})") from None
 

@@ -85,7 +85,13 @@ def run(
         typer.Option("--requests", "-n", help="Requests per concurrency level [default: 4 × concurrency, ≥ 8]."),
     ] = None,
     duration: Annotated[
-        float | None, typer.Option("--duration", metavar="SECONDS", help="Send requests for this long per level.")
+        float | None,
+        typer.Option(
+            "--duration",
+            metavar="SECONDS",
+            help="Send requests for this long per level; requests still running 2 s later are cut "
+            "(counted as cut, not as failures, and left out of the latency figures).",
+        ),
     ] = None,
     concurrency: Annotated[
         str, typer.Option("--concurrency", "-c", help="Concurrent requests; a list (1,2,4,8) sweeps.")
@@ -106,6 +112,15 @@ def run(
     timeout: Annotated[
         float, typer.Option("--timeout", metavar="SECONDS", help="A request fails after this long without data.")
     ] = 60.0,
+    request_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--request-timeout",
+            metavar="SECONDS",
+            help="A request fails when its answer is not complete after this long, however steadily the "
+            "server sends [default: 60 s + 0.5 s × --max-tokens (the largest max_tokens of --prompts)].",
+        ),
+    ] = None,
     no_usage: Annotated[
         bool, typer.Option("--no-usage", help="Do not ask for usage (stream_options); count streamed chunks.")
     ] = False,
@@ -159,23 +174,21 @@ def run(
         workload.prompts_file, workload.prompt_tokens = str(prompts), None
     config = BenchConfig(
         endpoint=endpoint, model=model, workload=workload, concurrencies=levels, requests=requests,
-        duration_s=duration, timeout_s=timeout, warmup=warmup, slo_ms=slo_ms, max_error_rate=max_error_rate,
-        include_usage=not no_usage,
+        duration_s=duration, timeout_s=timeout, request_timeout_s=request_timeout, warmup=warmup, slo_ms=slo_ms,
+        max_error_rate=max_error_rate, include_usage=not no_usage,
     )  # fmt: skip
-    store = None if no_store else HistoryStore(_db_path(db))  # a bad --db fails before any load is sent
+    store = None if no_store else HistoryStore(_db_path(db), write=True)  # a bad --db fails before any load
 
     monitor = GpuMonitor(nvml.backend, interval_s=sample_interval)
-    progress = _Progress(enabled=not as_json and sys.stderr.isatty(), monitor=monitor)
-    try:
-        with progress, monitor if not no_gpu else _NoMonitor():
-            bench = run_bench(
-                config,
-                monitor=None if no_gpu else monitor,
-                on_progress=progress.update,
-                backend_factory=None if no_gpu else nvml.backend,
-            )
-    finally:
-        pass
+    progress = _Progress(terminal=sys.stderr.isatty(), monitor=monitor)
+    with progress, monitor if not no_gpu else _NoMonitor():
+        bench = run_bench(
+            config,
+            monitor=None if no_gpu else monitor,
+            on_progress=progress.update,
+            backend_factory=None if no_gpu else nvml.backend,
+            on_message=progress.message,
+        )
     if engine is not None:
         bench.server["engine"], bench.server["engine_version"] = engine, engine_version
     elif engine_version is not None:
@@ -215,16 +228,17 @@ class _NoMonitor:
 
 
 class _Progress:
-    """A rich progress bar on stderr per concurrency level (nothing when disabled)."""
+    """Progress on stderr, always (stdout stays the results, --json or not): on a terminal a rich
+    progress bar per concurrency level, otherwise a line when each level starts and ends."""
 
-    def __init__(self, enabled: bool, monitor: Any) -> None:
-        self.enabled = enabled
+    def __init__(self, terminal: bool, monitor: Any) -> None:
+        self.terminal = terminal
         self.monitor = monitor
         self._bar: Any = None
         self._tasks: dict[int, Any] = {}
 
     def __enter__(self) -> _Progress:
-        if self.enabled:
+        if self.terminal:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             from provision.console import make_console
@@ -240,8 +254,20 @@ class _Progress:
         if self._bar is not None:
             self._bar.__exit__(None, None, None)
 
+    def message(self, text: str) -> None:
+        from provision.console import printable
+
+        line = f"bench: {printable(text)}"
+        if self._bar is not None:
+            self._bar.console.print(line, markup=False, highlight=False)
+        else:
+            typer.echo(line, err=True)
+
     def update(self, concurrency: int, done: int, planned: int | None, elapsed_s: float) -> None:
         if self._bar is None:
+            if done == 0:
+                what = f"{planned} requests" if planned is not None else "requests for the --duration"
+                self.message(f"concurrency {concurrency}: sending {what}")
             return
         if concurrency not in self._tasks:
             self._tasks[concurrency] = self._bar.add_task(f"concurrency {concurrency}", total=planned)

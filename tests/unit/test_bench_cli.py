@@ -126,9 +126,10 @@ def test_errors_mid_run_exit_1_with_partial_results_shown_and_stored(tmp_path: P
     db = str(tmp_path / "b.db")
     with FakeServer(Script(tokens=3, http_errors={2: 503}, stream_errors={4: 1})) as srv:
         proc = gpuprov("bench", srv.url, "-m", "fake-model", "-n", "6", "--db", db, "--no-gpu", rc=1)
-    assert proc.stderr.strip().splitlines() == [
-        "gpuprov: 2 of 6 requests failed: HTTP 503: injected failure of request 2"
-    ]
+    # progress lines (stderr, "bench: ...") and then the one line that says why the exit code is 1
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1] == "gpuprov: 2 of 6 requests failed: HTTP 503: injected failure of request 2"
+    assert all(line.startswith("bench: ") for line in lines[:-1])
     assert "1 failed: HTTP 503" in proc.stdout and "1 failed: the server reported an error mid-stream" in proc.stdout
     [run] = json.loads(gpuprov("bench", "history", "--db", db, "--json", rc=0).stdout)["runs"]
     assert run["results"]["requests_failed"] == 2 and run["results"]["requests_ok"] == 4
@@ -155,6 +156,9 @@ def test_server_dying_mid_run_keeps_what_was_measured(tmp_path: Path) -> None:
         (["http://127.0.0.1:1", "--max-tokens", "0"], "--max-tokens must be at least 1"),
         (["http://127.0.0.1:1", "--prompts", "/nonexistent.jsonl"], "/nonexistent.jsonl: no such file"),
         (["http://127.0.0.1:1", "--timeout", "0"], "--timeout must be more than 0"),
+        (["http://127.0.0.1:1", "--request-timeout", "0"], "--request-timeout must be more than 0"),
+        (["http://127.0.0.1:1", "--request-timeout", "inf"], "--request-timeout must be more than 0"),
+        (["http://[::1"], "is not a valid URL (Invalid IPv6 URL)"),  # issue 14, item 9: was a traceback
     ],
 )
 def test_bad_usage_is_one_line_exit_2_and_nothing_stored(tmp_path: Path, args: list[str], message: str) -> None:

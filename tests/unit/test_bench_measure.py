@@ -23,7 +23,7 @@ SLACK_S = 0.08
 
 
 def config(url: str, **kw: object) -> BenchConfig:
-    workload = kw.pop("workload", None) or Workload(api=str(kw.pop("api", "chat")), prompt_tokens=8, max_tokens=8)
+    workload = kw.pop("workload", None) or Workload(api=str(kw.pop("api", "chat")), prompt_tokens=8, max_tokens=64)
     defaults: dict[str, object] = {"warmup": 0, "timeout_s": 5.0}
     defaults.update(kw)
     return BenchConfig(endpoint=Endpoint.parse(url), model="fake-model", workload=workload, **defaults)  # type: ignore[arg-type]
@@ -99,16 +99,22 @@ def test_stream_dropped_without_done_is_a_failure() -> None:
         level = run_level(config(srv.url, requests=3), 1)
     assert level.requests_failed == 1
     [message] = level.errors
-    assert "closed" in message and "3 tokens" in message
+    assert "closed" in message and "3 text events" in message
 
 
 def test_streams_cut_only_under_concurrency_get_a_hint() -> None:
+    hint = "--interrupt_requests False"
+    with FakeServer(Script(tokens=4, per_token_s=0.01, drop_when_busy=True)) as srv:
+        concurrent = run_bench(config(srv.url, concurrencies=[1, 2], requests=4))
+    assert concurrent.levels[0].requests_failed == 0 and concurrent.levels[1].requests_failed > 0
+    assert any(hint in note for note in concurrent.notes)
     with FakeServer(Script(tokens=2, drops={3: 1})) as srv:
-        concurrent = run_bench(config(srv.url, concurrencies=[2, 4], requests=4))
         alone = run_bench(config(srv.url, concurrencies=[1, 2], requests=4))
-    assert [lv.requests_failed for lv in concurrent.levels] == [1, 1]
-    assert any("--interrupt_requests False" in note for note in concurrent.notes)
-    assert not any("--interrupt_requests False" in note for note in alone.notes)  # cut at 1 too: not that
+        no_single = run_bench(config(srv.url, concurrencies=[2, 4], requests=4))
+    assert not any(hint in note for note in alone.notes)  # cut at 1 too: not that
+    # no concurrency-1 level ran: nothing says the cuts were due to concurrency (issue 20, item 4)
+    assert [lv.requests_failed for lv in no_single.levels] == [1, 1]
+    assert not any(hint in note for note in no_single.notes)
 
 
 def test_server_dying_mid_run_stops_the_level_and_keeps_what_was_measured() -> None:
@@ -132,7 +138,7 @@ def test_server_dying_mid_run_stops_the_level_and_keeps_what_was_measured() -> N
 
 
 def test_an_answer_without_text_counts_as_answered_without_a_ttft() -> None:
-    with FakeServer(Script(tokens=3, silent={1})) as srv:
+    with FakeServer(Script(tokens=3, empty={1})) as srv:
         run = run_bench(config(srv.url, requests=3))
     [level] = run.levels
     assert (level.requests_ok, level.requests_failed, level.requests_without_text) == (3, 0, 1)
@@ -157,7 +163,8 @@ def test_tokens_from_usage_when_sent_else_counted_events() -> None:
         with_usage = run_level(config(srv.url, requests=2), 1)
         without = run_level(config(srv.url, requests=2, include_usage=False), 1)
     assert with_usage.token_source == "usage" and with_usage.output_tokens == 2 * 8
-    assert without.token_source == "chunks" and without.output_tokens == 2 * 4  # 4 events of 2 tokens
+    # 4 events of 2 tokens (" tok tok"): estimated from the text's length, not counted as 4 events
+    assert without.token_source == "estimated" and without.output_tokens == 2 * 8
 
 
 def test_warmup_falls_back_when_the_server_rejects_stream_options() -> None:
@@ -165,8 +172,8 @@ def test_warmup_falls_back_when_the_server_rejects_stream_options() -> None:
         run = run_bench(config(srv.url, requests=2, warmup=1))
     assert not run.config.include_usage
     assert any("stream_options" in note for note in run.notes)
-    assert run.levels[0].requests_ok == 2 and run.levels[0].token_source == "chunks"
-    assert any("counted as text-carrying stream events" in note for note in run.notes)
+    assert run.levels[0].requests_ok == 2 and run.levels[0].token_source == "estimated"
+    assert any("output tokens estimated from the streamed text" in note for note in run.notes)
 
 
 def test_warmup_failure_stops_before_measuring_with_the_servers_message() -> None:
@@ -252,7 +259,7 @@ def test_bad_sweep_settings(kw: dict, message: str) -> None:
 def test_interrupted_warm_up_keeps_what_there_is(monkeypatch: pytest.MonkeyPatch) -> None:
     from provision.bench import runner
 
-    def interrupted(config: object, notes: list[str]) -> None:
+    def interrupted(config: object, notes: list[str], on_message: object = None) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(runner, "warm_up", interrupted)

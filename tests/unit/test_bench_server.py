@@ -4,7 +4,16 @@ the ``gpuprov bench`` measurement tests), and tests that it speaks the wire form
 Standard library only: ``http.server`` on 127.0.0.1, port 0, HTTP/1.1 keep-alive with chunked
 transfer encoding (what uvicorn, vLLM's and llama-cpp-python's server, sends). The request index is
 read back from the body's ``seed`` (the workload sends ``seed + index``), so a test can script
-request *i*: a delay before its first token, an HTTP error, an error event mid-stream, a hang.
+request *i*: a delay before its first token, an HTTP error, an error event mid-stream, a malformed
+event, a dropped connection, a hang.
+
+It is the suite's truth: events leave on an absolute schedule (the first after ``ttft_s``, each next
+one ``per_token_s`` × its tokens later, measured from the request's arrival, so a late wake-up never
+shifts the ones after it), and it misbehaves on request: trickling tokens, ignoring ``max_tokens``,
+several tokens per event, no usage, cutting streams when another request arrives, hanging. It can
+count tokens the way real servers' tokenizer endpoints do (vLLM and llama.cpp's ``/tokenize``,
+llama-cpp-python's ``/extras/tokenize``: each ``tok`` is one token). :class:`ServerProcess` runs it in
+a process of its own, so the client under test does not share its interpreter lock.
 """
 
 from __future__ import annotations
@@ -14,9 +23,11 @@ import http.client
 import json
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -46,8 +57,20 @@ class Script:
     stream_errors: dict[int, int] = field(default_factory=dict)
     #: request index -> tokens sent before the connection is dropped without [DONE]
     drops: dict[int, int] = field(default_factory=dict)
+    #: request index -> tokens sent before an event that is not JSON
+    malformed: dict[int, int] = field(default_factory=dict)
+    #: generate ``tokens`` whatever max_tokens the request asks for (honest servers stop there)
+    ignore_max_tokens: bool = False
+    #: drop a stream after its first event when another request is in flight (llama-cpp-python's
+    #: server ends the running request when a new one arrives)
+    drop_when_busy: bool = False
+    #: answer tokenizer requests like this engine: "vllm", "llama.cpp" (POST /tokenize) or
+    #: "llama-cpp-python" (POST /extras/tokenize, which adds a BOS token); None: no tokenizer
+    tokenizer: str | None = None
+    #: never answer anything, GETs included (a hung server that still accepts connections)
+    silent: bool = False
     #: request indexes whose answer has no text at all (the model ended its turn at once)
-    silent: set[int] = field(default_factory=set)
+    empty: set[int] = field(default_factory=set)
     #: request indexes (>=) from which the server never answers
     hang_from: int | None = None
     #: reject bodies carrying stream_options with HTTP 400 (older servers)
@@ -87,6 +110,10 @@ class FakeServer:
                     server.connections.append(self.connection)
 
             def do_GET(self) -> None:
+                if server.script.silent:
+                    server.release.wait(60)
+                    self.close_connection = True
+                    return
                 if self.path == "/v1/models":
                     self._json(200, {"object": "list", "data": [{"id": "fake-model", "object": "model",
                                                                   "owned_by": server.script.owned_by}]})  # fmt: skip
@@ -98,6 +125,9 @@ class FakeServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length))
+                if self.path in ("/tokenize", "/extras/tokenize"):
+                    server.handle_tokenize(self, body)
+                    return
                 with server.lock:
                     server.bodies.append(body)
                 server.handle_completion(self, body)
@@ -133,8 +163,27 @@ class FakeServer:
                 with contextlib.suppress(OSError):
                     conn.shutdown(socket.SHUT_RDWR)
 
+    # -- tokenizer endpoints -------------------------------------------------------------------------
+    def handle_tokenize(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        """vLLM: {"prompt"} -> {"count", "tokens"}; llama.cpp: {"content"} -> {"tokens"};
+        llama-cpp-python: {"input"} -> {"tokens"} with a BOS token first. Each ``tok`` is a token."""
+        kind = self.script.tokenizer
+        wanted = {"vllm": ("/tokenize", "prompt"), "llama.cpp": ("/tokenize", "content"),
+                  "llama-cpp-python": ("/extras/tokenize", "input")}  # fmt: skip
+        if kind not in wanted or handler.path != wanted[kind][0] or not isinstance(body.get(wanted[kind][1]), str):
+            handler._json(404, {"detail": "Not Found"})  # type: ignore[attr-defined]
+            return
+        tokens = [7] * len(re.findall(r"tok", body[wanted[kind][1]]))
+        if kind == "llama-cpp-python":
+            handler._json(200, {"tokens": [1, *tokens]})  # type: ignore[attr-defined]
+        elif kind == "vllm":
+            handler._json(200, {"count": len(tokens), "max_model_len": 4096, "tokens": tokens})  # type: ignore[attr-defined]
+        else:
+            handler._json(200, {"tokens": tokens})  # type: ignore[attr-defined]
+
     # -- one completion ----------------------------------------------------------------------------
     def handle_completion(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        arrived = time.perf_counter()
         s = self.script
         index = int(body.get("seed", 0)) - s.seed_base
         if s.reject_stream_options and "stream_options" in body:
@@ -143,8 +192,8 @@ class FakeServer:
         if index in s.http_errors:
             handler._json(s.http_errors[index], {"error": {"message": f"injected failure of request {index}"}})  # type: ignore[attr-defined]
             return
-        if s.hang_from is not None and index >= s.hang_from:
-            self.release.wait(30)
+        if s.silent or (s.hang_from is not None and index >= s.hang_from):
+            self.release.wait(60)
             handler.close_connection = True
             return
         chat = "messages" in body
@@ -161,20 +210,29 @@ class FakeServer:
             handler.end_headers()
             if chat:  # the role-only first chunk chat servers send
                 self._event(handler, {"choices": [{"index": 0, "delta": {"role": "assistant"}}]})
-            time.sleep(ttft_s)
+            due = arrived + ttft_s  # when the next event leaves: an absolute schedule
+            _sleep_until(due)
             sent = 0
-            tokens = 0 if index in s.silent else s.tokens
+            asked = body.get("max_tokens")
+            tokens = 0 if index in s.empty else s.tokens
+            if isinstance(asked, int) and not s.ignore_max_tokens:
+                tokens = min(tokens, asked)
             while sent < tokens:
                 if index in s.stream_errors and sent >= s.stream_errors[index]:
                     self._event(handler, {"error": {"message": "injected error mid-stream", "code": 500}})
                     break
-                if index in s.drops and sent >= s.drops[index]:
+                if index in s.malformed and sent >= s.malformed[index]:
+                    self._raw(handler, "data: {not json\n\n")
+                    break
+                busy = s.drop_when_busy and sent and self.in_flight > 1
+                if busy or (index in s.drops and sent >= s.drops[index]):
                     handler.wfile.flush()
                     handler.close_connection = True
                     handler.connection.shutdown(2)
                     return
                 if sent:
-                    time.sleep(self._per_token_s() * s.tokens_per_event)
+                    due += self._per_token_s() * s.tokens_per_event
+                    _sleep_until(due)
                 n = min(s.tokens_per_event, tokens - sent)
                 piece = " tok" * n
                 choice = {"index": 0, "delta": {"content": piece}} if chat else {"index": 0, "text": piece}
@@ -210,6 +268,54 @@ class FakeServer:
         data = text.encode()
         handler.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         handler.wfile.flush()
+
+
+def _sleep_until(when: float) -> None:
+    delay = when - time.perf_counter()
+    if delay > 0:
+        time.sleep(delay)
+
+
+def serve(script_json: str) -> None:
+    """Run a FakeServer until stdin closes; its URL is the first line on stdout (ServerProcess)."""
+    data = json.loads(script_json)
+    for key in ("http_errors", "stream_errors", "drops", "malformed"):
+        data[key] = {int(k): v for k, v in data.get(key, {}).items()}
+    data["empty"] = set(data.get("empty", []))
+    with FakeServer(Script(**data)) as srv:
+        print(srv.url, flush=True)
+        sys.stdin.read()
+
+
+class ServerProcess:
+    """A FakeServer in a process of its own: ``with ServerProcess(Script(...)) as url: ...``."""
+
+    def __init__(self, script: Script) -> None:
+        data = asdict(script)
+        data["empty"] = sorted(data["empty"])
+        code = "import sys; from tests.unit.test_bench_server import serve; serve(sys.argv[1])"
+        self._args = [sys.executable, "-c", code, json.dumps(data)]
+        self._proc: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> str:
+        from pathlib import Path
+
+        root = Path(__file__).resolve().parents[2]
+        self._proc = subprocess.Popen(self._args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=root)
+        assert self._proc.stdout is not None
+        url = self._proc.stdout.readline().strip()
+        assert url.startswith("http://"), "the test server did not start"
+        return url
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self._proc is not None
+        assert self._proc.stdin is not None
+        self._proc.stdin.close()
+        try:
+            self._proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
 
 
 # -- the double speaks the format ------------------------------------------------------------------
