@@ -15,7 +15,7 @@ from packaging.version import InvalidVersion, Version
 from provision.errors import UsageError
 from provision.gpuarch import parse_cc
 from provision.snapshot import Snapshot
-from provision.versions import is_driver_version
+from provision.versions import is_driver_version, version_or_none
 
 #: the distributions the matrix knows; "flashinfer" (0.1.x) is the old name of flashinfer-python
 TRACKED = ("torch", "vllm", "flashinfer-python", "xformers", "llama-cpp-python")
@@ -87,6 +87,9 @@ def target_from_snapshot(snap: Snapshot) -> Target:
     for key, pkg in snap.python.packages.items():
         name = _ALIASES.get(key, key)
         if name in TRACKED:
+            if version_or_none(pkg.version) is None:  # what --with refuses, a snapshot cannot bring in
+                shown = pkg.version if len(pkg.version) <= 60 else pkg.version[:60] + "…"
+                raise UsageError(f"the snapshot's {key} version {shown!r} is not a version (PEP 440): cannot check it")
             target.packages[name] = pkg.version
     target.torch_cuda = snap.python.torch_cuda
     target.llama_cpp_cuda = snap.python.llama_cpp_cuda

@@ -93,7 +93,10 @@ def _set(data: Any, path: tuple, value: Any) -> None:
 def test_no_number_but_a_finite_count_is_read(tmp_path: Path, path: tuple, value: float) -> None:
     data = base()
     _set(data, path, value)
-    with pytest.raises(SnapshotError, match=rf"{path[-1]}: (.* is not a number from 0 to 2\*\*53|expected an integer, got -?(nan|inf))$"):
+    with pytest.raises(
+        SnapshotError,
+        match=rf"{path[-1]}: (.* is not a number from 0 to 2\*\*53|expected an integer, got -?(nan|inf))$",
+    ):
         Snapshot.load(write(tmp_path, data))
 
 
@@ -245,3 +248,13 @@ def test_redacted_scrubs_the_user_name_and_hostname_everywhere() -> None:
     assert red.python.interpreter == "/srv/USER/venv/bin/python"
     assert red.env == {"HF_HOME": "/data/USER/hf", "VLLM_X": "/home/USER/models", "OTHER": "malice"}
     assert red.host.hostname is None and "alice" not in red.to_json().replace("malice", "")
+
+
+@pytest.mark.parametrize("version", ["", "bad version", "\x1b[31m"])
+def test_compat_refuses_a_snapshot_package_version_as_with_does(tmp_path: Path, version: str) -> None:
+    """Found by the hostile-snapshot property test: a tracked package's version that is not one was a traceback."""
+    data = base()
+    data["python"]["packages"] = {"torch": {"name": "torch", "version": version, "cuda_variant": None}}
+    line = one_error_line(gpuprov("compat", "check", "--from", str(write(tmp_path, data))))
+    assert "the snapshot's torch version" in line and "is not a version (PEP 440)" in line
+    one_error_line(gpuprov("compat", "check", "--with", f"torch=={version or 'x'}"))  # exit 2 for both
