@@ -200,6 +200,9 @@ def read_text(text: str, *, source: str = "") -> SmiReading:
             assert s is not None
             node = parent.children.setdefault(_key(s.group(2)), Node())
         stack.append((indent, node))
+    if gpus and "processes" not in gpus[-1][1].children:
+        # every nvidia-smi -q GPU entry has a Processes line near its end
+        warnings.append("the reading is cut off: the last GPU's entry ends before its 'Processes' line")
     if ended_at is not None and any(x.strip() for x in lines[ended_at:]):
         warnings.append(f"text after the reading ignored (from line {ended_at + 1}: {lines[ended_at].strip()[:40]!r})")
     return _reading(top, gpus, form="nvidia-smi -q", schema=None, warnings=warnings, source=source)
@@ -258,7 +261,7 @@ def read_xml(text: str, *, source: str = "") -> SmiReading:
     try:
         parser.feed(body)
         parser.close()
-    except ET.ParseError:
+    except (ET.ParseError, UnicodeError):  # cut off, malformed, or a character expat cannot take
         truncated = True
     try:
         for event, elem in parser.read_events():

@@ -1,3 +1,4 @@
+# ruff: noqa: E501, RUF028  (addresses and one-row-per-value data)
 """Writes the nvidia-smi readings in this folder from the values of published readings.
 
 Run: `python tests/data/readings/write.py` (rewrites the *.q.txt / *.qx.xml files it makes; the device
@@ -212,9 +213,12 @@ def xml_reading(driver, cuda, gpus, *, schema, stamp="Mon Dec  1 10:00:00 2025")
             x += [
                 "\t\t<gpu_power_readings>",
                 *(
-                    [f"\t\t\t<average_power_draw>{_w(g['draw'])}</average_power_draw>",
-                     f"\t\t\t<instant_power_draw>{_w(g['draw'])}</instant_power_draw>"]
-                    if events else [f"\t\t\t<power_draw>{_w(g['draw'])}</power_draw>"]
+                    [
+                        f"\t\t\t<average_power_draw>{_w(g['draw'])}</average_power_draw>",
+                        f"\t\t\t<instant_power_draw>{_w(g['draw'])}</instant_power_draw>",
+                    ]
+                    if events
+                    else [f"\t\t\t<power_draw>{_w(g['draw'])}</power_draw>"]
                 ),  # fmt: skip
                 f"\t\t\t<current_power_limit>{_w(cur)}</current_power_limit>",
                 f"\t\t\t<requested_power_limit>{_w(req)}</requested_power_limit>",
@@ -253,61 +257,285 @@ A100_80 = dict(vram=81920, reserved=0, sm=1410, mem=1593, pcie=(4, 4), ecc="Enab
 
 def readings() -> dict[str, str]:
     return {
-        "rtx4090-535.qx.xml": xml_reading("535.86.05", "12.2", [gpu(
-            "NVIDIA GeForce RTX 4090", "Ada Lovelace", vram=24564, reserved=346, used=2,
-            power=(450, 450, 450, 10, 600), draw=21.5, pcie=(3, 1), sm=3120, mem=10501, slowdown=87, shutdown=92,
-        )], schema="v12"),  # fmt: skip
-        "rtx4090x8-550.q.txt": text_reading("550.127.05", "12.4", [gpu(
-            "NVIDIA GeForce RTX 4090", "Ada Lovelace", vram=24564, reserved=346, power=(450, 450, 450, 150, 450),
-            draw=18.0 + i, sm=3120, mem=10501, slowdown=87, shutdown=92, bus=0x18 + i * 0x10, display=False,
-        ) for i in range(8)]),  # fmt: skip
-        "rtx4080super-595.q.txt": text_reading("595.71.05", "13.2", [gpu(
-            "NVIDIA GeForce RTX 4080 SUPER", "Ada Lovelace", vram=16376, reserved=274,
-            power=(320, 320, 320, 150, 400), draw=9.4, persistence=False, sm=3105, mem=11501, slowdown=87, shutdown=90,
-        )]),  # fmt: skip
-        "rtx4070laptop-566.q.txt": "PS C:\\Users\\someone> nvidia-smi -q\n" + text_reading("566.36", "12.7", [gpu(
-            "NVIDIA GeForce RTX 4070 Laptop GPU", "Ada Lovelace", vram=8188, reserved=166,
-            power=(61.24, None, 55, 5, 140), draw=2.1, temp=45, tlimit=(42, -5, -2), sm=3105, mem=8001, display=True,
-        )]),  # fmt: skip
-        "rtx3060laptop-515.qx.xml": xml_reading("515.65.01", "11.7", [gpu(
-            "NVIDIA GeForce RTX 3060 Laptop GPU", "Ampere", vram=6144, power=(None, None, None, None, None), draw=8.70,
-            persistence=False, sm=2100, mem=7001, slowdown=102, shutdown=105, temp=48,
-        )], schema="v11"),  # fmt: skip
-        "h100-590.q.txt": text_reading("590.48.01", "13.1", [gpu(
-            "NVIDIA H100 80GB HBM3", "Hopper", draw=69.8, pstate="P0", temp=31, tlimit=(56, -8, -2), mig="Disabled", **H100,
-        )]),  # fmt: skip
-        "h100mig-590.q.txt": text_reading("590.48.01", "13.1", [gpu(
-            "NVIDIA H100 80GB HBM3", "Hopper", draw=88.1, pstate="P0", temp=33, tlimit=(54, -8, -2), mig="Enabled", **H100,
-        )]),  # fmt: skip
-        "a100mig-510.qx.xml": xml_reading("510.47.03", "11.6", [gpu(
-            "NVIDIA A100-SXM4-40GB", "Ampere", vram=40960, reserved=605, used=38, power=(400, 400, 400, 100, 400),
-            draw=66.92, persistence=False, pstate="P0", sm=1410, mem=1215, ecc="Enabled", mig="Enabled", temp=36,
-            slowdown=89, shutdown=92, idle=False,
-        )], schema="v11"),  # fmt: skip
-        "a100-535.qx.xml": xml_reading("535.54.03", "12.2", [gpu(
-            "NVIDIA A100-SXM4-80GB", "Ampere", power=(500, 500, 500, 100, 500), draw=61.0, persistence=False,
-            pstate="P0", mig="Enabled", **A100_80,
-        )], schema="v12").replace("<attached_gpus>1<", "<attached_gpus>4<"),  # trimmed, as published  # fmt: skip
-        "l40s-595.q.txt": text_reading("595.80", "13.2", [gpu(
-            "NVIDIA L40S", "Ada Lovelace", vram=46068, reserved=585, power=(350, 350, 350, 100, 350), draw=183.0,
-            persistence=False, pstate="P0", sm=2520, mem=9001, ecc="Enabled", slowdown=88, shutdown=93,
-        )]),  # fmt: skip
-        "l4-550.q.txt": text_reading("550.90.07", "12.4", [gpu(
-            "NVIDIA L4", "Ada Lovelace", vram=23034, reserved=433, power=(72, 72, 72, 40, 72), draw=16.2,
-            sm=2040, mem=6251, ecc="Enabled", slowdown=92, shutdown=96, temp=38,
-        )]),  # fmt: skip
-        "rtx3090-525.qx.xml": xml_reading("525.147.05", "12.0", [gpu(
-            "NVIDIA GeForce RTX 3090", "Ampere", vram=24576, reserved=316, power=(200, 200, 350, 100, 375), draw=27.23,
-            slowdown=95, shutdown=98, temp=37, pcie=(4, 1),
-        )], schema="v12"),  # fmt: skip
-        "rtx3090-590.qx.xml": xml_reading("590.44.01", "13.1", [gpu(
-            "NVIDIA GeForce RTX 3090", "Ampere", vram=24576, reserved=450, used=7, power=(350, 350, 350, 100, 480),
-            draw=35.06, slowdown=95, shutdown=98, temp=32, pcie=(4, 1), display=True,
-        )], schema="v13"),  # fmt: skip
-        "rtx2080x2-590.qx.xml": xml_reading("590.44.01", "13.1", [gpu(
-            "NVIDIA GeForce RTX 2080", "Turing", vram=8192, reserved=190, power=(215, 215, 215, 105, 240), draw=12.0 + i,
-            sm=2100, mem=7000, slowdown=89, shutdown=94, bus=1 + i * 2, pcie=(3, 1),
-        ) for i in range(2)], schema="v13").replace(  # both GPUs carry the same placeholder UUID, as published
+        "rtx4090-535.qx.xml": xml_reading(
+            "535.86.05",
+            "12.2",
+            [
+                gpu(
+                    "NVIDIA GeForce RTX 4090",
+                    "Ada Lovelace",
+                    vram=24564,
+                    reserved=346,
+                    used=2,
+                    power=(450, 450, 450, 10, 600),
+                    draw=21.5,
+                    pcie=(3, 1),
+                    sm=3120,
+                    mem=10501,
+                    slowdown=87,
+                    shutdown=92,
+                )
+            ],
+            schema="v12",
+        ),  # fmt: skip
+        "rtx4090x8-550.q.txt": text_reading(
+            "550.127.05",
+            "12.4",
+            [
+                gpu(
+                    "NVIDIA GeForce RTX 4090",
+                    "Ada Lovelace",
+                    vram=24564,
+                    reserved=346,
+                    power=(450, 450, 450, 150, 450),
+                    draw=18.0 + i,
+                    sm=3120,
+                    mem=10501,
+                    slowdown=87,
+                    shutdown=92,
+                    bus=0x18 + i * 0x10,
+                    display=False,
+                )
+                for i in range(8)
+            ],
+        ),  # fmt: skip
+        "rtx4080super-595.q.txt": text_reading(
+            "595.71.05",
+            "13.2",
+            [
+                gpu(
+                    "NVIDIA GeForce RTX 4080 SUPER",
+                    "Ada Lovelace",
+                    vram=16376,
+                    reserved=274,
+                    power=(320, 320, 320, 150, 400),
+                    draw=9.4,
+                    persistence=False,
+                    sm=3105,
+                    mem=11501,
+                    slowdown=87,
+                    shutdown=90,
+                )
+            ],
+        ),  # fmt: skip
+        "rtx4070laptop-566.q.txt": "PS C:\\Users\\someone> nvidia-smi -q\n"
+        + text_reading(
+            "566.36",
+            "12.7",
+            [
+                gpu(
+                    "NVIDIA GeForce RTX 4070 Laptop GPU",
+                    "Ada Lovelace",
+                    vram=8188,
+                    reserved=166,
+                    power=(61.24, None, 55, 5, 140),
+                    draw=2.1,
+                    temp=45,
+                    tlimit=(42, -5, -2),
+                    sm=3105,
+                    mem=8001,
+                    display=True,
+                )
+            ],
+        ),  # fmt: skip
+        "rtx3060laptop-515.qx.xml": xml_reading(
+            "515.65.01",
+            "11.7",
+            [
+                gpu(
+                    "NVIDIA GeForce RTX 3060 Laptop GPU",
+                    "Ampere",
+                    vram=6144,
+                    power=(None, None, None, None, None),
+                    draw=8.70,
+                    persistence=False,
+                    sm=2100,
+                    mem=7001,
+                    slowdown=102,
+                    shutdown=105,
+                    temp=48,
+                )
+            ],
+            schema="v11",
+        ),  # fmt: skip
+        "h100-590.q.txt": text_reading(
+            "590.48.01",
+            "13.1",
+            [
+                gpu(
+                    "NVIDIA H100 80GB HBM3",
+                    "Hopper",
+                    draw=69.8,
+                    pstate="P0",
+                    temp=31,
+                    tlimit=(56, -8, -2),
+                    mig="Disabled",
+                    **H100,
+                )
+            ],
+        ),  # fmt: skip
+        "h100mig-590.q.txt": text_reading(
+            "590.48.01",
+            "13.1",
+            [
+                gpu(
+                    "NVIDIA H100 80GB HBM3",
+                    "Hopper",
+                    draw=88.1,
+                    pstate="P0",
+                    temp=33,
+                    tlimit=(54, -8, -2),
+                    mig="Enabled",
+                    **H100,
+                )
+            ],
+        ),  # fmt: skip
+        "a100mig-510.qx.xml": xml_reading(
+            "510.47.03",
+            "11.6",
+            [
+                gpu(
+                    "NVIDIA A100-SXM4-40GB",
+                    "Ampere",
+                    vram=40960,
+                    reserved=605,
+                    used=38,
+                    power=(400, 400, 400, 100, 400),
+                    draw=66.92,
+                    persistence=False,
+                    pstate="P0",
+                    sm=1410,
+                    mem=1215,
+                    ecc="Enabled",
+                    mig="Enabled",
+                    temp=36,
+                    slowdown=89,
+                    shutdown=92,
+                    idle=False,
+                )
+            ],
+            schema="v11",
+        ),  # fmt: skip
+        "a100-535.qx.xml": xml_reading(
+            "535.54.03",
+            "12.2",
+            [
+                gpu(
+                    "NVIDIA A100-SXM4-80GB",
+                    "Ampere",
+                    power=(500, 500, 500, 100, 500),
+                    draw=61.0,
+                    persistence=False,
+                    pstate="P0",
+                    mig="Enabled",
+                    **A100_80,
+                )
+            ],
+            schema="v12",
+        ).replace("<attached_gpus>1<", "<attached_gpus>4<"),  # trimmed, as published  # fmt: skip
+        "l40s-595.q.txt": text_reading(
+            "595.80",
+            "13.2",
+            [
+                gpu(
+                    "NVIDIA L40S",
+                    "Ada Lovelace",
+                    vram=46068,
+                    reserved=585,
+                    power=(350, 350, 350, 100, 350),
+                    draw=183.0,
+                    persistence=False,
+                    pstate="P0",
+                    sm=2520,
+                    mem=9001,
+                    ecc="Enabled",
+                    slowdown=88,
+                    shutdown=93,
+                )
+            ],
+        ),  # fmt: skip
+        "l4-550.q.txt": text_reading(
+            "550.90.07",
+            "12.4",
+            [
+                gpu(
+                    "NVIDIA L4",
+                    "Ada Lovelace",
+                    vram=23034,
+                    reserved=433,
+                    power=(72, 72, 72, 40, 72),
+                    draw=16.2,
+                    sm=2040,
+                    mem=6251,
+                    ecc="Enabled",
+                    slowdown=92,
+                    shutdown=96,
+                    temp=38,
+                )
+            ],
+        ),  # fmt: skip
+        "rtx3090-525.qx.xml": xml_reading(
+            "525.147.05",
+            "12.0",
+            [
+                gpu(
+                    "NVIDIA GeForce RTX 3090",
+                    "Ampere",
+                    vram=24576,
+                    reserved=316,
+                    power=(200, 200, 350, 100, 375),
+                    draw=27.23,
+                    slowdown=95,
+                    shutdown=98,
+                    temp=37,
+                    pcie=(4, 1),
+                )
+            ],
+            schema="v12",
+        ),  # fmt: skip
+        "rtx3090-590.qx.xml": xml_reading(
+            "590.44.01",
+            "13.1",
+            [
+                gpu(
+                    "NVIDIA GeForce RTX 3090",
+                    "Ampere",
+                    vram=24576,
+                    reserved=450,
+                    used=7,
+                    power=(350, 350, 350, 100, 480),
+                    draw=35.06,
+                    slowdown=95,
+                    shutdown=98,
+                    temp=32,
+                    pcie=(4, 1),
+                    display=True,
+                )
+            ],
+            schema="v13",
+        ),  # fmt: skip
+        "rtx2080x2-590.qx.xml": xml_reading(
+            "590.44.01",
+            "13.1",
+            [
+                gpu(
+                    "NVIDIA GeForce RTX 2080",
+                    "Turing",
+                    vram=8192,
+                    reserved=190,
+                    power=(215, 215, 215, 105, 240),
+                    draw=12.0 + i,
+                    sm=2100,
+                    mem=7000,
+                    slowdown=89,
+                    shutdown=94,
+                    bus=1 + i * 2,
+                    pcie=(3, 1),
+                )
+                for i in range(2)
+            ],
+            schema="v13",
+        ).replace(  # both GPUs carry the same placeholder UUID, as published
             "GPU-00000000-0000-0000-0000-000000000001", "GPU-00000000-0000-0000-0000-000000000000"
         ),  # fmt: skip
     }

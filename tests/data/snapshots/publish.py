@@ -11,9 +11,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-import importlib.util  # noqa: E402
+import importlib.util
 
-from provision import smireading  # noqa: E402
+from provision import smireading
 
 HERE = Path(__file__).resolve().parent
 READINGS = HERE.parent / "readings"
