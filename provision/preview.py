@@ -85,10 +85,36 @@ def rendered_files(profile: Profile, *, python: str, snapshot: Snapshot | None =
     return result
 
 
+def live_system(out: Path) -> str | None:
+    """Why ``out`` holds a live system — this machine's root, a running systemd's, one with /proc mounted —
+    or None. A rendered tree is for inspection (placeholders, nothing recorded for revert): never over one."""
+    try:
+        real = out.resolve()
+        here, top = real.stat(), Path("/").stat()
+    except OSError:
+        return None  # not there (yet): render makes it
+    if (here.st_dev, here.st_ino) == (top.st_dev, top.st_ino):
+        return "it is this machine's root directory"
+    try:
+        if (real / "run/systemd/system").is_dir():
+            return "a running systemd's run/systemd/system is there"
+        if (real / "etc/os-release").exists() and (real / "proc").is_dir() and any((real / "proc").iterdir()):
+            return "it holds an installed system with /proc mounted"
+    except OSError as exc:
+        return f"it cannot be looked into ({exc.strerror or exc})"
+    return None
+
+
 def write_tree(result: RenderResult, out: Path) -> list[Path]:
     """Write the files under ``out`` as if it were ``/`` (atomically, with their modes)."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a directory")
+    why = live_system(out)
+    if why is not None:
+        raise UsageError(
+            f"{out}: {why}: gpuprov render writes files for inspection (API keys as placeholders, nothing "
+            "recorded for revert), never over a live system: give an empty directory; gpuprov apply changes a host"
+        )
     written = []
     for f in result.files:
         target = out / f.path.lstrip("/")
