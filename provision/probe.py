@@ -17,7 +17,7 @@ from typing import Any
 
 from provision import __version__, engines, hostfacts, nvml, pyenv, serverunits, toolkits
 from provision.gpuarch import NVML_ARCHITECTURES, architecture_for_cc
-from provision.snapshot import DriverInfo, GpuInfo, NvmlStatus, Snapshot, masked_env
+from provision.snapshot import DriverInfo, GpuInfo, NvmlStatus, Snapshot, masked_env, printable_copy
 
 #: environment variables worth reporting (prefix match for those ending in "_")
 RELEVANT_ENV = (
@@ -63,7 +63,7 @@ def probe(*, python: str | None = None, nvml_backend: Any = None, root: Path = P
     snap.python = pyenv.read_environment(python)
     snap.engines = engines.find_engines(environ)
     snap.env = masked_env(relevant_env(environ))  # a secret's value is never kept, so never shown
-    return snap
+    return printable_copy(snap)  # no text from this host reaches a terminal as control characters
 
 
 # -- NVML ------------------------------------------------------------------------------------------

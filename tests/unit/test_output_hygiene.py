@@ -158,3 +158,26 @@ def test_plan_says_the_exposure_warning_once(tmp_path: Path) -> None:
     assert table.stdout.count(warning) == 1
     assert as_json.stdout.count(warning) == 1
     assert [n for n in json.loads(as_json.stdout)["notes"] if n.startswith(warning)]
+
+
+def test_text_read_from_this_host_is_made_printable_too(tmp_path: Path) -> None:
+    replay = tmp_path / "replay.json"
+    replay.write_text(BASE.read_text())
+    env = {"GPUPROV_NVML_REPLAY": str(replay), "CUDA_VISIBLE_DEVICES": "7\x1b[31mX\nERROR [gpu0] forged"}
+    proc = gpuprov("doctor", env=env)
+    assert "\x1b" not in proc.stdout
+    assert not any(line.startswith("ERROR [gpu0] forged") for line in proc.stdout.splitlines())
+    assert "7\\x1b[31mX\\nERROR [gpu0] forged" in proc.stdout
+
+
+def test_printable_copy_reaches_every_text_of_a_snapshot() -> None:
+    from provision.snapshot import PackageInfo, printable_copy
+
+    snap = Snapshot.load(BASE)
+    snap.gpus[0].name = "a\x1bb"
+    snap.gpus[0].clock_event_reasons = ["c\nd"]
+    snap.python.packages = {"e\u202ef": PackageInfo(name="e\u202ef", version="1\r")}
+    copy = printable_copy(snap)
+    assert copy.gpus[0].name == "a\\x1bb" and copy.gpus[0].clock_event_reasons == ["c\\nd"]
+    assert copy.python.packages == {"e\\u202ef": PackageInfo(name="e\\u202ef", version="1\\r")}
+    assert snap.gpus[0].name == "a\x1bb", "the original is untouched"
