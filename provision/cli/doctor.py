@@ -21,7 +21,12 @@ def doctor(
         Path | None, typer.Option("--save", metavar="FILE", help="Write the snapshot to FILE (JSON).")
     ] = None,
     redact: Annotated[
-        bool, typer.Option("--redact", help="Drop hostname, GPU UUIDs and serials from --save/--json.")
+        bool,
+        typer.Option(
+            "--redact",
+            help="Drop hostname, GPU UUIDs and serials; replace your user name, the hostname and home directories "
+            "in every text (table, --json, --save). Secret environment values are never shown, with or without it.",
+        ),
     ] = False,
     from_file: Annotated[
         Path | None,
