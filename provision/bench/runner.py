@@ -26,6 +26,7 @@ from typing import Any
 from provision.bench.client import CUT_AT_STOP, STREAM_CLOSED, Connection, Endpoint, RequestResult
 from provision.bench.gpu import GpuMonitor
 from provision.bench.stats import LevelResult, best_level, check_max_error_rate, summarize
+from provision.bench.tokens import TokenCounter
 from provision.bench.workload import Workload
 from provision.errors import GpuprovError, UsageError
 
@@ -259,7 +260,10 @@ def run_level(
     *,
     monitor: GpuMonitor | None = None,
     on_progress: Progress | None = None,
+    counter: TokenCounter | None = None,
 ) -> LevelResult:
+    """One concurrency level. Its figures are summarised after the wall time is taken: the texts of
+    answers without usage are counted then (``counter``: the server's tokenizer), never mid-level."""
     planned = config.requests_for(concurrency)
     start = time.perf_counter()
     deadline_s = None if config.duration_s is None else start + config.duration_s
@@ -342,11 +346,17 @@ def run_level(
         stop_reason = INTERRUPTED if interrupted else state["stop_reason"]
     for r in finished:
         r.started_s -= start
-    level = summarize(concurrency, finished, end - start, stop_reason=stop_reason)
-    level.request_results = finished
+    gpu = None
     if monitor is not None:
         monitor.sample_now()
-        level.gpu = monitor.summary(start, time.perf_counter())
+        gpu = monitor.summary(start, time.perf_counter())
+    if counter is not None:
+        counter.apply(finished)
+    for r in finished:
+        r.text = ""
+    level = summarize(concurrency, finished, end - start, stop_reason=stop_reason)
+    level.request_results = finished
+    level.gpu = gpu
     return level
 
 
@@ -378,9 +388,11 @@ def run_bench(
             return run
     elif config.include_usage:
         run.notes.append("no warm-up: stream_options support not checked")
+    counter = TokenCounter(config.endpoint, config.model, run.server.get("engine"),
+                           min(config.timeout_s, config.deadline_s))  # fmt: skip
     for concurrency in config.concurrencies:
         try:
-            level = run_level(config, concurrency, monitor=monitor, on_progress=on_progress)
+            level = run_level(config, concurrency, monitor=monitor, on_progress=on_progress, counter=counter)
         except KeyboardInterrupt:
             run.interrupted, run.stop_reason = True, INTERRUPTED
             break
@@ -402,8 +414,8 @@ def run_bench(
     cut = sum(lv.requests_cut for lv in run.levels)
     if cut:
         run.notes.append(
-            f"{cut} requests were still running {LEVEL_END_GRACE_S:g} s after their level's --duration and were "
-            "cut: counted as cut, neither answered nor failed, and left out of the latency figures"
+            f"{cut} requests were cut (still running {LEVEL_END_GRACE_S:g} s after their level's --duration, or "
+            "when it stopped early): counted as cut, neither answered nor failed, and left out of the figures"
         )
     empty = sum(lv.requests_without_text for lv in run.levels)
     if empty:
@@ -411,13 +423,39 @@ def run_bench(
             f"{empty} requests generated no text (the model ended its answer at once): they count as "
             "answered, without a TTFT; --ignore-eos or other prompts make them generate"
         )
-    sources = {lv.token_source for lv in run.levels if lv.token_source != "none"}
-    if "estimated" in sources or "mixed" in sources:
+    run.server["tokenizer"] = None if counter.route is None else counter.route.path
+    token_notes(run, counter)
+    return run
+
+
+def token_notes(run: BenchRun, counter: TokenCounter) -> None:
+    """Say how tokens were counted when not by usage, whether usage and tokenizer agree, and whether
+    the server generated more than asked (then the stored workload says so: issue 20, item 3)."""
+    sources = {r.token_source for lv in run.levels for r in lv.request_results if r.ok}
+    if "tokenizer" in sources and counter.route is not None:
+        run.notes.append(
+            f"output tokens counted by the server's tokenizer ({counter.route.path}) from the streamed text: "
+            "the server sent no usage"
+        )
+    if "estimated" in sources:
+        why = "no tokenizer endpoint answered" if counter.route is None else "its tokenizer did not answer for all"
         run.notes.append(
             "output tokens estimated from the streamed text (about 4 characters a token, at least one per "
-            "event): the server sent no usage; token figures are marked estimated"
+            f"event): the server sent no usage and {why}; token figures are marked estimated"
         )
-    return run
+    if (note := counter.note()) is not None:
+        run.notes.append(note)
+    over = sum(lv.requests_over_max_tokens for lv in run.levels)
+    if over:
+        answered = sum(lv.requests_ok for lv in run.levels)
+        most = max(lv.output_tokens_max or 0 for lv in run.levels)
+        workload = run.config.workload
+        run.notes.append(
+            f"the server ignores max_tokens: {over} of {answered} answered requests generated more tokens than "
+            f"asked (up to {most} under max_tokens={workload.max_tokens}); stored as that workload, "
+            "not compared with runs that honoured max_tokens"
+        )
+        workload.max_tokens_ignored_up_to = most
 
 
 def level_line(level: LevelResult) -> str:

@@ -98,6 +98,10 @@ class LevelResult:
     errors: dict[str, int] = field(default_factory=dict)
     #: successful requests that generated no text (the model stopped at once): no TTFT
     requests_without_text: int = 0
+    #: answered requests that generated more tokens than their max_tokens (the server ignores it)
+    requests_over_max_tokens: int = 0
+    #: the most tokens one answered request generated
+    output_tokens_max: int | None = None
     #: why the level ended before its requests/duration were done (None: it completed)
     stop_reason: str | None = None
     #: GPU readings while this level ran (see provision.bench.gpu); None: sampling was off
@@ -140,6 +144,8 @@ def summarize(
         stop_reason=stop_reason,
     )
     level.output_tokens = sum(r.output_tokens for r in ok)
+    level.output_tokens_max = max((r.output_tokens for r in ok), default=None)
+    level.requests_over_max_tokens = sum(1 for r in ok if over_max_tokens(r))
     level.requests_without_text = sum(1 for r in ok if r.ttft_s is None)
     if duration_s > 0:
         level.requests_per_s = len(ok) / duration_s
@@ -161,6 +167,16 @@ def summarize(
     level.token_source = sources.pop() if len(sources) == 1 else ("mixed" if sources else "none")
     level.errors = dict(Counter(r.error or "unknown error" for r in failed).most_common())
     return level
+
+
+def over_max_tokens(result: RequestResult) -> bool:
+    """The request generated more tokens than it asked for. A counted number (usage, tokenizer) must
+    not exceed max_tokens; an estimate is allowed a quarter more, and 2 tokens."""
+    if result.max_tokens is None:
+        return False
+    if result.token_source in ("usage", "tokenizer"):
+        return result.output_tokens > result.max_tokens
+    return result.output_tokens > result.max_tokens * 1.25 + 2
 
 
 def check_max_error_rate(value: float) -> float:

@@ -71,6 +71,9 @@ class Workload:
     prompts_file: str | None = None
     prompts_sha256: str | None = None
     prompts: list[Prompt] = field(default_factory=list, repr=False)
+    #: set after a run when the server generated more than max_tokens: the most one request
+    #: generated (the workload that really ran, so history never compares it with honest runs)
+    max_tokens_ignored_up_to: int | None = None
 
     def __post_init__(self) -> None:
         if self.api not in APIS:
@@ -91,7 +94,10 @@ class Workload:
         else:
             source = f"prompt~{self.prompt_tokens}tok seed={self.seed}"
         eos = " ignore_eos" if self.ignore_eos else ""
-        return f"{self.api} {source} max_tokens={self.max_tokens}{eos}"
+        ignored = ""
+        if self.max_tokens_ignored_up_to is not None:
+            ignored = f" (ignored by the server: up to {self.max_tokens_ignored_up_to} generated)"
+        return f"{self.api} {source} max_tokens={self.max_tokens}{ignored}{eos}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -103,6 +109,7 @@ class Workload:
             "prompts_file": self.prompts_file,
             "prompts_sha256": self.prompts_sha256,
             "prompts_in_file": len(self.prompts) if self.prompts_file else None,
+            "max_tokens_ignored_up_to": self.max_tokens_ignored_up_to,
             "key": self.key(),
         }
 

@@ -12,7 +12,7 @@ one ``per_token_s`` × its tokens later, measured from the request's arrival, so
 shifts the ones after it), and it misbehaves on request: trickling tokens, ignoring ``max_tokens``,
 several tokens per event, no usage, cutting streams when another request arrives, hanging. It can
 count tokens the way real servers' tokenizer endpoints do (vLLM and llama.cpp's ``/tokenize``,
-llama-cpp-python's ``/extras/tokenize``: each ``tok`` is one token). :class:`ServerProcess` runs it in
+llama-cpp-python's ``/extras/tokenize``: each word is one token). :class:`ServerProcess` runs it in
 a process of its own, so the client under test does not share its interpreter lock.
 """
 
@@ -69,6 +69,8 @@ class Script:
     tokenizer: str | None = None
     #: never answer anything, GETs included (a hung server that still accepts connections)
     silent: bool = False
+    #: usage.completion_tokens = tokens × this (a server whose usage counts something else)
+    usage_scale: float = 1.0
     #: request indexes whose answer has no text at all (the model ended its turn at once)
     empty: set[int] = field(default_factory=set)
     #: request indexes (>=) from which the server never answers
@@ -166,14 +168,14 @@ class FakeServer:
     # -- tokenizer endpoints -------------------------------------------------------------------------
     def handle_tokenize(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
         """vLLM: {"prompt"} -> {"count", "tokens"}; llama.cpp: {"content"} -> {"tokens"};
-        llama-cpp-python: {"input"} -> {"tokens"} with a BOS token first. Each ``tok`` is a token."""
+        llama-cpp-python: {"input"} -> {"tokens"} with a BOS token first. Each word is a token."""
         kind = self.script.tokenizer
         wanted = {"vllm": ("/tokenize", "prompt"), "llama.cpp": ("/tokenize", "content"),
                   "llama-cpp-python": ("/extras/tokenize", "input")}  # fmt: skip
         if kind not in wanted or handler.path != wanted[kind][0] or not isinstance(body.get(wanted[kind][1]), str):
             handler._json(404, {"detail": "Not Found"})  # type: ignore[attr-defined]
             return
-        tokens = [7] * len(re.findall(r"tok", body[wanted[kind][1]]))
+        tokens = [7] * len(body[wanted[kind][1]].split())
         if kind == "llama-cpp-python":
             handler._json(200, {"tokens": [1, *tokens]})  # type: ignore[attr-defined]
         elif kind == "vllm":
@@ -241,7 +243,7 @@ class FakeServer:
             else:
                 if s.usage and body.get("stream_options", {}).get("include_usage"):
                     self._event(handler, {"choices": [], "usage": {
-                        "prompt_tokens": s.prompt_tokens, "completion_tokens": tokens,
+                        "prompt_tokens": s.prompt_tokens, "completion_tokens": round(tokens * s.usage_scale),
                         "total_tokens": s.prompt_tokens + tokens}})  # fmt: skip
             self._raw(handler, f"data: {DONE}\n\n")
             handler.wfile.write(b"0\r\n\r\n")
