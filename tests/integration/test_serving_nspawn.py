@@ -142,8 +142,8 @@ def llama_machine(
         yield m
 
 
-def apply(m: nspawn.Machine, *args: str) -> dict:
-    proc = m.ssh(f"cd / && GPUPROV_NVML_REPLAY={REPLAY} {shlex.quote(PY)} -m provision {' '.join(args)} --json",
+def apply(m: nspawn.Machine, *args: str, python: str = PY) -> dict:
+    proc = m.ssh(f"cd / && GPUPROV_NVML_REPLAY={REPLAY} {shlex.quote(python)} -m provision {' '.join(args)} --json",
                  check=False, timeout_s=600)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return json.loads(proc.stdout)
@@ -307,19 +307,19 @@ BOOT_UNIT = "gpuprov-gpu-settings.service"
 BOOT_REPLAY = "/var/lib/gpuprov/boot-gpu.json"
 
 
-def test_boot_unit_reapplies_the_power_limit_inside_its_sandbox(machine: nspawn.Machine) -> None:
-    """After a "reboot" (the replayed GPU back at its default 450 W), systemd starts the hardened boot
-    unit, which puts the profile's 250 W back through NVML: root with only CAP_SYS_ADMIN, no network,
-    ProtectSystem=strict. The driver's own capability check needs a real GPU; the rest is real here."""
-    m = machine
+def _apply_power_profile(m: nspawn.Machine, python: str = PY) -> None:
     m.write("/etc/gpuprov/profiles/e2e-power.yaml",
             "description: e2e - power limit re-applied at boot\nmatch: {gpu_names: ['*']}\n"
             "gpu: {power_limit_w: 250, persistence: true}\n")  # fmt: skip
-    first = apply(m, "apply", "e2e-power")
+    first = apply(m, "apply", "e2e-power", python=python)
     assert first["failed"] == 0, first
     assert show(m, "UnitFileState", BOOT_UNIT) == "enabled"
 
-    m.write(BOOT_REPLAY, (SNAPSHOTS / "rtx4090.constructed.json").read_text())  # 450 W, as after a reboot
+
+def _reboot_and_start_the_boot_unit(m: nspawn.Machine) -> None:
+    """The replayed GPU back at its default 450 W (as after a reboot), then the boot unit started by systemd:
+    it must succeed and put the profile's 250 W back through NVML."""
+    m.write(BOOT_REPLAY, (SNAPSHOTS / "rtx4090.constructed.json").read_text())
     m.write(f"/etc/systemd/system/{BOOT_UNIT}.d/10-test-nvml-replay.conf",
             f"[Service]\nEnvironment=GPUPROV_NVML_REPLAY={BOOT_REPLAY}\n")  # fmt: skip
     m.ssh(f"systemctl daemon-reload && systemctl start {BOOT_UNIT}", check=False, timeout_s=300)
@@ -328,6 +328,15 @@ def test_boot_unit_reapplies_the_power_limit_inside_its_sandbox(machine: nspawn.
     state = json.loads(m.ssh(f"cat {BOOT_REPLAY}").stdout)
     assert {"fn": "nvmlDeviceSetPowerManagementLimit", "gpu": 0, "limit_mw": 250000} in state["calls"]
     assert state["snapshot"]["gpus"][0]["power_limit_w"] == 250.0
+
+
+def test_boot_unit_reapplies_the_power_limit_inside_its_sandbox(machine: nspawn.Machine) -> None:
+    """After a "reboot" (the replayed GPU back at its default 450 W), systemd starts the hardened boot
+    unit, which puts the profile's 250 W back through NVML: root with only CAP_SYS_ADMIN, no network,
+    ProtectSystem=strict. The driver's own capability check needs a real GPU; the rest is real here."""
+    m = machine
+    _apply_power_profile(m)
+    _reboot_and_start_the_boot_unit(m)
     assert show(m, "CapabilityBoundingSet", BOOT_UNIT) == "cap_sys_admin"
     exposure = m.ssh(f"systemd-analyze security --no-pager {BOOT_UNIT} | tail -1").stdout
     assert float(exposure.split(":")[1].split()[0]) <= 2.0, exposure
@@ -335,3 +344,20 @@ def test_boot_unit_reapplies_the_power_limit_inside_its_sandbox(machine: nspawn.
     reverted = apply(m, "revert")
     assert reverted["failed"] == 0
     assert m.ssh(f"test ! -e /etc/systemd/system/{BOOT_UNIT}", check=False).returncode == 0
+
+
+def test_boot_unit_runs_gpuprov_from_a_home_directory_root_cannot_enter(machine: nspawn.Machine) -> None:
+    """gpuprov run from a virtualenv in another user's 0700 home: the boot unit is root with CAP_SYS_ADMIN
+    alone (no CAP_DAC_OVERRIDE), so it cannot enter that home; the interpreter is bound in past
+    ProtectHome=tmpfs, as for the servers, and the unit starts."""
+    m = machine
+    python = "/home/alice/gpuprov/bin/python"
+    m.ssh(f"id alice >/dev/null 2>&1 || useradd --create-home alice; rm -rf /home/alice/gpuprov && "
+          f"cp -a {nspawn.GPUPROV_DIR}/venv /home/alice/gpuprov && chown -R alice: /home/alice && "
+          "chmod 0700 /home/alice")  # fmt: skip
+    _apply_power_profile(m, python)
+    unit = m.ssh(f"cat /etc/systemd/system/{BOOT_UNIT}").stdout
+    assert f"ExecStart={python} -m provision reapply-gpu-settings" in unit
+    assert "ProtectHome=tmpfs" in unit and "BindReadOnlyPaths=/home/alice/gpuprov" in unit
+    _reboot_and_start_the_boot_unit(m)
+    assert apply(m, "revert", python=python)["failed"] == 0
