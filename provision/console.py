@@ -8,9 +8,10 @@ what is shown. :func:`printable` turns every such character into its visible esc
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import unicodedata
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -37,6 +38,23 @@ def printable(text: str) -> str:
     if text.isprintable():  # the common case, at C speed: no character of those categories
         return text
     return "".join(_escape(char) for char in text)
+
+
+def printable_copy(value: Any) -> Any:
+    """``value`` with every text in it, names included, made printable: a string, or a list, tuple, dict or
+    dataclass of them (a snapshot built from this host, a model read from a file). A copy; the original
+    is untouched."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, list | tuple):
+        return type(value)(printable_copy(item) for item in value)
+    if isinstance(value, dict):
+        return {printable_copy(k): printable_copy(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(
+            value, **{f.name: printable_copy(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
+        )
+    return value
 
 
 def make_console(*, stderr: bool = False) -> Console:

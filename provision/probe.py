@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from provision import __version__, engines, hostfacts, nvml, pyenv, serverunits, toolkits
+from provision.console import printable_copy
 from provision.gpuarch import NVML_ARCHITECTURES, architecture_for_cc
-from provision.snapshot import DriverInfo, GpuInfo, NvmlStatus, Snapshot, masked_env, printable_copy
+from provision.snapshot import DriverInfo, GpuInfo, NvmlStatus, Snapshot, masked_env
 
 #: environment variables worth reporting (prefix match for those ending in "_")
 RELEVANT_ENV = (

@@ -345,23 +345,6 @@ def looks_secret(name: str) -> bool:
     return any(word in upper for word in _SECRET_WORDS)
 
 
-def printable_copy(value: Any) -> Any:
-    """``value`` (a snapshot or any part of it) with every text, names included, made printable: what
-    :meth:`Snapshot.from_dict` does to a file's text, for a snapshot built from this host (NVML's strings,
-    the environment, package metadata, files read)."""
-    if isinstance(value, str):
-        return printable(value)
-    if isinstance(value, list):
-        return [printable_copy(item) for item in value]
-    if isinstance(value, dict):
-        return {printable_copy(k): printable_copy(v) for k, v in value.items()}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.replace(
-            value, **{f.name: printable_copy(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        )
-    return value
-
-
 def masked_env(env: dict[str, str]) -> dict[str, str]:
     """Environment variables as gpuprov keeps and shows them: a secret's value (by its name) is never
     kept, only that it is set and its length; credentials in any URL are masked."""

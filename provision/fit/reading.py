@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from provision.console import printable_copy
 from provision.errors import UsageError
 from provision.fit.model import ModelSpec
 
@@ -11,8 +12,11 @@ from provision.fit.model import ModelSpec
 def read_model(path: str | Path, *, quantization: str | None = None) -> ModelSpec:
     """Read ``path``: a GGUF file (exact), or a directory with ``config.json`` (exact from its
     safetensors headers; from its parameter count when ``quantization`` is given or it has no
-    weight files)."""
-    p = Path(path)
+    weight files). Its text (name, architecture, notes) made printable: a file can hold anything."""
+    return printable_copy(_read(Path(path), quantization))
+
+
+def _read(p: Path, quantization: str | None) -> ModelSpec:
     if p.is_dir():
         from provision.fit.hf_dir import read_hf_dir
 

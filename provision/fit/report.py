@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from provision.console import make_console
@@ -22,7 +23,7 @@ def render_result(console: Console, result: FitResult) -> None:
     req = result.request
     style = _VERDICT_STYLE[result.verdict]
     console.print(
-        f"[bold]{req.engine}[/bold]: {result.model.name} — [{style}]{_VERDICT_TEXT[result.verdict]}[/{style}] "
+        f"[bold]{req.engine}[/bold]: {escape(result.model.name)} — [{style}]{_VERDICT_TEXT[result.verdict]}[/{style}] "
         f"at {req.context} tokens × {req.parallel} parallel, KV {req.kv_type}"
     )
     exact = "exact" if result.model.weights_exact else "estimated"
@@ -42,7 +43,7 @@ def render_result(console: Console, result: FitResult) -> None:
             layers = f"{layers} + output" if share.layers else "output"
         table.add_row(
             str(share.index),
-            share.name,
+            escape(share.name),
             str(layers),
             _gib(share.weights_bytes),
             _gib(share.kv_bytes),
@@ -75,12 +76,12 @@ def render_result(console: Console, result: FitResult) -> None:
                       "quantization, or more GPUs)")  # fmt: skip
     else:
         flags = engine_flags(result)
-        console.print(f"  [dim]$[/dim] {flags['command']}", soft_wrap=True, highlight=False)
+        console.print(f"  [dim]$[/dim] {escape(flags['command'])}", soft_wrap=True, highlight=False)
         options = flags.get("options")
         if options:
-            console.print(f"  request options: {options}")
+            console.print(f"  request options: {escape(str(options))}")
     for note in [*result.model.notes, *result.notes]:
-        console.print(f"  note: {note}")
+        console.print(f"  note: {escape(note)}")
 
 
 def render_stacks(stacks: dict[str, StackResult]) -> None:

@@ -94,6 +94,8 @@ _HIDDEN = {"Cc", "Cf", "Cs", "Zl", "Zp"}
 def _apply(data: dict[str, Any], kind: str, path: tuple, text: str) -> None:
     parent = data
     for key in path[:-1]:
+        if isinstance(parent, dict) and key not in parent:
+            return  # an earlier edit renamed it
         parent = parent[key]
     if kind == "value":
         parent[path[-1]] = text

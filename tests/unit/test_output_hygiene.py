@@ -171,7 +171,8 @@ def test_text_read_from_this_host_is_made_printable_too(tmp_path: Path) -> None:
 
 
 def test_printable_copy_reaches_every_text_of_a_snapshot() -> None:
-    from provision.snapshot import PackageInfo, printable_copy
+    from provision.console import printable_copy
+    from provision.snapshot import PackageInfo
 
     snap = Snapshot.load(BASE)
     snap.gpus[0].name = "a\x1bb"
@@ -181,3 +182,19 @@ def test_printable_copy_reaches_every_text_of_a_snapshot() -> None:
     assert copy.gpus[0].name == "a\\x1bb" and copy.gpus[0].clock_event_reasons == ["c\\nd"]
     assert copy.python.packages == {"e\\u202ef": PackageInfo(name="e\\u202ef", version="1\\r")}
     assert snap.gpus[0].name == "a\x1bb", "the original is untouched"
+
+
+def test_a_model_file_name_with_markup_and_escapes_is_shown_as_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A GGUF's general.name is the file's text: rich markup in it was a MarkupError traceback, ESC raw."""
+    import gguf
+
+    from tests.unit.test_fit_gguf import ARCHS, write_gguf
+
+    add_name = gguf.GGUFWriter.add_name
+    monkeypatch.setattr(gguf.GGUFWriter, "add_name", lambda self, _: add_name(self, "m[/bold]\x1b[31m\nERROR x"))
+    model = write_gguf(tmp_path / "evil.gguf", ARCHS["qwen2"])
+    proc = gpuprov("fit", str(model), "--vram-gib", "8")
+    assert proc.returncode == 0, proc.stderr
+    assert "\x1b" not in proc.stdout and "m[/bold]\\x1b[31m\\nERROR x" in proc.stdout
