@@ -23,6 +23,7 @@ markdown fences) or cut off part-way is read as far as it goes, with a warning i
 
 from __future__ import annotations
 
+import collections
 import datetime as _dt
 import re
 import xml.etree.ElementTree as ET
@@ -130,7 +131,7 @@ def detect(text: str) -> str | None:
     head = text[:1_000_000]
     if "<nvidia_smi_log" in head:
         return "xml"
-    if "NVSMI LOG" in head or re.search(r"^\s*Attached GPUs\s*:", head, re.MULTILINE):
+    if "NVSMI LOG" in head or re.search(r"^[ \t]*Attached GPUs[ \t]*:", head, re.MULTILINE):
         return "text"
     return None
 
@@ -147,9 +148,32 @@ def read(text: str, *, source: str = "") -> SmiReading:
 
 # -- text form -----------------------------------------------------------------------------------------
 
-_LINE = re.compile(r"^( *)([^:\s][^:]*?)\s*:(?: (.*))?$")
 _GPU_HEADER = re.compile(r"^GPU ([0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-9A-Fa-f])\s*$")
-_SECTION = re.compile(r"^( +)([A-Za-z][^:]*?)\s*$")
+#: no line of a reading is longer (labels pad to column 55, values are short): longer ones end it
+_MAX_LINE = 1024
+
+
+def _is_start(line: str) -> bool:
+    return "NVSMI LOG" in line or (line.strip(" \t").startswith("Attached GPUs") and ":" in line)
+
+
+def _parse_line(line: str) -> tuple[int, str, str | None] | None:
+    """(indent, label, value) of "  Label   : value", (indent, label, None) of an indented section heading,
+    None for anything else (a prompt, a fence, a sentence). Plain string operations: linear in the line."""
+    if len(line) > _MAX_LINE:
+        return None
+    body = line.lstrip(" ")
+    indent = len(line) - len(body)
+    if not body or body[0] in ":\t":
+        return None
+    label, colon, value = body.partition(":")
+    if colon:
+        if value and not value.startswith(" "):  # "user@host:~$", "http://": not a reading's line
+            return None
+        return indent, label.rstrip(), value.strip()
+    if indent > 0 and body[0].isalpha():
+        return indent, body.rstrip(), None
+    return None
 
 
 def _key(label: str) -> str:
@@ -160,7 +184,7 @@ def read_text(text: str, *, source: str = "") -> SmiReading:
     """An ``nvidia-smi -q`` reading (with or without text around it, whole or cut off)."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     start = next(
-        (i for i, line in enumerate(lines) if "NVSMI LOG" in line or re.match(r"^\s*Attached GPUs\s*:", line)),
+        (i for i, line in enumerate(lines) if _is_start(line)),
         None,
     )
     if start is None:
@@ -183,25 +207,19 @@ def read_text(text: str, *, source: str = "") -> SmiReading:
             gpus.append((header.group(1), gpu))
             stack = [(-1, gpu)]
             continue
-        m = _LINE.match(line)
-        s = None if m else _SECTION.match(line)
-        indent = len((m or s).group(1)) if (m or s) else 0
-        if (m is None and s is None) or (indent == 0 and gpus):
+        parsed = _parse_line(line)
+        if parsed is None or (parsed[0] == 0 and gpus):
             # not a line of a reading (a prompt, a fence, a sentence): the reading ended here
             ended_at = n
             break
+        indent, label, value = parsed
         while len(stack) > 1 and stack[-1][0] >= indent:
             stack.pop()
-        parent = stack[-1][1]
-        if m is not None:
-            key, value = _key(m.group(2)), (m.group(3) or "").strip()
-            node = parent.children.setdefault(key, Node(value=value))
-        else:
-            assert s is not None
-            node = parent.children.setdefault(_key(s.group(2)), Node())
+        node = stack[-1][1].children.setdefault(_key(label), Node(value=value))
         stack.append((indent, node))
-    if gpus and "processes" not in gpus[-1][1].children:
-        # every nvidia-smi -q GPU entry has a Processes line near its end
+    last = gpus[-1][1].children if gpus else {}
+    if "product_name" in last and "processes" not in last:
+        # every full nvidia-smi -q GPU entry has a Processes line near its end (a -q -d POWER one has neither)
         warnings.append("the reading is cut off: the last GPU's entry ends before its 'Processes' line")
     if ended_at is not None and any(x.strip() for x in lines[ended_at:]):
         warnings.append(f"text after the reading ignored (from line {ended_at + 1}: {lines[ended_at].strip()[:40]!r})")
@@ -446,9 +464,9 @@ def _fill_gpu(index: int, bus_id: str, node: Node) -> tuple[GpuInfo, dict[str, s
     reasons_node = node.get("clocks_event_reasons") or node.get("clocks_throttle_reasons")
     if reasons_node is not None:
         mask, readable = 0, False
-        pending = list(reasons_node.children.items())
+        pending = collections.deque(reasons_node.children.items())
         while pending:
-            key, child = pending.pop(0)
+            key, child = pending.popleft()
             pending.extend(child.children.items())
             name = _REASONS.get(re.sub(r"^clocks_(?:event|throttle)_reason_", "", key))
             if name is None or child.value is None:

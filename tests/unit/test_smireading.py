@@ -213,3 +213,26 @@ def test_any_truncation_gives_a_prefix_of_the_gpus(name, fraction):
     assert got == full[: len(got)]
     if fraction < 0.98 and len(body[: int(len(body) * fraction)].rstrip()) < len(body.rstrip()) - 20:
         assert r.warnings or len(got) < len(full)
+
+
+def test_a_power_only_reading_gives_the_power_and_says_nothing_is_cut():
+    """`nvidia-smi -q -d POWER` of a laptop on 590.48.01 (open-gpu-kernel-modules#483): 35/35/5/95 W."""
+    lines = ["", "==============NVSMI LOG==============", "", "Timestamp : Thu Feb  5 10:00:00 2026",
+             "Driver Version : 590.48.01", "CUDA Version : 13.1", "", "Attached GPUs : 1", "GPU 00000000:01:00.0",
+             "    GPU Power Readings", "        Average Power Draw : 4.12 W", "        Current Power Limit : 35.00 W",
+             "        Requested Power Limit : 35.00 W", "        Default Power Limit : 35.00 W",
+             "        Min Power Limit : 5.00 W", "        Max Power Limit : 95.00 W"]  # fmt: skip
+    r = smireading.read("\n".join(lines) + "\n")
+    g = r.snapshot.gpus[0]
+    assert (g.power_limit_w, g.power_min_limit_w, g.power_max_limit_w) == (35.0, 5.0, 95.0)
+    assert g.name == "unknown" and "compute_capability" in g.unavailable
+    assert r.warnings == []
+
+
+def test_an_overlong_line_ends_the_reading_instead_of_being_parsed():
+    """A line no reading has (200 000 characters) ends the reading: it is never scanned by a backtracking
+    pattern (a label of spaces once took minutes)."""
+    body = (READINGS / "l4-550.q.txt").read_text()
+    r = smireading.read(body + "    x" + " " * 200_000 + "y\n")
+    assert r.snapshot.gpus[0].power_limit_w == 72.0
+    assert any("text after the reading" in w for w in r.warnings)
