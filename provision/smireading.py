@@ -582,6 +582,12 @@ def _reading(
     what = f"{form}" + (f" (XML {schema})" if schema else "")
     note = f"read from {what}" + (f" {source}" if source else "") + ": GPUs, driver and CUDA version as printed"
     note += "; not in a reading: " + "; ".join(CANNOT_KNOW)
+    refused = [str(i) for i, where in origins.items() if "set_power_limit" in where]
+    if refused:
+        note += (
+            f"; inferred: GPU {', '.join(refused)} refuses power-limit changes (its requested limit is N/A while the "
+            "enforced one reads, as on laptops whose driver refuses them)"
+        )
     if warnings:
         note += ". Warning: " + "; ".join(warnings)
     snap = Snapshot(

@@ -96,6 +96,7 @@ def test_laptop_with_range_but_no_requested_limit_refuses_the_setter():
     g = r.snapshot.gpus[0]
     assert g.unavailable["set_power_limit"] == "not_supported"
     assert r.origins[0]["set_power_limit"].startswith("inferred")
+    assert "GPU 0 refuses power-limit changes" in r.snapshot.note
     assert g.power_enforced_limit_w > g.power_default_limit_w
     assert r.snapshot.host.laptop is True
     assert any("before the reading" in w for w in r.warnings), "the PowerShell prompt line is chatter"
