@@ -1,7 +1,7 @@
-"""Property: whatever text a snapshot holds in any of its text fields (values and names), `doctor` (table and
---json), `plan PROFILE --from` and `compat check --from` print no control character but the newlines they
-write themselves, and end with their own exit code, never a traceback. In-process (provision.cli.main), so a
-few dozen hostile snapshots take seconds."""
+"""Property: whatever text a snapshot holds in any of its text fields (values and names), `doctor` (table
+and --json), `plan PROFILE --from`, `compat check --from` and `profiles --from` print no control character
+but the newlines they write themselves, and end with their own exit code, never a traceback. In-process
+(provision.cli.main), so a few dozen hostile snapshots take seconds."""
 
 from __future__ import annotations
 
@@ -132,6 +132,7 @@ def test_hostile_snapshot_text_never_reaches_the_terminal(changes: list[tuple[tu
             (["doctor", "--json", "--from", str(snap)], {0, 1, 2}),
             (["plan", "rtx4090", "--force", "--from", str(snap)], {0, 2, 3}),
             (["compat", "check", "--from", str(snap)], {0, 1, 2, 3}),
+            (["profiles", "--from", str(snap)], {0, 2}),
         ):
             code, out, err = _run(argv)
             assert code in codes, (argv, code, out[-500:], err[-500:])
