@@ -3,6 +3,8 @@
 - ``previous.json``: the state of every item (GPU settings, file, unit) as it was *before gpuprov
   first changed it*. An item is recorded once, just before its first change, and kept across later
   applies, so ``gpuprov revert`` always goes back to the host as it was before gpuprov.
+- ``apply.lock``: held (``flock``, exclusive) by the one apply or revert running, with its pid inside;
+  a second one waits :data:`LOCK_WAIT_S` seconds, then fails with "another gpuprov apply is running".
 - ``applied.json``: what gpuprov set that NVML cannot read back — locked GPU clocks — with the
   boot it was set in (a reboot resets them, unless the boot unit re-applied them); and the GPUs whose
   driver refused a power-limit change (NOT_SUPPORTED, as on many laptops), so plans use the fallback.
@@ -14,9 +16,13 @@ files say nothing secret and are world-readable (0644, directory 0755), so ``gpu
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +30,9 @@ from provision.errors import GpuprovError
 
 STATE_DIR_ENV = "GPUPROV_STATE_DIR"
 SECTIONS = ("gpus", "files", "units")
+LOCK_FILE = "apply.lock"
+#: how long a second apply/revert waits for the first one before it gives up
+LOCK_WAIT_S = 5.0
 
 
 class StateError(GpuprovError):
@@ -32,7 +41,75 @@ class StateError(GpuprovError):
 
 def state_dir(root: Path = Path("/")) -> Path:
     env = os.environ.get(STATE_DIR_ENV)
-    return Path(env) if env else root / "var/lib/gpuprov"
+    if env:
+        return Path(env)
+    from provision import roottree
+
+    # in an image tree, a link (var/lib -> /var/lib) means the image's directory, never this machine's
+    return roottree.resolve(root, "/var/lib/gpuprov") if roottree.is_image(root) else root / "var/lib/gpuprov"
+
+
+@contextlib.contextmanager
+def exclusive_lock(directory: Path, *, wait_s: float = LOCK_WAIT_S, required: bool = True) -> Iterator[None]:
+    """Hold gpuprov's apply lock in ``directory`` (one apply, revert or boot-time re-apply at a time).
+
+    Waits up to ``wait_s`` seconds for another holder, then raises :class:`StateError` naming its pid.
+    The lock goes with the process (``flock``): a holder that was killed leaves no stale lock.
+    ``required=False``: where the lock file cannot be made (a read-only state directory, as in the boot
+    unit's sandbox when the directory is missing), go on without it."""
+    path = directory / LOCK_FILE
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o755)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        if not required:
+            yield
+            return
+        raise StateError(f"cannot take gpuprov's apply lock {path}: {exc.strerror or exc}") from None
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise StateError(
+                        f"another gpuprov apply is running (pid {_lock_pid(fd)}): wait for it to finish "
+                        f"(its lock: {path}), then run this again"
+                    ) from None
+                time.sleep(0.1)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # the file stays (a waiter may have it open); an empty one names no holder
+    finally:
+        os.close(fd)
+
+
+def _lock_pid(fd: int) -> str:
+    text = os.pread(fd, 32, 0).decode("ascii", errors="replace").strip()
+    return text if text.isdigit() else "unknown"
+
+
+def lock_holder(directory: Path) -> int | None:
+    """The pid holding gpuprov's apply lock in ``directory`` (None: nobody; 0: a holder whose pid is unknown)."""
+    try:
+        fd = os.open(directory / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = _lock_pid(fd)
+            return int(pid) if pid.isdigit() else 0
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 def boot_id() -> str:
@@ -180,21 +257,19 @@ def read_host_state(
     ``llama_cpp_python``: the interpreter a profile's ``llama_cpp`` section builds into, whose installed
     build is looked up (a subprocess of that interpreter; only when a profile asks for a build).
     """
-    import stat
-
-    from provision import plan, systemd
+    from provision import plan, roottree, systemd
 
     files = {}
     for path in plan.MANAGED_FILES:
-        p = root / path.lstrip("/")
+        p = roottree.resolve(root, path, follow_last=False)  # links as inside the tree: never this machine's
         try:
-            content = p.read_text(encoding="utf-8", errors="surrogateescape")
-            mode = f"{stat.S_IMODE(p.stat().st_mode):04o}"
-        except FileNotFoundError:
-            content, mode = None, None
+            item = roottree.describe(p)
+            if item["type"] == "symlink":  # what the link shows, followed inside the tree
+                item.update(roottree.describe(roottree.resolve(root, path)), type="symlink",
+                            link_target=item["link_target"], uid=item["uid"], gid=item["gid"])  # fmt: skip
         except OSError as exc:
             raise StateError(f"cannot read {p}: {exc.strerror or exc}") from None
-        files[path] = plan.FileState(content, mode)
+        files[path] = plan.FileState(item["content"], item["mode"], item["link_target"], item["uid"], item["gid"])
     units = {name: systemd.unit_state(name, root=root) for name in plan.MANAGED_UNITS}
     return plan.HostState(
         known=True,
@@ -205,6 +280,7 @@ def read_host_state(
         systemd_running=systemd.running_systemd(root),
         python=python,
         root=str(root),
+        image=roottree.is_image(root),
         llama_cpp_installed=_installed_llama_cpp(llama_cpp_python),
     )
 
@@ -218,14 +294,18 @@ def _installed_llama_cpp(python: str | None) -> dict[str, Any] | None:
 
 
 def live_snapshot(*, root: Path = Path("/")) -> Any:
-    """This host's GPUs, driver and host facts — what a plan needs, without the Python-stack probe."""
-    from provision import hostfacts, nvml, toolkits
+    """This host's GPUs, driver and host facts — what a plan needs, without the Python-stack probe.
+
+    For an image tree (``root`` not ``/``) no NVML call at all: the GPUs are those of the machine the
+    image boots on, and its boot unit applies the settings there; the snapshot has no GPU."""
+    from provision import hostfacts, nvml, roottree, toolkits
     from provision.probe import probe_gpus
     from provision.snapshot import Snapshot
 
     snap = Snapshot(origin="live")
     snap.host = hostfacts.read_host()
-    snap.driver, snap.gpus = probe_gpus(nvml.backend())
+    if not roottree.is_image(root):
+        snap.driver, snap.gpus = probe_gpus(nvml.backend())
     snap.cuda_toolkits = toolkits.find_toolkits(dict(os.environ), root=root)  # a llama_cpp build picks its nvcc
     return snap
 

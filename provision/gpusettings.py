@@ -190,12 +190,23 @@ def reapply(settings_file: Path, *, wait_s: float = 120.0, state_dir: Path | Non
             (str(t["key"]), t.get("index"), dict(t["settings"]), t.get("fallback_locked_clocks_mhz"))
             for t in config["gpus"]
         ]
+        # written by an apply to an image tree: the profile's GPU section, for the GPUs found at boot
+        image = config.get("image")
+        name = str(config.get("profile", ""))
+        if image is not None and not isinstance(image, dict):
+            raise TypeError("image is not a mapping")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise GpuSettingsError(f"{settings_file}: not a gpuprov GPU settings file ({exc})") from None
+
+    def run(backend: Any, gpus: list[GpuInfo]) -> list[str]:
+        if image is None:
+            return _reapply(backend, gpus, targets, state_dir)
+        return _reapply_image(backend, gpus, image, name, state_dir)
+
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            return with_nvml(lambda backend, gpus: _reapply(backend, gpus, targets, state_dir))
+            return with_nvml(run)
         except GpuSettingsError:
             if time.monotonic() >= deadline:
                 raise
@@ -213,6 +224,26 @@ def _reapply(backend: Any, gpus: list[GpuInfo], targets: list, state_dir: Path |
         lines = apply_settings(backend, gpu, changes, state_dir=state_dir, fallback_locked_clocks_mhz=fallback)
         done += [f"GPU {gpu.index}: {line}" for line in lines]
     return done
+
+
+def _reapply_image(backend: Any, gpus: list[GpuInfo], image: dict, name: str, state_dir: Path | None) -> list[str]:
+    """The first boots of an image: the profile's settings for the GPUs of this machine that match it."""
+    from provision.plan import HostState, image_targets
+
+    host = HostState(
+        locked_clocks_mhz=applystate.recorded_locked_clocks(state_dir) if state_dir else {},
+        power_limit_refused=applystate.power_limit_refused(state_dir) if state_dir else set(),
+    )
+    targets, notes = image_targets(image, name, gpus, host)
+    if state_dir is not None:  # as an apply does: what this machine had, for `gpuprov revert` here
+        for t in targets:
+            gpu = find_gpu(gpus, t.key, t.index)
+            managed = set(t.settings) | ({"locked_clocks_mhz"} if t.fallback_locked_clocks_mhz else set())
+            current = current_settings(gpu, host.locked_clocks_mhz)
+            record = {"index": gpu.index, "name": gpu.name, "settings": {k: current.get(k) for k in sorted(managed)}}
+            applystate.record_previous(state_dir, "gpus", t.key, record)
+    todo = [(t.key, t.index, t.settings, t.fallback_locked_clocks_mhz) for t in targets]
+    return list(notes) + _reapply(backend, gpus, todo, state_dir)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from provision.errors import GpuprovError
 from provision.gpusettings import GpuTarget, current_settings, gpu_key, same
 from provision.profiles import Profile
 from provision.render import render
+from provision.roottree import record_type
 from provision.snapshot import GpuInfo, Snapshot
 from provision.systemd import UnitState
 
@@ -53,6 +54,9 @@ BOOT_RESTART_WINDOW_S = 900
 #: NVreg_TemporaryFilePath: where the driver saves video memory on suspend (the README's example;
 #: the default /tmp is often a small tmpfs)
 SUSPEND_TEMP_PATH = "/var/tmp"
+IMAGE_NOTE = (
+    "image tree: GPU settings are applied by the boot unit at first boot (no GPU of this machine is read or changed)"
+)
 
 
 class PlanError(GpuprovError):
@@ -63,8 +67,13 @@ class PlanError(GpuprovError):
 
 @dataclass(frozen=True)
 class FileState:
+    #: a symlink's: what it points to (followed inside the tree)
     content: str | None
     mode: str | None = None
+    #: the file is a symbolic link to this (None: not a link)
+    link_target: str | None = None
+    uid: int | None = None
+    gid: int | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,8 @@ class HostState:
     python: str = "/usr/bin/python3"
     #: the tree files are read from ("/" or an image): where serving looks up virtualenvs and models
     root: str = "/"
+    #: ``root`` is an image tree, not this host: no GPU is touched, the image's boot unit applies the settings
+    image: bool = False
     #: what gpuprov recorded about the llama-cpp-python build in the profile's environment
     #: (provision.llama_build.installed_build; None: not installed or not looked at)
     llama_cpp_installed: dict[str, Any] | None = None
@@ -96,6 +107,16 @@ class FileTarget:
     note: str = ""
     #: with content None: directories to remove when empty (gpuprov created them for the file)
     remove_dirs: tuple[str, ...] = ()
+    #: revert: the path was a symbolic link to this (content is then None); None: a regular file or absent
+    link_target: str | None = None
+    #: revert: the owner and group it had (None: whoever writes it, as records made before gpuprov kept them)
+    uid: int | None = None
+    gid: int | None = None
+    #: an API key: its content is never shown (diff, results, logs: its size only; provision.apikeys)
+    secret: bool = False
+    #: revert of a secret: gpuprov_file puts back what it recorded, read from the record there (content is
+    #: None: a secret never travels through a plan)
+    restore: bool = False
 
 
 @dataclass(frozen=True)
@@ -276,14 +297,16 @@ def _gpu_target(
 
 def desired_state(snapshot: Snapshot, profile: Profile, host: HostState, *, force: bool = False) -> Desired:
     status = snapshot.driver.nvml
-    if not status.ok:
+    if not status.ok and not host.image:
         raise PlanError(
             f"no usable NVIDIA driver ({status.message or status.kind}): install the distribution's "
             "driver packages first (gpuprov doctor says which); gpuprov never installs drivers"
         )
     desired = Desired(profile.name)
     matching = [g for g in snapshot.gpus if profile.match.matches(g.name, g.compute_capability)]
-    if not matching:
+    if host.image:  # the GPUs are the booting machine's: its boot unit matches them against the profile
+        desired.notes.append(IMAGE_NOTE)
+    elif not matching:
         found = ", ".join(f"{g.name} (compute capability {g.compute_capability or '?'})" for g in snapshot.gpus)
         if not force:
             raise PlanError(
@@ -320,13 +343,16 @@ def desired_state(snapshot: Snapshot, profile: Profile, host: HostState, *, forc
         desired.units.append(
             UnitTarget(PERSISTENCED, True, now=host.systemd_running, note=f"the driver's persistence daemon, {how}")
         )
-    if boot_settings:
+    image_boot = host.image and not profile.gpu.empty
+    if boot_settings or image_boot:
         # the interpreter may live in a home directory (a venv under /root): bound read-only past ProtectHome=
         boot_binds, boot_refusals = serving.gpuprov_sandbox(BOOT_UNIT, host.python, Path(host.root))
         for line in boot_refusals:
             desired.refusals.append(line)
             desired.notes.append(f"WARNING: {line} (apply refuses this)")
-        config = {"profile": profile.name, "gpus": [t.to_dict() for t in boot_settings]}
+        config: dict[str, Any] = {"profile": profile.name, "gpus": [t.to_dict() for t in boot_settings]}
+        if image_boot:
+            config["image"] = image_settings(profile)
         desired.files.append(
             FileTarget(SETTINGS_FILE, json.dumps(config, indent=2, sort_keys=True) + "\n", "0644",
                        "what the boot unit re-applies")
@@ -379,6 +405,45 @@ def desired_state(snapshot: Snapshot, profile: Profile, host: HostState, *, forc
     return desired
 
 
+def image_settings(profile: Profile) -> dict[str, Any]:
+    """What the boot unit of an image applies to the GPUs it finds that match the profile (its GPU section)."""
+    section = profile.gpu
+    return {
+        "match": {"gpu_names": list(profile.match.gpu_names),
+                  "compute_capabilities": list(profile.match.compute_capabilities)},
+        "gpu": {"power_limit_w": section.power_limit_w, "power_limit_percent": section.power_limit_percent,
+                "persistence": section.persistence,
+                "fallback_locked_clocks_mhz": None if section.fallback_locked_clocks_mhz is None
+                else list(section.fallback_locked_clocks_mhz)},
+    }  # fmt: skip
+
+
+def image_targets(
+    settings: dict[str, Any], name: str, gpus: list[GpuInfo], host: HostState
+) -> tuple[list[GpuTarget], list[str]]:
+    """At boot: the settings of an image's boot file (:func:`image_settings`) for the GPUs found here.
+    Returns the targets, and lines about the GPUs left alone and the fallbacks used."""
+    from provision.profiles.schema import GpuSection, Match
+
+    try:
+        match, gpu = settings["match"], settings["gpu"]
+        lock = gpu.get("fallback_locked_clocks_mhz")
+        section = GpuSection(gpu.get("power_limit_w"), gpu.get("power_limit_percent"), gpu.get("persistence"),
+                             None if lock is None else (int(lock[0]), int(lock[1])))  # fmt: skip
+        wanted = Match(tuple(match.get("gpu_names") or ()), tuple(match.get("compute_capabilities") or ()))
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise PlanError(f"the image's GPU settings of profile {name} are not readable ({exc!r})") from None
+    profile = Profile(name, "", "", (), wanted, (), False, {"gpu": section})
+    targets, notes = [], []
+    for g in gpus:
+        if not wanted.matches(g.name, g.compute_capability):
+            notes.append(f"GPU {g.index} ({g.name}) does not match profile {name}: left alone")
+            continue
+        values, on_refusal = _gpu_target(g, profile, host, notes)
+        targets.append(GpuTarget(gpu_key(g), g.index, g.name, values, on_refusal))
+    return targets, notes
+
+
 def _exists(host: HostState, unit: str) -> bool:
     state = host.units.get(unit)
     return state is not None and state.path is not None
@@ -429,16 +494,26 @@ def changes_for(snapshot: Snapshot, desired: Desired, host: HostState) -> list[C
     for f in [*desired.files, *desired.serving_files]:
         state = host.files.get(f.path) if host.known else None
         if state is None:
-            out.append(Change(f.path, "content", "unknown", _describe(f.content), "change" if host.known else "skip",
+            want = "as recorded (a secret)" if f.restore else _describe(f.content)
+            out.append(Change(f.path, "content", "unknown", want, "change" if host.known else "skip",
                               _elsewhere(f.note, host)))  # fmt: skip
             continue
-        action = "ok" if state.content == f.content else "change"
-        out.append(
-            Change(f.path, "content", _describe(state.content), _describe(f.content), action, f.note,
-                   _unified(f.path, state.content, f.content) if action == "change" else "")
-        )  # fmt: skip
+        if f.link_target is not None or state.link_target is not None:
+            have, want = _kind(state.content, state.link_target), _kind(f.content, f.link_target)
+            if f.link_target is not None or f.content is not None:  # a removal's row is the content's
+                out.append(Change(f.path, "type", have, want, "ok" if have == want else "change", f.note))
+        if f.link_target is None:
+            action = "ok" if state.content == f.content and state.link_target is None else "change"
+            out.append(
+                Change(f.path, "content", _describe(state.content), _describe(f.content), action, f.note,
+                       _unified(f.path, state.content, f.content) if action == "change" and not f.secret else "")
+            )  # fmt: skip
         if f.content is not None and state.content is not None and state.mode != f.mode:
             out.append(Change(f.path, "mode", state.mode, f.mode, "change"))
+        if (f.content is not None or f.link_target is not None) and (f.uid, f.gid) != (None, None):
+            have_owner, want_owner = f"{state.uid}:{state.gid}", f"{f.uid}:{f.gid}"
+            if have_owner != want_owner:
+                out.append(Change(f.path, "owner", have_owner, want_owner, "change"))
     if desired.llama_cpp:
         out.append(_llama_cpp_change(desired.llama_cpp, host))
     for u in [*desired.units, *desired.serving_units]:
@@ -467,6 +542,12 @@ def _llama_cpp_change(build: dict[str, Any], host: HostState) -> Change:
     same_build, why = llama_build.build_matches(host.llama_cpp_installed, plan)
     return Change(subject, "build", why if not same_build else target, target, "ok" if same_build else "change",
                   "" if same_build else f"compiles with: {plan.env['CMAKE_ARGS']}")  # fmt: skip
+
+
+def _kind(content: str | None, link_target: str | None) -> str:
+    if link_target is not None:
+        return f"symlink to {link_target}"
+    return "absent" if content is None else "file"
 
 
 def _describe(content: str | None) -> str:
@@ -498,14 +579,28 @@ def revert_desired(previous: dict[str, dict[str, Any]]) -> Desired:
         desired.units.append(UnitTarget(name, enabled, now=now))
     # a directory gpuprov created for one file (/etc/gpuprov) may hold others' (/etc/gpuprov/serving/...):
     # every removal tries every such directory, deepest first, and only empty ones go
+    # type, link target, owner and group are in the records made since revert became exact; older records
+    # have content and mode only, and revert as before (a regular file, or none)
     files = previous.get("files", {})
     created = sorted(
-        {str(d) for item in files.values() if item.get("content") is None for d in item.get("created_dirs") or ()},
+        {str(d) for item in files.values() if record_type(item) == "absent" for d in item.get("created_dirs") or ()},
         key=lambda d: (-d.count("/"), d),
     )
     for path, item in sorted(files.items()):
-        dirs = tuple(created) if item.get("content") is None else ()
-        desired.files.append(FileTarget(path, item.get("content"), str(item.get("mode") or "0644"), "", dirs))
+        kind = record_type(item)
+        dirs = tuple(created) if kind == "absent" else ()
+        link = str(item.get("link_target")) if kind == "symlink" else None
+        uid, gid = (item.get("uid"), item.get("gid")) if kind != "absent" else (None, None)
+        desired.files.append(
+            FileTarget(path, item.get("content") if kind == "file" else None, str(item.get("mode") or "0644"), "",
+                       dirs, link, uid if isinstance(uid, int) else None, gid if isinstance(gid, int) else None)
+        )  # fmt: skip
+        # a key file recorded by a gpuprov that did not mark secrets yet is one all the same
+        secret = bool(item.get("secret")) or path in serving.KEY_FILES
+        if secret and kind != "absent":  # restored by gpuprov_file from the record itself
+            desired.files[-1] = replace(desired.files[-1], content=None, link_target=None, secret=True, restore=True)
+        elif secret:
+            desired.files[-1] = replace(desired.files[-1], secret=True)
     if not (desired.gpus or desired.units or desired.files):
         desired.notes.append("nothing recorded: gpuprov has not changed this host")
     return desired
@@ -513,4 +608,9 @@ def revert_desired(previous: dict[str, dict[str, Any]]) -> Desired:
 
 def make_revert_plan(snapshot: Snapshot, previous: dict[str, dict[str, Any]], host: HostState) -> Plan:
     desired = revert_desired(previous)
+    if host.image and desired.gpus:  # recorded on this machine's GPUs by an apply to "/": not the image's to change
+        desired.notes.append(f"{IMAGE_NOTE}: the GPU settings gpuprov recorded are left alone")
+        desired.gpus = []
+    elif host.image:
+        desired.notes.append(IMAGE_NOTE)
     return Plan(desired, changes_for(snapshot, desired, host))

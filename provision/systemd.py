@@ -48,9 +48,16 @@ def running_systemd(root: Path = Path("/")) -> bool:
     return root.resolve() == Path("/") and Path("/run/systemd/system").is_dir()
 
 
+def _in_root(root: Path, path: str, *, follow_last: bool = True) -> Path:
+    """``path`` inside the tree at ``root``, links followed as inside ``chroot root`` (provision.roottree)."""
+    from provision.roottree import is_image, resolve
+
+    return resolve(root, path, follow_last=follow_last) if is_image(root) else root / path.lstrip("/")
+
+
 def find_unit(name: str, *, root: Path = Path("/")) -> str | None:
     for d in UNIT_DIRS:
-        p = root / d / name
+        p = _in_root(root, f"/{d}/{name}", follow_last=False)
         if p.is_file() or p.is_symlink():
             return "/" + d + "/" + name
     return None
@@ -73,7 +80,10 @@ def install_targets(unit_text: str) -> list[tuple[str, str]]:
 
 
 def _links(name: str, unit_text: str, root: Path) -> list[Path]:
-    return [root / ADMIN_DIR / f"{target}{suffix}" / name for suffix, target in install_targets(unit_text)]
+    return [
+        _in_root(root, f"/{ADMIN_DIR}/{target}{suffix}/{name}", follow_last=False)
+        for suffix, target in install_targets(unit_text)
+    ]
 
 
 def unit_state(name: str, *, root: Path = Path("/")) -> UnitState:
@@ -81,7 +91,7 @@ def unit_state(name: str, *, root: Path = Path("/")) -> UnitState:
     if path is None:
         return UnitState(name, None, False)
     try:
-        text = (root / path.lstrip("/")).read_text(encoding="utf-8", errors="replace")
+        text = _in_root(root, path).read_text(encoding="utf-8", errors="replace")
     except OSError:
         return UnitState(name, path, False)
     links = _links(name, text, root)
@@ -94,7 +104,7 @@ def enable_offline(name: str, *, root: Path = Path("/")) -> list[str]:
     state = unit_state(name, root=root)
     if state.path is None:
         raise SystemdError(f"{name}: no such unit file under {root}")
-    text = (root / state.path.lstrip("/")).read_text(encoding="utf-8", errors="replace")
+    text = _in_root(root, state.path).read_text(encoding="utf-8", errors="replace")
     links = _links(name, text, root)
     if not links:
         raise SystemdError(f"{name}: has no [Install] WantedBy=/RequiredBy=, so it cannot be enabled")
@@ -111,17 +121,17 @@ def enable_offline(name: str, *, root: Path = Path("/")) -> list[str]:
 def disable_offline(name: str, *, root: Path = Path("/")) -> list[str]:
     """Remove every ``*.wants``/``*.requires``/``*.upholds`` link to ``name`` under /etc/systemd/system."""
     removed = []
-    admin = root / ADMIN_DIR
+    admin = _in_root(root, "/" + ADMIN_DIR)
     if not admin.is_dir():
         return removed
     for d in sorted(admin.iterdir()):
         if d.is_dir() and d.suffix in (".wants", ".requires", ".upholds"):
-            link = d / name
+            link = _in_root(root, f"/{ADMIN_DIR}/{d.name}/{name}", follow_last=False)  # d may be a link
             if link.is_symlink():
                 link.unlink()
                 removed.append(str(link))
                 with contextlib.suppress(OSError):
-                    d.rmdir()  # only when empty: enable made it, or nothing else wants the target any more
+                    link.parent.rmdir()  # only when empty: enable made it, or nothing else wants the target any more
     return removed
 
 

@@ -12,7 +12,9 @@ description:
     Calls C(provision.plan.make_plan) on a fresh probe of the host: the same function C(gpuprov plan)
     prints. Changes nothing; the changing modules (M(gpuprov_gpu_settings), M(gpuprov_file),
     M(gpuprov_unit)) take its C(desired) result.
-  - Fails, before anything is changed, when there is no usable NVIDIA driver, when the profile fits
+  - With I(root) other than C(/) (an image tree) no NVML call is made: the GPU settings go to the image's boot unit.
+  - Fails, before anything is changed, when another C(gpuprov apply) holds the lock (see I(lock_pid)),
+    when there is no usable NVIDIA driver, when the profile fits
     none of the GPUs (unless I(force)), when a power limit is outside a GPU's NVML constraints, or when
     a unit's sandbox would hide what it runs (gpuprov or the server under /tmp or /var/tmp).
 options:
@@ -37,6 +39,13 @@ options:
   python:
     description: Interpreter the boot-time unit runs gpuprov with (default the one running this module).
     type: path
+  lock_pid:
+    description:
+      - >-
+        The pid of the C(gpuprov apply)/C(revert) that holds gpuprov's apply lock (C(apply.lock) in the state
+        directory) for this run. Outside check mode the plan fails when another process holds it, so a
+        playbook run directly with C(ansible-playbook) never runs alongside a C(gpuprov apply).
+    type: int
 attributes:
   check_mode: {support: full}
   diff_mode: {support: none}
@@ -99,6 +108,7 @@ def main() -> None:
             "root": {"type": "path", "default": "/"},
             "state_dir": {"type": "path"},
             "python": {"type": "path"},
+            "lock_pid": {"type": "int"},
         },
         required_if=[("revert", False, ("profile",))],
         mutually_exclusive=[("revert", "force")],
@@ -113,10 +123,13 @@ def main() -> None:
         module.fail_json(msg=missing_required_lib("gpuprov (the provision package)"))
     p = module.params
     root = Path(p["root"])
-    state_dir = Path(p["state_dir"]) if p["state_dir"] else applystate.state_dir(root)
     try:
+        state_dir = Path(p["state_dir"]) if p["state_dir"] else applystate.state_dir(root)
+        holder = None if module.check_mode else applystate.lock_holder(state_dir)
+        if holder is not None and holder != p["lock_pid"]:
+            module.fail_json(msg=f"another gpuprov apply is running (pid {holder or 'unknown'}): wait for it to finish")
         python = p["python"] or sys.executable
-        snap = applystate.live_snapshot()
+        snap = applystate.live_snapshot(root=root)
         if p["revert"]:
             host = applystate.read_host_state(root=root, directory=state_dir, python=python)
             result = plan.make_revert_plan(snap, applystate.load_previous(state_dir), host)

@@ -96,10 +96,11 @@ def main() -> None:
     if "/" in name or not name or "." not in name:
         module.fail_json(msg=f"name must be a unit name like foo.service, got {name!r}")
     root = Path(p["root"])
-    state_dir = Path(p["state_dir"]) if p["state_dir"] else applystate.state_dir(root)
     online = systemd.running_systemd(root)
     links: list[str] = []
     try:
+        state_dir = Path(p["state_dir"]) if p["state_dir"] else applystate.state_dir(root)
+        # links in an image tree are followed as inside it (provision.roottree): the .wants/ links stay there
         state = systemd.unit_state(name, root=root)
         if state.path is None and want and not module.check_mode:
             module.fail_json(msg=f"{name}: no such unit file under {root} (install it first)")
@@ -120,6 +121,8 @@ def main() -> None:
             systemd.systemctl("start", name)
     except GpuprovError as exc:
         module.fail_json(msg=str(exc))
+    except OSError as exc:
+        module.fail_json(msg=f"{name}: {exc.filename or root}: {exc.strerror or exc}")
     out = {"changed": changed, "offline": not online, "links": links}
     if module._diff and changed:
         out["diff"] = {"before": f"{name}: enabled={state.enabled}\n", "after": f"{name}: enabled={want}\n"}

@@ -3,7 +3,9 @@ ansible-playbook on this host, and summarise what each task did."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -44,20 +46,23 @@ def _run(
     from provision import applystate
     from provision.ansiblerun import run_playbook
 
+    state = applystate.state_dir(root.resolve())
     extra_vars = {
         "gpuprov_gpu_action": action,
         "gpuprov_gpu_root": str(root.resolve()),
-        "gpuprov_gpu_state_dir": str(applystate.state_dir(root.resolve())),
+        "gpuprov_gpu_state_dir": str(state),
         "gpuprov_gpu_python": sys.executable,
         **extra,
     }
-    result = run_playbook("local.yml", extra_vars, check=check, diff=diff)
-    code = 0 if result.returncode == 0 and not result.failed else 1
-    if code == 0 and not check:  # which profile is in effect: `gpuprov bench` stores it with each run
-        applystate.set_applied_profile(
-            Path(extra_vars["gpuprov_gpu_state_dir"]),
-            extra_vars.get("gpuprov_gpu_profile") if extra_vars.get("gpuprov_gpu_action") != "revert" else None,
-        )
+    # one apply or revert at a time (the playbook's plan checks it holds the lock); --check changes
+    # nothing, so it takes none and runs beside an apply
+    if not check:
+        extra_vars["gpuprov_gpu_lock_pid"] = os.getpid()
+    with contextlib.nullcontext() if check else applystate.exclusive_lock(state):
+        result = run_playbook("local.yml", extra_vars, check=check, diff=diff)
+        code = 0 if result.returncode == 0 and not result.failed else 1
+        if code == 0 and not check:  # which profile is in effect: `gpuprov bench` stores it with each run
+            applystate.set_applied_profile(state, extra_vars.get("gpuprov_gpu_profile") if action != "revert" else None)
     if as_json:
         payload = {
             "returncode": result.returncode,
@@ -109,7 +114,7 @@ def apply(
     prof = load_profile(profile, root=root)
     # the refusals, before Ansible starts: the same plan its first task computes again
     host = applystate.read_host_state(root=root, python=sys.executable, llama_cpp_python=profile_build_python(prof))
-    planned = make_plan(applystate.live_snapshot(), prof, host, force=force)
+    planned = make_plan(applystate.live_snapshot(root=root), prof, host, force=force)  # image tree: no NVML
     if planned.desired.refusals:  # units that could not start as planned (plan shows them as warnings)
         raise PlanError("; ".join(planned.desired.refusals))
     _refuse_unless_root(check, "gpuprov apply")
@@ -141,5 +146,9 @@ def reapply_gpu_settings(
     """Boot-time re-apply of the GPU settings (run by gpuprov-gpu-settings.service)."""
     from provision import applystate, gpusettings
 
-    for line in gpusettings.reapply(settings_file, wait_s=wait_s, state_dir=applystate.state_dir()):
+    state = applystate.state_dir()
+    # not alongside an apply or revert; a state directory the sandbox cannot write holds no lock to honour
+    with applystate.exclusive_lock(state, required=False):
+        lines = gpusettings.reapply(settings_file, wait_s=wait_s, state_dir=state)
+    for line in lines:
         typer.echo(line)

@@ -39,7 +39,7 @@ def plan_cmd(
         snap = Snapshot.load(from_file)
         host = HostState(known=False, systemd_running=snap.host.systemd_pid1, python=sys.executable)
     else:
-        snap = applystate.live_snapshot()
+        snap = applystate.live_snapshot(root=root)  # an image tree: no NVML (its boot unit applies the GPU settings)
         host = applystate.read_host_state(root=root, python=sys.executable, llama_cpp_python=profile_build_python(prof))
     result = make_plan(snap, prof, host, force=force)
     if as_json:

@@ -36,6 +36,8 @@ class Host:
         self.env = {
             **os.environ,
             "GPUPROV_NVML_REPLAY": str(self.gpu),
+            # the throw-away root stands for the replayed host's / (not an image tree): GPU settings applied
+            "GPUPROV_NVML_REPLAY_ROOT": str(self.root),
             "GPUPROV_STATE_DIR": str(tmp_path / "state"),
             "XDG_CONFIG_HOME": str(tmp_path / "config"),
             "COLUMNS": "200",

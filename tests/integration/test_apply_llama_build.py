@@ -28,7 +28,8 @@ def _env(tmp_path: Path, profile: str, snapshot: str = "rtx4080") -> dict[str, s
     (tmp_path / "config/gpuprov/profiles").mkdir(parents=True)
     (tmp_path / "config/gpuprov/profiles/lcpp.yaml").write_text(profile)
     env = {**os.environ, "GPUPROV_NVML_REPLAY": str(gpu), "GPUPROV_STATE_DIR": str(tmp_path / "state"),
-           "XDG_CONFIG_HOME": str(tmp_path / "config"), "COLUMNS": "200"}  # fmt: skip
+           "XDG_CONFIG_HOME": str(tmp_path / "config"), "COLUMNS": "200",
+           "GPUPROV_NVML_REPLAY_ROOT": str(tmp_path / "root")}  # the replayed host's /, not an image  # fmt: skip
     env.pop("GPUPROV_NVML_REPLAY_AS_USER", None)
     return env
 

@@ -160,7 +160,8 @@ def test_render_equals_what_ansible_writes_then_idempotent_then_revert(tmp_path:
     root, out = tmp_path / "root", tmp_path / "render"
     root.mkdir()
     env = {**os.environ, "GPUPROV_NVML_REPLAY": str(gpu), "GPUPROV_STATE_DIR": str(tmp_path / "state"),
-           "XDG_CONFIG_HOME": str(tmp_path / "config")}  # fmt: skip
+           "XDG_CONFIG_HOME": str(tmp_path / "config"),
+           "GPUPROV_NVML_REPLAY_ROOT": str(root)}  # the replayed host's /, not an image tree  # fmt: skip
     env.pop("GPUPROV_NVML_REPLAY_AS_USER", None)
 
     preview = gpuprov("render", "rtx4090-laptop", "--out", str(out), "--from", str(gpu), "--root", str(root),
@@ -226,7 +227,8 @@ def test_a_new_key_restarts_the_server_and_a_switch_removes_the_old_one(tmp_path
         "extends: rtx4090-laptop\nserving:\n  api_key: false\n  ollama: {}\n"
     )
     env = {**os.environ, "GPUPROV_NVML_REPLAY": str(gpu), "GPUPROV_STATE_DIR": str(tmp_path / "state"),
-           "XDG_CONFIG_HOME": str(config)}  # fmt: skip
+           "XDG_CONFIG_HOME": str(config),
+           "GPUPROV_NVML_REPLAY_ROOT": str(root)}  # the replayed host's /, not an image tree  # fmt: skip
     env.pop("GPUPROV_NVML_REPLAY_AS_USER", None)
 
     def apply(profile: str) -> dict:
@@ -248,7 +250,7 @@ def test_a_new_key_restarts_the_server_and_a_switch_removes_the_old_one(tmp_path
     rotated = apply("rtx4090-laptop")
     assert _handlers(rotated) == CHANGED
     changed = {r["task"].removeprefix("gpuprov_serving : ") for r in rotated["results"] if r["status"] == "changed"}
-    assert changed == {"Ensure the API key file exists (root, 0600; made once, never shown)."}
+    assert changed == {"Ensure the API key file holds a key gpuprov made (root, 0600; never shown)."}
     assert unit.read_text() == text and key.exists()
 
     # another server: the vLLM one is disabled and its files go; Ollama's drop-in comes

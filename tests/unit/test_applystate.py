@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -65,3 +67,27 @@ def test_power_limit_refusals_survive_a_new_boot(tmp_path: Path, monkeypatch: py
     assert applystate.power_limit_refused(d) == {"GPU-1"}  # the driver still refuses
     applystate.set_power_limit_refused(d, "GPU-1", False)
     assert applystate.power_limit_refused(d) == set()
+
+
+def test_second_lock_holder_waits_then_names_the_first(tmp_path: Path) -> None:
+    d = tmp_path / "state"
+    with applystate.exclusive_lock(d):
+        assert applystate.lock_holder(d) == os.getpid()
+        started = time.monotonic()
+        busy = rf"^another gpuprov apply is running \(pid {os.getpid()}\)"
+        with pytest.raises(StateError, match=busy), applystate.exclusive_lock(d, wait_s=0.3):
+            pass
+        assert time.monotonic() - started >= 0.3
+    assert applystate.lock_holder(d) is None
+    with applystate.exclusive_lock(d, wait_s=0):  # released: the next one gets it at once
+        pass
+
+
+def test_lock_that_cannot_be_made_is_one_line_or_skipped_when_optional(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    unwritable = blocker / "state"
+    with pytest.raises(StateError, match="cannot take gpuprov's apply lock"), applystate.exclusive_lock(unwritable):
+        pass
+    with applystate.exclusive_lock(unwritable, required=False):
+        pass
