@@ -31,6 +31,7 @@ import ipaddress
 import math
 import os
 import re
+import stat
 import sys
 import unicodedata
 from dataclasses import dataclass, field
@@ -923,6 +924,38 @@ def _ollama_env(s: ServingSection, st: OllamaSettings) -> list[tuple[str, str]]:
     return env
 
 
+def key_file_notes(path: str, root: Path) -> list[str]:
+    """What apply will put right about the key file there: a key gpuprov did not make (compared by hash,
+    never shown), an owner or mode other than root's 0600. Nothing where it cannot be looked at (a user)."""
+    from provision import apikeys, applystate
+    from provision.errors import GpuprovError
+
+    target = root / path.lstrip("/")
+    try:
+        st = target.lstat()
+    except OSError:
+        return []  # absent (apply makes it), or not visible to this user
+    out = []
+    wrong = []
+    if stat.S_IMODE(st.st_mode) != 0o600:
+        wrong.append(f"mode {stat.S_IMODE(st.st_mode):04o}")
+    if (st.st_uid, st.st_gid) != (0, 0):
+        wrong.append(f"owner {st.st_uid}:{st.st_gid}")
+    if wrong and stat.S_ISREG(st.st_mode):
+        out.append(f"{path} has {', '.join(wrong)}: apply makes it root's, 0600")
+    try:
+        content = target.read_text(encoding="utf-8", errors="surrogateescape") if stat.S_ISREG(st.st_mode) else None
+        made = apikeys.made_by_gpuprov(applystate.state_dir(root), path, content)
+    except (OSError, GpuprovError):
+        return out  # root's alone: apply looks
+    if not made:
+        out.append(
+            f"{path} holds a key gpuprov did not make (gpuprov render's placeholder, or one written by hand): "
+            "apply replaces it with a new one (the old one is kept for gpuprov revert)"
+        )
+    return out
+
+
 def placeholder_key_file(files: ServingFiles) -> tuple[str, str] | None:
     """``gpuprov render``: the key file with a placeholder instead of a secret."""
     if files.key_file is None:
@@ -980,9 +1013,13 @@ def add_to_desired(desired: Desired, snapshot: Snapshot, profile: Profile, host:
         )
     if files.key_file:
         desired.notes.append(
-            f"API key: kept in {files.key_file} (root, 0600), made on first apply and never shown; "
-            f"clients send it as 'Authorization: Bearer KEY'"
+            f"API key: kept in {files.key_file} (root, 0600, put right on every apply), made by apply and "
+            "never shown; a key there that gpuprov did not make (gpuprov render's placeholder, or one written "
+            "by hand) is replaced, the old one kept for gpuprov revert; clients send it as 'Authorization: "
+            "Bearer KEY'"
         )
+        if host.known:
+            desired.notes.extend(key_file_notes(files.key_file, root))
     if isinstance(section.settings, OllamaSettings) and host.known:
         installed = host.units.get(files.unit) is None or host.units[files.unit].path is not None
         for path, what in ((OLLAMA_HOME if installed else None, "Ollama's installer makes it"),
@@ -1043,7 +1080,7 @@ def _remove_stale(desired: Desired, host: HostState, root: Path, profile_name: s
     for path in KEY_FILES:
         # never read (secret): removed when there; a user who cannot look into the directory is told nothing
         if path not in wanted and _exists(root, path):
-            desired.serving_files.append(FileTarget(path, None, "0600", f"{why}: an API key, removed"))
+            desired.serving_files.append(FileTarget(path, None, "0600", f"{why}: an API key, removed", secret=True))
 
 
 def fit_notes(section: ServingSection, snapshot: Snapshot, root: Path) -> list[str]:

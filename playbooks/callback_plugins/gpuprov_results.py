@@ -21,6 +21,23 @@ requirements: [GPUPROV_RESULTS_FILE set in the environment]
 """
 
 
+def _secret_safe(res: dict) -> dict | list | None:
+    """The result's diff; of a secret file (gpuprov_file secret/api_key/restore) only what the module
+    describes it by — ``(secret, N bytes)`` — should a module ever put content there."""
+    diff = res.get("diff")
+    if not isinstance(diff, dict | list):
+        return None
+    args = (res.get("invocation") or {}).get("module_args") or {}
+    if not (args.get("secret") is True or args.get("api_key") or args.get("restore") is True):
+        return diff
+    safe = []
+    for d in diff if isinstance(diff, list) else [diff]:
+        if isinstance(d, dict):
+            d = {k: v for k, v in d.items() if k.endswith("_header") or str(v).startswith(("(secret,", "(absent)"))}
+            safe.append(d)
+    return safe if isinstance(diff, list) else (safe[0] if safe else None)
+
+
 class CallbackModule(CallbackBase):
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = "aggregate"
@@ -42,7 +59,7 @@ class CallbackModule(CallbackBase):
                 label = label.get("path") or label.get("name") or json.dumps(label, sort_keys=True)
         if status == "ok" and res.get("changed"):
             status = "changed"
-        diff = res.get("diff")
+        diff = _secret_safe(res)
         line = {
             "task": result._task.get_name(),
             "item": None if label is None else str(label),
