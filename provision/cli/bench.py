@@ -296,6 +296,8 @@ def _run_json(bench: Any, stored: list[int], db: str | None, code: int) -> dict[
         "host": bench.host,
         "workload": bench.config.workload.to_dict(),
         "usage_requested": bench.config.include_usage,
+        "timeout_s": bench.config.timeout_s,
+        "request_timeout_s": bench.config.request_timeout_s,
         "levels": [lv.to_dict() for lv in bench.levels],
         "best": None if bench.best is None else {"concurrency": bench.best.concurrency, "reason": bench.best_reason},
         "best_reason": bench.best_reason,

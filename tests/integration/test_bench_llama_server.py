@@ -100,14 +100,33 @@ def test_bench_a_real_llama_cpp_server(llama_server: str, tmp_path: Path, api: s
         assert 0 < level["output_tokens"] <= 4 * max_tokens
         assert 0 < level["ttft_ms"]["p50"] <= level["latency_ms"]["p50"]
         assert level["output_tokens_per_s"] > 0 and level["requests_per_s"] > 0
-        assert level["token_source"] in ("usage", "chunks")
+        assert level["token_source"] in ("usage", "tokenizer")
         if level["token_source"] == "usage":
             # generated prompts: words drawn from WORDS, mostly one Gemma token each, plus the chat
             # template's tokens (turn markers) for chat
             assert prompt_words <= level["prompt_tokens_mean"] <= 1.5 * prompt_words + 20
         else:
-            assert any("counted as text-carrying stream events" in n for n in data["notes"])
+            assert any("counted by the server's tokenizer (/extras/tokenize)" in n for n in data["notes"])
         assert level["gpu"]["status"] != "ok" or level["gpu"]["samples"] >= 2
     assert data["best"] is not None
     est = json.loads(gpuprov("bench", "estimate", "-n", "1000", "--db", str(db), "--json").stdout)
     assert {e["concurrency"] for e in est["estimates"]} == {1, 2}
+
+
+def test_tokenizer_endpoint_count_matches_the_servers_usage(llama_server: str, tmp_path: Path) -> None:
+    """Issue 20, item 2: the same requests (seeded prompts, temperature 0) counted twice — by the
+    server's usage, and, with --no-usage, by its /extras/tokenize endpoint from the streamed text.
+    With usage there, a sample is cross-checked as well and nothing is reported (they agree)."""
+    args = ("bench", llama_server, "--model", MODEL_ALIAS, "--api", "completions", "-c", "1", "-n", "4",
+            "--prompt-tokens", "24", "--max-tokens", "24", "--timeout", "120", "--no-store", "--no-gpu",
+            "--json")  # fmt: skip
+    with_usage = json.loads(gpuprov(*args).stdout)
+    counted = json.loads(gpuprov(*args, "--no-usage").stdout)
+    [usage_level], [tokenizer_level] = with_usage["levels"], counted["levels"]
+    assert usage_level["token_source"] == "usage" and tokenizer_level["token_source"] == "tokenizer"
+    assert counted["server"]["tokenizer"] == "/extras/tokenize"
+    usage_tokens, tokenizer_tokens = usage_level["output_tokens"], tokenizer_level["output_tokens"]
+    print(f"llama-cpp-python: usage {usage_tokens} tokens, /extras/tokenize {tokenizer_tokens} tokens")
+    assert usage_tokens > 0 and abs(tokenizer_tokens - usage_tokens) <= 0.05 * usage_tokens
+    assert not any("disagree" in n for n in with_usage["notes"])
+    assert tokenizer_level["requests_over_max_tokens"] == 0

@@ -254,3 +254,23 @@ def test_ctrl_c_keeps_and_stores_what_finished_exit_130(tmp_path: Path) -> None:
     assert 3 <= level["requests_ok"] < 200 and level["requests_failed"] == 0
     [run] = json.loads(gpuprov("bench", "history", "--db", db, "--json", rc=0).stdout)["runs"]
     assert run["stop_reason"] == "interrupted (Ctrl-C)" and run["results"]["requests_ok"] == level["requests_ok"]
+
+
+def test_ignored_max_tokens_is_named_and_never_compared_as_the_same_workload(tmp_path: Path) -> None:
+    """Issue 20, item 3: 200 tokens a request under --max-tokens 32 was stored as max_tokens=32."""
+    db = str(tmp_path / "b.db")
+    common = ("-m", "fake-model", "-n", "2", "--max-tokens", "32", "--no-gpu", "--db", db, "--json")
+    with FakeServer(Script(tokens=200)) as honest:
+        first = json.loads(gpuprov("bench", honest.url, *common, rc=0).stdout)
+    with FakeServer(Script(tokens=200, ignore_max_tokens=True)) as ignoring:
+        second = json.loads(gpuprov("bench", ignoring.url, *common, rc=0).stdout)
+    assert first["request_timeout_s"] == 60 + 0.5 * 32
+    assert not any("ignores max_tokens" in n for n in first["notes"])
+    assert any("the server ignores max_tokens: 2 of 2 answered requests" in n for n in second["notes"])
+    assert second["workload"]["max_tokens_ignored_up_to"] == 200
+    runs = json.loads(gpuprov("bench", "history", "--db", db, "--json", rc=0).stdout)["runs"]
+    assert runs[0]["workload_key"].endswith("max_tokens=32 (ignored by the server: up to 200 generated)")
+    cmp = json.loads(gpuprov("bench", "history", "--db", db, "--compare", "1", "2", "--json", rc=0).stdout)
+    assert any(w.startswith("different workloads") for w in cmp["warnings"])
+    est = json.loads(gpuprov("bench", "estimate", "-n", "10", "--db", db, "--json", rc=0).stdout)
+    assert len(est["estimates"]) == 2  # two configurations, not one mixing both

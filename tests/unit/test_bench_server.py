@@ -206,12 +206,15 @@ class FakeServer:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
+            # the fields real servers put in every chunk (some clients dispatch on "object")
+            head = {"id": f"cmpl-{index}", "object": "chat.completion.chunk" if chat else "text_completion",
+                    "created": int(time.time()), "model": body.get("model", "fake-model")}  # fmt: skip
             handler.send_response(200)
             handler.send_header("Content-Type", "text/event-stream")
             handler.send_header("Transfer-Encoding", "chunked")
             handler.end_headers()
             if chat:  # the role-only first chunk chat servers send
-                self._event(handler, {"choices": [{"index": 0, "delta": {"role": "assistant"}}]})
+                self._event(handler, {**head, "choices": [{"index": 0, "delta": {"role": "assistant"}}]})
             due = arrived + ttft_s  # when the next event leaves: an absolute schedule
             _sleep_until(due)
             sent = 0
@@ -238,11 +241,11 @@ class FakeServer:
                 n = min(s.tokens_per_event, tokens - sent)
                 piece = " tok" * n
                 choice = {"index": 0, "delta": {"content": piece}} if chat else {"index": 0, "text": piece}
-                self._event(handler, {"object": "chunk", "choices": [choice]})
+                self._event(handler, {**head, "choices": [choice]})
                 sent += n
             else:
                 if s.usage and body.get("stream_options", {}).get("include_usage"):
-                    self._event(handler, {"choices": [], "usage": {
+                    self._event(handler, {**head, "choices": [], "usage": {
                         "prompt_tokens": s.prompt_tokens, "completion_tokens": round(tokens * s.usage_scale),
                         "total_tokens": s.prompt_tokens + tokens}})  # fmt: skip
             self._raw(handler, f"data: {DONE}\n\n")
