@@ -146,6 +146,8 @@ def test_endpoint_parse(url: str, expected: str) -> None:
         ("http://:8000", "has no host"),
         ("http://host:99999", "port is not a number"),
         ("http://host:abc", "port is not a number"),
+        ("http://[::1", "is not a valid URL .Invalid IPv6 URL."),  # issue 14, item 9: was a traceback
+        ("https://[fe80::1/v1", "is not a valid URL"),
     ],
 )
 def test_endpoint_parse_rejects_bad_urls(url: str, message: str) -> None:
@@ -160,6 +162,39 @@ def test_endpoint_parse_gives_an_endpoint_or_a_usage_error(text: str) -> None:
     except UsageError:
         return
     assert endpoint.scheme in ("http", "https") and endpoint.host and 0 <= endpoint.port <= 65535
+
+
+@given(st.sampled_from(["http://", "https://", "HTTP://"]),
+       st.text(alphabet="[]:/@.%?#v1fe0abc-", max_size=30))  # fmt: skip
+def test_endpoint_parse_of_url_like_text_never_raises_anything_else(scheme: str, rest: str) -> None:
+    """Brackets, colons and at-signs where urllib is picky (the IPv6 traceback of issue 14)."""
+    try:
+        endpoint = Endpoint.parse(scheme + rest)
+    except UsageError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert endpoint.host and 0 <= endpoint.port <= 65535
+
+
+_KEYS = st.sampled_from(["count", "tokens", "x"])
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_KEYS, inner, max_size=3),
+                    max_leaves=12))  # fmt: skip
+def test_tokenizer_answers_give_a_count_or_none(answer: object) -> None:
+    from provision.bench.tokens import token_count
+
+    count = token_count(answer)
+    assert count is None or (isinstance(count, int) and count >= 0)
+
+
+@given(st.text(max_size=300), st.integers(min_value=0, max_value=50))
+def test_token_estimate_is_at_least_the_events_and_grows_with_the_text(text: str, events: int) -> None:
+    from provision.bench.client import estimate_tokens
+
+    n = estimate_tokens(text, events)
+    assert n >= events and n >= round(len(text) / 4) and estimate_tokens(text + "abcd", events) >= n
 
 
 # -- workloads -------------------------------------------------------------------------------------
