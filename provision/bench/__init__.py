@@ -6,6 +6,8 @@ Layers, each its own module:
   what one streamed chunk says (text, usage, error);
 - :mod:`~provision.bench.workload` — the requests to send, seeded and deterministic;
 - :mod:`~provision.bench.client` — one streamed request over ``http.client``, timed;
+- :mod:`~provision.bench.deadline` — the one watchdog thread that ends requests past their deadline;
+- :mod:`~provision.bench.tokens` — output tokens without usage: the server's tokenizer, or an estimate;
 - :mod:`~provision.bench.stats` — percentiles and the summary of one concurrency level;
 - :mod:`~provision.bench.gpu` — GPU readings through the probe while the load runs;
 - :mod:`~provision.bench.runner` — the load at one concurrency, the sweep, the best level;
