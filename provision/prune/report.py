@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from provision.console import make_console
+from provision.console import make_console, printable
 from provision.prune.analysis import PruneReport, Verdict
 
 
@@ -18,6 +19,11 @@ def human_bytes(size: int | None) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{size} B"
+
+
+def _shown(text: object) -> str:
+    """Text from the project (file names, paths, declarations): printable, and no rich markup."""
+    return escape(printable(str(text)))
 
 
 def _verdict_text(v: Verdict) -> str:
@@ -33,16 +39,19 @@ def _verdict_text(v: Verdict) -> str:
 
 def render_prune(report: PruneReport, console: Console | None = None) -> None:
     console = console or make_console()
-    console.print(f"project:     {report.project}")
-    console.print(f"environment: {report.interpreter} (Python {report.python_version}; {report.interpreter_source})")
+    console.print(f"project:     {_shown(report.project)}")
+    console.print(
+        f"environment: {_shown(report.interpreter)} (Python {_shown(report.python_version)}; "
+        f"{_shown(report.interpreter_source)})"
+    )
     table = Table(title_justify="left", expand=False)
     for col in ("dependency", "status", "verdict / where", "size"):
         table.add_column(col, overflow="fold")
     style = {"used": "green", "unused": "yellow", "unknown": "cyan"}
     for v in report.verdicts:
         size = human_bytes(v.total_bytes if v.removable else v.record_bytes)
-        name = f"[bold red]{v.name}[/]" if v.removable else v.name
-        table.add_row(name, f"[{style[v.status]}]{v.status}[/]", _verdict_text(v), size)
+        name = f"[bold red]{_shown(v.name)}[/]" if v.removable else _shown(v.name)
+        table.add_row(name, f"[{style[v.status]}]{v.status}[/]", _shown(_verdict_text(v)), size)
     console.print(table)
     notes: list[str] = []
     if report.unparsed:
@@ -65,11 +74,11 @@ def render_prune(report: PruneReport, console: Console | None = None) -> None:
     if report.ignored_unknown:
         notes.append("--ignore / [tool.gpuprov.prune] names not declared: " + ", ".join(report.ignored_unknown))
     for note in notes:
-        console.print(f"note: {note}", highlight=False)
+        console.print(f"note: {_shown(note)}", highlight=False)
     removable = report.removable
     if removable:
         console.print(
-            f"[bold]{len(removable)} removable[/] ({', '.join(v.name for v in removable)}), "
+            f"[bold]{len(removable)} removable[/] ({_shown(', '.join(v.name for v in removable))}), "
             f"{human_bytes(report.removable_bytes)} freed; `gpuprov prune --apply` removes them"
         )
     else:

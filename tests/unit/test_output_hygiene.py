@@ -198,3 +198,15 @@ def test_a_model_file_name_with_markup_and_escapes_is_shown_as_text(
     proc = gpuprov("fit", str(model), "--vram-gib", "8")
     assert proc.returncode == 0, proc.stderr
     assert "\x1b" not in proc.stdout and "m[/bold]\\x1b[31m\\nERROR x" in proc.stdout
+
+
+def test_prune_shows_the_project_s_file_names_as_text(tmp_path: Path) -> None:
+    """File and directory names are the project's text: '[/]' in a path was a MarkupError traceback, ESC raw."""
+    project = tmp_path / "p[" / "]q"
+    project.mkdir(parents=True)
+    (project / "pyproject.toml").write_text('[project]\nname = "p"\nversion = "0"\ndependencies = ["typer"]\n')
+    (project / "evil\x1b[31m\nERROR.py").write_text("import typer\n")
+    proc = gpuprov("prune", str(project), "--python", sys.executable)
+    assert proc.returncode in (0, 1), proc.stderr
+    assert "\x1b" not in proc.stdout
+    assert f"project:     {project}" in proc.stdout and "evil\\x1b[31m\\nERROR.py" in proc.stdout
