@@ -325,6 +325,7 @@ _CUDA = re.compile(r"[0-9]{1,2}\.[0-9]{1,2}")
 _SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASS", "CREDENTIAL", "AUTH", "COOKIE", "PRIVATE")
 #: user:password@ (or user@) in a URL, scheme://USERINFO@host, or at the start of a value without a scheme
 #: (OLLAMA_HOST=user:pass@host:11434)
+_MASKED = re.compile(r"\(set, [0-9]+ chars\)")
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://|^)[^/?#@\s]*@")
 
 
@@ -347,9 +348,12 @@ def looks_secret(name: str) -> bool:
 
 def masked_env(env: dict[str, str]) -> dict[str, str]:
     """Environment variables as gpuprov keeps and shows them: a secret's value (by its name) is never
-    kept, only that it is set and its length; credentials in any URL are masked."""
+    kept, only that it is set and its length; credentials in any URL are masked. Idempotent: a masked
+    snapshot loaded again says the same."""
     return {
-        name: f"(set, {len(value)} chars)" if looks_secret(name) else _URL_CREDENTIALS.sub(r"\g<scheme>***@", value)
+        name: _URL_CREDENTIALS.sub(r"\g<scheme>***@", value)
+        if not looks_secret(name) or _MASKED.fullmatch(value)
+        else f"(set, {len(value)} chars)"
         for name, value in env.items()
     }
 

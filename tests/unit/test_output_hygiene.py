@@ -47,7 +47,9 @@ def test_doctor_never_prints_a_secret_environment_value(tmp_path: Path) -> None:
 
 def test_redact_scrubs_the_user_name_outside_home(tmp_path: Path) -> None:
     env = {"USER": "alice", "LOGNAME": "alice", "HF_HOME": "/srv/alice/hf", "VLLM_CACHE": "/home/alice/.cache"}
+    env["VLLM_API_KEY"] = "sk-x"
     data = json.loads(gpuprov("doctor", "--json", "--redact", env=env).stdout)
+    assert data["snapshot"]["env"]["VLLM_API_KEY"] == "(set, 4 chars)"
     assert data["snapshot"]["env"]["HF_HOME"] == "/srv/USER/hf"
     assert data["snapshot"]["env"]["VLLM_CACHE"] == "/home/USER/.cache"
     assert "alice" not in json.dumps(data)

@@ -235,6 +235,8 @@ def test_a_snapshot_file_that_holds_a_secret_does_not_give_it_back(tmp_path: Pat
     data["env"] = {"VLLM_API_KEY": "sk-live-1", "OLLAMA_HOST": "http://u:p@h:1"}
     snap = Snapshot.load(write(tmp_path, data))
     assert "sk-live-1" not in snap.to_json() and "u:p@" not in snap.to_json()
+    again = Snapshot.load(write(tmp_path, snap.to_dict(), "again.json")).redacted()
+    assert again.env == {"VLLM_API_KEY": "(set, 9 chars)", "OLLAMA_HOST": "http://***@h:1"}, "masked once"
 
 
 def test_redacted_scrubs_the_user_name_and_hostname_everywhere() -> None:
