@@ -133,7 +133,7 @@ def cuda_visible_devices(s: Snapshot) -> Iterable[Finding]:
         yield Finding(
             "env.cuda_visible_devices.hides_all",
             "error",
-            f"CUDA_VISIBLE_DEVICES={value!r} hides every GPU: CUDA programs will see none",
+            f"CUDA_VISIBLE_DEVICES='{value}' hides every GPU: CUDA programs will see none",
             "unset CUDA_VISIBLE_DEVICES, or list the GPUs to use (e.g. CUDA_VISIBLE_DEVICES=0)",
             "env",
         )
@@ -163,7 +163,7 @@ def cuda_visible_devices(s: Snapshot) -> Iterable[Finding]:
         yield Finding(
             "env.cuda_visible_devices.hides_all",
             "error",
-            f"CUDA_VISIBLE_DEVICES={value!r} starts with {missing[0]}, which is not a GPU here "
+            f"CUDA_VISIBLE_DEVICES='{value}' starts with {missing[0]}, which is not a GPU here "
             f"(GPUs: {gpus}): CUDA stops at the first invalid entry and sees no GPU",
             remedy + " (MIG-... only with MIG on)",
             "env",

@@ -169,7 +169,7 @@ def test_text_read_from_this_host_is_made_printable_too(tmp_path: Path) -> None:
     proc = gpuprov("doctor", env=env)
     assert "\x1b" not in proc.stdout
     assert not any(line.startswith("ERROR [gpu0] forged") for line in proc.stdout.splitlines())
-    assert "7\\x1b[31mX\\nERROR [gpu0] forged" in proc.stdout
+    assert "CUDA_VISIBLE_DEVICES='7\\x1b[31mX\\nERROR [gpu0] forged' starts with" in proc.stdout
 
 
 def test_printable_copy_reaches_every_text_of_a_snapshot() -> None:
