@@ -6,7 +6,9 @@ reading h100-580-device.q.txt, taken on gpuprov's own device machine, is not tou
 
 Each reading is the output `nvidia-smi -q` (text) or `nvidia-smi -q -x` (XML) of its driver would give for
 the values a published reading shows (../../../../shared/research/real-readings.md lists them with their
-addresses; SOURCES below repeats each address). Only values are taken from those sources, never their text;
+addresses; SOURCES below repeats each address): driver, CUDA version, power limits and draw, persistence, MIG,
+GPU count and the trimmed/duplicate-UUID quirks are theirs; clocks, temperatures, memory figures and PCIe links
+are typical values of the board where the facts do not give them. Only values are taken, never their text;
 serial numbers and UUIDs are made up (GPU-00000000-...). The layout follows the driver's schema: XML v11
 (before 525), v12 with the old power tags (525), v12 with the tags renamed at 535, v13 (from 580); the text
 form names the power limits "Power Limit"/"Enforced Power Limit" before 535, "Requested"/"Current" after.
