@@ -21,6 +21,8 @@ from pathlib import Path
 KEY_ALPHABET = string.ascii_letters + string.digits
 #: 43 letters and digits: 256 bits of randomness (62 ** 43 > 2 ** 256)
 KEY_LENGTH = 43
+#: the shortest key apply makes: 22 letters and digits, 128 bits
+MIN_KEY_LENGTH = 22
 KEYS_FILE = "keys.json"
 #: the shortest piece of a secret masked in module results (hidden_values)
 MIN_HIDDEN = 4

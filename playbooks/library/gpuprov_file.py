@@ -299,7 +299,10 @@ def _restore(p: dict[str, Any], state_dir: Path, secret: bool) -> tuple[str | No
 def _api_key(state_dir: Path, path: str, now: dict[str, Any], spec: dict[str, Any]) -> tuple[str, str]:
     """The key file's content: the one there when gpuprov made it, else a new key; and why it was replaced."""
     from provision import apikeys
+    from provision.errors import GpuprovError
 
+    if spec["length"] < apikeys.MIN_KEY_LENGTH:
+        raise GpuprovError(f"api_key.length must be at least {apikeys.MIN_KEY_LENGTH}, got {spec['length']}")
     current = now["content"] if now["type"] == "file" else None
     if apikeys.made_by_gpuprov(state_dir, path, current):
         return current or "", ""

@@ -204,3 +204,15 @@ def test_a_bare_key_file_for_llama_server_holds_the_key_alone(tmp_path: Path) ->
     key = (t.root / "etc/gpuprov/serving/llama-cpp.key").read_text()
     assert result["changed"] and re.fullmatch(r"[A-Za-z0-9]{43}\n", key)
     assert not t.shown(key)
+
+
+def test_a_key_too_short_to_be_secret_is_refused_in_one_line(tmp_path: Path) -> None:
+    t = Tree(tmp_path)
+    t.args.write_text(
+        json.dumps({"ANSIBLE_MODULE_ARGS": {"path": KEY_FILE, "root": str(t.root), "state_dir": str(t.state),
+                                            "api_key": {"length": 0}}})
+    )  # fmt: skip
+    proc = subprocess.run([sys.executable, str(MODULE), str(t.args)], capture_output=True, text=True, check=False,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(MODULE.parents[2])})  # fmt: skip
+    result = json.loads(proc.stdout)
+    assert result["failed"] and result["msg"] == "api_key.length must be at least 22, got 0" and not t.key.exists()
