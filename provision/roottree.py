@@ -43,7 +43,7 @@ def host_root() -> Path:
 
 def is_image(root: Path) -> bool:
     """An image tree (not this host's ``/``): nothing may touch this machine's GPU or running systemd."""
-    return Path(os.path.realpath(root)) != host_root()
+    return Path(os.path.realpath(root)) not in (Path("/"), host_root())
 
 
 def _parts(path: str) -> list[str]:

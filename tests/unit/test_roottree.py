@@ -124,4 +124,5 @@ def test_image_is_any_root_but_the_hosts(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.delenv("GPUPROV_NVML_REPLAY", raising=False)
     assert roottree.is_image(tmp_path)  # not without a replay: a real GPU is never the sandbox's
     monkeypatch.setenv("GPUPROV_NVML_REPLAY", str(tmp_path / "gpu.json"))
-    assert not roottree.is_image(tmp_path) and roottree.is_image(Path("/"))
+    assert not roottree.is_image(tmp_path) and not roottree.is_image(Path("/"))
+    assert roottree.is_image(tmp_path / "img")
