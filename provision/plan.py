@@ -493,7 +493,7 @@ def changes_for(snapshot: Snapshot, desired: Desired, host: HostState) -> list[C
             out.append(Change(f"gpu{gpu.index}", setting, cur, value, action, note))
     for f in [*desired.files, *desired.serving_files]:
         state = host.files.get(f.path) if host.known else None
-        if state is None:
+        if state is None or f.restore:  # a secret put back from the record: the plan holds no content to compare
             want = "as recorded (a secret)" if f.restore else _describe(f.content)
             out.append(Change(f.path, "content", "unknown", want, "change" if host.known else "skip",
                               _elsewhere(f.note, host)))  # fmt: skip

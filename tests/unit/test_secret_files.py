@@ -216,3 +216,24 @@ def test_a_key_too_short_to_be_secret_is_refused_in_one_line(tmp_path: Path) -> 
                           timeout=60, env={**os.environ, "PYTHONPATH": str(MODULE.parents[2])})  # fmt: skip
     result = json.loads(proc.stdout)
     assert result["failed"] and result["msg"] == "api_key.length must be at least 22, got 0" and not t.key.exists()
+
+
+def test_a_revert_plan_carries_no_key_content_also_from_an_older_record() -> None:
+    from provision.plan import FileState, HostState, make_revert_plan
+    from provision.snapshot import Snapshot
+
+    # recorded by a gpuprov that did not mark secrets: the path says it is a key file
+    previous = {"files": {KEY_FILE: {"content": "VLLM_API_KEY=old-record-key-1234\n", "mode": "0600"},
+                          "/etc/other.conf": {"content": "plain\n", "mode": "0644"}}}  # fmt: skip
+    host = HostState(files={KEY_FILE: FileState("VLLM_API_KEY=current-key-5678\n", "0600")})
+    plan = make_revert_plan(Snapshot(), applystate_sections(previous), host)
+    key = next(f for f in plan.desired.files if f.path == KEY_FILE)
+    assert (key.content, key.secret, key.restore) == (None, True, True)
+    assert next(f for f in plan.desired.files if f.path == "/etc/other.conf").content == "plain\n"
+    shown = json.dumps(plan.to_dict())
+    assert "old-record-key" not in shown and "current-key" not in shown
+    assert any(c.subject == KEY_FILE and c.desired == "as recorded (a secret)" for c in plan.changes)
+
+
+def applystate_sections(previous: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {s: dict(previous.get(s) or {}) for s in applystate.SECTIONS}
