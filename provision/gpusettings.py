@@ -61,7 +61,13 @@ def pending(
     A power limit the driver refused (``power_limit_refused``) whose fallback clock lock is in place is
     not pending: the fallback is what this GPU can do, and trying the setter again changes nothing.
     """
-    out = {k: v for k, v in desired.items() if k in SETTINGS and not same(k, current.get(k), v)}
+    # None is "reset" for a clock lock; for a power limit or persistence it is a value NVML could not read
+    # when gpuprov recorded it (a laptop's power limit): nothing known to restore, so left as it is
+    out = {
+        k: v
+        for k, v in desired.items()
+        if k in SETTINGS and (v is not None or k == "locked_clocks_mhz") and not same(k, current.get(k), v)
+    }
     if (
         "power_limit_w" in out
         and power_limit_refused

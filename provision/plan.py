@@ -490,6 +490,8 @@ def changes_for(snapshot: Snapshot, desired: Desired, host: HostState) -> list[C
             if setting == "persistence_mode" and value and host.systemd_running and _exists(host, PERSISTENCED):
                 note = f"by {PERSISTENCED}"
             action = "ok" if same(setting, cur, value) else "change"
+            if value is None and setting != "locked_clocks_mhz":  # a revert of a value NVML could not read
+                action, note = "skip", "unknown before gpuprov's change (NVML could not read it): left as it is"
             out.append(Change(f"gpu{gpu.index}", setting, cur, value, action, note))
     for f in [*desired.files, *desired.serving_files]:
         state = host.files.get(f.path) if host.known else None

@@ -125,14 +125,16 @@ def test_laptop_fallback_suspend_and_revert_restores_a_replaced_file(tmp_path: P
 
     result = host.apply_json("apply", "rtx4090-laptop")
     assert result["failed"] == 0
+    # the snapshot is a real laptop's pattern: a power range reported, the setter refused, so the lock
+    # comes in the power limit's place (first), then persistence
     assert host.calls() == [
-        {"fn": "nvmlDeviceSetPersistenceMode", "gpu": 0, "mode": 1},
         {"fn": "nvmlDeviceSetGpuLockedClocks", "gpu": 0, "min_mhz": 210, "max_mhz": 1700},
+        {"fn": "nvmlDeviceSetPersistenceMode", "gpu": 0, "mode": 1},
     ]
     assert "NVreg_PreserveVideoMemoryAllocations=1" in mine.read_text()
     assert (host.root / "etc/systemd/system/systemd-suspend.service.wants/nvidia-suspend.service").is_symlink()
     settings = json.loads(host.file(SETTINGS_FILE).read_text())
-    assert settings["gpus"][0]["settings"]["locked_clocks_mhz"] == [210, 1700]
+    assert settings["gpus"][0]["fallback_locked_clocks_mhz"] == [210, 1700]
 
     assert host.apply_json("apply", "rtx4090-laptop")["changed"] == 0
 
@@ -152,7 +154,7 @@ def test_laptop_that_reports_a_range_but_refuses_the_setter_gets_the_fallback(tm
     data = json.loads(host.gpu.read_text())
     gpu = data["gpus"][0]
     gpu.update(power_min_limit_w=5.0, power_max_limit_w=175.0)
-    del gpu["unavailable"]["power_constraints_w"]  # the range is reported; set_power_limit still refused
+    gpu["unavailable"].pop("power_constraints_w", None)  # the range is reported; set_power_limit still refused
     host.gpu.write_text(json.dumps(data))
 
     plan = host.gpuprov("plan", "rtx4090-laptop", "--root", str(host.root), "--json")
@@ -191,7 +193,7 @@ def test_check_and_diff_change_nothing(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "check mode: nothing changed" in proc.stdout
     assert "+options nvidia NVreg_PreserveVideoMemoryAllocations=1" in proc.stdout
-    assert "locked_clocks_mhz: [210, 1700]" in proc.stdout
+    assert "power_limit_w: 110" in proc.stdout  # the GPU settings' diff (the refusal is not known before trying)
     assert host.calls() == [] and host.tree() == []
     # check mode needs no root
     proc = host.gpuprov("apply", "rtx4090-laptop", "--check", "--root", str(host.root), GPUPROV_NVML_REPLAY_AS_USER="1")
@@ -315,4 +317,4 @@ def test_facts_module_returns_the_probe_snapshot(tmp_path: Path) -> None:
     payload = json.loads(proc.stdout.split("=>", 1)[1])
     gpus = payload["ansible_facts"]["gpuprov_snapshot"]["gpus"]
     assert gpus[0]["name"] == "NVIDIA GeForce RTX 4090 Laptop GPU"
-    assert gpus[0]["unavailable"]["power_constraints_w"] == "not_supported"
+    assert gpus[0]["unavailable"]["power_limit_w"] == "not_supported"  # a laptop's: NVML cannot read it

@@ -72,3 +72,15 @@ def test_a_lock_not_in_place_keeps_the_power_limit_pending() -> None:
     assert pending(current, {"power_limit_w": 110.0}, fallback_locked_clocks_mhz=LOCK, power_limit_refused=True) == {
         "power_limit_w": 110.0
     }
+
+
+def test_revert_of_a_power_limit_nvml_could_not_read_leaves_it_alone(tmp_path: Path) -> None:
+    """A laptop whose power limit NVML cannot read: recorded as None before the fallback lock, reverted
+    by resetting the lock only (it was float(None) in the setter: the revert failed)."""
+    nv = _laptop_refusing_setter()
+    gpu = nv.snapshot.gpus[0]
+    recorded = {"power_limit_w": None, "persistence_mode": None, "locked_clocks_mhz": None}
+    current = {"power_limit_w": None, "persistence_mode": True, "locked_clocks_mhz": LOCK}
+    assert pending(current, recorded) == {"locked_clocks_mhz": None}
+    nv.nvmlInit()
+    assert apply_settings(nv, gpu, pending(current, recorded), state_dir=tmp_path) == ["GPU clock lock reset"]
