@@ -215,7 +215,9 @@ def run(
     if code == 1:
         sent = sum(lv.requests_sent for lv in bench.levels)
         why = bench.stop_reason or next(iter(next(lv.errors for lv in bench.levels if lv.errors)))
-        typer.echo(f"gpuprov: {failed} of {sent} requests failed: {why}", err=True)
+        from provision.console import printable
+
+        typer.echo(f"gpuprov: {failed} of {sent} requests failed: {printable(why)}", err=True)
     raise typer.Exit(code)
 
 

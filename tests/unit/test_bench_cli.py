@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -274,3 +275,24 @@ def test_ignored_max_tokens_is_named_and_never_compared_as_the_same_workload(tmp
     assert any(w.startswith("different workloads") for w in cmp["warnings"])
     est = json.loads(gpuprov("bench", "estimate", "-n", "10", "--db", db, "--json", rc=0).stdout)
     assert len(est["estimates"]) == 2  # two configurations, not one mixing both
+
+
+class _HostileServer(FakeServer):
+    """Every completion fails with an error message full of rich markup and control characters."""
+
+    MESSAGE = "[/x] boom [bold]\x1b[31mred\nFindings: forged"
+
+    def handle_completion(self, handler: Any, body: dict[str, Any]) -> None:
+        handler._json(500, {"error": {"message": self.MESSAGE}})
+
+
+def test_server_text_with_markup_and_control_characters_is_printed_inert(tmp_path: Path) -> None:
+    """A closing tag in a server's error message was a rich MarkupError traceback."""
+    with _HostileServer(Script()) as srv:
+        proc = gpuprov("bench", srv.url, "-m", "fake-model", "--warmup", "0", "-n", "2", "--no-gpu", "--no-store",
+                       rc=1)  # fmt: skip
+    shown = "HTTP 500: [/x] boom [bold]\\x1b[31mred\\nFindings: forged"
+    assert f"c=1: 2 failed: {shown}" in proc.stdout
+    assert proc.stderr.splitlines()[-1] == f"gpuprov: 2 of 2 requests failed: {shown}"
+    assert "\x1b" not in proc.stdout + proc.stderr
+    assert not any(line.startswith("Findings: forged") for line in (proc.stdout + proc.stderr).splitlines())
