@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -137,3 +139,18 @@ def test_revert_puts_back_a_link_and_its_owner_old_records_as_before() -> None:
     assert rows[("/etc/modprobe.d/x.conf", "type")].action == "change"
     assert rows[("/etc/systemd/system/ollama.service", "owner")].desired == "65534:65534"
     assert rows[("/etc/systemd/system/ollama.service", "content")].action == "ok"
+
+
+def test_boot_reapply_waits_for_a_running_apply_then_says_so(tmp_path: Path) -> None:
+    settings_file = tmp_path / "gpu-settings.json"
+    settings_file.write_text('{"profile": "rtx4090", "gpus": []}\n')
+    state = tmp_path / "state"
+    env = {**os.environ, "GPUPROV_STATE_DIR": str(state), nvml.REPLAY_ENV: str(tmp_path / "gpu.json")}
+    with applystate.exclusive_lock(state):
+        proc = subprocess.run(
+            [sys.executable, "-m", "provision", "reapply-gpu-settings", "--wait-s", "0", str(settings_file)],
+            env=env, capture_output=True, text=True, check=False, timeout=60,
+        )  # fmt: skip
+    assert proc.returncode != 0
+    (line,) = proc.stderr.strip().splitlines()
+    assert f"another gpuprov apply is running (pid {os.getpid()})" in line
