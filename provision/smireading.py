@@ -148,7 +148,9 @@ def read(text: str, *, source: str = "") -> SmiReading:
 
 # -- text form -----------------------------------------------------------------------------------------
 
-_GPU_HEADER = re.compile(r"^GPU ([0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-9A-Fa-f])\s*$")
+_BUS_ID = r"[0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-9A-Fa-f]"
+_GPU_HEADER = re.compile(rf"^GPU ({_BUS_ID})\s*$")
+_FULL_BUS_ID = re.compile(rf"^{_BUS_ID}$")
 #: no line of a reading is longer (labels pad to column 55, values are short): longer ones end it
 _MAX_LINE = 1024
 
@@ -379,7 +381,11 @@ def _fill_gpu(index: int, bus_id: str, node: Node) -> tuple[GpuInfo, dict[str, s
     gpu.name = g.raw("name", ("product_name",)) or "unknown"
     gpu.uuid = g.raw("uuid", ("uuid",), ("gpu_uuid",))
     gpu.serial = g.raw("serial", ("serial",), ("serial_number",))
-    gpu.pci_bus_id = g.raw("pci_bus_id", ("pci", "pci_bus_id"), ("pci", "bus_id")) or (bus_id or None)
+    gpu.pci_bus_id = g.raw("pci_bus_id", ("pci", "pci_bus_id"), ("pci", "bus_id"))
+    if gpu.pci_bus_id is not None and not _FULL_BUS_ID.match(gpu.pci_bus_id):  # a paste cut inside the id
+        g.origins.pop("pci_bus_id", None)
+        gpu.pci_bus_id = None
+    gpu.pci_bus_id = gpu.pci_bus_id or bus_id or None
     if gpu.pci_bus_id is not None and "pci_bus_id" not in g.origins:
         g.origins["pci_bus_id"] = "the GPU's heading"
 
