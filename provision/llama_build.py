@@ -696,12 +696,32 @@ def _run_json(python: str, code: str, *args: str, timeout: int = 300) -> tuple[A
         return None, str(exc)
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+        if proc.returncode < 0:  # killed by a signal: llama.cpp's last log line would hide the crash
+            name = _signal_name(-proc.returncode)
+            hint = (
+                " (an instruction this CPU or VM does not allow: rebuild with --portable)"
+                if name in ("SIGILL", "SIGSEGV")
+                else ""
+            )
+            return None, f"crashed with {name}{hint}" + (f"; last output: {lines[-1]}" if lines else "")
         return None, lines[-1] if lines else f"exit code {proc.returncode}"
     try:
         return json.loads(proc.stdout.strip().splitlines()[-1]), ""
     except (ValueError, IndexError):
         return None, "no JSON answer"
 
+
+def _signal_name(number: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+#: a CPU build for any x86-64 instead of the build machine's instruction set (ggml's GGML_NATIVE)
+PORTABLE_CMAKE_ARGS = ("-DGGML_NATIVE=off",)
 
 _CUDA_LIBS = ("libcudart", "libcublas", "libcuda.so")
 

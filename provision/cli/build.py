@@ -17,6 +17,14 @@ app.add_typer(build_app, name="build")
 @build_app.command("llama-cpp")
 def llama_cpp(
     cpu: Annotated[bool, typer.Option("--cpu", help="CPU-only build (machines without a GPU).")] = False,
+    portable: Annotated[
+        bool,
+        typer.Option(
+            "--portable",
+            help="CPU code for any x86-64 (GGML_NATIVE=off), not this CPU's instruction set: for images run on "
+            "other machines, and VMs that advertise instructions they do not enable (AMX under some hypervisors).",
+        ),
+    ] = False,
     arch: Annotated[
         list[str] | None,
         typer.Option("--arch", help="CUDA architectures instead of the detected ones: 89, 86,89, sm_90, 8.9."),
@@ -86,6 +94,7 @@ def llama_cpp(
     plan = lb.plan_build(
         snap, python=target, cpu=cpu, archs=archs, nvcc=nvcc, version=version, source=source, jobs=jobs,
         mem_available=mem_available, environ=dict(os.environ), wheelhouse=wheelhouse,
+        extra_cmake_args=list(lb.PORTABLE_CMAKE_ARGS) if portable else None,
     )  # fmt: skip
     if dry_run:
         if as_json:

@@ -65,7 +65,7 @@ def build_env() -> LlamaCppEnv:
     root.mkdir(parents=True, exist_ok=True)
     subprocess.run([uv(), "venv", "-q", "--python", sys.executable, str(root / "venv")], check=True)
     proc = subprocess.run(
-        [sys.executable, "-m", "provision", "build", "llama-cpp", "--cpu", "--source", str(sdist()),
+        [sys.executable, "-m", "provision", "build", "llama-cpp", "--cpu", "--portable", "--source", str(sdist()),
          "--python", str(python), "--smoke-model", str(model), "--log", str(root / "build.log"), "--json"],
         capture_output=True, text=True,
     )  # fmt: skip

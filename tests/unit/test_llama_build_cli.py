@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from provision import llama_build as lb
 from tests.conftest import SNAPSHOTS
 
 
@@ -164,3 +165,24 @@ def test_a_real_build_without_any_cxx_compiler_is_refused_before_it_starts(tmp_p
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "no C++ compiler found" in one_line_error(proc) and "apt install g++" in proc.stderr
     assert not (tmp_path / "state").exists()  # no log: nothing ran
+
+
+def test_portable_cpu_build_turns_off_the_native_instruction_set(tmp_path):
+    args = ("--cpu", "--portable", "--from", snap("h100"), "--python", sys.executable, "--json")
+    proc = gpuprov(*args, tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)["plan"]
+    assert plan["cmake_args"] == ["-DGGML_CUDA=off", "-DGGML_NATIVE=off"]
+    assert "-DGGML_NATIVE=off" in plan["env"]["CMAKE_ARGS"]
+    native = json.loads(gpuprov("--cpu", "--from", snap("h100"), "--python", sys.executable, "--json",
+                                tmp_path=tmp_path).stdout)["plan"]  # fmt: skip
+    assert "GGML_NATIVE" not in native["env"]["CMAKE_ARGS"]
+
+
+def test_a_smoke_completion_killed_by_a_signal_says_so_and_how_to_avoid_it():
+    # the crash seen when a VM advertises instructions (AMX) it does not enable: llama.cpp's last log line
+    # ("using full-size SWA cache") said nothing of it
+    code = "import os, signal, sys; print('llama_kv_cache: a log line', file=sys.stderr); os.kill(os.getpid(), 11)"
+    out, err = lb._run_json(sys.executable, code)
+    assert out is None
+    assert err.startswith("crashed with SIGSEGV") and "--portable" in err and "a log line" in err
