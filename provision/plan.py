@@ -202,8 +202,6 @@ class Plan:
 
 def _power_settable(gpu: GpuInfo, host: HostState) -> str | None:
     """None when the power limit can be set, else why not."""
-    if gpu.unavailable.get("set_power_limit") == "not_supported":
-        return "the driver refuses power-limit changes on this GPU (not supported)"
     reason = gpu.unavailable.get("power_constraints_w")
     if reason == "not_supported" or gpu.power_min_limit_w is None or gpu.power_max_limit_w is None:
         return (
@@ -211,6 +209,10 @@ def _power_settable(gpu: GpuInfo, host: HostState) -> str | None:
             "on laptops Dynamic Boost / nvidia-powerd is in charge)"
         )
     return None
+
+
+def _setter_refused(gpu: GpuInfo) -> bool:
+    return gpu.unavailable.get("set_power_limit") == "not_supported"
 
 
 def _fallback_lock(gpu: GpuInfo, profile: Profile, label: str) -> list[int] | None:
@@ -258,17 +260,24 @@ def _gpu_target(
                     f"({lo:g}-{hi:g} W, NVML constraints): change the profile {profile.name}"
                 )
             on_refusal = _fallback_lock(gpu, profile, label)
-            refused = gpu_key(gpu) in host.power_limit_refused
+            # known refused: gpuprov tried, or the snapshot says so (a reading whose requested limit is N/A);
+            # either way the boot file keeps the limit and its fallback, so render --from equals what apply writes
+            refused = gpu_key(gpu) in host.power_limit_refused or _setter_refused(gpu)
+            why = (
+                "the driver refused a power-limit change when gpuprov last tried (not supported)"
+                if gpu_key(gpu) in host.power_limit_refused
+                else "the driver refuses power-limit changes on this GPU (not supported, as the snapshot says)"
+            )
             if refused and on_refusal is None:
                 notes.append(
-                    f"{label}: the driver refused a power-limit change when gpuprov last tried (not supported) "
+                    f"{label}: {why} "
                     "and the profile has no fallback, so the power limit is left alone"
                 )
             else:
                 settings["power_limit_w"] = watts
             if refused and on_refusal is not None:
                 notes.append(
-                    f"{label}: the driver refused a power-limit change when gpuprov last tried (not supported): "
+                    f"{label}: {why}: "
                     f"the profile's fallback keeps the GPU clocks locked to {on_refusal[0]}-{on_refusal[1]} MHz"
                 )
             elif on_refusal is not None:
@@ -478,7 +487,8 @@ def changes_for(snapshot: Snapshot, desired: Desired, host: HostState) -> list[C
         for setting, value in target.settings.items():
             cur = current.get(setting)
             lock = target.fallback_locked_clocks_mhz
-            if setting == "power_limit_w" and lock is not None and target.key in host.power_limit_refused:
+            refused = target.key in host.power_limit_refused or _setter_refused(gpu)
+            if setting == "power_limit_w" and lock is not None and refused:
                 have = current.get("locked_clocks_mhz")
                 out.append(Change(f"gpu{gpu.index}", "locked_clocks_mhz", have, lock,
                                   "ok" if same("locked_clocks_mhz", have, lock) else "change",
