@@ -224,7 +224,18 @@ def _path(value: Any, where: _Where, what: str) -> str:
             f"{_show(text)}: {what} must be a plain absolute path (letters, digits, / . _ - + @ , = ~): "
             "systemd's path directives have no quoting for spaces, ':' or quotes"
         )
+    longest = max((len(part.encode()) for part in text.split("/")), default=0)
+    if len(text.encode()) > PATH_MAX_BYTES or longest > NAME_MAX_BYTES:
+        raise where.error(
+            f"{_show(text)}: {what} is longer than Linux allows (a path of at most {PATH_MAX_BYTES} bytes, "
+            f"each name at most {NAME_MAX_BYTES})"
+        )
     return str(PurePosixPath(text))
+
+
+#: Linux's PATH_MAX and NAME_MAX (limits.h): a longer path in a profile could never be opened
+PATH_MAX_BYTES = 4095
+NAME_MAX_BYTES = 255
 
 
 def _kv_types(engine: str) -> tuple[str, ...]:

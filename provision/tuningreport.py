@@ -38,14 +38,19 @@ def render_profiles(rows: list[tuple[Profile, str]], errors: list[ProfileError],
     table = Table(title="gpuprov profiles", title_justify="left")
     for col in ("profile", "for", "settings", "this host", "from"):
         table.add_column(col)
+    from provision.console import printable
+
+    def shown(text: str) -> str:  # a user's profile file: its name, path and texts are not ours
+        return escape(printable(text))
+
     for profile, fit in rows:
         table.add_row(
-            escape(profile.name), escape(profile.match.describe()), escape(settings_summary(profile)), fit,
-            "built-in" if profile.builtin else escape(profile.path),
+            shown(profile.name), shown(profile.match.describe()), shown(settings_summary(profile)), fit,
+            "built-in" if profile.builtin else shown(profile.path),
         )  # fmt: skip
     console.print(table)
     for err in errors:
-        console.print(f"[red]error:[/red] {escape(str(err))}")
+        console.print(f"[red]error:[/red] {shown(str(err))}")
 
 
 def settings_summary(profile: Profile) -> str:

@@ -83,4 +83,7 @@ def show(
         return
     import yaml
 
-    typer.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100), nl=False)
+    from provision.console import printable_copy
+
+    # a user's profile may hold invisible or bidi characters: YAML prints them as they are, we show escapes
+    typer.echo(yaml.safe_dump(printable_copy(data), sort_keys=False, allow_unicode=True, width=100), nl=False)
