@@ -7,6 +7,7 @@ name; ``extends: NAME`` resolves in the same layer or below (a user file ``rtx40
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -55,7 +56,34 @@ def parse_text(text: str, file: str) -> dict[str, Any]:
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:
         # PyYAML's constructors raise these for values like a date 2020-13-45
         raise ProfileError(f"{file}: not valid YAML: {type(exc).__name__}: {exc}"[:300]) from None
+    where = _lone_surrogate(data)
+    if where is not None:
+        # a YAML escape like "\\ud800" makes a lone surrogate: no file, unit or terminal can hold it
+        raise ProfileError(f"{file}: {where or 'the document'}: a \\u escape that is not a character (lone surrogate)")
     return check_header(data, file)
+
+
+def _lone_surrogate(data: Any, where: str = "") -> str | None:
+    """The dotted place of the first string (key or value) holding a lone surrogate, else None."""
+    if isinstance(data, str):
+        return where if _SURROGATE.search(data) else None
+    if isinstance(data, dict):
+        for key, value in data.items():
+            here = f"{where}.{key}" if where else str(key)
+            if isinstance(key, str) and _SURROGATE.search(key):
+                return where or "a key"
+            found = _lone_surrogate(value, here)
+            if found is not None:
+                return found
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            found = _lone_surrogate(value, f"{where}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def read_file(path: Path, layer: int) -> ProfileFile:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import SNAPSHOTS
@@ -62,6 +62,7 @@ def _environment(config: Path, state: Path) -> Iterator[None]:
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(FIELDS), hostile_text)
+@example(field="model", text="\ud800")  # CI found it: a lone surrogate reached render's file write
 def test_hostile_profile_text_never_reaches_the_terminal_and_no_secret_is_printed(field: str, text: str) -> None:
     name, data = _profile(field, text)
     with tempfile.TemporaryDirectory() as tmp:

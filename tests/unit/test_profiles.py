@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -206,3 +207,18 @@ def test_a_later_section_registers_without_breaking_existing_profiles(tmp_path: 
             register_section("gpu", SectionType(parse, dict))
     finally:
         del SECTIONS["serving_test"]
+
+
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ('description: "a \\ud800 b"\n', "description"),
+        ('extends: rtx4090\nserving: {vllm: {model: "\\udfff"}}\n', "serving.vllm.model"),
+        ('sources: ["ok", "\\ud83d"]\n', "sources[1]"),
+    ],
+)
+def test_a_lone_surrogate_is_a_profile_error_not_a_crash(tmp_path: Path, text: str, where: str) -> None:
+    """YAML's \\u escapes can spell half a character; it cannot be written to a unit, a file or a terminal."""
+    ps = layers(tmp_path, user={"odd.yaml": text})
+    with pytest.raises(ProfileError, match=rf"odd\.yaml: {re.escape(where)}: .*lone surrogate"):
+        ps.load("odd")
