@@ -40,7 +40,9 @@ def test_ttft_itl_tpot_and_rates_follow_the_server_delays() -> None:
     # gaps between events: one per token after the first; single gaps may be shortened by a late one
     assert level.itl_ms.count == requests * (tokens - 1)
     assert per_token_s * 1000 - 5 < level.itl_ms.p50 < (per_token_s + SLACK_S / 2) * 1000
-    assert per_token_s * 1000 <= level.tpot_ms.p50 < (per_token_s + SLACK_S / 2) * 1000
+    # time per output token is (latency - TTFT) / (tokens - 1): a first token delivered late (the client's
+    # scheduling, not the server's) shortens it a little, as it shortens single gaps
+    assert per_token_s * 1000 - 5 < level.tpot_ms.p50 < (per_token_s + SLACK_S / 2) * 1000
     latency_s = ttft_s + (tokens - 1) * per_token_s
     assert latency_s * 1000 <= level.latency_ms.min < (latency_s + SLACK_S) * 1000
     # one request at a time: requests/s is at most 1/latency, output tokens/s is tokens × that
