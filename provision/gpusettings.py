@@ -1,10 +1,6 @@
 """The code that changes GPU settings through NVML setters (``provision.nvml.backend()``): power
-limit, persistence mode, locked GPU clocks. Everything else only reads snapshots.
-
-Desired settings for one GPU are a mapping with only the keys to manage:
-``{"power_limit_w": 110.0, "persistence_mode": True, "locked_clocks_mhz": [210, 1700]}`` —
-``locked_clocks_mhz: None`` means "reset locked clocks". The same mapping travels through the plan,
-the Ansible module's arguments, the boot-time settings file and the revert record.
+limit, persistence mode, locked GPU clocks. Everything else only reads snapshots. What to set is
+decided in :mod:`provision.gpudecisions` (pure); this module applies it.
 """
 
 from __future__ import annotations
@@ -13,69 +9,25 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from provision import applystate, nvml
 from provision.errors import GpuprovError
+from provision.gpudecisions import (
+    SETTINGS,
+    current_settings,
+    gpu_key,
+    image_targets,
+    pending,
+    power_limit_known_refused,
+)
+from provision.plantypes import HostState
 from provision.snapshot import GpuInfo
-
-SETTINGS = ("power_limit_w", "persistence_mode", "locked_clocks_mhz")
 
 
 class GpuSettingsError(GpuprovError):
     """NVML refused a setting (permission, not supported, out of range) or the GPU is not there."""
-
-
-def gpu_key(gpu: GpuInfo) -> str:
-    """How gpuprov names a GPU across runs: its UUID, or its index when NVML gave none."""
-    return gpu.uuid or f"index:{gpu.index}"
-
-
-def current_settings(gpu: GpuInfo, recorded_clocks: dict[str, list[int] | None]) -> dict[str, Any]:
-    return {
-        "power_limit_w": gpu.power_limit_w,
-        "persistence_mode": gpu.persistence_mode,
-        "locked_clocks_mhz": recorded_clocks.get(gpu_key(gpu)),
-    }
-
-
-def same(setting: str, current: Any, desired: Any) -> bool:
-    if setting == "power_limit_w":
-        return current is not None and desired is not None and round(current * 1000) == round(desired * 1000)
-    if setting == "locked_clocks_mhz":
-        return (list(current) if current else None) == (list(desired) if desired else None)
-    return current == desired
-
-
-def pending(
-    current: dict[str, Any],
-    desired: dict[str, Any],
-    *,
-    fallback_locked_clocks_mhz: list[int] | None = None,
-    power_limit_refused: bool = False,
-) -> dict[str, Any]:
-    """The managed settings whose current value differs from the desired one.
-
-    A power limit the driver refused (``power_limit_refused``) whose fallback clock lock is in place is
-    not pending: the fallback is what this GPU can do, and trying the setter again changes nothing.
-    """
-    # None is "reset" for a clock lock; for a power limit or persistence it is a value NVML could not read
-    # when gpuprov recorded it (a laptop's power limit): nothing known to restore, so left as it is
-    out = {
-        k: v
-        for k, v in desired.items()
-        if k in SETTINGS and (v is not None or k == "locked_clocks_mhz") and not same(k, current.get(k), v)
-    }
-    if (
-        "power_limit_w" in out
-        and power_limit_refused
-        and fallback_locked_clocks_mhz is not None
-        and same("locked_clocks_mhz", current.get("locked_clocks_mhz"), fallback_locked_clocks_mhz)
-    ):
-        del out["power_limit_w"]
-    return out
 
 
 def running_as_root() -> bool:
@@ -226,7 +178,7 @@ def _reapply(backend: Any, gpus: list[GpuInfo], targets: list, state_dir: Path |
     for key, index, settings, fallback in targets:
         gpu = find_gpu(gpus, key, index)
         changes = pending(current_settings(gpu, recorded), settings, fallback_locked_clocks_mhz=fallback,
-                          power_limit_refused=gpu_key(gpu) in refused)  # fmt: skip
+                          power_limit_refused=power_limit_known_refused(gpu, refused))  # fmt: skip
         lines = apply_settings(backend, gpu, changes, state_dir=state_dir, fallback_locked_clocks_mhz=fallback)
         done += [f"GPU {gpu.index}: {line}" for line in lines]
     return done
@@ -234,8 +186,6 @@ def _reapply(backend: Any, gpus: list[GpuInfo], targets: list, state_dir: Path |
 
 def _reapply_image(backend: Any, gpus: list[GpuInfo], image: dict, name: str, state_dir: Path | None) -> list[str]:
     """The first boots of an image: the profile's settings for the GPUs of this machine that match it."""
-    from provision.plan import HostState, image_targets
-
     host = HostState(
         locked_clocks_mhz=applystate.recorded_locked_clocks(state_dir) if state_dir else {},
         power_limit_refused=applystate.power_limit_refused(state_dir) if state_dir else set(),
@@ -250,21 +200,3 @@ def _reapply_image(backend: Any, gpus: list[GpuInfo], image: dict, name: str, st
             applystate.record_previous(state_dir, "gpus", t.key, record)
     todo = [(t.key, t.index, t.settings, t.fallback_locked_clocks_mhz) for t in targets]
     return list(notes) + _reapply(backend, gpus, todo, state_dir)
-
-
-@dataclass(frozen=True)
-class GpuTarget:
-    """Desired settings for one GPU, as the plan computed them."""
-
-    key: str
-    index: int
-    name: str
-    settings: dict[str, Any]
-    #: locked clocks to set instead if the driver refuses ``power_limit_w`` (the profile's fallback)
-    fallback_locked_clocks_mhz: list[int] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {"key": self.key, "index": self.index, "name": self.name, "settings": dict(self.settings)}
-        if self.fallback_locked_clocks_mhz is not None:
-            out["fallback_locked_clocks_mhz"] = list(self.fallback_locked_clocks_mhz)
-        return out

@@ -13,18 +13,34 @@ from __future__ import annotations
 
 import difflib
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from provision import llama_build, serving
 from provision.errors import GpuprovError
-from provision.gpusettings import GpuTarget, current_settings, gpu_key, same
-from provision.profiles import Profile
+from provision.gpudecisions import (
+    current_settings,
+    gpu_key,
+    gpu_settings_for,
+    image_settings,
+    power_limit_known_refused,
+    same,
+)
+from provision.plantypes import (
+    Change,
+    Desired,
+    FileTarget,
+    GpuSettingsTarget,
+    HostState,
+    PlanError,
+    TuningPlan,
+    UnitTarget,
+)
+from provision.profiles.schema import Profile
 from provision.render import render
 from provision.roottree import record_type
-from provision.snapshot import GpuInfo, Snapshot
-from provision.systemd import UnitState
+from provision.snapshot import Snapshot
 
 SETTINGS_FILE = "/etc/gpuprov/gpu-settings.json"
 #: the boot unit's sandbox (templates/gpuprov-serving-hardening.inc.j2): root with only CAP_SYS_ADMIN,
@@ -59,249 +75,7 @@ IMAGE_NOTE = (
 )
 
 
-class PlanError(GpuprovError):
-    """The profile cannot be applied to this host as it is (refused); nothing was changed."""
-
-    exit_code = 3
-
-
-@dataclass(frozen=True)
-class FileState:
-    #: a symlink's: what it points to (followed inside the tree)
-    content: str | None
-    mode: str | None = None
-    #: the file is a symbolic link to this (None: not a link)
-    link_target: str | None = None
-    uid: int | None = None
-    gid: int | None = None
-
-
-@dataclass(frozen=True)
-class HostState:
-    """What a plan needs besides the snapshot. ``known=False``: a snapshot of another host (``--from``)."""
-
-    known: bool = True
-    files: dict[str, FileState] = field(default_factory=dict)
-    units: dict[str, UnitState] = field(default_factory=dict)
-    locked_clocks_mhz: dict[str, list[int] | None] = field(default_factory=dict)
-    #: GPUs whose driver refused a power-limit change when gpuprov last tried (applystate)
-    power_limit_refused: set[str] = field(default_factory=set)
-    systemd_running: bool = False
-    #: the interpreter the boot unit runs gpuprov with
-    python: str = "/usr/bin/python3"
-    #: the tree files are read from ("/" or an image): where serving looks up virtualenvs and models
-    root: str = "/"
-    #: ``root`` is an image tree, not this host: no GPU is touched, the image's boot unit applies the settings
-    image: bool = False
-    #: what gpuprov recorded about the llama-cpp-python build in the profile's environment
-    #: (provision.llama_build.installed_build; None: not installed or not looked at)
-    llama_cpp_installed: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class FileTarget:
-    path: str
-    #: None: the file must not exist
-    content: str | None
-    mode: str = "0644"
-    note: str = ""
-    #: with content None: directories to remove when empty (gpuprov created them for the file)
-    remove_dirs: tuple[str, ...] = ()
-    #: revert: the path was a symbolic link to this (content is then None); None: a regular file or absent
-    link_target: str | None = None
-    #: revert: the owner and group it had (None: whoever writes it, as records made before gpuprov kept them)
-    uid: int | None = None
-    gid: int | None = None
-    #: an API key: its content is never shown (diff, results, logs: its size only; provision.apikeys)
-    secret: bool = False
-    #: revert of a secret: gpuprov_file puts back what it recorded, read from the record there (content is
-    #: None: a secret never travels through a plan)
-    restore: bool = False
-
-
-@dataclass(frozen=True)
-class UnitTarget:
-    name: str
-    enabled: bool
-    #: start (or stop, when not enabled) it now — only where systemd is running
-    now: bool = False
-    note: str = ""
-
-
-@dataclass
-class Desired:
-    profile: str
-    gpus: list[GpuTarget] = field(default_factory=list)
-    files: list[FileTarget] = field(default_factory=list)
-    units: list[UnitTarget] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    #: the inference server (provision.serving): written by the gpuprov_serving role, which restarts
-    #: the server when one of its files changed
-    serving_files: list[FileTarget] = field(default_factory=list)
-    serving_units: list[UnitTarget] = field(default_factory=list)
-    #: unit name, key file, sysusers file... (ServingFiles.to_dict); empty: no server
-    serving: dict[str, Any] = field(default_factory=dict)
-    #: the llama-cpp-python build the profile asks for (llama_build.BuildPlan.to_dict); empty: none
-    llama_cpp: dict[str, Any] = field(default_factory=dict)
-    #: why a unit could not start as planned (a path its sandbox hides): plan warns, apply refuses (exit 3)
-    refusals: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "profile": self.profile,
-            "gpus": [g.to_dict() for g in self.gpus],
-            "files": [asdict(f) for f in self.files],
-            "units": [asdict(u) for u in self.units],
-            "notes": list(self.notes),
-            "serving_files": [asdict(f) for f in self.serving_files],
-            "serving_units": [asdict(u) for u in self.serving_units],
-            "serving": dict(self.serving),
-            "llama_cpp": dict(self.llama_cpp),
-            "refusals": list(self.refusals),
-        }
-
-
-@dataclass(frozen=True)
-class Change:
-    #: "gpu0", a file path, a unit name
-    subject: str
-    #: power_limit_w, persistence_mode, locked_clocks_mhz, content, mode, enabled
-    setting: str
-    current: Any
-    desired: Any
-    #: "change" (apply would change it), "ok" (already so), "skip" (cannot be done here; see note)
-    action: str
-    note: str = ""
-    diff: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class Plan:
-    desired: Desired
-    changes: list[Change]
-
-    @property
-    def pending(self) -> list[Change]:
-        return [c for c in self.changes if c.action == "change"]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "profile": self.desired.profile,
-            "pending": len(self.pending),
-            "changes": [c.to_dict() for c in self.changes],
-            "notes": list(self.desired.notes),
-            "desired": {k: v for k, v in self.desired.to_dict().items() if k != "notes"},  # the notes: above, once
-        }
-
-
 # -- desired state from a profile ---------------------------------------------------------------------
-
-
-def _power_settable(gpu: GpuInfo, host: HostState) -> str | None:
-    """None when the power limit can be set, else why not."""
-    reason = gpu.unavailable.get("power_constraints_w")
-    if reason == "not_supported" or gpu.power_min_limit_w is None or gpu.power_max_limit_w is None:
-        return (
-            "NVML reports no power-limit range for this GPU (not supported: "
-            "on laptops Dynamic Boost / nvidia-powerd is in charge)"
-        )
-    return None
-
-
-def _setter_refused(gpu: GpuInfo) -> bool:
-    return gpu.unavailable.get("set_power_limit") == "not_supported"
-
-
-def _fallback_lock(gpu: GpuInfo, profile: Profile, label: str) -> list[int] | None:
-    """The profile's locked-clock fallback for a GPU whose driver refuses power limits (checked here)."""
-    if profile.gpu.fallback_locked_clocks_mhz is None:
-        return None
-    lock = list(profile.gpu.fallback_locked_clocks_mhz)
-    top = gpu.max_sm_clock_mhz
-    if top is not None and lock[1] > top:
-        raise PlanError(
-            f"{label}: locked clock maximum {lock[1]} MHz is above the GPU's {top} MHz: "
-            f"change the profile {profile.name}"
-        )
-    return lock
-
-
-def _gpu_target(
-    gpu: GpuInfo, profile: Profile, host: HostState, notes: list[str]
-) -> tuple[dict[str, Any], list[int] | None]:
-    """(desired settings, the clock lock to use instead if the driver refuses the power limit at apply time)."""
-    section = profile.gpu
-    label = f"GPU {gpu.index} ({gpu.name})"
-    settings: dict[str, Any] = {}
-    lock = None
-    on_refusal = None
-    if section.sets_power_limit:
-        if section.power_limit_w is not None:
-            watts: float | None = section.power_limit_w
-            what = f"{watts:g} W"
-        elif gpu.power_default_limit_w is not None:
-            watts = round(gpu.power_default_limit_w * (section.power_limit_percent or 0) / 100.0, 3)
-            what = f"{watts:g} W"
-        else:
-            watts, what = None, f"{section.power_limit_percent:g} % of the default limit"
-        why_not = _power_settable(gpu, host)
-        if why_not is None and watts is None:
-            why_not = "NVML reports no default power limit for this GPU, so a percentage of it cannot be set"
-        if why_not is None:
-            assert watts is not None
-            lo, hi = gpu.power_min_limit_w, gpu.power_max_limit_w
-            assert lo is not None and hi is not None
-            if not lo <= watts <= hi:
-                raise PlanError(
-                    f"{label}: power limit {watts:g} W is outside what this GPU accepts "
-                    f"({lo:g}-{hi:g} W, NVML constraints): change the profile {profile.name}"
-                )
-            on_refusal = _fallback_lock(gpu, profile, label)
-            # known refused: gpuprov tried, or the snapshot says so (a reading whose requested limit is N/A);
-            # either way the boot file keeps the limit and its fallback, so render --from equals what apply writes
-            refused = gpu_key(gpu) in host.power_limit_refused or _setter_refused(gpu)
-            why = (
-                "the driver refused a power-limit change when gpuprov last tried (not supported)"
-                if gpu_key(gpu) in host.power_limit_refused
-                else "the driver refuses power-limit changes on this GPU (not supported, as the snapshot says)"
-            )
-            if refused and on_refusal is None:
-                notes.append(
-                    f"{label}: {why} "
-                    "and the profile has no fallback, so the power limit is left alone"
-                )
-            else:
-                settings["power_limit_w"] = watts
-            if refused and on_refusal is not None:
-                notes.append(
-                    f"{label}: {why}: "
-                    f"the profile's fallback keeps the GPU clocks locked to {on_refusal[0]}-{on_refusal[1]} MHz"
-                )
-            elif on_refusal is not None:
-                notes.append(
-                    f"{label}: if the driver refuses the power limit (many laptop drivers do, even when NVML "
-                    f"reports a range), apply locks the GPU clocks to {on_refusal[0]}-{on_refusal[1]} MHz instead "
-                    "(the profile's fallback)"
-                )
-        else:
-            lock = _fallback_lock(gpu, profile, label)
-            if lock is not None:
-                notes.append(
-                    f"{label}: {why_not}; using the profile's fallback instead of {what}: "
-                    f"GPU clocks locked to {lock[0]}-{lock[1]} MHz"
-                )
-            else:
-                notes.append(f"{label}: {why_not}; the profile has no fallback, so the power limit is left alone")
-    if lock is not None:
-        settings["locked_clocks_mhz"] = lock
-    elif host.locked_clocks_mhz.get(gpu_key(gpu)) and on_refusal is None:
-        settings["locked_clocks_mhz"] = None  # gpuprov locked them for an earlier profile: unlock
-    if section.persistence is not None:
-        settings["persistence_mode"] = section.persistence
-    return settings, on_refusal
 
 
 def desired_state(snapshot: Snapshot, profile: Profile, host: HostState, *, force: bool = False) -> Desired:
@@ -331,8 +105,8 @@ def desired_state(snapshot: Snapshot, profile: Profile, host: HostState, *, forc
     by_unit = profile.gpu.persistence is True and host.systemd_running and _exists(host, PERSISTENCED)
     boot_settings = []
     for gpu in matching:
-        settings, on_refusal = _gpu_target(gpu, profile, host, desired.notes)
-        target = GpuTarget(gpu_key(gpu), gpu.index, gpu.name, settings, on_refusal)
+        settings, on_refusal = gpu_settings_for(gpu, profile, host, desired.notes)
+        target = GpuSettingsTarget(gpu_key(gpu), gpu.index, gpu.name, settings, on_refusal)
         desired.gpus.append(target)
         # what the boot unit re-applies: not an unlock, not persistence the daemon keeps
         boot = {
@@ -344,7 +118,9 @@ def desired_state(snapshot: Snapshot, profile: Profile, host: HostState, *, forc
         }
         if boot:
             boot_settings.append(
-                GpuTarget(target.key, target.index, target.name, boot, on_refusal if "power_limit_w" in boot else None)
+                GpuSettingsTarget(
+                    target.key, target.index, target.name, boot, on_refusal if "power_limit_w" in boot else None
+                )
             )
 
     if profile.gpu.persistence is True and _exists(host, PERSISTENCED):
@@ -414,45 +190,6 @@ def desired_state(snapshot: Snapshot, profile: Profile, host: HostState, *, forc
     return desired
 
 
-def image_settings(profile: Profile) -> dict[str, Any]:
-    """What the boot unit of an image applies to the GPUs it finds that match the profile (its GPU section)."""
-    section = profile.gpu
-    return {
-        "match": {"gpu_names": list(profile.match.gpu_names),
-                  "compute_capabilities": list(profile.match.compute_capabilities)},
-        "gpu": {"power_limit_w": section.power_limit_w, "power_limit_percent": section.power_limit_percent,
-                "persistence": section.persistence,
-                "fallback_locked_clocks_mhz": None if section.fallback_locked_clocks_mhz is None
-                else list(section.fallback_locked_clocks_mhz)},
-    }  # fmt: skip
-
-
-def image_targets(
-    settings: dict[str, Any], name: str, gpus: list[GpuInfo], host: HostState
-) -> tuple[list[GpuTarget], list[str]]:
-    """At boot: the settings of an image's boot file (:func:`image_settings`) for the GPUs found here.
-    Returns the targets, and lines about the GPUs left alone and the fallbacks used."""
-    from provision.profiles.schema import GpuSection, Match
-
-    try:
-        match, gpu = settings["match"], settings["gpu"]
-        lock = gpu.get("fallback_locked_clocks_mhz")
-        section = GpuSection(gpu.get("power_limit_w"), gpu.get("power_limit_percent"), gpu.get("persistence"),
-                             None if lock is None else (int(lock[0]), int(lock[1])))  # fmt: skip
-        wanted = Match(tuple(match.get("gpu_names") or ()), tuple(match.get("compute_capabilities") or ()))
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-        raise PlanError(f"the image's GPU settings of profile {name} are not readable ({exc!r})") from None
-    profile = Profile(name, "", "", (), wanted, (), False, {"gpu": section})
-    targets, notes = [], []
-    for g in gpus:
-        if not wanted.matches(g.name, g.compute_capability):
-            notes.append(f"GPU {g.index} ({g.name}) does not match profile {name}: left alone")
-            continue
-        values, on_refusal = _gpu_target(g, profile, host, notes)
-        targets.append(GpuTarget(gpu_key(g), g.index, g.name, values, on_refusal))
-    return targets, notes
-
-
 def _exists(host: HostState, unit: str) -> bool:
     state = host.units.get(unit)
     return state is not None and state.path is not None
@@ -487,7 +224,7 @@ def changes_for(snapshot: Snapshot, desired: Desired, host: HostState) -> list[C
         for setting, value in target.settings.items():
             cur = current.get(setting)
             lock = target.fallback_locked_clocks_mhz
-            refused = target.key in host.power_limit_refused or _setter_refused(gpu)
+            refused = power_limit_known_refused(gpu, host.power_limit_refused)
             if setting == "power_limit_w" and lock is not None and refused:
                 have = current.get("locked_clocks_mhz")
                 out.append(Change(f"gpu{gpu.index}", "locked_clocks_mhz", have, lock,
@@ -569,9 +306,9 @@ def _describe(content: str | None) -> str:
     return f"{lines} line{'s' if lines != 1 else ''}"
 
 
-def make_plan(snapshot: Snapshot, profile: Profile, host: HostState, *, force: bool = False) -> Plan:
+def make_plan(snapshot: Snapshot, profile: Profile, host: HostState, *, force: bool = False) -> TuningPlan:
     desired = desired_state(snapshot, profile, host, force=force)
-    return Plan(desired, changes_for(snapshot, desired, host))
+    return TuningPlan(desired, changes_for(snapshot, desired, host))
 
 
 # -- revert -------------------------------------------------------------------------------------------
@@ -581,7 +318,7 @@ def revert_desired(previous: dict[str, dict[str, Any]]) -> Desired:
     """The state recorded before gpuprov's first change (``applystate.load_previous``)."""
     desired = Desired("(revert)")
     for key, item in sorted(previous.get("gpus", {}).items()):
-        desired.gpus.append(GpuTarget(key, int(item.get("index", 0)), str(item.get("name", "")),
+        desired.gpus.append(GpuSettingsTarget(key, int(item.get("index", 0)), str(item.get("name", "")),
                                       dict(item.get("settings") or {})))  # fmt: skip
     for name, item in sorted(previous.get("units", {}).items()):
         enabled = bool(item.get("enabled"))
@@ -618,11 +355,11 @@ def revert_desired(previous: dict[str, dict[str, Any]]) -> Desired:
     return desired
 
 
-def make_revert_plan(snapshot: Snapshot, previous: dict[str, dict[str, Any]], host: HostState) -> Plan:
+def make_revert_plan(snapshot: Snapshot, previous: dict[str, dict[str, Any]], host: HostState) -> TuningPlan:
     desired = revert_desired(previous)
     if host.image and desired.gpus:  # recorded on this machine's GPUs by an apply to "/": not the image's to change
         desired.notes.append(f"{IMAGE_NOTE}: the GPU settings gpuprov recorded are left alone")
         desired.gpus = []
     elif host.image:
         desired.notes.append(IMAGE_NOTE)
-    return Plan(desired, changes_for(snapshot, desired, host))
+    return TuningPlan(desired, changes_for(snapshot, desired, host))

@@ -58,7 +58,7 @@ from provision.serverunits import OLLAMA_DROPIN, UNIT, UNIT_DIR, exposure_remedy
 from provision.versions import version_or_none
 
 if TYPE_CHECKING:
-    from provision.plan import Desired, HostState
+    from provision.plantypes import Desired, HostState
     from provision.profiles import Profile
     from provision.snapshot import Snapshot
 
@@ -990,7 +990,7 @@ MANAGED_UNITS = tuple(UNIT.values())
 
 def add_to_desired(desired: Desired, snapshot: Snapshot, profile: Profile, host: HostState, root: Path) -> None:
     """The serving part of a plan: files and units into ``desired.serving_*``, warnings into notes."""
-    from provision.plan import FileTarget, PlanError, UnitTarget
+    from provision.plantypes import FileTarget, PlanError, UnitTarget
 
     section = profile.sections.get("serving")
     if section is None:
@@ -1061,7 +1061,7 @@ def _remove_stale(desired: Desired, host: HostState, root: Path, profile_name: s
     """What an earlier profile's server left that this one does not want (another engine, no server, no
     key): its unit disabled and stopped, its unit or drop-in, sysusers entry and key file removed. Only on
     this host (a snapshot of another does not say what is installed there); the system user stays."""
-    from provision.plan import FileTarget, UnitTarget
+    from provision.plantypes import FileTarget, UnitTarget
 
     if not host.known:
         return

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from provision.ansiblerun import RunResult
-from provision.plan import Plan
+from provision.plantypes import TuningPlan
 from provision.profiles import Profile, ProfileError
 
 _ACTION = {"change": "[yellow]change[/yellow]", "ok": "[green]ok[/green]", "skip": "[dim]skip[/dim]"}
@@ -70,7 +70,7 @@ def settings_summary(profile: Profile) -> str:
     return ", ".join(parts) or "nothing"
 
 
-def render_plan(plan: Plan, console: Console, *, diff: bool = False) -> None:
+def render_plan(plan: TuningPlan, console: Console, *, diff: bool = False) -> None:
     table = Table(title=f"plan: {plan.desired.profile}", title_justify="left")
     for col in ("item", "setting", "current", "desired", "action", "note"):
         table.add_column(col, no_wrap=col in ("setting", "action"))

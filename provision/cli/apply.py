@@ -26,7 +26,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print the per-item res
 
 def _refuse_unless_root(check: bool, command: str) -> None:
     from provision.gpusettings import running_as_root
-    from provision.plan import PlanError
+    from provision.plantypes import PlanError
 
     if not check and not running_as_root():
         raise PlanError(f"{command} changes GPU settings and system files: run it with sudo, or add --check to preview")
@@ -108,7 +108,8 @@ def apply(
     """
     from provision import applystate
     from provision.llama_build import profile_build_python
-    from provision.plan import PlanError, make_plan
+    from provision.plan import make_plan
+    from provision.plantypes import PlanError
     from provision.profiles import load_profile
 
     prof = load_profile(profile, root=root)

@@ -30,7 +30,8 @@ def plan_cmd(
     3 when applying would be refused (no driver, profile does not fit, power limit out of range)."""
     from provision import applystate
     from provision.llama_build import profile_build_python
-    from provision.plan import HostState, make_plan
+    from provision.plan import make_plan
+    from provision.plantypes import HostState
     from provision.profiles import load_profile
     from provision.snapshot import Snapshot
 

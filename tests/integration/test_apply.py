@@ -261,7 +261,8 @@ def test_boot_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze not installed")
-    from provision.plan import HostState, make_plan
+    from provision.plan import make_plan
+    from provision.plantypes import HostState
     from provision.profiles import load_profile
     from tests.conftest import load_snapshot
 

@@ -287,7 +287,8 @@ def test_a_new_key_restarts_the_server_and_a_switch_removes_the_old_one(tmp_path
 @pytest.mark.parametrize("profile", ["rtx4090", "rtx4090-laptop"])
 def test_the_boot_unit_of_gpu_settings_verifies_and_scores_ok(tmp_path: Path, profile: str) -> None:
     """gpuprov-gpu-settings.service runs as root (NVML's setters need it) but only with CAP_SYS_ADMIN."""
-    from provision.plan import BOOT_UNIT, BOOT_UNIT_FILE, HostState, make_plan
+    from provision.plan import BOOT_UNIT, BOOT_UNIT_FILE, make_plan
+    from provision.plantypes import HostState
     from provision.profiles import load_profile
     from provision.snapshot import Snapshot
 

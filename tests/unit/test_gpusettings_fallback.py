@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from provision import applystate, gpusettings
-from provision.gpusettings import GpuSettingsError, apply_settings, pending
+from provision import applystate, gpudecisions
+from provision.gpudecisions import pending
+from provision.gpusettings import GpuSettingsError, apply_settings
 from provision.replay import ReplayNvml
 from tests.conftest import load_snapshot
 
@@ -38,11 +39,11 @@ def test_refused_power_limit_locks_clocks_once(tmp_path: Path) -> None:
     lines = apply_settings(nv, gpu, {"power_limit_w": 110.0}, state_dir=tmp_path, fallback_locked_clocks_mhz=LOCK)
     assert lines == ["power limit refused by the driver (not supported): GPU clocks locked to 210-1700 MHz instead"]
     assert [c["fn"] for c in nv.calls] == ["nvmlDeviceSetGpuLockedClocks"]
-    key = gpusettings.gpu_key(gpu)
+    key = gpudecisions.gpu_key(gpu)
     assert applystate.power_limit_refused(tmp_path) == {key}
     assert applystate.recorded_locked_clocks(tmp_path) == {key: LOCK}
     # converged: nothing pending, so no setter is tried again
-    current = gpusettings.current_settings(gpu, applystate.recorded_locked_clocks(tmp_path))
+    current = gpudecisions.current_settings(gpu, applystate.recorded_locked_clocks(tmp_path))
     todo = pending(current, {"power_limit_w": 110.0}, fallback_locked_clocks_mhz=LOCK, power_limit_refused=True)
     assert todo == {}
     # and asked again anyway, it changes nothing

@@ -18,12 +18,11 @@ from provision.plan import (
     BOOT_UNIT_FILE,
     IMAGE_NOTE,
     SETTINGS_FILE,
-    FileState,
-    HostState,
     make_plan,
     make_revert_plan,
     revert_desired,
 )
+from provision.plantypes import FileState, HostState
 from provision.profiles import load_profile
 from provision.profiles.loader import builtin_dir
 from provision.snapshot import NvmlStatus, Snapshot

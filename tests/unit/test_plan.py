@@ -15,12 +15,10 @@ from provision.plan import (
     MODPROBE_FILE,
     PERSISTENCED,
     SETTINGS_FILE,
-    FileState,
-    HostState,
-    PlanError,
     make_plan,
     make_revert_plan,
 )
+from provision.plantypes import FileState, HostState, PlanError
 from provision.profiles import ProfileSet, load_profile
 from provision.profiles.loader import builtin_dir
 from provision.render import render

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from provision import applystate, gpusettings
+from provision import applystate, gpudecisions, gpusettings
 from provision.gpuready import check
 from provision.replay import ReplayNvml
 from provision.snapshot import Snapshot
@@ -98,4 +98,4 @@ def test_laptop_refuses_the_power_limit_and_the_clock_lock_is_used(name, tmp_pat
                                        fallback_locked_clocks_mhz=[210, 1700])  # fmt: skip
     assert lines == ["power limit refused by the driver (not supported): GPU clocks locked to 210-1700 MHz instead"]
     assert [c["fn"] for c in nv.calls] == ["nvmlDeviceSetGpuLockedClocks"]
-    assert applystate.power_limit_refused(tmp_path) == {gpusettings.gpu_key(gpu)}
+    assert applystate.power_limit_refused(tmp_path) == {gpudecisions.gpu_key(gpu)}

@@ -219,7 +219,8 @@ def test_a_key_too_short_to_be_secret_is_refused_in_one_line(tmp_path: Path) -> 
 
 
 def test_a_revert_plan_carries_no_key_content_also_from_an_older_record() -> None:
-    from provision.plan import FileState, HostState, make_revert_plan
+    from provision.plan import make_revert_plan
+    from provision.plantypes import FileState, HostState
     from provision.snapshot import Snapshot
 
     # recorded by a gpuprov that did not mark secrets: the path says it is a key file

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from provision.plan import FileState, HostState, make_plan
+from provision.plan import make_plan
+from provision.plantypes import FileState, HostState
 from provision.preview import rendered_files
 from provision.profiles import ProfileError, ProfileSet, load_profile
 from provision.profiles.loader import builtin_dir
@@ -479,7 +480,7 @@ def test_extra_args_the_schema_accepts_never_move_the_server(args: list[str]) ->
 
 
 def test_a_gpu_the_host_lacks_is_refused(tmp_path: Path) -> None:
-    from provision.plan import PlanError
+    from provision.plantypes import PlanError
 
     prof = user_profile(tmp_path, "serving:\n  gpus: [1]\n  ollama: {}\n")
     with pytest.raises(PlanError, match=r"serving\.gpus names GPU 1, but this host has GPU 0"):

@@ -153,7 +153,8 @@ def test_every_spelling_argparse_would_read_as_config_is_refused(arg: str) -> No
 
 def _plan(tmp_path: Path, text: str, *, python: str = "/opt/gpuprov/bin/python", root: str | None = None,
           snapshot: str = "rtx4090"):  # fmt: skip
-    from provision.plan import HostState, make_plan
+    from provision.plan import make_plan
+    from provision.plantypes import HostState
     from tests.conftest import load_snapshot
 
     prof = user_profile(tmp_path, text)

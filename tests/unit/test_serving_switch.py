@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from provision.plan import FileState, HostState, make_plan
+from provision.plan import make_plan
+from provision.plantypes import FileState, HostState
 from provision.profiles import ProfileSet, load_profile
 from provision.profiles.loader import builtin_dir
 from provision.serving import OLLAMA_DROPIN

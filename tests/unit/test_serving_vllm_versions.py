@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from provision.plan import FileState, HostState, make_plan
+from provision.plan import make_plan
+from provision.plantypes import FileState, HostState
 from provision.profiles import ProfileSet, load_profile
 from provision.profiles.loader import builtin_dir
 from provision.serving import VLLM_OPTIONS, VllmSettings, installed_vllm, serving_files
