@@ -249,67 +249,6 @@ def set_power_limit_refused(directory: Path, key: str, refused: bool) -> None:
     _write(path, data)
 
 
-def read_host_state(
-    *, root: Path = Path("/"), directory: Path | None = None, python: str, llama_cpp_python: str | None = None
-) -> Any:
-    """The live :class:`provision.plan.HostState` of this host (or of the image tree at ``root``).
-
-    ``llama_cpp_python``: the interpreter a profile's ``llama_cpp`` section builds into, whose installed
-    build is looked up (a subprocess of that interpreter; only when a profile asks for a build).
-    """
-    from provision import plan, roottree, systemd
-
-    files = {}
-    for path in plan.MANAGED_FILES:
-        p = roottree.resolve(root, path, follow_last=False)  # links as inside the tree: never this machine's
-        try:
-            item = roottree.describe(p)
-            if item["type"] == "symlink":  # what the link shows, followed inside the tree
-                item.update(roottree.describe(roottree.resolve(root, path)), type="symlink",
-                            link_target=item["link_target"], uid=item["uid"], gid=item["gid"])  # fmt: skip
-        except OSError as exc:
-            raise StateError(f"cannot read {p}: {exc.strerror or exc}") from None
-        files[path] = plan.FileState(item["content"], item["mode"], item["link_target"], item["uid"], item["gid"])
-    units = {name: systemd.unit_state(name, root=root) for name in plan.MANAGED_UNITS}
-    return plan.HostState(
-        known=True,
-        files=files,
-        units=units,
-        locked_clocks_mhz=recorded_locked_clocks(directory or state_dir(root)),
-        power_limit_refused=power_limit_refused(directory or state_dir(root)),
-        systemd_running=systemd.running_systemd(root),
-        python=python,
-        root=str(root),
-        image=roottree.is_image(root),
-        llama_cpp_installed=_installed_llama_cpp(llama_cpp_python),
-    )
-
-
-def _installed_llama_cpp(python: str | None) -> dict[str, Any] | None:
-    if not python or not Path(python).is_file():
-        return None
-    from provision.llama_build import installed_build
-
-    return installed_build(python)
-
-
-def live_snapshot(*, root: Path = Path("/")) -> Any:
-    """This host's GPUs, driver and host facts — what a plan needs, without the Python-stack probe.
-
-    For an image tree (``root`` not ``/``) no NVML call at all: the GPUs are those of the machine the
-    image boots on, and its boot unit applies the settings there; the snapshot has no GPU."""
-    from provision import hostfacts, nvml, roottree, toolkits
-    from provision.probe import probe_gpus
-    from provision.snapshot import Snapshot
-
-    snap = Snapshot(origin="live")
-    snap.host = hostfacts.read_host()
-    if not roottree.is_image(root):
-        snap.driver, snap.gpus = probe_gpus(nvml.backend())
-    snap.cuda_toolkits = toolkits.find_toolkits(dict(os.environ), root=root)  # a llama_cpp build picks its nvcc
-    return snap
-
-
 def set_applied_profile(directory: Path, name: str | None) -> None:
     """Remember which profile the last successful apply made this host match (None: reverted)."""
     path = directory / "profile.json"

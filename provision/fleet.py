@@ -12,8 +12,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from provision.profiles import Profile, ProfileSet, load_profile, profile_set
-from provision.profiles.loader import builtin_dir
+from provision.profiles import Profile
+from provision.profiles.loader import ProfileSet, builtin_dir, load_profile, profile_set
 from provision.snapshot import GpuInfo, Snapshot
 
 AUTO = "auto"

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from provision import __version__, engines, hostfacts, nvml, pyenv, serverunits, toolkits
+from provision import __version__, engines, hostfacts, nvml, pyenv, roottree, serverunits, toolkits
 from provision.console import printable_copy
 from provision.gpuarch import NVML_ARCHITECTURES, architecture_for_cc
 from provision.snapshot import DriverInfo, GpuInfo, NvmlStatus, Snapshot, masked_env
@@ -48,9 +48,16 @@ def relevant_env(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
     return out
 
 
-def probe(*, python: str | None = None, nvml_backend: Any = None, root: Path = Path("/")) -> Snapshot:
-    """Read this host. ``python``: the interpreter whose environment to report (default: ours)."""
-    backend = nvml_backend if nvml_backend is not None else nvml.backend()
+def probe(
+    *,
+    python: str | None = None,
+    nvml_backend: Any = None,
+    root: Path = Path("/"),
+    python_stack: bool = True,
+    gpus: bool = True,
+) -> Snapshot:
+    """Read this host. ``python``: the interpreter whose environment to report (default: ours).
+    ``python_stack=False``: without the Python-stack probe; ``gpus=False``: no NVML call at all."""
     environ = dict(os.environ)
     snap = Snapshot(
         origin="live",
@@ -59,12 +66,22 @@ def probe(*, python: str | None = None, nvml_backend: Any = None, root: Path = P
     )
     snap.host = hostfacts.read_host(root=root)
     snap.host.servers = serverunits.installed_servers(root)
-    snap.driver, snap.gpus = probe_gpus(backend, root=root)
-    snap.cuda_toolkits = toolkits.find_toolkits(environ, root=root)
-    snap.python = pyenv.read_environment(python)
+    if gpus:
+        backend = nvml_backend if nvml_backend is not None else nvml.backend()
+        snap.driver, snap.gpus = probe_gpus(backend, root=root)
+    snap.cuda_toolkits = toolkits.find_toolkits(environ, root=root)  # a llama_cpp build picks its nvcc
+    if python_stack:
+        snap.python = pyenv.read_environment(python)
     snap.engines = engines.find_engines(environ)
     snap.env = masked_env(relevant_env(environ))  # a secret's value is never kept, so never shown
     return printable_copy(snap)  # no text from this host reaches a terminal as control characters
+
+
+def plan_snapshot(*, root: Path = Path("/")) -> Snapshot:
+    """What a plan needs: the probe without the Python-stack part. For an image tree (``root`` not
+    ``/``) no NVML call at all: the GPUs are those of the machine the image boots on, and its boot unit
+    applies the settings there; the snapshot has no GPU."""
+    return probe(root=root, python_stack=False, gpus=not roottree.is_image(root))
 
 
 # -- NVML ------------------------------------------------------------------------------------------

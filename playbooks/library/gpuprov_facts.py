@@ -44,12 +44,12 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 def main() -> None:
     module = AnsibleModule(argument_spec={"full": {"type": "bool", "default": False}}, supports_check_mode=True)
     try:
-        from provision import applystate, probe
+        from provision import probe
         from provision.errors import GpuprovError
     except ImportError:
         module.fail_json(msg=missing_required_lib("gpuprov (the provision package)"))
     try:
-        snap = probe.probe() if module.params["full"] else applystate.live_snapshot()
+        snap = probe.probe() if module.params["full"] else probe.plan_snapshot()
     except GpuprovError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(changed=False, ansible_facts={"gpuprov_snapshot": snap.to_dict()})

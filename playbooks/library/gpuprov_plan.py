@@ -115,10 +115,10 @@ def main() -> None:
         supports_check_mode=True,
     )
     try:
-        from provision import applystate, plan
+        from provision import applystate, hoststate, plan, probe
         from provision.errors import GpuprovError
         from provision.llama_build import profile_build_python
-        from provision.profiles import load_profile
+        from provision.profiles.loader import load_profile
     except ImportError:
         module.fail_json(msg=missing_required_lib("gpuprov (the provision package)"))
     p = module.params
@@ -129,13 +129,13 @@ def main() -> None:
         if holder is not None and holder != p["lock_pid"]:
             module.fail_json(msg=f"another gpuprov apply is running (pid {holder or 'unknown'}): wait for it to finish")
         python = p["python"] or sys.executable
-        snap = applystate.live_snapshot(root=root)
+        snap = probe.plan_snapshot(root=root)
         if p["revert"]:
-            host = applystate.read_host_state(root=root, directory=state_dir, python=python)
+            host = hoststate.read_host_state(root=root, directory=state_dir, python=python)
             result = plan.make_revert_plan(snap, applystate.load_previous(state_dir), host)
         else:
             prof = load_profile(p["profile"], root=root)
-            host = applystate.read_host_state(
+            host = hoststate.read_host_state(
                 root=root, directory=state_dir, python=python, llama_cpp_python=profile_build_python(prof)
             )
             result = plan.make_plan(snap, prof, host, force=p["force"])

@@ -69,12 +69,12 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 def main() -> None:
     module = AnsibleModule(argument_spec={"profile": {"type": "str", "default": "auto"}}, supports_check_mode=True)
     try:
-        from provision import applystate, fleet
+        from provision import fleet, probe
         from provision.errors import GpuprovError
     except ImportError:
         module.fail_json(msg=missing_required_lib("gpuprov (the provision package)"))
     try:
-        selection = fleet.select(applystate.live_snapshot(), module.params["profile"] or fleet.AUTO)
+        selection = fleet.select(probe.plan_snapshot(), module.params["profile"] or fleet.AUTO)
     except GpuprovError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(changed=False, **selection.to_dict())

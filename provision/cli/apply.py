@@ -106,16 +106,17 @@ def apply(
     a power limit outside the GPU's range, a unit whose sandbox would hide what it runs (gpuprov or the
     server under /tmp or /var/tmp), not root (without --check). Exit 1 when a task failed.
     """
-    from provision import applystate
+    from provision.hoststate import read_host_state
     from provision.llama_build import profile_build_python
     from provision.plan import make_plan
     from provision.plantypes import PlanError
-    from provision.profiles import load_profile
+    from provision.probe import plan_snapshot
+    from provision.profiles.loader import load_profile
 
     prof = load_profile(profile, root=root)
     # the refusals, before Ansible starts: the same plan its first task computes again
-    host = applystate.read_host_state(root=root, python=sys.executable, llama_cpp_python=profile_build_python(prof))
-    planned = make_plan(applystate.live_snapshot(root=root), prof, host, force=force)  # image tree: no NVML
+    host = read_host_state(root=root, python=sys.executable, llama_cpp_python=profile_build_python(prof))
+    planned = make_plan(plan_snapshot(root=root), prof, host, force=force)  # image tree: no NVML
     if planned.desired.refusals:  # units that could not start as planned (plan shows them as warnings)
         raise PlanError("; ".join(planned.desired.refusals))
     _refuse_unless_root(check, "gpuprov apply")

@@ -28,11 +28,12 @@ def plan_cmd(
 ) -> None:
     """Per GPU and per file/unit: current -> desired. Exit 0 whether or not changes are pending;
     3 when applying would be refused (no driver, profile does not fit, power limit out of range)."""
-    from provision import applystate
+    from provision.hoststate import read_host_state
     from provision.llama_build import profile_build_python
     from provision.plan import make_plan
     from provision.plantypes import HostState
-    from provision.profiles import load_profile
+    from provision.probe import plan_snapshot
+    from provision.profiles.loader import load_profile
     from provision.snapshot import Snapshot
 
     prof = load_profile(profile, root=root)
@@ -40,8 +41,8 @@ def plan_cmd(
         snap = Snapshot.load(from_file)
         host = HostState(known=False, systemd_running=snap.host.systemd_pid1, python=sys.executable)
     else:
-        snap = applystate.live_snapshot(root=root)  # an image tree: no NVML (its boot unit applies the GPU settings)
-        host = applystate.read_host_state(root=root, python=sys.executable, llama_cpp_python=profile_build_python(prof))
+        snap = plan_snapshot(root=root)  # an image tree: no NVML (its boot unit applies the GPU settings)
+        host = read_host_state(root=root, python=sys.executable, llama_cpp_python=profile_build_python(prof))
     result = make_plan(snap, prof, host, force=force)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, default=str))

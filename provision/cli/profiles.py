@@ -27,9 +27,9 @@ def _snapshot(from_file: Path | None):  # -> Snapshot
 
     if from_file is not None:
         return Snapshot.load(from_file)
-    from provision.applystate import live_snapshot
+    from provision.probe import plan_snapshot
 
-    return live_snapshot()
+    return plan_snapshot()
 
 
 def _fit(profile, snap) -> str:  # (Profile, Snapshot) -> str
@@ -51,7 +51,7 @@ def profiles(
     if ctx.invoked_subcommand is not None:
         return
     from provision.console import make_console
-    from provision.profiles import profile_set
+    from provision.profiles.loader import profile_set
     from provision.tuningreport import render_profiles
 
     loaded, errors = profile_set().load_all()
@@ -74,7 +74,7 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON instead of YAML.")] = False,
 ) -> None:
     """Print the resolved profile (after `extends:`), with the files it comes from."""
-    from provision.profiles import load_profile
+    from provision.profiles.loader import load_profile
 
     profile = load_profile(name)
     data = profile.to_dict()

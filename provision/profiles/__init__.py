@@ -1,10 +1,12 @@
 """Tuning profiles: named, validated descriptions of what a tuned host looks like.
 
-``load_profile(name)`` resolves a profile (built-in, ``/etc/gpuprov/profiles/``,
-``~/.config/gpuprov/profiles/``, with ``extends:``); ``profile_set().load_all()`` lists them.
+:mod:`provision.profiles.schema`: the profile types and the section registry (``register_section``),
+re-exported here; it imports nothing of the capabilities whose sections it holds.
+:mod:`provision.profiles.loader`: ``load_profile(name)`` resolves a profile (built-in,
+``/etc/gpuprov/profiles/``, ``~/.config/gpuprov/profiles/``, with ``extends:``); ``profile_set().load_all()``
+lists them. The loader imports the capability modules that register their sections (serving, llama_cpp).
 """
 
-from provision.profiles.loader import ProfileSet, default_dirs, load_profile, parse_text, profile_set
 from provision.profiles.schema import (
     SECTIONS,
     GpuSection,
@@ -22,16 +24,8 @@ __all__ = [
     "Match",
     "Profile",
     "ProfileError",
-    "ProfileSet",
     "SectionType",
     "SuspendSection",
-    "default_dirs",
-    "load_profile",
-    "parse_text",
-    "profile_set",
     "register_section",
 ]
 
-# sections that live with the capability they describe register themselves on import
-from provision import llama_build as _llama_build  # noqa: F401  (the llama_cpp section)
-from provision import serving as _serving  # noqa: F401  (the serving section)

@@ -15,6 +15,10 @@ from typing import Any
 
 import yaml
 
+# the sections that live with the capability they describe register themselves when imported: a profile
+# read here may have any of them
+from provision import llama_build as _llama_build  # noqa: F401  (the llama_cpp section)
+from provision import serving as _serving  # noqa: F401  (the serving section)
 from provision.profiles.schema import NAME_RE, Profile, ProfileError, build, check_header, merge
 
 #: a profile file larger than this is refused (they are a few hundred bytes)

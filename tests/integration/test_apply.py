@@ -263,7 +263,7 @@ def test_boot_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
         pytest.skip("systemd-analyze not installed")
     from provision.plan import make_plan
     from provision.plantypes import HostState
-    from provision.profiles import load_profile
+    from provision.profiles.loader import load_profile
     from tests.conftest import load_snapshot
 
     plan = make_plan(load_snapshot("rtx4090"), load_profile("rtx4090"), HostState(python=sys.executable))

@@ -16,8 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from provision.profiles import ProfileSet
-from provision.profiles.loader import builtin_dir
+from provision.profiles.loader import ProfileSet, builtin_dir
 from provision.serving import OLLAMA_DROPIN, ServingSection, VllmSettings, serving_files
 from tests.conftest import SNAPSHOTS
 from tests.integration import unit_analysis
@@ -289,7 +288,7 @@ def test_the_boot_unit_of_gpu_settings_verifies_and_scores_ok(tmp_path: Path, pr
     """gpuprov-gpu-settings.service runs as root (NVML's setters need it) but only with CAP_SYS_ADMIN."""
     from provision.plan import BOOT_UNIT, BOOT_UNIT_FILE, make_plan
     from provision.plantypes import HostState
-    from provision.profiles import load_profile
+    from provision.profiles.loader import load_profile
     from provision.snapshot import Snapshot
 
     snap = Snapshot.load(SNAPSHOTS / f"{profile}.constructed.json")

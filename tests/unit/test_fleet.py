@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from provision.fleet import AUTO, auto_order, auto_profile, describe_gpus, select
-from provision.profiles import ProfileError, ProfileSet
-from provision.profiles.loader import builtin_dir
+from provision.profiles import ProfileError
+from provision.profiles.loader import ProfileSet, builtin_dir
 from provision.snapshot import GpuInfo, NvmlStatus, Snapshot
 from tests.conftest import load_snapshot
 
@@ -55,7 +55,7 @@ def test_auto_looks_at_builtin_profiles_only(tmp_path, monkeypatch) -> None:
     )
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     monkeypatch.setenv("HOME", str(tmp_path))
-    from provision.profiles import profile_set
+    from provision.profiles.loader import profile_set
 
     assert "aaa-any" in profile_set().names()  # gpuprov plan/apply would find it
     assert select(load_snapshot("rtx4090"), AUTO).profile == "rtx4090"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from provision import applystate, gpusettings, nvml
+from provision import applystate, gpusettings, nvml, probe
 from provision.plan import (
     BOOT_UNIT,
     BOOT_UNIT_FILE,
@@ -23,8 +23,7 @@ from provision.plan import (
     revert_desired,
 )
 from provision.plantypes import FileState, HostState
-from provision.profiles import load_profile
-from provision.profiles.loader import builtin_dir
+from provision.profiles.loader import builtin_dir, load_profile
 from provision.snapshot import NvmlStatus, Snapshot
 from provision.systemd import UnitState
 from tests.conftest import load_snapshot
@@ -69,7 +68,7 @@ def test_live_snapshot_of_an_image_makes_no_nvml_call(tmp_path: Path, monkeypatc
 
     monkeypatch.setattr(nvml, "backend", no_nvml)
     monkeypatch.delenv("GPUPROV_NVML_REPLAY_ROOT", raising=False)
-    assert applystate.live_snapshot(root=tmp_path).gpus == []
+    assert probe.plan_snapshot(root=tmp_path).gpus == []
 
 
 def test_revert_of_an_image_leaves_recorded_gpu_settings_alone() -> None:

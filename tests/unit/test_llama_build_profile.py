@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from provision import llama_build as lb
-from provision.profiles import ProfileError, ProfileSet
-from provision.profiles.loader import builtin_dir
+from provision.profiles import ProfileError
+from provision.profiles.loader import ProfileSet, builtin_dir
 from tests.conftest import load_snapshot
 
 BASE = "description: test\nmatch: {gpu_names: ['*']}\n"

@@ -19,8 +19,7 @@ from provision.plan import (
     make_revert_plan,
 )
 from provision.plantypes import FileState, HostState, PlanError
-from provision.profiles import ProfileSet, load_profile
-from provision.profiles.loader import builtin_dir
+from provision.profiles.loader import ProfileSet, builtin_dir, load_profile
 from provision.render import render
 from provision.snapshot import NvmlStatus
 from provision.systemd import UnitState

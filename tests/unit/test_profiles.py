@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from provision.profiles import ProfileError, ProfileSet, default_dirs, load_profile, profile_set
-from provision.profiles.loader import builtin_dir
+from provision.profiles import ProfileError
+from provision.profiles.loader import ProfileSet, builtin_dir, default_dirs, load_profile, profile_set
 from tests.conftest import load_snapshot
 
 BUILTINS = ("datacenter", "h100", "rtx4080", "rtx4090", "rtx4090-laptop")

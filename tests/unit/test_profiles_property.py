@@ -10,8 +10,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from provision.profiles import ProfileError, ProfileSet
-from provision.profiles.loader import builtin_dir
+from provision.profiles import ProfileError
+from provision.profiles.loader import ProfileSet, builtin_dir
 from provision.profiles.schema import HEADER_KEYS, SECTIONS
 
 KEYS = st.sampled_from(

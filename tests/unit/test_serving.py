@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from provision.plan import make_plan
 from provision.plantypes import FileState, HostState
 from provision.preview import rendered_files
-from provision.profiles import ProfileError, ProfileSet, load_profile
-from provision.profiles.loader import builtin_dir
+from provision.profiles import ProfileError
+from provision.profiles.loader import ProfileSet, builtin_dir, load_profile
 from provision.render import RenderError
 from provision.serving import (
     OLLAMA_DROPIN,

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provision.profiles import ProfileError, ProfileSet
-from provision.profiles.loader import builtin_dir
+from provision.profiles import ProfileError
+from provision.profiles.loader import ProfileSet, builtin_dir
 from provision.serving import LlamaCppSettings, OllamaSettings, VllmSettings, server_argv
 
 

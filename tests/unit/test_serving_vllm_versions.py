@@ -10,8 +10,7 @@ from packaging.version import Version
 
 from provision.plan import make_plan
 from provision.plantypes import FileState, HostState
-from provision.profiles import ProfileSet, load_profile
-from provision.profiles.loader import builtin_dir
+from provision.profiles.loader import ProfileSet, builtin_dir, load_profile
 from provision.serving import VLLM_OPTIONS, VllmSettings, installed_vllm, serving_files
 from tests.conftest import load_snapshot
 
