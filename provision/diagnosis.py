@@ -19,7 +19,7 @@ from provision.versions import major_minor as _major_minor
 SEVERITIES = ("ok", "info", "warn", "error")
 
 #: modules whose import registers more checks (kept lazy: imported on the first diagnose())
-CHECK_MODULES: list[str] = ["provision.compat.checks", "provision.servingcheck"]
+CHECK_MODULES: list[str] = ["provision.compat.findings", "provision.servingcheck"]
 
 
 @dataclass(frozen=True)

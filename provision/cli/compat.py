@@ -68,7 +68,7 @@ def check_cmd(
     Flags override what the snapshot says. Exit code: 0 ok, 1 incompatible, 3 unknown (a version the
     matrix does not cover), 2 bad usage.
     """
-    from provision.compat.check import check
+    from provision.compat.verdict import check
 
     report = check(_target(from_file, driver, gpu, cc, with_))
     if as_json:

@@ -2,7 +2,7 @@
 
 Pure functions over a :class:`~provision.snapshot.Snapshot` (or a what-if
 :class:`~provision.compat.target.Target`) and the matrix in ``data/compat.toml``:
-:func:`~provision.compat.check.check` and :func:`~provision.compat.plan.plan`. The doctor findings
-live in :mod:`provision.compat.checks`; ``compat refresh`` (maintainers) in
+:func:`~provision.compat.verdict.check` (the verdict on each pair) and :func:`~provision.compat.plan.plan`. The
+doctor findings live in :mod:`provision.compat.findings`; ``compat refresh`` (maintainers) in
 :mod:`provision.compat.refresh`.
 """

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 from packaging.version import Version
 
-from provision.compat.check import Report, check
+from provision.compat.verdict import Report, check
 from provision.compat.matrix import Matrix, TorchBuild, cuda_major, load_matrix, runs_on, version_or_none
 from provision.compat.target import Target
 from provision.errors import GpuprovError

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from packaging.version import Version
 
 from provision.cli import app
-from provision.compat.check import check
+from provision.compat.verdict import check
 from provision.compat.matrix import load_matrix, runs_on
 from provision.compat.target import Target, apply_overrides, parse_package_spec, target_from_snapshot
 from provision.errors import UsageError

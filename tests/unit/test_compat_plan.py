@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from provision.compat.check import check
+from provision.compat.verdict import check
 from provision.compat.plan import NoPlanError, plan
 from provision.compat.target import GpuTarget, Target, apply_overrides
 from provision.errors import UsageError

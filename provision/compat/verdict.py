@@ -1,4 +1,4 @@
-"""``compat check``: is this driver / GPU / package combination consistent? A pure function of a
+"""``compat check``'s verdict: is this driver / GPU / package combination consistent? A pure function of a
 :class:`~provision.compat.target.Target` and the :class:`~provision.compat.matrix.Matrix`.
 
 Verdict ``ok`` (no problem found among what was given), ``incompatible`` (at least one pair cannot
