@@ -144,10 +144,7 @@ def gpu_settings_for(
                 else "the driver refuses power-limit changes on this GPU (not supported, as the snapshot says)"
             )
             if refused and on_refusal is None:
-                notes.append(
-                    f"{label}: {why} "
-                    "and the profile has no fallback, so the power limit is left alone"
-                )
+                notes.append(f"{label}: {why} and the profile has no fallback, so the power limit is left alone")
             else:
                 settings["power_limit_w"] = watts
             if refused and on_refusal is not None:

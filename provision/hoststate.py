@@ -6,22 +6,24 @@ runs, the installed llama-cpp-python build. The plan itself (:mod:`provision.pla
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from provision import applystate, roottree, systemd
-from provision.llama_build import installed_build
 from provision.plan import MANAGED_FILES, MANAGED_UNITS
 from provision.plantypes import FileState, HostState
+from provision.profiles.schema import SECTIONS, Profile
+from provision.snapshot import Snapshot
 
 
 def read_host_state(
-    *, root: Path = Path("/"), directory: Path | None = None, python: str, llama_cpp_python: str | None = None
+    snapshot: Snapshot,
+    profile: Profile | None,
+    *,
+    root: Path = Path("/"),
+    directory: Path | None = None,
+    python: str,
 ) -> HostState:
-    """The live :class:`HostState` of this host (or of the image tree at ``root``).
-
-    ``llama_cpp_python``: the interpreter a profile's ``llama_cpp`` section builds into, whose installed
-    build is looked up (a subprocess of that interpreter; only when a profile asks for a build).
-    """
+    """The live :class:`HostState` of this host (or of the image tree at ``root``), with what the
+    sections of ``profile`` need (:func:`gather_sections`; None: a revert, which has no profile)."""
     files = {}
     for path in MANAGED_FILES:
         p = roottree.resolve(root, path, follow_last=False)  # links as inside the tree: never this machine's
@@ -34,7 +36,7 @@ def read_host_state(
             raise applystate.StateError(f"cannot read {p}: {exc.strerror or exc}") from None
         files[path] = FileState(item["content"], item["mode"], item["link_target"], item["uid"], item["gid"])
     units = {name: systemd.unit_state(name, root=root) for name in MANAGED_UNITS}
-    return HostState(
+    host = HostState(
         known=True,
         files=files,
         units=units,
@@ -44,11 +46,15 @@ def read_host_state(
         python=python,
         root=str(root),
         image=roottree.is_image(root),
-        llama_cpp_installed=_installed_llama_cpp(llama_cpp_python),
     )
+    return host if profile is None else gather_sections(host, snapshot, profile)
 
 
-def _installed_llama_cpp(python: str | None) -> dict[str, Any] | None:
-    if not python or not Path(python).is_file():
-        return None
-    return installed_build(python)
+def gather_sections(host: HostState, snapshot: Snapshot, profile: Profile) -> HostState:
+    """``host`` with what each section of ``profile`` reads before planning (its ``gather`` hook: installed
+    vLLM, virtualenvs, the model, compilers...), read under ``host.root``. A host that is not this one
+    (``known=False``, a snapshot from elsewhere) is looked at here all the same, as before planning."""
+    for section_type in SECTIONS.values():
+        if section_type.gather is not None:
+            host = section_type.gather(profile, snapshot, host)
+    return host

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from provision import llama_build, serving
-from provision.errors import GpuprovError
 from provision.gpudecisions import (
     current_settings,
     gpu_key,
@@ -37,7 +36,7 @@ from provision.plantypes import (
     TuningPlan,
     UnitTarget,
 )
-from provision.profiles.schema import Profile
+from provision.profiles.schema import SECTIONS, Profile
 from provision.render import render
 from provision.roottree import record_type
 from provision.snapshot import Snapshot
@@ -163,31 +162,30 @@ def desired_state(snapshot: Snapshot, profile: Profile, host: HostState, *, forc
             UnitTarget(BOOT_UNIT, True, note="runs at boot: power limits and locked clocks do not survive a reboot")
         )
     if profile.suspend.preserve_video_memory:
-        text = render(
-            "gpuprov-nvidia-preserve-vram.conf.j2", {"profile": profile.name, "temporary_file_path": SUSPEND_TEMP_PATH}
-        )
-        desired.files.append(
-            FileTarget(MODPROBE_FILE, text, "0644", "takes effect after a reboot (or reloading the nvidia module)")
-        )
+        desired.files.append(suspend_file(profile))
         for name in SLEEP_UNITS:
             if _exists(host, name) or not host.known:
                 note = "the driver's suspend/resume helper" + ("" if host.known else ", where installed")
                 desired.units.append(UnitTarget(name, True, note=note))
             else:
                 desired.notes.append(f"{name} is not installed here (it ships with the NVIDIA driver packages)")
-    serving.add_to_desired(desired, snapshot, profile, host, Path(host.root))
-    section = profile.sections.get("llama_cpp")
-    if section is not None and section.build:
-        try:
-            build = llama_build.plan_from_section(snapshot, section, mem_available=snapshot.host.ram_mib)
-        except GpuprovError as exc:
-            raise PlanError(f"profile {profile.name}: llama-cpp-python build: {exc}") from None
-        desired.llama_cpp = build.to_dict()
+    for section_type in SECTIONS.values():  # the capability sections (serving, llama_cpp) plan themselves
+        if section_type.plan is not None:
+            section_type.plan(desired, snapshot, profile, host)
     if not host.systemd_running:
         desired.notes.append(
             "systemd is not running as PID 1 here: units are written and enabled for the next boot, nothing is started"
         )
     return desired
+
+
+def suspend_file(profile: Profile) -> FileTarget:
+    """The modprobe file that makes the driver keep video memory across suspend (the profile's
+    ``suspend.preserve_video_memory``): the same for apply and ``gpuprov render``."""
+    text = render(
+        "gpuprov-nvidia-preserve-vram.conf.j2", {"profile": profile.name, "temporary_file_path": SUSPEND_TEMP_PATH}
+    )
+    return FileTarget(MODPROBE_FILE, text, "0644", "takes effect after a reboot (or reloading the nvidia module)")
 
 
 def _exists(host: HostState, unit: str) -> bool:

@@ -6,10 +6,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provision.errors import GpuprovError
 from provision.systemd import UnitState
+
+if TYPE_CHECKING:
+    from provision.llama_build.buildhost import BuildHost
+    from provision.serving.facts import ServingFacts
 
 
 class PlanError(GpuprovError):
@@ -49,6 +53,10 @@ class HostState:
     #: what gpuprov recorded about the llama-cpp-python build in the profile's environment
     #: (provision.llama_build.installed_build; None: not installed or not looked at)
     llama_cpp_installed: dict[str, Any] | None = None
+    #: what deciding the profile's llama-cpp-python build looks at (compilers, nvcc traits, source)
+    llama_build: BuildHost | None = None
+    #: what planning the profile's server looks at (installed vLLM, virtualenvs, paths, the model, key files)
+    serving: ServingFacts | None = None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from provision.errors import UsageError
-from provision.profiles import Profile
+from provision.profiles.schema import Profile
 from provision.snapshot import Snapshot
 
 
@@ -49,10 +49,13 @@ def rendered_files(profile: Profile, *, python: str, snapshot: Snapshot | None =
     """What apply would write. With ``snapshot`` (another host's, or this one's): the whole plan,
     refusals included; without: the files that need no GPU (server units, suspend settings)."""
     from provision import plan, serving
+    from provision.hoststate import gather_sections
+    from provision.plantypes import FileTarget, HostState
 
     result = RenderResult(profile.name)
     if snapshot is not None:
-        host = plan.HostState(known=False, systemd_running=False, python=python, root=str(root))
+        host = HostState(known=False, systemd_running=False, python=python, root=str(root))
+        host = gather_sections(host, snapshot, profile)
         desired = plan.desired_state(snapshot, profile, host, force=force)
         targets = [*desired.files, *desired.serving_files]
         result.notes = [n for n in desired.notes if not n.startswith("systemd is not running")]
@@ -60,11 +63,7 @@ def rendered_files(profile: Profile, *, python: str, snapshot: Snapshot | None =
     else:
         targets = []
         if profile.suspend.preserve_video_memory:
-            from provision.render import render
-
-            text = render("gpuprov-nvidia-preserve-vram.conf.j2",
-                          {"profile": profile.name, "temporary_file_path": plan.SUSPEND_TEMP_PATH})  # fmt: skip
-            targets.append(plan.FileTarget(plan.MODPROBE_FILE, text, "0644", "takes effect after a reboot"))
+            targets.append(plan.suspend_file(profile))
         if not profile.gpu.empty or profile.gpu.fallback_locked_clocks_mhz:
             result.notes.append(
                 "GPU settings (and the boot unit that re-applies them) depend on the GPUs: give --from SNAPSHOT"
@@ -72,7 +71,7 @@ def rendered_files(profile: Profile, *, python: str, snapshot: Snapshot | None =
     section = profile.sections.get("serving")
     files = serving.serving_files(profile.name, section, python=python, root=root) if section else None
     if files is not None and snapshot is None:
-        targets += [plan.FileTarget(p, c, m, n) for p, c, m, n in files.files]
+        targets += [FileTarget(p, c, m, n) for p, c, m, n in files.files]
         result.notes.extend(files.notes)
     for t in targets:
         if t.content is not None:

@@ -490,17 +490,6 @@ def serving_dict(s: ServingSection) -> dict[str, Any]:
     return out
 
 
-register_section(
-    "serving",
-    # a profile extending another may switch engines: the parent's engine block is dropped, and its
-    # port (Ollama's 11434 is no port for llama.cpp) unless the child sets one: the new engine's default.
-    # Keeping the engine, the child's block merges into the parent's (serving.vllm.model alone changes
-    # the model); choosing the other program (executable for venv) drops the parent's, and for
-    # llama.cpp the llama-server-only parallel slots
-    SectionType(parse_serving, serving_dict, exclusive=(ENGINES,), tied=("port",),
-                blocks={"vllm": Block(exclusive=(("venv", "executable"),)), "ollama": Block(),
-                        "llama_cpp": Block(exclusive=(("server", "venv"),), tied=("parallel",))}),
-)  # fmt: skip
 
 
 # -- the command lines -----------------------------------------------------------------------------------
@@ -1049,6 +1038,10 @@ def add_to_desired(desired: Desired, snapshot: Snapshot, profile: Profile, host:
     _remove_stale(desired, host, root, profile.name, files)
 
 
+def _plan(desired: Desired, snapshot: Snapshot, profile: Profile, host: HostState) -> None:
+    add_to_desired(desired, snapshot, profile, host, Path(host.root))
+
+
 def _exists(root: Path, path: str) -> bool | None:
     """Is the file there? None: it cannot be told (a root-only directory, read as a user)."""
     try:
@@ -1137,3 +1130,17 @@ def fit_notes(section: ServingSection, snapshot: Snapshot, root: Path) -> list[s
         f"WARNING: serving model {model} does not fit these GPUs as configured ({result.verdict.replace('_', ' ')}; "
         f"largest context that fits: {result.max_context or 'none'}): see gpuprov fit {model}"
     ]
+
+
+register_section(
+    "serving",
+    # a profile extending another may switch engines: the parent's engine block is dropped, and its
+    # port (Ollama's 11434 is no port for llama.cpp) unless the child sets one: the new engine's default.
+    # Keeping the engine, the child's block merges into the parent's (serving.vllm.model alone changes
+    # the model); choosing the other program (executable for venv) drops the parent's, and for
+    # llama.cpp the llama-server-only parallel slots
+    SectionType(parse_serving, serving_dict, exclusive=(ENGINES,), tied=("port",),
+                blocks={"vllm": Block(exclusive=(("venv", "executable"),)), "ollama": Block(),
+                        "llama_cpp": Block(exclusive=(("server", "venv"),), tied=("parallel",))},
+                plan=_plan),
+)  # fmt: skip

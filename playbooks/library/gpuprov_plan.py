@@ -117,7 +117,6 @@ def main() -> None:
     try:
         from provision import applystate, hoststate, plan, probe
         from provision.errors import GpuprovError
-        from provision.llama_build import profile_build_python
         from provision.profiles.loader import load_profile
     except ImportError:
         module.fail_json(msg=missing_required_lib("gpuprov (the provision package)"))
@@ -131,13 +130,11 @@ def main() -> None:
         python = p["python"] or sys.executable
         snap = probe.plan_snapshot(root=root)
         if p["revert"]:
-            host = hoststate.read_host_state(root=root, directory=state_dir, python=python)
+            host = hoststate.read_host_state(snap, None, root=root, directory=state_dir, python=python)
             result = plan.make_revert_plan(snap, applystate.load_previous(state_dir), host)
         else:
             prof = load_profile(p["profile"], root=root)
-            host = hoststate.read_host_state(
-                root=root, directory=state_dir, python=python, llama_cpp_python=profile_build_python(prof)
-            )
+            host = hoststate.read_host_state(snap, prof, root=root, directory=state_dir, python=python)
             result = plan.make_plan(snap, prof, host, force=p["force"])
     except GpuprovError as exc:
         module.fail_json(msg=str(exc))

@@ -107,7 +107,6 @@ def apply(
     server under /tmp or /var/tmp), not root (without --check). Exit 1 when a task failed.
     """
     from provision.hoststate import read_host_state
-    from provision.llama_build import profile_build_python
     from provision.plan import make_plan
     from provision.plantypes import PlanError
     from provision.probe import plan_snapshot
@@ -115,8 +114,8 @@ def apply(
 
     prof = load_profile(profile, root=root)
     # the refusals, before Ansible starts: the same plan its first task computes again
-    host = read_host_state(root=root, python=sys.executable, llama_cpp_python=profile_build_python(prof))
-    planned = make_plan(plan_snapshot(root=root), prof, host, force=force)  # image tree: no NVML
+    snap = plan_snapshot(root=root)  # image tree: no NVML
+    planned = make_plan(snap, prof, read_host_state(snap, prof, root=root, python=sys.executable), force=force)
     if planned.desired.refusals:  # units that could not start as planned (plan shows them as warnings)
         raise PlanError("; ".join(planned.desired.refusals))
     _refuse_unless_root(check, "gpuprov apply")

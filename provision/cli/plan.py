@@ -28,8 +28,7 @@ def plan_cmd(
 ) -> None:
     """Per GPU and per file/unit: current -> desired. Exit 0 whether or not changes are pending;
     3 when applying would be refused (no driver, profile does not fit, power limit out of range)."""
-    from provision.hoststate import read_host_state
-    from provision.llama_build import profile_build_python
+    from provision.hoststate import gather_sections, read_host_state
     from provision.plan import make_plan
     from provision.plantypes import HostState
     from provision.probe import plan_snapshot
@@ -39,10 +38,12 @@ def plan_cmd(
     prof = load_profile(profile, root=root)
     if from_file is not None:
         snap = Snapshot.load(from_file)
-        host = HostState(known=False, systemd_running=snap.host.systemd_pid1, python=sys.executable)
+        host = gather_sections(
+            HostState(known=False, systemd_running=snap.host.systemd_pid1, python=sys.executable), snap, prof
+        )
     else:
         snap = plan_snapshot(root=root)  # an image tree: no NVML (its boot unit applies the GPU settings)
-        host = read_host_state(root=root, python=sys.executable, llama_cpp_python=profile_build_python(prof))
+        host = read_host_state(snap, prof, root=root, python=sys.executable)
     result = make_plan(snap, prof, host, force=force)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, default=str))

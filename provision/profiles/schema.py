@@ -16,9 +16,18 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provision.errors import UsageError
+
+if TYPE_CHECKING:
+    from provision.plantypes import Desired, HostState
+    from provision.snapshot import Snapshot
+
+    #: a section's part of a plan (pure: no I/O): adds to the desired state, raises PlanError to refuse
+    SectionPlan = Callable[[Desired, Snapshot, "Profile", HostState], None]
+    #: what a section's plan needs from the host, read once before planning: the host state with it added
+    SectionGather = Callable[["Profile", Snapshot, HostState], HostState]
 
 SCHEMA_VERSION = 1
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -214,6 +223,11 @@ class SectionType:
     tied: tuple[str, ...] = ()
     #: keys whose value is a mapping merged key by key with the parent's (not replaced) when both set it
     blocks: Mapping[str, Block] = field(default_factory=dict)
+    #: the section's part of a plan, called for every profile (with or without the section: a section
+    #: an earlier profile had may leave things to remove); None: the core plan handles it (gpu, suspend)
+    plan: SectionPlan | None = None
+    #: reads what ``plan`` needs from the host (provision.hoststate calls it before planning)
+    gather: SectionGather | None = None
 
 
 SECTIONS: dict[str, SectionType] = {}

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from provision import llama_build as lb
+from provision.llama_build import verify as lb_verify
 from tests.integration.llama_cpp_env import LLAMA_CPP_VERSION, cache_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -53,6 +54,6 @@ def test_tiny_gguf_completes_with_the_real_cpu_build(tmp_path):
     if not python.exists():
         pytest.skip("no cached CPU build of llama-cpp-python (the llama_cpp_env fixture makes it)")
     model = _prepare().write_tiny_gguf(tmp_path / "tiny.gguf")
-    done, err = lb._run_json(str(python), lb._COMPLETE, str(model), "0")
+    done, err = lb_verify._run_json(str(python), lb_verify._COMPLETE, str(model), "0")
     assert done is not None, err
     assert done["tokens"] >= 8  # max_tokens=8, and the end token is never the greedy choice

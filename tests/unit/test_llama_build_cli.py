@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from provision import llama_build as lb
+from provision.llama_build import verify as lb_verify
 from tests.conftest import SNAPSHOTS
 
 
@@ -139,7 +140,6 @@ def test_unwritable_log_exits_2_before_anything_runs(tmp_path):
 
 
 def test_run_build_refuses_an_unwritable_log_with_a_usage_error(tmp_path):
-    from provision import llama_build as lb
     from provision.errors import UsageError
     from tests.conftest import load_snapshot
 
@@ -183,6 +183,6 @@ def test_a_smoke_completion_killed_by_a_signal_says_so_and_how_to_avoid_it():
     # the crash seen when a VM advertises instructions (AMX) it does not enable: llama.cpp's last log line
     # ("using full-size SWA cache") said nothing of it
     code = "import os, signal, sys; print('llama_kv_cache: a log line', file=sys.stderr); os.kill(os.getpid(), 11)"
-    out, err = lb._run_json(sys.executable, code)
+    out, err = lb_verify._run_json(sys.executable, code)
     assert out is None
     assert err.startswith("crashed with SIGSEGV") and "--portable" in err and "a log line" in err

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from provision import llama_build as lb
+from provision.llama_build import section as lb_section
 from provision.profiles import ProfileError
 from provision.profiles.loader import ProfileSet, builtin_dir
 from tests.conftest import load_snapshot
@@ -27,7 +29,8 @@ def test_section_parses_and_plans_like_the_cli(tmp_path):
     p = load(tmp_path, "llama_cpp:\n  build: true\n  python: /opt/llama/.venv/bin/python\n  version: '0.3.36'\n")
     section = p.sections["llama_cpp"]
     assert section == lb.LlamaCppSection(True, "/opt/llama/.venv/bin/python", "0.3.36", None, False, None, None)
-    plan = lb.plan_from_section(load_snapshot("rtx4090-laptop"), section, mem_available=16000)
+    snap = load_snapshot("rtx4090-laptop")
+    plan = lb.plan_from_section(snap, section, lb.gather_for_section(snap, section), mem_available=16000)
     direct = lb.plan_build(load_snapshot("rtx4090-laptop"), python="/opt/llama/.venv/bin/python", version="0.3.36",
                            mem_available=16000)  # fmt: skip
     assert plan == direct
@@ -36,15 +39,16 @@ def test_section_parses_and_plans_like_the_cli(tmp_path):
 
 def test_section_without_python_builds_into_the_interpreter_gpuprov_runs_with(tmp_path, monkeypatch):
     """The issue's example `llama_cpp: {build: true, version: ..., arch: auto}`: no `python:` needed."""
-    monkeypatch.setattr(lb.sys, "executable", "/opt/gpuprov/.venv/bin/python")
+    monkeypatch.setattr(sys, "executable", "/opt/gpuprov/.venv/bin/python")
     p = load(tmp_path, "llama_cpp: {build: true, version: '0.3.36', arch: auto}\n")
     section = p.sections["llama_cpp"]
     assert section.python is None and section.archs is None
-    plan = lb.plan_from_section(load_snapshot("rtx4090-laptop"), section, mem_available=16000)
+    snap = load_snapshot("rtx4090-laptop")
+    plan = lb.plan_from_section(snap, section, lb.gather_for_section(snap, section), mem_available=16000)
     assert plan.python == "/opt/gpuprov/.venv/bin/python"
     assert "--python /opt/gpuprov/.venv/bin/python" in plan.shell()
     assert lb.profile_build_python(p) == "/opt/gpuprov/.venv/bin/python"  # where apply looks for the installed build
-    assert lb._section_dict(section) == {"build": True, "version": "0.3.36", "arch": "auto"}
+    assert lb_section._section_dict(section) == {"build": True, "version": "0.3.36", "arch": "auto"}
 
 
 def test_a_profile_that_builds_nothing_names_no_interpreter(tmp_path):
@@ -56,7 +60,7 @@ def test_explicit_archs_and_round_trip(tmp_path):
     p = load(tmp_path, "llama_cpp: {build: true, python: /opt/x/bin/python, arch: [89, '8.6']}\n")
     s = p.sections["llama_cpp"]
     assert s.archs == ("86", "89")
-    assert lb._section_dict(s) == {"build": True, "python": "/opt/x/bin/python", "arch": ["86", "89"]}
+    assert lb_section._section_dict(s) == {"build": True, "python": "/opt/x/bin/python", "arch": ["86", "89"]}
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from provision import elf
 from provision import llama_build as lb
+from provision.llama_build import verify as lb_verify
 from tests.conftest import load_snapshot
 
 # `cuobjdump --list-elf libstable-diffusion_cuda.so` of a native sm_86 build, as recorded in
@@ -92,16 +93,16 @@ def installed(tmp_path, monkeypatch):
     state = {"offload": True, "libs": libs}
 
     def run_json(python, code, *args, timeout=300):
-        if code == lb._INSPECT:
+        if code == lb_verify._INSPECT:
             return {"package_dir": str(lib.parent), "libs": [str(lib / n) for n in state["libs"]]}, ""
-        if code == lb._OFFLOAD:
+        if code == lb_verify._OFFLOAD:
             return state["offload"], ""
-        if code == lb._COMPLETE:
+        if code == lb_verify._COMPLETE:
             assert args[1] == "-1"  # a CUDA build offloads every layer
             return {"text": " Paris.", "tokens": 3, "seconds": 0.05}, ""
         raise AssertionError(code)
 
-    monkeypatch.setattr(lb, "_run_json", run_json)
+    monkeypatch.setattr(lb_verify, "_run_json", run_json)
     monkeypatch.setattr(elf, "needed_libraries_of", lambda path: state["libs"][path.rsplit("/", 1)[-1]])
     return state
 
