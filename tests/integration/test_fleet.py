@@ -66,6 +66,8 @@ def local_fleet(tmp_path: Path, hosts: dict[str, dict[str, Any]], **group_vars: 
         if spec.get("snapshot"):
             shutil.copy(SNAPSHOTS / f"{spec['snapshot']}.constructed.json", d / "gpu.json")
             hv["gpuprov_environment"]["GPUPROV_NVML_REPLAY"] = str(d / "gpu.json")
+            # each host's tree is that host's / (not an image to bake): its replayed GPU gets the settings
+            hv["gpuprov_environment"]["GPUPROV_NVML_REPLAY_ROOT"] = str(d / "root")
         if spec.get("unreachable"):
             hv.update({"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": nspawn.free_port(),
                        "ansible_ssh_common_args": "-o ConnectTimeout=5"})  # fmt: skip
