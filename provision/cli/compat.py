@@ -58,7 +58,11 @@ def check_cmd(
     cc: CcOpt = None,
     with_: Annotated[
         list[str] | None,
-        typer.Option("--with", metavar="NAME==VERSION", help="What-if package version (repeatable)."),
+        typer.Option(
+            "--with",
+            metavar="NAME[EXTRAS]==VERSION",
+            help='What-if package version, extras judged by (repeatable): --with "vllm[flashinfer]==0.10.2".',
+        ),
     ] = None,
     from_file: FromOpt = None,
     as_json: JsonOpt = False,
@@ -142,6 +146,8 @@ def plan_cmd(
             console.print(f"CUDA runtime: {result.cuda}{variant}")
         if result.driver_needed:
             console.print(f"[red]driver needed: ≥ {result.driver_needed}[/]")
+        for name, extras in result.extras.items():
+            console.print(escape(f"assumes the extra {name}[{','.join(extras)}]: install {name}[{','.join(extras)}]"))
         for key, value in result.build_env.items():
             console.print(escape(f'build from source: {key}="{value}"'))
         for note in result.notes:

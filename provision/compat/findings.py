@@ -19,8 +19,8 @@ _TRACKED = ("torch", "vllm", "flashinfer-python", "flashinfer", "xformers", "lla
 def compat_matrix(s: Snapshot) -> Iterable[Finding]:
     if not any(name in s.python.packages for name in _TRACKED):
         return
-    from provision.compat.verdict import check as compat_check
     from provision.compat.target import target_from_snapshot
+    from provision.compat.verdict import check as compat_check
 
     report = compat_check(target_from_snapshot(s))
     for problem in report.problems:

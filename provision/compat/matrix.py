@@ -170,7 +170,14 @@ class Matrix:
             Version(str(r["version"])): SpecifierSet(r["torch_range"]) if r.get("torch_range") else None
             for r in data["flashinfer_pins"]["releases"]
         }
+        #: flashinfer-python release → extra → the torch requirement that applies only under that extra
+        self.flashinfer_pin_extras: dict[Version, dict[str, SpecifierSet]] = {
+            Version(str(r["version"])): {str(k): SpecifierSet(v) for k, v in r.get("torch_extras", {}).items()}
+            for r in data["flashinfer_pins"]["releases"]
+        }
         self.flashinfer_pins_source = "compat.toml [flashinfer_pins] (gpuprov compat refresh: PyPI wheel METADATA)"
+        #: the day refresh last read the index for the generated tables ("2026-12-04"; None: not recorded)
+        self.refreshed: str | None = str(data["refreshed"]) if "refreshed" in data else None
         self.xformers_releases = {
             str(r["version"]): XformersRelease(
                 version=str(r["version"]),
@@ -247,6 +254,11 @@ class Matrix:
         if not self.flashinfer_pins or v < min(self.flashinfer_pins):
             return True, None
         return v in self.flashinfer_pins, self.flashinfer_pins.get(v)
+
+    def flashinfer_extra_torch(self, version: str, extras: frozenset[str]) -> list[tuple[str, SpecifierSet]]:
+        """(extra, torch requirement) of a flashinfer-python release for the extras asked for."""
+        found = self.flashinfer_pin_extras.get(Version(Version(version).public), {})
+        return [(extra, found[extra]) for extra in sorted(extras) if extra in found]
 
     def xformers(self, version: str) -> XformersRelease | None:
         v = version_or_none(version)

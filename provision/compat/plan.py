@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, field
 
 from packaging.version import Version
 
-from provision.compat.verdict import Report, check
 from provision.compat.matrix import Matrix, TorchBuild, cuda_major, load_matrix, runs_on, version_or_none
 from provision.compat.target import Target
+from provision.compat.verdict import Report, check
 from provision.errors import GpuprovError
 
 ENGINES = ("vllm", "llama-cpp", "ollama")
@@ -56,6 +56,8 @@ class Plan:
     report: Report | None = None
     #: environment for building from source (llama-cpp)
     build_env: dict[str, str] = field(default_factory=dict)
+    #: the extras the set assumes are asked for ("vllm" → ["flashinfer"]): pins under an extra hold only with it
+    extras: dict[str, list[str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -66,6 +68,8 @@ class Plan:
             "cudas": self.cudas,
             "driver_needed": self.driver_needed,
             "build_env": self.build_env,
+            "extras": self.extras,
+            "install": self.install_requirements(),
             "notes": self.notes,
             "check": self.report.to_dict() if self.report else None,
         }
@@ -79,8 +83,16 @@ class Plan:
             out += [f"{p.severity}: {p.pair}: {p.reason}" for p in self.report.problems]
         return out
 
+    def install_requirements(self) -> list[str]:
+        """What to ask the installer for, extras included ("vllm[flashinfer]"): constraints cannot carry extras."""
+        return [f"{p.name}[{','.join(self.extras[p.name])}]" if p.name in self.extras else p.name for p in self.pins]
+
     def _comment_lines(self) -> list[str]:
         lines = [f"# {line}" for line in self.warnings()]
+        lines += [
+            f"# assumes the extra {name}[{','.join(extras)}]: install it so (the pins under the extra hold only then)"
+            for name, extras in self.extras.items()
+        ]
         lines += [f"# note: {note}" for note in self.notes]
         return [line.replace("\n", " ") for line in lines]
 
@@ -143,13 +155,21 @@ def _pick_torch(matrix: Matrix, version: str, ccs: list[str], driver: Version | 
 
 def _plan_vllm(target: Target, matrix: Matrix, driver: Version | None, flashinfer: bool) -> Plan | None:
     ccs = target.cc_list()
+    unresolvable: list[str] = []
     for rel in matrix.vllm_newest_first():
         if not all(runs_on(rel.archs, cc) for cc in ccs) or not _driver_ok(matrix, driver, rel.cuda):
+            continue
+        if rel.flashinfer and not rel.flashinfer_extra and not matrix.flashinfer_published(rel.flashinfer)[0]:
+            unresolvable.append(
+                f"vLLM {rel.version} requires flashinfer-python=={rel.flashinfer}, which is not on the index: "
+                "it cannot be installed (skipped)"
+            )
             continue
         torch = _pick_torch(matrix, rel.torch, ccs, driver, cuda_major(rel.cuda))
         if torch is None:
             continue
         plan = Plan("vllm", cuda=torch.cuda, variant=None if torch.pypi else torch.variant)
+        plan.notes.extend(unresolvable)
         plan.cudas = sorted({torch.cuda, rel.cuda}, key=Version)
         plan.pins.append(Pin("vllm", rel.version, None, rel.source))
         plan.pins.append(
@@ -166,6 +186,8 @@ def _plan_vllm(target: Target, matrix: Matrix, driver: Version | None, flashinfe
             fi = matrix.flashinfer(rel.flashinfer)
             if fi is not None and all(Version(cc) >= Version(fi.min_cc) for cc in ccs):
                 plan.pins.append(Pin("flashinfer-python", rel.flashinfer, None, rel.source))
+                if rel.flashinfer_extra:
+                    plan.extras["vllm"] = ["flashinfer"]
             elif not rel.flashinfer_extra:
                 plan.pins.append(Pin("flashinfer-python", rel.flashinfer, None, rel.source))
                 plan.notes.append(
@@ -282,6 +304,7 @@ def plan(target: Target, engine: str = "vllm", *, flashinfer: bool = True, matri
             driver=result.driver_needed or target.driver,
             gpus=list(target.gpus),
             packages={p.name: p.version for p in result.pins},
+            extras={name: frozenset(extras) for name, extras in result.extras.items()},
         )
         result.report = check(what_if, m)
     return result

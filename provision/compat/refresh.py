@@ -62,10 +62,14 @@ def exact_pin(req: Requirement) -> str | None:
     return None
 
 
-def _applies_on_linux_x86_64(req: Requirement) -> tuple[bool, bool]:
-    """(applies on Linux x86_64 for some extra or none, only under an extra)."""
+def _applies_on_linux_x86_64(req: Requirement) -> tuple[bool, str | None]:
+    """(applies on Linux x86_64 for no extra or some extra, the extra it needs — None: unconditional).
+
+    A requirement under ``extra == "sm107"`` is enforced only when that extra is asked for
+    (``flashinfer-python[sm107]``): pip and uv ignore it otherwise.
+    """
     if req.marker is None:
-        return True, False
+        return True, None
     env = {
         "platform_machine": "x86_64",
         "sys_platform": "linux",
@@ -74,12 +78,12 @@ def _applies_on_linux_x86_64(req: Requirement) -> tuple[bool, bool]:
         "python_full_version": "3.12.0",
     }
     if req.marker.evaluate({**env, "extra": ""}):
-        return True, False
+        return True, None
     extras = re.findall(r"extra\s*==\s*['\"]([^'\"]+)['\"]", str(req.marker))
     for extra in extras:
         if req.marker.evaluate({**env, "extra": extra}):
-            return True, True
-    return False, False
+            return True, str(canonicalize_name(extra))
+    return False, None
 
 
 @dataclass
@@ -95,33 +99,53 @@ class Pins:
     ranges: dict[str, str] = field(default_factory=dict)
     #: row fields pinned only under an extra (vllm[flashinfer])
     extra_only: list[str] = field(default_factory=list)
+    #: row field → extra → specifier text, for requirements that apply only under that extra
+    #: (flashinfer-python 0.7.4: "torch" → {"sm107": ">=2.8", "b12x": ">=2.12.0"}); not in ``ranges``
+    extra_ranges: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def pins_from_metadata(package: str, version: str, metadata_text: str, source: str) -> Pins:
     """The torch / xformers / flashinfer requirements of one release, as a matrix row."""
     wanted = _VLLM_PINS if canonicalize_name(package) == "vllm" else {"torch": "torch"}
     result = Pins(package=canonicalize_name(package), version=version, source=source)
+    is_vllm = result.package == "vllm"
+    unconditional: set[str] = set()
     for req in requires_dist(metadata_text):
         fld = wanted.get(canonicalize_name(req.name))
         if fld is None:
             continue
-        applies, only_extra = _applies_on_linux_x86_64(req)
+        applies, extra = _applies_on_linux_x86_64(req)
         if not applies:
             continue
         pin = exact_pin(req)
+        if extra is not None and not is_vllm:
+            result.extra_ranges.setdefault(fld, {})[extra] = str(req.specifier)
+            continue
+        if extra is not None and fld in unconditional:
+            continue  # the unconditional requirement is what every install gets
+        if extra is None:
+            unconditional.add(fld)
+            if fld in result.extra_only:
+                result.extra_only.remove(fld)
+                result.pins.pop(fld, None)
+                result.ranges.pop(fld, None)
         if pin is not None:
             result.pins[fld] = pin
         elif str(req.specifier):
             result.ranges[fld] = str(req.specifier)
         else:
             result.ranges.setdefault(fld, "")
-        if only_extra:
+        if extra is not None and fld not in result.extra_only:
             result.extra_only.append(fld)
     return result
 
 
 def _toml_str(value: str) -> str:
     return json.dumps(value)
+
+
+def _toml_key(value: str) -> str:
+    return value if re.fullmatch(r"[A-Za-z0-9_-]+", value) else json.dumps(value)
 
 
 def render_row(row: Pins) -> str:
@@ -135,6 +159,9 @@ def render_row(row: Pins) -> str:
             parts.append(f"{fld}_range = {_toml_str(row.ranges[fld])}")
     if "flashinfer" in row.extra_only and "flashinfer" in row.pins:
         parts.append("flashinfer_extra = true")
+    if "torch" in row.extra_ranges and row.package != "vllm":
+        extras = ", ".join(f"{_toml_key(k)} = {_toml_str(v)}" for k, v in sorted(row.extra_ranges["torch"].items()))
+        parts.append(f"torch_extras = {{ {extras} }}")
     parts.append(f"source = {_toml_str(row.source)}")
     return "{ " + ", ".join(parts) + " },"
 

@@ -34,6 +34,9 @@ class Target:
     gpus: list[GpuTarget] = field(default_factory=list)
     #: canonical distribution name → version text ("2.7.1+cu128")
     packages: dict[str, str] = field(default_factory=dict)
+    #: canonical distribution name → the extras asked for (``--with "vllm[flashinfer]==0.10.2"``): a
+    #: requirement under an extra applies only when it is asked for; a snapshot records none
+    extras: dict[str, frozenset[str]] = field(default_factory=dict)
     #: torch/version.py's cuda from a snapshot ("12.8"): tells which build a plain "2.7.1" is
     torch_cuda: str | None = None
     #: a snapshot's torch has neither CUDA nor HIP in torch/version.py: a CPU-only build
@@ -60,8 +63,8 @@ def parse_cc_option(text: str) -> str:
     return f"{major}.{minor}"
 
 
-def parse_package_spec(text: str) -> tuple[str, str]:
-    """'torch==2.7.1+cu128' → ('torch', '2.7.1+cu128'). One exact version, or UsageError."""
+def parse_package_spec(text: str) -> tuple[str, str, frozenset[str]]:
+    """'vllm[flashinfer]==0.10.2' → ('vllm', '0.10.2', {'flashinfer'}). One exact version, or UsageError."""
     try:
         req = Requirement(text)
     except InvalidRequirement:
@@ -75,8 +78,11 @@ def parse_package_spec(text: str) -> tuple[str, str]:
         Version(specs[0].version)
     except InvalidVersion:
         raise UsageError(f"--with {text!r}: {specs[0].version!r} is not a version") from None
+    if req.marker is not None or req.url:
+        raise UsageError(f"--with {text!r}: give NAME[EXTRAS]==VERSION, without a marker or URL")
     name = canonicalize_name(req.name)
-    return _ALIASES.get(name, name), specs[0].version
+    extras = frozenset(str(canonicalize_name(e)) for e in req.extras)
+    return _ALIASES.get(name, name), specs[0].version, extras
 
 
 def target_from_snapshot(snap: Snapshot) -> Target:
@@ -120,6 +126,7 @@ def apply_overrides(
         driver=target.driver,
         gpus=list(target.gpus),
         packages=dict(target.packages),
+        extras=dict(target.extras),
         torch_cuda=target.torch_cuda,
         torch_cpu=target.torch_cpu,
         llama_cpp_cuda=target.llama_cpp_cuda,
@@ -135,13 +142,14 @@ def apply_overrides(
         out.gpus = [GpuTarget("GPU", parse_cc_option(cc))]  # labels read "GPU (cc 8.9)"
     given: set[str] = set()
     for text in packages or []:
-        name, version = parse_package_spec(text)
+        name, version, extras = parse_package_spec(text)
         if name not in TRACKED:
             raise UsageError(f"--with {text!r}: the matrix does not track {name} (it knows {', '.join(TRACKED)})")
         if name in given:
             raise UsageError(f"--with names {name} twice: give one version")
         given.add(name)
         out.packages[name] = version
+        out.extras[name] = extras
         if name == "torch":
             out.torch_cuda = None
             out.torch_cpu = False  # the snapshot's torch build no longer applies

@@ -303,6 +303,14 @@ class _Checker:
             if have is None or pin is None:
                 continue
             pair = f"{label} ↔ {dist} {have}"
+            extra_name = dist.split("-")[0]
+            if extra and extra_name not in self.t.extras.get("vllm", frozenset()):
+                # pip and uv enforce a requirement under an extra only when the extra is asked for
+                self.skipped.append(
+                    f"{pair}: vLLM {rel.version} pins {dist}=={pin} only under its [{extra_name}] extra, "
+                    f'not asked for (judge by it: --with "vllm[{extra_name}]=={rel.version}")'
+                )
+                continue
             self.checked.append(pair)
             if Version(Version(have).public) != Version(pin):
                 how = f"its [{dist.split('-')[0]}] extra pins" if extra else "it pins"
@@ -366,6 +374,21 @@ class _Checker:
                     "(pip and uv refuse the combination)",
                     self.m.flashinfer_pins_source,
                     self._flashinfer_fix(torch_v),
+                )
+            elif extra_req := [
+                (e, r)
+                for e, r in self.m.flashinfer_extra_torch(text, self.t.extras.get("flashinfer-python", frozenset()))
+                if not r.contains(torch_v, prereleases=True)
+            ]:
+                extra, req = extra_req[0]
+                self.add(
+                    "incompatible",
+                    "flashinfer_torch",
+                    pair,
+                    f"flashinfer-python[{extra}] {Version(text).public} requires torch{req} under its [{extra}] extra "
+                    "(pip and uv refuse the combination when the extra is asked for)",
+                    self.m.flashinfer_pins_source,
+                    f"install torch{req}, or flashinfer-python without the [{extra}] extra",
                 )
             elif m and (torch_v.major, torch_v.minor) != (int(m.group(2)), int(m.group(3))):
                 self.add(

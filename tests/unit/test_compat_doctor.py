@@ -15,19 +15,22 @@ def _ids(findings) -> set[str]:  # type: ignore[no-untyped-def]
 
 
 def test_doctor_reports_the_laptop_snapshots_incompatibilities() -> None:
-    """rtx4090-laptop: vllm 0.10.1 with flashinfer 0.2.8 (its extra pins 0.2.11), CUDA 12.8 on driver 560."""
+    """rtx4090-laptop: CUDA 12.8 on driver 560 (minor-version compatibility only). Its vllm 0.10.1 with flashinfer
+    0.2.8 is no finding: vLLM pins 0.2.11 only under its [flashinfer] extra, which pip and uv enforce only when
+    asked for, and an installed environment does not record the extras it was asked for."""
     findings = diagnose(load_snapshot("rtx4090-laptop"))
     compat = {f.id: f for f in findings if f.id.startswith("compat.")}
-    assert set(compat) == {"compat.vllm_flashinfer", "compat.torch_driver", "compat.vllm_driver"}
-    assert compat["compat.vllm_flashinfer"].severity == "error"
-    assert "flashinfer-python==0.2.11" in compat["compat.vllm_flashinfer"].remedy
-    assert "[source: " in compat["compat.vllm_flashinfer"].message
+    assert set(compat) == {"compat.torch_driver", "compat.vllm_driver"}
+    assert compat["compat.torch_driver"].severity == "warn"
+    assert "[source: " in compat["compat.torch_driver"].message
 
 
 def test_fixing_the_pair_removes_the_finding() -> None:
     snap = load_snapshot("rtx4090-laptop")
-    snap.python.packages["flashinfer-python"] = PackageInfo("flashinfer-python", "0.2.11", None)
-    assert "compat.vllm_flashinfer" not in _ids(diagnose(snap))
+    snap.python.packages["xformers"] = PackageInfo("xformers", "0.0.30", None)  # vllm 0.10.1 pins 0.0.31
+    assert "compat.vllm_xformers" in _ids(diagnose(snap))
+    snap.python.packages["xformers"] = PackageInfo("xformers", "0.0.31", None)
+    assert "compat.vllm_xformers" not in _ids(diagnose(snap))
 
 
 def test_no_tracked_package_no_compat_finding() -> None:
@@ -48,6 +51,6 @@ def test_cpu_build_findings_are_not_doubled() -> None:
 
 
 def test_doctor_json_carries_the_compat_findings() -> None:
-    proc = gpuprov("doctor", "--from", str(SNAPSHOTS / "rtx4090-laptop.constructed.json"), "--json", check_rc=1)
+    proc = gpuprov("doctor", "--from", str(SNAPSHOTS / "rtx4090-laptop.constructed.json"), "--json")
     ids = {f["id"] for f in json.loads(proc.stdout)["findings"]}
-    assert "compat.vllm_flashinfer" in ids
+    assert {"compat.torch_driver", "compat.vllm_driver"} <= ids

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from provision.compat.verdict import check
 from provision.compat.plan import NoPlanError, plan
 from provision.compat.target import GpuTarget, Target, apply_overrides
+from provision.compat.verdict import check
 from provision.errors import UsageError
 from provision.gpus import list_gpus
 
@@ -161,6 +161,35 @@ def test_table_shows_the_variant_and_escapes_brackets() -> None:
     assert "CUDA runtime: 12.4 (cu124)" in proc.stdout
     proc = gpuprov(
         "compat", "check", "--gpu", "RTX 4090", "--driver", "570.172.08",
-        "--with", "torch==2.7.1", "--with", "vllm==0.10.1", "--with", "flashinfer-python==0.2.8", check_rc=1,
+        "--with", "torch==2.7.1", "--with", "vllm[flashinfer]==0.10.1", "--with", "flashinfer-python==0.2.8",
+        check_rc=1,
     )  # fmt: skip
     assert "[flashinfer]" in proc.stdout.replace("\n", " ")
+
+
+def test_plan_says_which_extras_it_assumes() -> None:
+    """vLLM 0.11.0 pins flashinfer-python only under its [flashinfer] extra: a plan that pins it assumes the extra,
+    says so in every format, and its own check judges the pin by it."""
+    from pathlib import Path
+
+    from provision.compat.matrix import Matrix
+
+    data = tomllib.loads((Path(__file__).parents[2] / "provision" / "data" / "compat.toml").read_text())
+    data["vllm"]["releases"] = [r for r in data["vllm"]["releases"] if Version(r["version"]) <= Version("0.11.0")]
+    m = Matrix(data)
+    result = plan(apply_overrides(Target(), gpu="RTX 4090", driver="580.65.06"), "vllm", matrix=m)
+    assert {p.name: p.version for p in result.pins}["flashinfer-python"] == "0.3.1"
+    assert result.extras == {"vllm": ["flashinfer"]}
+    assert result.install_requirements()[0] == "vllm[flashinfer]"
+    assert "# assumes the extra vllm[flashinfer]" in result.constraints()
+    assert result.to_dict()["extras"] == {"vllm": ["flashinfer"]}
+    assert result.report is not None and "vllm 0.11.0 ↔ flashinfer-python 0.3.1" in result.report.checked
+    without = plan(apply_overrides(Target(), gpu="RTX 4090", driver="580.65.06"), "vllm", flashinfer=False, matrix=m)
+    assert without.extras == {} and "flashinfer-python" not in {p.name for p in without.pins}
+
+
+def test_a_release_whose_required_pin_is_not_on_the_index_is_skipped() -> None:
+    """vLLM 0.34.0 requires flashinfer-python==0.7.3, never published: no installer can resolve it."""
+    result = plan(apply_overrides(Target(), gpu="RTX 4090", driver="580.65.06"), "vllm")
+    assert {p.name: p.version for p in result.pins}["vllm"] == "0.33.0"
+    assert any("vLLM 0.34.0 requires flashinfer-python==0.7.3, which is not on the index" in n for n in result.notes)

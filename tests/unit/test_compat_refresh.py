@@ -44,6 +44,31 @@ def test_rendered_rows_match_the_shipped_matrix() -> None:
     assert rendered["vllm"]["releases"] == [row]
 
 
+def test_requirements_under_an_extra_are_not_the_release_range() -> None:
+    """flashinfer-python 0.7.4 requires torch>=2.8 only with [sm107]: refresh once made it the release's own range
+    (so 0.7.4 + torch 2.7.1 was "incompatible" although pip and uv install it)."""
+    text = (DATA / "flashinfer_python-0.7.4.METADATA").read_text(encoding="utf-8")
+    pins = pins_from_metadata("flashinfer-python", "0.7.4", text, "s")
+    assert pins.ranges == {"torch": ""}
+    assert pins.extra_ranges == {"torch": {"sm107": ">=2.8", "b12x": ">=2.12.0"}}
+    row = tomllib.loads(render_rows("flashinfer-python", [pins]))["flashinfer_pins"]["releases"][0]
+    assert row["torch_range"] == "" and row["torch_extras"] == {"b12x": ">=2.12.0", "sm107": ">=2.8"}
+    shipped = tomllib.loads((Path(__file__).parents[2] / "provision" / "data" / "compat.toml").read_text())
+    same = next(r for r in shipped["flashinfer_pins"]["releases"] if r["version"] == "0.7.4")
+    assert (same["torch_range"], same["torch_extras"]) == (row["torch_range"], row["torch_extras"])
+
+
+def test_an_unconditional_pin_wins_over_the_same_under_an_extra() -> None:
+    text = (
+        "Metadata-Version: 2.1\nName: vllm\nVersion: 9\n"
+        'Requires-Dist: flashinfer-python==0.2.0; extra == "flashinfer"\nRequires-Dist: flashinfer-python==0.3.0\n'
+    )
+    pins = pins_from_metadata("vllm", "9", text, "s")
+    assert pins.pins == {"flashinfer": "0.3.0"} and pins.extra_only == []
+    text = (DATA / "vllm-0.34.0.METADATA").read_text(encoding="utf-8")
+    assert pins_from_metadata("vllm", "0.34.0", text, "s").pins == {"torch": "2.14.0", "flashinfer": "0.7.3"}
+
+
 def test_marker_for_another_platform_is_ignored() -> None:
     text = "Metadata-Version: 2.1\nName: x\nVersion: 1\nRequires-Dist: torch==2.7.1; platform_machine == 'aarch64'\n"
     assert pins_from_metadata("xformers", "1", text, "s").pins == {}
