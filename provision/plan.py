@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from provision import llama_build, serving
+from provision import llama_build
 from provision.gpudecisions import (
     current_settings,
     gpu_key,
@@ -39,6 +39,9 @@ from provision.plantypes import (
 from provision.profiles.schema import SECTIONS, Profile
 from provision.render import render
 from provision.roottree import record_type
+from provision.serving import units as serving_units
+from provision.serving.keyfiles import KEY_FILES
+from provision.serving.sandbox import gpuprov_sandbox
 from provision.snapshot import Snapshot
 
 SETTINGS_FILE = "/etc/gpuprov/gpu-settings.json"
@@ -60,8 +63,8 @@ PERSISTENCED = "nvidia-persistenced.service"
 #: the driver's own suspend/resume helpers (shipped with the driver, in /usr/lib/systemd/system)
 SLEEP_UNITS = ("nvidia-suspend.service", "nvidia-resume.service", "nvidia-hibernate.service")
 #: every file and unit a profile can make gpuprov touch: what the host state reader looks at
-MANAGED_FILES = (SETTINGS_FILE, BOOT_UNIT_FILE, MODPROBE_FILE, *serving.MANAGED_FILES)
-MANAGED_UNITS = (BOOT_UNIT, PERSISTENCED, *SLEEP_UNITS, *serving.MANAGED_UNITS)
+MANAGED_FILES = (SETTINGS_FILE, BOOT_UNIT_FILE, MODPROBE_FILE, *serving_units.MANAGED_FILES)
+MANAGED_UNITS = (BOOT_UNIT, PERSISTENCED, *SLEEP_UNITS, *serving_units.MANAGED_UNITS)
 #: boot unit: how long it waits for the GPU, and how often systemd retries it
 BOOT_WAIT_S = 120
 BOOT_RESTART_TRIES = 5
@@ -130,7 +133,7 @@ def desired_state(snapshot: Snapshot, profile: Profile, host: HostState, *, forc
     image_boot = host.image and not profile.gpu.empty
     if boot_settings or image_boot:
         # the interpreter may live in a home directory (a venv under /root): bound read-only past ProtectHome=
-        boot_binds, boot_refusals = serving.gpuprov_sandbox(BOOT_UNIT, host.python, Path(host.root))
+        boot_binds, boot_refusals = gpuprov_sandbox(BOOT_UNIT, host.python, Path(host.root))
         for line in boot_refusals:
             desired.refusals.append(line)
             desired.notes.append(f"WARNING: {line} (apply refuses this)")
@@ -343,7 +346,7 @@ def revert_desired(previous: dict[str, dict[str, Any]]) -> Desired:
                        dirs, link, uid if isinstance(uid, int) else None, gid if isinstance(gid, int) else None)
         )  # fmt: skip
         # a key file recorded by a gpuprov that did not mark secrets yet is one all the same
-        secret = bool(item.get("secret")) or path in serving.KEY_FILES
+        secret = bool(item.get("secret")) or path in KEY_FILES
         if secret and kind != "absent":  # restored by gpuprov_file from the record itself
             desired.files[-1] = replace(desired.files[-1], content=None, link_target=None, secret=True, restore=True)
         elif secret:

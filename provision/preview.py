@@ -1,7 +1,7 @@
 """``gpuprov render``: every file apply would write for a profile, under a directory instead of ``/``.
 
 The files come from the same functions apply runs (:func:`provision.plan.make_plan` with a saved
-snapshot; :func:`provision.serving.serving_files` without one), rendered by the one renderer, so a
+snapshot; :func:`provision.serving.files.serving_files` without one), rendered by the one renderer, so a
 rendered tree is byte for byte what Ansible writes — except the API key, which is a placeholder here
 (apply makes a real one on the host and never shows it). Nothing outside the output directory is
 touched, and no GPU is needed.
@@ -48,9 +48,10 @@ def rendered_files(profile: Profile, *, python: str, snapshot: Snapshot | None =
                    root: Path = Path("/"), force: bool = False) -> RenderResult:  # fmt: skip
     """What apply would write. With ``snapshot`` (another host's, or this one's): the whole plan,
     refusals included; without: the files that need no GPU (server units, suspend settings)."""
-    from provision import plan, serving
+    from provision import plan
     from provision.hoststate import gather_sections
     from provision.plantypes import FileTarget, HostState
+    from provision.serving.files import placeholder_key_file, serving_files
 
     result = RenderResult(profile.name)
     if snapshot is not None:
@@ -69,14 +70,14 @@ def rendered_files(profile: Profile, *, python: str, snapshot: Snapshot | None =
                 "GPU settings (and the boot unit that re-applies them) depend on the GPUs: give --from SNAPSHOT"
             )
     section = profile.sections.get("serving")
-    files = serving.serving_files(profile.name, section, python=python, root=root) if section else None
+    files = serving_files(profile.name, section, python=python, root=root) if section else None
     if files is not None and snapshot is None:
         targets += [FileTarget(p, c, m, n) for p, c, m, n in files.files]
         result.notes.extend(files.notes)
     for t in targets:
         if t.content is not None:
             result.files.append(RenderedFile(t.path, t.mode, t.note, t.content))
-    placeholder = serving.placeholder_key_file(files) if files is not None else None
+    placeholder = placeholder_key_file(files) if files is not None else None
     if placeholder is not None:
         path, content = placeholder
         result.files.append(RenderedFile(path, "0600", f"API key placeholder: apply writes a real key ({path})",

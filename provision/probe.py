@@ -15,9 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from provision import __version__, engines, hostfacts, nvml, pyenv, roottree, serverunits, toolkits
+from provision import __version__, engines, hostfacts, nvml, pyenv, roottree, toolkits
 from provision.console import printable_copy
 from provision.gpuarch import NVML_ARCHITECTURES, architecture_for_cc
+from provision.serving import units as serving_units
 from provision.snapshot import DriverInfo, GpuInfo, NvmlStatus, Snapshot, masked_env
 
 #: environment variables worth reporting (prefix match for those ending in "_")
@@ -65,7 +66,7 @@ def probe(
         gpuprov_version=__version__,
     )
     snap.host = hostfacts.read_host(root=root)
-    snap.host.servers = serverunits.installed_servers(root)
+    snap.host.servers = serving_units.installed_servers(root)
     if gpus:
         backend = nvml_backend if nvml_backend is not None else nvml.backend()
         snap.driver, snap.gpus = probe_gpus(backend, root=root)

@@ -7,7 +7,7 @@ import ipaddress
 from collections.abc import Iterable
 
 from provision.diagnosis import Finding, check
-from provision.serverunits import exposure_remedy
+from provision.serving.units import exposure_remedy
 from provision.snapshot import Snapshot
 
 

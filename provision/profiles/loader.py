@@ -17,9 +17,9 @@ import yaml
 
 # the sections that live with the capability they describe register themselves when imported: a profile
 # read here may have any of them
-from provision import llama_build as _llama_build  # noqa: F401  (the llama_cpp section)
-from provision import serving as _serving  # noqa: F401  (the serving section)
+from provision import llama_build as _llama_build  # noqa: F401
 from provision.profiles.schema import NAME_RE, Profile, ProfileError, build, check_header, merge
+from provision.serving import section as _serving_section  # noqa: F401
 
 #: a profile file larger than this is refused (they are a few hundred bytes)
 MAX_FILE_BYTES = 256 * 1024
@@ -130,9 +130,7 @@ class ProfileSet:
                     continue
                 if (layer, pf.name) in self.files:
                     other = self.files[(layer, pf.name)].path
-                    self.errors.append(
-                        ProfileError(f"{path}: profile {pf.name!r} is also defined in {other}")
-                    )
+                    self.errors.append(ProfileError(f"{path}: profile {pf.name!r} is also defined in {other}"))
                     continue
                 self.files[(layer, pf.name)] = pf
 
@@ -166,9 +164,7 @@ class ProfileSet:
                 raise ProfileError(f"{chain[-1].path}: key extends: no profile named {ext!r} to extend")
             if parent in chain or len(chain) >= MAX_EXTENDS_DEPTH:
                 names = " -> ".join(pf.name for pf in [*chain, parent])
-                raise ProfileError(
-                    f"{chain[-1].path}: key extends: profiles extend each other in a loop ({names})"
-                )
+                raise ProfileError(f"{chain[-1].path}: key extends: profiles extend each other in a loop ({names})")
             chain.append(parent)
         merged: dict[str, Any] = {}
         for pf in reversed(chain):

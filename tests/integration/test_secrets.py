@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from provision.serving import PLACEHOLDER_KEY
+from provision.serving.settings import PLACEHOLDER_KEY
 from tests.conftest import SNAPSHOTS
 
 pytestmark = [

@@ -32,7 +32,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import provision
-from provision.serving import LlamaCppSettings, ServingSection, server_argv, serving_files
+from provision.serving.commandline import server_argv
+from provision.serving.files import serving_files
+from provision.serving.settings import LlamaCppSettings, ServingSection
 from tests.conftest import SNAPSHOTS
 from tests.integration import molecule_hosts, nspawn
 from tests.integration.llama_cpp_env import LlamaCppEnv, uv

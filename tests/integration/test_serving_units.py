@@ -17,7 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from provision.profiles.loader import ProfileSet, builtin_dir
-from provision.serving import OLLAMA_DROPIN, ServingSection, VllmSettings, serving_files
+from provision.serving.files import serving_files
+from provision.serving.settings import ServingSection, VllmSettings
+from provision.serving.units import OLLAMA_DROPIN
 from tests.conftest import SNAPSHOTS
 from tests.integration import unit_analysis
 

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from provision import apikeys
-from provision.serving import PLACEHOLDER_KEY
+from provision.serving.settings import PLACEHOLDER_KEY
 
 KEY_FILE = "/etc/gpuprov/serving/vllm.env"
 

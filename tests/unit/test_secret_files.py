@@ -16,9 +16,13 @@ import pytest
 
 from provision import apikeys, applystate
 from provision.plan import revert_desired
-from provision.serving import PLACEHOLDER_KEY
+from provision.serving.settings import PLACEHOLDER_KEY
 
-MODULE = Path(__file__).resolve().parents[2] / "playbooks/library/gpuprov_file.py"
+ROOT = Path(__file__).resolve().parents[2]
+COLLECTION = ROOT / "playbooks/collections/ansible_collections/gpuprov/gpu"
+MODULE = COLLECTION / "plugins/modules/gpuprov_file.py"
+#: the module run as a script imports gpuprov (the repository) and the collection's module_utils
+PYTHONPATH = os.pathsep.join([str(ROOT), str(ROOT / "playbooks/collections")])
 KEY_FILE = "/etc/gpuprov/serving/vllm.env"
 PLACEHOLDER = f"VLLM_API_KEY={PLACEHOLDER_KEY}\n"
 KEY_LINE = re.compile(r"VLLM_API_KEY=[A-Za-z0-9]{43}\n")
@@ -49,7 +53,7 @@ class Tree:
             text=True,
             check=False,
             timeout=60,
-            env={**os.environ, "PYTHONPATH": str(MODULE.parents[2])},
+            env={**os.environ, "PYTHONPATH": PYTHONPATH},
         )
         self.outputs.append(proc.stdout + proc.stderr)
         result = json.loads(proc.stdout)
@@ -152,14 +156,14 @@ def test_restore_without_a_record_is_one_clear_failure(tmp_path: Path) -> None:
         text=True,
         check=False,
         timeout=60,
-        env={**os.environ, "PYTHONPATH": str(MODULE.parents[2])},
+        env={**os.environ, "PYTHONPATH": PYTHONPATH},
     )
     result = json.loads(proc.stdout)
     assert result["failed"] and "recorded nothing" in result["msg"] and not t.key.exists()
 
 
 def test_plan_says_what_apply_puts_right_about_the_key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from provision.serving import key_file_notes
+    from provision.serving.keyfiles import key_file_notes
 
     monkeypatch.setenv(applystate.STATE_DIR_ENV, str(tmp_path / "state"))
     t = Tree(tmp_path)
@@ -179,7 +183,7 @@ def test_plan_says_what_apply_puts_right_about_the_key_file(tmp_path: Path, monk
 def test_the_results_callback_keeps_only_the_description_of_a_secret_diff() -> None:
     import importlib.util
 
-    path = MODULE.parents[1] / "callback_plugins/gpuprov_results.py"
+    path = COLLECTION / "plugins/callback/gpuprov_results.py"
     spec = importlib.util.spec_from_file_location("gpuprov_results_under_test", path)
     assert spec is not None and spec.loader is not None
     callback = importlib.util.module_from_spec(spec)
@@ -213,7 +217,7 @@ def test_a_key_too_short_to_be_secret_is_refused_in_one_line(tmp_path: Path) -> 
                                             "api_key": {"length": 0}}})
     )  # fmt: skip
     proc = subprocess.run([sys.executable, str(MODULE), str(t.args)], capture_output=True, text=True, check=False,
-                          timeout=60, env={**os.environ, "PYTHONPATH": str(MODULE.parents[2])})  # fmt: skip
+                          timeout=60, env={**os.environ, "PYTHONPATH": PYTHONPATH})  # fmt: skip
     result = json.loads(proc.stdout)
     assert result["failed"] and result["msg"] == "api_key.length must be at least 22, got 0" and not t.key.exists()
 

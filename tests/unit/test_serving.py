@@ -17,15 +17,11 @@ from provision.preview import rendered_files
 from provision.profiles import ProfileError
 from provision.profiles.loader import ProfileSet, builtin_dir, load_profile
 from provision.render import RenderError
-from provision.serving import (
-    OLLAMA_DROPIN,
-    LlamaCppSettings,
-    OllamaSettings,
-    VllmSettings,
-    interpreter_paths,
-    server_argv,
-    serving_files,
-)
+from provision.serving.commandline import server_argv
+from provision.serving.files import serving_files
+from provision.serving.sandbox import interpreter_paths
+from provision.serving.settings import LlamaCppSettings, OllamaSettings, VllmSettings
+from provision.serving.units import OLLAMA_DROPIN
 from provision.systemd import UnitState
 from tests.conftest import load_snapshot
 
@@ -327,7 +323,7 @@ def test_values_are_quoted_for_exec_start(model: str, quoted: str) -> None:
 
 
 def load_vllm(model: str):
-    from provision.serving import ServingSection
+    from provision.serving.settings import ServingSection
 
     return ServingSection("vllm", VllmSettings(model=model, venv="/opt/vllm", extra_args=(model,)), port=8000)
 
@@ -413,7 +409,7 @@ def test_exposed_without_a_key_is_warned(tmp_path: Path) -> None:
 
 def test_an_exposed_ollama_gets_a_remedy_the_schema_accepts(tmp_path: Path) -> None:
     """Ollama has no API key (the schema refuses serving.api_key for it): the plan says what doctor says."""
-    from provision.serverunits import exposure_remedy
+    from provision.serving.units import exposure_remedy
 
     prof = user_profile(tmp_path, "serving:\n  host: 0.0.0.0\n  ollama: {}\n")
     (warning,) = [n for n in make_plan(load_snapshot("rtx4090"), prof, host()).desired.notes if "WARNING" in n]
@@ -460,7 +456,8 @@ def test_extra_args_the_schema_accepts_never_move_the_server(args: list[str]) ->
     import argparse
 
     from provision.profiles.schema import _Where
-    from provision.serving import ServingSection, _args
+    from provision.serving.section import _args
+    from provision.serving.settings import ServingSection
 
     try:
         extra = _args(args, _Where("p.yaml")["serving"]["vllm"]["extra_args"], "vllm")

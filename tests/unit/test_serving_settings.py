@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from provision.profiles import ProfileError
 from provision.profiles.loader import ProfileSet, builtin_dir
-from provision.serving import LlamaCppSettings, OllamaSettings, VllmSettings, server_argv
+from provision.serving.commandline import server_argv
+from provision.serving.settings import LlamaCppSettings, OllamaSettings, VllmSettings
 
 
 def user_profile(tmp_path: Path, text: str, name: str = "mine"):
@@ -225,7 +226,7 @@ def test_a_link_into_tmp_is_refused_with_where_it_points(tmp_path: Path, monkeyp
 
     real = os.path.realpath
     monkeypatch.setattr(os.path, "realpath", lambda p: "/tmp/build/llama" if p == "/opt/llama" else real(p))
-    from provision.serving import private_tmp_hidden
+    from provision.serving.sandbox import private_tmp_hidden
 
     assert private_tmp_hidden(["/opt/llama", "/srv/m.gguf"], Path("/")) == ["/opt/llama (a link into /tmp/build/llama)"]
     assert private_tmp_hidden(["/opt/llama"], tmp_path) == []  # an image's links point into the image
@@ -234,7 +235,7 @@ def test_a_link_into_tmp_is_refused_with_where_it_points(tmp_path: Path, monkeyp
 @given(st.lists(st.sampled_from(["/tmp", "/var/tmp", "/tmpx", "/var/tmpfoo", "/opt", "/home/u", "/"]), min_size=1)
        .map(lambda parts: "/".join(p.strip("/") for p in parts)).map(lambda p: "/" + p.lstrip("/")))  # fmt: skip
 def test_hidden_means_under_tmp_or_var_tmp_by_whole_components(path: str) -> None:
-    from provision.serving import private_tmp_hidden
+    from provision.serving.sandbox import private_tmp_hidden
 
     under = path in ("/tmp", "/var/tmp") or path.startswith(("/tmp/", "/var/tmp/"))
     assert bool(private_tmp_hidden([path], Path("/nonexistent-root"))) == under
@@ -267,7 +268,7 @@ def test_units_run_by_this_interpreter_see_the_package_it_imports(tmp_path: Path
     import sys
 
     import provision
-    from provision.serving import gpuprov_paths
+    from provision.serving.sandbox import gpuprov_paths
 
     package = str(Path(provision.__file__).parent)
     assert package in gpuprov_paths(sys.executable, Path("/"))

@@ -8,7 +8,7 @@ from pathlib import Path
 from provision.plan import make_plan
 from provision.plantypes import FileState, HostState
 from provision.profiles.loader import ProfileSet, builtin_dir, load_profile
-from provision.serving import OLLAMA_DROPIN
+from provision.serving.units import OLLAMA_DROPIN
 from provision.systemd import UnitState
 from tests.conftest import load_snapshot
 

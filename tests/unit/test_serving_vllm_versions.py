@@ -11,7 +11,9 @@ from packaging.version import Version
 from provision.plan import make_plan
 from provision.plantypes import FileState, HostState
 from provision.profiles.loader import ProfileSet, builtin_dir, load_profile
-from provision.serving import VLLM_OPTIONS, VllmSettings, installed_vllm, serving_files
+from provision.serving.files import serving_files
+from provision.serving.settings import VllmSettings
+from provision.serving.vllm_versions import VLLM_OPTIONS, installed_vllm
 from tests.conftest import load_snapshot
 
 PY = "/opt/gpuprov/bin/python"

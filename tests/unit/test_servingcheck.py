@@ -11,7 +11,7 @@ import pytest
 from provision.diagnosis import diagnose
 from provision.preview import rendered_files, write_tree
 from provision.profiles.loader import ProfileSet, builtin_dir
-from provision.serverunits import installed_servers
+from provision.serving.units import installed_servers
 from provision.snapshot import ServerInfo, Snapshot
 from tests.conftest import load_snapshot
 

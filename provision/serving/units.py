@@ -1,0 +1,72 @@
+"""Where gpuprov's inference-server files live on a host, and reading back what is installed there.
+
+Imports nothing of the rest of :mod:`provision.serving` (the package's ``__init__`` is empty), so the
+probe reports the installed servers without loading the profile schema and the renderer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from provision.snapshot import ServerInfo
+
+UNIT_DIR = "/etc/systemd/system"
+#: the unit (or the vendor unit a drop-in extends) per engine
+UNIT = {"vllm": "gpuprov-vllm.service", "ollama": "ollama.service", "llama_cpp": "gpuprov-llama-cpp.service"}
+OLLAMA_DROPIN = f"{UNIT_DIR}/ollama.service.d/gpuprov.conf"
+SYSUSERS_DIR = "/etc/sysusers.d"
+
+#: every path and unit a serving section can make gpuprov write (what the host state reader looks at)
+MANAGED_FILES = (
+    f"{UNIT_DIR}/{UNIT['vllm']}",
+    f"{UNIT_DIR}/{UNIT['llama_cpp']}",
+    OLLAMA_DROPIN,
+    f"{SYSUSERS_DIR}/gpuprov-vllm.conf",
+    f"{SYSUSERS_DIR}/gpuprov-llama-cpp.conf",
+)
+MANAGED_UNITS = tuple(UNIT.values())
+
+
+def exposure_remedy(engine: str) -> str:
+    """What to do about a server other hosts can reach without an API key: the one wording that
+    ``gpuprov plan`` and ``gpuprov doctor`` give (Ollama has no key: the schema refuses api_key for it)."""
+    if engine == "ollama":
+        return (
+            "Ollama has no API key: set serving.host: 127.0.0.1 in the profile, or put a proxy with "
+            "authentication in front, then gpuprov apply"
+        )
+    return "set serving.api_key: true (or serving.host: 127.0.0.1) in the profile and gpuprov apply"
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+
+
+def _values(lines: list[str], key: str) -> list[str]:
+    return [line.split("=", 1)[1] for line in lines if line.startswith(key + "=")]
+
+
+def installed_servers(root: Path = Path("/")) -> list[ServerInfo]:
+    """The serving units gpuprov wrote under ``root``: where each listens and whether it needs a key.
+    gpuprov writes ``--host ADDRESS --port N`` unquoted (an IP address and a number)."""
+    out = []
+    for engine in ("vllm", "llama_cpp"):
+        lines = _lines(root / UNIT_DIR.lstrip("/") / UNIT[engine])
+        if not lines:
+            continue
+        args = (_values(lines, "ExecStart") or [""])[0].split()
+        host = args[args.index("--host") + 1] if "--host" in args[:-1] else None
+        port = args[args.index("--port") + 1] if "--port" in args[:-1] else None
+        keyed = bool(_values(lines, "EnvironmentFile") or _values(lines, "LoadCredential"))
+        out.append(ServerInfo(UNIT[engine], engine, host, int(port) if port and port.isdigit() else None, keyed))
+    lines = _lines(root / OLLAMA_DROPIN.lstrip("/"))
+    if lines:
+        env = dict(v.strip('"').split("=", 1) for v in _values(lines, "Environment") if "=" in v)
+        address = env.get("OLLAMA_HOST", "127.0.0.1:11434")
+        host, _, port = address.rpartition(":")
+        out.append(ServerInfo(UNIT["ollama"], "ollama", host.strip("[]") or None,
+                              int(port) if port.isdigit() else None, False))  # fmt: skip
+    return out
