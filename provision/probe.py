@@ -282,9 +282,11 @@ class GpuSampler:
     benchmark runs. Use as a context manager; ``status`` says why there are no GPUs to sample.
     """
 
-    def __init__(self, backend: Any, *, root: Path = Path("/")) -> None:
+    def __init__(self, backend: Any, *, root: Path = Path("/"), detail: bool = False) -> None:
+        """``detail``: also the enforced power limit, the clocks and the PCIe link (``gpuprov monitor``)."""
         self.backend = backend
         self.root = root
+        self.detail = detail
         self.status = NvmlStatus(False, "unknown", "not started")
         self._count = 0
         self._open = False
@@ -340,4 +342,11 @@ class GpuSampler:
         if mem is not None:
             gpu.vram_total_mib = _mib(mem.total)
             gpu.vram_used_mib = _mib(mem.used)
+        if self.detail:
+            gpu.uuid = r.get("uuid", "nvmlDeviceGetUUID", h)
+            gpu.power_enforced_limit_w = _w(r.get("power_enforced_limit_w", "nvmlDeviceGetEnforcedPowerLimit", h))
+            gpu.sm_clock_mhz = r.get("sm_clock_mhz", "nvmlDeviceGetClockInfo", h, 1)  # NVML_CLOCK_SM
+            gpu.memory_clock_mhz = r.get("memory_clock_mhz", "nvmlDeviceGetClockInfo", h, 2)  # NVML_CLOCK_MEM
+            gpu.pcie_generation_current = r.get("pcie_generation_current", "nvmlDeviceGetCurrPcieLinkGeneration", h)
+            gpu.pcie_width_current = r.get("pcie_width_current", "nvmlDeviceGetCurrPcieLinkWidth", h)
         return gpu

@@ -37,6 +37,8 @@ _INIT_ERRORS = {
 _REASON_ERRORS = {
     "not_supported": pynvml.NVML_ERROR_NOT_SUPPORTED,
     "no_permission": pynvml.NVML_ERROR_NO_PERMISSION,
+    #: the GPU fell off the bus (Xid 79) or the driver was reloaded under a running reader
+    "gpu_lost": pynvml.NVML_ERROR_GPU_IS_LOST,
 }
 #: what the replay pretends the process is, for root-only setters (env var, default: the real euid)
 AS_USER_ENV = "GPUPROV_NVML_REPLAY_AS_USER"
@@ -77,6 +79,7 @@ class ReplayNvml:
         self.state_file = state_file
         self.calls: list[dict[str, Any]] = calls if calls is not None else []
         self._initialised = 0
+        self._stamp = self._file_stamp()
 
     # -- state ------------------------------------------------------------------------------------
     @classmethod
@@ -92,6 +95,25 @@ class ReplayNvml:
             data = data["snapshot"]
         return cls(Snapshot.from_dict(data), state_file=p, calls=calls)
 
+    def _file_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.state_file.stat() if self.state_file is not None else None
+        except OSError:
+            return None
+        return None if st is None else (st.st_mtime_ns, st.st_size)
+
+    def _refresh(self) -> None:
+        """Another process changed the state file (a setter, or a test playing a GPU that falls off the bus
+        mid-run): a long-running reader (monitor, exporter) sees the new state, as it would see the GPU."""
+        stamp = self._file_stamp()
+        if stamp is None or stamp == self._stamp:
+            return
+        try:
+            fresh = ReplayNvml.from_state_file(self.state_file)  # type: ignore[arg-type]
+        except SnapshotError:
+            return  # caught mid-write by a writer that does not replace atomically: keep the last state
+        self.snapshot, self.calls, self._stamp = fresh.snapshot, fresh.calls, stamp
+
     def _save(self) -> None:
         if self.state_file is None:
             return
@@ -105,6 +127,7 @@ class ReplayNvml:
         with os.fdopen(fd, "w") as fh:
             fh.write(payload)
         os.replace(tmp, self.state_file)
+        self._stamp = self._file_stamp()
 
     # -- helpers ----------------------------------------------------------------------------------
     def _check_init(self) -> None:
@@ -115,7 +138,10 @@ class ReplayNvml:
         self._check_init()
         if not isinstance(handle, int) or not 0 <= handle < len(self.snapshot.gpus):
             raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
-        return self.snapshot.gpus[handle]
+        gpu = self.snapshot.gpus[handle]
+        if gpu.unavailable.get("handle") == "gpu_lost":  # fell off the bus: every call on it fails so
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
+        return gpu
 
     def _field(self, handle: Any, name: str, *reasons: str) -> Any:
         gpu = self._gpu(handle)
@@ -172,9 +198,12 @@ class ReplayNvml:
 
     def nvmlDeviceGetCount(self) -> int:
         self._check_init()
+        self._refresh()
         return len(self.snapshot.gpus)
 
     def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
+        self._check_init()
+        self._refresh()
         self._gpu(index)
         return index
 
@@ -283,6 +312,14 @@ class ReplayNvml:
 
     def nvmlDeviceGetDisplayActive(self, h: int) -> int:
         return int(self._field(h, "display_active"))
+
+    def nvmlDeviceGetClockInfo(self, h: int, clock_type: int) -> int:
+        name = {0: "graphics_clock_mhz", 1: "sm_clock_mhz", 2: "memory_clock_mhz"}.get(clock_type)
+        if name == "graphics_clock_mhz":
+            name = "sm_clock_mhz"
+        if name is None:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return self._field(h, name, "clocks")
 
     def nvmlDeviceGetUtilizationRates(self, h: int) -> _Utilization:
         return _Utilization(gpu=self._field(h, "utilization_gpu_pct"))

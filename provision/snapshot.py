@@ -142,6 +142,9 @@ class GpuInfo:
     #: GPU busy percentage over NVML's last sample period; a moment's reading, filled by
     #: probe.GpuSampler (the full probe leaves it None)
     utilization_gpu_pct: int | None = None
+    #: current SM and memory clocks; moment's readings like utilisation (probe.GpuSampler with detail)
+    sm_clock_mhz: int | None = None
+    memory_clock_mhz: int | None = None
     unavailable: dict[str, str] = field(default_factory=dict)
 
 
