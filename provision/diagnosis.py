@@ -8,10 +8,10 @@ in :data:`CHECK_MODULES` and decorate their functions with :func:`check`.
 from __future__ import annotations
 
 import importlib
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
+from provision.gpus import lookup_gpu
 from provision.nvml import THROTTLE_REASONS
 from provision.snapshot import GpuInfo, Snapshot
 from provision.versions import major_minor as _major_minor
@@ -389,13 +389,11 @@ def mig_enabled(s: Snapshot) -> Iterable[Finding]:
             )
 
 
-_DATACENTER = re.compile(
-    r"\b(A100|A30|A40|A10G?|A16|H100|H200|H800|GH200|B100|B200|GB200|L4|L40S?|V100|T4|P100|Tesla)\b"
-)
-
-
 def is_datacenter_gpu(name: str) -> bool:
-    return bool(_DATACENTER.search(name))
+    """Whether the GPU catalog (``data/gpus.toml``, each row's ``datacenter`` with its source) marks NVML's name
+    as a datacenter part. A GPU the catalog does not know is not one."""
+    spec = lookup_gpu(name)
+    return spec is not None and spec.datacenter
 
 
 @check

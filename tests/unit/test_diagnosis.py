@@ -204,3 +204,27 @@ def test_a_crashing_check_is_a_finding_not_the_end_of_the_report(monkeypatch):
     failed = [f for f in findings if f.id == "doctor.check_failed.broken"]
     assert len(failed) == 1 and failed[0].severity == "warn" and "KeyError" in failed[0].message
     assert len(findings) > 1  # the other checks still ran
+
+
+@pytest.mark.parametrize(
+    "name, fires",
+    [
+        ("NVIDIA H100 80GB HBM3", True),
+        ("NVIDIA A2", True),  # the regex this replaced missed the catalog's A2, A800, L20, B300
+        ("NVIDIA L20", True),
+        ("NVIDIA A800 80GB PCIe", True),
+        ("NVIDIA B300", True),
+        ("NVIDIA RTX A6000", False),  # a workstation card with ECC: off is the shipped default
+        ("NVIDIA GeForce RTX 4090", False),
+        ("NVIDIA Made-Up 9000", False),  # the catalog does not know it: no claim
+    ],
+)
+def test_ecc_off_warns_on_the_catalogs_datacenter_gpus_only(name, fires):
+    from provision.gpus import lookup_gpu
+
+    s = load_snapshot("h100")
+    s.gpus[0].name = name
+    s.gpus[0].ecc_enabled = False
+    assert ("gpu.ecc_disabled" in _ids(diagnose(s))) is fires
+    spec = lookup_gpu(name)
+    assert (spec is not None and spec.datacenter) is fires
