@@ -8,6 +8,8 @@ evaluated for the target interpreter) or lists as an optional backend is kept an
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +20,8 @@ from provision.errors import UsageError
 from provision.prune.declared import DeclaredSet, read_declared
 from provision.prune.graph import DependencyGraph
 from provision.prune.imports import ScanResult, entry_point_imports, root_modules, scan_project
-from provision.prune.installed import InstalledEnv
-from provision.prune.known import RUNTIME_LOADED, UNINSTALLED_IMPORT_NAMES
+from provision.prune.installed import InstalledDist, InstalledEnv
+from provision.prune.known import PLUGIN_HOSTS, RUNTIME_LOADED, UNINSTALLED_IMPORT_NAMES
 from provision.prune.mentions import config_file_tools, find_mentions, tool_tables
 
 SCHEMA_VERSION = 1
@@ -31,6 +33,9 @@ class Use:
     where: str
     kind: str
     name: str
+    #: weak evidence (a plain word in a string literal, a mention in prose): keeps the dependency as
+    #: "unknown", never makes it "used"
+    weak: bool = False
 
 
 @dataclass
@@ -201,6 +206,8 @@ class _Uses:
     unresolved: dict[str, dict[str, str]] = field(default_factory=dict)
     #: top-level module imported at run time → providing distributions (for --apply's import check)
     import_providers: dict[str, set[str]] = field(default_factory=dict)
+    #: declared distribution key → its first weak evidence of use (no strong use found)
+    weak: dict[str, Use] = field(default_factory=dict)
 
 
 def _find_uses(project: Path, env: InstalledEnv, declared: DeclaredSet, scan: ScanResult, own: set[str]) -> _Uses:
@@ -211,6 +218,10 @@ def _find_uses(project: Path, env: InstalledEnv, declared: DeclaredSet, scan: Sc
 
     def record(key: str, use: Use) -> None:
         if key in own:
+            return
+        if use.weak:
+            if key in deps:
+                found.weak.setdefault(key, use)
             return
         if key not in found.first or (found.first[key].kind == "type-checking" and use.kind != "type-checking"):
             found.first[key] = use
@@ -250,16 +261,16 @@ def _find_uses(project: Path, env: InstalledEnv, declared: DeclaredSet, scan: Sc
     mentions, modules = find_mentions(project, set(commands), declared.pyproject, declared.pyproject_text)
     for m in mentions:
         for key in commands.get(m.word, ()):
-            record(key, Use(m.where, "command", m.word))
+            record(key, Use(m.where, m.kind, m.word, weak=m.weak))
     for m in modules:
         if m.word.split(".")[0] in env.stdlib_modules:
             continue
         for key in env.providers(m.word) - own:
-            record(key, Use(m.where, m.kind, m.word))
-    for literal in scan.strings:
-        word = literal.split(" ", 1)[0]
-        for key in commands.get(word, ()):
-            record(key, Use("(string literal in code)", "command", word))
+            record(key, Use(m.where, m.kind, m.word, weak=m.weak))
+    for literal, where in scan.strings.items():
+        for key in commands.get(literal, ()):
+            record(key, Use(where, "command", literal))
+        _string_module_use(literal, where, env, scan, deps, own, record)
     tools = {canonicalize_name(t): f"pyproject.toml [tool.{t}]" for t in tool_tables(declared.pyproject)}
     for name, where in config_file_tools(project).items():
         tools.setdefault(canonicalize_name(name), where)
@@ -270,6 +281,35 @@ def _find_uses(project: Path, env: InstalledEnv, declared: DeclaredSet, scan: Sc
         if hit is not None and key not in found.first:
             record(key, Use(tools[hit], "tool-config", hit))
     return found
+
+
+_MODULE_PATH = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
+
+
+def _string_module_use(
+    literal: str,
+    where: str,
+    env: InstalledEnv,
+    scan: ScanResult,
+    deps: dict[str, Any],
+    own: set[str],
+    record: Callable[[str, Use], None],
+) -> None:
+    """A string literal in code that names a module of a declared distribution: a dotted path
+    (``"django.contrib.admin"`` in ``INSTALLED_APPS``, ``"whitenoise.middleware.WhiteNoiseMiddleware"``,
+    a ``dictConfig`` ``"()"``/``"class"``, a Sphinx extension ``"sphinx_copybutton.x"``) is imported by a
+    framework: a use. A plain word that matches a top-level module (``"rest_framework"``, or just the
+    word ``"yaml"`` as a format name) may be either: weak evidence, which keeps the dependency."""
+    if not _MODULE_PATH.fullmatch(literal):
+        return
+    top = literal.split(".", 1)[0]
+    if top in env.stdlib_modules or top in scan.first_party or not env.module_index.get(top):
+        return
+    for key in sorted((env.providers(literal) & set(deps)) - own):
+        if "." in literal:
+            record(key, Use(where, "dotted module path in a string", literal))
+        else:
+            record(key, Use(where, "string naming its module (weak evidence)", literal, weak=True))
 
 
 def _classify(
@@ -289,13 +329,22 @@ def _classify(
             record_bytes=dist.record_bytes if dist else None,
             ignored=key in ignored,
         )
+        hosts = _plugin_hosts(dist, env, declared, uses) if dist is not None else []
         if key in uses.first:
             v.status, v.used_at = "used", uses.first[key]
+        elif hosts:
+            group, host = hosts[0]
+            v.status = "used"
+            v.used_at = Use(f"entry point group {group}", f"plugin loaded by {host}", group)
+        elif key in uses.weak:
+            weak = uses.weak[key]
+            v.status, v.used_at = "unknown", weak
+            v.reason = f"only weak evidence of use: '{weak.name}' at {weak.where} ({weak.kind}) — kept"
         elif dist is None:
             v.status, v.reason = "unknown", "not installed in this environment: its import names cannot be read"
         elif key in RUNTIME_LOADED:
             v.status, v.reason = "unknown", RUNTIME_LOADED[key]
-        elif dist.plugin_groups:
+        elif [g for g in dist.plugin_groups if g not in PLUGIN_HOSTS]:
             v.status = "unknown"
             v.reason = f"a plugin (entry points: {', '.join(dist.plugin_groups)}): its host loads it without an import"
         elif not dist.modules and not dist.top_level and not dist.console_scripts:
@@ -307,6 +356,17 @@ def _classify(
             v.reason = (v.reason + "; " if v.reason else "") + "ignored (--ignore or [tool.gpuprov.prune])"
         verdicts[key] = v
     return verdicts
+
+
+def _plugin_hosts(dist: InstalledDist, env: InstalledEnv, declared: DeclaredSet, uses: _Uses) -> list[tuple[str, str]]:
+    """(entry-point group, host) for each group of ``dist`` whose host program (``pytest11`` →
+    pytest) is installed and kept: declared and used, or installed without being declared."""
+    out = []
+    for group in dist.plugin_groups:
+        host = PLUGIN_HOSTS.get(group, ("", ""))[0]
+        if host in env.dists and (host not in declared.dependencies or host in uses.first):
+            out.append((group, env.dists[host].name))
+    return out
 
 
 def _decide(

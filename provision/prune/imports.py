@@ -81,8 +81,9 @@ class ScanResult:
     dynamic: list[str] = field(default_factory=list)
     #: files that did not parse: (file, why)
     unparsed: list[tuple[str, str]] = field(default_factory=list)
-    #: string literals seen in the code (for console-script names run through subprocess)
-    strings: set[str] = field(default_factory=set)
+    #: string literals that look like names (``"uvicorn"``, ``"django.contrib.admin"``) → where each
+    #: first appears: console-script names run through subprocess, dotted module paths a framework imports
+    strings: dict[str, str] = field(default_factory=dict)
     files_scanned: int = 0
     #: the project's own top-level module names (imports of these are first-party)
     first_party: set[str] = field(default_factory=set)
@@ -362,8 +363,13 @@ def _scan_source(data: bytes, rel: str, result: ScanResult) -> None:
         result.unparsed.append((rel, f"{why} (line {line})" if line else why))
         _scan_lines(data, rel, result)
         return
-    for m in _QUOTED_WORD.finditer(data):  # string literals, for commands run through subprocess
-        result.strings.add(m.group(1).decode("ascii"))
+    line, last = 1, 0
+    for m in _QUOTED_WORD.finditer(data):  # string literals: commands, dotted module paths
+        literal = m.group(1).decode("ascii")
+        if literal not in result.strings:
+            line += data.count(b"\n", last, m.start())
+            last = m.start()
+            result.strings[literal] = f"{rel}:{line}"
     # one depth-first pass; each node carries its enclosing function (scope) and whether it sits
     # under `if TYPE_CHECKING:`. Import statements are statements, so unless the file names one of
     # the import/metadata calls, only statement bodies are walked (expressions are most of a tree).

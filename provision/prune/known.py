@@ -35,3 +35,16 @@ RUNTIME_LOADED: dict[str, str] = {
         "tz database (Python docs, zoneinfo: 'Data sources'), never imported"
     ),
 }
+
+#: entry-point group → (the distribution that loads every plugin registered under it, source). A
+#: distribution whose only plugin groups are these is used when its host is installed and kept (pytest
+#: loads every ``pytest11`` plugin: requests-mock's fixture, anyio's marker), and judged like any other
+#: dependency when its host is not there. Groups not listed keep the plugin as "unknown".
+PLUGIN_HOSTS: dict[str, tuple[str, str]] = {
+    "pytest11": ("pytest", "pytest docs, 'Writing plugins': setuptools entry points in group pytest11 are loaded"),
+    "flake8.extension": ("flake8", "flake8 docs, 'Registering a plugin': entry point group flake8.extension"),
+    "flake8.report": ("flake8", "flake8 docs, 'Registering a plugin': entry point group flake8.report"),
+    "sphinx.html_themes": ("sphinx", "Sphinx docs, 'HTML theme development': entry point sphinx.html_themes"),
+    "mkdocs.plugins": ("mkdocs", "MkDocs docs, 'Developing plugins': entry point group mkdocs.plugins"),
+    "mkdocs.themes": ("mkdocs", "MkDocs docs, 'Developing themes': entry point group mkdocs.themes"),
+}

@@ -5,6 +5,11 @@ A distribution whose console script (``uvicorn``, ``pytest``) is run by a shell 
 Dockerfile or CI file, or through ``subprocess`` with a literal command, is used even though no
 Python file imports it; so is a tool configured in ``pyproject.toml`` (``[tool.ruff]``), and a module
 a YAML/TOML config names for a framework to import (Hydra's ``_target_: torch.optim.AdamW``).
+Prose (``README.md``, ``docs/*.rst``, ``*.txt``) is weak evidence: a command a document mentions may be
+an example for readers; such a mention keeps the dependency and says it is weak.
+
+The ``[build-system]`` table is not read: its ``build-backend`` (``setuptools.build_meta``) and
+``requires`` run when the project is built, not when it runs.
 """
 
 from __future__ import annotations
@@ -30,13 +35,20 @@ _PY_M = re.compile(r"(?:^|[\s\"'`(\[])python[0-9.]*\s+(?:-[A-Za-z]+\s+)*-m\s+([A
 #: configuration files whose dotted names (``_target_: pkg.mod.Class``) a framework may import
 DOTTED_NAME_SUFFIXES = (".yml", ".yaml", ".toml")
 _DOTTED = re.compile(r"(?<![\w.\-/])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)(?![\w\-/])")
+#: documents for people: what they mention is weak evidence of use
+PROSE_SUFFIXES = (".md", ".rst", ".txt")
+WEAK = "in prose: weak evidence"
 
 
 @dataclass(frozen=True)
 class Mention:
     word: str
     where: str
-    kind: str  # command, python -m, config
+    kind: str  # command, python -m, config; "(in prose: weak evidence)" appended for documents
+
+    @property
+    def weak(self) -> bool:
+        return self.kind.endswith(f"({WEAK})")
 
 
 def text_files(root: Path) -> list[Path]:
@@ -62,7 +74,7 @@ def find_mentions(
     configs) in the project's text files."""
     found: list[Mention] = []
     modules: list[Mention] = []
-    seen: set[str] = set()
+    seen: set[tuple[str, bool]] = set()
     dotted_seen: set[str] = set()
     pattern = (
         re.compile(r"(?<![\w.\-/=<>~!])(" + "|".join(re.escape(c) for c in sorted(commands, key=len, reverse=True))
@@ -81,8 +93,10 @@ def find_mentions(
             text = _without_dependency_arrays(pyproject_text)
         elif re.match(r"requirements.*\.txt$", path.name) or path.parent.name == "requirements":
             continue  # declarations, not uses
+        prose = f" ({WEAK})" if path.name.endswith(PROSE_SUFFIXES) else ""
         for m in _PY_M.finditer(text):
-            modules.append(Mention(m.group(1), f"{rel}:{text.count(chr(10), 0, m.start(1)) + 1}", "python -m"))
+            line = text.count(chr(10), 0, m.start(1)) + 1
+            modules.append(Mention(m.group(1), f"{rel}:{line}", "python -m" + prose))
         if path.name.endswith(DOTTED_NAME_SUFFIXES):
             newlines = [i for i, c in enumerate(text) if c == "\n"]
             for m in _DOTTED.finditer(text):
@@ -93,24 +107,31 @@ def find_mentions(
         if pattern is None:
             continue
         for m in pattern.finditer(text):
-            if m.group(1) in seen:
+            if (m.group(1), bool(prose)) in seen:
                 continue
-            seen.add(m.group(1))
-            found.append(Mention(m.group(1), f"{rel}:{text.count(chr(10), 0, m.start()) + 1}", "command"))
+            seen.add((m.group(1), bool(prose)))
+            found.append(Mention(m.group(1), f"{rel}:{text.count(chr(10), 0, m.start()) + 1}", "command" + prose))
     return found, modules
 
 
 def _without_dependency_arrays(text: str) -> str:
-    """pyproject text with the dependency declarations blanked out (a declaration is not a use)."""
+    """pyproject text with the dependency declarations and the ``[build-system]`` table blanked out
+    (a declaration is not a use; building is not running)."""
     out: list[str] = []
     in_array = False
     in_table = False
+    in_build = False
     for line in text.splitlines():
         stripped = line.strip()
         if stripped.startswith("["):
-            in_table = stripped.strip("[] ") in ("project.optional-dependencies", "dependency-groups")
+            header = stripped.split("#", 1)[0].strip("[] ")
+            in_table = header in ("project.optional-dependencies", "dependency-groups")
+            in_build = header == "build-system"
             in_array = False
             out.append(line)
+            continue
+        if in_build:  # build-backend and requires: used to build the project, not when it runs
+            out.append("")
             continue
         if in_array:
             out.append("")

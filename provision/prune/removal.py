@@ -138,13 +138,21 @@ def remove_requirement_lines(text: str, start_lines: set[int]) -> str:
 
 
 def remove_from_pyproject(text: str, requirement_texts: list[str]) -> str:
-    """Drop each quoted requirement string (first occurrence) from pyproject arrays; a line left with
-    nothing but whitespace or a comment goes with it."""
+    """Drop each quoted requirement string (first occurrence) from pyproject arrays, with its own
+    comma: the one after it, or, for the last item of a one-line array, the one before it
+    (``["django>=4.2", "six"]`` → ``["django>=4.2"]``); a line left with nothing but whitespace or a
+    comment goes with it."""
     lines = text.splitlines(keepends=True)
     for req in requirement_texts:
-        pattern = re.compile(r"""(["'])""" + re.escape(req) + r"""\1[ \t]*,?[ \t]*""")
+        quoted = r"""(["'])""" + re.escape(req) + r"""\1"""
+        after = re.compile(quoted + r"""[ \t]*,[ \t]*""")
+        before = re.compile(r"""[ \t]*,[ \t]*""" + quoted + r"""(?=[ \t]*\])""")
+        alone = re.compile(quoted + r"""[ \t]*""")
         for idx, line in enumerate(lines):
-            new, count = pattern.subn("", line, count=1)
+            for pattern in (after, before, alone):
+                new, count = pattern.subn("", line, count=1)
+                if count:
+                    break
             if count:
                 lines[idx] = "" if re.fullmatch(r"[ \t]*(#[^\n]*)?\r?\n?", new) else new
                 break

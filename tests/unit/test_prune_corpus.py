@@ -114,7 +114,9 @@ def test_extras_optional_backends_plugins_tools(tmp_path: Path) -> None:
     assert by["h2"].required_by == ["httpx"]  # through the declared extra httpx[http2]
     assert by["psycopg2"].optional_for == ["SQLAlchemy[postgresql]"]
     assert by["click"].optional_for == ["httpx[cli]"]
-    assert by["pytest-cov"].status == "unknown" and "pytest11" in by["pytest-cov"].reason
+    # a pytest plugin: pytest (kept) loads everything in its entry point group, no import needed
+    assert by["pytest-cov"].status == "used" and by["pytest-cov"].used_at.kind == "plugin loaded by pytest"
+    assert by["pytest-cov"].used_at.where == "entry point group pytest11"
     assert by["ruff"].status == "used" and by["ruff"].used_at.kind == "tool-config"
     assert by["pytest"].status == "used"
     assert by["six"].groups == ["optional:cli"]
@@ -233,6 +235,7 @@ def test_commands_python_m_and_subprocess_literals_count_as_use(tmp_path: Path) 
     by = {v.key: v for v in analyse(proj, env_for(tmp_path / "env", "import_styles")).verdicts}
     assert by["uvicorn"].used_at.where == "Procfile:1" and by["uvicorn"].used_at.kind == "command"
     assert by["tqdm"].used_at.kind == "command"  # a string literal run through subprocess
+    assert by["tqdm"].used_at.where == "run.py:2"  # where the literal is
     assert by["pyyaml"].used_at.where == "scripts/lint:2" and by["pyyaml"].used_at.kind == "python -m"
     assert by["six"].status == "unknown"  # not in this environment
 
