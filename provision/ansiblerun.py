@@ -28,6 +28,12 @@ def playbooks_dir() -> Path:
     return packaged if packaged.is_dir() else here.parent / "playbooks"
 
 
+def collections_dir() -> Path:
+    """Where the ``gpuprov.gpu`` collection is (``ansible_collections/gpuprov/gpu`` below it): next to the
+    playbooks, the one place ``gpuprov apply``, ``ansible-playbook playbooks/site.yml`` and ansible.cfg look."""
+    return playbooks_dir() / "collections"
+
+
 def ansible_playbook() -> str:
     """The ansible-playbook next to this interpreter (the project's environment), else on PATH."""
     local = Path(sys.executable).parent / "ansible-playbook"
@@ -80,10 +86,8 @@ def run_playbook(
         environ = dict(os.environ if env is None else env)
         environ.update(
             {
-                "ANSIBLE_LIBRARY": str(pdir / "library"),
-                "ANSIBLE_ROLES_PATH": str(pdir / "roles"),
-                "ANSIBLE_CALLBACK_PLUGINS": str(pdir / "callback_plugins"),
-                "ANSIBLE_CALLBACKS_ENABLED": "gpuprov_results",
+                "ANSIBLE_COLLECTIONS_PATH": str(collections_dir()),
+                "ANSIBLE_CALLBACKS_ENABLED": "gpuprov.gpu.gpuprov_results",
                 "ANSIBLE_RETRY_FILES_ENABLED": "false",
                 "ANSIBLE_NOCOLOR": "1",
                 "ANSIBLE_LOCALHOST_WARNING": "false",

@@ -304,14 +304,14 @@ def test_offline_enable_matches_systemctl_root(tmp_path: Path) -> None:
 
 
 def test_facts_module_returns_the_probe_snapshot(tmp_path: Path) -> None:
-    from provision.ansiblerun import ansible_playbook, playbooks_dir
+    from provision.ansiblerun import ansible_playbook, collections_dir
 
     host = Host(tmp_path, "rtx4090-laptop")
     ansible = str(Path(ansible_playbook()).with_name("ansible"))
     interpreter = f"ansible_python_interpreter={sys.executable}"
     proc = subprocess.run(
-        [ansible, "localhost", "-c", "local", "-m", "gpuprov_facts", "-e", interpreter],
-        env={**host.env, "ANSIBLE_LIBRARY": str(playbooks_dir() / "library"), "ANSIBLE_LOCALHOST_WARNING": "false"},
+        [ansible, "localhost", "-c", "local", "-m", "gpuprov.gpu.gpuprov_facts", "-e", interpreter],
+        env={**host.env, "ANSIBLE_COLLECTIONS_PATH": str(collections_dir()), "ANSIBLE_LOCALHOST_WARNING": "false"},
         capture_output=True, text=True, check=False, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr

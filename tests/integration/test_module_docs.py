@@ -1,4 +1,5 @@
-"""The custom modules in playbooks/library document what they accept, and the documentation is true.
+"""The gpuprov.gpu collection's modules (playbooks/collections) document what they accept, and the
+documentation is true.
 
 ``ansible-doc`` (the real one) must parse each module's DOCUMENTATION and RETURN; the options it
 documents must be exactly the module's ``argument_spec`` (names, types, required, defaults, choices) and
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +23,8 @@ import yaml
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-LIBRARY = ROOT / "playbooks" / "library"
+COLLECTIONS = ROOT / "playbooks" / "collections"
+LIBRARY = COLLECTIONS / "ansible_collections/gpuprov/gpu/plugins/modules"
 ANSIBLE_DOC = Path(sys.executable).parent / "ansible-doc"
 MODULES = sorted(p.stem for p in LIBRARY.glob("gpuprov_*.py"))
 
@@ -38,11 +41,12 @@ def _argument_spec(path: Path) -> dict[str, dict[str, Any]]:
 
 def _doc(name: str) -> dict[str, Any]:
     proc = subprocess.run(
-        [str(ANSIBLE_DOC), "-M", str(LIBRARY), "-t", "module", "--json", name],
+        [str(ANSIBLE_DOC), "-t", "module", "--json", f"gpuprov.gpu.{name}"],
+        env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS)},
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
-    return json.loads(proc.stdout)[name]
+    return json.loads(proc.stdout)[f"gpuprov.gpu.{name}"]
 
 
 def test_every_module_is_covered() -> None:
@@ -78,8 +82,9 @@ def test_examples_use_documented_options(name: str) -> None:
     options = set(doc["doc"].get("options") or {})
     for task in examples:
         assert task.get("name"), f"{name}: an example task without a name"
-        assert name in task, f"{name}: an example that does not call {name}"
-        args = task[name] if task[name] is not None else {}
+        fqcn = f"gpuprov.gpu.{name}"
+        assert fqcn in task, f"{name}: an example that does not call {fqcn}"
+        args = task[fqcn] if task[fqcn] is not None else {}
         assert isinstance(args, dict), f"{name}: example arguments are not a mapping"
         assert set(args) <= options, f"{name}: example uses {sorted(set(args) - options)}"
 
@@ -89,7 +94,8 @@ def test_file_examples_render() -> None:
     from provision.render import render
 
     examples = yaml.safe_load(_doc("gpuprov_file")["examples"])
-    templated = [task["gpuprov_file"] for task in examples if "template" in (task["gpuprov_file"] or {})]
+    calls = [task["gpuprov.gpu.gpuprov_file"] or {} for task in examples]
+    templated = [args for args in calls if "template" in args]
     assert templated
     for args in templated:
         assert render(args["template"], args.get("vars", {})).strip()

@@ -1,4 +1,5 @@
-"""The gpuprov_fleet callback (playbooks/callback_plugins/gpuprov_fleet.py): the summary row of a host for
+"""The gpuprov_fleet callback (the gpuprov.gpu collection's plugins/callback/gpuprov_fleet.py): the summary
+row of a host for
 every status it can end a rollout with, the table, the tally line and the JSON file, fed the events and
 the stats ``ansible-playbook`` gives it (Ansible's own AggregateStats; plays, hosts and results stand-ins)."""
 
@@ -17,7 +18,10 @@ from ansible.executor.stats import AggregateStats
 from hypothesis import given
 from hypothesis import strategies as st
 
-PLUGIN = Path(__file__).resolve().parents[2] / "playbooks/callback_plugins/gpuprov_fleet.py"
+PLUGIN = (
+    Path(__file__).resolve().parents[2]
+    / "playbooks/collections/ansible_collections/gpuprov/gpu/plugins/callback/gpuprov_fleet.py"
+)
 
 
 def _load() -> ModuleType:

@@ -23,10 +23,10 @@ attributes:
 
 EXAMPLES = r"""
 - name: Read the host's GPUs and driver.
-  gpuprov_facts:
+  gpuprov.gpu.gpuprov_facts:
 
 - name: Also read the Python environment, CUDA toolkits and inference engines.
-  gpuprov_facts:
+  gpuprov.gpu.gpuprov_facts:
     full: true
 """
 
@@ -38,16 +38,16 @@ ansible_facts:
   sample: {"gpuprov_snapshot": {"schema_version": 1, "gpus": [{"index": 0, "name": "NVIDIA H100 80GB HBM3"}]}}
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov_library import require_library
 
 
 def main() -> None:
     module = AnsibleModule(argument_spec={"full": {"type": "bool", "default": False}}, supports_check_mode=True)
-    try:
-        from provision import probe
-        from provision.errors import GpuprovError
-    except ImportError:
-        module.fail_json(msg=missing_required_lib("gpuprov (the provision package)"))
+    require_library(module)
+    from provision import probe
+    from provision.errors import GpuprovError
+
     try:
         snap = probe.probe() if module.params["full"] else probe.plan_snapshot()
     except GpuprovError as exc:

@@ -104,7 +104,7 @@ attributes:
 
 EXAMPLES = r"""
 - name: Write the driver option that keeps CUDA alive over suspend, from gpuprov's template.
-  gpuprov_file:
+  gpuprov.gpu.gpuprov_file:
     path: /etc/modprobe.d/gpuprov-nvidia-preserve-vram.conf
     template: gpuprov-nvidia-preserve-vram.conf.j2
     vars:
@@ -113,14 +113,14 @@ EXAMPLES = r"""
     mode: "0644"
 
 - name: Write a file's content as given, recorded for gpuprov revert.
-  gpuprov_file:
+  gpuprov.gpu.gpuprov_file:
     path: /etc/gpuprov/gpu-settings.json
     content: |
       {"profile": "rtx4090", "gpus": []}
     mode: "0644"
 
 - name: Remove a drop-in gpuprov wrote, and its directory when empty, in an image tree.
-  gpuprov_file:
+  gpuprov.gpu.gpuprov_file:
     path: /etc/systemd/system/ollama.service.d/gpuprov.conf
     state: absent
     remove_dirs:
@@ -148,7 +148,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov_library import require_library
 
 
 def main() -> None:
@@ -168,20 +169,18 @@ def main() -> None:
             "uid": {"type": "int"},
             "gid": {"type": "int"},
             "secret": {"type": "bool", "default": False},
-            "api_key": {"type": "dict", "options": {"env": {"type": "str"},
-                                                    "length": {"type": "int", "default": 43}}},
+            "api_key": {"type": "dict", "options": {"env": {"type": "str"}, "length": {"type": "int", "default": 43}}},
             "restore": {"type": "bool"},  # no default: a default counts as given in required_if
         },
         mutually_exclusive=[("content", "template", "link_target", "api_key", "restore")],
         required_if=[("state", "present", ("content", "template", "link_target", "api_key", "restore"), True)],
         supports_check_mode=True,
     )
-    try:
-        from provision import apikeys, applystate, roottree
-        from provision.errors import GpuprovError
-        from provision.render import render
-    except ImportError:
-        module.fail_json(msg=missing_required_lib("gpuprov (the provision package)"))
+    require_library(module)
+    from provision import apikeys, applystate, roottree
+    from provision.errors import GpuprovError
+    from provision.render import render
+
     p = module.params
     if not p["path"].startswith("/"):
         module.fail_json(msg=f"path must be absolute, got {p['path']!r}")

@@ -40,7 +40,7 @@ attributes:
 
 EXAMPLES = r"""
 - name: Cap GPU 0 at 250 W with persistence mode on (the plan's desired.gpus has this shape).
-  gpuprov_gpu_settings:
+  gpuprov.gpu.gpuprov_gpu_settings:
     gpus:
       - key: index:0
         index: 0
@@ -50,7 +50,7 @@ EXAMPLES = r"""
           persistence_mode: true
 
 - name: Apply what gpuprov_plan decided.
-  gpuprov_gpu_settings:
+  gpuprov.gpu.gpuprov_gpu_settings:
     gpus: "{{ gpuprov_gpu_plan.desired.gpus }}"
     state_dir: /var/lib/gpuprov
 """
@@ -66,7 +66,8 @@ gpus:
 
 from pathlib import Path
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov_library import require_library
 
 
 def _fmt(settings: dict) -> str:
@@ -82,11 +83,10 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    try:
-        from provision import applystate, gpusettings
-        from provision.errors import GpuprovError
-    except ImportError:
-        module.fail_json(msg=missing_required_lib("gpuprov (the provision package)"))
+    require_library(module)
+    from provision import applystate, gpusettings
+    from provision.errors import GpuprovError
+
     p = module.params
     state_dir = Path(p["state_dir"]) if p["state_dir"] else applystate.state_dir()
     for item in p["gpus"]:

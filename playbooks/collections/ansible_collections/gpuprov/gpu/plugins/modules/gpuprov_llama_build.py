@@ -35,7 +35,7 @@ attributes:
 
 EXAMPLES = r"""
 - name: Build llama-cpp-python for the GPUs the plan found.
-  gpuprov_llama_build:
+  gpuprov.gpu.gpuprov_llama_build:
     build: "{{ gpuprov_gpu_plan.desired.llama_cpp }}"
     log: /var/log/gpuprov/llama-cpp.log
 """
@@ -65,7 +65,8 @@ import os
 import time
 from pathlib import Path
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov_library import require_library
 
 
 def main() -> None:
@@ -73,11 +74,10 @@ def main() -> None:
         argument_spec={"build": {"type": "dict", "required": True}, "log": {"type": "path"}},
         supports_check_mode=True,
     )
-    try:
-        from provision import llama_build as lb
-        from provision.errors import GpuprovError
-    except ImportError:
-        module.fail_json(msg=missing_required_lib("gpuprov (the provision package)"))
+    require_library(module)
+    from provision import llama_build as lb
+    from provision.errors import GpuprovError
+
     raw = dict(module.params["build"])
     raw.pop("shell", None)
     try:

@@ -53,18 +53,18 @@ attributes:
 
 EXAMPLES = r"""
 - name: Compute what the rtx4090 profile would change here.
-  gpuprov_plan:
+  gpuprov.gpu.gpuprov_plan:
     profile: rtx4090
   register: gpuprov_gpu_plan
 
 - name: Plan back to the state recorded before gpuprov's first change.
-  gpuprov_plan:
+  gpuprov.gpu.gpuprov_plan:
     revert: true
     state_dir: /var/lib/gpuprov
   register: gpuprov_gpu_plan
 
 - name: Plan a profile for an image tree, even on a GPU it does not list.
-  gpuprov_plan:
+  gpuprov.gpu.gpuprov_plan:
     profile: datacenter
     force: true
     root: /srv/images/node01
@@ -96,7 +96,8 @@ notes:
 import sys
 from pathlib import Path
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov_library import require_library
 
 
 def main() -> None:
@@ -114,12 +115,11 @@ def main() -> None:
         mutually_exclusive=[("revert", "force")],
         supports_check_mode=True,
     )
-    try:
-        from provision import applystate, hoststate, plan, probe
-        from provision.errors import GpuprovError
-        from provision.profiles.loader import load_profile
-    except ImportError:
-        module.fail_json(msg=missing_required_lib("gpuprov (the provision package)"))
+    require_library(module)
+    from provision import applystate, hoststate, plan, probe
+    from provision.errors import GpuprovError
+    from provision.profiles.loader import load_profile
+
     p = module.params
     root = Path(p["root"])
     try:

@@ -27,12 +27,12 @@ attributes:
 
 EXAMPLES = r"""
 - name: Choose the profile from the GPUs the host has.
-  gpuprov_select:
+  gpuprov.gpu.gpuprov_select:
     profile: auto
   register: gpuprov_selection
 
 - name: Use the profile the inventory names (skipped when the host's GPUs do not match it).
-  gpuprov_select:
+  gpuprov.gpu.gpuprov_select:
     profile: "{{ gpuprov_profile }}"
 """
 
@@ -63,16 +63,16 @@ chosen_by:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov_library import require_library
 
 
 def main() -> None:
     module = AnsibleModule(argument_spec={"profile": {"type": "str", "default": "auto"}}, supports_check_mode=True)
-    try:
-        from provision import fleet, probe
-        from provision.errors import GpuprovError
-    except ImportError:
-        module.fail_json(msg=missing_required_lib("gpuprov (the provision package)"))
+    require_library(module)
+    from provision import fleet, probe
+    from provision.errors import GpuprovError
+
     try:
         selection = fleet.select(probe.plan_snapshot(), module.params["profile"] or fleet.AUTO)
     except GpuprovError as exc:

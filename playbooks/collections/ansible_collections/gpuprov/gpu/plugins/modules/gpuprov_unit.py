@@ -45,13 +45,13 @@ attributes:
 
 EXAMPLES = r"""
 - name: Enable and start the driver's persistence daemon.
-  gpuprov_unit:
+  gpuprov.gpu.gpuprov_unit:
     name: nvidia-persistenced.service
     enabled: true
     now: true
 
 - name: Enable the boot-time GPU settings unit in an image tree (symlinks, nothing started).
-  gpuprov_unit:
+  gpuprov.gpu.gpuprov_unit:
     name: gpuprov-gpu-settings.service
     enabled: true
     root: /srv/images/node01
@@ -71,7 +71,8 @@ links:
 
 from pathlib import Path
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov_library import require_library
 
 
 def main() -> None:
@@ -86,11 +87,10 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    try:
-        from provision import applystate, systemd
-        from provision.errors import GpuprovError
-    except ImportError:
-        module.fail_json(msg=missing_required_lib("gpuprov (the provision package)"))
+    require_library(module)
+    from provision import applystate, systemd
+    from provision.errors import GpuprovError
+
     p = module.params
     name, want = p["name"], p["enabled"]
     if "/" in name or not name or "." not in name:
