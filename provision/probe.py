@@ -343,7 +343,6 @@ class GpuSampler:
             gpu.vram_total_mib = _mib(mem.total)
             gpu.vram_used_mib = _mib(mem.used)
         if self.detail:
-            gpu.uuid = r.get("uuid", "nvmlDeviceGetUUID", h)
             gpu.power_enforced_limit_w = _w(r.get("power_enforced_limit_w", "nvmlDeviceGetEnforcedPowerLimit", h))
             gpu.sm_clock_mhz = r.get("sm_clock_mhz", "nvmlDeviceGetClockInfo", h, 1)  # NVML_CLOCK_SM
             gpu.memory_clock_mhz = r.get("memory_clock_mhz", "nvmlDeviceGetClockInfo", h, 2)  # NVML_CLOCK_MEM

@@ -95,12 +95,13 @@ class ReplayNvml:
             data = data["snapshot"]
         return cls(Snapshot.from_dict(data), state_file=p, calls=calls)
 
-    def _file_stamp(self) -> tuple[int, int] | None:
+    def _file_stamp(self) -> tuple[int, int, int] | None:
         try:
             st = self.state_file.stat() if self.state_file is not None else None
         except OSError:
             return None
-        return None if st is None else (st.st_mtime_ns, st.st_size)
+        # the inode too: a writer that replaces the file (as _save does) is seen even within one clock tick
+        return None if st is None else (st.st_mtime_ns, st.st_size, st.st_ino)
 
     def _refresh(self) -> None:
         """Another process changed the state file (a setter, or a test playing a GPU that falls off the bus

@@ -123,6 +123,7 @@ class Monitor:
         servers: list[ServerWatcher] | None = None,
         state_dir: Path | None = None,
         root: Path = Path("/"),
+        monotonic: Any = time.monotonic,
     ) -> None:
         self.backend = backend
         self.servers = servers or []
@@ -135,7 +136,8 @@ class Monitor:
         self.errors: dict[tuple[int, str], int] = {}
         self.status = "not started"
         self._sampler: Any = None
-        self._t0 = time.monotonic()
+        self._monotonic = monotonic
+        self._t0 = monotonic()
 
     def __enter__(self) -> Monitor:
         from provision.probe import GpuSampler, probe_gpus
@@ -152,7 +154,7 @@ class Monitor:
         else:
             self.status = sampler.status.message or sampler.status.kind
             sampler.__exit__(None, None, None)
-        self._t0 = time.monotonic()
+        self._t0 = self._monotonic()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -162,7 +164,7 @@ class Monitor:
 
     def sample(self) -> Sample:
         now = _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
-        sample = Sample(at=now, t_s=round(time.monotonic() - self._t0, 3))
+        sample = Sample(at=now, t_s=round(self._monotonic() - self._t0, 3))
         moving = self._sampler.sample() if self._sampler is not None else []
         for gpu in moving:
             sample.gpus.append(self._gpu_reading(gpu))

@@ -1,0 +1,285 @@
+"""gpuprov monitor / exporter on replayed snapshots: the live view on a recording console (a GPU falls off
+the bus mid-run), drift against the applied profile, soak records and reports, the exporter's text, and
+vLLM's /metrics from a published response."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console
+
+from provision import applystate
+from provision.bench.store import SCHEMA_VERSION, HistoryStore
+from provision.errors import UsageError
+from provision.monitor import soak
+from provision.monitor.exporter import registry_for
+from provision.monitor.htmlreport import render_html
+from provision.monitor.sampling import Monitor
+from provision.monitor.servers import parse_prometheus_text, vllm_figures
+from provision.monitor.view import render
+from provision.replay import ReplayNvml
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+SNAPSHOTS = DATA / "snapshots"
+
+
+def _state(tmp_path: Path, name: str, **gpu_fields: object) -> Path:
+    data = json.loads((SNAPSHOTS / name).read_text())
+    for gpu in data["gpus"]:
+        gpu.update(gpu_fields)
+    path = tmp_path / "replay.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _replace(path: Path, data: dict) -> None:
+    """Write as another process would: a new file renamed over the old one."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
+
+
+def _lose_gpu(state: Path, index: int) -> None:
+    data = json.loads(state.read_text())
+    snap = data.get("snapshot", data)
+    snap["gpus"][index].setdefault("unavailable", {})["handle"] = "gpu_lost"
+    _replace(state, data)
+
+
+def _monitor(state: Path, state_dir: Path, **kwargs: object) -> Monitor:
+    return Monitor(ReplayNvml.from_state_file(state), state_dir=state_dir, **kwargs)  # type: ignore[arg-type]
+
+
+def test_vllm_metrics_from_a_published_response() -> None:
+    text = (DATA / "servers" / "vllm-0.7-qwen2.5-coder-1.5b.metrics.txt").read_text()
+    figures = vllm_figures(parse_prometheus_text(text))
+    assert figures == {
+        "requests_running": 0.0,
+        "requests_waiting": 0.0,
+        "kv_cache_used_pct": 0.0,
+        "generated_tokens_total": 955.0,
+        "prompt_tokens_total": 148.0,
+        "requests_ok_total": 4.0,
+        "preemptions_total": 0.0,
+    }
+
+
+def test_live_view_on_a_recording_console_when_a_gpu_falls_off_the_bus(tmp_path: Path) -> None:
+    state = _state(tmp_path, "rtx2080x2.published.json", sm_clock_mhz=1515, memory_clock_mhz=7000)
+    with _monitor(state, tmp_path / "state") as mon:
+        first = mon.sample().to_dict()
+        _lose_gpu(state, 1)  # another process (the test) changes the GPU under the running monitor
+        second = mon.sample().to_dict()
+    assert [g["lost"] for g in first["gpus"]] == [False, False]
+    assert [g["lost"] for g in second["gpus"]] == [False, True]
+    console = Console(record=True, width=200, color_system=None)
+    console.print(render(first, notes=mon.notes))
+    console.print(render(second, notes=mon.notes))
+    text = console.export_text()
+    assert text.count("NVIDIA GeForce RTX 2080") == 4  # both GPUs named in both samples, the lost one too
+    assert "1515 / 7000 MHz" in text
+    lost_line = next(line for line in text.splitlines() if "lost:" in line)
+    assert lost_line.lstrip("│ ").startswith("1 NVIDIA GeForce RTX 2080")
+    assert mon.errors == {(1, "handle"): 1}  # counted once per sample, not once per field
+
+
+def test_drift_against_the_applied_profile(tmp_path: Path) -> None:
+    state = _state(tmp_path, "rtx4090.constructed.json", clock_event_reasons_mask=0x4 | 0x20)
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    applystate.set_applied_profile(state_dir, "rtx4090")
+    with _monitor(state, state_dir) as mon:
+        sample = mon.sample().to_dict()
+    gpu = sample["gpus"][0]
+    assert gpu["profile"] == {"name": "rtx4090", "power_limit_w": 250, "locked_clocks_mhz": None}
+    assert gpu["drift"] == [
+        "limit 450 W, profile rtx4090 says 250 W (lost after a reboot or a driver reload?)"
+    ]
+    console = Console(record=True, width=220, color_system=None)
+    console.print(render(sample, notes=mon.notes))
+    text = console.export_text()
+    assert "power cap, thermal (driver)" in text
+    assert "GPU 0: limit 450 W, profile rtx4090 says 250 W" in text
+
+
+def test_no_profile_applied_is_said_not_guessed(tmp_path: Path) -> None:
+    state = _state(tmp_path, "rtx4090.constructed.json")
+    with _monitor(state, tmp_path / "none") as mon:
+        sample = mon.sample().to_dict()
+    assert sample["gpus"][0]["profile"] is None and sample["gpus"][0]["drift"] == []
+    assert mon.notes == ["no profile applied on this host (gpuprov apply PROFILE): no reference to compare with"]
+
+
+def test_exporter_text_labels_reasons_drift_and_a_lost_gpu(tmp_path: Path) -> None:
+    state = _state(tmp_path, "rtx4090.constructed.json", clock_event_reasons_mask=0x20)
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    applystate.set_applied_profile(state_dir, "rtx4090")
+    with _monitor(state, state_dir) as mon:
+        registry, collector = registry_for(mon)
+        before = _families(generate_latest(registry).decode())
+        _lose_gpu(state, 0)
+        after = _families(generate_latest(registry).decode())
+    labels = {"gpu": "0", "uuid": "GPU-a1b2c3d4-0000-0000-0000-000000004090", "name": "NVIDIA GeForce RTX 4090"}
+    uuid = before["gpuprov_gpu_up"][0][0]["uuid"]
+    labels["uuid"] = uuid
+    assert before["gpuprov_gpu_up"] == [(labels, 1.0)]
+    assert (labels, 450.0) in before["gpuprov_gpu_power_limit_watts"]
+    assert (labels | {"profile": "rtx4090"}, 250.0) in before["gpuprov_profile_power_limit_watts"]
+    assert (labels | {"profile": "rtx4090"}, 1.0) in before["gpuprov_profile_drift"]
+    reasons = {s[0]["reason"]: s[1] for s in before["gpuprov_gpu_clock_event_reason"]}
+    assert reasons["sw_thermal_slowdown"] == 1.0 and reasons["sw_power_cap"] == 0.0
+    assert after["gpuprov_gpu_up"] == [(labels, 0.0)]
+    assert "gpuprov_gpu_temperature_celsius" not in after  # no stale value for a lost GPU
+    assert collector.collect_failures == 0
+
+
+def test_exporter_survives_nvml_failing_to_start(tmp_path: Path) -> None:
+    data = json.loads((SNAPSHOTS / "rtx4090.constructed.json").read_text())
+    data["driver"]["nvml"] = {"ok": False, "kind": "driver_not_loaded", "message": "x"}
+    state = tmp_path / "replay.json"
+    state.write_text(json.dumps(data))
+    with _monitor(state, tmp_path / "s") as mon:
+        registry, _ = registry_for(mon)
+        fams = _families(generate_latest(registry).decode())
+    assert fams["gpuprov_nvml_up"] == [({}, 0.0)]
+    assert "gpuprov_gpu_up" not in fams
+
+
+def _families(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.endswith("_created"):
+                continue
+            out.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
+    return out
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_soak_record_and_report_figures(tmp_path: Path) -> None:
+    """10 samples 60 s apart on a replayed RTX 4090 at 300 W; VRAM climbs 60 MiB per sample (3600 MiB/h);
+    thermal slowdown from the 6th sample on."""
+    state = _state(tmp_path, "rtx4090.constructed.json", power_draw_w=300.0, vram_used_mib=1000)
+    clock = _Clock()
+    with (
+        _monitor(state, tmp_path / "s", monotonic=clock.monotonic) as mon,
+        HistoryStore(tmp_path / "h.db", write=True) as store,
+    ):
+        original = mon.sample
+        count = {"n": 0}
+
+        def sample() -> object:
+            n = count["n"]
+            count["n"] += 1
+            data = json.loads(state.read_text())
+            gpu = data["gpus"][0]
+            gpu["vram_used_mib"] = 1000 + 60 * n
+            gpu["clock_event_reasons_mask"] = 0x20 if n >= 5 else 0x1
+            _replace(state, data)
+            return original()
+
+        mon.sample = sample  # type: ignore[method-assign]
+        run_id = soak.record(
+            mon, store, duration_s=540, interval_s=60, units=[], hostname="h", profile=None,
+            clock=(clock.monotonic, clock.sleep),
+        )  # fmt: skip
+        summary = soak.summarize(store.monitor_run(run_id), store.monitor_samples(run_id))
+    gpu = summary["gpus"][0]
+    assert gpu["samples"] == 10
+    assert gpu["throttled_s"] == {"sw_thermal_slowdown": 300.0}  # 5 samples x 60 s
+    assert gpu["energy_wh"] == pytest.approx(300 * 600 / 3600)  # 10 samples standing for 60 s each
+    assert gpu["power_draw_w_mean"] == 300.0
+    assert gpu["vram_slope_mib_per_h"] == pytest.approx(3600.0)
+    assert gpu["vram_used_mib_max"] == 1540
+    html = render_html(summary, store_samples := HistoryStore(tmp_path / "h.db").monitor_samples(run_id))
+    assert html.count("<svg") == 3  # temperature, power, VRAM (no clocks or throughput in this replay)
+    assert "<script" not in html and " src=" not in html and 'href="http' not in html  # loads nothing
+    assert len(store_samples) == 10
+
+
+def test_report_text_is_escaped_in_html(tmp_path: Path) -> None:
+    summary = {
+        "run": {"id": 1, "created_at": "t", "hostname": "<b>host</b>", "profile": None, "interval_s": 1,
+                "duration_s": 1, "gpu_names": None},
+        "gpus": [], "servers": [], "units": [], "notes": [],
+    }  # fmt: skip
+    assert "&lt;b&gt;host&lt;/b&gt;" in render_html(summary, [])
+
+
+def test_history_v1_migrates_to_v2_keeping_bench_runs(tmp_path: Path) -> None:
+    from provision.bench import store as store_module
+
+    path = tmp_path / "old.db"
+    con = sqlite3.connect(path)
+    con.executescript(store_module._SCHEMA_V1)
+    con.execute(
+        "INSERT INTO runs (sweep_id, created_at, url, model, workload_key, concurrency, complete, requests_ok, "
+        "requests_failed, duration_s, token_source, result_json, workload_json, server_json, host_json, notes_json) "
+        "VALUES ('s', 't', 'u', 'm', 'k', 1, 1, 1, 0, 1.0, 'usage', '{}', '{}', '{}', '{}', '[]')"
+    )
+    con.execute("PRAGMA user_version = 1")
+    con.commit()
+    con.close()
+    with HistoryStore(path) as store:
+        run_id = store.start_monitor_run(
+            created_at="t", hostname=None, profile=None, interval_s=1, gpu_names=None, units=[], notes=[]
+        )
+        assert run_id == 1
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert con.execute("SELECT model FROM runs").fetchall() == [("m",)]
+    con.close()
+
+
+def test_report_without_runs_is_one_line(tmp_path: Path) -> None:
+    with HistoryStore(tmp_path / "h.db", write=True) as store, pytest.raises(UsageError, match="no monitor run"):
+        store.monitor_run(None)
+
+
+@given(st.text(max_size=20))
+def test_parse_duration_accepts_only_times(text: str) -> None:
+    try:
+        seconds = soak.parse_duration(text)
+    except UsageError as exc:
+        assert "--duration" in str(exc)
+        return
+    assert 0 < seconds <= soak.MAX_DURATION_S
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("15m", 900), ("8h", 28800), ("1.5d", 129600)])
+def test_parse_duration_units(text: str, seconds: float) -> None:
+    assert soak.parse_duration(text) == seconds
+
+
+def test_cli_bad_server_is_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {"GPUPROV_NVML_REPLAY": str(_state(tmp_path, "rtx4090.constructed.json")), "PATH": "/usr/bin:/bin",
+           "GPUPROV_STATE_DIR": str(tmp_path / "s"), "HOME": str(tmp_path)}  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "provision", "monitor", "--once", "--server", "vllm:http://x"],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert proc.stderr.strip().count("\n") == 0 and "--server 'vllm:http://x'" in proc.stderr
+    assert shutil.which("true")  # the environment above keeps /usr/bin
