@@ -123,8 +123,8 @@ def list_gpus() -> list[GpuSpec]:
     return list(_catalog().specs)
 
 
-def lookup_gpu(name: str) -> GpuSpec | None:
-    """The catalog entry for an NVML name or a typed model name, or None when there is none.
+def lookup_gpu(name: object) -> GpuSpec | None:
+    """The catalog entry for an NVML name or a typed model name, or None when there is none (or it is no string).
 
     Exact after :func:`normalise_gpu_name`; if that fails, a memory size that names no variant
     ("NVIDIA GeForce RTX 3060 12GB") is ignored. Never raises.

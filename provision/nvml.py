@@ -26,7 +26,6 @@ ERROR_LIBRARY_NOT_FOUND = pynvml.NVML_ERROR_LIBRARY_NOT_FOUND
 ERROR_DRIVER_NOT_LOADED = pynvml.NVML_ERROR_DRIVER_NOT_LOADED
 ERROR_LIB_RM_VERSION_MISMATCH = pynvml.NVML_ERROR_LIB_RM_VERSION_MISMATCH
 ERROR_GPU_NOT_FOUND = getattr(pynvml, "NVML_ERROR_GPU_NOT_FOUND", 28)
-ERROR_UNINITIALIZED = pynvml.NVML_ERROR_UNINITIALIZED
 
 #: nvmlClocksEventReasons bits (nvml.h; "ThrottleReasons" is the deprecated name)
 CLOCK_EVENT_REASONS = {
@@ -73,8 +72,3 @@ def backend() -> Any:
 
 def error_code(exc: BaseException) -> int | None:
     return getattr(exc, "value", None) if isinstance(exc, NVMLError) else None
-
-
-def make_error(code: int) -> NVMLError:
-    """The exact exception pynvml would raise for this NVML return code."""
-    return NVMLError(code)
