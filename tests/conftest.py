@@ -13,6 +13,9 @@ from provision.snapshot import Snapshot
 # these machines) each of them would compile typer, rich and pynvml from source again: let them cache.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 sys.dont_write_bytecode = False
+# A developer's own compat overlay (gpuprov compat refresh --user) must not change what the suite sees: the
+# overlay's tests name theirs.
+os.environ["GPUPROV_COMPAT_OVERLAY"] = "none"
 
 DATA = Path(__file__).parent / "data"
 SNAPSHOTS = DATA / "snapshots"

@@ -92,6 +92,14 @@ def check_cmd(
             console.print(table)
         for line in report.skipped:
             console.print(f"[dim]not checked: {escape(line)}[/]")
+        for line in report.stale:
+            console.print(f"[yellow]{escape(line)}[/]")
+        age = report.matrix
+        if age.get("refreshed"):
+            overlay = f", your overlay {age['overlay']} on top" if age.get("overlay") else ""
+            console.print(
+                escape(f"matrix: index read {age['refreshed']} ({age['age_days']} day(s) ago){overlay}"), style="dim"
+            )
         colour = {"ok": "green", "unknown": "yellow", "incompatible": "red"}[report.verdict]
         console.print(f"[{colour}]{report.verdict}[/] ({len(report.checked)} pair(s) checked)")
     raise typer.Exit(report.exit_code)
@@ -167,10 +175,20 @@ def refresh_cmd(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write the TOML here (default: stdout).")
     ] = None,
+    user: Annotated[
+        bool,
+        typer.Option(
+            "--user",
+            help="Read releases newer than the shipped matrix into your overlay "
+            "($XDG_CACHE_HOME/gpuprov/compat-overlay.toml), which compat check and plan read on top of it.",
+        ),
+    ] = False,
 ) -> None:
-    """Maintainers: regenerate the vLLM / xformers / flashinfer → torch rows from PyPI metadata.
+    """Regenerate the vLLM / xformers / flashinfer → torch rows from the index's wheel METADATA.
 
-    Prints TOML tables to review and paste into provision/data/compat.toml. Never used at run time.
+    Maintainers: prints TOML tables to review and paste into provision/data/compat.toml. Users: --user writes
+    the releases newer than the shipped matrix into an overlay; without network it keeps the overlay it has
+    and says so (exit 1).
     """
     import sys
 
@@ -178,6 +196,12 @@ def refresh_cmd(
 
     from provision.compat.refresh import PACKAGES, refresh, render_rows
     from provision.errors import UsageError
+
+    if user:
+        if output is not None or since is not None:
+            raise UsageError("--user writes your overlay from what the shipped matrix lacks: drop --output/--since")
+        _refresh_user(package, index)
+        return
 
     try:
         Version(since) if since else None
@@ -199,3 +223,54 @@ def refresh_cmd(
             output.write_text(text, encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+
+
+def _refresh_user(packages: list[str] | None, index: str) -> None:
+    """``compat refresh --user``: the overlay of releases newer than the shipped matrix, offline-safe."""
+    import sys
+
+    from packaging.version import Version
+
+    from provision.compat.matrix import parse_matrix
+    from provision.compat.overlay import OverlayError, overlay_path, read_overlay, write_overlay
+    from provision.compat.refresh import PACKAGES, RefreshError, refresh, render_rows
+    from provision.errors import UsageError
+
+    names = packages or list(PACKAGES)
+    unknown = [p for p in names if p not in PACKAGES]
+    if unknown:
+        raise UsageError(f"--package {unknown[0]!r}: choose from {', '.join(PACKAGES)}")
+    path = overlay_path()
+    if path is None:
+        raise UsageError("GPUPROV_COMPAT_OVERLAY=none turns the overlay off: unset it to write one")
+    try:
+        kept = read_overlay(path)
+    except OverlayError:
+        kept = None  # a broken overlay is replaced by a good one, never read
+    from importlib import resources
+
+    shipped = parse_matrix(resources.files("provision").joinpath("data/compat.toml").read_text(encoding="utf-8"))
+    rows = {}
+    try:
+        for name in names:
+            newest = shipped.newest(name)
+            since = str(newest) if newest is not None else None
+            rows[name] = [
+                r
+                for r in refresh(name, since=since, index=index, progress=lambda f: print(f"  {f}", file=sys.stderr))
+                if newest is None or Version(r.version) > newest
+            ]
+    except RefreshError as exc:
+        what = (
+            f"kept your overlay {path} (index read {kept.refreshed}, {kept.rows} row(s))"
+            if kept
+            else "no overlay: the shipped matrix is used as it is"
+        )
+        typer.echo(f"gpuprov: cannot read the index ({exc}); {what}", err=True)
+        raise typer.Exit(1) from None
+    write_overlay(rows, render_rows, index=index, path=path)
+    added = ", ".join(f"{n} {', '.join(r.version for r in rs)}" for n, rs in rows.items() if rs)
+    typer.echo(
+        f"wrote {path}: "
+        + (f"newer than the shipped matrix: {added}" if added else "nothing newer than the shipped matrix")
+    )

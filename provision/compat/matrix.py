@@ -6,10 +6,12 @@ caller can say "unknown" instead of guessing.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from packaging.specifiers import SpecifierSet
@@ -141,6 +143,10 @@ class Matrix:
         for row in data["vllm"]["releases"]:
             version = str(row["version"])
             build = next((b for b in builds if Version(version) in b[0]), None)
+            if build is None and row.get("overlay") and builds and all(Version(version) > _top(b[0]) for b in builds):
+                # a release the user's overlay read, newer than the build table: the newest build's facts, said so
+                newest = max(builds, key=lambda b: _top(b[0]))
+                build = (*newest[:3], f"{newest[3]} — assumed for {version}, newer than the matrix's build table")
             if build is None:
                 continue  # no build facts: not covered
             self.vllm_releases[version] = VllmRelease(
@@ -178,6 +184,11 @@ class Matrix:
         self.flashinfer_pins_source = "compat.toml [flashinfer_pins] (gpuprov compat refresh: PyPI wheel METADATA)"
         #: the day refresh last read the index for the generated tables ("2026-12-04"; None: not recorded)
         self.refreshed: str | None = str(data["refreshed"]) if "refreshed" in data else None
+        #: the user's overlay merged in: {"path", "refreshed", "added": {table: [versions]}} (None: none)
+        self.overlay: dict[str, Any] | None = data.get("overlay")
+        self._overlay_flashinfer = {
+            Version(str(r["version"])) for r in data["flashinfer_pins"]["releases"] if r.get("overlay")
+        }
         self.xformers_releases = {
             str(r["version"]): XformersRelease(
                 version=str(r["version"]),
@@ -245,7 +256,13 @@ class Matrix:
         if v is None:
             return None
         public = Version(v.public)
-        return next((r for r in self.flashinfer_ranges if r.versions.contains(public, prereleases=True)), None)
+        found = next((r for r in self.flashinfer_ranges if r.versions.contains(public, prereleases=True)), None)
+        if found is None and public in self._overlay_flashinfer and self.flashinfer_ranges:
+            last = self.flashinfer_ranges[-1]
+            if not last.aot and all(public > _top(r.versions) for r in self.flashinfer_ranges):
+                # a JIT release the overlay read, newer than the hand-written ranges: the newest range, said so
+                return replace(last, source=f"{last.source} — assumed for {public}, newer than the matrix's ranges")
+        return found
 
     def flashinfer_published(self, version: str) -> tuple[bool, SpecifierSet | None]:
         """(is this a flashinfer-python release refresh has seen — True for versions older than what it
@@ -260,6 +277,24 @@ class Matrix:
         found = self.flashinfer_pin_extras.get(Version(Version(version).public), {})
         return [(extra, found[extra]) for extra in sorted(extras) if extra in found]
 
+    def newest(self, package: str) -> Version | None:
+        """The newest version of a tracked distribution the matrix (with its overlay) has a row for."""
+        versions: list[Version] = {
+            "torch": [Version(v) for v in self.torch_versions],
+            "vllm": [Version(v) for v in self.vllm_releases],
+            "flashinfer-python": list(self.flashinfer_pins),
+            "xformers": [Version(v) for v in self.xformers_releases],
+            "llama-cpp-python": [Version(self.llama_cpp_newest)],
+        }.get(package, [])
+        return max(versions) if versions else None
+
+    def age_days(self, today: datetime.date | None = None) -> int | None:
+        """Days since the index was last read (the overlay's day when there is one)."""
+        day = self.overlay["refreshed"] if self.overlay else self.refreshed
+        if day is None:
+            return None
+        return ((today or datetime.date.today()) - datetime.date.fromisoformat(day)).days
+
     def xformers(self, version: str) -> XformersRelease | None:
         v = version_or_none(version)
         if v is None:
@@ -267,12 +302,38 @@ class Matrix:
         return next((r for k, r in self.xformers_releases.items() if Version(k) == Version(v.public)), None)
 
 
+def _top(spec: SpecifierSet) -> Version:
+    """The highest version a range's upper bounds allow ('>=0.20.0,<=0.34.0' → 0.34.0; no bound: 0)."""
+    bounds = [Version(s.version) for s in spec if s.operator in ("<", "<=", "==")]
+    return min(bounds) if bounds else Version("0")
+
+
 def parse_matrix(text: str) -> Matrix:
     return Matrix(tomllib.loads(text))
 
 
 @functools.cache
-def load_matrix() -> Matrix:
-    """The packaged matrix (parsed once per process)."""
+def _shipped() -> dict[str, Any]:
     text = resources.files("provision").joinpath("data/compat.toml").read_text(encoding="utf-8")
-    return parse_matrix(text)
+    return tomllib.loads(text)
+
+
+@functools.cache
+def _load(overlay_file: str | None, mtime_ns: int) -> Matrix:
+    from provision.compat.overlay import merge, read_overlay
+
+    data = _shipped()
+    overlay = read_overlay(Path(overlay_file)) if overlay_file else None
+    return Matrix(merge(data, overlay) if overlay else data)
+
+
+def load_matrix() -> Matrix:
+    """The packaged matrix with the user's overlay on top (parsed once per process and overlay file)."""
+    from provision.compat.overlay import overlay_path
+
+    path = overlay_path()
+    try:
+        mtime = path.stat().st_mtime_ns if path is not None else 0
+    except OSError:
+        path, mtime = None, 0
+    return _load(str(path) if path is not None else None, mtime)

@@ -9,8 +9,9 @@ verdict alone.
 
 from __future__ import annotations
 
+import datetime
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from packaging.version import Version
 
@@ -28,6 +29,17 @@ from provision.compat.target import GpuTarget, Target
 VERDICTS = ("ok", "unknown", "incompatible")
 EXIT_CODES = {"ok": 0, "incompatible": 1, "unknown": 3}
 _FI_LOCAL = re.compile(r"^cu(\d{3})torch(\d+)\.(\d+)$")
+_UNKNOWN_KIND = {
+    "torch": "torch_unknown",
+    "vllm": "vllm_unknown",
+    "flashinfer-python": "flashinfer_unknown",
+    "xformers": "xformers_unknown",
+    "llama-cpp-python": "llama_cpp_unknown",
+}
+_REFRESH_FIX = (
+    "gpuprov compat refresh --user (reads the newer releases' metadata from the index into your overlay), "
+    "then check again"
+)
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,10 @@ class Report:
     checked: list[str] = field(default_factory=list)
     #: what could not be checked and why (missing driver, no GPU)
     skipped: list[str] = field(default_factory=list)
+    #: versions newer than the matrix has rows for: "vllm 0.35.0 is newer than the matrix (…)"
+    stale: list[str] = field(default_factory=list)
+    #: how old the matrix is: {"refreshed": "2026-12-04", "age_days": 3, "overlay": path or None}
+    matrix: dict[str, object] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -65,6 +81,8 @@ class Report:
             "problems": [p.to_dict() for p in self.problems],
             "checked": self.checked,
             "skipped": self.skipped,
+            "stale": self.stale,
+            "matrix": self.matrix,
         }
 
 
@@ -77,9 +95,10 @@ def verdict_of(problems: list[Problem]) -> str:
 
 
 class _Checker:
-    def __init__(self, target: Target, matrix: Matrix) -> None:
+    def __init__(self, target: Target, matrix: Matrix, today: datetime.date | None = None) -> None:
         self.t = target
         self.m = matrix
+        self.today = today
         self.problems: list[Problem] = []
         self.checked: list[str] = []
         self.skipped: list[str] = []
@@ -532,12 +551,46 @@ class _Checker:
                     "gpuprov build llama-cpp",
                 )
 
+    def matrix_age(self) -> dict[str, object]:
+        overlay = self.m.overlay
+        return {
+            "refreshed": overlay["refreshed"] if overlay else self.m.refreshed,
+            "age_days": self.m.age_days(self.today),
+            "overlay": overlay["path"] if overlay else None,
+        }
+
+    def staleness(self) -> list[str]:
+        """Versions newer than every row of the matrix: their 'unknown' says how old the matrix is and how to
+        refresh it without a gpuprov release."""
+        age = self.matrix_age()
+        when = f"index read {age['refreshed']}, {age['age_days']} day(s) ago" if age["refreshed"] else "age unknown"
+        if age["overlay"]:
+            when += f", with your overlay {age['overlay']}"
+        stale = []
+        for name, text in self.t.packages.items():
+            newest = self.m.newest(name)
+            v = version_or_none(text)
+            if newest is None or v is None or Version(v.public) <= newest:
+                continue
+            stale.append(f"{name} {v.public} is newer than the matrix (its newest {name}: {newest}; {when})")
+            # refresh reads vLLM / xformers / flashinfer rows from metadata; torch builds and llama.cpp wheels are
+            # researched facts that come with a gpuprov release
+            fix = _REFRESH_FIX if name in ("vllm", "xformers", "flashinfer-python") else None
+            self.problems = [
+                replace(p, reason=f"{p.reason}; newer than its newest ({newest}; {when})", fix=fix or p.fix)
+                if p.kind == _UNKNOWN_KIND[name]
+                else p
+                for p in self.problems
+            ]
+        return stale
+
     def run(self) -> Report:
         torch = self.torch()
         self.vllm(torch)
         self.flashinfer(torch)
         self.xformers()
         self.llama_cpp()
+        stale = self.staleness()
         verdict = verdict_of(self.problems)
         if verdict == "ok" and not self.checked:
             # nothing was compared: that is not "compatible"
@@ -547,12 +600,12 @@ class _Checker:
                     "nothing to check: no tracked package (torch, vllm, flashinfer-python, xformers, "
                     "llama-cpp-python) is installed or given with --with"
                 )
-        return Report(verdict, self.problems, self.checked, self.skipped)
+        return Report(verdict, self.problems, self.checked, self.skipped, stale, self.matrix_age())
 
 
-def check(target: Target, matrix: Matrix | None = None) -> Report:
-    """Every problem between the driver, the GPUs and the packages of ``target``."""
-    return _Checker(target, matrix or load_matrix()).run()
+def check(target: Target, matrix: Matrix | None = None, *, today: datetime.date | None = None) -> Report:
+    """Every problem between the driver, the GPUs and the packages of ``target`` (``today``: for the matrix's age)."""
+    return _Checker(target, matrix or load_matrix(), today).run()
 
 
 __all__ = ["EXIT_CODES", "VERDICTS", "GpuTarget", "Problem", "Report", "Target", "check", "verdict_of"]
