@@ -28,7 +28,7 @@ SAFETENSORS_DTYPE_BYTES = {
     "F64": 8, "I64": 8, "U64": 8,
     "F32": 4, "I32": 4, "U32": 4,
     "F16": 2, "BF16": 2, "I16": 2, "U16": 2,
-    "F8_E4M3": 1, "F8_E5M2": 1, "I8": 1, "U8": 1, "BOOL": 1,
+    "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "I8": 1, "U8": 1, "BOOL": 1,
 }  # fmt: skip
 
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
@@ -71,8 +71,29 @@ def read_safetensors_header(path: Path) -> dict[str, dict[str, Any]]:
             or not 0 <= offsets[0] <= offsets[1] <= data_bytes
         ):
             raise UsageError(f"{path}: tensor {name!r} has bad data_offsets {offsets!r}: damaged or truncated?")
+        _check_extent(path, name, entry, offsets[1] - offsets[0])
         tensors[name] = entry
     return tensors
+
+
+def _check_extent(path: Path, name: str, entry: dict[str, Any], extent: int) -> None:
+    """The bytes between a tensor's offsets are its shape × its dtype's size, as the format's reference
+    implementation requires: offsets alone would let a header claim a [1e12, 1e12] BF16 tensor in 2 bytes."""
+    shape = entry.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise UsageError(f"{path}: tensor {name!r} has a bad shape {str(shape)[:80]}: damaged file?")
+    dtype = entry.get("dtype")
+    size = SAFETENSORS_DTYPE_BYTES.get(dtype) if isinstance(dtype, str) else None
+    if size is None:
+        return  # a dtype newer than this table (sub-byte floats): the offsets are all there is
+    elements = 1
+    for d in shape:
+        elements *= d
+    if elements * size != extent:
+        raise UsageError(
+            f"{path}: tensor {name!r} is {dtype} {shape} ({elements * size:,} bytes) but its data_offsets "
+            f"span {extent:,} bytes: damaged or forged header"
+        )
 
 
 def _config(directory: Path) -> dict[str, Any]:

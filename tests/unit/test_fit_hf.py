@@ -142,3 +142,28 @@ def test_offsets_past_the_end_are_refused(tmp_path: Path) -> None:
     path.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(8))
     with pytest.raises(UsageError, match="data_offsets"):
         read_safetensors_header(path)
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        # a forged header: a trillion-by-trillion BF16 matrix in two bytes gave "0.00 GiB (exact), fits"
+        ({"dtype": "BF16", "shape": [10**12, 10**12], "data_offsets": [0, 2]}, r"BF16 .* but its data_offsets span 2 bytes"),
+        ({"dtype": "F32", "shape": [4], "data_offsets": [0, 8]}, r"16 bytes\) but its data_offsets span 8 bytes"),
+        ({"dtype": "F16", "shape": "big", "data_offsets": [0, 8]}, r"bad shape"),
+        ({"dtype": "F16", "shape": [-4, -1], "data_offsets": [0, 8]}, r"bad shape"),
+    ],
+)
+def test_offsets_must_match_shape_times_dtype(tmp_path: Path, entry: dict[str, object], message: str) -> None:
+    path = tmp_path / "forged.safetensors"
+    raw = json.dumps({"w": entry}).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(16))
+    with pytest.raises(UsageError, match=message):
+        read_safetensors_header(path)
+
+
+def test_a_dtype_newer_than_the_table_is_taken_by_its_offsets(tmp_path: Path) -> None:
+    path = tmp_path / "fp4.safetensors"
+    raw = json.dumps({"w": {"dtype": "F4", "shape": [8], "data_offsets": [0, 4]}}).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(4))
+    assert read_safetensors_header(path)["w"]["data_offsets"] == [0, 4]
