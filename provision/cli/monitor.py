@@ -217,7 +217,7 @@ def exporter(
     address: Annotated[
         str, typer.Option("--address", help="Address to listen on (loopback by default).")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port to serve /metrics on.")] = 9835,
+    port: Annotated[int, typer.Option("--port", help="Port to serve /metrics on (0: any free port).")] = 9835,
     server: ServerOption = None,
     no_installed: Annotated[
         bool, typer.Option("--no-installed", help="Do not watch the serving units gpuprov installed.")
@@ -234,8 +234,8 @@ def exporter(
         ipaddress.ip_address(address)
     except ValueError:
         raise UsageError(f"--address {address!r}: expected an IP address (127.0.0.1, ::1, 0.0.0.0)") from None
-    if not 1 <= port <= 65535:
-        raise UsageError(f"--port {port}: expected 1-65535")
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port {port}: expected 0-65535")
     with _monitor(server, installed=not no_installed) as mon:
         try:
             serve(

@@ -100,9 +100,7 @@ def test_drift_against_the_applied_profile(tmp_path: Path) -> None:
         sample = mon.sample().to_dict()
     gpu = sample["gpus"][0]
     assert gpu["profile"] == {"name": "rtx4090", "power_limit_w": 250, "locked_clocks_mhz": None}
-    assert gpu["drift"] == [
-        "limit 450 W, profile rtx4090 says 250 W (lost after a reboot or a driver reload?)"
-    ]
+    assert gpu["drift"] == ["limit 450 W, profile rtx4090 says 250 W (lost after a reboot or a driver reload?)"]
     console = Console(record=True, width=220, color_system=None)
     console.print(render(sample, notes=mon.notes))
     text = console.export_text()
