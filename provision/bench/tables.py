@@ -1,4 +1,4 @@
-"""Human-readable tables (rich) for ``gpuprov bench``: a run, the history, a comparison, estimates.
+"""The rich tables of ``gpuprov bench`` (what this module owns): a run, the history, a comparison, estimates.
 JSON output needs no renderer: the CLI prints the dataclasses' ``to_dict``.
 
 Text that came from the server or the history database (error messages, model and engine names,

@@ -18,13 +18,14 @@ from typer.core import TyperGroup
 from provision.cli import app
 
 if TYPE_CHECKING:
-    import click
+    # typer 0.28 vendors click: TyperGroup.parse_args takes its Context, not the click package's
+    from typer._click import Context
 
 
 class _RunByDefault(TyperGroup):
     """``gpuprov bench URL ...`` means ``gpuprov bench run URL ...``."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
             args = ["run", *args]
         return super().parse_args(ctx, args)
@@ -209,7 +210,7 @@ def run(
     if as_json:
         typer.echo(json.dumps(_run_json(bench, stored, None if store is None else str(store.path), code), indent=2))
     else:
-        from provision.bench.render import render_run
+        from provision.bench.tables import render_run
 
         render_run(bench, stored_ids=stored, db=None if store is None else str(store.path))
     if code == 1:
@@ -343,7 +344,7 @@ def history(
                                  "higher_is_better": c.higher_is_better, "improved": c.improved} for c in changes],
                 }, indent=2))  # fmt: skip
             else:
-                from provision.bench.render import render_compare
+                from provision.bench.tables import render_compare
 
                 render_compare(before, after, changes, warnings)
             return
@@ -351,7 +352,7 @@ def history(
     if as_json:
         typer.echo(json.dumps({"db": str(path), "runs": [r.to_dict() for r in runs]}, indent=2))
     else:
-        from provision.bench.render import render_history
+        from provision.bench.tables import render_history
 
         render_history(runs, db=str(path))
 
@@ -393,6 +394,6 @@ def estimate(
                            "seconds": e.seconds, "human": format_duration(e.seconds)} for e in estimates],
         }, indent=2))  # fmt: skip
     else:
-        from provision.bench.render import render_estimates
+        from provision.bench.tables import render_estimates
 
         render_estimates(estimates, skipped, requests=requests, db=str(path), excluded=excluded)
