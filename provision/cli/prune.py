@@ -36,6 +36,25 @@ def prune(
             "--apply", help="Remove the safe ones (uv remove / uv pip uninstall), verify, roll back on failure."
         ),
     ] = False,
+    verify: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--verify",
+            metavar="CMD",
+            help=(
+                "With --apply: a check of yours run before and after (sh -c, the project's environment first "
+                'on PATH), e.g. --verify "python manage.py check"; failing after the removal rolls it back '
+                "(repeatable)."
+            ),
+        ),
+    ] = None,
+    allow_relock: Annotated[
+        bool,
+        typer.Option(
+            "--allow-relock",
+            help="With --apply: go ahead when uv.lock is already out of date (other packages may change; listed).",
+        ),
+    ] = False,
 ) -> None:
     """Find declared dependencies the project's code never uses, and which of them nothing kept needs.
 
@@ -46,6 +65,10 @@ def prune(
     from provision.prune.installed import choose_interpreter, read_environment
     from provision.prune.removal import RemovalFailed, RemovalResult, apply_removal, refuse_own_environment
 
+    if (verify or allow_relock) and not apply:
+        from provision.errors import UsageError
+
+        raise UsageError("--verify and --allow-relock only mean something with --apply")
     interpreter, why = choose_interpreter(project, python)
     env = read_environment(interpreter)
     if apply:
@@ -56,7 +79,8 @@ def prune(
     failure: RemovalFailed | None = None
     if apply and report.removable:
         try:
-            applied, code = apply_removal(report, env), 0
+            applied = apply_removal(report, env, verify=tuple(verify or ()), allow_relock=allow_relock)
+            code = 0
         except RemovalFailed as exc:
             applied, failure, code = exc.result, exc, exc.exit_code
     if as_json:
@@ -72,7 +96,19 @@ def prune(
             typer.echo(
                 f"removed {', '.join(applied.removed + applied.orphans_removed)} ({applied.mode}); "
                 f"verified: uv pip check, import of {len(applied.checked_modules)} modules"
+                + (f", {len(applied.checked_commands)} commands" if applied.checked_commands else "")
             )
+            if applied.failing_before:
+                shown = ", ".join(applied.failing_before[:5]) + (", ..." if len(applied.failing_before) > 5 else "")
+                typer.echo(
+                    f"not checked: {len(applied.failing_before)} modules that did not import before the change "
+                    f"either ({shown})"
+                )
+            if applied.relocked:
+                typer.echo(
+                    "the re-lock also changed: "
+                    + ", ".join(f"{n} {b or '-'} -> {a or '-'}" for n, (b, a) in sorted(applied.relocked.items()))
+                )
             if applied.unchecked_modules:
                 typer.echo(
                     "not imported by the check (their module-level code would run): "

@@ -14,17 +14,28 @@ keep a backup of everything it changes, verify the environment afterwards, and r
 
 Backup: the project files (copies) and every file the removed distributions' ``RECORD`` lists (hard
 links where possible, in the environment's prefix), so a rollback needs no network.
-Verify: ``uv pip check`` and ``import`` of each top-level module the project imports plus the
-project's own packages and those of its root (or ``src/``) modules that only define things, each in
-a fresh subprocess; only failures that were not there before count. Root modules whose module-level
-code would run (a script's ``main()``) are not imported, and the result says so.
+Verify: ``uv pip check``; ``import`` of each top-level module the project imports, of every module
+of the project's own packages (settings, app modules, entry points: all of them) and of its root (or
+``src/``) modules that only define things; the project's console scripts (``[project.scripts]``)
+run with ``--help``; and each ``--verify "CMD"`` the user gives (``python manage.py check``). The
+set is recorded before the change: a module that does not import cleanly then, or a script whose
+``--help`` fails then, is not held against the removal; a ``--verify`` command that fails before any
+change is refused. Root modules whose module-level code would run (a script's ``main()``) are not
+imported, and the result says so.
+
+A uv project whose ``uv.lock`` is already out of date with its ``pyproject.toml`` (``uv lock --check``)
+is refused: ``uv remove`` would re-resolve other packages too. The refusal names them (``uv lock
+--dry-run``); ``--allow-relock`` goes ahead and the result lists every other package whose locked
+version changed.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -42,6 +53,10 @@ from provision.prune.graph import requirement_name
 from provision.prune.installed import InstalledDist, InstalledEnv, is_own_environment
 
 IMPORT_TIMEOUT_S = 300
+#: how long a console script's ``--help`` and a ``--verify`` command may take
+COMMAND_TIMEOUT_S = 300
+#: ``uv lock --dry-run`` lines naming a change to a locked package
+_LOCK_CHANGE = re.compile(r"^(Add|Remove|Update|Upgrade|Downgrade)\s+\S+", re.M)
 
 
 class RemovalFailed(GpuprovError):
@@ -61,6 +76,12 @@ class RemovalResult:
     commands: list[list[str]] = field(default_factory=list)
     edited_files: list[str] = field(default_factory=list)
     checked_modules: list[str] = field(default_factory=list)
+    #: modules that did not import cleanly before the change (not held against it)
+    failing_before: list[str] = field(default_factory=list)
+    #: ``SCRIPT --help`` and ``--verify`` commands run before and after
+    checked_commands: list[str] = field(default_factory=list)
+    #: other locked packages whose version the re-lock changed: name → (before, after); None is absent
+    relocked: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     #: the project's own root/src modules not imported by the check: their module-level code runs
     unchecked_modules: list[str] = field(default_factory=list)
     #: the project's own installed distributions rebuilt from the edited declarations
@@ -76,6 +97,9 @@ class RemovalResult:
             "commands": [_shown(c) for c in self.commands],
             "edited_files": self.edited_files,
             "checked_modules": self.checked_modules,
+            "failing_before": self.failing_before,
+            "checked_commands": self.checked_commands,
+            "relocked": {k: {"before": b, "after": a} for k, (b, a) in sorted(self.relocked.items())},
             "unchecked_modules": self.unchecked_modules,
             "reinstalled": self.reinstalled,
             "error": self.error,
@@ -234,21 +258,134 @@ class Backup:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+#: run in the target interpreter: import each module named on stdin, one result line each, flushed,
+#: so a module that kills the interpreter or hangs is known by the line that never came
+_IMPORT_BATCH = """
+import importlib, json, sys
+for name in sys.stdin.read().split():
+    try:
+        importlib.import_module(name)
+        line = [name, None]
+    except BaseException as exc:
+        line = [name, (type(exc).__name__ + ": " + str(exc)).splitlines()[0][:300] if str(exc) else type(exc).__name__]
+    print(json.dumps(line), flush=True)
+"""
+
+
 def _import_failures(python: str, modules: list[str], cwd: Path) -> dict[str, str]:
-    """Modules that fail to import, each tried in a fresh interpreter from the project directory
-    (with ``src/`` on the path for a src layout)."""
+    """Modules that fail to import, tried from the project directory (``src/`` on the path for a src
+    layout) in as few interpreters as possible: one imports them in turn; when one kills or hangs
+    it, that module fails and a fresh interpreter goes on with the rest."""
     failures: dict[str, str] = {}
     paths = [str(p) for p in (cwd / "src", cwd) if p.is_dir()]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-    for module in modules:
+    remaining = list(modules)
+    while remaining:
+        why = ""
         try:
-            proc = _run([python, "-c", f"import {module}"], cwd, env=env, timeout=IMPORT_TIMEOUT_S)
+            proc = subprocess.run([python, "-c", _IMPORT_BATCH], input="\n".join(remaining), cwd=cwd, env=env,
+                                  capture_output=True, text=True, timeout=IMPORT_TIMEOUT_S, check=False)  # fmt: skip
+            stdout = proc.stdout
+            why = (
+                f"the interpreter exited ({proc.returncode}) while importing it: "
+                + ((proc.stderr.strip().splitlines() or ["no message"])[-1][:300])
+            )
+        except subprocess.TimeoutExpired as exc:
+            raw = exc.stdout or b""
+            stdout = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+            why = f"imports took longer than {IMPORT_TIMEOUT_S} s, stuck in this one"
+        done = 0
+        for line in stdout.splitlines():
+            try:
+                name, error = json.loads(line)
+            except (ValueError, TypeError):
+                continue  # a module printed something of its own
+            if name in remaining[done : done + 1]:
+                done += 1
+                if error is not None:
+                    failures[name] = error
+        if done < len(remaining):
+            failures[remaining[done]] = why
+            done += 1
+        remaining = remaining[done:]
+    return failures
+
+
+def package_modules(project: Path, packages: list[str]) -> list[str]:
+    """Every module of the project's own packages (at its root or in ``src/``): ``app``,
+    ``app.settings``, ``app.views.admin``... — subpackages with ``__init__.py``, ``__main__`` left out
+    (importing it runs the program)."""
+    out: list[str] = []
+    for base in (project, project / "src"):
+        for name in packages:
+            root = base / name
+            if not (root / "__init__.py").is_file():
+                continue
+            for dirpath, dirnames, filenames in os.walk(root):
+                here = Path(dirpath)
+                dirnames[:] = sorted(d for d in dirnames if d.isidentifier() and (here / d / "__init__.py").is_file())
+                prefix = ".".join(here.relative_to(base).parts)
+                out.append(prefix)
+                for f in sorted(filenames):
+                    if f.endswith(".py") and f[:-3].isidentifier() and f not in ("__init__.py", "__main__.py"):
+                        out.append(f"{prefix}.{f[:-3]}")
+    return sorted(set(out))
+
+
+def _command_env(env: InstalledEnv) -> dict[str, str]:
+    """The environment a command of the project runs in: its virtualenv first on ``PATH``."""
+    bin_dir = str(Path(env.interpreter).parent)
+    return {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""), "VIRTUAL_ENV": env.prefix}
+
+
+def _command_failures(commands: list[str], cwd: Path, env: InstalledEnv) -> dict[str, str]:
+    """Shell commands (a console script's ``--help``, a ``--verify``) that fail: command → why."""
+    failures: dict[str, str] = {}
+    for command in commands:
+        try:
+            proc = _run(["/bin/sh", "-c", command], cwd, env=_command_env(env), timeout=COMMAND_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            failures[module] = f"import took longer than {IMPORT_TIMEOUT_S} s"
+            failures[command] = f"took longer than {COMMAND_TIMEOUT_S} s"
             continue
         if proc.returncode != 0:
-            failures[module] = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+            last = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines() or ["no output"])[-1]
+            failures[command] = f"exit {proc.returncode}: {last[:300]}"
     return failures
+
+
+def script_checks(report: PruneReport, env: InstalledEnv) -> list[str]:
+    """``SCRIPT --help`` for each of the project's console scripts installed in the environment."""
+    project = report.declared.pyproject.get("project", {})
+    scripts = project.get("scripts", {}) if isinstance(project, dict) else {}
+    bin_dir = Path(env.interpreter).parent
+    names = sorted(n for n in scripts if isinstance(n, str)) if isinstance(scripts, dict) else []
+    return [f"{shlex.quote(str(bin_dir / n))} --help" for n in names if (bin_dir / n).is_file()]
+
+
+def _locked_versions(path: Path) -> dict[str, str]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+    return {canonicalize_name(p["name"]): str(p.get("version", "")) for p in data.get("package", [])
+            if isinstance(p, dict) and isinstance(p.get("name"), str)}  # fmt: skip
+
+
+def check_lock_current(uv: list[str], project: Path, allow_relock: bool) -> bool:
+    """Whether ``uv.lock`` agrees with ``pyproject.toml``. When it does not and ``allow_relock`` is
+    off: refuse, naming what a re-lock would change (nothing has been touched yet)."""
+    check = _run([*uv, "lock", "--check"], project, env={**os.environ, "UV_NO_PROGRESS": "1"})
+    if check.returncode == 0:
+        return True
+    if allow_relock:
+        return False
+    dry = _run([*uv, "lock", "--dry-run"], project, env={**os.environ, "UV_NO_PROGRESS": "1"})
+    changes = [ln for ln in (dry.stdout + dry.stderr).splitlines() if _LOCK_CHANGE.match(ln)]
+    what = "; ".join(changes) if changes else (check.stderr.strip().splitlines() or ["uv lock --check failed"])[0]
+    raise UsageError(
+        f"uv.lock is out of date with pyproject.toml, so removing would also re-resolve other packages ({what}); "
+        "run `uv lock` and review that first, or pass --allow-relock to accept it"
+    )
 
 
 def _pip_check(uv: list[str], python: str, cwd: Path) -> set[str]:
@@ -259,7 +396,9 @@ def _pip_check(uv: list[str], python: str, cwd: Path) -> set[str]:
     return {ln for ln in lines if not ln.startswith(("Using ", "Checked ", "Found "))} or {"uv pip check failed"}
 
 
-def apply_removal(report: PruneReport, env: InstalledEnv) -> RemovalResult:
+def apply_removal(
+    report: PruneReport, env: InstalledEnv, verify: tuple[str, ...] = (), allow_relock: bool = False
+) -> RemovalResult:
     project = Path(report.project)
     removable = report.removable
     uv = uv_command()
@@ -272,13 +411,28 @@ def apply_removal(report: PruneReport, env: InstalledEnv) -> RemovalResult:
     python = env.interpreter
     modules = sorted(
         {top for top, owners in report.import_providers.items() if not owners <= removed_keys}
-        | set(report.first_party_packages)
+        | set(package_modules(project, report.first_party_packages))
         | set(report.first_party_modules)
     )
-    result.checked_modules = modules
     result.unchecked_modules = list(report.unimportable_modules)
     own = stale_own_installs(env, project, removed_keys)
+    bad_verify = _command_failures(list(verify), project, env)
+    if bad_verify:
+        cmd, why = next(iter(bad_verify.items()))
+        raise UsageError(
+            f"--verify {cmd!r} fails before any change ({why}): fix it or leave it out; nothing was changed"
+        )
+    lock_before: dict[str, str] = {}
+    if mode == "uv-project":
+        check_lock_current(uv, project, allow_relock)
+        lock_before = _locked_versions(project / "uv.lock")
     baseline_imports = _import_failures(python, modules, project)
+    result.failing_before = sorted(baseline_imports)
+    result.checked_modules = [m for m in modules if m not in baseline_imports]
+    scripts = script_checks(report, env)
+    scripts_ok = [c for c in scripts if c not in _command_failures(scripts, project, env)]
+    commands = [*scripts_ok, *verify]
+    result.checked_commands = commands
     baseline_check = _pip_check(uv, python, project)
 
     backup = Backup(env.prefix)
@@ -293,10 +447,14 @@ def apply_removal(report: PruneReport, env: InstalledEnv) -> RemovalResult:
                     backup.save(path)
         _remove(report, env, mode, uv, result, removed_keys)
         _reinstall_own(own, env, uv, project, result, backup)
+        if lock_before:
+            result.relocked = _lock_changes(lock_before, _locked_versions(project / "uv.lock"), removed_keys)
         problems = sorted(_pip_check(uv, python, project) - baseline_check)
-        broken = {m: why for m, why in _import_failures(python, modules, project).items() if m not in baseline_imports}
-        if problems or broken:
-            details = "; ".join([*problems, *(f"import {m}: {why}" for m, why in sorted(broken.items()))])
+        broken = _import_failures(python, result.checked_modules, project)
+        failed = _command_failures(commands, project, env)
+        if problems or broken or failed:
+            details = "; ".join([*problems, *(f"import {m}: {why}" for m, why in sorted(broken.items())),
+                                 *(f"`{c}`: {why}" for c, why in failed.items())])  # fmt: skip
             raise RemovalFailed(f"verification failed after removal ({details})")
     except (RemovalFailed, subprocess.TimeoutExpired, OSError) as exc:
         backup.restore()
@@ -310,6 +468,17 @@ def apply_removal(report: PruneReport, env: InstalledEnv) -> RemovalResult:
         raise
     backup.discard()
     return result
+
+
+def _lock_changes(
+    before: dict[str, str], after: dict[str, str], removed: set[str]
+) -> dict[str, tuple[str | None, str | None]]:
+    """Locked packages other than the removed ones whose version changed, appeared or went."""
+    return {
+        name: (before.get(name), after.get(name))
+        for name in sorted(set(before) | set(after))
+        if name not in removed and before.get(name) != after.get(name)
+    }
 
 
 def _remove(
