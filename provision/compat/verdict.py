@@ -312,6 +312,22 @@ class _Checker:
                     rel.build_source,
                     f"install a CUDA {cuda_major(rel.cuda)}.x build of torch {rel.torch}",
                 )
+        if (
+            rel.flashinfer
+            and not rel.flashinfer_extra
+            and "flashinfer-python" not in self.t.packages
+            and not self.m.flashinfer_published(rel.flashinfer)[0]
+        ):
+            self.checked.append(f"{label} ↔ flashinfer-python {rel.flashinfer}")
+            self.add(
+                "incompatible",
+                "vllm_unresolvable",
+                f"{label} ↔ flashinfer-python {rel.flashinfer}",
+                f"vLLM {rel.version} requires flashinfer-python=={rel.flashinfer}, which is not on PyPI: pip and uv "
+                "cannot install it",
+                f"{rel.source}; {self.m.flashinfer_pins_source}",
+                self._vllm_installable_fix(rel.torch),
+            )
         self.runtime_vs_driver(f"{label} (CUDA {rel.cuda})", rel.cuda, "vllm_driver")
         self.gpus_vs_archs(label, rel.archs, rel.build_source, "vllm_gpu", self._vllm_gpu_fix())
         for dist, pin, extra in (
@@ -341,6 +357,15 @@ class _Checker:
                     rel.source,
                     f"install {dist}=={pin}",
                 )
+
+    def _vllm_installable_fix(self, torch: str) -> str:
+        ok = [
+            r
+            for r in self.m.vllm_newest_first()
+            if r.torch == torch
+            and not (r.flashinfer and not r.flashinfer_extra and not self.m.flashinfer_published(r.flashinfer)[0])
+        ]
+        return f"install vllm=={ok[0].version} (the newest installable vLLM for torch {torch})" if ok else ""
 
     def _vllm_gpu_fix(self) -> str:
         ccs = self.t.cc_list()

@@ -220,7 +220,7 @@ def test_minor_version_compat_is_a_warning_not_a_failure() -> None:
         ["torch==2.3.1"],
         ["torch==2.99.0"],
         ["vllm==0.5.5"],
-        ["vllm==0.34.0"],
+        ["vllm==0.35.0"],
         ["xformers==0.0.26"],
         ["flashinfer-python==0.8.0"],
         ["torch==2.7.1+cu121"],
@@ -457,3 +457,15 @@ def test_every_pin_names_a_row_the_matrix_has() -> None:
         assert m.torch_variants(rel.torch), rel.version
         if rel.xformers:  # and the xformers it pins is built for the torch it pins
             assert Version(rel.torch) in m.xformers(rel.xformers).torch, (rel.version, rel.xformers)
+
+
+def test_a_vllm_whose_required_pin_is_not_on_the_index_cannot_be_installed() -> None:
+    """vLLM 0.34.0 requires flashinfer-python==0.7.3, never published: `uv pip compile vllm==0.34.0` fails."""
+    report = check(what_if(packages=["vllm==0.34.0", "torch==2.14.0"]))
+    assert report.verdict == "incompatible"
+    (problem,) = report.problems
+    assert problem.kind == "vllm_unresolvable" and "flashinfer-python==0.7.3, which is not on PyPI" in problem.reason
+    assert problem.fix == "install vllm==0.33.0 (the newest installable vLLM for torch 2.14.0)"
+    # with a flashinfer-python given, the pair itself is judged (0.7.3 is not a release the matrix has read)
+    given = check(what_if(packages=["vllm==0.34.0", "flashinfer-python==0.7.3"]))
+    assert [p.kind for p in given.problems] == ["flashinfer_unknown"]
