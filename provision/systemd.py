@@ -71,7 +71,7 @@ def install_targets(unit_text: str) -> list[tuple[str, str]]:
         parser.read_string(unit_text)
     except configparser.Error as exc:
         raise SystemdError(f"cannot read the unit file: {exc}") from None
-    out = []
+    out: list[tuple[str, str]] = []
     if parser.has_section("Install"):
         for key, suffix in (("WantedBy", ".wants"), ("RequiredBy", ".requires"), ("UpheldBy", ".upholds")):
             value = parser.get("Install", key, fallback="")
@@ -120,7 +120,7 @@ def enable_offline(name: str, *, root: Path = Path("/")) -> list[str]:
 
 def disable_offline(name: str, *, root: Path = Path("/")) -> list[str]:
     """Remove every ``*.wants``/``*.requires``/``*.upholds`` link to ``name`` under /etc/systemd/system."""
-    removed = []
+    removed: list[str] = []
     admin = _in_root(root, "/" + ADMIN_DIR)
     if not admin.is_dir():
         return removed

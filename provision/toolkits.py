@@ -33,8 +33,9 @@ def _version_from_json(toolkit_root: Path) -> str | None:
         return None
     for key in ("cuda_nvcc", "cuda"):
         entry = data.get(key) if isinstance(data, dict) else None
-        if isinstance(entry, dict) and isinstance(entry.get("version"), str):
-            return entry["version"]
+        version = entry.get("version") if isinstance(entry, dict) else None
+        if isinstance(version, str):
+            return version
     return None
 
 

@@ -165,6 +165,12 @@ class Connection:
             self._conn.close()
             self._conn = None
 
+    def _finish(self) -> str | None:
+        """The request in flight is over: why it was cut, or None."""
+        with self._guard:
+            self._active = False
+            return self._cut_reason
+
     def cut(self, reason: str = CUT_AT_LEVEL_END) -> bool:
         """End the request in flight now (called from another thread), reported as ``reason``;
         False when none is in flight."""
@@ -187,7 +193,12 @@ class Connection:
             conn = self.endpoint.connect(min(self.timeout_s, budget_s))
             try:
                 conn.connect()
-                watch = WATCHDOG.watch(start + budget_s, lambda: (fired.append(True), _shutdown(conn)))
+
+                def give_up() -> None:
+                    fired.append(True)
+                    _shutdown(conn)
+
+                watch = WATCHDOG.watch(start + budget_s, give_up)
                 try:
                     conn.request("GET", self.endpoint.base_path + path, headers={"Accept": "application/json"})
                     resp = conn.getresponse()
@@ -224,9 +235,7 @@ class Connection:
         finally:
             if watch is not None:
                 watch.cancel()
-            with self._guard:
-                self._active = False
-                reason = self._cut_reason
+            reason = self._finish()
         if reason is not None:
             self.close()  # its socket may be shut down: the next request takes a fresh one
             if not result.ok:

@@ -21,7 +21,7 @@ class Watch:
 
     __slots__ = ("_owner", "cancelled", "cut", "deadline_s")
 
-    def __init__(self, owner: Watchdog, deadline_s: float, cut: Callable[[], None]) -> None:
+    def __init__(self, owner: Watchdog, deadline_s: float, cut: Callable[[], object]) -> None:
         self._owner = owner
         self.deadline_s = deadline_s
         self.cut = cut
@@ -52,7 +52,7 @@ class Watchdog:
                 heapq.heapify(self._heap)
                 self._cancelled = 0
 
-    def watch(self, deadline_s: float, cut: Callable[[], None]) -> Watch:
+    def watch(self, deadline_s: float, cut: Callable[[], object]) -> Watch:
         entry = Watch(self, deadline_s, cut)
         with self._cond:
             if self._thread is None:

@@ -285,7 +285,7 @@ def run_level(
                 return None
             if deadline_s is not None and time.perf_counter() >= deadline_s:
                 return None
-            index = state["next"]
+            index: int = state["next"]
             state["next"] += 1
             return index
 

@@ -93,8 +93,9 @@ def error_message(obj: Any) -> str:
         err = obj.get("error", obj)
         if isinstance(err, dict):
             for key in ("message", "detail", "msg"):
-                if isinstance(err.get(key), str) and err[key]:
-                    return err[key]
+                value = err.get(key)
+                if isinstance(value, str) and value:
+                    return value
         if isinstance(err, str) and err:
             return err
         detail = obj.get("detail")

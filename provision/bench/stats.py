@@ -67,7 +67,15 @@ class Distribution:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Distribution:
-        return cls(**{k: data.get(k) for k in ("count", "mean", "p50", "p90", "p99", "min", "max")})
+        return cls(
+            count=data.get("count", 0),
+            mean=data.get("mean"),
+            p50=data.get("p50"),
+            p90=data.get("p90"),
+            p99=data.get("p99"),
+            min=data.get("min"),
+            max=data.get("max"),
+        )
 
 
 @dataclass
