@@ -16,6 +16,8 @@ sys.dont_write_bytecode = False
 # A developer's own compat overlay (gpuprov compat refresh --user) must not change what the suite sees: the
 # overlay's tests name theirs.
 os.environ["GPUPROV_COMPAT_OVERLAY"] = "none"
+# Nor prune's per-file scan cache in the developer's ~/.cache: the cache's own tests name a directory.
+os.environ["GPUPROV_PRUNE_CACHE"] = "none"
 
 DATA = Path(__file__).parent / "data"
 SNAPSHOTS = DATA / "snapshots"
@@ -23,6 +25,14 @@ SNAPSHOTS = DATA / "snapshots"
 
 def snapshot_files() -> list[Path]:
     return sorted(SNAPSHOTS.glob("*.json"))
+
+
+def gathered(snapshot, profile, host):
+    """(snapshot, profile, host) with what the profile's sections read on the host gathered into ``host``
+    (provision.hoststate.gather_sections): the arguments of provision.plan.make_plan, which reads nothing."""
+    from provision.hoststate import gather_sections
+
+    return snapshot, profile, gather_sections(host, snapshot, profile)
 
 
 def load_snapshot(name: str) -> Snapshot:
