@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from provision.cli import app
+
+if TYPE_CHECKING:
+    from provision.profiles.schema import Profile
+    from provision.snapshot import Snapshot
 
 profiles_app = typer.Typer(
     help="List tuning profiles (built-in, /etc/gpuprov/profiles/, ~/.config/gpuprov/profiles/).",
@@ -22,7 +26,7 @@ FromOption = Annotated[
 ]
 
 
-def _snapshot(from_file: Path | None):  # -> Snapshot
+def _snapshot(from_file: Path | None) -> Snapshot:
     from provision.snapshot import Snapshot
 
     if from_file is not None:
@@ -32,7 +36,7 @@ def _snapshot(from_file: Path | None):  # -> Snapshot
     return plan_snapshot()
 
 
-def _fit(profile, snap) -> str:  # (Profile, Snapshot) -> str
+def _fit(profile: Profile, snap: Snapshot) -> str:
     if not snap.driver.nvml.ok:
         return "no GPU/driver"
     hits = [g.index for g in snap.gpus if profile.match.matches(g.name, g.compute_capability)]
