@@ -73,7 +73,9 @@ def prune(
     env = read_environment(interpreter)
     if apply:
         refuse_own_environment(env, explicit=python is not None)
-    report = analyse(project, env, interpreter_source=why, ignore=tuple(ignore or ()))
+    from provision.prune.scancache import cache_dir
+
+    report = analyse(project, env, interpreter_source=why, ignore=tuple(ignore or ()), cache_dir=cache_dir())
     code = report.exit_code
     applied: RemovalResult | None = None
     failure: RemovalFailed | None = None

@@ -23,6 +23,7 @@ from provision.prune.imports import ScanResult, entry_point_imports, root_module
 from provision.prune.installed import InstalledDist, InstalledEnv
 from provision.prune.known import PLUGIN_HOSTS, RUNTIME_LOADED, UNINSTALLED_IMPORT_NAMES
 from provision.prune.mentions import config_file_tools, find_mentions, tool_tables
+from provision.prune.scancache import ScanCache
 
 SCHEMA_VERSION = 1
 STATUSES = ("used", "unused", "unknown")
@@ -453,8 +454,10 @@ def analyse(
     env: InstalledEnv,
     interpreter_source: str = "given",
     ignore: tuple[str, ...] = (),
+    cache_dir: Path | None = None,
 ) -> PruneReport:
-    """The prune verdicts for ``project`` in the installed environment ``env``."""
+    """The prune verdicts for ``project`` in the installed environment ``env``; ``cache_dir`` keeps
+    the per-file scan results between runs (:mod:`~provision.prune.scancache`)."""
     if not project.is_dir():
         raise UsageError(f"{project}: not a directory")
     declared = read_declared(project)
@@ -462,7 +465,8 @@ def analyse(
         raise UsageError(f"{project}: no pyproject.toml and no requirements*.txt: nothing declares dependencies")
     config = read_config(declared.pyproject)
     ignored = config.ignore | {canonicalize_name(n) for n in ignore}
-    scan = scan_project(project, config.exclude)
+    cache = ScanCache(cache_dir, project) if cache_dir is not None else None
+    scan = scan_project(project, config.exclude, cache)
     own = _own_dists(env, project, declared.project_name)
     uses = _find_uses(project, env, declared, scan, own)
     verdicts = _classify(declared, env, uses, scan, ignored)

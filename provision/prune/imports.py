@@ -22,7 +22,10 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from provision.prune.scancache import ScanCache
 
 #: directories never scanned (besides hidden ones and virtual environments, found by pyvenv.cfg)
 SKIP_DIRS = frozenset({"__pycache__", "node_modules", "site-packages", "__pypackages__"})
@@ -520,16 +523,48 @@ def entry_point_imports(pyproject: dict[str, Any], text: str) -> list[ImportUse]
     return out
 
 
-def scan_project(root: Path, exclude: tuple[str, ...] = ()) -> ScanResult:
-    """Scan every Python file of the project (hidden dirs, environments and builds skipped)."""
+def _payload(part: ScanResult) -> dict[str, Any]:
+    """One file's scan as JSON-ready lists (the cache's entry)."""
+    return {
+        "imports": [[u.module, u.line, u.kind] for u in part.imports],
+        "refs": [[r.distribution, r.line] for r in part.dist_references],
+        "dynamic": part.dynamic,
+        "unparsed": [list(u) for u in part.unparsed],
+        "strings": part.strings,
+    }
+
+
+def _merge(result: ScanResult, rel: str, payload: dict[str, Any]) -> None:
+    result.imports += [ImportUse(m, rel, line, kind) for m, line, kind in payload["imports"]]
+    result.dist_references += [DistributionReference(d, rel, line) for d, line in payload["refs"]]
+    result.dynamic += payload["dynamic"]
+    result.unparsed += [(f, why) for f, why in payload["unparsed"]]
+    for literal, where in payload["strings"].items():
+        result.strings.setdefault(literal, where)
+
+
+def scan_project(root: Path, exclude: tuple[str, ...] = (), cache: ScanCache | None = None) -> ScanResult:
+    """Scan every Python file of the project (hidden dirs, environments and builds skipped); with a
+    ``cache``, a file whose size and mtime it recorded is not read again."""
     result = ScanResult(first_party=first_party_modules(root))
     for path in python_files(root, exclude):
         rel = str(path.relative_to(root))
         try:
-            data = path.read_bytes()
+            st = path.stat()
+            payload = cache.get(rel, st.st_size, st.st_mtime_ns) if cache is not None else None
+            if payload is None:
+                data = path.read_bytes()
         except OSError as exc:
             result.unparsed.append((rel, f"cannot read: {exc.strerror or exc}"))
             continue
         result.files_scanned += 1
-        scan_source(notebook_source(data) if path.suffix == ".ipynb" else data, rel, result)
+        if payload is None:
+            part = ScanResult()
+            scan_source(notebook_source(data) if path.suffix == ".ipynb" else data, rel, part)
+            payload = _payload(part)
+            if cache is not None:
+                cache.put(rel, st.st_size, st.st_mtime_ns, payload)
+        _merge(result, rel, payload)
+    if cache is not None:
+        cache.save()
     return result

@@ -1,0 +1,134 @@
+"""prune's per-file scan cache (path, size, mtime; invalidated by gpuprov's version and the scanner's
+source): a re-run on an unchanged tree parses nothing and says the same; an edited file is read again."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from provision.cli import main
+from provision.prune import imports, scancache
+from provision.prune.analysis import analyse
+from provision.prune.installed import read_environment
+from provision.prune.scancache import ScanCache, cache_dir
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "prune"
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The files the scanner parses, in order."""
+    seen: list[str] = []
+    real = imports.scan_source
+
+    def spy(data: bytes, rel: str, result: imports.ScanResult) -> None:
+        seen.append(rel)
+        real(data, rel, result)
+
+    monkeypatch.setattr(imports, "scan_source", spy)
+    return seen
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "proj"
+    shutil.copytree(DATA / "projects" / "import_styles", root)
+    return root
+
+
+def scan(root: Path, cache_root: Path) -> imports.ScanResult:
+    return imports.scan_project(root, (), ScanCache(cache_root, root))
+
+
+def as_data(result: imports.ScanResult) -> dict[str, object]:
+    return {
+        "imports": result.imports,
+        "refs": result.dist_references,
+        "dynamic": result.dynamic,
+        "unparsed": result.unparsed,
+        "strings": result.strings,
+        "files": result.files_scanned,
+    }
+
+
+def test_rerun_on_unchanged_tree_parses_nothing_and_agrees(project: Path, tmp_path: Path, counted: list[str]) -> None:
+    (project / "broken.py").write_text("import six\ndef f(:\n")  # an unparsed file is cached too
+    first = scan(project, tmp_path / "cache")
+    parsed = len(counted)
+    assert parsed == first.files_scanned >= 3
+    second = scan(project, tmp_path / "cache")
+    assert len(counted) == parsed  # nothing parsed again
+    assert as_data(second) == as_data(first)
+    assert any(f == "broken.py" for f, _ in second.unparsed)
+
+
+def test_an_edited_file_is_scanned_again(project: Path, tmp_path: Path, counted: list[str]) -> None:
+    scan(project, tmp_path / "cache")
+    target = project / "src" / "styles" / "__init__.py"
+    st = target.stat()
+    text = target.read_text()
+    # same size, new mtime: still read again
+    target.write_text(text.replace("import yaml", "import toml"))
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    counted.clear()
+    result = scan(project, tmp_path / "cache")
+    assert counted == ["src/styles/__init__.py"]
+    assert "toml" in {u.module for u in result.imports} and "yaml" not in {u.module for u in result.imports}
+    # a deleted file leaves the cache
+    (project / "src" / "styles" / "extra.py").write_text("import six\n")
+    scan(project, tmp_path / "cache")
+    (project / "src" / "styles" / "extra.py").unlink()
+    assert "six" not in {u.module for u in scan(project, tmp_path / "cache").imports}
+
+
+def test_a_new_gpuprov_version_or_scanner_drops_the_cache(
+    project: Path, tmp_path: Path, counted: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = scan(project, tmp_path / "cache")
+    n = len(counted)
+    monkeypatch.setattr(scancache, "__version__", "99.0")
+    scan(project, tmp_path / "cache")
+    assert len(counted) == 2 * n
+    # an unreadable or foreign cache file is ignored, never an error
+    for path in (tmp_path / "cache").iterdir():
+        path.write_text("{not json")
+    assert as_data(scan(project, tmp_path / "cache")) == as_data(first)
+    assert len(counted) == 3 * n
+
+
+def test_cache_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("GPUPROV_PRUNE_CACHE", "none")
+    assert cache_dir() is None
+    monkeypatch.delenv("GPUPROV_PRUNE_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "gpuprov" / "prune"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/dir")  # ignored, as the XDG spec says
+    assert cache_dir() == Path.home() / ".cache" / "gpuprov" / "prune"
+
+
+def test_cli_uses_the_cache_and_writes_nothing_into_the_project(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GPUPROV_PRUNE_CACHE", str(tmp_path / "cache"))
+    before = sorted(p.relative_to(project) for p in project.rglob("*"))
+    outputs = []
+    for _ in range(2):
+        with pytest.raises(SystemExit):
+            main(["prune", str(project), "--json", "--python", sys.executable])
+        outputs.append(json.loads(capsys.readouterr().out))
+    assert outputs[0] == outputs[1]
+    assert sorted(p.relative_to(project) for p in project.rglob("*")) == before
+    cached = list((tmp_path / "cache").glob("*.json"))
+    assert len(cached) == 1 and "src/styles/__init__.py" in json.loads(cached[0].read_text())["files"]
+
+
+def test_report_with_cache_equals_report_without(project: Path, tmp_path: Path) -> None:
+    env = read_environment(paths=[str(tmp_path / "empty")])
+    plain = analyse(project, env).to_dict()
+    assert analyse(project, env, cache_dir=tmp_path / "c").to_dict() == plain
+    assert analyse(project, env, cache_dir=tmp_path / "c").to_dict() == plain
