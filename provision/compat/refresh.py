@@ -17,6 +17,7 @@ import struct
 import urllib.request
 import zlib
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.parser import HeaderParser
 
@@ -298,12 +299,17 @@ def refresh(
         floor = Version(since) if since else None
     except InvalidVersion:
         raise RefreshError(f"--since {since!r} is not a version (e.g. 0.10.0)") from None
-    rows = []
-    for version, wheel in sorted(list_wheels(package, index=index, fetch=fetch).items()):
-        if floor is not None and version < floor:
-            continue
-        if progress:
-            progress(wheel.filename)
-        text = read_metadata(wheel, fetch=fetch)
-        rows.append(pins_from_metadata(package, str(version), text, f"PyPI wheel METADATA: {wheel.filename}"))
+    wheels = [
+        (version, wheel)
+        for version, wheel in sorted(list_wheels(package, index=index, fetch=fetch).items())
+        if floor is None or version >= floor
+    ]
+    # the metadata files are small and many (flashinfer-python has ~100 releases): read them 8 at a time
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        texts = pool.map(lambda vw: read_metadata(vw[1], fetch=fetch), wheels)
+        rows = []
+        for (version, wheel), text in zip(wheels, texts, strict=True):
+            if progress:
+                progress(wheel.filename)
+            rows.append(pins_from_metadata(package, str(version), text, f"PyPI wheel METADATA: {wheel.filename}"))
     return rows
