@@ -26,6 +26,8 @@ from provision.gpudecisions import (
     power_limit_known_refused,
     same,
 )
+from provision.monitor.section import UNIT as EXPORTER_UNIT
+from provision.monitor.section import UNIT_FILE as EXPORTER_UNIT_FILE
 from provision.plantypes import (
     Change,
     Desired,
@@ -63,8 +65,8 @@ PERSISTENCED = "nvidia-persistenced.service"
 #: the driver's own suspend/resume helpers (shipped with the driver, in /usr/lib/systemd/system)
 SLEEP_UNITS = ("nvidia-suspend.service", "nvidia-resume.service", "nvidia-hibernate.service")
 #: every file and unit a profile can make gpuprov touch: what the host state reader looks at
-MANAGED_FILES = (SETTINGS_FILE, BOOT_UNIT_FILE, MODPROBE_FILE, *serving_units.MANAGED_FILES)
-MANAGED_UNITS = (BOOT_UNIT, PERSISTENCED, *SLEEP_UNITS, *serving_units.MANAGED_UNITS)
+MANAGED_FILES = (SETTINGS_FILE, BOOT_UNIT_FILE, MODPROBE_FILE, *serving_units.MANAGED_FILES, EXPORTER_UNIT_FILE)
+MANAGED_UNITS = (BOOT_UNIT, PERSISTENCED, *SLEEP_UNITS, *serving_units.MANAGED_UNITS, EXPORTER_UNIT)
 #: boot unit: how long it waits for the GPU, and how often systemd retries it
 BOOT_WAIT_S = 120
 BOOT_RESTART_TRIES = 5

@@ -18,6 +18,7 @@ import yaml
 # the sections that live with the capability they describe register themselves when imported: a profile
 # read here may have any of them
 from provision import llama_build as _llama_build  # noqa: F401
+from provision.monitor import section as _monitoring_section  # noqa: F401
 from provision.profiles.schema import NAME_RE, Profile, ProfileError, build, check_header, merge
 from provision.serving import section as _serving_section  # noqa: F401
 
