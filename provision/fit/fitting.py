@@ -68,6 +68,13 @@ class FitRequest:
     #: is off; llama-cpp-python (``Llama()``, ``python -m llama_cpp.server``) takes the library's
     #: llama_context_default_params(), where it is on (measured: tests/data/fit/accuracy-cpu.json)
     swa_full: bool = False
+    #: llama.cpp: one KV stream of ``context × parallel`` cells that every sequence attends over
+    #: (``--kv-unified``; llama.cpp's only layout before the per-sequence streams of mid-2025, and
+    #: Ollama's): the compute buffer's attention scores span all of them
+    kv_unified: bool = False
+    #: vLLM: the release in the profile's environment (e.g. "0.6.4"); None: a current one. Before
+    #: 0.8.0 the V0 engine profiles whole prompts of max-model-len tokens (memory_model.vllm_profile_tokens)
+    vllm_version: str | None = None
 
     def resolved(self, model: ModelSpec) -> FitRequest:
         """Defaults filled in and everything checked: UsageError on a bad value."""
@@ -170,6 +177,10 @@ class FitResult:
     notes: list[str] = field(default_factory=list)
     #: what the user keeps free (--reserve-mib × GPUs): not the engine's, so not in overhead_bytes
     reserve_bytes: int = 0
+    #: vLLM: the tokens its KV cache will hold ("GPU KV cache size: N tokens" at start-up) and how
+    #: many sequences of the full context that is ("Maximum concurrency for N tokens per request")
+    kv_capacity_tokens: int | None = None
+    max_concurrency: float | None = None
 
     @property
     def max_parallel_capped(self) -> bool:
@@ -224,6 +235,8 @@ class FitResult:
             "max_context": self.max_context,
             "max_parallel": self.max_parallel,
             "max_parallel_capped": self.max_parallel_capped,
+            "kv_capacity_tokens": self.kv_capacity_tokens,
+            "max_concurrency": self.max_concurrency,
             "gpus": [g.to_dict() for g in self.gpus],
             "flags": engine_flags(self),
             "notes": list(self.model.notes) + self.notes,
@@ -270,23 +283,44 @@ def _layer_items(model: ModelSpec, req: FitRequest) -> list[_Item]:
     items = []
     for layer, row in zip(model.layers, rows, strict=True):
         window = None if req.swa_full else layer.sliding_window
-        cells = mm.llama_cpp_kv_cells(req.context, req.parallel, sliding_window=window, n_ubatch=req.n_ubatch)
+        if req.kv_unified:  # one stream of every slot's cells
+            cells = mm.llama_cpp_kv_cells(req.context * req.parallel, 1, sliding_window=window, n_ubatch=req.n_ubatch)
+        else:
+            cells = mm.llama_cpp_kv_cells(req.context, req.parallel, sliding_window=window, n_ubatch=req.n_ubatch)
         items.append(_Item(layer.index, layer.weight_bytes, row * cells))
     items.append(_Item(None, model.output_layer_bytes, 0))
     return items
 
 
-def _device_compute(model: ModelSpec, req: FitRequest) -> int:
+def _reserve_kv_ubatch(req: FitRequest) -> tuple[int, int]:
+    """(n_kv, n_ubatch) of llama.cpp's worst-case reserve graph: the cells one stream holds (all of
+    them with a unified cache) and a full micro-batch (at most the context)."""
     assert req.context is not None
-    n_kv = mm.pad(req.context, mm.LLAMA_CPP_CTX_PAD)
+    if req.kv_unified:
+        n_kv = mm.pad(req.context * req.parallel, mm.LLAMA_CPP_CTX_PAD)
+    else:
+        n_kv = mm.pad(req.context, mm.LLAMA_CPP_CTX_PAD)
+    return n_kv, min(req.n_ubatch, n_kv * req.parallel)
+
+
+def llama_cpp_device_compute(model: ModelSpec, req: FitRequest) -> int:
+    n_kv, n_ubatch = _reserve_kv_ubatch(req)
     return mm.LlamaCppCompute.device_bytes(
         n_embd=model.n_embd,
         n_head=model.n_head,
         n_ff=model.n_ff,
         n_kv=n_kv,
-        n_ubatch=min(req.n_ubatch, n_kv * req.parallel),
+        n_ubatch=n_ubatch,
         flash_attention=bool(req.flash_attention),
     )
+
+
+def llama_cpp_output_extra(model: ModelSpec, req: FitRequest) -> int:
+    """What the device of the output layer needs on top of :func:`llama_cpp_device_compute`: the allocator's
+    peak there is the larger of the layers' peak and the logits'."""
+    _, n_ubatch = _reserve_kv_ubatch(req)
+    output = mm.LlamaCppCompute.output_bytes(n_vocab=model.n_vocab, n_embd=model.n_embd, n_ubatch=n_ubatch)
+    return max(output - llama_cpp_device_compute(model, req), 0)
 
 
 def _pack(items: list[_Item], budgets: list[int], *, device_fixed: int, output_extra: int) -> list[list[_Item]] | None:
@@ -315,8 +349,8 @@ def _layer_plan(
     """The most layers that fit (llama.cpp --n-gpu-layers) and where they go."""
     items = _layer_items(model, req)
     overhead = mm.ENGINE_OVERHEAD[req.engine]
-    device_fixed = _device_compute(model, req) + overhead.cuda_context_mib * mm.MIB
-    logits = mm.LlamaCppCompute.logits_bytes(n_vocab=model.n_vocab, n_ubatch=req.n_ubatch)
+    device_fixed = llama_cpp_device_compute(model, req) + overhead.cuda_context_mib * mm.MIB
+    logits = llama_cpp_output_extra(model, req)
     n_items = len(items)
     for ngl in range(n_items, 0, -1):
         # the last ngl layers (the head last of all) go to the GPUs; llama.cpp: i_gpu_start
@@ -348,8 +382,8 @@ def _balanced(items: list[_Item], budgets: list[int], device_fixed: int, logits:
 def _fit_layers(model: ModelSpec, gpus: list[GpuBudget], req: FitRequest, budgets: list[int]) -> FitResult:
     ngl, placed = _layer_plan(model, gpus, req, budgets)
     overhead = mm.ENGINE_OVERHEAD[req.engine]
-    device_compute = _device_compute(model, req)
-    logits = mm.LlamaCppCompute.logits_bytes(n_vocab=model.n_vocab, n_ubatch=req.n_ubatch)
+    device_compute = llama_cpp_device_compute(model, req)
+    logits = llama_cpp_output_extra(model, req)
     shares = []
     for gpu, budget, items in zip(gpus, budgets, placed, strict=True):
         share = GpuShare(gpu.index, gpu.name, gpu.total_bytes, budget)
@@ -437,28 +471,44 @@ def _fit_vllm(model: ModelSpec, gpus: list[GpuBudget], req: FitRequest, budgets:
     budget_min = min(budgets[i] for i in chosen)
     weights_rank = -(-model.weights_bytes // tp)
     activation = mm.vllm_activation_bytes(
-        n_embd=model.n_embd, n_ff=model.n_ff, n_vocab=model.n_vocab, total_mib=total_min // mm.MIB, tp=tp
+        n_embd=model.n_embd,
+        n_ff=model.n_ff,
+        n_vocab=model.n_vocab,
+        total_mib=total_min // mm.MIB,
+        tp=tp,
+        max_model_len=req.context,
+        version=req.vllm_version,
     )
-    fixed = (mm.VLLM_NON_TORCH_MIB + mm.VLLM_CUDA_GRAPH_MIB) * mm.MIB
+    non_torch = mm.VLLM_NON_TORCH_MIB * mm.MIB
+    # CUDA graphs are captured after the KV cache is sized: above the utilization limit
+    graphs = mm.VLLM_CUDA_GRAPH_MIB * mm.MIB
+    fixed = non_torch + graphs
+    inside = weights_rank + activation + non_torch
     kv_total = vllm_kv_bytes(model, req.kv_type, req.context, req.parallel)
     kv_rank = -(-kv_total // tp)
-    need_rank = weights_rank + activation + fixed + kv_rank
     notes: list[str] = []
     if req.gpu_memory_utilization is not None:
         util = req.gpu_memory_utilization
-        limit = int(total_min * util)
-        fits = need_rank <= limit and limit <= budget_min
-        if limit > budget_min:
-            notes.append(
-                f"--gpu-memory-utilization {util} asks for {limit / mm.GIB:.1f} GiB per GPU, "
-                f"more than the {budget_min / mm.GIB:.1f} GiB free: vLLM refuses to start"
-            )
-        kv_room = max(limit - weights_rank - activation - fixed, 0) * tp
     else:
         # the smallest utilization (in hundredths, as people write it) that holds the plan
-        util = min(max(math.ceil(need_rank * 100 / total_min) / 100, 0.05), 1.0)
-        fits = need_rank <= budget_min and int(total_min * util) <= budget_min
-        kv_room = max(budget_min - weights_rank - activation - fixed, 0) * tp
+        util = min(max(math.ceil((inside + kv_rank) * 100 / total_min) / 100, 0.05), 1.0)
+    limit = int(total_min * util)
+    kv_room_rank = max(limit - inside, 0)
+    capacity = mm.vllm_kv_capacity_tokens(kv_room_rank, -(-kv_bytes_per_token(model, req.kv_type) // tp))
+    fits = inside + kv_rank <= limit and limit + graphs <= budget_min
+    if limit > budget_min:
+        notes.append(
+            f"--gpu-memory-utilization {util} asks for {limit / mm.GIB:.1f} GiB per GPU, "
+            f"more than the {budget_min / mm.GIB:.1f} GiB free: vLLM refuses to start"
+        )
+    elif capacity < req.context and not model.sliding_window_layers:
+        notes.append(
+            f"vLLM refuses to start: its KV cache would hold {capacity} tokens, less than one sequence of "
+            f"--max-model-len {req.context}"
+        )
+    # the most sequences: with no utilization given, everything free on the GPU but the CUDA graphs
+    free_room = max(budget_min - graphs - inside, 0)
+    kv_room = (free_room if req.gpu_memory_utilization is None else kv_room_rank) * tp
     shares = []
     for i, (gpu, budget) in enumerate(zip(gpus, budgets, strict=True)):
         share = GpuShare(gpu.index, gpu.name, gpu.total_bytes, budget)
@@ -490,6 +540,8 @@ def _fit_vllm(model: ModelSpec, gpus: list[GpuBudget], req: FitRequest, budgets:
         notes=notes,
     )
     result.max_parallel = min(kv_room // per_seq, MAX_PARALLEL) if per_seq else None
+    result.kv_capacity_tokens = capacity
+    result.max_concurrency = round(capacity / req.context, 2)
     if not fits and weights_rank + activation + fixed > budget_min:
         notes.append("the weights alone do not fit: vLLM has no partial offload here (see --cpu-offload-gb)")
     return result

@@ -164,19 +164,27 @@ def llama_cpp_kv_cells(
 
 @dataclass(frozen=True)
 class LlamaCppCompute:
-    """The compute buffer llama.cpp reserves on one device (``llama_context`` graph reservation:
-    the allocator's peak over the worst-case graph of ``n_ubatch`` tokens). An *estimate* from the
-    graph's largest live tensors, all f32:
+    """The compute buffer llama.cpp reserves on one device: the graph allocator's *peak* over the
+    worst-case graph of ``n_ubatch`` tokens (ggml-alloc.c ``ggml_gallocr``: a tensor's memory is
+    reused as soon as its last consumer has run), so the size is that of the largest set of tensors
+    alive at one point, not the sum of all intermediates. Three points compete, all tensors f32:
 
-    - logits on the output device: ``n_vocab × n_ubatch × 4`` (the reserve graph computes outputs
-      for every token of the ubatch);
-    - attention scores without flash attention: ``n_head × n_kv × n_ubatch × 4`` (KQ, softmaxed in
-      place); with flash attention none of that is materialised;
-    - feed-forward activations: ``2 × n_ff × n_ubatch × 4`` (gate and up);
-    plus a few hidden-state rows (``HIDDEN_ROWS × n_embd × n_ubatch × 4``).
+    - **attention** without flash attention: the scores ``KQ`` (``n_head × n_kv × n_ubatch``,
+      softmaxed in place), the mask (``n_kv × n_ubatch``, alive through every layer) and
+      :attr:`ATTENTION_ROWS` hidden-state rows (``n_embd × n_ubatch``); with flash attention the
+      scores are never materialised and the mask is f16;
+    - **feed-forward**: gate and up (``2 × n_ff × n_ubatch``), the mask and two rows;
+    - **output** (only on the device of the output layer): the logits (``n_vocab × n_ubatch``, the
+      reserve graph outputs every token) and :attr:`OUTPUT_ROWS` rows; the mask is freed by then.
+
+    Checked against published startup logs (tests/data/fit_logs/: Mistral 7B at 2k/32k, Llama 3.2
+    3B at 8k, and a CPU run, all within 0.1 MiB) and the Gemma 3 270M measurement (output-bound,
+    tests/data/fit/accuracy-cpu.json). The old sum (scores or FFN, plus logits) was 30-44 % high.
     """
 
-    HIDDEN_ROWS = 4
+    ATTENTION_ROWS = 4
+    FFN_ROWS = 2
+    OUTPUT_ROWS = 2
 
     @staticmethod
     def device_bytes(
@@ -188,14 +196,21 @@ class LlamaCppCompute:
         n_ubatch: int,
         flash_attention: bool,
     ) -> int:
-        attention = 0 if flash_attention else n_head * n_kv * n_ubatch * 4
-        ffn = 2 * n_ff * n_ubatch * 4
-        hidden = LlamaCppCompute.HIDDEN_ROWS * n_embd * n_ubatch * 4
-        return max(attention, ffn) + hidden
+        """Peak on a device that holds layers but not the output."""
+        row = n_embd * n_ubatch * 4
+        if flash_attention:
+            mask = n_kv * n_ubatch * 2
+            attention = mask + LlamaCppCompute.ATTENTION_ROWS * row
+        else:
+            mask = n_kv * n_ubatch * 4
+            attention = n_head * n_kv * n_ubatch * 4 + mask + LlamaCppCompute.ATTENTION_ROWS * row
+        ffn = 2 * n_ff * n_ubatch * 4 + mask + LlamaCppCompute.FFN_ROWS * row
+        return max(attention, ffn)
 
     @staticmethod
-    def logits_bytes(*, n_vocab: int, n_ubatch: int) -> int:
-        return n_vocab * n_ubatch * 4
+    def output_bytes(*, n_vocab: int, n_embd: int, n_ubatch: int) -> int:
+        """Peak at the output: the logits and the rows they are computed from."""
+        return n_vocab * n_ubatch * 4 + LlamaCppCompute.OUTPUT_ROWS * n_embd * n_ubatch * 4
 
 
 # -- vLLM ---------------------------------------------------------------------------------------
@@ -203,8 +218,8 @@ class LlamaCppCompute:
 #: ``--gpu-memory-utilization`` default (vLLM engine args: "The fraction of GPU memory to be used for
 #: the model executor ... default 0.9"; a per-instance limit). vLLM's worker computes
 #: ``requested = total × utilization``, refuses to start when free memory is below it, and gives the
-#: KV cache ``requested − (weights + activation peak + non-torch memory) − CUDA-graph estimate``
-#: (v1/worker/gpu_worker.py ``determine_available_memory``).
+#: KV cache ``requested − (weights + activation peak + non-torch memory)``
+#: (worker.py / v1/worker/gpu_worker.py ``determine_available_memory``; CUDA graphs come later).
 VLLM_DEFAULT_UTILIZATION = 0.9
 
 #: KV cache is handed out in blocks of 16 tokens (vLLM ``--block-size`` default on CUDA)
@@ -225,21 +240,86 @@ def vllm_scheduler_defaults(total_mib: int) -> tuple[int, int]:
 VLLM_NON_TORCH_MIB = 512
 
 #: CUDA graphs captured for decode batch sizes — estimate (vLLM logs "Graph capturing finished ...
-#: took 0.2-0.6 GiB" for 7-8B models); 0 with ``--enforce-eager``
+#: took 0.2-0.6 GiB" for 7-8B models); 0 with ``--enforce-eager``. They are captured *after* the KV
+#: cache is allocated (V0 worker.py and V1 gpu_worker.py ``compile_or_warm_up_model``), so they come out
+#: of the memory above ``--gpu-memory-utilization``, not out of the KV cache.
 VLLM_CUDA_GRAPH_MIB = 512
 
+#: vLLM 0.8.0 made the V1 engine the default (``VLLM_USE_V1=1``); V0 was removed in 0.11.0.
+VLLM_V1_DEFAULT_SINCE = "0.8.0"
 
-def vllm_activation_bytes(*, n_embd: int, n_ff: int, n_vocab: int, total_mib: int, tp: int) -> int:
-    """Peak activation memory of vLLM's profile run — estimate.
+#: V0's server turns chunked prefill on by itself only above 32K max-model-len (engine/arg_utils.py:
+#: "Chunked prefill is enabled by default for models with max_model_len > 32K"); without it a batch
+#: must hold a whole prompt, so ``max_num_batched_tokens = max(max_model_len, 2048)``
+#: (config.py SchedulerConfig) and the profile run pushes that many tokens.
+VLLM_V0_CHUNKED_ABOVE = 32768
+VLLM_V0_MIN_BATCHED_TOKENS = 2048
+#: V0's chunked-prefill batch for the OpenAI server (arg_utils ``max_num_batched_tokens = 512``);
+#: confirmed by a published V0 log: Llama 3.1 8B at 35k profiled at 0.06 GiB (vllm#10517)
+VLLM_V0_CHUNKED_BATCHED_TOKENS = 512
 
-    The profile run pushes ``max_num_batched_tokens`` through the model (gpu_model_runner.py
-    ``profile_run``): hidden states and the MLP intermediate in the model dtype (2 bytes), the MLP
-    split over tensor-parallel ranks, plus f32 logits for ``max_num_seqs`` sampled rows.
+
+def vllm_is_v1(version: str | None) -> bool:
+    """Whether this vLLM release runs the V1 engine by default (None: a current release)."""
+    if version is None:
+        return True
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(version) >= Version(VLLM_V1_DEFAULT_SINCE)
+    except InvalidVersion:
+        return True
+
+
+def vllm_profile_tokens(*, version: str | None, max_model_len: int, total_mib: int) -> tuple[int, int]:
+    """(tokens, sequences) vLLM's memory-profiling run pushes through the model.
+
+    V1 (gpu_model_runner.py ``profile_run``): the scheduler's ``max_num_batched_tokens``
+    (:func:`vllm_scheduler_defaults`; chunked prefill is always on). V0 (worker.py
+    ``determine_num_available_blocks``): ``max(max_model_len, 2048)`` tokens without chunked
+    prefill, 512 with it (above 32K).
     """
     tokens, seqs = vllm_scheduler_defaults(total_mib)
-    hidden = tokens * (4 * n_embd + 2 * n_ff // tp) * 2
-    logits = seqs * n_vocab * 4 // tp
-    return hidden + logits
+    if vllm_is_v1(version):
+        return tokens, seqs
+    if max_model_len > VLLM_V0_CHUNKED_ABOVE:
+        return VLLM_V0_CHUNKED_BATCHED_TOKENS, 256
+    return max(max_model_len, VLLM_V0_MIN_BATCHED_TOKENS), 256
+
+
+def vllm_activation_bytes(
+    *,
+    n_embd: int,
+    n_ff: int,
+    n_vocab: int,
+    total_mib: int,
+    tp: int,
+    max_model_len: int,
+    version: str | None = None,
+) -> int:
+    """Peak activation memory of vLLM's profile run (what it logs as "PyTorch activation peak
+    memory").
+
+    The peak is inside an MLP, in the model dtype (2 bytes): the merged gate/up output
+    (``2 × n_ff / tp``), the activation's output (``n_ff / tp``) and about three hidden-state rows
+    (hidden, residual, attention output) per token of :func:`vllm_profile_tokens`. Against V0 logs
+    of Llama 3.1 8B (vllm#10517): 2.06 / 2.99 GiB predicted at 20k / 29k, 2.07 / 2.99 logged. V1 also
+    samples ``max_num_seqs`` rows of f32 logits after the forward pass (``_dummy_sampler_run``) —
+    added here, an estimate not yet checked against a V1 log of a dense model.
+    """
+    tokens, seqs = vllm_profile_tokens(version=version, max_model_len=max_model_len, total_mib=total_mib)
+    forward = tokens * (3 * n_ff // tp + 3 * n_embd) * 2
+    sampler = seqs * n_vocab * 4 if vllm_is_v1(version) else 0
+    return forward + sampler
+
+
+def vllm_kv_capacity_tokens(kv_bytes_per_rank: int, bytes_per_token_per_rank: int) -> int:
+    """Tokens vLLM's KV cache holds (its "GPU KV cache size: N tokens"): whole blocks of
+    :data:`VLLM_BLOCK_TOKENS` in the memory left for the cache on each rank."""
+    if bytes_per_token_per_rank <= 0 or kv_bytes_per_rank <= 0:
+        return 0
+    blocks = kv_bytes_per_rank // (bytes_per_token_per_rank * VLLM_BLOCK_TOKENS)
+    return blocks * VLLM_BLOCK_TOKENS
 
 
 def vllm_kv_tokens(context: int) -> int:

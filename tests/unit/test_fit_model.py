@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from provision.errors import GpuprovError, UsageError
 from provision.fit import FitRequest, GpuBudget, fit_model, fit_stack, gpus_from_vram, parse_vram_gib, read_model
 from provision.fit import memory_model as mm
-from provision.fit.fitting import kv_bytes_per_token, vllm_kv_bytes
+from provision.fit.fitting import kv_bytes_per_token, llama_cpp_output_extra, vllm_kv_bytes
 from tests.unit.test_fit_gguf import ARCHS, Arch, write_gguf
 
 GIB = 1024**3
@@ -133,7 +133,7 @@ def test_partial_offload_keeps_the_first_layers_on_the_cpu(models: dict[str, Pat
     fixed = (
         whole.gpus[0].compute_bytes
         + whole.gpus[0].overhead_bytes
-        - mm.LlamaCppCompute.logits_bytes(n_vocab=spec.n_vocab, n_ubatch=512)
+        - llama_cpp_output_extra(spec, FitRequest(context=256).resolved(spec))
     )
     layer = spec.layers[0].weight_bytes + whole.gpus[0].kv_bytes // spec.n_layer
     budget = fixed + 2 * layer + 1000
@@ -154,8 +154,11 @@ def test_the_output_layer_goes_to_the_last_gpu_with_its_logits(models: dict[str,
     assert result.fits
     holders = [g for g in result.gpus if g.holds_output]
     assert len(holders) == 1 and holders[0] is result.gpus[-1]
-    logits = mm.LlamaCppCompute.logits_bytes(n_vocab=spec.n_vocab, n_ubatch=512)
-    assert result.gpus[-1].compute_bytes - result.gpus[0].compute_bytes == logits
+    # the allocator's peak on the output GPU is the logits' when they outgrow the layers' peak
+    req = FitRequest(context=4096).resolved(spec)
+    output = mm.LlamaCppCompute.output_bytes(n_vocab=spec.n_vocab, n_embd=spec.n_embd, n_ubatch=512)
+    assert result.gpus[-1].compute_bytes == max(result.gpus[0].compute_bytes, output)
+    assert result.gpus[-1].compute_bytes - result.gpus[0].compute_bytes == llama_cpp_output_extra(spec, req)
     # every weight is somewhere exactly once; the token embedding stays on the CPU
     assert result.gpu_weights_bytes + result.cpu_weights_bytes == spec.weights_bytes
     assert result.cpu_weights_bytes == spec.input_bytes

@@ -1,0 +1,49 @@
+"""gpuprov fit against published startup logs (tests/data/fit_logs/, one case per file): weights, KV,
+compute/activation, KV capacity and whether the engine started, each within benchmarks/fit_logs.py's
+stated TOLERANCE. ``uv run python benchmarks/fit_logs.py`` prints the same comparison as a table."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bench():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("fit_logs", ROOT / "benchmarks" / "fit_logs.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+BENCH = _bench()
+CASES = BENCH.cases()
+
+
+def test_the_corpus_has_both_engines_and_every_case_names_its_source() -> None:
+    engines = [BENCH.load(p)["engine"] for p in CASES]
+    assert engines.count("llama.cpp") >= 5, engines
+    assert engines.count("vllm") >= 5, engines
+    for path in CASES:
+        case = BENCH.load(path)
+        assert case["source"].startswith("https://github.com/"), path
+        assert case["logged"], path
+
+
+@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
+def test_prediction_matches_the_log(path: Path) -> None:
+    case = BENCH.load(path)
+    out = BENCH.predict(case)
+    assert out["rows"], path
+    off = {
+        name: (logged, predicted)
+        for name, (logged, predicted, tolerance) in out["rows"].items()
+        if not BENCH.within(logged, predicted, tolerance)
+    }
+    assert not off, off
+    if out["starts"] is not None:
+        assert out["fits"] == out["starts"], "the verdict is not what the engine did"
