@@ -16,6 +16,7 @@ Prints a Markdown table (per-call CPU time in microseconds, ratio to the bare lo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -39,10 +40,8 @@ def bare_loop(nvml: ReplayNvml) -> None:
         for fn, args in (("nvmlDeviceGetUtilizationRates", ()), ("nvmlDeviceGetMemoryInfo", ()),
                          ("nvmlDeviceGetPowerUsage", ()), ("nvmlDeviceGetTemperature", (0,)),
                          ("nvmlDeviceGetCurrentClocksEventReasons", ()), ("nvmlDeviceGetClockInfo", (1,))):  # fmt: skip
-            try:
+            with contextlib.suppress(nvml.NVMLError):
                 getattr(nvml, fn)(h, *args)
-            except nvml.NVMLError:
-                pass
 
 
 def cpu_per_call(fn, n: int) -> float:
