@@ -75,7 +75,8 @@ def probe(
         snap.python = pyenv.read_environment(python)
     snap.engines = engines.find_engines(environ)
     snap.env = masked_env(relevant_env(environ))  # a secret's value is never kept, so never shown
-    return printable_copy(snap)  # no text from this host reaches a terminal as control characters
+    shown: Snapshot = printable_copy(snap)  # no text from this host reaches a terminal as control characters
+    return shown
 
 
 def plan_snapshot(*, root: Path = Path("/")) -> Snapshot:
@@ -99,9 +100,7 @@ def classify_init_failure(exc: BaseException, driver: DriverInfo) -> NvmlStatus:
                 f"kernel module {driver.kernel_module_version} is loaded but libnvidia-ml.so.1 is missing "
                 "(driver userspace not installed, or not on the loader path)",
             )
-        return NvmlStatus(
-            False, "library_not_found", "libnvidia-ml.so.1 not found: no NVIDIA driver installed"
-        )
+        return NvmlStatus(False, "library_not_found", "libnvidia-ml.so.1 not found: no NVIDIA driver installed")
     if code == nvml.ERROR_DRIVER_NOT_LOADED:
         return NvmlStatus(False, "driver_not_loaded", "the NVIDIA kernel module is not loaded")
     if code == nvml.ERROR_LIB_RM_VERSION_MISMATCH:
@@ -226,9 +225,7 @@ def _probe_gpu(backend: Any, index: int) -> GpuInfo:
         gpu.vram_reserved_mib = _mib(getattr(mem, "reserved", None))
 
     gpu.power_limit_w = _w(r.get("power_limit_w", "nvmlDeviceGetPowerManagementLimit", h))
-    gpu.power_default_limit_w = _w(
-        r.get("power_default_limit_w", "nvmlDeviceGetPowerManagementDefaultLimit", h)
-    )
+    gpu.power_default_limit_w = _w(r.get("power_default_limit_w", "nvmlDeviceGetPowerManagementDefaultLimit", h))
     constraints = r.get("power_constraints_w", "nvmlDeviceGetPowerManagementLimitConstraints", h)
     if constraints is not None:
         gpu.power_min_limit_w, gpu.power_max_limit_w = _w(constraints[0]), _w(constraints[1])

@@ -74,7 +74,9 @@ class ReplayNvml:
     NVMLError = pynvml.NVMLError
     nvmlMemory_v2 = pynvml.nvmlMemory_v2
 
-    def __init__(self, snapshot: Snapshot, *, state_file: Path | None = None, calls: list | None = None):
+    def __init__(
+        self, snapshot: Snapshot, *, state_file: Path | None = None, calls: list[dict[str, Any]] | None = None
+    ) -> None:
         self.snapshot = snapshot
         self.state_file = state_file
         self.calls: list[dict[str, Any]] = calls if calls is not None else []
@@ -89,7 +91,7 @@ class ReplayNvml:
             data = json.loads(p.read_text(encoding="utf-8"))
         except (OSError, ValueError, RecursionError) as exc:
             raise SnapshotError(f"replay state {p}: cannot read: {exc}") from None
-        calls: list = []
+        calls: list[dict[str, Any]] = []
         if isinstance(data, dict) and "snapshot" in data:
             calls = list(data.get("calls") or [])
             data = data["snapshot"]
@@ -186,10 +188,10 @@ class ReplayNvml:
         return value
 
     def nvmlSystemGetDriverVersion(self) -> str:
-        return self._driver("driver_version")
+        return str(self._driver("driver_version"))
 
     def nvmlSystemGetNVMLVersion(self) -> str:
-        return self._driver("nvml_version")
+        return str(self._driver("nvml_version"))
 
     def nvmlSystemGetCudaDriverVersion_v2(self) -> int:
         major, _, minor = self._driver("cuda_driver_version").partition(".")
@@ -213,10 +215,10 @@ class ReplayNvml:
         return self._gpu(h).name
 
     def nvmlDeviceGetUUID(self, h: int) -> str:
-        return self._field(h, "uuid")
+        return str(self._field(h, "uuid"))
 
     def nvmlDeviceGetSerial(self, h: int) -> str:
-        return self._field(h, "serial")
+        return str(self._field(h, "serial"))
 
     def nvmlDeviceGetPciInfo(self, h: int) -> _Pci:
         return _Pci(busId=self._field(h, "pci_bus_id"))
@@ -263,22 +265,22 @@ class ReplayNvml:
         return int(self._field(h, "persistence_mode"))
 
     def nvmlDeviceGetPerformanceState(self, h: int) -> int:
-        return self._field(h, "performance_state")
+        return int(self._field(h, "performance_state"))
 
     def nvmlDeviceGetTemperatureV(self, h: int, sensor: int, version: int | None = None) -> int:
-        return self._field(h, "temperature_c")
+        return int(self._field(h, "temperature_c"))
 
     def nvmlDeviceGetTemperature(self, h: int, sensor: int) -> int:
-        return self._field(h, "temperature_c")
+        return int(self._field(h, "temperature_c"))
 
     def nvmlDeviceGetTemperatureThreshold(self, h: int, threshold: int) -> int:
         name = {0: "temperature_shutdown_c", 1: "temperature_slowdown_c"}.get(threshold)
         if name is None:
             raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
-        return self._field(h, name)
+        return int(self._field(h, name))
 
     def nvmlDeviceGetCurrentClocksEventReasons(self, h: int) -> int:
-        return self._field(h, "clock_event_reasons_mask", "clock_event_reasons")
+        return int(self._field(h, "clock_event_reasons_mask", "clock_event_reasons"))
 
     nvmlDeviceGetCurrentClocksThrottleReasons = nvmlDeviceGetCurrentClocksEventReasons
 
@@ -286,19 +288,19 @@ class ReplayNvml:
         name = {1: "max_sm_clock_mhz", 0: "max_sm_clock_mhz", 2: "max_memory_clock_mhz"}.get(clock_type)
         if name is None:
             raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
-        return self._field(h, name)
+        return int(self._field(h, name))
 
     def nvmlDeviceGetCurrPcieLinkGeneration(self, h: int) -> int:
-        return self._field(h, "pcie_generation_current")
+        return int(self._field(h, "pcie_generation_current"))
 
     def nvmlDeviceGetMaxPcieLinkGeneration(self, h: int) -> int:
-        return self._field(h, "pcie_generation_max")
+        return int(self._field(h, "pcie_generation_max"))
 
     def nvmlDeviceGetCurrPcieLinkWidth(self, h: int) -> int:
-        return self._field(h, "pcie_width_current")
+        return int(self._field(h, "pcie_width_current"))
 
     def nvmlDeviceGetMaxPcieLinkWidth(self, h: int) -> int:
-        return self._field(h, "pcie_width_max")
+        return int(self._field(h, "pcie_width_max"))
 
     def nvmlDeviceGetEccMode(self, h: int) -> list[int]:
         on = int(self._field(h, "ecc_enabled"))
@@ -320,7 +322,7 @@ class ReplayNvml:
             name = "sm_clock_mhz"
         if name is None:
             raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
-        return self._field(h, name, "clocks")
+        return int(self._field(h, name, "clocks"))
 
     def nvmlDeviceGetUtilizationRates(self, h: int) -> _Utilization:
         return _Utilization(gpu=self._field(h, "utilization_gpu_pct"))

@@ -273,7 +273,7 @@ def read_xml(text: str, *, source: str = "") -> SmiReading:
             "the XML declares a DOCTYPE or entities of its own: not what nvidia-smi -q -x writes, refused "
             "(entities are never expanded)"
         )
-    parser = ET.XMLPullParser(events=("start", "end"))
+    parser: ET.XMLPullParser[ET.Element] = ET.XMLPullParser(events=("start", "end"))
     root: ET.Element | None = None
     open_gpu: ET.Element | None = None
     done: list[ET.Element] = []
@@ -284,7 +284,10 @@ def read_xml(text: str, *, source: str = "") -> SmiReading:
     except (ET.ParseError, UnicodeError):  # cut off, malformed, or a character expat cannot take
         truncated = True
     try:
-        for event, elem in parser.read_events():
+        for item in parser.read_events():
+            event, elem = item[0], item[-1]  # (event, element); other shapes are events not asked for
+            if not isinstance(elem, ET.Element):
+                continue
             if event == "start":
                 if root is None:
                     root = elem

@@ -20,11 +20,16 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from provision.console import printable
 from provision.errors import SnapshotError
 from provision.versions import is_driver_version
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_Record = TypeVar("_Record", bound="DataclassInstance")
 
 SCHEMA_VERSION = 1
 
@@ -372,7 +377,7 @@ def _hints(cls: type) -> dict[str, Any]:
     return _HINTS[cls]
 
 
-def _build(cls: type, data: Any, where: str) -> Any:
+def _build(cls: type[_Record], data: Any, where: str) -> _Record:
     if not isinstance(data, dict):
         raise SnapshotError(f"{where}: expected an object, got {type(data).__name__}")
     hints = _hints(cls)
@@ -400,7 +405,7 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
             return None
         non_none = [a for a in args if a is not type(None)]
         return _convert(non_none[0], value, where)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, where)
     if origin is list:
         if not isinstance(value, list):
