@@ -69,12 +69,12 @@ def prune(
         from provision.errors import UsageError
 
         raise UsageError("--verify and --allow-relock only mean something with --apply")
-    interpreter, why = choose_interpreter(project, python)
-    env = read_environment(interpreter)
-    if apply:
-        refuse_own_environment(env, explicit=python is not None)
     from provision.prune.scancache import cache_dir
 
+    interpreter, why = choose_interpreter(project, python)
+    env = read_environment(interpreter, cache_dir=cache_dir())
+    if apply:
+        refuse_own_environment(env, explicit=python is not None)
     report = analyse(project, env, interpreter_source=why, ignore=tuple(ignore or ()), cache_dir=cache_dir())
     code = report.exit_code
     applied: RemovalResult | None = None

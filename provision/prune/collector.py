@@ -214,6 +214,7 @@ def collect(paths: list[str] | None = None) -> dict:
     stdlib = sorted(getattr(sys, "stdlib_module_names", ()) or _stdlib_from_files())
     return {
         "interpreter": sys.executable,
+        "sys_path": [p for p in sys.path if p] if paths is None else list(paths),
         "prefix": sys.prefix,
         "python_version": ".".join(str(p) for p in sys.version_info[:3]),
         "marker_environment": _marker_environment(),

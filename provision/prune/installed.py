@@ -7,6 +7,7 @@ in is read the same way as our own.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -21,6 +22,7 @@ from packaging.utils import canonicalize_name
 
 from provision.errors import UsageError
 from provision.prune import collector
+from provision.prune.scancache import write_cache_file
 
 
 @dataclass
@@ -133,11 +135,48 @@ def env_from_collected(data: dict[str, Any]) -> InstalledEnv:
     )
 
 
-def read_environment(python: str | None = None, paths: list[str] | None = None) -> InstalledEnv:
-    """The installed distributions of ``python`` (default: ours); ``paths`` limits to those dirs."""
+def read_environment(
+    python: str | None = None, paths: list[str] | None = None, cache_dir: Path | None = None
+) -> InstalledEnv:
+    """The installed distributions of ``python`` (default: ours); ``paths`` limits to those dirs.
+
+    With ``cache_dir``, another interpreter's answer is kept and reused while nothing it read from
+    changed: the interpreter file and every ``sys.path`` directory and editable source root keep
+    their ``mtime_ns`` (installing, upgrading or removing a distribution adds and removes entries in
+    its site-packages directory, which changes that directory's mtime)."""
     if python is None or _same_interpreter(python):
         return env_from_collected(collector.collect(paths))
-    return env_from_collected(_collect_in(python))
+    cache = cache_dir / ("env-" + hashlib.sha256(os.path.abspath(python).encode()).hexdigest()[:24] + ".json") \
+        if cache_dir is not None else None  # fmt: skip
+    if cache is not None:
+        try:
+            saved = json.loads(cache.read_text(encoding="utf-8"))
+            if saved["key"] == _collector_key() and saved["fingerprint"] == _fingerprint(python, saved["data"]):
+                return env_from_collected(saved["data"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    data = _collect_in(python)
+    if cache is not None:
+        write_cache_file(cache, {"key": _collector_key(), "fingerprint": _fingerprint(python, data), "data": data})
+    return env_from_collected(data)
+
+
+def _collector_key() -> str:
+    from provision import __version__
+
+    return __version__ + ":" + hashlib.sha256(Path(collector.__file__).read_bytes()).hexdigest()[:16]
+
+
+def _fingerprint(python: str, data: dict[str, Any]) -> list[list[Any]]:
+    """``mtime_ns`` of what the collector's answer depends on (None for a path that is gone)."""
+    roots = {r for d in data.get("distributions", {}).values() for r in d.get("editable_roots", [])}
+    out: list[list[Any]] = []
+    for path in [python, *data.get("sys_path", []), *sorted(roots)]:
+        try:
+            out.append([path, os.stat(path).st_mtime_ns])
+        except OSError:
+            out.append([path, None])
+    return out
 
 
 def _same_interpreter(python: str) -> bool:

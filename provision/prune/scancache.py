@@ -1,5 +1,7 @@
 """The per-file cache of ``prune``'s source scan, as ruff keeps one: what each Python file imports,
 keyed by its path, size and modification time, so a re-run on an unchanged tree parses nothing.
+The same directory keeps another interpreter's collected metadata
+(:func:`provision.prune.installed.read_environment`).
 
 Where: ``$GPUPROV_PRUNE_CACHE`` (a directory; ``none`` turns the cache off), else
 ``$XDG_CACHE_HOME/gpuprov/prune`` (``~/.cache/gpuprov/prune``), one JSON file per project directory
@@ -81,15 +83,20 @@ class ScanCache:
         """Write the cache (atomically) unless nothing changed since it was read."""
         if self.new == self.old:
             return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".prune-", suffix=".tmp", dir=self.path.parent)
-        except OSError:
-            return
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump({"key": self.key, "root": self.root, "files": self.new}, fh, separators=(",", ":"))
-            os.replace(tmp, self.path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        write_cache_file(self.path, {"key": self.key, "root": self.root, "files": self.new})
+
+
+def write_cache_file(path: Path, payload: dict[str, Any]) -> None:
+    """Write one cache file atomically; a cache that cannot be written is skipped, never an error."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".prune-", suffix=".tmp", dir=path.parent)
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(payload, fh, separators=(",", ":"))
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)

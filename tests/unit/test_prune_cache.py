@@ -3,21 +3,34 @@ source): a re-run on an unchanged tree parses nothing and says the same; an edit
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
 import sys
+import venv
 from pathlib import Path
 
 import pytest
 
 from provision.cli import main
-from provision.prune import imports, scancache
+from provision.prune import imports, installed, scancache
 from provision.prune.analysis import analyse
 from provision.prune.installed import read_environment
 from provision.prune.scancache import ScanCache, cache_dir
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "prune"
+_spec = importlib.util.spec_from_file_location("prune_sitebuild_cache", DATA / "sitebuild.py")
+assert _spec is not None and _spec.loader is not None
+sitebuild = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sitebuild)
+
+
+def make_venv(path: Path, project: str) -> Path:
+    venv.create(path, with_pip=False, symlinks=True)
+    site = path / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    sitebuild.build_site(site, "corpus", sitebuild.project_dists(project))
+    return path / "bin" / "python"
 
 
 @pytest.fixture
@@ -115,15 +128,16 @@ def test_cli_uses_the_cache_and_writes_nothing_into_the_project(
     project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("GPUPROV_PRUNE_CACHE", str(tmp_path / "cache"))
+    python = make_venv(tmp_path / "venv", "import_styles")
     before = sorted(p.relative_to(project) for p in project.rglob("*"))
     outputs = []
     for _ in range(2):
         with pytest.raises(SystemExit):
-            main(["prune", str(project), "--json", "--python", sys.executable])
+            main(["prune", str(project), "--json", "--python", str(python)])
         outputs.append(json.loads(capsys.readouterr().out))
     assert outputs[0] == outputs[1]
     assert sorted(p.relative_to(project) for p in project.rglob("*")) == before
-    cached = list((tmp_path / "cache").glob("*.json"))
+    cached = [p for p in (tmp_path / "cache").glob("*.json") if not p.name.startswith("env-")]
     assert len(cached) == 1 and "src/styles/__init__.py" in json.loads(cached[0].read_text())["files"]
 
 
@@ -132,3 +146,25 @@ def test_report_with_cache_equals_report_without(project: Path, tmp_path: Path) 
     plain = analyse(project, env).to_dict()
     assert analyse(project, env, cache_dir=tmp_path / "c").to_dict() == plain
     assert analyse(project, env, cache_dir=tmp_path / "c").to_dict() == plain
+
+
+def test_another_interpreters_metadata_is_reused_until_its_site_packages_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    python = make_venv(tmp_path / "venv", "import_styles")
+    calls: list[str] = []
+    real = installed._collect_in
+
+    def spy(py: str) -> dict[str, object]:
+        calls.append(py)
+        return real(py)
+
+    monkeypatch.setattr(installed, "_collect_in", spy)
+    first = read_environment(str(python), cache_dir=tmp_path / "cache")
+    again = read_environment(str(python), cache_dir=tmp_path / "cache")
+    assert len(calls) == 1 and again == first
+    # uninstalling a distribution removes entries from site-packages: its mtime moves, read again
+    site = next((tmp_path / "venv" / "lib").glob("python3*/site-packages"))
+    shutil.rmtree(next(site.glob("tqdm-*.dist-info")))
+    after = read_environment(str(python), cache_dir=tmp_path / "cache")
+    assert len(calls) == 2 and "tqdm" in first.dists and "tqdm" not in after.dists
