@@ -5,12 +5,14 @@ runs, the installed llama-cpp-python build. The plan itself (:mod:`provision.pla
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from provision import applystate, roottree, systemd
 from provision.plan import MANAGED_FILES, MANAGED_UNITS
 from provision.plantypes import FileState, HostState
 from provision.profiles.schema import SECTIONS, Profile
+from provision.serving.sandbox import read_sandbox_facts
 from provision.snapshot import Snapshot
 
 
@@ -54,6 +56,8 @@ def gather_sections(host: HostState, snapshot: Snapshot, profile: Profile) -> Ho
     """``host`` with what each section of ``profile`` reads before planning (its ``gather`` hook: installed
     vLLM, virtualenvs, the model, compilers...), read under ``host.root``. A host that is not this one
     (``known=False``, a snapshot from elsewhere) is looked at here all the same, as before planning."""
+    # the boot unit runs gpuprov: its interpreter's directories (and where its symlinks lead)
+    host = replace(host, sandbox=read_sandbox_facts([host.python], [], Path(host.root)))
     for section_type in SECTIONS.values():
         if section_type.gather is not None:
             host = section_type.gather(profile, snapshot, host)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import difflib
 import json
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from provision import llama_build
@@ -135,7 +134,9 @@ def desired_state(snapshot: Snapshot, profile: Profile, host: HostState, *, forc
     image_boot = host.image and not profile.gpu.empty
     if boot_settings or image_boot:
         # the interpreter may live in a home directory (a venv under /root): bound read-only past ProtectHome=
-        boot_binds, boot_refusals = gpuprov_sandbox(BOOT_UNIT, host.python, Path(host.root))
+        if host.sandbox is None:
+            raise PlanError(f"profile {profile.name}: the host was not gathered for the boot unit's sandbox")
+        boot_binds, boot_refusals = gpuprov_sandbox(BOOT_UNIT, host.python, host.sandbox)
         for line in boot_refusals:
             desired.refusals.append(line)
             desired.notes.append(f"WARNING: {line} (apply refuses this)")

@@ -13,7 +13,8 @@ from provision.systemd import UnitState
 
 if TYPE_CHECKING:
     from provision.llama_build.buildhost import BuildHost
-    from provision.serving.facts import ServingFacts
+    from provision.serving.facts import ServingHost
+    from provision.serving.sandbox import SandboxFacts
 
 
 class PlanError(GpuprovError):
@@ -56,7 +57,9 @@ class HostState:
     #: what deciding the profile's llama-cpp-python build looks at (compilers, nvcc traits, source)
     llama_build: BuildHost | None = None
     #: what planning the profile's server looks at (installed vLLM, virtualenvs, paths, the model, key files)
-    serving: ServingFacts | None = None
+    serving: ServingHost | None = None
+    #: the interpreter directories and symlinks the boot unit's sandbox depends on (and the server's)
+    sandbox: SandboxFacts | None = None
 
 
 @dataclass(frozen=True)

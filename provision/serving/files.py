@@ -5,23 +5,21 @@ that ``plan --diff``, ``render`` and the Ansible role share."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from provision.render import render
 from provision.serving.commandline import server_argv, wait_gpu_argv
+from provision.serving.facts import ServingHost, read_serving_host
 from provision.serving.keyfiles import CREDENTIAL_NAME, key_file
 from provision.serving.sandbox import (
     GPUPROV_TMP_REMEDY,
     _needs_visible,
-    gpuprov_paths,
-    interpreter_paths,
-    private_tmp_hidden,
     private_tmp_refusal,
+    unit_paths,
 )
 from provision.serving.settings import (
     _PLAIN_PATH,
-    OLLAMA_HOME,
     PLACEHOLDER_KEY,
     START_TIMEOUT_S,
     USER,
@@ -33,7 +31,7 @@ from provision.serving.settings import (
     VllmSettings,
 )
 from provision.serving.units import OLLAMA_DROPIN, SYSUSERS_DIR, UNIT_DIR, exposure_remedy
-from provision.serving.vllm_versions import installed_vllm, vllm_args
+from provision.serving.vllm_versions import vllm_args
 
 if TYPE_CHECKING:
     pass
@@ -86,58 +84,53 @@ def _gpu_env(s: ServingSection) -> list[tuple[str, str]]:
     return env
 
 
-def serving_files(profile_name: str, s: ServingSection, *, python: str, root: Path = Path("/")) -> ServingFiles:
+def serving_files(
+    profile_name: str,
+    s: ServingSection,
+    *,
+    python: str,
+    root: Path = Path("/"),
+    host: ServingHost | None = None,
+) -> ServingFiles:
     """Every file the section asks for, rendered. ``python``: the interpreter ExecStartPre runs gpuprov
-    with; ``root``: where virtualenvs are looked up (``pyvenv.cfg``) to find what the sandbox must show."""
+    with; ``host``: what was read on the host (:func:`provision.serving.facts.read_serving_host`: the
+    installed vLLM, the virtualenvs' ``pyvenv.cfg``, symlinks); None: read it now under ``root``."""
     if not python.startswith("/") or not _PLAIN_PATH.match(python):
         raise ServingError(f"{python!r}: the interpreter the units run gpuprov with must be a plain absolute path")
+    if host is None:
+        host = read_serving_host(s, python, root)
+    sandbox = host.sandbox
     engine = s.engine
     user = USER[engine]
-    own = gpuprov_paths(python, root)  # ExecStartPre= runs gpuprov wait-gpu in the same sandbox
-    readable = list(own)
-    writable: list[str] = []
+    own, readable, writable = unit_paths(s, python, sandbox)
     env = _gpu_env(s)
     key_env = None
     files = ServingFiles(engine, s.unit)
     st = s.settings
     vllm_version = None
     if isinstance(st, VllmSettings):
-        vllm_version = installed_vllm(st, root)
+        vllm_version = host.vllm_version
         gated = vllm_args(st, vllm_version)
         env += gated.environment
         files.notes += gated.notes
-        readable += (
-            interpreter_paths(f"{st.venv}/bin/python", root)
-            if st.venv
-            else [str(PurePosixPath(st.executable or "/").parent)]
-        )
-        if st.model.startswith("/"):
-            readable.append(st.model)
         env += [("HF_HOME", f"/var/cache/{user}/huggingface"), ("VLLM_CACHE_ROOT", f"/var/cache/{user}/vllm"),
                 ("XDG_CACHE_HOME", f"/var/cache/{user}"), ("VLLM_NO_USAGE_STATS", "1"),
                 ("DO_NOT_TRACK", "1")]  # fmt: skip
         key_env = "VLLM_API_KEY"
     elif isinstance(st, LlamaCppSettings):
         if st.venv:
-            readable += interpreter_paths(f"{st.venv}/bin/python", root)
-        else:
-            readable.append(str(PurePosixPath(st.server or "/").parent))
-        readable.append(st.model)
-        if st.venv:
             key_env = "API_KEY"  # llama_cpp.server reads its settings from the environment
         env += [("XDG_CACHE_HOME", f"/var/cache/{user}")]
     else:
         assert isinstance(st, OllamaSettings)
         env += _ollama_env(s, st)
-        writable.append(OLLAMA_HOME)
-        if st.models_dir:
-            writable.append(st.models_dir)
-    hidden = private_tmp_hidden(own, root) if root == Path("/") else []  # an image tree runs its own gpuprov
+    # an image tree (no realpaths) runs its own gpuprov
+    hidden = sandbox.private_tmp_hidden(own) if sandbox.realpaths is not None else []
     if hidden:
         files.refusals.append(
             private_tmp_refusal(files.unit, hidden, "gpuprov's interpreter or package", GPUPROV_TMP_REMEDY)
         )
-    hidden = private_tmp_hidden([p for p in readable[len(own) :] + writable if p not in own], root)
+    hidden = sandbox.private_tmp_hidden([p for p in readable[len(own) :] + writable if p not in own])
     if hidden:
         files.refusals.append(private_tmp_refusal(files.unit, hidden, f"serving.{engine}'s",
                                                   "move it out of them (e.g. to /opt or /srv)"))  # fmt: skip

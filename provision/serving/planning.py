@@ -4,12 +4,14 @@ disabled and stopped, its files and key removed)."""
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
+from provision.errors import GpuprovError
 from provision.serving.commandline import server_argv
+from provision.serving.facts import ServingHost
 from provision.serving.files import ServingFiles, serving_files
-from provision.serving.keyfiles import KEY_FILES, key_file_notes
+from provision.serving.keyfiles import KEY_FILES
 from provision.serving.settings import (
     OLLAMA_HOME,
     LlamaCppSettings,
@@ -29,16 +31,20 @@ if TYPE_CHECKING:
 # -- plan -------------------------------------------------------------------------------------------------
 
 
-def add_to_desired(desired: Desired, snapshot: Snapshot, profile: Profile, host: HostState, root: Path) -> None:
-    """The serving part of a plan: files and units into ``desired.serving_*``, warnings into notes."""
+def plan_serving(desired: Desired, snapshot: Snapshot, profile: Profile, host: HostState) -> None:
+    """The serving section's plan hook: files and units into ``desired.serving_*``, warnings into notes,
+    from what :func:`provision.serving.facts.gather` read (no I/O here)."""
     from provision.plantypes import FileTarget, PlanError, UnitTarget
 
+    facts = host.serving
+    if facts is None:
+        raise PlanError(f"profile {profile.name}: serving: the host was not gathered for it")
     section = profile.sections.get("serving")
     if section is None:
-        _remove_stale(desired, host, root, profile.name, None)
+        _remove_stale(desired, host, facts, profile.name, None)
         return
     try:
-        files = serving_files(profile.name, section, python=host.python, root=root)
+        files = serving_files(profile.name, section, python=host.python, host=facts)
     except ServingError as exc:
         raise PlanError(f"profile {profile.name}: serving: {exc}") from None
     known = {g.index for g in snapshot.gpus}
@@ -52,7 +58,7 @@ def add_to_desired(desired: Desired, snapshot: Snapshot, profile: Profile, host:
         desired.serving_files.append(FileTarget(path, content, mode, note))
     start = host.systemd_running
     program = server_argv(section)[0] if files.owned else None
-    if program is not None and host.known and not (root / program.lstrip("/")).exists():
+    if program is not None and host.known and not facts.present[program]:
         start = False
         desired.notes.append(
             f"{program} is not on this host: {files.unit} is written and enabled, and starts once it is installed"
@@ -71,12 +77,12 @@ def add_to_desired(desired: Desired, snapshot: Snapshot, profile: Profile, host:
             "Bearer KEY'"
         )
         if host.known:
-            desired.notes.extend(key_file_notes(files.key_file, root))
+            desired.notes.extend(facts.key_notes[files.key_file])
     if isinstance(section.settings, OllamaSettings) and host.known:
         installed = host.units.get(files.unit) is None or host.units[files.unit].path is not None
         for path, what in ((OLLAMA_HOME if installed else None, "Ollama's installer makes it"),
                            (section.settings.models_dir, "")):  # fmt: skip
-            if path and not (root / path.lstrip("/")).is_dir():
+            if path and not facts.dirs[path]:
                 desired.notes.append(
                     f"{path} does not exist: the sandbox skips it, and Ollama cannot write there until it does "
                     f"({what or 'create it, owned by the ollama user'})"
@@ -85,24 +91,14 @@ def add_to_desired(desired: Desired, snapshot: Snapshot, profile: Profile, host:
         desired.refusals.append(line)
         desired.notes.append(f"WARNING: {line} (apply refuses this)")
     desired.notes.extend(files.notes)
-    desired.notes.extend(fit_notes(section, snapshot, root))
+    desired.notes.extend(fit_notes(section, snapshot, facts))
     desired.serving = {**files.to_dict(), "start": start}
-    _remove_stale(desired, host, root, profile.name, files)
+    _remove_stale(desired, host, facts, profile.name, files)
 
 
-def _plan(desired: Desired, snapshot: Snapshot, profile: Profile, host: HostState) -> None:
-    add_to_desired(desired, snapshot, profile, host, Path(host.root))
-
-
-def _exists(root: Path, path: str) -> bool | None:
-    """Is the file there? None: it cannot be told (a root-only directory, read as a user)."""
-    try:
-        return (root / path.lstrip("/")).exists()
-    except OSError:
-        return None
-
-
-def _remove_stale(desired: Desired, host: HostState, root: Path, profile_name: str, files: ServingFiles | None) -> None:
+def _remove_stale(
+    desired: Desired, host: HostState, facts: ServingHost, profile_name: str, files: ServingFiles | None
+) -> None:
     """What an earlier profile's server left that this one does not want (another engine, no server, no
     key): its unit disabled and stopped, its unit or drop-in, sysusers entry and key file removed. Only on
     this host (a snapshot of another does not say what is installed there); the system user stays."""
@@ -135,26 +131,28 @@ def _remove_stale(desired: Desired, host: HostState, root: Path, profile_name: s
             )
     for path in KEY_FILES:
         # never read (secret): removed when there; a user who cannot look into the directory is told nothing
-        if path not in wanted and _exists(root, path):
+        if path not in wanted and facts.present[path]:
             desired.serving_files.append(FileTarget(path, None, "0600", f"{why}: an API key, removed", secret=True))
 
 
-def fit_notes(section: ServingSection, snapshot: Snapshot, root: Path) -> list[str]:
-    """``gpuprov fit`` on the profile's model where the model is a local file or directory here."""
-    from provision.errors import GpuprovError
-    from provision.fit import FitRequest, fit_model, gpus_from_snapshot, read_model
+def fit_notes(section: ServingSection, snapshot: Snapshot, facts: ServingHost) -> list[str]:
+    """``gpuprov fit`` on the profile's model where the model is a local file or directory here (read by
+    the gather hook)."""
+    from provision.fit import FitRequest, fit_model, gpus_from_snapshot
 
     st = section.settings
     model = getattr(st, "model", None)
     if not model or not model.startswith("/") or not snapshot.gpus:
         return []
-    path = root / model.lstrip("/")
-    if not path.exists():
+    if not facts.present.get(model):
         return [f"serving model {model} is not on this host yet"]
     if isinstance(st, LlamaCppSettings) and st.n_gpu_layers == 0:
         return []
+    if facts.model_error is not None:
+        return [f"serving model {model}: cannot check whether it fits ({facts.model_error})"]
+    spec = facts.model
+    assert spec is not None
     try:
-        spec = read_model(path)
         if isinstance(st, LlamaCppSettings):
             # llama-server's --ctx-size is the total over its --parallel slots (0: the trained context);
             # llama-cpp-python (venv) keeps a full-size sliding-window KV cache (llama_context_default_params)

@@ -23,7 +23,8 @@ from provision.profiles.schema import (
     _Where,
     register_section,
 )
-from provision.serving.planning import _plan
+from provision.serving.facts import gather
+from provision.serving.planning import plan_serving
 from provision.serving.settings import (
     _ENGINE_KEYS,
     _PLAIN_PATH,
@@ -327,5 +328,5 @@ register_section(
     SectionType(parse_serving, serving_dict, exclusive=(ENGINES,), tied=("port",),
                 blocks={"vllm": Block(exclusive=(("venv", "executable"),)), "ollama": Block(),
                         "llama_cpp": Block(exclusive=(("server", "venv"),), tied=("parallel",))},
-                plan=_plan),
+                plan=plan_serving, gather=gather),
 )  # fmt: skip

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from provision.plan import BOOT_UNIT, BOOT_UNIT_FILE, MODPROBE_FILE, SETTINGS_FILE
-from tests.conftest import SNAPSHOTS
+from tests.conftest import SNAPSHOTS, gathered
 
 pytestmark = [
     pytest.mark.integration,
@@ -266,7 +266,7 @@ def test_boot_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     from provision.profiles.loader import load_profile
     from tests.conftest import load_snapshot
 
-    plan = make_plan(load_snapshot("rtx4090"), load_profile("rtx4090"), HostState(python=sys.executable))
+    plan = make_plan(*gathered(load_snapshot("rtx4090"), load_profile("rtx4090"), HostState(python=sys.executable)))
     unit = tmp_path / BOOT_UNIT
     unit.write_text(next(f.content for f in plan.desired.files if f.path == BOOT_UNIT_FILE))
     proc = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, check=False)

@@ -20,7 +20,7 @@ from provision.profiles.loader import ProfileSet, builtin_dir
 from provision.serving.files import serving_files
 from provision.serving.settings import ServingSection, VllmSettings
 from provision.serving.units import OLLAMA_DROPIN
-from tests.conftest import SNAPSHOTS
+from tests.conftest import SNAPSHOTS, gathered
 from tests.integration import unit_analysis
 
 pytestmark = [
@@ -294,7 +294,7 @@ def test_the_boot_unit_of_gpu_settings_verifies_and_scores_ok(tmp_path: Path, pr
     from provision.snapshot import Snapshot
 
     snap = Snapshot.load(SNAPSHOTS / f"{profile}.constructed.json")
-    plan = make_plan(snap, load_profile(profile, [builtin_dir()]), HostState(known=False, python=PY))
+    plan = make_plan(*gathered(snap, load_profile(profile, [builtin_dir()]), HostState(known=False, python=PY)))
     unit = next(f.content for f in plan.desired.files if f.path == BOOT_UNIT_FILE)
     root = tmp_path / "root"
     root.mkdir()

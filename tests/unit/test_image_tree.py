@@ -26,7 +26,7 @@ from provision.plantypes import FileState, HostState
 from provision.profiles.loader import builtin_dir, load_profile
 from provision.snapshot import NvmlStatus, Snapshot
 from provision.systemd import UnitState
-from tests.conftest import load_snapshot
+from tests.conftest import gathered, load_snapshot
 
 PY = "/opt/gpuprov/bin/python"
 
@@ -51,7 +51,7 @@ def no_driver() -> Snapshot:
 
 def test_image_plan_needs_no_driver_and_sends_the_settings_to_the_boot_unit() -> None:
     profile = load_profile("rtx4090", [builtin_dir()])
-    plan = make_plan(no_driver(), profile, image_host())
+    plan = make_plan(*gathered(no_driver(), profile, image_host()))
     assert plan.desired.gpus == []  # nothing for this machine's GPU
     assert IMAGE_NOTE in plan.desired.notes
     settings = json.loads(next(f.content for f in plan.desired.files if f.path == SETTINGS_FILE))
@@ -82,7 +82,7 @@ def test_revert_of_an_image_leaves_recorded_gpu_settings_alone() -> None:
 def test_boot_unit_applies_the_image_settings_to_matching_gpus(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, snapshot: str, calls: int
 ) -> None:
-    plan = make_plan(no_driver(), load_profile("rtx4090", [builtin_dir()]), image_host())
+    plan = make_plan(*gathered(no_driver(), load_profile("rtx4090", [builtin_dir()]), image_host()))
     settings_file = tmp_path / "gpu-settings.json"
     settings_file.write_text(next(f.content for f in plan.desired.files if f.path == SETTINGS_FILE))
     gpu = tmp_path / "gpu.json"

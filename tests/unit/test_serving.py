@@ -23,7 +23,7 @@ from provision.serving.sandbox import interpreter_paths
 from provision.serving.settings import LlamaCppSettings, OllamaSettings, VllmSettings
 from provision.serving.units import OLLAMA_DROPIN
 from provision.systemd import UnitState
-from tests.conftest import load_snapshot
+from tests.conftest import gathered, load_snapshot
 
 PY = "/opt/gpuprov/bin/python"
 GOLDEN = Path(__file__).parents[1] / "data" / "serving" / "golden"
@@ -377,7 +377,7 @@ def host(**kw) -> HostState:
 
 
 def test_plan_shows_the_server_files_and_unit() -> None:
-    plan = make_plan(load_snapshot("rtx4090-laptop"), builtin("rtx4090-laptop"), host())
+    plan = make_plan(*gathered(load_snapshot("rtx4090-laptop"), builtin("rtx4090-laptop"), host()))
     c = {(ch.subject, ch.setting): ch for ch in plan.changes}
     unit = "/etc/systemd/system/gpuprov-vllm.service"
     assert c[unit, "content"].action == "change" and "+ExecStart=" in c[unit, "content"].diff
@@ -392,19 +392,19 @@ def test_plan_shows_the_server_files_and_unit() -> None:
 
 def test_plan_is_ok_when_the_files_are_already_there() -> None:
     snap, prof = load_snapshot("rtx4090"), builtin("rtx4090")
-    first = make_plan(snap, prof, host())
+    first = make_plan(*gathered(snap, prof, host()))
     files = {f.path: FileState(f.content, f.mode) for f in first.desired.serving_files}
-    again = make_plan(snap, prof, host(files={**host().files, **files}))
+    again = make_plan(*gathered(snap, prof, host(files={**host().files, **files})))
     assert all(ch.action == "ok" for ch in again.changes if ch.subject in files)
 
 
 def test_exposed_without_a_key_is_warned(tmp_path: Path) -> None:
     prof = user_profile(tmp_path, "serving:\n  host: 0.0.0.0\n  llama_cpp: {model: /m.gguf, server: /s}\n")
-    plan = make_plan(load_snapshot("rtx4090"), prof, host())
+    plan = make_plan(*gathered(load_snapshot("rtx4090"), prof, host()))
     warning = "WARNING: llama_cpp listens on 0.0.0.0:8080 without an API key"
     assert any(n.startswith(warning) for n in plan.desired.notes)
     keyed = user_profile(tmp_path, "extends: mine\nserving: {api_key: true}\n", "keyed")
-    assert not any("WARNING" in n for n in make_plan(load_snapshot("rtx4090"), keyed, host()).desired.notes)
+    assert not any("WARNING" in n for n in make_plan(*gathered(load_snapshot("rtx4090"), keyed, host())).desired.notes)
 
 
 def test_an_exposed_ollama_gets_a_remedy_the_schema_accepts(tmp_path: Path) -> None:
@@ -412,7 +412,8 @@ def test_an_exposed_ollama_gets_a_remedy_the_schema_accepts(tmp_path: Path) -> N
     from provision.serving.units import exposure_remedy
 
     prof = user_profile(tmp_path, "serving:\n  host: 0.0.0.0\n  ollama: {}\n")
-    (warning,) = [n for n in make_plan(load_snapshot("rtx4090"), prof, host()).desired.notes if "WARNING" in n]
+    notes = make_plan(*gathered(load_snapshot("rtx4090"), prof, host())).desired.notes
+    (warning,) = [n for n in notes if "WARNING" in n]
     assert warning.startswith("WARNING: ollama listens on 0.0.0.0:11434 without an API key")
     assert "api_key: true" not in warning and exposure_remedy("ollama") in warning
     assert "put a proxy with authentication in front" in warning
@@ -428,15 +429,15 @@ def test_ollama_paths_that_may_not_exist_do_not_fail_the_start(tmp_path: Path) -
     home = user_profile(tmp_path, "serving:\n  ollama: {models_dir: /home/me/models}\n", "home")
     assert directive(unit_text(home)[OLLAMA_DROPIN], "BindPaths") == ["-/home/me/models"]
     units = {**host().units, "ollama.service": UnitState("ollama.service", "/etc/systemd/system/ollama.service", True)}
-    notes = make_plan(load_snapshot("rtx4090"), prof, host(root=str(tmp_path), units=units)).desired.notes
+    notes = make_plan(*gathered(load_snapshot("rtx4090"), prof, host(root=str(tmp_path), units=units))).desired.notes
     assert any(n.startswith("/srv/ollama does not exist") for n in notes)
     assert any(n.startswith("/usr/share/ollama does not exist") for n in notes)
     (tmp_path / "srv/ollama").mkdir(parents=True)
     (tmp_path / "usr/share/ollama").mkdir(parents=True)
-    notes = make_plan(load_snapshot("rtx4090"), prof, host(root=str(tmp_path), units=units)).desired.notes
+    notes = make_plan(*gathered(load_snapshot("rtx4090"), prof, host(root=str(tmp_path), units=units))).desired.notes
     assert not any("does not exist" in n for n in notes)
     # Ollama not installed at all: one note says so, not one per directory its installer makes
-    notes = make_plan(load_snapshot("rtx4090"), prof, host(root=str(tmp_path / "bare"))).desired.notes
+    notes = make_plan(*gathered(load_snapshot("rtx4090"), prof, host(root=str(tmp_path / "bare")))).desired.notes
     assert any(n.startswith("ollama.service is not installed") for n in notes)
     assert not any(n.startswith("/usr/share/ollama") for n in notes)
 
@@ -481,7 +482,7 @@ def test_a_gpu_the_host_lacks_is_refused(tmp_path: Path) -> None:
 
     prof = user_profile(tmp_path, "serving:\n  gpus: [1]\n  ollama: {}\n")
     with pytest.raises(PlanError, match=r"serving\.gpus names GPU 1, but this host has GPU 0"):
-        make_plan(load_snapshot("rtx4090"), prof, host())
+        make_plan(*gathered(load_snapshot("rtx4090"), prof, host()))
 
 
 def test_plan_warns_when_the_model_does_not_fit(tmp_path: Path) -> None:
@@ -492,12 +493,12 @@ def test_plan_warns_when_the_model_does_not_fit(tmp_path: Path) -> None:
     (tmp_path / "srv").mkdir()
     write_gguf(tmp_path / "srv/big.gguf", big, sparse=True)
     prof = user_profile(tmp_path, "serving:\n  llama_cpp: {model: /srv/big.gguf, server: /s, n_gpu_layers: 999}\n")
-    plan = make_plan(load_snapshot("rtx4090"), prof, host(root=str(tmp_path)))
+    plan = make_plan(*gathered(load_snapshot("rtx4090"), prof, host(root=str(tmp_path))))
     assert any(n.startswith("WARNING: serving model /srv/big.gguf does not fit") for n in plan.desired.notes)
     small = Arch("llama", n_layer=4, n_embd=256, n_head=8, n_head_kv=2, n_ff=512, n_vocab=512, context=8192)
     write_gguf(tmp_path / "srv/small.gguf", small)
     prof = user_profile(tmp_path, "serving:\n  llama_cpp: {model: /srv/small.gguf, server: /s}\n", "small")
-    notes = make_plan(load_snapshot("rtx4090"), prof, host(root=str(tmp_path))).desired.notes
+    notes = make_plan(*gathered(load_snapshot("rtx4090"), prof, host(root=str(tmp_path)))).desired.notes
     assert not any("fit" in n for n in notes)
 
 
@@ -510,19 +511,20 @@ def test_fit_check_reads_ctx_size_as_the_total_over_the_slots(tmp_path: Path) ->
     (tmp_path / "srv").mkdir()
     write_gguf(tmp_path / "srv/m.gguf", arch, sparse=True)
     body = "serving:\n  llama_cpp: {model: /srv/m.gguf, server: /s, n_gpu_layers: 999, ctx_size: 65536, parallel: 4}\n"
-    notes = make_plan(load_snapshot("rtx4090"), user_profile(tmp_path, body), host(root=str(tmp_path))).desired.notes
+    prof = user_profile(tmp_path, body)
+    notes = make_plan(*gathered(load_snapshot("rtx4090"), prof, host(root=str(tmp_path)))).desired.notes
     assert not any("does not fit" in n for n in notes), notes
     # the same total for one slot is 32 GiB of KV: that does not fit
     body = "serving:\n  llama_cpp: {model: /srv/m.gguf, server: /s, n_gpu_layers: 999, ctx_size: 262144, parallel: 4}\n"
     prof = user_profile(tmp_path, body, "big")
-    notes = make_plan(load_snapshot("rtx4090"), prof, host(root=str(tmp_path))).desired.notes
+    notes = make_plan(*gathered(load_snapshot("rtx4090"), prof, host(root=str(tmp_path)))).desired.notes
     assert any(n.startswith("WARNING: serving model /srv/m.gguf does not fit") for n in notes), notes
 
 
 def test_plan_diff_and_render_show_the_same_files() -> None:
     """plan --diff and gpuprov render come from one renderer: the same bytes for every serving file."""
     snap, prof = load_snapshot("rtx4090-laptop"), builtin("rtx4090-laptop")
-    plan = make_plan(snap, prof, host())
+    plan = make_plan(*gathered(snap, prof, host()))
     shown = {f.path: f.content for f in rendered_files(prof, python=PY, snapshot=snap, root=Path("/nonexistent")).files}
     for f in plan.desired.serving_files:
         assert shown[f.path] == f.content

@@ -156,11 +156,11 @@ def _plan(tmp_path: Path, text: str, *, python: str = "/opt/gpuprov/bin/python",
           snapshot: str = "rtx4090"):  # fmt: skip
     from provision.plan import make_plan
     from provision.plantypes import HostState
-    from tests.conftest import load_snapshot
+    from tests.conftest import gathered, load_snapshot
 
     prof = user_profile(tmp_path, text)
     host = HostState(known=False, python=python, root=root or str(tmp_path))
-    return make_plan(load_snapshot(snapshot), prof, host)
+    return make_plan(*gathered(load_snapshot(snapshot), prof, host))
 
 
 @pytest.mark.parametrize(

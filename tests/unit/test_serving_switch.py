@@ -10,7 +10,7 @@ from provision.plantypes import FileState, HostState
 from provision.profiles.loader import ProfileSet, builtin_dir, load_profile
 from provision.serving.units import OLLAMA_DROPIN
 from provision.systemd import UnitState
-from tests.conftest import load_snapshot
+from tests.conftest import gathered, load_snapshot
 
 PY = "/opt/gpuprov/bin/python"
 VLLM_UNIT = "/etc/systemd/system/gpuprov-vllm.service"
@@ -29,7 +29,7 @@ def applied(name: str, root: Path, *, key: bool = True) -> HostState:
 
     bare = HostState(python=PY, root=str(root), files={p: FileState(None) for p in MANAGED_FILES},
                      units={u: UnitState(u, None, False) for u in MANAGED_UNITS})  # fmt: skip
-    first = make_plan(load_snapshot(name), builtin(name), bare)
+    first = make_plan(*gathered(load_snapshot(name), builtin(name), bare))
     files = dict(bare.files)
     units = dict(bare.units)
     for f in first.desired.serving_files:
@@ -52,7 +52,7 @@ def rows(plan) -> dict[tuple[str, str], object]:
 def test_switching_from_vllm_to_ollama_removes_the_vllm_server(tmp_path: Path) -> None:
     """The audit's case: rtx4090 (Ollama) planned where rtx4090-laptop's vLLM server is installed."""
     host = applied("rtx4090-laptop", tmp_path)
-    plan = make_plan(load_snapshot("rtx4090"), builtin("rtx4090"), host)
+    plan = make_plan(*gathered(load_snapshot("rtx4090"), builtin("rtx4090"), host))
     removed = {f.path: f for f in plan.desired.serving_files if f.content is None}
     assert set(removed) == {VLLM_UNIT, VLLM_USER, VLLM_KEY}
     assert all("no longer used (profile rtx4090 runs the ollama server)" in f.note for f in removed.values())
@@ -73,7 +73,7 @@ def test_switching_from_ollama_removes_the_drop_in_and_leaves_ollamas_unit(tmp_p
     d = tmp_path / "profiles"
     d.mkdir()
     (d / "mine.yaml").write_text("extends: rtx4090\nserving:\n  llama_cpp: {model: /m.gguf, server: /s}\n")
-    plan = make_plan(load_snapshot("rtx4090"), ProfileSet([builtin_dir(), d]).load("mine"), host)
+    plan = make_plan(*gathered(load_snapshot("rtx4090"), ProfileSet([builtin_dir(), d]).load("mine"), host))
     (dropin,) = [f for f in plan.desired.serving_files if f.path == OLLAMA_DROPIN]
     assert dropin.content is None and dropin.remove_dirs == ("/etc/systemd/system/ollama.service.d",)
     assert not any(u.name == "ollama.service" for u in plan.desired.serving_units)  # the vendor's: not disabled
@@ -89,7 +89,7 @@ def test_a_profile_without_a_server_removes_the_one_gpuprov_set_up(tmp_path: Pat
     (d / "plain.yaml").write_text(
         "match: {gpu_names: ['NVIDIA GeForce RTX 4090 Laptop GPU']}\ngpu: {persistence: true}\n"
     )
-    plan = make_plan(load_snapshot("rtx4090-laptop"), ProfileSet([builtin_dir(), d]).load("plain"), host)
+    plan = make_plan(*gathered(load_snapshot("rtx4090-laptop"), ProfileSet([builtin_dir(), d]).load("plain"), host))
     assert {f.path for f in plan.desired.serving_files} == {VLLM_UNIT, VLLM_USER, VLLM_KEY}
     assert all(f.content is None and "runs no server" in f.note for f in plan.desired.serving_files)
     assert [(u.name, u.enabled) for u in plan.desired.serving_units] == [("gpuprov-vllm.service", False)]
@@ -99,7 +99,7 @@ def test_a_profile_without_a_server_removes_the_one_gpuprov_set_up(tmp_path: Pat
 def test_the_same_profile_again_removes_nothing(tmp_path: Path) -> None:
     for name in ("rtx4090-laptop", "rtx4090"):
         host = applied(name, tmp_path / name)
-        plan = make_plan(load_snapshot(name), builtin(name), host)
+        plan = make_plan(*gathered(load_snapshot(name), builtin(name), host))
         assert all(f.content is not None for f in plan.desired.serving_files), name
         assert all(u.enabled for u in plan.desired.serving_units), name
         serving = {f.path for f in plan.desired.serving_files} | {u.name for u in plan.desired.serving_units}
@@ -111,7 +111,7 @@ def test_a_key_the_profile_stops_using_is_removed_with_nothing_else(tmp_path: Pa
     d = tmp_path / "profiles"
     d.mkdir()
     (d / "nokey.yaml").write_text("extends: rtx4090-laptop\nserving: {api_key: false}\n")
-    plan = make_plan(load_snapshot("rtx4090-laptop"), ProfileSet([builtin_dir(), d]).load("nokey"), host)
+    plan = make_plan(*gathered(load_snapshot("rtx4090-laptop"), ProfileSet([builtin_dir(), d]).load("nokey"), host))
     assert [f.path for f in plan.desired.serving_files if f.content is None] == [VLLM_KEY]
     assert [(u.name, u.enabled) for u in plan.desired.serving_units] == [("gpuprov-vllm.service", True)]
 
@@ -119,6 +119,6 @@ def test_a_key_the_profile_stops_using_is_removed_with_nothing_else(tmp_path: Pa
 def test_another_hosts_snapshot_removes_nothing(tmp_path: Path) -> None:
     """--from: what is installed there is not known, so nothing is planned away."""
     host = HostState(known=False, python=PY, root=str(tmp_path))
-    plan = make_plan(load_snapshot("rtx4090"), builtin("rtx4090"), host)
+    plan = make_plan(*gathered(load_snapshot("rtx4090"), builtin("rtx4090"), host))
     assert all(f.content is not None for f in plan.desired.serving_files)
     assert all(u.enabled for u in plan.desired.serving_units)

@@ -14,7 +14,7 @@ from provision.profiles.loader import ProfileSet, builtin_dir, load_profile
 from provision.serving.files import serving_files
 from provision.serving.settings import VllmSettings
 from provision.serving.vllm_versions import VLLM_OPTIONS, installed_vllm
-from tests.conftest import load_snapshot
+from tests.conftest import gathered, load_snapshot
 
 PY = "/opt/gpuprov/bin/python"
 UNIT = "/etc/systemd/system/gpuprov-vllm.service"
@@ -97,13 +97,13 @@ def test_a_vllm_upgrade_changes_the_unit_in_the_plan(tmp_path: Path) -> None:
     install_vllm(tmp_path, "0.11.2")
     snap, prof = load_snapshot("rtx4090-laptop"), load_profile("rtx4090-laptop", [builtin_dir()])
     host = HostState(files={}, python=PY, root=str(tmp_path))
-    before = next(f.content for f in make_plan(snap, prof, host).desired.serving_files if f.path == UNIT)
+    before = next(f.content for f in make_plan(*gathered(snap, prof, host)).desired.serving_files if f.path == UNIT)
     assert before is not None and "VLLM_ATTENTION_BACKEND" in before
     after_upgrade = HostState(files={UNIT: FileState(before, "0644")}, python=PY, root=str(tmp_path))
     (tmp_path / "opt/vllm/lib/python3.12/site-packages/vllm-0.11.2.dist-info/METADATA").write_text(
         "Metadata-Version: 2.4\nName: vllm\nVersion: 0.19.1\n"
     )
-    change = next(c for c in make_plan(snap, prof, after_upgrade).changes if c.subject == UNIT)
+    change = next(c for c in make_plan(*gathered(snap, prof, after_upgrade)).changes if c.subject == UNIT)
     assert (
         change.action == "change" and "+ExecStart=" in change.diff and "--attention-backend FLASHINFER" in change.diff
     )
