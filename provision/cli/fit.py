@@ -64,6 +64,15 @@ def fit(
             "llama-server --swa-full).",
         ),
     ] = False,
+    vllm_version: Annotated[
+        str | None,
+        typer.Option(
+            "--vllm-version",
+            metavar="VERSION",
+            help="vLLM: the release that will run it (before 0.8.0 the V0 engine profiles whole "
+            "max-model-len prompts; default: a current release).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the fit as JSON.")] = False,
 ) -> None:
     """Weights + KV cache + overhead per GPU; largest context and parallelism; engine flags.
@@ -125,6 +134,7 @@ def fit(
             flash_attention=flash_attn,
             gpu_memory_utilization=gpu_memory_utilization if name == "vllm" else None,
             swa_full=swa_full and name == "llama.cpp",
+            vllm_version=vllm_version if name == "vllm" else None,
         )
         stacks[name] = fit_stack(specs, gpus, request)
     code = 0 if any(stack.fits for stack in stacks.values()) else 1

@@ -99,6 +99,13 @@ class FitRequest:
         util = self.gpu_memory_utilization
         if util is not None and not 0.0 < util <= 1.0:
             raise UsageError(f"--gpu-memory-utilization {util} must be in (0, 1]")
+        if self.vllm_version is not None:
+            from packaging.version import InvalidVersion, Version
+
+            try:
+                Version(self.vllm_version)
+            except InvalidVersion:
+                raise UsageError(f"vLLM version {self.vllm_version[:40]!r} is not a version: e.g. 0.6.4") from None
         flash = self.flash_attention
         if flash is None:
             flash = self.engine == "llama.cpp" or (self.engine == "ollama" and kv != "f16")

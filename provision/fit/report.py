@@ -7,6 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from provision.console import make_console
+from provision.fit import memory_model as mm
 from provision.fit.fitting import FitResult, StackResult
 from provision.fit.flags import engine_flags
 from provision.fit.memory_model import GIB
@@ -69,6 +70,16 @@ def render_result(console: Console, result: FitResult) -> None:
         else "no parallelism fits fully at this context"
     )
     console.print("  " + "; ".join(limits))
+    if result.kv_capacity_tokens is not None:
+        engine_era = "V1" if mm.vllm_is_v1(req.vllm_version) else "V0"
+        release = f"vLLM {req.vllm_version}" if req.vllm_version else "a current vLLM"
+        console.print(
+            f"  {release} ({engine_era}) at --gpu-memory-utilization {result.gpu_memory_utilization:.2f} will log: "
+            f"GPU KV cache size: {result.kv_capacity_tokens:,} tokens; maximum concurrency for "
+            f"{req.context:,} tokens per request: {result.max_concurrency:.2f}x",
+            highlight=False,
+            soft_wrap=True,
+        )
     if result.cpu_layers:
         console.print(f"  {result.cpu_layers} layer(s) stay on the CPU")
     if result.verdict == "does_not_fit":

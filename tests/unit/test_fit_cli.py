@@ -82,6 +82,7 @@ def test_several_models_together(gguf_path: Path, tmp_path: Path) -> None:
         (["--vram-gib", "8", "--engine", "vllm", "--kv-type", "q8_0"], "no KV cache type"),
         (["--vram-gib", "8", "--quant", "Q4_K_M"], "--quant"),
         (["--from", "/nonexistent/snap.json"], "no such file"),
+        (["--vram-gib", "8", "--vllm-version", "banana"], "not a version"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(gguf_path: Path, args: list[str], message: str) -> None:
@@ -138,3 +139,43 @@ def test_swa_full_sizes_sliding_window_layers_in_full(tmp_path) -> None:  # type
     full = fit_model(spec, gpus_from_vram([8]), FitRequest(context=16384, swa_full=True))
     assert full.kv_bytes > window.kv_bytes
     assert "--swa-full" in full.to_dict()["flags"]["args"] and "--swa-full" not in window.to_dict()["flags"]["args"]
+
+
+LLAMA31_8B = {
+    "model_type": "llama",
+    "num_hidden_layers": 32,
+    "hidden_size": 4096,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "intermediate_size": 14336,
+    "vocab_size": 128256,
+    "max_position_embeddings": 131072,
+    "torch_dtype": "bfloat16",
+}
+
+
+def test_vllm_verdict_and_log_lines_follow_the_release(tmp_path: Path) -> None:
+    """Llama 3.1 8B on an RTX 3090 at --max-model-len 29000 (vllm#10517): vLLM 0.6.4 (V0) profiles the
+    whole 29000-token prompt and refuses to start (KV cache of 23648 tokens); a V1 release profiles
+    2048 tokens and starts. The user sees the lines vLLM will log."""
+    model = tmp_path / "llama31"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps(LLAMA31_8B))
+    common = [str(model), "--engine", "vllm", "--vram-gib", "23.58", "--context", "29000"]
+    common += ["--gpu-memory-utilization", "0.9"]
+    old = run(*common, "--vllm-version", "0.6.4", "--json")
+    assert old.returncode == 1, old.stderr
+    fit = json.loads(old.stdout)["engines"]["vllm"]["models"][0]
+    assert fit["verdict"] == "does_not_fit"
+    assert 20000 < fit["kv_capacity_tokens"] < 29000 and fit["max_concurrency"] < 1
+    assert any("refuses to start" in note for note in fit["notes"])
+    new = run(*common, "--json")
+    assert new.returncode == 0, new.stderr
+    fit = json.loads(new.stdout)["engines"]["vllm"]["models"][0]
+    assert fit["verdict"] == "fits" and fit["kv_capacity_tokens"] >= 29000
+    people = run(*common, "--vllm-version", "0.6.4")
+    tokens = json.loads(old.stdout)["engines"]["vllm"]["models"][0]["kv_capacity_tokens"]
+    assert "vLLM 0.6.4 (V0)" in people.stdout
+    assert f"GPU KV cache size: {tokens:,} tokens" in people.stdout
+    assert "maximum concurrency for 29,000 tokens per request: 0.78x" in people.stdout
