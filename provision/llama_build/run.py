@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -38,16 +37,13 @@ class BuildResult:
 
 
 def uv_command() -> list[str]:
-    """uv from the environment gpuprov runs in (the `uv` package), else from PATH."""
-    try:
-        from uv import find_uv_bin
+    """uv, found the one way gpuprov finds it (:mod:`provision.uvtool`)."""
+    from provision.uvtool import find_uv
 
-        return [find_uv_bin()]
-    except (ImportError, FileNotFoundError):
-        exe = shutil.which("uv")
-        if exe:
-            return [exe]
-    raise BuildError("uv not found: install it (pip install uv)")
+    found = find_uv()
+    if found is None:
+        raise BuildError("uv not found: install it (pip install uv)")
+    return found
 
 
 def summarize_failure(lines: list[str]) -> tuple[str, list[str]]:

@@ -38,7 +38,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 import tomllib
 from dataclasses import dataclass, field
@@ -117,20 +116,13 @@ def refuse_own_environment(env: InstalledEnv, explicit: bool) -> None:
 
 
 def uv_command() -> list[str]:
-    """A working uv: this interpreter's ``-m uv``, ``uv`` on PATH, or ``python3 -m uv`` (how it is
-    installed on machines that get it from PyPI)."""
-    candidates = [[sys.executable, "-m", "uv"]]
-    if shutil.which("uv"):
-        candidates.append([str(shutil.which("uv"))])
-    if shutil.which("python3"):
-        candidates.append([str(shutil.which("python3")), "-m", "uv"])
-    for cmd in candidates:
-        try:
-            if subprocess.run([*cmd, "--version"], capture_output=True, timeout=30, check=False).returncode == 0:
-                return cmd
-        except (OSError, subprocess.SubprocessError):
-            continue
-    raise GpuprovError("--apply needs uv: install it (python3 -m pip install uv)")
+    """uv, found the one way gpuprov finds it (:mod:`provision.uvtool`)."""
+    from provision.uvtool import find_uv
+
+    found = find_uv()
+    if found is None:
+        raise GpuprovError("--apply needs uv: install it (python3 -m pip install uv)")
+    return found
 
 
 def is_uv_project(project: Path) -> bool:
