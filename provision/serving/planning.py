@@ -169,6 +169,8 @@ def fit_notes(section: ServingSection, snapshot: Snapshot, facts: ServingHost) -
                 parallel=st.max_num_seqs or 1,
                 kv_type=st.kv_cache_dtype,
                 gpu_memory_utilization=st.gpu_memory_utilization,
+                # the installed release decides how vLLM profiles (V0 before 0.8.0: whole max-model-len prompts)
+                vllm_version=str(facts.vllm_version) if facts.vllm_version is not None else None,
             )
         gpus = [g for g in gpus_from_snapshot(snapshot) if not section.gpus or g.index in section.gpus]
         result = fit_model(spec, gpus, request)
