@@ -304,3 +304,56 @@ def test_fit_requests_fit_or_refuse(
         return
     assert result.verdict in ("fits", "partial_offload", "does_not_fit")
     assert all(g.free_after_bytes >= 0 for g in result.gpus) or result.request.engine == "vllm"
+
+
+@given(st.text(max_size=30))
+@settings(max_examples=200, deadline=None)
+def test_any_vllm_version_text_is_a_version_or_one_usage_error(text: str) -> None:
+    """--vllm-version is user input: a version picks V0 or V1, anything else is a UsageError."""
+    from packaging.version import InvalidVersion, Version
+
+    from provision.fit.model import LayerSpec, ModelSpec
+
+    layer = LayerSpec(index=0, weight_bytes=1 << 20, n_head_kv=2, head_dim_k=64, head_dim_v=64)
+    spec = ModelSpec(
+        name="m", source="m", format="hf", architecture="llama", n_embd=256, n_head=4, n_ff=512,
+        n_vocab=1000, context_length=4096, layers=(layer,), input_bytes=0, output_bytes=0,
+    )  # fmt: skip
+    try:
+        Version(text)
+        valid = True
+    except InvalidVersion:
+        valid = False
+    request = FitRequest(engine="vllm", context=1024, vllm_version=text)
+    if valid:
+        result = fit_model(spec, gpus_from_vram([8]), request)
+        assert result.kv_capacity_tokens is not None
+    else:
+        with pytest.raises(UsageError, match="is not a version"):
+            fit_model(spec, gpus_from_vram([8]), request)
+
+
+def test_vllm_v0_profiles_the_whole_prompt_and_v1_the_scheduler_batch() -> None:
+    """V0 (before 0.8.0): max(max-model-len, 2048) tokens, 512 with chunked prefill above 32K; V1: the
+    scheduler's batch whatever the context (vllm#10517 logs: 2.07 GiB at 20k, 0.06 GiB at 35k on V0)."""
+    assert mm.vllm_profile_tokens(version="0.6.4", max_model_len=20000, total_mib=24000) == (20000, 256)
+    assert mm.vllm_profile_tokens(version="0.6.4", max_model_len=1024, total_mib=24000) == (2048, 256)
+    assert mm.vllm_profile_tokens(version="0.7.3", max_model_len=35000, total_mib=24000)[0] == 512
+    assert mm.vllm_profile_tokens(version="0.8.0", max_model_len=20000, total_mib=24000) == (2048, 256)
+    assert mm.vllm_profile_tokens(version=None, max_model_len=20000, total_mib=80000) == (8192, 1024)
+    llama8b = {"n_embd": 4096, "n_ff": 14336, "n_vocab": 128256, "total_mib": 24146, "tp": 1}
+    v0 = mm.vllm_activation_bytes(**llama8b, max_model_len=20000, version="0.6.4")
+    assert abs(v0 / mm.GIB - 2.07) < 0.05
+    assert mm.vllm_activation_bytes(**llama8b, max_model_len=20000, version="0.9.2") < v0 / 4
+
+
+def test_llama_cpp_compute_is_the_allocator_peak_not_the_sum() -> None:
+    """Mistral 7B at 2048 tokens without flash attention: llama.cpp logs 164.00 MiB (logdetective#106);
+    the sum of scores, FFN and logits was 222.5 MiB."""
+    shape = {"n_embd": 4096, "n_head": 32, "n_ff": 14336, "n_ubatch": 512}
+    layers = mm.LlamaCppCompute.device_bytes(**shape, n_kv=2048, flash_attention=False)
+    output = mm.LlamaCppCompute.output_bytes(n_vocab=32000, n_embd=4096, n_ubatch=512)
+    assert max(layers, output) == 164 * mm.MIB
+    # with flash attention the scores are not materialised: the FFN or the logits set the peak
+    flash = mm.LlamaCppCompute.device_bytes(**shape, n_kv=2048, flash_attention=True)
+    assert flash < layers / 2
