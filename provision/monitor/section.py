@@ -110,3 +110,17 @@ def plan_monitoring(desired: Desired, snapshot: Snapshot, profile: Profile, host
 
 
 register_section("monitoring", SectionType(_parse, _to_dict, plan=plan_monitoring))
+
+
+def with_exporter(profile: Profile, port: int, address: str = DEFAULT_ADDRESS) -> Profile:
+    """``profile`` with its ``monitoring.exporter`` set (the fleet's ``gpuprov_gpu_exporter_port``: every host
+    gets the exporter whatever its profile says); validated as if the profile said it."""
+    import dataclasses
+
+    from provision.profiles.schema import _Where
+
+    section = _parse(
+        {"exporter": {"port": port, "address": address}},
+        _Where(f"profile {profile.name} with the fleet's exporter", "monitoring"),
+    )
+    return dataclasses.replace(profile, sections={**profile.sections, "monitoring": section})

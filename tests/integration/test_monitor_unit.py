@@ -5,6 +5,9 @@ section removes a unit an earlier one installed."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,3 +92,36 @@ def test_a_profile_without_the_section_removes_the_exporter(tmp_path: Path) -> N
     plan = _plan(_profiles(tmp_path, ""), host)
     assert any(f.path == UNIT_FILE and f.content is None for f in plan.desired.files)
     assert any(u.name == UNIT and not u.enabled and u.now for u in plan.desired.units)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="the replay's NVML setters, like the real ones, need root")
+def test_the_fleet_variable_installs_the_exporter_through_the_role(tmp_path: Path) -> None:
+    """ansible-playbook with the role's gpuprov_gpu_exporter_port (what a fleet's group_vars set) writes the
+    exporter's unit although the built-in rtx4090 profile has no monitoring section."""
+    from provision.ansiblerun import run_playbook
+
+    root = tmp_path / "root"
+    root.mkdir()
+    gpu = tmp_path / "gpu.json"
+    shutil.copy(SNAPSHOTS / "rtx4090.constructed.json", gpu)
+    env = {"GPUPROV_NVML_REPLAY": str(gpu), "GPUPROV_NVML_REPLAY_ROOT": str(root)}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        result = run_playbook(
+            "local.yml",
+            {"gpuprov_gpu_action": "apply", "gpuprov_gpu_profile": "rtx4090", "gpuprov_gpu_root": str(root),
+             "gpuprov_gpu_state_dir": str(tmp_path / "state"), "gpuprov_gpu_python": sys.executable,
+             "gpuprov_gpu_exporter_port": 9100},
+        )  # fmt: skip
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    assert result.returncode == 0 and not result.failed, result.output[-3000:]
+    unit = (root / UNIT_FILE.lstrip("/")).read_text()
+    assert f"ExecStart={sys.executable} -m provision exporter --address 127.0.0.1 --port 9100\n" in unit
+    assert (root / "etc/systemd/system/multi-user.target.wants" / UNIT).is_symlink()

@@ -39,6 +39,16 @@ options:
   python:
     description: Interpreter the boot-time unit runs gpuprov with (default the one running this module).
     type: path
+  exporter_port:
+    description:
+      - >-
+        Install gpuprov's Prometheus exporter on this port whatever the profile's C(monitoring) section says
+        (a fleet enables it on every host with one variable).
+    type: int
+  exporter_address:
+    description: The address the exporter listens on (with I(exporter_port)).
+    type: str
+    default: 127.0.0.1
   lock_pid:
     description:
       - >-
@@ -110,6 +120,8 @@ def main() -> None:
             "state_dir": {"type": "path"},
             "python": {"type": "path"},
             "lock_pid": {"type": "int"},
+            "exporter_port": {"type": "int"},
+            "exporter_address": {"type": "str", "default": "127.0.0.1"},
         },
         required_if=[("revert", False, ("profile",))],
         mutually_exclusive=[("revert", "force")],
@@ -134,6 +146,10 @@ def main() -> None:
             result = plan.make_revert_plan(snap, applystate.load_previous(state_dir), host)
         else:
             prof = load_profile(p["profile"], root=root)
+            if p["exporter_port"] is not None:
+                from provision.monitor.section import with_exporter
+
+                prof = with_exporter(prof, p["exporter_port"], p["exporter_address"])
             host = hoststate.read_host_state(snap, prof, root=root, directory=state_dir, python=python)
             result = plan.make_plan(snap, prof, host, force=p["force"])
     except GpuprovError as exc:
