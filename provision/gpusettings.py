@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from provision.gpudecisions import (
     pending,
     power_limit_known_refused,
 )
-from provision.plantypes import HostState
+from provision.plantypes import GpuSettingsTarget, HostState
 from provision.snapshot import GpuInfo
 
 
@@ -125,6 +126,24 @@ def find_gpu(gpus: list[GpuInfo], key: str, index: int | None) -> GpuInfo:
     raise GpuSettingsError(f"GPU {key} is not on this host (any more): run gpuprov plan again")
 
 
+def target_from_dict(item: dict[str, Any]) -> GpuSettingsTarget:
+    """A GPU's target as the plan writes it (``GpuSettingsTarget.to_dict``: the boot unit's settings file,
+    the module's ``gpus`` items). Raises KeyError/TypeError/ValueError on another shape."""
+    fallback = item.get("fallback_locked_clocks_mhz")
+    settings = dict(item["settings"])
+    unknown = set(settings) - set(SETTINGS)
+    if unknown:
+        raise ValueError(f"unknown GPU setting(s) {', '.join(sorted(unknown))}: allowed {', '.join(SETTINGS)}")
+    index = item.get("index")
+    return GpuSettingsTarget(
+        key=str(item["key"]),
+        index=int(index) if index is not None else -1,
+        name=str(item.get("name") or ""),
+        settings=settings,
+        fallback_locked_clocks_mhz=[int(v) for v in fallback] if fallback is not None else None,
+    )
+
+
 def with_nvml(fn: Callable[[Any, list[GpuInfo]], Any], *, root: Path = Path("/")) -> Any:
     """Initialise NVML, probe the GPUs, call ``fn(backend, gpus)``, shut NVML down."""
     from provision.probe import probe_gpus
@@ -144,10 +163,7 @@ def reapply(settings_file: Path, *, wait_s: float = 120.0, state_dir: Path | Non
     """Boot-time re-apply of a settings file written by apply; waits up to ``wait_s`` for the GPU."""
     try:
         config = json.loads(settings_file.read_text(encoding="utf-8"))
-        targets = [
-            (str(t["key"]), t.get("index"), dict(t["settings"]), t.get("fallback_locked_clocks_mhz"))
-            for t in config["gpus"]
-        ]
+        targets = [target_from_dict(t) for t in config["gpus"]]
         # written by an apply to an image tree: the profile's GPU section, for the GPUs found at boot
         image = config.get("image")
         name = str(config.get("profile", ""))
@@ -171,32 +187,72 @@ def reapply(settings_file: Path, *, wait_s: float = 120.0, state_dir: Path | Non
             time.sleep(2)
 
 
-def _reapply(backend: Any, gpus: list[GpuInfo], targets: list, state_dir: Path | None) -> list[str]:
-    recorded = applystate.recorded_locked_clocks(state_dir) if state_dir else {}
-    refused = applystate.power_limit_refused(state_dir) if state_dir else set()
-    done = []
-    for key, index, settings, fallback in targets:
-        gpu = find_gpu(gpus, key, index)
-        changes = pending(current_settings(gpu, recorded), settings, fallback_locked_clocks_mhz=fallback,
-                          power_limit_refused=power_limit_known_refused(gpu, refused))  # fmt: skip
-        lines = apply_settings(backend, gpu, changes, state_dir=state_dir, fallback_locked_clocks_mhz=fallback)
-        done += [f"GPU {gpu.index}: {line}" for line in lines]
-    return done
+def _reapply(backend: Any, gpus: list[GpuInfo], targets: list[GpuSettingsTarget], state_dir: Path | None) -> list[str]:
+    done = apply_targets(backend, gpus, targets, state_dir=state_dir, record=False)
+    return [f"GPU {o.index}: {line}" for o in done for line in o.lines]
 
 
 def _reapply_image(backend: Any, gpus: list[GpuInfo], image: dict, name: str, state_dir: Path | None) -> list[str]:
-    """The first boots of an image: the profile's settings for the GPUs of this machine that match it."""
+    """The first boots of an image: the profile's settings for the GPUs of this machine that match it,
+    recorded first as an apply does (what this machine had, for `gpuprov revert` here)."""
     host = HostState(
         locked_clocks_mhz=applystate.recorded_locked_clocks(state_dir) if state_dir else {},
         power_limit_refused=applystate.power_limit_refused(state_dir) if state_dir else set(),
     )
     targets, notes = image_targets(image, name, gpus, host)
-    if state_dir is not None:  # as an apply does: what this machine had, for `gpuprov revert` here
-        for t in targets:
-            gpu = find_gpu(gpus, t.key, t.index)
-            managed = set(t.settings) | ({"locked_clocks_mhz"} if t.fallback_locked_clocks_mhz else set())
-            current = current_settings(gpu, host.locked_clocks_mhz)
-            record = {"index": gpu.index, "name": gpu.name, "settings": {k: current.get(k) for k in sorted(managed)}}
-            applystate.record_previous(state_dir, "gpus", t.key, record)
-    todo = [(t.key, t.index, t.settings, t.fallback_locked_clocks_mhz) for t in targets]
-    return list(notes) + _reapply(backend, gpus, todo, state_dir)
+    done = apply_targets(backend, gpus, targets, state_dir=state_dir, record=True)
+    return list(notes) + [f"GPU {o.index}: {line}" for o in done for line in o.lines]
+
+
+@dataclass(frozen=True)
+class GpuOutcome:
+    """What :func:`apply_targets` did to one GPU."""
+
+    key: str
+    index: int
+    name: str
+    #: the settings that differed from the target, with their values before
+    before: dict[str, Any]
+    #: the same settings, with the target's values
+    after: dict[str, Any]
+    #: one line per setting set (in check mode: ``setting before -> after``, nothing set)
+    lines: list[str]
+
+
+def apply_targets(
+    backend: Any,
+    gpus: list[GpuInfo],
+    targets: Sequence[GpuSettingsTarget],
+    *,
+    state_dir: Path | None,
+    record: bool,
+    check: bool = False,
+) -> list[GpuOutcome]:
+    """Bring each GPU of ``targets`` to its settings: the one loop behind the ``gpuprov_gpu_settings``
+    module (apply, revert) and the boot unit's re-apply. NVML must be initialised (:func:`with_nvml`).
+
+    Per GPU: its current settings (the probe, and the clock lock gpuprov recorded this boot), the ones that
+    differ (:func:`provision.gpudecisions.pending`, with the refused-power-limit rule), and, unless
+    ``check``, first the previous values recorded for revert (``record``, before the first change only),
+    then the setters. The fallback clock lock of a target is used when the driver refuses its power limit.
+    """
+    recorded = applystate.recorded_locked_clocks(state_dir) if state_dir else {}
+    refused = applystate.power_limit_refused(state_dir) if state_dir else set()
+    out = []
+    for target in targets:
+        gpu = find_gpu(gpus, target.key, target.index)
+        current = current_settings(gpu, recorded)
+        fallback = target.fallback_locked_clocks_mhz
+        todo = pending(current, target.settings, fallback_locked_clocks_mhz=fallback,
+                       power_limit_refused=power_limit_known_refused(gpu, refused))  # fmt: skip
+        before = {k: current.get(k) for k in todo}
+        lines = [f"{k} {current.get(k)} -> {v}" for k, v in todo.items()]
+        if todo and not check:
+            if record and state_dir is not None:
+                managed = set(target.settings) | ({"locked_clocks_mhz"} if fallback else set())
+                was = {k: current.get(k) for k in sorted(managed)}
+                entry = {"index": gpu.index, "name": gpu.name, "settings": was}
+                applystate.record_previous(state_dir, "gpus", gpu_key(gpu), entry)
+            lines = apply_settings(backend, gpu, todo, state_dir=state_dir, fallback_locked_clocks_mhz=fallback)
+        out.append(GpuOutcome(gpu_key(gpu), gpu.index, gpu.name, before, dict(todo), lines))
+    return out

@@ -17,15 +17,33 @@ description:
 options:
   gpus:
     description:
-      - Desired settings per GPU, as M(gpuprov_plan) returns them in C(desired.gpus).
-      - Each item has C(key) (GPU UUID, or C(index:N)), C(index), C(name) and C(settings), a mapping with
-        any of C(power_limit_w) (number), C(persistence_mode) (bool), C(locked_clocks_mhz) ([min, max], or
-        null to reset a lock).
-      - An item may also have C(fallback_locked_clocks_mhz) ([min, max]), used when the driver refuses
-        C(power_limit_w) as not supported (many laptops), instead of failing; the refusal is remembered.
+      - Desired settings per GPU, as M(gpuprov.gpu.gpuprov_plan) returns them in C(desired.gpus).
     type: list
     elements: dict
     required: true
+    suboptions:
+      key:
+        description: The GPU's UUID, or C(index:N) when NVML gave none.
+        type: str
+        required: true
+      index:
+        description: The GPU's NVML index (finds a GPU named C(index:N)).
+        type: int
+      name:
+        description: The GPU's name, for messages.
+        type: str
+      settings:
+        description:
+          - The settings to manage, a mapping with any of C(power_limit_w) (number), C(persistence_mode)
+            (bool), C(locked_clocks_mhz) ([min, max], or null to reset a lock). Settings not named are left alone.
+        type: dict
+        required: true
+      fallback_locked_clocks_mhz:
+        description:
+          - Locked clocks ([min, max]) set instead when the driver refuses C(power_limit_w) as not supported
+            (many laptops), instead of failing; the refusal is remembered.
+        type: list
+        elements: int
   state_dir:
     description: gpuprov's state directory (default C($GPUPROV_STATE_DIR) or /var/lib/gpuprov).
     type: path
@@ -74,10 +92,19 @@ def _fmt(settings: dict) -> str:
     return "".join(f"{k}: {settings[k]}\n" for k in sorted(settings))
 
 
+GPU_OPTIONS = {
+    "key": {"type": "str", "required": True, "no_log": False},
+    "index": {"type": "int"},
+    "name": {"type": "str"},
+    "settings": {"type": "dict", "required": True},
+    "fallback_locked_clocks_mhz": {"type": "list", "elements": "int"},
+}
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "gpus": {"type": "list", "elements": "dict", "required": True},
+            "gpus": {"type": "list", "elements": "dict", "required": True, "options": GPU_OPTIONS},
             "state_dir": {"type": "path"},
             "record": {"type": "bool", "default": True},
         },
@@ -89,53 +116,27 @@ def main() -> None:
 
     p = module.params
     state_dir = Path(p["state_dir"]) if p["state_dir"] else applystate.state_dir()
-    for item in p["gpus"]:
-        if not isinstance(item.get("key"), str) or not isinstance(item.get("settings"), dict):
-            module.fail_json(msg=f"each item of gpus needs key (text) and settings (a mapping), got {item!r}")
-        unknown = set(item["settings"]) - set(gpusettings.SETTINGS)
-        if unknown:
-            module.fail_json(msg=f"unknown GPU setting(s) {', '.join(sorted(unknown))}: allowed {gpusettings.SETTINGS}")
+    try:
+        targets = [gpusettings.target_from_dict(item) for item in p["gpus"]]
+    except ValueError as exc:  # a setting gpuprov does not manage
+        module.fail_json(msg=str(exc))
 
     def run(backend, gpus):
-        results, before, after = [], "", ""
-        recorded = applystate.recorded_locked_clocks(state_dir)
-        refused = applystate.power_limit_refused(state_dir)
-        for item in p["gpus"]:
-            gpu = gpusettings.find_gpu(gpus, item["key"], item.get("index"))
-            current = gpusettings.current_settings(gpu, recorded)
-            fallback = item.get("fallback_locked_clocks_mhz")
-            todo = gpusettings.pending(
-                current,
-                item["settings"],
-                fallback_locked_clocks_mhz=fallback,
-                power_limit_refused=gpusettings.gpu_key(gpu) in refused,
-            )
-            lines = [f"{k} {current.get(k)} -> {v}" for k, v in todo.items()]
-            if todo and not module.check_mode:
-                if p["record"]:
-                    managed = set(item["settings"]) | ({"locked_clocks_mhz"} if fallback else set())
-                    before_settings = {k: current.get(k) for k in sorted(managed)}
-                    record = {"index": gpu.index, "name": gpu.name, "settings": before_settings}
-                    applystate.record_previous(state_dir, "gpus", gpusettings.gpu_key(gpu), record)
-                lines = gpusettings.apply_settings(
-                    backend, gpu, todo, state_dir=state_dir, fallback_locked_clocks_mhz=fallback
-                )
-            results.append({"key": gpusettings.gpu_key(gpu), "index": gpu.index, "set": lines})
-            if todo:
-                before += f"# GPU {gpu.index} ({gpu.name})\n" + _fmt({k: current.get(k) for k in todo})
-                after += f"# GPU {gpu.index} ({gpu.name})\n" + _fmt(todo)
-        return results, before, after
+        return gpusettings.apply_targets(
+            backend, gpus, targets, state_dir=state_dir, record=p["record"], check=module.check_mode
+        )
 
     try:
-        results, before, after = gpusettings.with_nvml(run)
+        outcomes = gpusettings.with_nvml(run)
     except GpuprovError as exc:
         module.fail_json(msg=str(exc))
-    changed = any(r["set"] for r in results)
+    results = [{"key": o.key, "index": o.index, "set": o.lines} for o in outcomes]
+    changed = any(o.lines for o in outcomes)
     out = {"changed": changed, "gpus": results}
     if module._diff and changed:
         out["diff"] = {
-            "before": before,
-            "after": after,
+            "before": "".join(f"# GPU {o.index} ({o.name})\n" + _fmt(o.before) for o in outcomes if o.after),
+            "after": "".join(f"# GPU {o.index} ({o.name})\n" + _fmt(o.after) for o in outcomes if o.after),
             "before_header": "GPU settings",
             "after_header": "GPU settings",
         }
