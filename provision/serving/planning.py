@@ -54,6 +54,12 @@ def plan_serving(desired: Desired, snapshot: Snapshot, profile: Profile, host: H
             f"profile {profile.name}: serving.gpus names GPU {', '.join(map(str, missing))}, but this host has "
             f"GPU {', '.join(str(g.index) for g in snapshot.gpus)}"
         )
+    tp = section.settings.tensor_parallel_size if isinstance(section.settings, VllmSettings) else None
+    if tp is not None and snapshot.gpus and tp > len(section.gpus or snapshot.gpus):
+        raise PlanError(
+            f"profile {profile.name}: serving.vllm.tensor_parallel_size is {tp}, but vLLM sees "
+            f"{len(section.gpus or snapshot.gpus)} GPU(s) here: lower it, or run on a host with more"
+        )
     for path, content, mode, note in files.files:
         desired.serving_files.append(FileTarget(path, content, mode, note))
     start = host.systemd_running
@@ -173,6 +179,8 @@ def fit_notes(section: ServingSection, snapshot: Snapshot, facts: ServingHost) -
                 vllm_version=str(facts.vllm_version) if facts.vllm_version is not None else None,
             )
         gpus = [g for g in gpus_from_snapshot(snapshot) if not section.gpus or g.index in section.gpus]
+        if isinstance(st, VllmSettings):  # vLLM loads the model on tensor_parallel_size GPUs, the first it sees
+            gpus = gpus[: st.tensor_parallel_size or 1]
         result = fit_model(spec, gpus, request)
     except GpuprovError as exc:
         return [f"serving model {model}: cannot check whether it fits ({exc})"]

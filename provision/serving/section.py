@@ -198,6 +198,9 @@ def _parse_vllm(value: Any, w: _Where) -> VllmSettings:
         if "swap_space_gib" in d
         else None,
         extra_args=_args(d.get("extra_args"), w["extra_args"], "vllm"),
+        tensor_parallel_size=_int(d["tensor_parallel_size"], w["tensor_parallel_size"], "a number of GPUs", 1, 64)
+        if "tensor_parallel_size" in d
+        else None,
     )
 
 
@@ -296,6 +299,11 @@ def parse_serving(value: Any, where: _Where) -> ServingSection:
         gpus = tuple(_int(g, where["gpus"], "a GPU index", 0, 63) for g in raw)
         if len(set(gpus)) != len(gpus):
             raise where["gpus"].error(f"{_show(raw)} names a GPU twice")
+    tp = settings.tensor_parallel_size if isinstance(settings, VllmSettings) else None
+    if tp is not None and gpus and tp > len(gpus):
+        raise where[engine]["tensor_parallel_size"].error(
+            f"{tp} GPUs, but serving.gpus gives vLLM {len(gpus)}: list {tp} GPUs there, or fewer here"
+        )
     api_key = _bool(data["api_key"], where["api_key"]) if data.get("api_key") is not None else False
     if api_key and engine == "ollama":
         raise where["api_key"].error(

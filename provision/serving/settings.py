@@ -81,6 +81,9 @@ class VllmSettings:
     max_num_seqs: int | None = None
     swap_space_gib: float | None = None
     extra_args: tuple[str, ...] = ()
+    #: the GPUs vLLM splits the model over (``--tensor-parallel-size``; None: vLLM's default, one GPU);
+    #: no more than the GPUs it sees (serving.gpus, or the host's), and what ``fit`` checks the model on
+    tensor_parallel_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,8 @@ class ServingSection:
 
 _ENGINE_KEYS = {
     "vllm": ("model", "venv", "executable", "gpu_memory_utilization", "max_model_len", "kv_cache_dtype",
-             "quantization", "attention_backend", "max_num_seqs", "swap_space_gib", "extra_args"),
+             "quantization", "attention_backend", "max_num_seqs", "swap_space_gib", "extra_args",
+             "tensor_parallel_size"),
     "ollama": ("flash_attention", "num_parallel", "max_loaded_models", "context_length", "gpu_overhead_mib",
                "keep_alive", "kv_cache_type", "models_dir"),
     "llama_cpp": ("model", "server", "venv", "n_gpu_layers", "ctx_size", "parallel", "tensor_split", "no_mmap",

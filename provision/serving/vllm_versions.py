@@ -100,6 +100,7 @@ def vllm_args(st: VllmSettings, version: Version | None) -> VllmArgs:
         ("attention_backend", "--attention-backend"),
         ("max_num_seqs", "--max-num-seqs"),
         ("swap_space_gib", "--swap-space"),
+        ("tensor_parallel_size", "--tensor-parallel-size"),
     ):
         value = getattr(st, key)
         if value is None:
