@@ -112,12 +112,13 @@ class ServerReading:
 class ServerWatcher:
     """Reads one server again and again; keeps the last token counter to give tokens/s."""
 
-    def __init__(self, url: str, engine: str, *, api_key: str | None = None) -> None:
+    def __init__(self, url: str, engine: str, *, api_key: str | None = None, monotonic: Any = time.monotonic) -> None:
         if engine not in ENGINES:
             raise ValueError(f"unknown engine {engine!r}: one of {', '.join(ENGINES)}")
         self.url = url.rstrip("/")
         self.engine = engine
         self.api_key = api_key
+        self._monotonic = monotonic
         self._last_tokens: tuple[float, float] | None = None  # (monotonic s, generated tokens total)
 
     def _get(self, path: str) -> bytes:
@@ -140,7 +141,7 @@ class ServerWatcher:
             return ServerReading(self.url, self.engine, False, f"not answering: {reason}")
         except ValueError as exc:  # JSON or Prometheus text that is not what the engine serves
             return ServerReading(self.url, self.engine, False, f"unexpected answer: {exc}")
-        now = time.monotonic()
+        now = self._monotonic()
         tokens = figures.get("generated_tokens_total")
         if tokens is not None:
             if self._last_tokens is not None and now > self._last_tokens[0] and tokens >= self._last_tokens[1]:

@@ -281,3 +281,38 @@ def test_cli_bad_server_is_one_line(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert proc.stderr.strip().count("\n") == 0 and "--server 'vllm:http://x'" in proc.stderr
     assert shutil.which("true")  # the environment above keeps /usr/bin
+
+
+def test_vllm_watcher_over_http_gives_tokens_per_second() -> None:
+    """The recorded /metrics served on loopback, the generation counter moved by 100 tokens between reads."""
+    import http.server
+    import threading
+
+    from provision.monitor.servers import ServerWatcher
+
+    recorded = (DATA / "servers" / "vllm-0.7-qwen2.5-coder-1.5b.metrics.txt").read_text()
+    bodies = [recorded, recorded.replace("} 955.0", "} 1055.0")]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = (bodies.pop(0) if bodies else "").encode()
+            self.send_response(200 if self.path == "/metrics" else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    clock = iter([10.0, 12.0])
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        watcher = ServerWatcher(url, "vllm", monotonic=lambda: next(clock))
+        first, second = watcher.read(), watcher.read()
+    finally:
+        server.shutdown()
+    assert first.up and "generated_tokens_per_s" not in first.figures
+    assert second.figures["generated_tokens_per_s"] == 50.0  # 100 tokens in 2 s
+    assert second.figures["requests_running"] == 0.0 and second.figures["kv_cache_used_pct"] == 0.0
