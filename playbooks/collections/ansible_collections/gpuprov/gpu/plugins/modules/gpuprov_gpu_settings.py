@@ -92,19 +92,21 @@ def _fmt(settings: dict) -> str:
     return "".join(f"{k}: {settings[k]}\n" for k in sorted(settings))
 
 
-GPU_OPTIONS = {
-    "key": {"type": "str", "required": True, "no_log": False},
-    "index": {"type": "int"},
-    "name": {"type": "str"},
-    "settings": {"type": "dict", "required": True},
-    "fallback_locked_clocks_mhz": {"type": "list", "elements": "int"},
-}
-
-
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "gpus": {"type": "list", "elements": "dict", "required": True, "options": GPU_OPTIONS},
+            "gpus": {
+                "type": "list",
+                "elements": "dict",
+                "required": True,
+                "options": {
+                    "key": {"type": "str", "required": True, "no_log": False},
+                    "index": {"type": "int"},
+                    "name": {"type": "str"},
+                    "settings": {"type": "dict", "required": True},
+                    "fallback_locked_clocks_mhz": {"type": "list", "elements": "int"},
+                },
+            },
             "state_dir": {"type": "path"},
             "record": {"type": "bool", "default": True},
         },
