@@ -125,14 +125,16 @@ def python_files(root: Path, exclude: tuple[str, ...] = ()) -> Iterator[Path]:
     """Python sources under ``root`` (regular files only): hidden dirs, virtual environments, caches,
     root build outputs and nested projects skipped."""
     excluded = {(root / e).resolve() for e in exclude}
+
+    def kept(path: Path) -> bool:  # resolving every path costs a syscall per component: only when needed
+        return not excluded or path.resolve() not in excluded
+
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
-        dirnames[:] = [
-            d for d in sorted(dirnames) if not is_skipped_dir(here, d, root) and (here / d).resolve() not in excluded
-        ]
+        dirnames[:] = [d for d in sorted(dirnames) if not is_skipped_dir(here, d, root) and kept(here / d)]
         for name in sorted(filenames):
             path = here / name
-            if name.endswith((".py", ".pyw", ".ipynb")) and path.resolve() not in excluded and is_regular_file(path):
+            if name.endswith((".py", ".pyw", ".ipynb")) and kept(path) and is_regular_file(path):
                 yield path
 
 
@@ -543,27 +545,44 @@ def _merge(result: ScanResult, rel: str, payload: dict[str, Any]) -> None:
         result.strings.setdefault(literal, where)
 
 
+def _scan_file(path: str, rel: str) -> dict[str, Any]:
+    """One file's scan payload, or ``{"error": why}`` when it cannot be read."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        return {"error": f"cannot read: {exc.strerror or exc}"}
+    part = ScanResult()
+    scan_source(notebook_source(data) if path.endswith(".ipynb") else data, rel, part)
+    return _payload(part)
+
+
 def scan_project(root: Path, exclude: tuple[str, ...] = (), cache: ScanCache | None = None) -> ScanResult:
     """Scan every Python file of the project (hidden dirs, environments and builds skipped); with a
     ``cache``, a file whose size and mtime it recorded is not read again."""
     result = ScanResult(first_party=first_party_modules(root))
+    files: list[tuple[str, dict[str, Any] | None, os.stat_result | None]] = []
+    todo: list[tuple[str, str]] = []
     for path in python_files(root, exclude):
         rel = str(path.relative_to(root))
         try:
             st = path.stat()
-            payload = cache.get(rel, st.st_size, st.st_mtime_ns) if cache is not None else None
-            if payload is None:
-                data = path.read_bytes()
         except OSError as exc:
-            result.unparsed.append((rel, f"cannot read: {exc.strerror or exc}"))
+            files.append((rel, {"error": f"cannot read: {exc.strerror or exc}"}, None))
+            continue
+        payload = cache.get(rel, st.st_size, st.st_mtime_ns) if cache is not None else None
+        if payload is None:
+            todo.append((str(path), rel))
+        files.append((rel, payload, st))
+    scanned = iter([_scan_file(path, rel) for path, rel in todo])
+    for rel, payload, st in files:
+        if payload is None:
+            payload = next(scanned)
+            if cache is not None and st is not None and "error" not in payload:
+                cache.put(rel, st.st_size, st.st_mtime_ns, payload)
+        if "error" in payload:
+            result.unparsed.append((rel, payload["error"]))
             continue
         result.files_scanned += 1
-        if payload is None:
-            part = ScanResult()
-            scan_source(notebook_source(data) if path.suffix == ".ipynb" else data, rel, part)
-            payload = _payload(part)
-            if cache is not None:
-                cache.put(rel, st.st_size, st.st_mtime_ns, payload)
         _merge(result, rel, payload)
     if cache is not None:
         cache.save()

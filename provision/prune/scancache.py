@@ -95,7 +95,7 @@ def write_cache_file(path: Path, payload: dict[str, Any]) -> None:
         return
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, separators=(",", ":"))
+            fh.write(json.dumps(payload, separators=(",", ":")))  # dumps: all in C; dump() iterates in Python
         os.replace(tmp, path)
     except OSError:
         with contextlib.suppress(OSError):
