@@ -345,4 +345,5 @@ class GpuSampler:
             gpu.memory_clock_mhz = r.get("memory_clock_mhz", "nvmlDeviceGetClockInfo", h, 2)  # NVML_CLOCK_MEM
             gpu.pcie_generation_current = r.get("pcie_generation_current", "nvmlDeviceGetCurrPcieLinkGeneration", h)
             gpu.pcie_width_current = r.get("pcie_width_current", "nvmlDeviceGetCurrPcieLinkWidth", h)
+            gpu.temperature_margin_c = r.get("temperature_margin_c", "nvmlDeviceGetMarginTemperature", h)
         return gpu

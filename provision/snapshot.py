@@ -150,6 +150,9 @@ class GpuInfo:
     #: current SM and memory clocks; moment's readings like utilisation (probe.GpuSampler with detail)
     sm_clock_mhz: int | None = None
     memory_clock_mhz: int | None = None
+    #: degrees left before the GPU slows down (NVML's margin temperature, nvidia-smi's "T.Limit Temp"): what
+    #: GPUs that hide the slowdown threshold report instead (a moment's reading, GpuSampler with detail)
+    temperature_margin_c: int | None = None
     unavailable: dict[str, str] = field(default_factory=dict)
 
 

@@ -33,6 +33,7 @@ GAUGES = (
     ("gpuprov_gpu_power_limit_watts", "Power limit the driver enforces.", "power_limit_w", 1),
     ("gpuprov_gpu_temperature_celsius", "GPU core temperature.", "temperature_c", 1),
     ("gpuprov_gpu_temperature_slowdown_celsius", "Where the GPU slows down.", "temperature_slowdown_c", 1),
+    ("gpuprov_gpu_temperature_margin_celsius", "Degrees left before slowdown (T.Limit).", "temperature_margin_c", 1),
     ("gpuprov_gpu_sm_clock_hertz", "SM clock.", "sm_clock_mhz", 1_000_000),
     ("gpuprov_gpu_memory_clock_hertz", "Memory clock.", "memory_clock_mhz", 1_000_000),
     ("gpuprov_gpu_pcie_link_width", "PCIe link width in lanes.", "pcie_width", 1),

@@ -191,6 +191,7 @@ class Monitor:
             "power_default_limit_w": static.power_default_limit_w,
             "temperature_c": gpu.temperature_c,
             "temperature_slowdown_c": static.temperature_slowdown_c,
+            "temperature_margin_c": gpu.temperature_margin_c,
             "sm_clock_mhz": gpu.sm_clock_mhz,
             "memory_clock_mhz": gpu.memory_clock_mhz,
             "max_sm_clock_mhz": static.max_sm_clock_mhz,

@@ -37,12 +37,18 @@ def gpu_table(sample: dict[str, Any]) -> Table:
         profile_limit = Text("-" if not ref else f"{_num(ref.get('power_limit_w'), ' W')} ({ref.get('name')})")
         if g["drift"]:
             profile_limit.stylize("bold red")
-        temp = Text(f"{_num(g['temperature_c'], ' °C')} / {_num(g['temperature_slowdown_c'], ' °C')}")
-        if (
-            g["temperature_c"] is not None
-            and g["temperature_slowdown_c"] is not None
-            and (g["temperature_c"] >= g["temperature_slowdown_c"] - 5)
-        ):
+        margin = g.get("temperature_margin_c")
+        if g["temperature_slowdown_c"] is None and margin is not None:  # T.Limit only: degrees to slowdown
+            temp = Text(f"{_num(g['temperature_c'], ' °C')} / {margin} °C to T.Limit")
+            near = margin <= 5
+        else:
+            temp = Text(f"{_num(g['temperature_c'], ' °C')} / {_num(g['temperature_slowdown_c'], ' °C')}")
+            near = (
+                g["temperature_c"] is not None
+                and g["temperature_slowdown_c"] is not None
+                and g["temperature_c"] >= g["temperature_slowdown_c"] - 5
+            )
+        if near:
             temp.stylize("bold yellow")
         clocks = f"{_num(g['sm_clock_mhz'])} / {_num(g['memory_clock_mhz'])} MHz"
         lock = ref.get("locked_clocks_mhz") if ref else None

@@ -316,3 +316,15 @@ def test_vllm_watcher_over_http_gives_tokens_per_second() -> None:
     assert first.up and "generated_tokens_per_s" not in first.figures
     assert second.figures["generated_tokens_per_s"] == 50.0  # 100 tokens in 2 s
     assert second.figures["requests_running"] == 0.0 and second.figures["kv_cache_used_pct"] == 0.0
+
+
+def test_a_gpu_that_reports_only_the_t_limit_margin(tmp_path: Path) -> None:
+    state = _state(tmp_path, "rtx4090.constructed.json", temperature_slowdown_c=None, temperature_margin_c=3)
+    with _monitor(state, tmp_path / "s") as mon:
+        sample = mon.sample().to_dict()
+        registry, _ = registry_for(mon)
+        fams = _families(generate_latest(registry).decode())
+    console = Console(record=True, width=220, color_system=None)
+    console.print(render(sample))
+    assert "3 °C to T.Limit" in console.export_text()
+    assert [v for _, v in fams["gpuprov_gpu_temperature_margin_celsius"]] == [3.0]
