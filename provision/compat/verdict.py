@@ -340,10 +340,10 @@ class _Checker:
             pair = f"{label} ↔ {dist} {have}"
             extra_name = dist.split("-")[0]
             if extra and extra_name not in self.t.extras.get("vllm", frozenset()):
-                # pip and uv enforce a requirement under an extra only when the extra is asked for
-                self.skipped.append(
-                    f"{pair}: vLLM {rel.version} pins {dist}=={pin} only under its [{extra_name}] extra, "
-                    f'not asked for (judge by it: --with "vllm[{extra_name}]=={rel.version}")'
+                # pip and uv enforce a requirement under an extra only when the extra is asked for: no constraint
+                self.checked.append(
+                    f"{pair} (vLLM {rel.version} pins {dist}=={pin} only under its [{extra_name}] extra, "
+                    f'not asked for; judge by it: --with "vllm[{extra_name}]=={rel.version}")'
                 )
                 continue
             self.checked.append(pair)

@@ -269,7 +269,8 @@ def test_snapshot_of_the_rtx4090_laptop() -> None:
     # the CUDA 12.8 builds through minor-version compatibility only (warnings)
     assert report.verdict == "ok"
     assert {(p.kind, p.severity) for p in report.problems} == {("torch_driver", "warning"), ("vllm_driver", "warning")}
-    assert any("only under its [flashinfer] extra" in line for line in report.skipped)
+    assert any("only under its [flashinfer] extra, not asked for" in line for line in report.checked)
+    assert check(what_if(packages=["vllm==0.10.2", "flashinfer-python==0.3.1"])).verdict == "ok"
     with_extra = apply_overrides(target, packages=["vllm[flashinfer]==0.10.1"])
     assert "vllm_flashinfer" in {p.kind for p in check(with_extra).problems}
     fixed = apply_overrides(
