@@ -21,7 +21,9 @@ from typing import Any
 TIMEOUT_S = 2.0
 MAX_BODY_BYTES = 4 * 1024 * 1024
 
-ENGINES = ("vllm", "llama_server", "llama_cpp_python", "ollama")
+#: ``llama_cpp``: either llama.cpp server (what a ``serving.llama_cpp`` unit runs: llama-server, or
+#: llama-cpp-python's): /metrics, then /slots, then /v1/models, whichever it answers
+ENGINES = ("vllm", "llama_server", "llama_cpp_python", "llama_cpp", "ollama")
 
 
 def parse_prometheus_text(text: str) -> dict[str, float]:
@@ -162,11 +164,22 @@ class ServerWatcher:
             return llama_server_figures(parse_prometheus_text(text))
         if self.engine == "ollama":
             return ollama_figures(self._json("/api/ps"))
+        if self.engine == "llama_cpp":
+            for path in ("/metrics", "/slots"):
+                try:
+                    body = self._get(path)
+                except urllib.error.HTTPError as exc:
+                    if exc.code in (404, 501):  # not this server's, or not enabled: the next way
+                        continue
+                    raise
+                if path == "/metrics":
+                    return llama_server_figures(parse_prometheus_text(body.decode("utf-8", "replace")))
+                return slots_figures(json.loads(body))
         return openai_models_figures(self._json("/v1/models"))
 
 
 #: the engine names of installed serving units (provision.serverunits) -> the reader for them
-UNIT_ENGINES = {"vllm": "vllm", "llama_cpp": "llama_cpp_python", "ollama": "ollama"}
+UNIT_ENGINES = {"vllm": "vllm", "llama_cpp": "llama_cpp", "ollama": "ollama"}
 
 
 def watchers_for_installed(servers: list[Any]) -> list[ServerWatcher]:

@@ -328,3 +328,32 @@ def test_a_gpu_that_reports_only_the_t_limit_margin(tmp_path: Path) -> None:
     console.print(render(sample))
     assert "3 °C to T.Limit" in console.export_text()
     assert [v for _, v in fams["gpuprov_gpu_temperature_margin_celsius"]] == [3.0]
+
+
+def test_llama_cpp_unit_reader_falls_back_to_slots() -> None:
+    """A llama-server started without --metrics answers /metrics with 501 (not supported): /slots says it."""
+    import http.server
+    import threading
+
+    from provision.monitor.servers import ServerWatcher
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            status, body = {
+                "/slots": (200, b'[{"id": 0, "is_processing": true}, {"id": 1, "is_processing": false}]')
+            }.get(self.path, (501, b'{"error": {"code": 501, "type": "not_supported_error"}}'))
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        reading = ServerWatcher(f"http://127.0.0.1:{server.server_address[1]}", "llama_cpp").read()
+    finally:
+        server.shutdown()
+    assert reading.up and reading.figures == {"requests_running": 1, "slots": 2}
