@@ -338,7 +338,7 @@ def test_llama_cpp_unit_reader_falls_back_to_slots() -> None:
     from provision.monitor.servers import ServerWatcher
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             status, body = {
                 "/slots": (200, b'[{"id": 0, "is_processing": true}, {"id": 1, "is_processing": false}]')
             }.get(self.path, (501, b'{"error": {"code": 501, "type": "not_supported_error"}}'))
