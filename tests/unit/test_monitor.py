@@ -357,3 +357,31 @@ def test_llama_cpp_unit_reader_falls_back_to_slots() -> None:
     finally:
         server.shutdown()
     assert reading.up and reading.figures == {"requests_running": 1, "slots": 2}
+
+
+def test_unit_restarts_during_a_run_from_systemctl_show() -> None:
+    """NRestarts at the start and at the end of the run, as ``systemctl show`` gives them."""
+    run = {"id": 1, "created_at": "t", "hostname": None, "profile": None, "interval_s": 1.0, "duration_s": 1.0,
+           "gpu_names": None, "notes": [],
+           "units": [{"unit": "gpuprov-vllm.service",
+                      "start": {"unit": "gpuprov-vllm.service", "NRestarts": "2", "ActiveState": "active"},
+                      "end": {"unit": "gpuprov-vllm.service", "NRestarts": "5", "ActiveState": "active",
+                              "Result": "success"}},
+                     "gpuprov-llama-cpp.service"]}  # fmt: skip
+    assert soak.summarize(run, [])["units"] == [
+        {"unit": "gpuprov-vllm.service", "restarts": 3, "state_end": "active", "result_end": "success", "error": None}
+    ]
+
+
+def test_live_view_runs_for_its_duration(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {"GPUPROV_NVML_REPLAY": str(_state(tmp_path, "rtx4090.constructed.json")), "PATH": "/usr/bin:/bin",
+           "GPUPROV_STATE_DIR": str(tmp_path / "s"), "HOME": str(tmp_path), "COLUMNS": "200"}  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "provision", "monitor", "--no-installed", "--duration", "1s", "--interval", "0.2"],
+        capture_output=True, text=True, env=env, check=False, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "NVIDIA GeForce RTX 4090" in proc.stdout and "450 W" in proc.stdout
