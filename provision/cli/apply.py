@@ -60,9 +60,8 @@ def _run(
         extra_vars["gpuprov_gpu_lock_pid"] = os.getpid()
     with contextlib.nullcontext() if check else applystate.exclusive_lock(state):
         result = run_playbook("local.yml", extra_vars, check=check, diff=diff)
+        # which profile is in effect (profile.json) is recorded by the playbook's last task
         code = 0 if result.returncode == 0 and not result.failed else 1
-        if code == 0 and not check:  # which profile is in effect: `gpuprov bench` stores it with each run
-            applystate.set_applied_profile(state, extra_vars.get("gpuprov_gpu_profile") if action != "revert" else None)
     if as_json:
         payload = {
             "returncode": result.returncode,
