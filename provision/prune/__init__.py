@@ -3,7 +3,8 @@ and remove them the way the project manages its environment.
 
 * :mod:`~provision.prune.declared` — what the project declares (PEP 621, extras, PEP 735, requirements files)
 * :mod:`~provision.prune.imports` — what its code imports (``ast``), :mod:`~provision.prune.mentions` — other uses
-* :mod:`~provision.prune.collector` / :mod:`~provision.prune.installed` — the environment's metadata
+* :mod:`~provision.prune.installed` — the environment's metadata (:func:`provision.pyenv.collect_distributions`)
+* :mod:`~provision.prune.scancache` — per-file scan results and the target's metadata kept between runs
 * :mod:`~provision.prune.graph` — ``Requires-Dist`` walk with markers; :mod:`~provision.prune.analysis` — verdicts
 * :mod:`~provision.prune.removal` — ``--apply``: back up, remove, verify, roll back
 """

@@ -1,8 +1,9 @@
 """The installed distributions of the project's environment, and which one provides an import name.
 
-The facts come from :mod:`provision.prune.collector`, run inside the target interpreter when it is
-not ours (``python -I -c <collector source>``), so a project whose environment gpuprov does not run
-in is read the same way as our own.
+The facts come from :func:`provision.pyenv.collect_distributions` (gpuprov's one collector of
+Python-environment facts), run inside the target interpreter when it is not ours (``python -I -c
+<collector source>``), so a project whose environment gpuprov does not run in is read the same way as
+our own.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 import sys
 import urllib.parse
 import urllib.request
@@ -20,8 +20,8 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
+from provision import pyenv
 from provision.errors import UsageError
-from provision.prune import collector
 from provision.prune.scancache import write_cache_file
 
 
@@ -83,7 +83,7 @@ class InstalledEnv:
 
     def providers(self, dotted: str) -> set[str]:
         """Distributions that provide the module ``a.b.c``: the longest recorded prefix wins."""
-        parts = dotted.split(".")[: collector.MODULE_DEPTH]
+        parts = dotted.split(".")[: pyenv.MODULE_DEPTH]
         for depth in range(len(parts), 0, -1):
             found = self.module_index.get(".".join(parts[:depth]))
             if found:
@@ -145,7 +145,7 @@ def read_environment(
     their ``mtime_ns`` (installing, upgrading or removing a distribution adds and removes entries in
     its site-packages directory, which changes that directory's mtime)."""
     if python is None or _same_interpreter(python):
-        return env_from_collected(collector.collect(paths))
+        return env_from_collected(pyenv.collect_distributions(paths))
     cache = cache_dir / ("env-" + hashlib.sha256(os.path.abspath(python).encode()).hexdigest()[:24] + ".json") \
         if cache_dir is not None else None  # fmt: skip
     if cache is not None:
@@ -164,7 +164,7 @@ def read_environment(
 def _collector_key() -> str:
     from provision import __version__
 
-    return __version__ + ":" + hashlib.sha256(Path(collector.__file__).read_bytes()).hexdigest()[:16]
+    return __version__ + ":" + hashlib.sha256(Path(pyenv.__file__).read_bytes()).hexdigest()[:16]
 
 
 def _fingerprint(python: str, data: dict[str, Any]) -> list[list[Any]]:
@@ -185,25 +185,15 @@ def _same_interpreter(python: str) -> bool:
     return os.path.abspath(python) == os.path.abspath(sys.executable)
 
 
+#: how long another interpreter may take to describe its distributions (RECORDs of a big environment)
+COLLECT_TIMEOUT_S = 120
+
+
 def _collect_in(python: str) -> dict[str, Any]:
-    source = Path(collector.__file__).read_text(encoding="utf-8")
-    script = source + "\nimport json as _j\nprint(_j.dumps(collect()))\n"
-    try:
-        proc = subprocess.run([python, "-I", "-c", script], capture_output=True, text=True, timeout=120, check=False)
-    except FileNotFoundError:
-        raise UsageError(f"--python {python}: no such interpreter") from None
-    except PermissionError:
-        raise UsageError(f"--python {python}: not executable") from None
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise UsageError(f"--python {python}: cannot run it: {exc}") from None
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UsageError(f"--python {python}: failed to report its packages: {last}")
-    try:
-        data = json.loads(proc.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        raise UsageError(f"--python {python}: did not answer with JSON (is it Python 3.8 or newer?)") from None
-    if not isinstance(data, dict) or "distributions" not in data:
+    data = pyenv.run_collector(python, "collect_distributions()", COLLECT_TIMEOUT_S)
+    if "error" in data:
+        raise UsageError(f"--python {data['error']}")
+    if "distributions" not in data:
         raise UsageError(f"--python {python}: unexpected answer from its metadata collector")
     return data
 

@@ -127,3 +127,16 @@ def test_py_assign_forms():
     assert pyenv._py_assign('cuda: Optional[str] = "12.1"\n', "cuda") == "12.1"
     assert pyenv._py_assign("cuda: Optional[str] = None\n", "cuda") is None
     assert pyenv._py_assign("", "cuda") is None
+
+
+def test_doctor_and_prune_read_the_same_environment_through_one_collector(venv):
+    """doctor's view (collect) and prune's (collect_distributions) come from the same file, run the
+    same way in the other interpreter, and agree on every distribution's version."""
+    from provision.prune.installed import read_environment as prune_environment
+
+    doctor = pyenv.read_environment(str(venv))
+    prune = prune_environment(str(venv))
+    assert {k: p.version for k, p in doctor.packages.items()} == {k: d.version for k, d in prune.dists.items()}
+    assert prune.dists["nvidia-ml-py"].shallow_module_files == ["pynvml.py"]
+    failed = pyenv.run_collector(str(venv.parent / "nope"), "collect_distributions()", 5)
+    assert failed == {"error": f"{venv.parent / 'nope'}: no such interpreter"}
