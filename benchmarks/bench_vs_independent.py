@@ -52,9 +52,12 @@ METRICS: dict[str, tuple[tuple[str, str | None], tuple[str, str], Any]] = {
     "ITL p50 ms (between events)": (("itl_ms", "p50"), ("inter_chunk_latency", "p50"), lambda c: ITL_S * 1000),
     "TPOT p50 ms": (("tpot_ms", "p50"), ("inter_token_latency", "p50"), lambda c: ITL_S * 1000),
     "latency p50 ms": (("latency_ms", "p50"), ("request_latency", "p50"), lambda c: LATENCY_S * 1000),
-    "output tok/s": (("output_tokens_per_s", None), ("output_token_throughput", "avg"),
-                     lambda c: c * TOKENS / LATENCY_S),
-}  # fmt: skip
+    "output tok/s": (
+        ("output_tokens_per_s", None),
+        ("output_token_throughput", "avg"),
+        lambda c: c * TOKENS / LATENCY_S,
+    ),
+}
 
 
 def cache_dir() -> Path:
@@ -70,8 +73,10 @@ def aiperf_env() -> tuple[Path, Path]:
         uv = [sys.executable, "-m", "uv"] if shutil.which("uv") is None else ["uv"]
         subprocess.run([*uv, "venv", "-q", "--allow-existing", "--python", "3.11", str(venv)], check=True)
         # --python: the new environment, never the interpreter that runs uv
-        subprocess.run([*uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"),
-                        f"aiperf=={AIPERF_VERSION}"], check=True)  # fmt: skip
+        subprocess.run(
+            [*uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), f"aiperf=={AIPERF_VERSION}"],
+            check=True,
+        )
     tokenizer = cache_dir() / "word-tokenizer"
     if not (tokenizer / "tokenizer.json").exists():
         tokenizer.mkdir(parents=True, exist_ok=True)
@@ -90,11 +95,32 @@ def aiperf_env() -> tuple[Path, Path]:
 def run_gpuprov(url: str, concurrency: int, requests: int, max_tokens: int) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k != "GPUPROV_NVML_REPLAY"}
     proc = subprocess.run(
-        [sys.executable, "-m", "provision", "bench", url, "-m", "fake-model", "-c", str(concurrency),
-         "-n", str(requests), "--max-tokens", str(max_tokens), "--prompt-tokens", "32", "--no-gpu",
-         "--no-store", "--json"],
-        capture_output=True, text=True, env=env, cwd=ROOT, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "provision",
+            "bench",
+            url,
+            "-m",
+            "fake-model",
+            "-c",
+            str(concurrency),
+            "-n",
+            str(requests),
+            "--max-tokens",
+            str(max_tokens),
+            "--prompt-tokens",
+            "32",
+            "--no-gpu",
+            "--no-store",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        check=False,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"gpuprov bench failed ({proc.returncode}): {proc.stderr[-2000:]}")
     level = json.loads(proc.stdout)["levels"][0]
@@ -104,12 +130,39 @@ def run_gpuprov(url: str, concurrency: int, requests: int, max_tokens: int) -> d
 def run_aiperf(aiperf: Path, tokenizer: Path, url: str, concurrency: int, requests: int, tokens: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="aiperf-") as out:
         proc = subprocess.run(
-            [str(aiperf), "profile", "--model", "fake-model", "--url", url, "--endpoint-type", "chat", "--streaming",
-             "--concurrency", str(concurrency), "--request-count", str(requests), "--warmup-request-count", "1",
-             "--tokenizer", str(tokenizer), "--use-server-token-count", "--prompt-input-tokens-mean", "32",
-             "--prompt-output-tokens-mean", str(tokens), "--artifact-dir", out, "--ui-type", "none"],
-            capture_output=True, text=True, check=False, cwd=out,
-        )  # fmt: skip
+            [
+                str(aiperf),
+                "profile",
+                "--model",
+                "fake-model",
+                "--url",
+                url,
+                "--endpoint-type",
+                "chat",
+                "--streaming",
+                "--concurrency",
+                str(concurrency),
+                "--request-count",
+                str(requests),
+                "--warmup-request-count",
+                "1",
+                "--tokenizer",
+                str(tokenizer),
+                "--use-server-token-count",
+                "--prompt-input-tokens-mean",
+                "32",
+                "--prompt-output-tokens-mean",
+                str(tokens),
+                "--artifact-dir",
+                out,
+                "--ui-type",
+                "none",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=out,
+        )
         result = Path(out) / "profile_export_aiperf.json"
         if proc.returncode != 0 or not result.exists():
             raise SystemExit(f"aiperf failed ({proc.returncode}): {proc.stdout[-2000:]} {proc.stderr[-2000:]}")

@@ -81,8 +81,13 @@ def inventory(hosts: list[dict], wheel: Path, wheelhouse: Path) -> dict:
 
 def playbook(path: Path, inv: Path, env: dict[str, str], *args: str) -> float:
     t = time.perf_counter()
-    proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inv), str(path), *args], env=env,
-                          capture_output=True, text=True, check=False)  # fmt: skip
+    proc = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", str(inv), str(path), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     took = time.perf_counter() - t
     if proc.returncode != 0:
         sys.exit(f"{path.name} failed (exit {proc.returncode}):\n{proc.stdout[-5000:]}\n{proc.stderr[-2000:]}")
@@ -127,8 +132,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="gpuprov-fleet-bench-") as tmp:
         work = Path(tmp)
         env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
-        subprocess.run([sys.executable, "-m", "uv", "build", "--wheel", "--quiet", "--out-dir", str(work / "dist"),
-                        str(ROOT)], env=env, check=True)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "uv", "build", "--wheel", "--quiet", "--out-dir", str(work / "dist"), str(ROOT)],
+            env=env,
+            check=True,
+        )
         wheel = next((work / "dist").glob("gpuprov-*.whl"))
         wheelhouse = molecule_hosts.wheelhouse("3.11")  # the hosts run Debian bookworm's Python 3.11
         nspawn.base_rootfs()
@@ -139,8 +147,10 @@ def main() -> None:
     for r in results:
         r["first_ratio"] = r["first_s"] / base["first_s"]
         r["again_ratio"] = r["again_s"] / base["again_s"]
-        print(f"{r['hosts']:>5}  {r['boot_s']:>7.1f}  {r['first_s']:>8.1f}  {r['first_ratio']:>10.2f}  "
-              f"{r['again_s']:>8.1f}  {r['again_ratio']:>10.2f}")  # fmt: skip
+        print(
+            f"{r['hosts']:>5}  {r['boot_s']:>7.1f}  {r['first_s']:>8.1f}  {r['first_ratio']:>10.2f}  "
+            f"{r['again_s']:>8.1f}  {r['again_ratio']:>10.2f}"
+        )
     if args.json:
         args.json.write_text(json.dumps({"serial": args.serial, "results": results}, indent=2) + "\n")
 

@@ -37,8 +37,11 @@ H100 = ROOT / "tests/data/snapshots/h100.constructed.json"
 def cases(directory: Path) -> dict[str, Path]:
     base = json.loads(H100.read_text())
     out = {"h100 (26 KB)": H100}
-    for label, size in (("name of 65536 chars", 65536), ("name of 10 M chars", 10_000_000),
-                        ("name of 100 M chars", 100_000_000)):  # fmt: skip
+    for label, size in (
+        ("name of 65536 chars", 65536),
+        ("name of 10 M chars", 10_000_000),
+        ("name of 100 M chars", 100_000_000),
+    ):
         data = json.loads(json.dumps(base))
         data["gpus"][0]["name"] = "x" * size
         path = directory / f"{size}.json"
@@ -81,8 +84,10 @@ def main() -> None:
         for label, path in cases(Path(tmp)).items():
             low, median, code = cli_seconds(path, args.runs)
             load_s, outcome = load_seconds(path)
-            print(f"{label:22s} doctor --from: min {low:.3f} s, median {median:.3f} s, exit {code}; "
-                  f"Snapshot.load {load_s * 1000:.1f} ms ({outcome})")  # fmt: skip
+            print(
+                f"{label:22s} doctor --from: min {low:.3f} s, median {median:.3f} s, exit {code}; "
+                f"Snapshot.load {load_s * 1000:.1f} ms ({outcome})"
+            )
     snap = Snapshot.load(H100)
     n = 200
     t = time.perf_counter()

@@ -38,10 +38,20 @@ from pathlib import Path
 CUDA_OBJECT = re.compile(r"^(ggml/src/ggml-cuda/CMakeFiles/ggml-cuda\.dir/\S+\.cu\.o):", re.M)
 USING_ARCHS = re.compile(r"Using CMAKE_CUDA_ARCHITECTURES=(\S*)")
 COMMON_OPTIONS = [
-    "-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release", "-DGGML_CUDA=ON", "-DGGML_NATIVE=OFF", "-DGGML_CCACHE=OFF",
-    "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
-    "-DLLAMA_BUILD_TOOLS=OFF", "-DLLAMA_BUILD_SERVER=OFF", "-DLLAMA_BUILD_APP=OFF",
-]  # fmt: skip
+    "-G",
+    "Ninja",
+    "-DCMAKE_BUILD_TYPE=Release",
+    "-DGGML_CUDA=ON",
+    "-DGGML_NATIVE=OFF",
+    "-DGGML_CCACHE=OFF",
+    "-DLLAMA_CURL=OFF",
+    "-DLLAMA_OPENSSL=OFF",
+    "-DLLAMA_BUILD_TESTS=OFF",
+    "-DLLAMA_BUILD_EXAMPLES=OFF",
+    "-DLLAMA_BUILD_TOOLS=OFF",
+    "-DLLAMA_BUILD_SERVER=OFF",
+    "-DLLAMA_BUILD_APP=OFF",
+]
 
 
 def cuda_objects(targets_listing: str) -> list[str]:
@@ -93,8 +103,12 @@ def compare(
 def _configure(llama_cpp: Path, build: Path, archs: str | None, timeout_s: float, extra: list[str]) -> str | None:
     options = [*COMMON_OPTIONS, *extra] + ([f"-DCMAKE_CUDA_ARCHITECTURES={archs}"] if archs else [])
     try:
-        proc = subprocess.run(["cmake", "-S", str(llama_cpp), "-B", str(build), *options], capture_output=True,
-                              text=True, timeout=max(1.0, timeout_s))  # fmt: skip
+        proc = subprocess.run(
+            ["cmake", "-S", str(llama_cpp), "-B", str(build), *options],
+            capture_output=True,
+            text=True,
+            timeout=max(1.0, timeout_s),
+        )
     except subprocess.TimeoutExpired:
         raise SystemExit(f"cmake configure of {build} did not finish in {timeout_s:.0f} s") from None
     (build / "configure.log").write_text(proc.stdout + proc.stderr)
@@ -108,8 +122,12 @@ def _build(build: Path, objects: list[str], timeout_s: float) -> tuple[float, bo
     jobs = str(min(os.cpu_count() or 1, max(1, len(objects))))
     start = time.monotonic()
     try:
-        subprocess.run(["ninja", "-C", str(build), "-k", "0", "-j", jobs, *objects], capture_output=True,
-                       timeout=max(1.0, timeout_s), check=False)  # fmt: skip
+        subprocess.run(
+            ["ninja", "-C", str(build), "-k", "0", "-j", jobs, *objects],
+            capture_output=True,
+            timeout=max(1.0, timeout_s),
+            check=False,
+        )
         finished = True
     except subprocess.TimeoutExpired:
         finished = False
@@ -147,35 +165,47 @@ def main(argv: list[str] | None = None) -> int:
     one_archs = _configure(args.llama_cpp, one, args.arch, left(), args.cmake_arg)
     default_archs = _configure(args.llama_cpp, default, None, left(), args.cmake_arg)
     print(f"configured both in {time.monotonic() - t0:.0f} s: one arch {one_archs}, default {default_archs}")
-    listing = subprocess.run(["ninja", "-C", str(one), "-t", "targets", "all"], capture_output=True, text=True,
-                             check=True).stdout  # fmt: skip
+    listing = subprocess.run(
+        ["ninja", "-C", str(one), "-t", "targets", "all"], capture_output=True, text=True, check=True
+    ).stdout
     objects = cuda_objects(listing)
     sample = stratified_sample(objects, args.sample)
     print(f"ggml-cuda objects: {len(objects)}; sample: {len(sample)}")
-    results: dict[str, object] = {"one_arch": one_archs, "default_archs": default_archs, "cuda_objects": len(objects),
-                                  "sample": sample}  # fmt: skip
+    results: dict[str, object] = {
+        "one_arch": one_archs,
+        "default_archs": default_archs,
+        "cuda_objects": len(objects),
+        "sample": sample,
+    }
     wall_one, done_one = _build(one, sample, left() * 0.3)  # the default build gets the larger share
     wall_default, done_default = _build(default, sample, left() - 10)
-    results.update(wall_s_one_arch=wall_one, wall_s_default=wall_default, finished_one_arch=done_one,
-                   finished_default=done_default)  # fmt: skip
+    results.update(
+        wall_s_one_arch=wall_one, wall_s_default=wall_default, finished_one_arch=done_one, finished_default=done_default
+    )
     ms1, b1 = _measure(one, sample)
     ms2, b2 = _measure(default, sample)
     ratios = compare(ms1, ms2, b1, b2)
     results.update(ratios)
     cut_one, cut_default = ("" if done else " (cut)" for done in (done_one, done_default))
     compared = ratios.get("objects_compared", 0)
-    print(f"sample wall: one arch {wall_one:.0f} s{cut_one}, default {wall_default:.0f} s{cut_default}; "
-          f"compared {compared} of {len(sample)}")  # fmt: skip
+    print(
+        f"sample wall: one arch {wall_one:.0f} s{cut_one}, default {wall_default:.0f} s{cut_default}; "
+        f"compared {compared} of {len(sample)}"
+    )
     if ratios.get("objects_compared"):
         print(f"compile time default/one-arch: {ratios['time_ratio']:.2f}x; object size: {ratios['size_ratio']:.2f}x")
         if args.full_build_s:
             results["estimated_full_default_build_s"] = args.full_build_s * float(ratios["time_ratio"])
-            print(f"estimated default-list build: {results['estimated_full_default_build_s']:.0f} s "
-                  f"(one-arch build: {args.full_build_s:.0f} s)")  # fmt: skip
+            print(
+                f"estimated default-list build: {results['estimated_full_default_build_s']:.0f} s "
+                f"(one-arch build: {args.full_build_s:.0f} s)"
+            )
         if args.full_lib_bytes:
             results["estimated_default_lib_mib"] = args.full_lib_bytes * float(ratios["size_ratio"]) / 2**20
-            print(f"estimated default-list libggml-cuda.so: {results['estimated_default_lib_mib']:.0f} MiB "
-                  f"(one-arch: {args.full_lib_bytes / 2**20:.0f} MiB)")  # fmt: skip
+            print(
+                f"estimated default-list libggml-cuda.so: {results['estimated_default_lib_mib']:.0f} MiB "
+                f"(one-arch: {args.full_lib_bytes / 2**20:.0f} MiB)"
+            )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0 if ratios.get("objects_compared") else 1

@@ -38,8 +38,14 @@ sys.path.insert(0, str(PROJECT))
 WHEELS = ("scikit-build-core==1.1.2", "pathspec==1.1.1", "packaging==26.4", "ninja", "diskcache")
 #: the device image's Python (KINDS.md: python3 is 3.12.3 there)
 DEVICE_PYTHON = "3.12"
-PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
-             "manylinux1_x86_64", "manylinux_2_5_x86_64")  # fmt: skip
+PLATFORMS = (
+    "manylinux_2_28_x86_64",
+    "manylinux_2_27_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+    "manylinux1_x86_64",
+    "manylinux_2_5_x86_64",
+)
 TRAVEL_LIMIT_MIB = 64
 
 
@@ -86,11 +92,27 @@ def download_wheels(out_dir: Path, python_version: str = DEVICE_PYTHON) -> list[
     out_dir.mkdir(parents=True, exist_ok=True)
     platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
     subprocess.run(
-        [find_uv_bin(), "tool", "run", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-         "--python-version", python_version, "--implementation", "cp", *platforms, "-d", str(out_dir),
-         *WHEELS, f"uv=={version('uv')}"],
+        [
+            find_uv_bin(),
+            "tool",
+            "run",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            python_version,
+            "--implementation",
+            "cp",
+            *platforms,
+            "-d",
+            str(out_dir),
+            *WHEELS,
+            f"uv=={version('uv')}",
+        ],
         check=True,
-    )  # fmt: skip
+    )
     return sorted(out_dir.glob("*.whl"))
 
 
@@ -106,8 +128,13 @@ def write_tiny_gguf(path: Path, *, seed: int = 1) -> Path:
     n_embd, n_layer, n_head, n_ff, n_ctx = 64, 2, 4, 128, 256
     words = ["the", "capital", "of", "france", "is", "paris", "a", "city", "and", "river", "on", "in", "it"]
     tokens = ["<unk>", "<s>", "</s>", *(f"<0x{b:02X}>" for b in range(256)), "▁", *("▁" + w for w in words)]
-    types = [TokenType.UNKNOWN, TokenType.CONTROL, TokenType.CONTROL, *[TokenType.BYTE] * 256,
-             *[TokenType.NORMAL] * (1 + len(words))]  # fmt: skip
+    types = [
+        TokenType.UNKNOWN,
+        TokenType.CONTROL,
+        TokenType.CONTROL,
+        *[TokenType.BYTE] * 256,
+        *[TokenType.NORMAL] * (1 + len(words)),
+    ]
     scores = [0.0] * 259 + [-float(i) for i in range(1, 2 + len(words))]
     n_vocab = len(tokens)
 

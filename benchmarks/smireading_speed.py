@@ -35,8 +35,10 @@ def main() -> None:
             t = time.perf_counter()
             smireading.read(text)
             times.append(time.perf_counter() - t)
-        print(f"{path.name:28} {len(text) // 1024:4d} KiB  min {min(times) * 1e3:6.2f} ms  "
-              f"median {statistics.median(times) * 1e3:6.2f} ms")  # fmt: skip
+        print(
+            f"{path.name:28} {len(text) // 1024:4d} KiB  min {min(times) * 1e3:6.2f} ms  "
+            f"median {statistics.median(times) * 1e3:6.2f} ms"
+        )
     largest = max(files, key=lambda p: p.stat().st_size)
     cmd = [sys.executable, "-m", "provision", "doctor", "--from", str(largest)]
     subprocess.run(cmd, capture_output=True, cwd=ROOT, check=False)

@@ -18,17 +18,31 @@ NVML_ARCHITECTURES = {
 
 #: compute capability → architecture (CUDA C Programming Guide, "Compute Capabilities")
 _CC_ARCH = {
-    "3.0": "Kepler", "3.2": "Kepler", "3.5": "Kepler", "3.7": "Kepler",
-    "5.0": "Maxwell", "5.2": "Maxwell", "5.3": "Maxwell",
-    "6.0": "Pascal", "6.1": "Pascal", "6.2": "Pascal",
-    "7.0": "Volta", "7.2": "Volta",
+    "3.0": "Kepler",
+    "3.2": "Kepler",
+    "3.5": "Kepler",
+    "3.7": "Kepler",
+    "5.0": "Maxwell",
+    "5.2": "Maxwell",
+    "5.3": "Maxwell",
+    "6.0": "Pascal",
+    "6.1": "Pascal",
+    "6.2": "Pascal",
+    "7.0": "Volta",
+    "7.2": "Volta",
     "7.5": "Turing",
-    "8.0": "Ampere", "8.6": "Ampere", "8.7": "Ampere",
+    "8.0": "Ampere",
+    "8.6": "Ampere",
+    "8.7": "Ampere",
     "8.9": "Ada",
     "9.0": "Hopper",
-    "10.0": "Blackwell", "10.1": "Blackwell", "10.3": "Blackwell", "11.0": "Blackwell",
-    "12.0": "Blackwell", "12.1": "Blackwell",
-}  # fmt: skip
+    "10.0": "Blackwell",
+    "10.1": "Blackwell",
+    "10.3": "Blackwell",
+    "11.0": "Blackwell",
+    "12.0": "Blackwell",
+    "12.1": "Blackwell",
+}
 
 
 def architecture_for_cc(cc: str | None) -> str | None:

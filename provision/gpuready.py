@@ -43,8 +43,9 @@ def check(backend: Any, indices: tuple[int, ...], *, root: Path = Path("/")) -> 
     seen = {g.index: g for g in gpus}
     missing = [i for i in indices if i not in seen]
     if missing:
-        return Readiness(False, f"NVML sees GPU {', '.join(map(str, sorted(seen)))}, not GPU "
-                                f"{', '.join(map(str, missing))}")  # fmt: skip
+        return Readiness(
+            False, f"NVML sees GPU {', '.join(map(str, sorted(seen)))}, not GPU {', '.join(map(str, missing))}"
+        )
     if not gpus:
         return Readiness(False, "NVML sees no GPU")
     dev = root / "dev"

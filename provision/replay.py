@@ -45,9 +45,16 @@ AS_USER_ENV = "GPUPROV_NVML_REPLAY_AS_USER"
 
 _COMPUTE_MODES = {"default": 0, "exclusive_thread": 1, "prohibited": 2, "exclusive_process": 3}
 _ARCH_CODES = {
-    "Kepler": 2, "Maxwell": 3, "Pascal": 4, "Volta": 5, "Turing": 6,
-    "Ampere": 7, "Ada": 8, "Hopper": 9, "Blackwell": 10,
-}  # fmt: skip
+    "Kepler": 2,
+    "Maxwell": 3,
+    "Pascal": 4,
+    "Volta": 5,
+    "Turing": 6,
+    "Ampere": 7,
+    "Ada": 8,
+    "Hopper": 9,
+    "Blackwell": 10,
+}
 
 
 @dataclass
@@ -240,9 +247,12 @@ class ReplayNvml:
             used += reserved
             reserved = 0
         return _Memory(
-            total=(gpu.vram_total_mib or 0) * mib, used=used, free=(gpu.vram_free_mib or 0) * mib,
-            reserved=reserved, version=version or 0,
-        )  # fmt: skip
+            total=(gpu.vram_total_mib or 0) * mib,
+            used=used,
+            free=(gpu.vram_free_mib or 0) * mib,
+            reserved=reserved,
+            version=version or 0,
+        )
 
     def nvmlDeviceGetPowerManagementLimit(self, h: int) -> int:
         return self._mw(self._field(h, "power_limit_w"))

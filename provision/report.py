@@ -15,9 +15,16 @@ from provision.snapshot import GpuInfo, Snapshot
 
 #: packages the report names when present (others are in --json)
 KEY_PACKAGES = (
-    "torch", "vllm", "flashinfer-python", "xformers", "triton", "transformers",
-    "llama-cpp-python", "nvidia-ml-py", "ollama",
-)  # fmt: skip
+    "torch",
+    "vllm",
+    "flashinfer-python",
+    "xformers",
+    "triton",
+    "transformers",
+    "llama-cpp-python",
+    "nvidia-ml-py",
+    "ollama",
+)
 
 _STYLE = {"ok": "green", "info": "cyan", "warn": "yellow", "error": "bold red"}
 _MARK = {"ok": "ok", "info": "info", "warn": "WARN", "error": "ERROR"}
@@ -59,18 +66,30 @@ def _gpu_table(g: GpuInfo) -> Table:
     )
     onoff = {True: "on", False: "off", None: "n/a"}
     rows = [
-        ("GPU", f"[bold]{g.index}: {_e(g.name)}[/bold]  {_e(g.architecture or '?')}, compute capability "
-                f"{_e(g.compute_capability or '?')}  {_e(g.pci_bus_id or '')}"),
+        (
+            "GPU",
+            f"[bold]{g.index}: {_e(g.name)}[/bold]  {_e(g.architecture or '?')}, compute capability "
+            f"{_e(g.compute_capability or '?')}  {_e(g.pci_bus_id or '')}",
+        ),
         ("memory", vram),
         ("power", power),
         ("temperature", temp),
-        ("state", f"P{_na(g.performance_state)}, persistence {onoff[g.persistence_mode]}, "
-                  f"ECC {onoff[g.ecc_enabled]}, MIG {onoff[g.mig_enabled]}, compute mode {_na(g.compute_mode)}"),
-        ("clocks", f"max SM {_na(g.max_sm_clock_mhz, ' MHz')}, max memory {_na(g.max_memory_clock_mhz, ' MHz')}; "
-                   f"held back by: {reasons}"),
-        ("PCIe", f"gen {_na(g.pcie_generation_current)} of {_na(g.pcie_generation_max)}, "
-                 f"x{_na(g.pcie_width_current)} of x{_na(g.pcie_width_max)}"),
-    ]  # fmt: skip
+        (
+            "state",
+            f"P{_na(g.performance_state)}, persistence {onoff[g.persistence_mode]}, "
+            f"ECC {onoff[g.ecc_enabled]}, MIG {onoff[g.mig_enabled]}, compute mode {_na(g.compute_mode)}",
+        ),
+        (
+            "clocks",
+            f"max SM {_na(g.max_sm_clock_mhz, ' MHz')}, max memory {_na(g.max_memory_clock_mhz, ' MHz')}; "
+            f"held back by: {reasons}",
+        ),
+        (
+            "PCIe",
+            f"gen {_na(g.pcie_generation_current)} of {_na(g.pcie_generation_max)}, "
+            f"x{_na(g.pcie_width_current)} of x{_na(g.pcie_width_max)}",
+        ),
+    ]
     for key, value in rows:
         t.add_row(key, value)
     missing = sorted(k for k, v in g.unavailable.items() if k != "serial")
@@ -139,8 +158,10 @@ def render_doctor(
     else:
         con.print(f"Python {_e(py.python_version)}: none of {', '.join(KEY_PACKAGES[:6])} installed")
     if snap.engines:
-        con.print("engines  " + " · ".join(_e(f"{e.name} {e.version or ''} ({e.path})".replace("  ", " "))
-                                          for e in snap.engines))  # fmt: skip
+        con.print(
+            "engines  "
+            + " · ".join(_e(f"{e.name} {e.version or ''} ({e.path})".replace("  ", " ")) for e in snap.engines)
+        )
     con.print()
     con.print("[bold]Findings[/bold]")
     for f in findings:

@@ -432,10 +432,13 @@ def _fill_gpu(index: int, bus_id: str, node: Node) -> tuple[GpuInfo, dict[str, s
         gpu.unavailable["power_constraints_w"] = reason
     gpu.power_draw_w = g.number(
         "power_draw_w",
-        (*new, "power_draw"), (*new, "average_power_draw"), (*new, "instant_power_draw"),
-        (*new, "instantaneous_power_draw"), (*old, "power_draw"),
+        (*new, "power_draw"),
+        (*new, "average_power_draw"),
+        (*new, "instant_power_draw"),
+        (*new, "instantaneous_power_draw"),
+        (*old, "power_draw"),
         units=watts,
-    )  # fmt: skip
+    )
     if gpu.power_limit_w is None and gpu.power_enforced_limit_w is not None:
         # NVML's management-limit getter NOT_SUPPORTED while the enforced limit reads: the pattern of laptop
         # drivers that refuse limit changes ("Changing power management limit is not supported")
@@ -502,21 +505,24 @@ def _fill_gpu(index: int, bus_id: str, node: Node) -> tuple[GpuInfo, dict[str, s
     xml_link, text_link = ("pci", "pci_gpu_link_info"), ("pci", "gpu_link_info")
     gpu.pcie_generation_current = g.integer(
         "pcie_generation_current",
-        (*xml_link, "pcie_gen", "current_link_gen"), (*text_link, "pcie_generation", "current"),
-    )  # fmt: skip
+        (*xml_link, "pcie_gen", "current_link_gen"),
+        (*text_link, "pcie_generation", "current"),
+    )
     gpu.pcie_generation_max = g.integer(
         "pcie_generation_max", (*xml_link, "pcie_gen", "max_link_gen"), (*text_link, "pcie_generation", "max")
     )
     gpu.pcie_width_current = g.integer(
         "pcie_width_current",
-        (*xml_link, "link_widths", "current_link_width"), (*text_link, "link_width", "current"),
+        (*xml_link, "link_widths", "current_link_width"),
+        (*text_link, "link_width", "current"),
         units=("x",),
-    )  # fmt: skip
+    )
     gpu.pcie_width_max = g.integer(
         "pcie_width_max",
-        (*xml_link, "link_widths", "max_link_width"), (*text_link, "link_width", "max"),
+        (*xml_link, "link_widths", "max_link_width"),
+        (*text_link, "link_width", "max"),
         units=("x",),
-    )  # fmt: skip
+    )
 
     gpu.ecc_enabled = g.flag("ecc_enabled", ("ecc_mode", "current_ecc"), ("ecc_mode", "current"))
     gpu.mig_enabled = g.flag("mig_enabled", ("mig_mode", "current_mig"), ("mig_mode", "current"))

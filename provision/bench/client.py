@@ -258,9 +258,15 @@ class Connection:
                         return
             conn = self._conn
             try:
-                conn.request("POST", self.endpoint.base_path + path, body=payload, headers={
-                    "Content-Type": "application/json", "Accept": "text/event-stream",
-                })  # fmt: skip
+                conn.request(
+                    "POST",
+                    self.endpoint.base_path + path,
+                    body=payload,
+                    headers={
+                        "Content-Type": "application/json",
+                        "Accept": "text/event-stream",
+                    },
+                )
                 resp = conn.getresponse()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                 if reused:

@@ -99,19 +99,21 @@ def summarize_readings(readings: list[_Reading], *, status: str, interval_s: flo
             hits = sum(1 for g in seen if reason in g.clock_event_reasons)
             if hits:
                 throttled[reason] = round(hits / len(seen), 3)
-        out["gpus"].append({
-            "index": index,
-            "name": seen[0].name,
-            "samples": len(seen),
-            "utilization_gpu_pct_mean": _mean(g.utilization_gpu_pct for g in seen),
-            "utilization_gpu_pct_max": _max(g.utilization_gpu_pct for g in seen),
-            "power_draw_w_mean": _mean(g.power_draw_w for g in seen),
-            "power_draw_w_max": _max(g.power_draw_w for g in seen),
-            "temperature_c_max": _max(g.temperature_c for g in seen),
-            "vram_used_mib_max": _max(g.vram_used_mib for g in seen),
-            #: throttle reason -> share of readings in which it was active
-            "throttle_reasons": throttled,
-        })  # fmt: skip
+        out["gpus"].append(
+            {
+                "index": index,
+                "name": seen[0].name,
+                "samples": len(seen),
+                "utilization_gpu_pct_mean": _mean(g.utilization_gpu_pct for g in seen),
+                "utilization_gpu_pct_max": _max(g.utilization_gpu_pct for g in seen),
+                "power_draw_w_mean": _mean(g.power_draw_w for g in seen),
+                "power_draw_w_max": _max(g.power_draw_w for g in seen),
+                "temperature_c_max": _max(g.temperature_c for g in seen),
+                "vram_used_mib_max": _max(g.vram_used_mib for g in seen),
+                #: throttle reason -> share of readings in which it was active
+                "throttle_reasons": throttled,
+            }
+        )
     return out
 
 

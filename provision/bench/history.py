@@ -88,8 +88,16 @@ def estimate(
     from provision.bench.stats import error_rate
 
     def key(run: StoredRun) -> tuple[object, ...]:
-        return (run.hostname, run.gpu_names, run.engine, run.engine_version, run.model, run.profile,
-                run.workload_key, run.concurrency)  # fmt: skip
+        return (
+            run.hostname,
+            run.gpu_names,
+            run.engine,
+            run.engine_version,
+            run.model,
+            run.profile,
+            run.workload_key,
+            run.concurrency,
+        )
 
     newest: dict[tuple[object, ...], StoredRun] = {}
     rejected: dict[tuple[object, ...], StoredRun] = {}

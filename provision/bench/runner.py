@@ -219,11 +219,16 @@ def host_summary(backend_factory: Callable[[], Any]) -> dict[str, Any]:
     summary["driver_version"] = driver.driver_version
     summary["cuda_driver_version"] = driver.cuda_driver_version
     summary["gpus"] = [
-        {"index": g.index, "name": g.name, "vram_total_mib": g.vram_total_mib,
-         "power_limit_w": g.power_limit_w, "power_default_limit_w": g.power_default_limit_w,
-         "persistence_mode": g.persistence_mode}
+        {
+            "index": g.index,
+            "name": g.name,
+            "vram_total_mib": g.vram_total_mib,
+            "power_limit_w": g.power_limit_w,
+            "power_default_limit_w": g.power_default_limit_w,
+            "persistence_mode": g.persistence_mode,
+        }
         for g in gpus
-    ]  # fmt: skip
+    ]
     return summary
 
 
@@ -240,8 +245,13 @@ def warm_up(config: BenchConfig, notes: list[str], on_message: Message | None = 
             index = WARMUP_INDEX_BASE + i
             body = config.workload.body(index, config.model, include_usage=config.include_usage)
             result = conn.stream(index, config.workload.path, body)
-            if (not result.ok and i == 0 and config.include_usage and result.error_kind == "http"
-                    and "stream_options" in (result.error or "")):  # fmt: skip
+            if (
+                not result.ok
+                and i == 0
+                and config.include_usage
+                and result.error_kind == "http"
+                and "stream_options" in (result.error or "")
+            ):
                 config.include_usage = False
                 notes.append(f"the server rejected stream_options ({result.error}): tokens counted from the stream")
                 body = config.workload.body(index, config.model, include_usage=False)
@@ -319,8 +329,10 @@ def run_level(
     if on_progress is not None:
         on_progress(concurrency, 0, planned, 0.0)
     connections.extend(config.connection() for _ in range(concurrency))
-    threads = [threading.Thread(target=worker, args=(conn,), name=f"gpuprov-bench-{i}", daemon=True)
-               for i, conn in enumerate(connections)]  # fmt: skip
+    threads = [
+        threading.Thread(target=worker, args=(conn,), name=f"gpuprov-bench-{i}", daemon=True)
+        for i, conn in enumerate(connections)
+    ]
     for t in threads:
         t.start()
     interrupted = cut_done = False
@@ -388,8 +400,9 @@ def run_bench(
             return run
     elif config.include_usage:
         run.notes.append("no warm-up: stream_options support not checked")
-    counter = TokenCounter(config.endpoint, config.model, run.server.get("engine"),
-                           min(config.timeout_s, config.deadline_s))  # fmt: skip
+    counter = TokenCounter(
+        config.endpoint, config.model, run.server.get("engine"), min(config.timeout_s, config.deadline_s)
+    )
     for concurrency in config.concurrencies:
         try:
             level = run_level(config, concurrency, monitor=monitor, on_progress=on_progress, counter=counter)

@@ -67,8 +67,18 @@ def render_run(run: BenchRun, *, stored_ids: Sequence[int] = (), db: str | None 
     if gpus:
         con.print(f"GPUs: {_t(gpus)}", style="dim")
     table = Table(show_edge=False, pad_edge=False)
-    for name in ("conc", "ok/fail", "req/s", "out tok/s", "TTFT ms\np50/p90/p99", "ITL ms\np50/p90",
-                 "TPOT ms\np50", "latency ms\np50/p90/p99", "tok/s per req\np50", "GPU util power temp"):  # fmt: skip
+    for name in (
+        "conc",
+        "ok/fail",
+        "req/s",
+        "out tok/s",
+        "TTFT ms\np50/p90/p99",
+        "ITL ms\np50/p90",
+        "TPOT ms\np50",
+        "latency ms\np50/p90/p99",
+        "tok/s per req\np50",
+        "GPU util power temp",
+    ):
         table.add_column(name, justify="right" if name != "GPU util power temp" else "left")
     for lv in run.levels:
         mark = " *" if run.best is lv else ""
@@ -83,7 +93,7 @@ def render_run(run: BenchRun, *, stored_ids: Sequence[int] = (), db: str | None 
             f"{_f(lv.latency_ms.p50, 0)}/{_f(lv.latency_ms.p90, 0)}/{_f(lv.latency_ms.p99, 0)}",
             _f(lv.request_output_tokens_per_s.p50),
             _gpu_cell(lv),
-        )  # fmt: skip
+        )
     con.print(table)
     if run.best is not None:
         con.print(f"[green]best concurrency: {run.best.concurrency}[/] ({_t(run.best_reason)})")
@@ -116,19 +126,40 @@ def render_history(runs: Sequence[StoredRun], *, db: str) -> None:
         con.print(f"no runs in {_t(db)} yet: gpuprov bench URL --model NAME records one")
         return
     table = Table(show_edge=False, pad_edge=False)
-    for name in ("id", "when (UTC)", "model", "engine", "GPUs", "profile", "workload", "conc", "ok/fail",
-                 "req/s", "out tok/s", "TTFT p50 ms", "lat p90 ms"):  # fmt: skip
+    for name in (
+        "id",
+        "when (UTC)",
+        "model",
+        "engine",
+        "GPUs",
+        "profile",
+        "workload",
+        "conc",
+        "ok/fail",
+        "req/s",
+        "out tok/s",
+        "TTFT p50 ms",
+        "lat p90 ms",
+    ):
         table.add_column(name, justify="right" if name in ("id", "conc", "req/s", "out tok/s") else "left")
     for r in runs:
         lv = r.level
         status = f"{lv.requests_ok}/{lv.requests_failed}" + ("" if r.complete else " (stopped)")
         table.add_row(
-            f"{r.id}{' *' if r.is_best else ''}", r.created_at.replace("T", " ")[:16].replace("+00:00", ""),
-            _t(r.model), _t(r.engine_label), _t(r.gpu_names or "-"), _t(r.profile or "-"), _t(r.workload_key),
+            f"{r.id}{' *' if r.is_best else ''}",
+            r.created_at.replace("T", " ")[:16].replace("+00:00", ""),
+            _t(r.model),
+            _t(r.engine_label),
+            _t(r.gpu_names or "-"),
+            _t(r.profile or "-"),
+            _t(r.workload_key),
             str(r.concurrency),
             status if not lv.requests_failed and r.complete else f"[red]{status}[/]",
-            _f(lv.requests_per_s, 2), _f(lv.output_tokens_per_s), _f(lv.ttft_ms.p50, 0), _f(lv.latency_ms.p90, 0),
-        )  # fmt: skip
+            _f(lv.requests_per_s, 2),
+            _f(lv.output_tokens_per_s),
+            _f(lv.ttft_ms.p50, 0),
+            _f(lv.latency_ms.p90, 0),
+        )
     con.print(table)
     con.print("* the best level of its sweep", style="dim")
 
@@ -137,8 +168,10 @@ def render_compare(
     before: StoredRun, after: StoredRun, changes: Sequence[MetricChange], warnings: Sequence[str]
 ) -> None:
     con = _console()
-    con.print(f"run {before.id} ({before.created_at}, c={before.concurrency}) → run {after.id} "
-              f"({after.created_at}, c={after.concurrency})")  # fmt: skip
+    con.print(
+        f"run {before.id} ({before.created_at}, c={before.concurrency}) → run {after.id} "
+        f"({after.created_at}, c={after.concurrency})"
+    )
     table = Table(show_edge=False, pad_edge=False)
     for name in ("metric", f"run {before.id}", f"run {after.id}", "ratio"):
         table.add_column(name, justify="left" if name == "metric" else "right")
@@ -169,8 +202,10 @@ def render_estimates(
     for r in excluded:
         why = "stopped early" if not r.complete else f"{r.level.requests_failed} failed of "
         why += "" if not r.complete else f"{r.level.requests_ok + r.level.requests_failed} requests"
-        con.print(f"run {r.id} ({_t(r.model)}, c={r.concurrency}): left out, {why} (--max-error-rate to include)",
-                  style="yellow")  # fmt: skip
+        con.print(
+            f"run {r.id} ({_t(r.model)}, c={r.concurrency}): left out, {why} (--max-error-rate to include)",
+            style="yellow",
+        )
     if not estimates:
         con.print(f"no usable run in {_t(db)} to estimate from: gpuprov bench URL --model NAME records one")
         return
@@ -179,11 +214,21 @@ def render_estimates(
         table.add_column(name, justify="right" if name in ("run", "conc", "req/s", "time") else "left")
     for e in estimates:
         r = e.run
-        table.add_row(str(r.id), _t(r.model), _t(r.engine_label), _t(r.gpu_names or "-"), _t(r.profile or "-"),
-                      _t(r.workload_key), str(r.concurrency), _f(r.level.requests_per_s, 2),
-                      format_duration(e.seconds))  # fmt: skip
+        table.add_row(
+            str(r.id),
+            _t(r.model),
+            _t(r.engine_label),
+            _t(r.gpu_names or "-"),
+            _t(r.profile or "-"),
+            _t(r.workload_key),
+            str(r.concurrency),
+            _f(r.level.requests_per_s, 2),
+            format_duration(e.seconds),
+        )
     con.print(table)
-    con.print("each configuration's newest run without failures; a job's own prompts may differ from the workload",
-              style="dim")  # fmt: skip
+    con.print(
+        "each configuration's newest run without failures; a job's own prompts may differ from the workload",
+        style="dim",
+    )
     for r in skipped:
         con.print(f"run {r.id}: no request rate measured, skipped", style="dim")

@@ -166,8 +166,12 @@ class TokenCounter:
             try:
                 if self._conn is None:
                     self._conn = self.endpoint.connect(self.timeout_s)
-                self._conn.request("POST", self.endpoint.base_path + route.path, body=payload,
-                                   headers={"Content-Type": "application/json"})  # fmt: skip
+                self._conn.request(
+                    "POST",
+                    self.endpoint.base_path + route.path,
+                    body=payload,
+                    headers={"Content-Type": "application/json"},
+                )
                 resp = self._conn.getresponse()
                 data = resp.read(1 << 24)
                 if resp.will_close:

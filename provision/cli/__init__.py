@@ -25,8 +25,19 @@ app = typer.Typer(
 
 #: command modules, in the order `gpuprov --help` lists them; each registers itself on `app` when imported
 COMMAND_MODULES = (
-    "doctor", "compat", "profiles", "plan", "apply", "render", "build", "fit", "bench", "monitor", "prune", "waitgpu",
-)  # fmt: skip
+    "doctor",
+    "compat",
+    "profiles",
+    "plan",
+    "apply",
+    "render",
+    "build",
+    "fit",
+    "bench",
+    "monitor",
+    "prune",
+    "waitgpu",
+)
 
 
 def _register() -> None:

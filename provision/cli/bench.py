@@ -174,10 +174,19 @@ def run(
         workload.prompts, workload.prompts_sha256 = load_prompts(prompts, api)
         workload.prompts_file, workload.prompt_tokens = str(prompts), None
     config = BenchConfig(
-        endpoint=endpoint, model=model, workload=workload, concurrencies=levels, requests=requests,
-        duration_s=duration, timeout_s=timeout, request_timeout_s=request_timeout, warmup=warmup, slo_ms=slo_ms,
-        max_error_rate=max_error_rate, include_usage=not no_usage,
-    )  # fmt: skip
+        endpoint=endpoint,
+        model=model,
+        workload=workload,
+        concurrencies=levels,
+        requests=requests,
+        duration_s=duration,
+        timeout_s=timeout,
+        request_timeout_s=request_timeout,
+        warmup=warmup,
+        slo_ms=slo_ms,
+        max_error_rate=max_error_rate,
+        include_usage=not no_usage,
+    )
     store = None if no_store else HistoryStore(_db_path(db), write=True)  # a bad --db fails before any load
 
     monitor = GpuMonitor(nvml.backend, interval_s=sample_interval)
@@ -247,9 +256,13 @@ class _Progress:
             from provision.console import make_console
 
             self._bar = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                console=make_console(stderr=True), transient=True,
-            )  # fmt: skip
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=make_console(stderr=True),
+                transient=True,
+            )
             self._bar.__enter__()
         return self
 
@@ -338,11 +351,27 @@ def history(
             before, after = store.get(compare[0]), store.get(compare[1])
             changes, warnings = compare_runs(before, after)
             if as_json:
-                typer.echo(json.dumps({
-                    "before": before.to_dict(), "after": after.to_dict(), "warnings": warnings,
-                    "changes": [{"metric": c.metric, "before": c.before, "after": c.after, "ratio": c.ratio,
-                                 "higher_is_better": c.higher_is_better, "improved": c.improved} for c in changes],
-                }, indent=2))  # fmt: skip
+                typer.echo(
+                    json.dumps(
+                        {
+                            "before": before.to_dict(),
+                            "after": after.to_dict(),
+                            "warnings": warnings,
+                            "changes": [
+                                {
+                                    "metric": c.metric,
+                                    "before": c.before,
+                                    "after": c.after,
+                                    "ratio": c.ratio,
+                                    "higher_is_better": c.higher_is_better,
+                                    "improved": c.improved,
+                                }
+                                for c in changes
+                            ],
+                        },
+                        indent=2,
+                    )
+                )
             else:
                 from provision.bench.tables import render_compare
 
@@ -384,15 +413,33 @@ def estimate(
         runs = store.runs(model=model)
     estimates, skipped, excluded = estimate_runs(runs, requests, max_error_rate=max_error_rate)
     if as_json:
-        typer.echo(json.dumps({
-            "db": str(path), "requests": requests, "skipped_run_ids": [r.id for r in skipped],
-            "excluded_run_ids": [r.id for r in excluded],
-            "estimates": [{"run_id": e.run.id, "model": e.run.model, "engine": e.run.engine,
-                           "engine_version": e.run.engine_version, "gpu_names": e.run.gpu_names,
-                           "profile": e.run.profile, "workload_key": e.run.workload_key,
-                           "concurrency": e.run.concurrency, "requests_per_s": e.run.level.requests_per_s,
-                           "seconds": e.seconds, "human": format_duration(e.seconds)} for e in estimates],
-        }, indent=2))  # fmt: skip
+        typer.echo(
+            json.dumps(
+                {
+                    "db": str(path),
+                    "requests": requests,
+                    "skipped_run_ids": [r.id for r in skipped],
+                    "excluded_run_ids": [r.id for r in excluded],
+                    "estimates": [
+                        {
+                            "run_id": e.run.id,
+                            "model": e.run.model,
+                            "engine": e.run.engine,
+                            "engine_version": e.run.engine_version,
+                            "gpu_names": e.run.gpu_names,
+                            "profile": e.run.profile,
+                            "workload_key": e.run.workload_key,
+                            "concurrency": e.run.concurrency,
+                            "requests_per_s": e.run.level.requests_per_s,
+                            "seconds": e.seconds,
+                            "human": format_duration(e.seconds),
+                        }
+                        for e in estimates
+                    ],
+                },
+                indent=2,
+            )
+        )
     else:
         from provision.bench.tables import render_estimates
 

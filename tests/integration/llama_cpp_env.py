@@ -42,10 +42,22 @@ def sdist() -> Path:
     if not path.exists():
         dest.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            [uv(), "tool", "run", "pip", "download", "--no-deps", "--no-binary", ":all:", "-q", "-d", str(dest),
-             f"llama-cpp-python=={LLAMA_CPP_VERSION}"],
+            [
+                uv(),
+                "tool",
+                "run",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                "-q",
+                "-d",
+                str(dest),
+                f"llama-cpp-python=={LLAMA_CPP_VERSION}",
+            ],
             check=True,
-        )  # fmt: skip
+        )
     return path
 
 
@@ -65,10 +77,27 @@ def build_env() -> LlamaCppEnv:
     root.mkdir(parents=True, exist_ok=True)
     subprocess.run([uv(), "venv", "-q", "--python", sys.executable, str(root / "venv")], check=True)
     proc = subprocess.run(
-        [sys.executable, "-m", "provision", "build", "llama-cpp", "--cpu", "--portable", "--source", str(sdist()),
-         "--python", str(python), "--smoke-model", str(model), "--log", str(root / "build.log"), "--json"],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "provision",
+            "build",
+            "llama-cpp",
+            "--cpu",
+            "--portable",
+            "--source",
+            str(sdist()),
+            "--python",
+            str(python),
+            "--smoke-model",
+            str(model),
+            "--log",
+            str(root / "build.log"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+    )
     try:
         report = json.loads(proc.stdout)
     except ValueError:

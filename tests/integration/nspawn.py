@@ -101,8 +101,7 @@ def base_rootfs(*, log: Path | None = None) -> Path:
         if rootfs.exists():
             shutil.rmtree(rootfs)
         log = log or base / "debootstrap.log"
-        cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(rootfs),
-               apt_mirror()]  # fmt: skip
+        cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(rootfs), apt_mirror()]
         with log.open("w") as fh:
             proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=False)
         if proc.returncode != 0:
@@ -199,8 +198,16 @@ class Machine:
     # -- run ----------------------------------------------------------------------------------------
 
     def boot(self) -> None:
-        cmd = ["systemd-nspawn", "--register=no", "--keep-unit", "-D", str(self.rootfs), "-M", self.name,
-               "--console=read-only"]  # fmt: skip
+        cmd = [
+            "systemd-nspawn",
+            "--register=no",
+            "--keep-unit",
+            "-D",
+            str(self.rootfs),
+            "-M",
+            self.name,
+            "--console=read-only",
+        ]
         for path in self.binds_ro:
             if not Path(path).exists():
                 raise NspawnError(f"cannot bind {path} into {self.name}: no such path here")
@@ -210,23 +217,39 @@ class Machine:
         cmd.append("-b")
         started = time.monotonic()
         with self.log.open("wb") as fh:
-            self.process = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            start_new_session=True)  # fmt: skip
+            self.process = subprocess.Popen(
+                cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
         self.wait_ready()
         self.boot_s = time.monotonic() - started
 
     def ssh_command(self, command: str) -> list[str]:
         return [
-            "ssh", "-i", str(self.key), "-p", str(self.port), "-o", "BatchMode=yes",
-            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-            "-o", "ConnectTimeout=5", "root@127.0.0.1", command,
-        ]  # fmt: skip
+            "ssh",
+            "-i",
+            str(self.key),
+            "-p",
+            str(self.port),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "ConnectTimeout=5",
+            "root@127.0.0.1",
+            command,
+        ]
 
     def ssh(self, command: str, *, timeout_s: float = 300, check: bool = True) -> subprocess.CompletedProcess:
         """Run a shell command line on the host as root. ``check``: a non-zero exit raises NspawnError."""
         try:
-            proc = subprocess.run(self.ssh_command(command), capture_output=True, text=True, timeout=timeout_s,
-                                  check=False)  # fmt: skip
+            proc = subprocess.run(
+                self.ssh_command(command), capture_output=True, text=True, timeout=timeout_s, check=False
+            )
         except subprocess.TimeoutExpired as exc:
             raise NspawnError(f"{self.name}: {command!r} ran past {timeout_s:g} s") from exc
         if check and proc.returncode != 0:
@@ -240,8 +263,13 @@ class Machine:
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise NspawnError(f"{self.name}: systemd-nspawn exited {self.process.returncode}:\n{self.console()}")
-            proc = subprocess.run(self.ssh_command("systemctl is-system-running --wait"), capture_output=True,
-                                  text=True, timeout=self.boot_timeout_s, check=False)  # fmt: skip
+            proc = subprocess.run(
+                self.ssh_command("systemctl is-system-running --wait"),
+                capture_output=True,
+                text=True,
+                timeout=self.boot_timeout_s,
+                check=False,
+            )
             last = (proc.stdout.strip() or proc.stderr.strip())[-300:]
             if proc.stdout.strip() in ("running", "degraded"):
                 return proc.stdout.strip()
@@ -282,8 +310,13 @@ GPUPROV_DIR = "/opt/gpuprov"
 def build_wheel(project: Path, out: Path, uv: str) -> Path:
     """gpuprov's wheel built from a checkout (``uv build --wheel``): what a host installs."""
     out.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([uv, "build", "--quiet", "--wheel", "--out-dir", str(out), str(project)],
-                          capture_output=True, text=True, check=False, timeout=600)  # fmt: skip
+    proc = subprocess.run(
+        [uv, "build", "--quiet", "--wheel", "--out-dir", str(out), str(project)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
     wheels = sorted(out.glob("gpuprov-*.whl"))
     if proc.returncode != 0 or len(wheels) != 1:
         raise NspawnError(f"uv build of {project} failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
@@ -312,8 +345,9 @@ def install_gpuprov(machine: Machine, *, wheel: Path, wheelhouse: Path, uv: str)
 
 
 @contextlib.contextmanager
-def booted(name: str, workdir: Path, *, binds_ro: Sequence[str] = (), keep: bool = False,
-           setup: object = None) -> Iterator[Machine]:  # fmt: skip
+def booted(
+    name: str, workdir: Path, *, binds_ro: Sequence[str] = (), keep: bool = False, setup: object = None
+) -> Iterator[Machine]:
     """A booted host for the duration of the block; powered off and removed afterwards, also on failure.
     ``setup(machine)`` runs after the rootfs is prepared and before boot."""
     machine = Machine(name, workdir, binds_ro=list(binds_ro))
@@ -363,8 +397,16 @@ def main(argv: list[str] | None = None) -> int:
             m.kill()
             m.remove()
             raise
-        info = {"name": m.name, "host": "127.0.0.1", "port": m.port, "key": str(m.key), "user": "root",
-                "pid": m.process.pid if m.process else None, "workdir": str(m.workdir), "boot_s": m.boot_s}  # fmt: skip
+        info = {
+            "name": m.name,
+            "host": "127.0.0.1",
+            "port": m.port,
+            "key": str(m.key),
+            "user": "root",
+            "pid": m.process.pid if m.process else None,
+            "workdir": str(m.workdir),
+            "boot_s": m.boot_s,
+        }
         _state_file(args.state_dir, m.name).write_text(json.dumps(info))
         print(json.dumps(info))
         return 0

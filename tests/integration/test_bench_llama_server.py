@@ -42,11 +42,27 @@ def llama_server(llama_cpp_env: LlamaCppEnv, tmp_path_factory: pytest.TempPathFa
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [str(llama_cpp_env.python), "-m", "llama_cpp.server", "--model", str(llama_cpp_env.model),
-             "--model_alias", MODEL_ALIAS, "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024",
-             "--n_threads", "2", *SERVER_FLAGS],
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                str(llama_cpp_env.python),
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(llama_cpp_env.model),
+                "--model_alias",
+                MODEL_ALIAS,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--n_ctx",
+                "1024",
+                "--n_threads",
+                "2",
+                *SERVER_FLAGS,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
@@ -84,9 +100,27 @@ def gpuprov(*args: str, rc: int = 0) -> subprocess.CompletedProcess[str]:
 def test_bench_a_real_llama_cpp_server(llama_server: str, tmp_path: Path, api: str) -> None:
     db = tmp_path / "bench.db"
     prompt_words, max_tokens = 32, 16
-    proc = gpuprov("bench", llama_server, "--model", MODEL_ALIAS, "--api", api, "-c", "1,2", "-n", "4",
-                   "--prompt-tokens", str(prompt_words), "--max-tokens", str(max_tokens), "--timeout", "120",
-                   "--db", str(db), "--json")  # fmt: skip
+    proc = gpuprov(
+        "bench",
+        llama_server,
+        "--model",
+        MODEL_ALIAS,
+        "--api",
+        api,
+        "-c",
+        "1,2",
+        "-n",
+        "4",
+        "--prompt-tokens",
+        str(prompt_words),
+        "--max-tokens",
+        str(max_tokens),
+        "--timeout",
+        "120",
+        "--db",
+        str(db),
+        "--json",
+    )
     data = json.loads(proc.stdout)
     assert data["stored_run_ids"] == [1, 2] and data["exit_code"] == 0
     for level in data["levels"]:
@@ -120,9 +154,27 @@ def test_tokenizer_endpoint_count_matches_the_servers_usage(llama_server: str) -
     from provision.bench.workload import Workload
 
     requests, max_tokens = 4, 24
-    proc = gpuprov("bench", llama_server, "--model", MODEL_ALIAS, "--api", "completions", "-c", "1",
-                   "-n", str(requests), "--prompt-tokens", "24", "--max-tokens", str(max_tokens), "--timeout", "120",
-                   "--no-store", "--no-gpu", "--json")  # fmt: skip
+    proc = gpuprov(
+        "bench",
+        llama_server,
+        "--model",
+        MODEL_ALIAS,
+        "--api",
+        "completions",
+        "-c",
+        "1",
+        "-n",
+        str(requests),
+        "--prompt-tokens",
+        "24",
+        "--max-tokens",
+        str(max_tokens),
+        "--timeout",
+        "120",
+        "--no-store",
+        "--no-gpu",
+        "--json",
+    )
     data = json.loads(proc.stdout)
     [level] = data["levels"]
     assert level["token_source"] == "tokenizer" and data["server"]["tokenizer"] == "/extras/tokenize"
@@ -132,8 +184,11 @@ def test_tokenizer_endpoint_count_matches_the_servers_usage(llama_server: str) -
     for index in range(requests):
         body = workload.body(index, MODEL_ALIAS, include_usage=False)
         body["stream"] = False
-        request = urllib.request.Request(llama_server + "/v1/completions", data=json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        request = urllib.request.Request(
+            llama_server + "/v1/completions",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=120) as resp:
             usage_tokens += json.loads(resp.read())["usage"]["completion_tokens"]
     print(f"llama-cpp-python: usage {usage_tokens} tokens, /extras/tokenize {level['output_tokens']} tokens")

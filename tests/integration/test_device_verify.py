@@ -26,8 +26,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]  # ansible-playbook run
 
 def verify(out: Path, replay: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "GPUPROV_NVML_REPLAY": str(replay)}
-    return subprocess.run([sys.executable, str(VERIFY), "--dry-run", "--out", str(out), *args], env=env,
-                          capture_output=True, text=True, timeout=480, check=False, cwd=ROOT)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, str(VERIFY), "--dry-run", "--out", str(out), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=480,
+        check=False,
+        cwd=ROOT,
+    )
 
 
 @pytest.mark.parametrize("snapshot", ["h100.published.json", "rtx4090-laptop.constructed.json"])
@@ -81,6 +88,11 @@ def test_dry_run_writes_one_result_per_step_and_changes_no_gpu_setting(snapshot,
 
 def test_dry_run_without_a_replayed_gpu_is_refused(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "GPUPROV_NVML_REPLAY"}
-    proc = subprocess.run([sys.executable, str(VERIFY), "--dry-run", "--out", str(tmp_path)], env=env,
-                          capture_output=True, text=True, check=False)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, str(VERIFY), "--dry-run", "--out", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 2 and "GPUPROV_NVML_REPLAY" in proc.stderr and not list(tmp_path.iterdir())

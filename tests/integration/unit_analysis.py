@@ -55,8 +55,11 @@ def verify(root: Path, unit_path: str) -> str:
     """Every message ``systemd-analyze verify`` prints for the unit (empty: clean), and its exit status."""
     proc = subprocess.run(
         ["systemd-analyze", "verify", f"--root={root}", str(root / unit_path.lstrip("/"))],
-        capture_output=True, text=True, check=False, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     out = (proc.stdout + proc.stderr).strip()
     return out if proc.returncode == 0 or out else f"exit {proc.returncode}"
 
@@ -64,8 +67,11 @@ def verify(root: Path, unit_path: str) -> str:
 def security(root: Path, unit: str) -> Exposure:
     proc = subprocess.run(
         ["systemd-analyze", "security", "--offline=true", f"--root={root}", "--no-pager", unit],
-        capture_output=True, text=True, check=False, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     m = EXPOSURE.search(proc.stdout + proc.stderr)
     if m is None:
         raise AssertionError(f"systemd-analyze security {unit}: no exposure level in:\n{proc.stdout}{proc.stderr}")

@@ -125,8 +125,9 @@ def test_default_deadline_grows_with_max_tokens() -> None:
 
 def _gpuprov(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "GPUPROV_NVML_REPLAY"}
-    proc = subprocess.run([sys.executable, "-m", "provision", *args], capture_output=True, text=True, env=env,
-                          timeout=timeout_s)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "provision", *args], capture_output=True, text=True, env=env, timeout=timeout_s
+    )
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc
 
@@ -135,8 +136,21 @@ def test_cli_trickling_server_ends_within_the_deadline_with_one_clear_line(tmp_p
     """The reported case: --timeout 8 against a token every 5 s under --max-tokens 128 ran ~10 min."""
     with FakeServer(Script(per_token_s=5.0, tokens=128)) as srv:
         start = time.perf_counter()
-        proc = _gpuprov("bench", srv.url, "-m", "fake-model", "--timeout", "8", "--request-timeout", "3",
-                        "--max-tokens", "128", "--no-gpu", "--db", str(tmp_path / "b.db"))  # fmt: skip
+        proc = _gpuprov(
+            "bench",
+            srv.url,
+            "-m",
+            "fake-model",
+            "--timeout",
+            "8",
+            "--request-timeout",
+            "3",
+            "--max-tokens",
+            "128",
+            "--no-gpu",
+            "--db",
+            str(tmp_path / "b.db"),
+        )
         elapsed = time.perf_counter() - start
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith("gpuprov: error: the warm-up request to")
@@ -146,8 +160,20 @@ def test_cli_trickling_server_ends_within_the_deadline_with_one_clear_line(tmp_p
 
 def test_cli_progress_goes_to_stderr_and_stdout_stays_json(tmp_path: Path) -> None:
     with FakeServer(Script(tokens=2)) as srv:
-        proc = _gpuprov("bench", srv.url, "-m", "fake-model", "-c", "1,2", "-n", "2", "--no-gpu", "--json",
-                        "--db", str(tmp_path / "b.db"))  # fmt: skip
+        proc = _gpuprov(
+            "bench",
+            srv.url,
+            "-m",
+            "fake-model",
+            "-c",
+            "1,2",
+            "-n",
+            "2",
+            "--no-gpu",
+            "--json",
+            "--db",
+            str(tmp_path / "b.db"),
+        )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)  # nothing else on stdout
     assert [lv["concurrency"] for lv in data["levels"]] == [1, 2]

@@ -54,9 +54,29 @@ def test_sweep_json_stores_history_compares_and_estimates(tmp_path: Path, hot_gp
     db = str(tmp_path / "bench.db")
     env = {"GPUPROV_NVML_REPLAY": str(hot_gpu)}
     with FakeServer(Script(tokens=6, per_token_s=0.005, capacity=2)) as srv:
-        proc = gpuprov("bench", srv.url + "/v1", "--model", "fake-model", "-c", "1,2,4", "-n", "8",
-                       "--max-tokens", "6", "--db", db, "--profile", "quiet", "--engine", "vllm",
-                       "--engine-version", "0.11.0", "--json", env=env, rc=0)  # fmt: skip
+        proc = gpuprov(
+            "bench",
+            srv.url + "/v1",
+            "--model",
+            "fake-model",
+            "-c",
+            "1,2,4",
+            "-n",
+            "8",
+            "--max-tokens",
+            "6",
+            "--db",
+            db,
+            "--profile",
+            "quiet",
+            "--engine",
+            "vllm",
+            "--engine-version",
+            "0.11.0",
+            "--json",
+            env=env,
+            rc=0,
+        )
     data = json.loads(proc.stdout)
     assert [lv["concurrency"] for lv in data["levels"]] == [1, 2, 4]
     assert all(lv["requests_ok"] == 8 and lv["requests_failed"] == 0 for lv in data["levels"])
@@ -82,8 +102,24 @@ def test_sweep_json_stores_history_compares_and_estimates(tmp_path: Path, hot_gp
     (state / "profile.json").write_text('{"profile": "rtx4080"}')
     db2 = str(tmp_path / "bench2.db")
     with FakeServer(Script(tokens=2, per_token_s=0.001, capacity=2)) as srv:
-        gpuprov("bench", srv.url + "/v1", "--model", "fake-model", "-c", "1", "-n", "2", "--max-tokens", "2",
-                "--db", db2, "--no-gpu", "--json", env={"GPUPROV_STATE_DIR": str(state)}, rc=0)  # fmt: skip
+        gpuprov(
+            "bench",
+            srv.url + "/v1",
+            "--model",
+            "fake-model",
+            "-c",
+            "1",
+            "-n",
+            "2",
+            "--max-tokens",
+            "2",
+            "--db",
+            db2,
+            "--no-gpu",
+            "--json",
+            env={"GPUPROV_STATE_DIR": str(state)},
+            rc=0,
+        )
     newest = json.loads(gpuprov("bench", "history", "--db", db2, "--json", rc=0).stdout)["runs"][0]
     assert newest["profile"] == "rtx4080"
 
@@ -105,8 +141,20 @@ def test_sweep_json_stores_history_compares_and_estimates(tmp_path: Path, hot_gp
 def test_table_names_best_level_throttling_and_storage(tmp_path: Path, hot_gpu: Path) -> None:
     db = tmp_path / "bench.db"
     with FakeServer(Script(tokens=4)) as srv:
-        proc = gpuprov("bench", srv.url, "-m", "fake-model", "-c", "1,2", "-n", "4", "--db", str(db),
-                       env={"GPUPROV_NVML_REPLAY": str(hot_gpu)}, rc=0)  # fmt: skip
+        proc = gpuprov(
+            "bench",
+            srv.url,
+            "-m",
+            "fake-model",
+            "-c",
+            "1,2",
+            "-n",
+            "4",
+            "--db",
+            str(db),
+            env={"GPUPROV_NVML_REPLAY": str(hot_gpu)},
+            rc=0,
+        )
     out = proc.stdout
     assert "best concurrency:" in out
     assert "GPU held back by heat or power: GPU 0 (sw_thermal_slowdown 100%)" in out
@@ -118,8 +166,18 @@ def test_table_names_best_level_throttling_and_storage(tmp_path: Path, hot_gpu: 
 
 def test_no_gpu_is_reported_not_fatal(tmp_path: Path, no_driver: Path) -> None:
     with FakeServer(Script(tokens=2)) as srv:
-        proc = gpuprov("bench", srv.url, "-m", "fake-model", "-n", "2", "--db", str(tmp_path / "b.db"),
-                       env={"GPUPROV_NVML_REPLAY": str(no_driver)}, rc=0)  # fmt: skip
+        proc = gpuprov(
+            "bench",
+            srv.url,
+            "-m",
+            "fake-model",
+            "-n",
+            "2",
+            "--db",
+            str(tmp_path / "b.db"),
+            env={"GPUPROV_NVML_REPLAY": str(no_driver)},
+            rc=0,
+        )
     assert "no GPU samples: libnvidia-ml.so.1" in proc.stdout
 
 
@@ -139,8 +197,23 @@ def test_errors_mid_run_exit_1_with_partial_results_shown_and_stored(tmp_path: P
 def test_server_dying_mid_run_keeps_what_was_measured(tmp_path: Path) -> None:
     db = str(tmp_path / "b.db")
     with FakeServer(Script(tokens=2, hang_from=3)) as srv:
-        proc = gpuprov("bench", srv.url, "-m", "fake-model", "-n", "50", "--timeout", "0.2", "--db", db,
-                       "--warmup", "0", "--no-gpu", "--json", rc=1)  # fmt: skip
+        proc = gpuprov(
+            "bench",
+            srv.url,
+            "-m",
+            "fake-model",
+            "-n",
+            "50",
+            "--timeout",
+            "0.2",
+            "--db",
+            db,
+            "--warmup",
+            "0",
+            "--no-gpu",
+            "--json",
+            rc=1,
+        )
     data = json.loads(proc.stdout)
     assert data["stop_reason"].startswith("stopped after 5 failed requests in a row: no data from the server")
     assert data["levels"][0]["requests_ok"] == 3 and data["stored_run_ids"] == [1]
@@ -226,8 +299,12 @@ def test_monitor_with_an_unreadable_replay_file_reports_why(tmp_path: Path) -> N
 
     with GpuMonitor(broken) as monitor:
         summary = monitor.summary(0, 1e12)
-    assert summary == {"status": f"replay state {tmp_path}/x.json: cannot read: no such file", "interval_s": 1.0,
-                       "samples": 0, "gpus": []}  # fmt: skip
+    assert summary == {
+        "status": f"replay state {tmp_path}/x.json: cannot read: no such file",
+        "interval_s": 1.0,
+        "samples": 0,
+        "gpus": [],
+    }
 
 
 def test_ctrl_c_keeps_and_stores_what_finished_exit_130(tmp_path: Path) -> None:
@@ -237,11 +314,28 @@ def test_ctrl_c_keeps_and_stores_what_finished_exit_130(tmp_path: Path) -> None:
     db = str(tmp_path / "b.db")
     with FakeServer(Script(tokens=5, per_token_s=0.05)) as srv:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "provision", "bench", srv.url, "-m", "fake-model", "-n", "200", "--warmup", "0",
-             "--no-gpu", "--db", db, "--json"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "provision",
+                "bench",
+                srv.url,
+                "-m",
+                "fake-model",
+                "-n",
+                "200",
+                "--warmup",
+                "0",
+                "--no-gpu",
+                "--db",
+                db,
+                "--json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             env={k: v for k, v in os.environ.items() if k != "GPUPROV_NVML_REPLAY"},
-        )  # fmt: skip
+        )
         deadline = time.monotonic() + 30
         while len(srv.bodies) < 4 and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -289,8 +383,7 @@ class _HostileServer(FakeServer):
 def test_server_text_with_markup_and_control_characters_is_printed_inert(tmp_path: Path) -> None:
     """A closing tag in a server's error message was a rich MarkupError traceback."""
     with _HostileServer(Script()) as srv:
-        proc = gpuprov("bench", srv.url, "-m", "fake-model", "--warmup", "0", "-n", "2", "--no-gpu", "--no-store",
-                       rc=1)  # fmt: skip
+        proc = gpuprov("bench", srv.url, "-m", "fake-model", "--warmup", "0", "-n", "2", "--no-gpu", "--no-store", rc=1)
     shown = "HTTP 500: [/x] boom [bold]\\x1b[31mred\\nFindings: forged"
     assert f"c=1: 2 failed: {shown}" in proc.stdout
     assert proc.stderr.splitlines()[-1] == f"gpuprov: 2 of 2 requests failed: {shown}"

@@ -22,9 +22,14 @@ from tests.unit.test_bench_server import FakeServer, Script
 def measured_run(script: Script, concurrencies: list[int], requests: int = 4, timeout_s: float = 5.0) -> BenchRun:
     with FakeServer(script) as srv:
         cfg = BenchConfig(
-            endpoint=Endpoint.parse(srv.url), model="fake-model", workload=Workload(prompt_tokens=8, max_tokens=4),
-            concurrencies=concurrencies, requests=requests, warmup=0, timeout_s=timeout_s,
-        )  # fmt: skip
+            endpoint=Endpoint.parse(srv.url),
+            model="fake-model",
+            workload=Workload(prompt_tokens=8, max_tokens=4),
+            concurrencies=concurrencies,
+            requests=requests,
+            warmup=0,
+            timeout_s=timeout_s,
+        )
         return run_bench(cfg)
 
 
@@ -104,17 +109,45 @@ def test_unknown_run_id(tmp_path: Path) -> None:
 
 
 def _stored(
-    run_id: int, *, rps: float | None, tps: float, ttft: float, created: str = "2026-01-01T00:00:00+00:00",
-    concurrency: int = 4, failed: int = 0, workload: str = "w", complete: bool = True,
-) -> StoredRun:  # fmt: skip
-    level = LevelResult(concurrency=concurrency, requests_sent=10, requests_ok=10 - failed, requests_failed=failed,
-                        duration_s=10.0, requests_per_s=rps, output_tokens_per_s=tps)  # fmt: skip
+    run_id: int,
+    *,
+    rps: float | None,
+    tps: float,
+    ttft: float,
+    created: str = "2026-01-01T00:00:00+00:00",
+    concurrency: int = 4,
+    failed: int = 0,
+    workload: str = "w",
+    complete: bool = True,
+) -> StoredRun:
+    level = LevelResult(
+        concurrency=concurrency,
+        requests_sent=10,
+        requests_ok=10 - failed,
+        requests_failed=failed,
+        duration_s=10.0,
+        requests_per_s=rps,
+        output_tokens_per_s=tps,
+    )
     level.ttft_ms.p50 = ttft
     return StoredRun(
-        id=run_id, sweep_id="s", created_at=created, url="http://h:1", engine="vllm", engine_version="0.11.0",
-        model="m", profile=None, hostname="h", gpu_names="NVIDIA GeForce RTX 4080", workload_key=workload,
-        concurrency=concurrency, complete=complete, stop_reason=None, is_best=False, level=level,
-    )  # fmt: skip
+        id=run_id,
+        sweep_id="s",
+        created_at=created,
+        url="http://h:1",
+        engine="vllm",
+        engine_version="0.11.0",
+        model="m",
+        profile=None,
+        hostname="h",
+        gpu_names="NVIDIA GeForce RTX 4080",
+        workload_key=workload,
+        concurrency=concurrency,
+        complete=complete,
+        stop_reason=None,
+        is_best=False,
+        level=level,
+    )
 
 
 def test_compare_gives_ratios_and_says_which_way_is_better() -> None:

@@ -164,8 +164,7 @@ def test_endpoint_parse_gives_an_endpoint_or_a_usage_error(text: str) -> None:
     assert endpoint.scheme in ("http", "https") and endpoint.host and 0 <= endpoint.port <= 65535
 
 
-@given(st.sampled_from(["http://", "https://", "HTTP://"]),
-       st.text(alphabet="[]:/@.%?#v1fe0abc-", max_size=30))  # fmt: skip
+@given(st.sampled_from(["http://", "https://", "HTTP://"]), st.text(alphabet="[]:/@.%?#v1fe0abc-", max_size=30))
 def test_endpoint_parse_of_url_like_text_never_raises_anything_else(scheme: str, rest: str) -> None:
     """Brackets, colons and at-signs where urllib is picky (the IPv6 traceback of issue 14)."""
     try:
@@ -179,9 +178,13 @@ def test_endpoint_parse_of_url_like_text_never_raises_anything_else(scheme: str,
 _KEYS = st.sampled_from(["count", "tokens", "x"])
 
 
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_KEYS, inner, max_size=3),
-                    max_leaves=12))  # fmt: skip
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_KEYS, inner, max_size=3),
+        max_leaves=12,
+    )
+)
 def test_tokenizer_answers_give_a_count_or_none(answer: object) -> None:
     from provision.bench.tokens import token_count
 
@@ -233,9 +236,12 @@ def test_workload_key_separates_unlike_workloads() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"api": "embeddings"}, "--api must be one of"), ({"max_tokens": 0}, "--max-tokens"),
-     ({"prompt_tokens": 0}, "--prompt-tokens")],
-)  # fmt: skip
+    [
+        ({"api": "embeddings"}, "--api must be one of"),
+        ({"max_tokens": 0}, "--max-tokens"),
+        ({"prompt_tokens": 0}, "--prompt-tokens"),
+    ],
+)
 def test_workload_rejects_bad_values(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(UsageError, match=message):
         Workload(**kwargs)  # type: ignore[arg-type]

@@ -120,8 +120,13 @@ class FakeServer:
                     self.close_connection = True
                     return
                 if self.path == "/v1/models":
-                    self._json(200, {"object": "list", "data": [{"id": "fake-model", "object": "model",
-                                                                  "owned_by": server.script.owned_by}]})  # fmt: skip
+                    self._json(
+                        200,
+                        {
+                            "object": "list",
+                            "data": [{"id": "fake-model", "object": "model", "owned_by": server.script.owned_by}],
+                        },
+                    )
                 elif self.path in server.script.get_routes:
                     self._json(200, server.script.get_routes[self.path])
                 else:
@@ -173,8 +178,11 @@ class FakeServer:
         """vLLM: {"prompt"} -> {"count", "tokens"}; llama.cpp: {"content"} -> {"tokens"};
         llama-cpp-python: {"input"} -> {"tokens"} with a BOS token first. Each word is a token."""
         kind = self.script.tokenizer
-        wanted = {"vllm": ("/tokenize", "prompt"), "llama.cpp": ("/tokenize", "content"),
-                  "llama-cpp-python": ("/extras/tokenize", "input")}  # fmt: skip
+        wanted = {
+            "vllm": ("/tokenize", "prompt"),
+            "llama.cpp": ("/tokenize", "content"),
+            "llama-cpp-python": ("/extras/tokenize", "input"),
+        }
         if kind not in wanted or handler.path != wanted[kind][0] or not isinstance(body.get(wanted[kind][1]), str):
             handler._json(404, {"detail": "Not Found"})  # type: ignore[attr-defined]
             return
@@ -210,8 +218,12 @@ class FakeServer:
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             # the fields real servers put in every chunk (some clients dispatch on "object")
-            head = {"id": f"cmpl-{index}", "object": "chat.completion.chunk" if chat else "text_completion",
-                    "created": int(time.time()), "model": body.get("model", "fake-model")}  # fmt: skip
+            head = {
+                "id": f"cmpl-{index}",
+                "object": "chat.completion.chunk" if chat else "text_completion",
+                "created": int(time.time()),
+                "model": body.get("model", "fake-model"),
+            }
             handler.send_response(200)
             handler.send_header("Content-Type", "text/event-stream")
             handler.send_header("Transfer-Encoding", "chunked")
@@ -248,9 +260,18 @@ class FakeServer:
                 sent += n
             else:
                 if s.usage and body.get("stream_options", {}).get("include_usage"):
-                    self._event(handler, {**head, "choices": [], "usage": {
-                        "prompt_tokens": s.prompt_tokens, "completion_tokens": round(tokens * s.usage_scale),
-                        "total_tokens": s.prompt_tokens + tokens}})  # fmt: skip
+                    self._event(
+                        handler,
+                        {
+                            **head,
+                            "choices": [],
+                            "usage": {
+                                "prompt_tokens": s.prompt_tokens,
+                                "completion_tokens": round(tokens * s.usage_scale),
+                                "total_tokens": s.prompt_tokens + tokens,
+                            },
+                        },
+                    )
             self._raw(handler, f"data: {DONE}\n\n")
             handler.wfile.write(b"0\r\n\r\n")
             handler.wfile.flush()
@@ -346,8 +367,9 @@ def _stream(url: str, body: dict[str, Any], path: str = "/v1/chat/completions") 
 
 def test_fake_server_streams_chat_chunks_usage_and_done() -> None:
     with FakeServer(Script(tokens=3)) as srv:
-        events = _stream(srv.url, {"model": "m", "messages": [], "stream": True,
-                                   "stream_options": {"include_usage": True}})  # fmt: skip
+        events = _stream(
+            srv.url, {"model": "m", "messages": [], "stream": True, "stream_options": {"include_usage": True}}
+        )
     assert events[-1] == DONE
     chunks = [interpret(e) for e in events[:-1]]
     assert [c.text for c in chunks] == ["", " tok", " tok", " tok", ""]
@@ -368,11 +390,15 @@ def test_fake_server_completions_without_usage_unless_asked() -> None:
         ("vllm", {"/version": {"version": "0.11.0"}}, "vllm", "0.11.0"),
         ("library", {"/api/version": {"version": "0.12.3"}}, "ollama", "0.12.3"),
         ("llamacpp", {"/props": {"build_info": "b6869-ab3f5f0a", "total_slots": 4}}, "llama.cpp", "b6869-ab3f5f0a"),
-        ("me", {"/openapi.json": {"info": {"title": "🦙 llama.cpp Python API", "version": "0.3.36"}}},
-         "llama-cpp-python", "0.3.36"),
+        (
+            "me",
+            {"/openapi.json": {"info": {"title": "🦙 llama.cpp Python API", "version": "0.3.36"}}},
+            "llama-cpp-python",
+            "0.3.36",
+        ),
         ("someone", {}, None, None),  # a server that does not say what it is: not guessed
     ],
-)  # fmt: skip
+)
 def test_server_info_names_the_engine_only_when_it_says_so(owned_by, routes, engine, version) -> None:  # type: ignore[no-untyped-def]
     from provision.bench.client import Endpoint
     from provision.bench.runner import server_info

@@ -87,8 +87,7 @@ def test_a_server_ignoring_max_tokens_is_named_and_its_workload_says_so() -> Non
         cfg.workload.max_tokens = 32
         run = run_bench(cfg)
     assert run.levels[0].requests_over_max_tokens == 2 and run.levels[0].output_tokens_max == 200
-    assert any("the server ignores max_tokens: 2 of 2" in n and "up to 200 under max_tokens=32" in n
-               for n in run.notes)  # fmt: skip
+    assert any("the server ignores max_tokens: 2 of 2" in n and "up to 200 under max_tokens=32" in n for n in run.notes)
     assert run.config.workload.key().endswith("max_tokens=32 (ignored by the server: up to 200 generated)")
     with FakeServer(Script(tokens=200)) as srv:  # an honest server stops at 32: nothing said
         cfg = config(srv.url, requests=2)
@@ -109,8 +108,9 @@ def test_a_server_ignoring_max_tokens_is_named_and_its_workload_says_so() -> Non
     ],
     ids=["http-500-mid-run", "error-event", "connection-cut", "malformed-event"],
 )
-def test_each_misbehaviour_is_one_clear_failure_and_the_rest_is_measured(script: Script, kind: str,
-                                                                         message: str) -> None:  # fmt: skip
+def test_each_misbehaviour_is_one_clear_failure_and_the_rest_is_measured(
+    script: Script, kind: str, message: str
+) -> None:
     with FakeServer(script) as srv:
         start = time.perf_counter()
         level = run_level(config(srv.url, requests=4), 1)

@@ -62,9 +62,18 @@ def test_live_probe_over_replay_gives_the_same_findings_as_from(path, tmp_path):
 def test_from_a_snapshot_renders_the_report(tmp_path):
     proc = gpuprov("doctor", "--from", str(SNAPSHOTS / "h100.constructed.json"), check_rc=0)
     out = proc.stdout
-    for text in ("NVIDIA H100 80GB HBM3", "Hopper, compute capability 9.0", "81559 MiB", "limit 700 W",
-                 "settable 200 W–700 W", "persistence on", "gen 5 of 5, x16 of x16", "torch", "CUDA 13.0",
-                 "0 error(s)"):  # fmt: skip
+    for text in (
+        "NVIDIA H100 80GB HBM3",
+        "Hopper, compute capability 9.0",
+        "81559 MiB",
+        "limit 700 W",
+        "settable 200 W–700 W",
+        "persistence on",
+        "gen 5 of 5, x16 of x16",
+        "torch",
+        "CUDA 13.0",
+        "0 error(s)",
+    ):
         assert text in out, text
 
 
@@ -228,8 +237,7 @@ def test_save_of_a_live_probe_is_a_recording(tmp_path):
     assert Snapshot.load(out).origin == "recorded"
     # through the replay backend, the replayed snapshot's origin is kept: constructed data stays constructed
     replayed = tmp_path / "replayed.json"
-    gpuprov("doctor", "--save", str(replayed),
-            env={"GPUPROV_NVML_REPLAY": str(SNAPSHOTS / "rtx4090.constructed.json")})  # fmt: skip
+    gpuprov("doctor", "--save", str(replayed), env={"GPUPROV_NVML_REPLAY": str(SNAPSHOTS / "rtx4090.constructed.json")})
     assert Snapshot.load(replayed).origin == "constructed"
     proc = gpuprov("doctor", "--from", str(out))
     assert "(recorded snapshot," in proc.stdout

@@ -55,8 +55,15 @@ def test_ready_names_the_gpus(tmp_path: Path) -> None:
 def test_a_missing_gpu_times_out_with_the_reason(tmp_path: Path) -> None:
     clock = Clock()
     with pytest.raises(GpuNotReady) as exc:
-        wait_for_gpus((0, 2), timeout_s=5, interval_s=1, backend=backend(state(tmp_path)), root=tmp_path,
-                      clock=clock, sleep=clock.sleep)  # fmt: skip
+        wait_for_gpus(
+            (0, 2),
+            timeout_s=5,
+            interval_s=1,
+            backend=backend(state(tmp_path)),
+            root=tmp_path,
+            clock=clock,
+            sleep=clock.sleep,
+        )
     assert exc.value.message == "GPUs not ready after 5 s: NVML sees GPU 0, 1, not GPU 2"
     assert exc.value.exit_code == 1
     assert clock.sleeps == [1, 1, 1, 1, 1]
@@ -66,8 +73,9 @@ def test_driver_not_loaded_is_waited_for_then_reported(tmp_path: Path) -> None:
     clock = Clock()
     path = state(tmp_path, kind="driver_not_loaded", message="the NVIDIA kernel module is not loaded")
     with pytest.raises(GpuNotReady, match="NVML: "):
-        wait_for_gpus((), timeout_s=2.5, interval_s=1, backend=backend(path), root=tmp_path, clock=clock,
-                      sleep=clock.sleep)  # fmt: skip
+        wait_for_gpus(
+            (), timeout_s=2.5, interval_s=1, backend=backend(path), root=tmp_path, clock=clock, sleep=clock.sleep
+        )
     assert clock.sleeps == [1, 1, 0.5]
 
 
@@ -79,9 +87,14 @@ def test_ready_once_the_driver_comes_up(tmp_path: Path) -> None:
     up.write_text((SNAPSHOTS / "rtx4090.constructed.json").read_text())
     answers = iter([down, down, up])
     line = wait_for_gpus(
-        (0,), timeout_s=30, interval_s=2, backend=lambda: ReplayNvml.from_state_file(str(next(answers))),
-        root=tmp_path, clock=clock, sleep=clock.sleep,
-    )  # fmt: skip
+        (0,),
+        timeout_s=30,
+        interval_s=2,
+        backend=lambda: ReplayNvml.from_state_file(str(next(answers))),
+        root=tmp_path,
+        clock=clock,
+        sleep=clock.sleep,
+    )
     assert line == "ready after 4.0 s: GPU 0 (NVIDIA GeForce RTX 4090)"
 
 
@@ -96,8 +109,14 @@ def test_missing_uvm_device_is_not_ready_where_the_driver_has_its_control_device
 
 def cli(*args: str, replay: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "GPUPROV_NVML_REPLAY": str(replay)}
-    return subprocess.run([sys.executable, "-m", "provision", "wait-gpu", *args], env=env, capture_output=True,
-                          text=True, check=False, timeout=60)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "provision", "wait-gpu", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
 
 
 def test_cli_exit_codes(tmp_path: Path) -> None:
@@ -137,8 +156,12 @@ def test_cli_refuses_timeouts_that_overflow_or_never_end(tmp_path: Path, args: t
 @given(timeout_s=st.floats(allow_nan=True, allow_infinity=True), interval_s=st.floats(allow_nan=True))
 def test_only_finite_bounded_waits_are_accepted(timeout_s: float, interval_s: float) -> None:
     problem = interval_problem(timeout_s, interval_s)
-    bounded = (math.isfinite(timeout_s) and 0 <= timeout_s <= MAX_WAIT_S
-               and math.isfinite(interval_s) and MIN_INTERVAL_S <= interval_s <= MAX_WAIT_S)  # fmt: skip
+    bounded = (
+        math.isfinite(timeout_s)
+        and 0 <= timeout_s <= MAX_WAIT_S
+        and math.isfinite(interval_s)
+        and MIN_INTERVAL_S <= interval_s <= MAX_WAIT_S
+    )
     assert (problem is None) == bounded
     if problem is not None:
         with pytest.raises(ValueError, match="expected a number of seconds"):
@@ -147,14 +170,16 @@ def test_only_finite_bounded_waits_are_accepted(timeout_s: float, interval_s: fl
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # the same patch serves every example
 @given(timeout_s=st.floats(0, 600), interval_s=st.floats(MIN_INTERVAL_S, 600))
-def test_an_accepted_wait_ends_at_its_timeout(monkeypatch: pytest.MonkeyPatch, timeout_s: float,
-                                              interval_s: float) -> None:  # fmt: skip
+def test_an_accepted_wait_ends_at_its_timeout(
+    monkeypatch: pytest.MonkeyPatch, timeout_s: float, interval_s: float
+) -> None:
     """A GPU that never comes: the wait gives up once the (fake) clock passes the timeout, never later."""
     import provision.gpuready as gpuready
 
     monkeypatch.setattr(gpuready, "check", lambda *a, **k: gpuready.Readiness(False, "no GPU"))
     clock = Clock()
     with pytest.raises(GpuNotReady, match="no GPU"):
-        wait_for_gpus((), timeout_s=timeout_s, interval_s=interval_s, backend=lambda: None, clock=clock,
-                      sleep=clock.sleep)  # fmt: skip
+        wait_for_gpus(
+            (), timeout_s=timeout_s, interval_s=interval_s, backend=lambda: None, clock=clock, sleep=clock.sleep
+        )
     assert timeout_s <= clock.now <= timeout_s + 1e-6

@@ -127,10 +127,7 @@ def test_every_row_is_consistent_and_found_by_its_nvml_name(spec: GpuSpec) -> No
 
 
 def test_parse_catalog_rejects_a_row_without_cc() -> None:
-    text = (
-        '[[series]]\nlaptop = false\ndatacenter = false\nsource = "x"\n'
-        'gpus = [{ name = "X", vram_mib = 1 }]\n'
-    )
+    text = '[[series]]\nlaptop = false\ndatacenter = false\nsource = "x"\ngpus = [{ name = "X", vram_mib = 1 }]\n'
     with pytest.raises(ValueError, match="bad row"):
         parse_catalog(text)
 

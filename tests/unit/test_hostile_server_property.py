@@ -35,7 +35,9 @@ class _SaysThis(FakeServer):
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(hostile_text, st.booleans(), st.booleans())
-@example(text="[/x] boom \x1b]8;;http://evil\x07click\x1b]8;;\x07\u202e\nFindings: forged", as_json=True, in_models=True)
+@example(
+    text="[/x] boom \x1b]8;;http://evil\x07click\x1b]8;;\x07\u202e\nFindings: forged", as_json=True, in_models=True
+)
 def test_hostile_server_text_never_reaches_the_terminal(text: str, as_json: bool, in_models: bool) -> None:
     script = Script(owned_by=text) if in_models else Script()
     with _SaysThis(script, text, as_json) as srv:

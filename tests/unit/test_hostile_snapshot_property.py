@@ -67,15 +67,45 @@ def _text_paths(value: Any, path: tuple = ()) -> list[tuple[str, tuple]]:
 
 PATHS = _text_paths(BASE)
 #: fields a snapshot checks the form of: hostile text there is refused (exit 2) before anything is shown
-CHECKED = ("driver_version", "kernel_module_version", "nvml_library_version", "cuda_driver_version",
-           "compute_capability", "origin")  # fmt: skip
+CHECKED = (
+    "driver_version",
+    "kernel_module_version",
+    "nvml_library_version",
+    "cuda_driver_version",
+    "compute_capability",
+    "origin",
+)
 FREE_PATHS = [p for p in PATHS if p[1][-1] not in CHECKED]
 
 SPECIALS = [
-    "\x1b[31m", "\x1b[2J", "\x1b]0;pwned\x07", "\x1b]8;;http://x\x1b\\", "\n", "\r", "\t", "\x00", "\x08", "\x7f",
-    "\x9b", "\u202e", "\u2066", "\u200b", "\u2028", "\ufeff", "\U000e0041", "\ud800", "[bold]", "[/]", "[link=x]",
-    "%s", "{}", "\n ERROR [gpu0] forged", "é", "日本", "🙂",
-]  # fmt: skip
+    "\x1b[31m",
+    "\x1b[2J",
+    "\x1b]0;pwned\x07",
+    "\x1b]8;;http://x\x1b\\",
+    "\n",
+    "\r",
+    "\t",
+    "\x00",
+    "\x08",
+    "\x7f",
+    "\x9b",
+    "\u202e",
+    "\u2066",
+    "\u200b",
+    "\u2028",
+    "\ufeff",
+    "\U000e0041",
+    "\ud800",
+    "[bold]",
+    "[/]",
+    "[link=x]",
+    "%s",
+    "{}",
+    "\n ERROR [gpu0] forged",
+    "é",
+    "日本",
+    "🙂",
+]
 mixed = st.lists(st.one_of(st.sampled_from(SPECIALS), st.text(max_size=12)), max_size=8).map("".join)
 hostile_text = st.one_of(mixed, mixed, mixed, st.sampled_from(["x" * 70_000, "y\x1b" * 2_500]))
 #: mostly fields shown as they are; now and then one whose form is checked

@@ -19,9 +19,7 @@ def _fake_root(tmp_path, *, kmod: str | None = None, lib: str | None = None, fla
     if kmod:
         d = tmp_path / "proc/driver/nvidia"
         d.mkdir(parents=True)
-        desc = (
-            "NVIDIA UNIX Open Kernel Module for x86_64" if flavor_open else "NVIDIA UNIX x86_64 Kernel Module"
-        )
+        desc = "NVIDIA UNIX Open Kernel Module for x86_64" if flavor_open else "NVIDIA UNIX x86_64 Kernel Module"
         (d / "version").write_text(
             f"NVRM version: {desc}  {kmod}  Release Build  (dvs-builder@U16-I3-B03-4-3)  Thu Oct 10 2024\n"
             "GCC version:  gcc version 12.2.0 (Debian 12.2.0-14)\n"

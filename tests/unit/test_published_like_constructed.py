@@ -37,8 +37,9 @@ LAPTOPS = ["rtx4090-laptop.constructed.json", "rtx4070-laptop.published.json"]
 def gpuprov(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config"), "COLUMNS": "200"}
     env.pop("GPUPROV_NVML_REPLAY", None)
-    return subprocess.run([sys.executable, "-m", "provision", *args], env=env, capture_output=True, text=True,
-                          timeout=60, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "provision", *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def test_every_published_snapshot_has_a_class():
@@ -79,11 +80,13 @@ def test_gpu_ready_check_over_the_replay_names_every_gpu(name, tmp_path):
 @pytest.mark.parametrize("name", ["rtx4090.constructed.json", "rtx4090.published.json", "rtx4090x8.published.json"])
 def test_fit_and_render_for_the_rtx4090_class(name, tmp_path):
     gguf = write_gguf(tmp_path / "qwen2.gguf", ARCHS["qwen2"])
-    fit = gpuprov("fit", str(gguf), "--from", str(SNAPSHOTS / name), "--engine", "llama.cpp", "--json",
-                  tmp_path=tmp_path)  # fmt: skip
+    fit = gpuprov(
+        "fit", str(gguf), "--from", str(SNAPSHOTS / name), "--engine", "llama.cpp", "--json", tmp_path=tmp_path
+    )
     assert fit.returncode == 0, fit.stderr
-    render = gpuprov("render", "rtx4090", "--out", str(tmp_path / "out"), "--from", str(SNAPSHOTS / name),
-                     tmp_path=tmp_path)  # fmt: skip
+    render = gpuprov(
+        "render", "rtx4090", "--out", str(tmp_path / "out"), "--from", str(SNAPSHOTS / name), tmp_path=tmp_path
+    )
     assert render.returncode == 0, render.stderr
 
 
@@ -94,8 +97,9 @@ def test_laptop_refuses_the_power_limit_and_the_clock_lock_is_used(name, tmp_pat
     gpu = nv.snapshot.gpus[0]
     assert gpu.power_min_limit_w is not None and gpu.power_max_limit_w is not None, "real laptops report a range"
     nv.nvmlInit()
-    lines = gpusettings.apply_settings(nv, gpu, {"power_limit_w": 50.0}, state_dir=tmp_path,
-                                       fallback_locked_clocks_mhz=[210, 1700])  # fmt: skip
+    lines = gpusettings.apply_settings(
+        nv, gpu, {"power_limit_w": 50.0}, state_dir=tmp_path, fallback_locked_clocks_mhz=[210, 1700]
+    )
     assert lines == ["power limit refused by the driver (not supported): GPU clocks locked to 210-1700 MHz instead"]
     assert [c["fn"] for c in nv.calls] == ["nvmlDeviceSetGpuLockedClocks"]
     assert applystate.power_limit_refused(tmp_path) == {gpudecisions.gpu_key(gpu)}

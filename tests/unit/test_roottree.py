@@ -92,8 +92,14 @@ def test_describe_file_link_absent(tmp_path: Path) -> None:
     f.chmod(0o640)
     link = tmp_path / "l"
     link.symlink_to("/nowhere")
-    assert roottree.describe(f) == {"type": "file", "content": "x=1\n", "mode": "0640",
-                                    "uid": os.getuid(), "gid": os.getgid(), "link_target": None}  # fmt: skip
+    assert roottree.describe(f) == {
+        "type": "file",
+        "content": "x=1\n",
+        "mode": "0640",
+        "uid": os.getuid(),
+        "gid": os.getgid(),
+        "link_target": None,
+    }
     described = roottree.describe(link)
     assert (described["type"], described["link_target"], described["content"]) == ("symlink", "/nowhere", None)
     assert roottree.describe(tmp_path / "none")["type"] == "absent"

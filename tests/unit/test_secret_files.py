@@ -188,8 +188,11 @@ def test_the_results_callback_keeps_only_the_description_of_a_secret_diff() -> N
     assert spec is not None and spec.loader is not None
     callback = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(callback)
-    leaky = {"before": "VLLM_API_KEY=leaked-by-a-bug\n", "after": "(secret, 57 bytes, changed)",
-             "before_header": f"{KEY_FILE} (current)"}  # fmt: skip
+    leaky = {
+        "before": "VLLM_API_KEY=leaked-by-a-bug\n",
+        "after": "(secret, 57 bytes, changed)",
+        "before_header": f"{KEY_FILE} (current)",
+    }
     for args in ({"secret": True}, {"api_key": {"env": "VLLM_API_KEY"}}, {"restore": True}):
         safe = callback._secret_safe({"diff": leaky, "invocation": {"module_args": args}})
         assert safe == {"after": "(secret, 57 bytes, changed)", "before_header": f"{KEY_FILE} (current)"}
@@ -213,11 +216,25 @@ def test_a_bare_key_file_for_llama_server_holds_the_key_alone(tmp_path: Path) ->
 def test_a_key_too_short_to_be_secret_is_refused_in_one_line(tmp_path: Path) -> None:
     t = Tree(tmp_path)
     t.args.write_text(
-        json.dumps({"ANSIBLE_MODULE_ARGS": {"path": KEY_FILE, "root": str(t.root), "state_dir": str(t.state),
-                                            "api_key": {"length": 0}}})
-    )  # fmt: skip
-    proc = subprocess.run([sys.executable, str(MODULE), str(t.args)], capture_output=True, text=True, check=False,
-                          timeout=60, env={**os.environ, "PYTHONPATH": PYTHONPATH})  # fmt: skip
+        json.dumps(
+            {
+                "ANSIBLE_MODULE_ARGS": {
+                    "path": KEY_FILE,
+                    "root": str(t.root),
+                    "state_dir": str(t.state),
+                    "api_key": {"length": 0},
+                }
+            }
+        )
+    )
+    proc = subprocess.run(
+        [sys.executable, str(MODULE), str(t.args)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": PYTHONPATH},
+    )
     result = json.loads(proc.stdout)
     assert result["failed"] and result["msg"] == "api_key.length must be at least 22, got 0" and not t.key.exists()
 
@@ -228,8 +245,12 @@ def test_a_revert_plan_carries_no_key_content_also_from_an_older_record() -> Non
     from provision.snapshot import Snapshot
 
     # recorded by a gpuprov that did not mark secrets: the path says it is a key file
-    previous = {"files": {KEY_FILE: {"content": "VLLM_API_KEY=old-record-key-1234\n", "mode": "0600"},
-                          "/etc/other.conf": {"content": "plain\n", "mode": "0644"}}}  # fmt: skip
+    previous = {
+        "files": {
+            KEY_FILE: {"content": "VLLM_API_KEY=old-record-key-1234\n", "mode": "0600"},
+            "/etc/other.conf": {"content": "plain\n", "mode": "0644"},
+        }
+    }
     host = HostState(files={KEY_FILE: FileState("VLLM_API_KEY=current-key-5678\n", "0600")})
     plan = make_revert_plan(Snapshot(), applystate_sections(previous), host)
     key = next(f for f in plan.desired.files if f.path == KEY_FILE)

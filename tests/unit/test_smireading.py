@@ -201,8 +201,10 @@ def test_arbitrary_text_raises_nothing_but_snapshot_error(text, prefix):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.sampled_from(["rtx4090x8-550.q.txt", "rtx2080x2-590.qx.xml", "h100-580-device.q.txt", "a100mig-510.qx.xml"]),
-       st.floats(min_value=0.0, max_value=1.0))  # fmt: skip
+@given(
+    st.sampled_from(["rtx4090x8-550.q.txt", "rtx2080x2-590.qx.xml", "h100-580-device.q.txt", "a100mig-510.qx.xml"]),
+    st.floats(min_value=0.0, max_value=1.0),
+)
 def test_any_truncation_gives_a_prefix_of_the_gpus(name, fraction):
     body = (READINGS / name).read_text()
     full = [g.pci_bus_id for g in reading(name).snapshot.gpus]
@@ -218,11 +220,24 @@ def test_any_truncation_gives_a_prefix_of_the_gpus(name, fraction):
 
 def test_a_power_only_reading_gives_the_power_and_says_nothing_is_cut():
     """`nvidia-smi -q -d POWER` of a laptop on 590.48.01 (open-gpu-kernel-modules#483): 35/35/5/95 W."""
-    lines = ["", "==============NVSMI LOG==============", "", "Timestamp : Thu Feb  5 10:00:00 2026",
-             "Driver Version : 590.48.01", "CUDA Version : 13.1", "", "Attached GPUs : 1", "GPU 00000000:01:00.0",
-             "    GPU Power Readings", "        Average Power Draw : 4.12 W", "        Current Power Limit : 35.00 W",
-             "        Requested Power Limit : 35.00 W", "        Default Power Limit : 35.00 W",
-             "        Min Power Limit : 5.00 W", "        Max Power Limit : 95.00 W"]  # fmt: skip
+    lines = [
+        "",
+        "==============NVSMI LOG==============",
+        "",
+        "Timestamp : Thu Feb  5 10:00:00 2026",
+        "Driver Version : 590.48.01",
+        "CUDA Version : 13.1",
+        "",
+        "Attached GPUs : 1",
+        "GPU 00000000:01:00.0",
+        "    GPU Power Readings",
+        "        Average Power Draw : 4.12 W",
+        "        Current Power Limit : 35.00 W",
+        "        Requested Power Limit : 35.00 W",
+        "        Default Power Limit : 35.00 W",
+        "        Min Power Limit : 5.00 W",
+        "        Max Power Limit : 95.00 W",
+    ]
     r = smireading.read("\n".join(lines) + "\n")
     g = r.snapshot.gpus[0]
     assert (g.power_limit_w, g.power_min_limit_w, g.power_max_limit_w) == (35.0, 5.0, 95.0)

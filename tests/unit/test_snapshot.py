@@ -112,10 +112,17 @@ def test_mutating_any_field_of_a_real_snapshot_never_crashes(data):
 
 
 _TEXT_FIELDS = [
-    ("host", "hostname"), ("host", "distro"), ("host", "cpu_model"), ("driver", "driver_version"),
-    ("gpus", 0, "name"), ("gpus", 0, "architecture"), ("gpus", 0, "pci_bus_id"), ("gpus", 0, "compute_capability"),
-    ("python", "interpreter"), ("python", "python_version"),
-]  # fmt: skip
+    ("host", "hostname"),
+    ("host", "distro"),
+    ("host", "cpu_model"),
+    ("driver", "driver_version"),
+    ("gpus", 0, "name"),
+    ("gpus", 0, "architecture"),
+    ("gpus", 0, "pci_bus_id"),
+    ("gpus", 0, "compute_capability"),
+    ("python", "interpreter"),
+    ("python", "python_version"),
+]
 
 
 @settings(max_examples=150, deadline=None)

@@ -181,8 +181,15 @@ def test_a_huge_dict_key_is_refused(tmp_path: Path) -> None:
 def test_too_many_items_are_refused(tmp_path: Path, path: tuple, value: str) -> None:
     data = base()
     many = MAX_ITEMS + 1
-    _set(data, path, [data["gpus"][0]] * many if path == ("gpus",) else {f"V{i}": "1" for i in range(many)}
-         if value == "dict" else ["gpu_idle"] * many)  # fmt: skip
+    _set(
+        data,
+        path,
+        [data["gpus"][0]] * many
+        if path == ("gpus",)
+        else {f"V{i}": "1" for i in range(many)}
+        if value == "dict"
+        else ["gpu_idle"] * many,
+    )
     with pytest.raises(SnapshotError, match=rf"{path[-1]}: {many} (items|entries), more than the {MAX_ITEMS}"):
         Snapshot.load(write(tmp_path, data))
 

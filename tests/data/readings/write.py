@@ -1,4 +1,4 @@
-# ruff: noqa: E501, RUF028  (addresses and one-row-per-value data)
+# ruff: noqa: E501  (addresses and one-row-per-value data)
 """Writes the nvidia-smi readings in this folder from the values of published readings.
 
 Run: `python tests/data/readings/write.py` (rewrites the *.q.txt / *.qx.xml files it makes; the device
@@ -40,15 +40,56 @@ SOURCES = {
 }
 
 
-def gpu(name, arch, *, vram, used=1, reserved=0, power, draw, persistence=True, pstate="P8", temp=40,
-        slowdown=None, shutdown=None, tlimit=None, sm=2100, mem=9751, pcie=(4, 4), width=16,
-        ecc=NA, mig=NA, idle=True, display=False, bus=1):  # fmt: skip
+def gpu(
+    name,
+    arch,
+    *,
+    vram,
+    used=1,
+    reserved=0,
+    power,
+    draw,
+    persistence=True,
+    pstate="P8",
+    temp=40,
+    slowdown=None,
+    shutdown=None,
+    tlimit=None,
+    sm=2100,
+    mem=9751,
+    pcie=(4, 4),
+    width=16,
+    ecc=NA,
+    mig=NA,
+    idle=True,
+    display=False,
+    bus=1,
+):
     """One GPU's values. ``power``: (current/enforced, requested, default, min, max) in W, None for N/A."""
     return dict(
-        name=name, arch=arch, vram=vram, used=used, reserved=reserved, power=power, draw=draw,
-        persistence=persistence, pstate=pstate, temp=temp, slowdown=slowdown, shutdown=shutdown, tlimit=tlimit,
-        sm=sm, mem=mem, pcie=pcie, width=width, ecc=ecc, mig=mig, idle=idle, display=display, bus=bus,
-    )  # fmt: skip
+        name=name,
+        arch=arch,
+        vram=vram,
+        used=used,
+        reserved=reserved,
+        power=power,
+        draw=draw,
+        persistence=persistence,
+        pstate=pstate,
+        temp=temp,
+        slowdown=slowdown,
+        shutdown=shutdown,
+        tlimit=tlimit,
+        sm=sm,
+        mem=mem,
+        pcie=pcie,
+        width=width,
+        ecc=ecc,
+        mig=mig,
+        idle=idle,
+        display=display,
+        bus=bus,
+    )
 
 
 def _w(value):
@@ -164,8 +205,12 @@ def xml_reading(driver, cuda, gpus, *, schema, stamp="Mon Dec  1 10:00:00 2025")
     new_power = int(driver.split(".")[0]) >= 535
     events = schema == "v13"
     x = ['<?xml version="1.0" ?>', f'<!DOCTYPE nvidia_smi_log SYSTEM "nvsmi_device_{schema}.dtd">', "<nvidia_smi_log>"]
-    x += [f"\t<timestamp>{stamp}</timestamp>", f"\t<driver_version>{driver}</driver_version>",
-          f"\t<cuda_version>{cuda}</cuda_version>", f"\t<attached_gpus>{len(gpus)}</attached_gpus>"]  # fmt: skip
+    x += [
+        f"\t<timestamp>{stamp}</timestamp>",
+        f"\t<driver_version>{driver}</driver_version>",
+        f"\t<cuda_version>{cuda}</cuda_version>",
+        f"\t<attached_gpus>{len(gpus)}</attached_gpus>",
+    ]
     for i, g in enumerate(gpus):
         bus = f"00000000:{g['bus']:02X}:00.0"
         total = g["vram"]
@@ -221,7 +266,7 @@ def xml_reading(driver, cuda, gpus, *, schema, stamp="Mon Dec  1 10:00:00 2025")
                     ]
                     if events
                     else [f"\t\t\t<power_draw>{_w(g['draw'])}</power_draw>"]
-                ),  # fmt: skip
+                ),
                 f"\t\t\t<current_power_limit>{_w(cur)}</current_power_limit>",
                 f"\t\t\t<requested_power_limit>{_w(req)}</requested_power_limit>",
                 f"\t\t\t<default_power_limit>{_w(default)}</default_power_limit>",
@@ -279,7 +324,7 @@ def readings() -> dict[str, str]:
                 )
             ],
             schema="v12",
-        ),  # fmt: skip
+        ),
         "rtx4090x8-550.q.txt": text_reading(
             "550.127.05",
             "12.4",
@@ -300,7 +345,7 @@ def readings() -> dict[str, str]:
                 )
                 for i in range(8)
             ],
-        ),  # fmt: skip
+        ),
         "rtx4080super-595.q.txt": text_reading(
             "595.71.05",
             "13.2",
@@ -319,7 +364,7 @@ def readings() -> dict[str, str]:
                     shutdown=90,
                 )
             ],
-        ),  # fmt: skip
+        ),
         "rtx4070laptop-566.q.txt": "PS C:\\Users\\someone> nvidia-smi -q\n"
         + text_reading(
             "566.36",
@@ -339,7 +384,7 @@ def readings() -> dict[str, str]:
                     display=True,
                 )
             ],
-        ),  # fmt: skip
+        ),
         "rtx3060laptop-515.qx.xml": xml_reading(
             "515.65.01",
             "11.7",
@@ -359,7 +404,7 @@ def readings() -> dict[str, str]:
                 )
             ],
             schema="v11",
-        ),  # fmt: skip
+        ),
         "h100-590.q.txt": text_reading(
             "590.48.01",
             "13.1",
@@ -375,7 +420,7 @@ def readings() -> dict[str, str]:
                     **H100,
                 )
             ],
-        ),  # fmt: skip
+        ),
         "h100mig-590.q.txt": text_reading(
             "590.48.01",
             "13.1",
@@ -391,7 +436,7 @@ def readings() -> dict[str, str]:
                     **H100,
                 )
             ],
-        ),  # fmt: skip
+        ),
         "a100mig-510.qx.xml": xml_reading(
             "510.47.03",
             "11.6",
@@ -417,7 +462,7 @@ def readings() -> dict[str, str]:
                 )
             ],
             schema="v11",
-        ),  # fmt: skip
+        ),
         "a100-535.qx.xml": xml_reading(
             "535.54.03",
             "12.2",
@@ -434,7 +479,7 @@ def readings() -> dict[str, str]:
                 )
             ],
             schema="v12",
-        ).replace("<attached_gpus>1<", "<attached_gpus>4<"),  # trimmed, as published  # fmt: skip
+        ).replace("<attached_gpus>1<", "<attached_gpus>4<"),  # trimmed, as published
         "l40s-595.q.txt": text_reading(
             "595.80",
             "13.2",
@@ -455,7 +500,7 @@ def readings() -> dict[str, str]:
                     shutdown=93,
                 )
             ],
-        ),  # fmt: skip
+        ),
         "l4-550.q.txt": text_reading(
             "550.90.07",
             "12.4",
@@ -475,7 +520,7 @@ def readings() -> dict[str, str]:
                     temp=38,
                 )
             ],
-        ),  # fmt: skip
+        ),
         "rtx3090-525.qx.xml": xml_reading(
             "525.147.05",
             "12.0",
@@ -494,7 +539,7 @@ def readings() -> dict[str, str]:
                 )
             ],
             schema="v12",
-        ),  # fmt: skip
+        ),
         "rtx3090-590.qx.xml": xml_reading(
             "590.44.01",
             "13.1",
@@ -515,7 +560,7 @@ def readings() -> dict[str, str]:
                 )
             ],
             schema="v13",
-        ),  # fmt: skip
+        ),
         "rtx2080x2-590.qx.xml": xml_reading(
             "590.44.01",
             "13.1",
@@ -539,7 +584,7 @@ def readings() -> dict[str, str]:
             schema="v13",
         ).replace(  # both GPUs carry the same placeholder UUID, as published
             "GPU-00000000-0000-0000-0000-000000000001", "GPU-00000000-0000-0000-0000-000000000000"
-        ),  # fmt: skip
+        ),
     }
 
 

@@ -67,9 +67,7 @@ def _gpu(index: int = 0, *, idle_mask: int = 0x1, **kw) -> GpuInfo:
     return g
 
 
-def _python(
-    packages: dict[str, str], torch_cuda: str | None = None, llama_cuda: bool | None = None
-) -> PythonEnv:
+def _python(packages: dict[str, str], torch_cuda: str | None = None, llama_cuda: bool | None = None) -> PythonEnv:
     env = PythonEnv(interpreter="/opt/llm/.venv/bin/python", python_version="3.11.9")
     for name, version in packages.items():
         local = version.partition("+")[2]
@@ -104,94 +102,166 @@ def rtx4090_laptop() -> Snapshot:
     # nvmlDeviceGetPowerManagementLimit NOT_SUPPORTED while the enforced limit reads, Dynamic-Boost/nvidia_oc
     # PR 22): min/max reported, the management limit unreadable, the setter refused; locked clocks still work.
     gpu = _gpu(
-        name="NVIDIA GeForce RTX 4090 Laptop GPU", compute_capability="8.9", architecture="Ada",
-        vram_total_mib=16376, vram_used_mib=9, vram_reserved_mib=250,
-        power_limit_w=None, power_default_limit_w=150.0, power_enforced_limit_w=150.0, power_draw_w=14.2,
-        power_min_limit_w=5.0, power_max_limit_w=175.0,
-        temperature_c=46, temperature_slowdown_c=87, temperature_shutdown_c=102,
-        max_sm_clock_mhz=3105, max_memory_clock_mhz=9001,
-        pcie_generation_current=1, pcie_generation_max=4, pcie_width_current=16, pcie_width_max=16,
-    )  # fmt: skip
+        name="NVIDIA GeForce RTX 4090 Laptop GPU",
+        compute_capability="8.9",
+        architecture="Ada",
+        vram_total_mib=16376,
+        vram_used_mib=9,
+        vram_reserved_mib=250,
+        power_limit_w=None,
+        power_default_limit_w=150.0,
+        power_enforced_limit_w=150.0,
+        power_draw_w=14.2,
+        power_min_limit_w=5.0,
+        power_max_limit_w=175.0,
+        temperature_c=46,
+        temperature_slowdown_c=87,
+        temperature_shutdown_c=102,
+        max_sm_clock_mhz=3105,
+        max_memory_clock_mhz=9001,
+        pcie_generation_current=1,
+        pcie_generation_max=4,
+        pcie_width_current=16,
+        pcie_width_max=16,
+    )
     gpu.unavailable["power_limit_w"] = "not_supported"
     gpu.unavailable["set_power_limit"] = "not_supported"
     return Snapshot(
-        origin="constructed", created_at=CREATED, gpuprov_version="0.1.0",
+        origin="constructed",
+        created_at=CREATED,
+        gpuprov_version="0.1.0",
         note="constructed: NVIDIA GeForce RTX 4090 Laptop GPU (16 GB) from NVIDIA's published specs and seed 003; "
         "min/max reported, management limit N/A and setter not supported, as real laptops show",
         host=_host(24, 31744, laptop=True, graphical=True),
         driver=_driver("560.35.03", "12.6", flavor="open"),
         gpus=[gpu],
         cuda_toolkits=[CudaToolkit("/usr/local/cuda-12.6/bin/nvcc", "12.6.77", ["PATH", "/usr/local/cuda-12.6"])],
-        python=_python({"torch": "2.7.1+cu128", "vllm": "0.10.1", "flashinfer-python": "0.2.8",
-                        "transformers": "4.55.0", "triton": "3.3.1", "nvidia-ml-py": "12.575.51"},
-                       torch_cuda="12.8"),
-    )  # fmt: skip
+        python=_python(
+            {
+                "torch": "2.7.1+cu128",
+                "vllm": "0.10.1",
+                "flashinfer-python": "0.2.8",
+                "transformers": "4.55.0",
+                "triton": "3.3.1",
+                "nvidia-ml-py": "12.575.51",
+            },
+            torch_cuda="12.8",
+        ),
+    )
 
 
 def rtx4090() -> Snapshot:
     # GeForce RTX 4090 (desktop, AD102): 24 GB (24564 MiB in nvidia-smi), 450 W default board power; the
     # Founders Edition allows 150-600 W (nvidia-smi -q -d POWER on an FE; seed 000 sets 250 W).
     gpu = _gpu(
-        name="NVIDIA GeForce RTX 4090", compute_capability="8.9", architecture="Ada",
-        vram_total_mib=24564, vram_used_mib=310, vram_reserved_mib=342,
-        power_limit_w=450.0, power_default_limit_w=450.0, power_min_limit_w=150.0, power_max_limit_w=600.0,
-        power_enforced_limit_w=450.0, power_draw_w=21.5, display_active=True,
-        temperature_c=38, temperature_slowdown_c=87, temperature_shutdown_c=92,
-        max_sm_clock_mhz=3120, max_memory_clock_mhz=10501,
-        pcie_generation_current=1, pcie_generation_max=4, pcie_width_current=16, pcie_width_max=16,
-    )  # fmt: skip
+        name="NVIDIA GeForce RTX 4090",
+        compute_capability="8.9",
+        architecture="Ada",
+        vram_total_mib=24564,
+        vram_used_mib=310,
+        vram_reserved_mib=342,
+        power_limit_w=450.0,
+        power_default_limit_w=450.0,
+        power_min_limit_w=150.0,
+        power_max_limit_w=600.0,
+        power_enforced_limit_w=450.0,
+        power_draw_w=21.5,
+        display_active=True,
+        temperature_c=38,
+        temperature_slowdown_c=87,
+        temperature_shutdown_c=92,
+        max_sm_clock_mhz=3120,
+        max_memory_clock_mhz=10501,
+        pcie_generation_current=1,
+        pcie_generation_max=4,
+        pcie_width_current=16,
+        pcie_width_max=16,
+    )
     return Snapshot(
-        origin="constructed", created_at=CREATED, gpuprov_version="0.1.0",
+        origin="constructed",
+        created_at=CREATED,
+        gpuprov_version="0.1.0",
         note="constructed: NVIDIA GeForce RTX 4090 Founders Edition (24 GB, 450 W default, 150-600 W range)",
         host=_host(16, 64512, laptop=False, graphical=True),
         driver=_driver("570.133.07", "12.8"),
         gpus=[gpu],
         python=_python({"ollama": "0.4.7"}),
-    )  # fmt: skip
+    )
 
 
 def rtx4080() -> Snapshot:
     # GeForce RTX 4080 (AD103): 16 GB (16376 MiB), 320 W default, 150-320 W on the FE (seed 001 host).
     gpu = _gpu(
-        name="NVIDIA GeForce RTX 4080", compute_capability="8.9", architecture="Ada",
-        vram_total_mib=16376, vram_used_mib=3, vram_reserved_mib=250,
-        power_limit_w=320.0, power_default_limit_w=320.0, power_min_limit_w=150.0, power_max_limit_w=320.0,
-        power_enforced_limit_w=320.0, power_draw_w=9.8,
-        temperature_c=33, temperature_slowdown_c=87, temperature_shutdown_c=92,
-        max_sm_clock_mhz=3105, max_memory_clock_mhz=11201,
-        pcie_generation_current=1, pcie_generation_max=4, pcie_width_current=16, pcie_width_max=16,
-    )  # fmt: skip
+        name="NVIDIA GeForce RTX 4080",
+        compute_capability="8.9",
+        architecture="Ada",
+        vram_total_mib=16376,
+        vram_used_mib=3,
+        vram_reserved_mib=250,
+        power_limit_w=320.0,
+        power_default_limit_w=320.0,
+        power_min_limit_w=150.0,
+        power_max_limit_w=320.0,
+        power_enforced_limit_w=320.0,
+        power_draw_w=9.8,
+        temperature_c=33,
+        temperature_slowdown_c=87,
+        temperature_shutdown_c=92,
+        max_sm_clock_mhz=3105,
+        max_memory_clock_mhz=11201,
+        pcie_generation_current=1,
+        pcie_generation_max=4,
+        pcie_width_current=16,
+        pcie_width_max=16,
+    )
     return Snapshot(
-        origin="constructed", created_at=CREATED, gpuprov_version="0.1.0",
+        origin="constructed",
+        created_at=CREATED,
+        gpuprov_version="0.1.0",
         note="constructed: NVIDIA GeForce RTX 4080 (16 GB, 320 W) headless inference box",
         host=_host(12, 32768, laptop=False, graphical=False),
         driver=_driver("550.120", "12.4"),
         gpus=[gpu],
         cuda_toolkits=[CudaToolkit("/usr/local/cuda-12.4/bin/nvcc", "12.4.131", ["PATH", "/usr/local/cuda-12.4"])],
         python=_python({"llama-cpp-python": "0.3.8", "torch": "2.6.0+cu124"}, torch_cuda="12.4", llama_cuda=True),
-    )  # fmt: skip
+    )
 
 
 def rtx3090ti() -> Snapshot:
     # GeForce RTX 3090 Ti (GA102): 24 GB (24564 MiB), 450 W default board power, cc 8.6.
     gpu = _gpu(
-        name="NVIDIA GeForce RTX 3090 Ti", compute_capability="8.6", architecture="Ampere",
-        vram_total_mib=24564, vram_used_mib=1, vram_reserved_mib=266,
-        power_limit_w=450.0, power_default_limit_w=450.0, power_min_limit_w=100.0, power_max_limit_w=450.0,
-        power_enforced_limit_w=450.0, power_draw_w=32.1,
-        temperature_c=41, temperature_slowdown_c=95, temperature_shutdown_c=98,
-        max_sm_clock_mhz=2115, max_memory_clock_mhz=10501,
-        pcie_generation_current=1, pcie_generation_max=4, pcie_width_current=16, pcie_width_max=16,
-    )  # fmt: skip
+        name="NVIDIA GeForce RTX 3090 Ti",
+        compute_capability="8.6",
+        architecture="Ampere",
+        vram_total_mib=24564,
+        vram_used_mib=1,
+        vram_reserved_mib=266,
+        power_limit_w=450.0,
+        power_default_limit_w=450.0,
+        power_min_limit_w=100.0,
+        power_max_limit_w=450.0,
+        power_enforced_limit_w=450.0,
+        power_draw_w=32.1,
+        temperature_c=41,
+        temperature_slowdown_c=95,
+        temperature_shutdown_c=98,
+        max_sm_clock_mhz=2115,
+        max_memory_clock_mhz=10501,
+        pcie_generation_current=1,
+        pcie_generation_max=4,
+        pcie_width_current=16,
+        pcie_width_max=16,
+    )
     return Snapshot(
-        origin="constructed", created_at=CREATED, gpuprov_version="0.1.0",
+        origin="constructed",
+        created_at=CREATED,
+        gpuprov_version="0.1.0",
         note="constructed: NVIDIA GeForce RTX 3090 Ti (24 GB, 450 W)",
         host=_host(16, 65536, laptop=False, graphical=False),
         driver=_driver("535.183.01", "12.2"),
         gpus=[gpu],
-        python=_python({"torch": "2.5.1+cu121", "vllm": "0.6.6.post1", "xformers": "0.0.28.post3"},
-                       torch_cuda="12.1"),
-    )  # fmt: skip
+        python=_python({"torch": "2.5.1+cu121", "vllm": "0.6.6.post1", "xformers": "0.0.28.post3"}, torch_cuda="12.1"),
+    )
 
 
 def a100() -> Snapshot:
@@ -199,26 +269,46 @@ def a100() -> Snapshot:
     gpus = []
     for i in range(2):
         g = _gpu(
-            i, name="NVIDIA A100-SXM4-80GB", compute_capability="8.0", architecture="Ampere",
-            vram_total_mib=81920, vram_used_mib=0, vram_reserved_mib=567,
-            power_limit_w=400.0, power_default_limit_w=400.0, power_min_limit_w=100.0, power_max_limit_w=400.0,
-            power_enforced_limit_w=400.0, power_draw_w=61.0, persistence_mode=True, performance_state=0,
-            temperature_c=31, temperature_slowdown_c=92, temperature_shutdown_c=95,
-            max_sm_clock_mhz=1410, max_memory_clock_mhz=1593,
-            pcie_generation_current=4, pcie_generation_max=4, pcie_width_current=16, pcie_width_max=16,
-            ecc_enabled=True, mig_enabled=False,
-        )  # fmt: skip
+            i,
+            name="NVIDIA A100-SXM4-80GB",
+            compute_capability="8.0",
+            architecture="Ampere",
+            vram_total_mib=81920,
+            vram_used_mib=0,
+            vram_reserved_mib=567,
+            power_limit_w=400.0,
+            power_default_limit_w=400.0,
+            power_min_limit_w=100.0,
+            power_max_limit_w=400.0,
+            power_enforced_limit_w=400.0,
+            power_draw_w=61.0,
+            persistence_mode=True,
+            performance_state=0,
+            temperature_c=31,
+            temperature_slowdown_c=92,
+            temperature_shutdown_c=95,
+            max_sm_clock_mhz=1410,
+            max_memory_clock_mhz=1593,
+            pcie_generation_current=4,
+            pcie_generation_max=4,
+            pcie_width_current=16,
+            pcie_width_max=16,
+            ecc_enabled=True,
+            mig_enabled=False,
+        )
         g.unavailable.pop("ecc_enabled")
         g.unavailable.pop("mig_enabled")
         gpus.append(g)
     snap = Snapshot(
-        origin="constructed", created_at=CREATED, gpuprov_version="0.1.0",
+        origin="constructed",
+        created_at=CREATED,
+        gpuprov_version="0.1.0",
         note="constructed: 2x NVIDIA A100-SXM4-80GB (400 W, ECC on, MIG off)",
         host=_host(64, 515072, laptop=False, graphical=False),
         driver=_driver("550.127.08", "12.4"),
         gpus=gpus,
         python=_python({"torch": "2.6.0+cu124", "vllm": "0.8.5"}, torch_cuda="12.4"),
-    )  # fmt: skip
+    )
     snap.driver.persistenced_running = True
     return snap
 
@@ -226,24 +316,42 @@ def a100() -> Snapshot:
 def l4() -> Snapshot:
     # NVIDIA L4 (AD104): 24 GB GDDR6 (23034 MiB usable), 72 W (40-72 W), ECC on by default, PCIe gen4 x16.
     g = _gpu(
-        name="NVIDIA L4", compute_capability="8.9", architecture="Ada",
-        vram_total_mib=23034, vram_used_mib=0, vram_reserved_mib=307,
-        power_limit_w=72.0, power_default_limit_w=72.0, power_min_limit_w=40.0, power_max_limit_w=72.0,
-        power_enforced_limit_w=72.0, power_draw_w=16.3, persistence_mode=True,
-        temperature_c=42, temperature_slowdown_c=92, temperature_shutdown_c=95,
-        max_sm_clock_mhz=2040, max_memory_clock_mhz=6251,
-        pcie_generation_current=4, pcie_generation_max=4, pcie_width_current=16, pcie_width_max=16,
-        ecc_enabled=True, mig_enabled=None,
-    )  # fmt: skip
+        name="NVIDIA L4",
+        compute_capability="8.9",
+        architecture="Ada",
+        vram_total_mib=23034,
+        vram_used_mib=0,
+        vram_reserved_mib=307,
+        power_limit_w=72.0,
+        power_default_limit_w=72.0,
+        power_min_limit_w=40.0,
+        power_max_limit_w=72.0,
+        power_enforced_limit_w=72.0,
+        power_draw_w=16.3,
+        persistence_mode=True,
+        temperature_c=42,
+        temperature_slowdown_c=92,
+        temperature_shutdown_c=95,
+        max_sm_clock_mhz=2040,
+        max_memory_clock_mhz=6251,
+        pcie_generation_current=4,
+        pcie_generation_max=4,
+        pcie_width_current=16,
+        pcie_width_max=16,
+        ecc_enabled=True,
+        mig_enabled=None,
+    )
     g.unavailable.pop("ecc_enabled")
     snap = Snapshot(
-        origin="constructed", created_at=CREATED, gpuprov_version="0.1.0",
+        origin="constructed",
+        created_at=CREATED,
+        gpuprov_version="0.1.0",
         note="constructed: NVIDIA L4 (24 GB, 72 W, ECC on) cloud instance",
         host=_host(8, 32768, laptop=False, graphical=False),
         driver=_driver("570.133.20", "12.8", flavor="open"),
         gpus=[g],
         python=_python({"torch": "2.8.0+cu128", "vllm": "0.10.2"}, torch_cuda="12.8"),
-    )  # fmt: skip
+    )
     snap.driver.persistenced_running = True
     return snap
 
@@ -251,36 +359,70 @@ def l4() -> Snapshot:
 def rtx5090() -> Snapshot:
     # GeForce RTX 5090 (GB202): 32 GB GDDR7 (32607 MiB), 575 W default, 400-600 W, PCIe gen5 x16, cc 12.0.
     g = _gpu(
-        name="NVIDIA GeForce RTX 5090", compute_capability="12.0", architecture="Blackwell",
-        vram_total_mib=32607, vram_used_mib=420, vram_reserved_mib=493,
-        power_limit_w=575.0, power_default_limit_w=575.0, power_min_limit_w=400.0, power_max_limit_w=600.0,
-        power_enforced_limit_w=575.0, power_draw_w=30.0, display_active=True,
-        temperature_c=36, temperature_slowdown_c=90, temperature_shutdown_c=93,
-        max_sm_clock_mhz=3090, max_memory_clock_mhz=14001,
-        pcie_generation_current=1, pcie_generation_max=5, pcie_width_current=16, pcie_width_max=16,
-    )  # fmt: skip
+        name="NVIDIA GeForce RTX 5090",
+        compute_capability="12.0",
+        architecture="Blackwell",
+        vram_total_mib=32607,
+        vram_used_mib=420,
+        vram_reserved_mib=493,
+        power_limit_w=575.0,
+        power_default_limit_w=575.0,
+        power_min_limit_w=400.0,
+        power_max_limit_w=600.0,
+        power_enforced_limit_w=575.0,
+        power_draw_w=30.0,
+        display_active=True,
+        temperature_c=36,
+        temperature_slowdown_c=90,
+        temperature_shutdown_c=93,
+        max_sm_clock_mhz=3090,
+        max_memory_clock_mhz=14001,
+        pcie_generation_current=1,
+        pcie_generation_max=5,
+        pcie_width_current=16,
+        pcie_width_max=16,
+    )
     return Snapshot(
-        origin="constructed", created_at=CREATED, gpuprov_version="0.1.0",
+        origin="constructed",
+        created_at=CREATED,
+        gpuprov_version="0.1.0",
         note="constructed: NVIDIA GeForce RTX 5090 (32 GB, 575 W) with a torch wheel lacking sm_120",
         host=_host(16, 98304, laptop=False, graphical=True),
         driver=_driver("575.64.03", "12.9", flavor="open"),
         gpus=[g],
         python=_python({"torch": "2.6.0+cu124"}, torch_cuda="12.4"),
-    )  # fmt: skip
+    )
 
 
 def h100() -> Snapshot:
     # Numbers read on the device machine on 2026-11-22 (shared/research/device-h100: `nvidia-smi -q` and
     # pynvml queries). Thermal thresholds were not part of those readings.
     g = _gpu(
-        name="NVIDIA H100 80GB HBM3", compute_capability="9.0", architecture="Hopper",
-        vram_total_mib=81559, vram_used_mib=0, vram_reserved_mib=480,
-        power_limit_w=700.0, power_default_limit_w=700.0, power_min_limit_w=200.0, power_max_limit_w=700.0,
-        power_enforced_limit_w=700.0, power_draw_w=112.5, persistence_mode=True, performance_state=0,
-        temperature_c=35, max_sm_clock_mhz=1980, max_memory_clock_mhz=2619,
-        pcie_generation_current=5, pcie_generation_max=5, pcie_width_current=16, pcie_width_max=16,
-        ecc_enabled=True, mig_enabled=False, pci_bus_id="00000000:00:06.0",
-    )  # fmt: skip
+        name="NVIDIA H100 80GB HBM3",
+        compute_capability="9.0",
+        architecture="Hopper",
+        vram_total_mib=81559,
+        vram_used_mib=0,
+        vram_reserved_mib=480,
+        power_limit_w=700.0,
+        power_default_limit_w=700.0,
+        power_min_limit_w=200.0,
+        power_max_limit_w=700.0,
+        power_enforced_limit_w=700.0,
+        power_draw_w=112.5,
+        persistence_mode=True,
+        performance_state=0,
+        temperature_c=35,
+        max_sm_clock_mhz=1980,
+        max_memory_clock_mhz=2619,
+        pcie_generation_current=5,
+        pcie_generation_max=5,
+        pcie_width_current=16,
+        pcie_width_max=16,
+        ecc_enabled=True,
+        mig_enabled=False,
+        pci_bus_id="00000000:00:06.0",
+    )
     g.unavailable.pop("ecc_enabled")
     g.unavailable.pop("mig_enabled")
     g.unavailable["temperature_slowdown_c"] = "not_recorded"
@@ -297,7 +439,9 @@ def h100() -> Snapshot:
     host.distro = None
     host.kernel = None
     return Snapshot(
-        origin="constructed", created_at="2026-11-22T16:01:51+00:00", gpuprov_version="0.1.0",
+        origin="constructed",
+        created_at="2026-11-22T16:01:51+00:00",
+        gpuprov_version="0.1.0",
         note="constructed from readings of the device machine's NVIDIA H100 80GB HBM3 on 2026-11-22 "
         "(shared/research/device-h100: nvidia-smi -q, pynvml queries, pip list); "
         "not a gpuprov --save recording: re-record on the device",
@@ -306,7 +450,7 @@ def h100() -> Snapshot:
         gpus=[g],
         cuda_toolkits=[CudaToolkit("/usr/local/cuda/bin/nvcc", "13.0", ["/usr/local/cuda"])],
         python=_python(pkgs, torch_cuda="13.0"),
-    )  # fmt: skip
+    )
 
 
 SNAPSHOTS = {
