@@ -574,11 +574,11 @@ def scan_project(root: Path, exclude: tuple[str, ...] = (), cache: ScanCache | N
             todo.append((str(path), rel))
         files.append((rel, payload, st))
     scanned = iter([_scan_file(path, rel) for path, rel in todo])
-    for rel, payload, st in files:
+    for rel, payload, seen in files:
         if payload is None:
             payload = next(scanned)
-            if cache is not None and st is not None and "error" not in payload:
-                cache.put(rel, st.st_size, st.st_mtime_ns, payload)
+            if cache is not None and seen is not None and "error" not in payload:
+                cache.put(rel, seen.st_size, seen.st_mtime_ns, payload)
         if "error" in payload:
             result.unparsed.append((rel, payload["error"]))
             continue
