@@ -192,6 +192,24 @@ def _mib(b: Any) -> int | None:
     return None if b is None else int(b) // (1024 * 1024)
 
 
+def _read_temperature(r: _Reader, h: Any) -> int | None:
+    """The GPU core temperature: nvmlDeviceGetTemperatureV, or the deprecated call on drivers without it."""
+    temp = r.get("temperature_c", "nvmlDeviceGetTemperatureV", h, 0)
+    if temp is None:
+        temp = r.get("temperature_c", "nvmlDeviceGetTemperature", h, 0)
+    return None if temp is None else int(temp)
+
+
+def _read_clock_events(r: _Reader, h: Any, gpu: GpuInfo) -> None:
+    """What slows the clocks (mask and names), by the current call or the older "throttle" name."""
+    mask = r.get("clock_event_reasons", "nvmlDeviceGetCurrentClocksEventReasons", h)
+    if mask is None:
+        mask = r.get("clock_event_reasons", "nvmlDeviceGetCurrentClocksThrottleReasons", h)
+    if mask is not None:
+        gpu.clock_event_reasons_mask = int(mask)
+        gpu.clock_event_reasons = nvml.decode_clock_event_reasons(int(mask))
+
+
 def _probe_gpu(backend: Any, index: int) -> GpuInfo:
     gpu = GpuInfo(index=index, name="unknown")
     r = _Reader(backend, gpu.unavailable)
@@ -238,19 +256,11 @@ def _probe_gpu(backend: Any, index: int) -> GpuInfo:
     if gpu.performance_state == 32:  # NVML_PSTATE_UNKNOWN
         gpu.performance_state = None
 
-    temp = r.get("temperature_c", "nvmlDeviceGetTemperatureV", h, 0)
-    if temp is None:
-        temp = r.get("temperature_c", "nvmlDeviceGetTemperature", h, 0)
-    gpu.temperature_c = temp
+    gpu.temperature_c = _read_temperature(r, h)
     gpu.temperature_slowdown_c = r.get("temperature_slowdown_c", "nvmlDeviceGetTemperatureThreshold", h, 1)
     gpu.temperature_shutdown_c = r.get("temperature_shutdown_c", "nvmlDeviceGetTemperatureThreshold", h, 0)
 
-    mask = r.get("clock_event_reasons", "nvmlDeviceGetCurrentClocksEventReasons", h)
-    if mask is None:
-        mask = r.get("clock_event_reasons", "nvmlDeviceGetCurrentClocksThrottleReasons", h)
-    if mask is not None:
-        gpu.clock_event_reasons_mask = int(mask)
-        gpu.clock_event_reasons = nvml.decode_clock_event_reasons(int(mask))
+    _read_clock_events(r, h, gpu)
 
     gpu.max_sm_clock_mhz = r.get("max_sm_clock_mhz", "nvmlDeviceGetMaxClockInfo", h, 1)  # NVML_CLOCK_SM
     gpu.max_memory_clock_mhz = r.get("max_memory_clock_mhz", "nvmlDeviceGetMaxClockInfo", h, 2)  # MEM
@@ -322,16 +332,8 @@ class GpuSampler:
         util = r.get("utilization_gpu_pct", "nvmlDeviceGetUtilizationRates", h)
         gpu.utilization_gpu_pct = None if util is None else int(util.gpu)
         gpu.power_draw_w = _w(r.get("power_draw_w", "nvmlDeviceGetPowerUsage", h))
-        temp = r.get("temperature_c", "nvmlDeviceGetTemperatureV", h, 0)
-        if temp is None:
-            temp = r.get("temperature_c", "nvmlDeviceGetTemperature", h, 0)
-        gpu.temperature_c = temp
-        mask = r.get("clock_event_reasons", "nvmlDeviceGetCurrentClocksEventReasons", h)
-        if mask is None:
-            mask = r.get("clock_event_reasons", "nvmlDeviceGetCurrentClocksThrottleReasons", h)
-        if mask is not None:
-            gpu.clock_event_reasons_mask = int(mask)
-            gpu.clock_event_reasons = nvml.decode_clock_event_reasons(int(mask))
+        gpu.temperature_c = _read_temperature(r, h)
+        _read_clock_events(r, h, gpu)
         v2 = getattr(self.backend, "nvmlMemory_v2", None)  # as in _probe_gpu: v1 counts reserved as used
         mem = r.get("vram", "nvmlDeviceGetMemoryInfo", h, version=v2) if v2 else None
         if mem is None:

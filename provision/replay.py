@@ -290,7 +290,7 @@ class ReplayNvml:
         return int(self._field(h, name))
 
     def nvmlDeviceGetMarginTemperature(self, h: int) -> int:
-        return self._field(h, "temperature_margin_c")
+        return int(self._field(h, "temperature_margin_c"))
 
     def nvmlDeviceGetCurrentClocksEventReasons(self, h: int) -> int:
         return int(self._field(h, "clock_event_reasons_mask", "clock_event_reasons"))
