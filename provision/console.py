@@ -57,6 +57,14 @@ def printable_copy(value: Any) -> Any:
     return value
 
 
+def inert(text: object) -> str:
+    """Text that is not ours (a server's error message, a user's file name), safe to print through rich:
+    :func:`printable`, and rich markup escaped, so ``[/x]`` is printed, not parsed."""
+    from rich.markup import escape
+
+    return escape(printable(str(text)))
+
+
 def make_console(*, stderr: bool = False) -> Console:
     """The terminal's width; 240 columns when output goes to a pipe or a file, where rich would use 80 and
     fold every table."""

@@ -2,7 +2,7 @@
 JSON output needs no renderer: the CLI prints the dataclasses' ``to_dict``.
 
 Text that came from the server or the history database (error messages, model and engine names,
-notes that quote them) goes through :func:`_t`: control characters shown as escapes, and rich
+notes that quote them) goes through :func:`provision.console.inert`: control characters shown as escapes, and rich
 markup escaped, so ``[/x]`` in a server's error message is printed, not parsed (it was a traceback).
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from provision.bench.gpu import throttled_gpus
@@ -19,16 +18,11 @@ from provision.bench.history import Estimate, MetricChange, format_duration
 from provision.bench.runner import BenchRun
 from provision.bench.stats import LevelResult
 from provision.bench.store import StoredRun
-from provision.console import make_console, printable
+from provision.console import inert, make_console
 
 
 def _console() -> Console:
     return make_console()
-
-
-def _t(text: object) -> str:
-    """Untrusted text, safe to print through rich: one line, no markup."""
-    return escape(printable(str(text)))
 
 
 def _f(value: float | None, digits: int = 1) -> str:
@@ -61,11 +55,11 @@ def render_run(run: BenchRun, *, stored_ids: Sequence[int] = (), db: str | None 
     engine = run.server.get("engine") or "engine not identified"
     if run.server.get("engine_version"):
         engine += f" {run.server['engine_version']}"
-    con.print(f"[bold]{_t(cfg.endpoint.url)}[/]  model [bold]{_t(cfg.model)}[/]  ({_t(engine)})")
-    con.print(f"workload: {_t(cfg.workload.key())}", style="dim")
+    con.print(f"[bold]{inert(cfg.endpoint.url)}[/]  model [bold]{inert(cfg.model)}[/]  ({inert(engine)})")
+    con.print(f"workload: {inert(cfg.workload.key())}", style="dim")
     gpus = ", ".join(g.get("name", "?") for g in run.host.get("gpus", []))
     if gpus:
-        con.print(f"GPUs: {_t(gpus)}", style="dim")
+        con.print(f"GPUs: {inert(gpus)}", style="dim")
     table = Table(show_edge=False, pad_edge=False)
     for name in (
         "conc",
@@ -96,34 +90,34 @@ def render_run(run: BenchRun, *, stored_ids: Sequence[int] = (), db: str | None 
         )
     con.print(table)
     if run.best is not None:
-        con.print(f"[green]best concurrency: {run.best.concurrency}[/] ({_t(run.best_reason)})")
+        con.print(f"[green]best concurrency: {run.best.concurrency}[/] ({inert(run.best_reason)})")
     elif len(run.levels) > 1 or cfg.slo_ms is not None:
-        con.print(f"[yellow]no best concurrency: {_t(run.best_reason)}[/]")
+        con.print(f"[yellow]no best concurrency: {inert(run.best_reason)}[/]")
     for lv in run.levels:
         for message, count in lv.errors.items():
-            con.print(f"[red]c={lv.concurrency}: {count} failed: {_t(message)}[/]")
+            con.print(f"[red]c={lv.concurrency}: {count} failed: {inert(message)}[/]")
         if lv.requests_cut:
             con.print(f"c={lv.concurrency}: {lv.requests_cut} cut at the level's end (not failures)", style="yellow")
         for line in throttled_gpus(lv.gpu):
-            con.print(f"[yellow]c={lv.concurrency}: GPU held back by heat or power: {_t(line)}[/]")
+            con.print(f"[yellow]c={lv.concurrency}: GPU held back by heat or power: {inert(line)}[/]")
     gpu_status = next((lv.gpu.get("status") for lv in run.levels if lv.gpu), None)
     if gpu_status is not None and gpu_status != "ok":
-        con.print(f"no GPU samples: {_t(gpu_status)}", style="dim")
+        con.print(f"no GPU samples: {inert(gpu_status)}", style="dim")
     sources = {lv.token_source for lv in run.levels}
     con.print(f"output tokens counted from: {', '.join(sorted(sources))}", style="dim")
     for note in run.notes:
-        con.print(f"note: {_t(note)}", style="yellow")
+        con.print(f"note: {inert(note)}", style="yellow")
     if run.stop_reason:
-        con.print(f"[red]stopped early: {_t(run.stop_reason)}[/] (results so far shown and kept)")
+        con.print(f"[red]stopped early: {inert(run.stop_reason)}[/] (results so far shown and kept)")
     if stored_ids:
         ids = f"{stored_ids[0]}" if len(stored_ids) == 1 else f"{stored_ids[0]}–{stored_ids[-1]}"
-        con.print(f"stored as run {ids} in {_t(db)}", style="dim")
+        con.print(f"stored as run {ids} in {inert(db)}", style="dim")
 
 
 def render_history(runs: Sequence[StoredRun], *, db: str) -> None:
     con = _console()
     if not runs:
-        con.print(f"no runs in {_t(db)} yet: gpuprov bench URL --model NAME records one")
+        con.print(f"no runs in {inert(db)} yet: gpuprov bench URL --model NAME records one")
         return
     table = Table(show_edge=False, pad_edge=False)
     for name in (
@@ -148,11 +142,11 @@ def render_history(runs: Sequence[StoredRun], *, db: str) -> None:
         table.add_row(
             f"{r.id}{' *' if r.is_best else ''}",
             r.created_at.replace("T", " ")[:16].replace("+00:00", ""),
-            _t(r.model),
-            _t(r.engine_label),
-            _t(r.gpu_names or "-"),
-            _t(r.profile or "-"),
-            _t(r.workload_key),
+            inert(r.model),
+            inert(r.engine_label),
+            inert(r.gpu_names or "-"),
+            inert(r.profile or "-"),
+            inert(r.workload_key),
             str(r.concurrency),
             status if not lv.requests_failed and r.complete else f"[red]{status}[/]",
             _f(lv.requests_per_s, 2),
@@ -187,7 +181,7 @@ def render_compare(
         table.add_row(ch.metric, _f(ch.before, digits), _f(ch.after, digits), ratio)
     con.print(table)
     for w in warnings:
-        con.print(f"note: {_t(w)}", style="yellow")
+        con.print(f"note: {inert(w)}", style="yellow")
 
 
 def render_estimates(
@@ -203,11 +197,11 @@ def render_estimates(
         why = "stopped early" if not r.complete else f"{r.level.requests_failed} failed of "
         why += "" if not r.complete else f"{r.level.requests_ok + r.level.requests_failed} requests"
         con.print(
-            f"run {r.id} ({_t(r.model)}, c={r.concurrency}): left out, {why} (--max-error-rate to include)",
+            f"run {r.id} ({inert(r.model)}, c={r.concurrency}): left out, {why} (--max-error-rate to include)",
             style="yellow",
         )
     if not estimates:
-        con.print(f"no usable run in {_t(db)} to estimate from: gpuprov bench URL --model NAME records one")
+        con.print(f"no usable run in {inert(db)} to estimate from: gpuprov bench URL --model NAME records one")
         return
     table = Table(show_edge=False, pad_edge=False, title=f"time for {requests:,} requests")
     for name in ("run", "model", "engine", "GPUs", "profile", "workload", "conc", "req/s", "time"):
@@ -216,11 +210,11 @@ def render_estimates(
         r = e.run
         table.add_row(
             str(r.id),
-            _t(r.model),
-            _t(r.engine_label),
-            _t(r.gpu_names or "-"),
-            _t(r.profile or "-"),
-            _t(r.workload_key),
+            inert(r.model),
+            inert(r.engine_label),
+            inert(r.gpu_names or "-"),
+            inert(r.profile or "-"),
+            inert(r.workload_key),
             str(r.concurrency),
             _f(r.level.requests_per_s, 2),
             format_duration(e.seconds),
