@@ -4,9 +4,13 @@ vLLM's /metrics from a published response."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
 import shutil
 import sqlite3
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +27,7 @@ from provision.monitor import soak
 from provision.monitor.exporter import registry_for
 from provision.monitor.htmlreport import render_html
 from provision.monitor.sampling import Monitor
-from provision.monitor.servers import parse_prometheus_text, vllm_figures
+from provision.monitor.servers import ServerWatcher, parse_prometheus_text, vllm_figures
 from provision.monitor.view import render
 from provision.replay import ReplayNvml
 
@@ -283,20 +287,14 @@ def test_cli_bad_server_is_one_line(tmp_path: Path) -> None:
     assert shutil.which("true")  # the environment above keeps /usr/bin
 
 
-def test_vllm_watcher_over_http_gives_tokens_per_second() -> None:
-    """The recorded /metrics served on loopback, the generation counter moved by 100 tokens between reads."""
-    import http.server
-    import threading
-
-    from provision.monitor.servers import ServerWatcher
-
-    recorded = (DATA / "servers" / "vllm-0.7-qwen2.5-coder-1.5b.metrics.txt").read_text()
-    bodies = [recorded, recorded.replace("} 955.0", "} 1055.0")]
+@contextlib.contextmanager
+def _http(answer: Callable[[str], tuple[int, bytes]]) -> Iterator[str]:
+    """A loopback HTTP server answering GET PATH with ``answer(PATH)``; yields its base URL."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = (bodies.pop(0) if bodies else "").encode()
-            self.send_response(200 if self.path == "/metrics" else 404)
+            status, body = answer(self.path)
+            self.send_response(status)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -306,13 +304,20 @@ def test_vllm_watcher_over_http_gives_tokens_per_second() -> None:
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    clock = iter([10.0, 12.0])
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
-        watcher = ServerWatcher(url, "vllm", monotonic=lambda: next(clock))
-        first, second = watcher.read(), watcher.read()
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
+
+
+def test_vllm_watcher_over_http_gives_tokens_per_second() -> None:
+    """The recorded /metrics served on loopback, the generation counter moved by 100 tokens between reads."""
+    recorded = (DATA / "servers" / "vllm-0.7-qwen2.5-coder-1.5b.metrics.txt").read_text()
+    bodies = [recorded, recorded.replace("} 955.0", "} 1055.0")]
+    clock = iter([10.0, 12.0])
+    with _http(lambda path: (200, bodies.pop(0).encode()) if path == "/metrics" else (404, b"")) as url:
+        watcher = ServerWatcher(url, "vllm", monotonic=lambda: next(clock))
+        first, second = watcher.read(), watcher.read()
     assert first.up and "generated_tokens_per_s" not in first.figures
     assert second.figures["generated_tokens_per_s"] == 50.0  # 100 tokens in 2 s
     assert second.figures["requests_running"] == 0.0 and second.figures["kv_cache_used_pct"] == 0.0
@@ -332,30 +337,10 @@ def test_a_gpu_that_reports_only_the_t_limit_margin(tmp_path: Path) -> None:
 
 def test_llama_cpp_unit_reader_falls_back_to_slots() -> None:
     """A llama-server started without --metrics answers /metrics with 501 (not supported): /slots says it."""
-    import http.server
-    import threading
-
-    from provision.monitor.servers import ServerWatcher
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            status, body = {
-                "/slots": (200, b'[{"id": 0, "is_processing": true}, {"id": 1, "is_processing": false}]')
-            }.get(self.path, (501, b'{"error": {"code": 501, "type": "not_supported_error"}}'))
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        reading = ServerWatcher(f"http://127.0.0.1:{server.server_address[1]}", "llama_cpp").read()
-    finally:
-        server.shutdown()
+    slots = b'[{"id": 0, "is_processing": true}, {"id": 1, "is_processing": false}]'
+    not_supported = b'{"error": {"code": 501, "type": "not_supported_error"}}'
+    with _http(lambda path: (200, slots) if path == "/slots" else (501, not_supported)) as url:
+        reading = ServerWatcher(url, "llama_cpp").read()
     assert reading.up and reading.figures == {"requests_running": 1, "slots": 2}
 
 
