@@ -16,6 +16,7 @@ never taken for unused.
 from __future__ import annotations
 
 import ast
+import bisect
 import os
 import re
 import stat
@@ -46,6 +47,7 @@ _RESOURCE_CALLS = {
 #: substrings that make a file worth a full expression walk (import, metadata and resource calls)
 _CALL_TRIGGERS = (b"import_module", b"__import__", b"find_spec", b"find_loader", b"get_loader", b"metadata",
                   b"resource", b"pkgutil", b"pydoc")  # fmt: skip
+_TRIGGER = re.compile(b"|".join(re.escape(t) for t in _CALL_TRIGGERS))
 #: fields that hold nested statements (functions, classes, if/for/while/with/try, except, match)
 _BODY_FIELDS = ("body", "orelse", "finalbody", "handlers", "cases")
 _QUOTED_WORD = re.compile(rb"""["']([A-Za-z_][\w.+-]{0,60})(?=["'\s])""")
@@ -375,14 +377,20 @@ def _scan_source(data: bytes, rel: str, result: ScanResult) -> None:
             line += data.count(b"\n", last, m.start())
             last = m.start()
             result.strings[literal] = f"{rel}:{line}"
-    # one depth-first pass; each node carries its enclosing function (scope) and whether it sits
-    # under `if TYPE_CHECKING:`. Import statements are statements, so unless the file names one of
-    # the import/metadata calls, only statement bodies are walked (expressions are most of a tree).
-    expressions = any(trigger in data for trigger in _CALL_TRIGGERS)
+    # one depth-first pass; each node carries its enclosing function (scope), whether it sits under
+    # `if TYPE_CHECKING:`, and whether its expressions are walked. Import statements are statements,
+    # so only statement bodies are walked (expressions are most of a tree), except in a statement
+    # whose lines hold the name of an import/metadata/resource call (the trigger lines); a file that
+    # binds such a function to a bare name (`from pydoc import locate`) has every expression walked.
+    trigger_lines = _trigger_lines(data)
+    walk_all = trigger_lines is None
     import_calls: list[tuple[ast.Call, ast.AST]] = []
-    stack: list[tuple[ast.AST, ast.AST, bool]] = [(tree, tree, False)]
+    stack: list[tuple[ast.AST, ast.AST, bool, bool]] = [(tree, tree, False, walk_all)]
     while stack:
-        node, scope, typing_only = stack.pop()
+        node, scope, typing_only, expressions = stack.pop()
+        if trigger_lines and isinstance(node, ast.stmt):
+            first = bisect.bisect_left(trigger_lines, node.lineno)
+            expressions = first < len(trigger_lines) and trigger_lines[first] <= (node.end_lineno or node.lineno)
         if isinstance(node, ast.Import):
             kind = "type-checking" if typing_only else "import"
             for alias in node.names:
@@ -407,16 +415,16 @@ def _scan_source(data: bytes, rel: str, result: ScanResult) -> None:
             scope = node
         if isinstance(node, ast.If) and _is_type_checking(node):
             if expressions:
-                stack.append((node.test, scope, typing_only))
-            stack.extend((child, scope, True) for child in node.body)
-            stack.extend((child, scope, typing_only) for child in node.orelse)
+                stack.append((node.test, scope, typing_only, True))
+            stack.extend((child, scope, True, expressions) for child in node.body)
+            stack.extend((child, scope, typing_only, expressions) for child in node.orelse)
         elif expressions:
-            stack.extend((child, scope, typing_only) for child in ast.iter_child_nodes(node))
+            stack.extend((child, scope, typing_only, True) for child in ast.iter_child_nodes(node))
         else:
             for fieldname in _BODY_FIELDS:
                 children = getattr(node, fieldname, None)
                 if children:
-                    stack.extend((child, scope, typing_only) for child in children)
+                    stack.extend((child, scope, typing_only, False) for child in children)
     if not import_calls:
         return
     bindings_of: dict[int, dict[str, list[str] | None]] = {}
@@ -433,6 +441,30 @@ def _scan_source(data: bytes, rel: str, result: ScanResult) -> None:
                     bindings_of[id(scope)] = literal_bindings(scope, module_bindings)
                 bindings = bindings_of[id(scope)]
         _scan_import_call(call, rel, result, bindings)
+
+
+#: a call function imported under its bare name: its calls do not name the trigger, so walk everything
+_BARE_CALL_IMPORT = re.compile(
+    rb"^[ \t]*from[ \t]+(?:importlib|importlib\.\w+|importlib_metadata|importlib_resources|pkgutil|pkg_resources|pydoc)"
+    rb"[ \t]+import\b",
+    re.M,
+)
+
+
+def _trigger_lines(data: bytes) -> list[int] | None:
+    """Sorted line numbers holding an import/metadata/resource call name (empty: the file has none,
+    walk statements only); None when every expression must be walked (a bare-name import of one)."""
+    found = [m.start() for m in _TRIGGER.finditer(data)]
+    if not found:
+        return []
+    if _BARE_CALL_IMPORT.search(data):
+        return None
+    lines, line, last = [], 1, 0
+    for pos in found:
+        line += data.count(b"\n", last, pos)
+        last = pos
+        lines.append(line)
+    return lines
 
 
 def _is_import_call(node: ast.Call, data: bytes) -> bool:

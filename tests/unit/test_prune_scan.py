@@ -205,3 +205,21 @@ def test_nested_projects_are_not_part_of_the_scan(tmp_path: Path) -> None:
     (corpus / "x.py").write_text("import importlib, sys\nimportlib.import_module(sys.argv[1])\n")
     r = scan_project(tmp_path)
     assert names(r) == {"outer": "import"} and r.dynamic == []
+
+
+def test_trigger_line_walk_finds_what_a_full_walk_finds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Expressions are walked only in statements whose lines name an import/metadata/resource call:
+    on real code (gpuprov's own source and the prune corpus) that finds exactly what walking every
+    expression of those files finds."""
+    from provision.prune import imports as scanner
+
+    roots = [Path(scanner.__file__).parents[1], Path(__file__).parents[1] / "data" / "prune" / "projects"]
+    fast = [scanner.scan_project(root) for root in roots]
+    real = scanner._trigger_lines
+    monkeypatch.setattr(scanner, "_trigger_lines", lambda data: None if real(data) != [] else [])
+    assert [scanner.scan_project(root) for root in roots] == fast
+    assert {"import_module", "find_spec", "__import__"} <= {u.kind for u in fast[1].imports}
+    # a call bound to a bare name does not name its trigger where it is called: walk everything
+    assert real(b"from pydoc import locate\nx = 1\nlocate('pkg.mod.X')\n") is None
+    assert real(b"import importlib\n\nimportlib.import_module('x')\n") == [3]
+    assert real(b"import os\n") == []
