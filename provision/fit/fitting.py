@@ -203,7 +203,7 @@ class FitResult:
         return sum(g.used_bytes for g in self.gpus)
 
     def to_dict(self) -> dict[str, object]:
-        from provision.fit.flags import engine_flags
+        from provision.engineflags import engine_flags
 
         req = self.request
         return {

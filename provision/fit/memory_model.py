@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
+from provision.engineflags import LLAMA_SERVER_UBATCH
+
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 
@@ -125,9 +127,8 @@ def normalize_quantization(name: str) -> str | None:
 #: cache is not unified); the sliding-window cache is padded to 256 as well (llama-kv-cache-iswa.cpp).
 LLAMA_CPP_CTX_PAD = 256
 
-#: llama-server / llama-cpp-python default physical batch (common/common.h ``n_ubatch = 512``);
-#: Ollama's ``num_batch`` default is 512 too.
-LLAMA_CPP_UBATCH = 512
+#: llama-server / llama-cpp-python default physical batch (provision.engineflags owns the engines' defaults)
+LLAMA_CPP_UBATCH = LLAMA_SERVER_UBATCH
 #: the longest context a request may ask for: above every trained context (Llama 4 Scout: 10M tokens);
 #: llama.cpp and vLLM keep context sizes in 32-bit integers
 MAX_CONTEXT = 1 << 24

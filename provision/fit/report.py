@@ -7,9 +7,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from provision.console import make_console
+from provision.engineflags import engine_flags
 from provision.fit import memory_model as mm
 from provision.fit.fitting import FitResult, StackResult
-from provision.fit.flags import engine_flags
 from provision.fit.memory_model import GIB
 
 _VERDICT_STYLE = {"fits": "green", "partial_offload": "yellow", "does_not_fit": "red"}

@@ -1,21 +1,14 @@
-"""The servers' command lines, as the units run them (every value reaches ``ExecStart=`` through the
-``systemd_quote`` filter)."""
+"""The servers' command lines, as the units run them: the engine's flags from :mod:`provision.engineflags`
+(every value reaches ``ExecStart=`` through the ``systemd_quote`` filter)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from packaging.version import Version
 
-from provision.serving.settings import (
-    GGML_TYPE_IDS,
-    WAIT_GPU_S,
-    LlamaCppSettings,
-    ServingError,
-    ServingSection,
-    VllmSettings,
-    argv_number,
-)
+from provision import engineflags
+from provision.serving.settings import WAIT_GPU_S, LlamaCppSettings, ServingError, ServingSection, VllmSettings
 from provision.serving.vllm_versions import vllm_args
 
 if TYPE_CHECKING:
@@ -26,47 +19,17 @@ if TYPE_CHECKING:
 
 
 def server_argv(s: ServingSection, *, vllm_version: Version | None = None) -> list[str]:
-    """The server's command line, one list item per argument (quoted for systemd by the template).
-    ``vllm_version``: the installed vLLM, whose options are written (None: current releases')."""
+    """The server's command line, one list item per argument (quoted for systemd by the template), in the
+    engine's spelling (:mod:`provision.engineflags`). ``vllm_version``: the installed vLLM, whose options
+    are written (None: current releases')."""
     st = s.settings
     if isinstance(st, VllmSettings):
         exe = st.executable or f"{st.venv}/bin/vllm"
-        argv = [exe, "serve", st.model, "--host", s.host, "--port", str(s.port)]
-        return argv + vllm_args(st, vllm_version).options + list(st.extra_args)
+        return engineflags.vllm_argv(exe, st.model, s.host, s.port, vllm_args(st, vllm_version).options, st.extra_args)
     if isinstance(st, LlamaCppSettings):
         if st.server is not None:
-            argv = [st.server, "--model", st.model, "--host", s.host, "--port", str(s.port)]
-            pairs: list[tuple[str, Any]] = [
-                ("--n-gpu-layers", st.n_gpu_layers),
-                ("--ctx-size", st.ctx_size),
-                ("--parallel", st.parallel),
-                ("--tensor-split", ",".join(argv_number(v) for v in st.tensor_split) if st.tensor_split else None),
-                ("--flash-attn", None if st.flash_attention is None else ("on" if st.flash_attention else "off")),
-                ("--cache-type-k", st.cache_type_k),
-                ("--cache-type-v", st.cache_type_v),
-            ]
-            for flag, value in pairs:
-                if value is not None:
-                    argv += [flag, str(value)]
-            if st.no_mmap:
-                argv.append("--no-mmap")
-            return [*argv, "--offline", *st.extra_args]
-        argv = [f"{st.venv}/bin/python", "-m", "llama_cpp.server", "--model", st.model,
-                "--host", s.host, "--port", str(s.port)]  # fmt: skip
-        pairs = [
-            ("--n_gpu_layers", st.n_gpu_layers),
-            ("--n_ctx", st.ctx_size),
-            ("--flash_attn", None if st.flash_attention is None else str(st.flash_attention)),
-            ("--type_k", None if st.cache_type_k is None else GGML_TYPE_IDS[st.cache_type_k]),
-            ("--type_v", None if st.cache_type_v is None else GGML_TYPE_IDS[st.cache_type_v]),
-            ("--use_mmap", "False" if st.no_mmap else None),
-        ]
-        for flag, value in pairs:
-            if value is not None:
-                argv += [flag, str(value)]
-        if st.tensor_split:  # a list option (argparse nargs="*"): one argument per GPU
-            argv += ["--tensor_split", *(argv_number(v) for v in st.tensor_split)]
-        return argv + list(st.extra_args)
+            return engineflags.llama_server_argv(st, s.host, s.port)
+        return engineflags.llama_cpp_python_argv(st, s.host, s.port)
     raise ServingError(f"{s.engine}: gpuprov does not write this server's command line (Ollama's unit has its own)")
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from provision import engineflags
 from provision.render import render
 from provision.serving.commandline import server_argv, wait_gpu_argv
 from provision.serving.facts import ServingHost, read_serving_host
@@ -76,14 +77,6 @@ class ServingFiles:
         }
 
 
-def _gpu_env(s: ServingSection) -> list[tuple[str, str]]:
-    # CUDA numbers GPUs fastest-first unless told otherwise; NVML (and gpuprov, nvidia-smi) by PCI bus
-    env = [("CUDA_DEVICE_ORDER", "PCI_BUS_ID")]
-    if s.gpus:
-        env.append(("CUDA_VISIBLE_DEVICES", ",".join(str(g) for g in s.gpus)))
-    return env
-
-
 def serving_files(
     profile_name: str,
     s: ServingSection,
@@ -103,7 +96,7 @@ def serving_files(
     engine = s.engine
     user = USER[engine]
     own, readable, writable = unit_paths(s, python, sandbox)
-    env = _gpu_env(s)
+    env = engineflags.gpu_env(s.gpus)
     key_env = None
     files = ServingFiles(engine, s.unit)
     st = s.settings
@@ -123,7 +116,7 @@ def serving_files(
         env += [("XDG_CACHE_HOME", f"/var/cache/{user}")]
     else:
         assert isinstance(st, OllamaSettings)
-        env += _ollama_env(s, st)
+        env += engineflags.ollama_env(st, s.host, s.port)
     # an image tree (no realpaths) runs its own gpuprov
     hidden = sandbox.private_tmp_hidden(own) if sandbox.realpaths is not None else []
     if hidden:
@@ -192,25 +185,6 @@ def serving_files(
                 f"host can use it; {exposure_remedy(engine)}"
             )
     return files
-
-
-def _ollama_env(s: ServingSection, st: OllamaSettings) -> list[tuple[str, str]]:
-    host = f"[{s.host}]" if ":" in s.host else s.host
-    env = [("OLLAMA_HOST", f"{host}:{s.port}")]
-    for key, value in (
-        ("OLLAMA_FLASH_ATTENTION", None if st.flash_attention is None else ("1" if st.flash_attention else "0")),
-        ("OLLAMA_NUM_PARALLEL", st.num_parallel),
-        ("OLLAMA_MAX_LOADED_MODELS", st.max_loaded_models),
-        ("OLLAMA_CONTEXT_LENGTH", st.context_length),
-        # bytes (Ollama's envconfig.GpuOverhead parses an integer number of bytes)
-        ("OLLAMA_GPU_OVERHEAD", None if st.gpu_overhead_mib is None else st.gpu_overhead_mib * 1024 * 1024),
-        ("OLLAMA_KEEP_ALIVE", st.keep_alive),
-        ("OLLAMA_KV_CACHE_TYPE", st.kv_cache_type),
-        ("OLLAMA_MODELS", st.models_dir),
-    ):
-        if value is not None:
-            env.append((key, str(value)))
-    return env
 
 
 def placeholder_key_file(files: ServingFiles) -> tuple[str, str] | None:

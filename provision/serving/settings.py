@@ -14,7 +14,6 @@ its error. A profile names one server::
 from __future__ import annotations
 
 import ipaddress
-import math
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -50,9 +49,6 @@ VLLM_ATTENTION_BACKENDS = ("FLASH_ATTN", "FLASHINFER", "TRITON_ATTN", "XFORMERS"
 VLLM_QUANTIZATIONS = ("awq", "awq_marlin", "gptq", "gptq_marlin", "fp8", "bitsandbytes", "gguf", "compressed-tensors",
                       "modelopt", "marlin", "experts_int8")  # fmt: skip
 
-
-#: llama_cpp.server (llama-cpp-python) takes KV cache types as ggml type numbers (ggml.h enum ggml_type)
-GGML_TYPE_IDS = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "iq4_nl": 20, "bf16": 30}
 
 # a path that may appear in a directive other than ExecStart= (binds, working directories): no
 # quoting exists for all of them (BindReadOnlyPaths= splits on ':'), so such paths must be plain
@@ -146,8 +142,3 @@ _ENGINE_KEYS = {
                   "flash_attention", "cache_type_k", "cache_type_v", "extra_args"),
 }  # fmt: skip
 _SERVING_KEYS = ("host", "port", "gpus", "api_key", *ENGINES)
-
-
-def argv_number(value: float) -> str:
-    """A number as a server's command line takes it: 0.9, or 8 rather than 8.0."""
-    return f"{value:g}" if not math.isclose(value, round(value)) else str(round(value))

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from packaging.version import Version
 
-from provision.serving.settings import VllmSettings, argv_number
+from provision.engineflags import VLLM, argv_number
+from provision.serving.settings import VllmSettings
 from provision.versions import version_or_none
 
 if TYPE_CHECKING:
@@ -92,16 +93,7 @@ def vllm_args(st: VllmSettings, version: Version | None) -> VllmArgs:
     env: list[tuple[str, str]] = []
     notes: list[str] = []
     where = f"vLLM {version} in {vllm_prefix(st)}" if version is not None else None
-    for key, flag in (
-        ("gpu_memory_utilization", "--gpu-memory-utilization"),
-        ("max_model_len", "--max-model-len"),
-        ("kv_cache_dtype", "--kv-cache-dtype"),
-        ("quantization", "--quantization"),
-        ("attention_backend", "--attention-backend"),
-        ("max_num_seqs", "--max-num-seqs"),
-        ("swap_space_gib", "--swap-space"),
-        ("tensor_parallel_size", "--tensor-parallel-size"),
-    ):
+    for key, flag in VLLM.items():
         value = getattr(st, key)
         if value is None:
             continue

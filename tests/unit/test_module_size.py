@@ -11,6 +11,7 @@ LIMIT = 400
 KNOWN_OVER = {
     "bench/runner.py",
     "bench/store.py",
+    "cli/bench.py",  # grew past the limit after it came (448a380): C's, to split
     "compat/verdict.py",
     "diagnosis.py",
     "fit/fitting.py",
