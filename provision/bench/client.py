@@ -24,18 +24,18 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from provision.bench.deadline import WATCHDOG
 from provision.bench.sse import DONE, SseParser, error_message, interpret
 from provision.errors import UsageError
 
 #: why a request failed: the run stops early when the server is gone (connect) or every request so
-#: far has failed the same way
-ERROR_KINDS = ("connect", "timeout", "http", "stream", "protocol")
+#: far has failed the same way; "cut": the runner ended it because its level was over (neither
+#: answered nor failed)
+ErrorKind = Literal["connect", "timeout", "http", "stream", "protocol", "cut"]
 
-#: error_kind of a request the runner ended because its level was over: neither answered nor failed
-CUT = "cut"
+CUT: ErrorKind = "cut"
 
 #: how a request cut at the end of a --duration level is reported
 CUT_AT_LEVEL_END = "cut at the level's end (--duration)"
@@ -123,14 +123,14 @@ class RequestResult:
     max_tokens: int | None = None
     prompt_tokens: int | None = None
     error: str | None = None
-    error_kind: str | None = None
+    error_kind: ErrorKind | None = None
 
     @property
     def cut(self) -> bool:
         """Ended by the runner at its level's end: neither answered nor failed."""
         return self.error_kind == CUT
 
-    def fail(self, kind: str, message: str) -> RequestResult:
+    def fail(self, kind: ErrorKind, message: str) -> RequestResult:
         self.ok, self.error_kind, self.error = False, kind, message
         return self
 
@@ -301,7 +301,7 @@ class Connection:
             result.fail("stream", f"{STREAM_CLOSED}{got} ({type(exc).__name__})")
         except OSError as exc:
             self.close()
-            kind = "connect" if result.ttft_s is None and not reused else "stream"
+            kind: ErrorKind = "connect" if result.ttft_s is None and not reused else "stream"
             result.fail(kind, f"{self.endpoint.url}: {_os_message(exc)}")
         except http.client.HTTPException as exc:
             self.close()
