@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -207,18 +208,20 @@ def test_nested_projects_are_not_part_of_the_scan(tmp_path: Path) -> None:
     assert names(r) == {"outer": "import"} and r.dynamic == []
 
 
-def test_trigger_line_walk_finds_what_a_full_walk_finds(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_trigger_line_walk_finds_what_a_full_walk_finds(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Expressions are walked only in statements whose lines name an import/metadata/resource call:
     on real code (gpuprov's own source and the prune corpus) that finds exactly what walking every
     expression of those files finds."""
     from provision.prune import imports as scanner
 
-    roots = [Path(scanner.__file__).parents[1], Path(__file__).parents[1] / "data" / "prune" / "projects"]
+    corpus = Path(__file__).parents[1] / "data" / "prune" / "projects"
+    own = shutil.copytree(Path(scanner.__file__).parents[1], tmp_path / "provision")  # a still copy of it
+    roots = [own, *sorted(p for p in corpus.iterdir() if p.is_dir())]
     fast = [scanner.scan_project(root) for root in roots]
     real = scanner._trigger_lines
     monkeypatch.setattr(scanner, "_trigger_lines", lambda data: None if real(data) != [] else [])
     assert [scanner.scan_project(root) for root in roots] == fast
-    assert {"import_module", "find_spec", "__import__"} <= {u.kind for u in fast[1].imports}
+    assert {"import_module", "find_spec", "__import__"} <= {u.kind for scan in fast for u in scan.imports}
     # a call bound to a bare name does not name its trigger where it is called: walk everything
     assert real(b"from pydoc import locate\nx = 1\nlocate('pkg.mod.X')\n") is None
     assert real(b"import importlib\n\nimportlib.import_module('x')\n") == [3]
