@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -349,3 +350,79 @@ class GpuSampler:
             gpu.pcie_width_current = r.get("pcie_width_current", "nvmlDeviceGetCurrPcieLinkWidth", h)
             gpu.temperature_margin_c = r.get("temperature_margin_c", "nvmlDeviceGetMarginTemperature", h)
         return gpu
+
+
+#: nvmlEventTypeXidCriticalError: the driver reported an Xid (79: fell off the bus, 48: double-bit ECC...)
+XID_CRITICAL_EVENT = 0x8
+
+
+class XidWatcher:
+    """Counts the Xid errors NVML reports as events, per (GPU index, Xid), in a thread of its own while
+    open. ``status``: "ok", or why no Xid is watched (old driver, no permission, GPUs that do not support
+    the event). Opened after the sampler (NVML initialised), closed before it."""
+
+    def __init__(self, backend: Any, count: int, *, wait_ms: int = 500) -> None:
+        self.backend = backend
+        self.count = count
+        self.wait_ms = wait_ms
+        self.status = "not started"
+        self.counts: dict[tuple[int, int], int] = {}
+        self.errors = 0
+        self._set: Any = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> XidWatcher:
+        try:
+            self._set = self.backend.nvmlEventSetCreate()
+        except Exception as exc:  # NVMLError, or bindings without events
+            self.status = f"Xid events not available: {exc}"
+            return self
+        registered = []
+        for index in range(self.count):
+            try:
+                handle = self.backend.nvmlDeviceGetHandleByIndex(index)
+                self.backend.nvmlDeviceRegisterEvents(handle, XID_CRITICAL_EVENT, self._set)
+                registered.append(index)
+            except Exception as exc:  # not supported on this GPU, or no permission
+                self.status = f"Xid events not available on GPU {index}: {exc}"
+        if registered:
+            self.status = "ok" if len(registered) == self.count else self.status
+            self._thread = threading.Thread(target=self._loop, name="gpuprov-xid", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._set is not None:
+            with contextlib.suppress(Exception):
+                self.backend.nvmlEventSetFree(self._set)
+            self._set = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                event = self.backend.nvmlEventSetWait_v2(self._set, self.wait_ms)
+            except nvml.NVMLError as exc:
+                if nvml.error_code(exc) != nvml.ERROR_TIMEOUT:
+                    self.errors += 1
+                    self._stop.wait(self.wait_ms / 1000)
+                continue
+            except Exception:  # a bindings bug: counted, the watch goes on
+                self.errors += 1
+                self._stop.wait(self.wait_ms / 1000)
+                continue
+            try:
+                index = int(self.backend.nvmlDeviceGetIndex(event.device))
+            except Exception:
+                index = -1  # the GPU the event names no longer answers (it fell off the bus)
+            key = (index, int(event.eventData))
+            with self._lock:
+                self.counts[key] = self.counts.get(key, 0) + 1
+
+    def snapshot(self) -> dict[tuple[int, int], int]:
+        with self._lock:
+            return dict(self.counts)

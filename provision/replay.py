@@ -18,6 +18,7 @@ import json
 import os
 import stat
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,13 @@ class _Utilization:
 
 
 @dataclass
+class _Event:
+    device: int
+    eventType: int
+    eventData: int
+
+
+@dataclass
 class _Pci:
     busId: str
 
@@ -89,6 +97,9 @@ class ReplayNvml:
         self.calls: list[dict[str, Any]] = calls if calls is not None else []
         self._initialised = 0
         self._stamp = self._file_stamp()
+        #: Xid events the state file lists (``"xid_events": [{"gpu": 0, "xid": 79}]``); each reader gets each once
+        self.xid_events: list[dict[str, int]] = []
+        self._events_seen = 0
 
     # -- state ------------------------------------------------------------------------------------
     @classmethod
@@ -99,10 +110,14 @@ class ReplayNvml:
         except (OSError, ValueError, RecursionError) as exc:
             raise SnapshotError(f"replay state {p}: cannot read: {exc}") from None
         calls: list[dict[str, Any]] = []
+        events: list[dict[str, int]] = []
         if isinstance(data, dict) and "snapshot" in data:
             calls = list(data.get("calls") or [])
+            events = _xid_events(data.get("xid_events"), p)
             data = data["snapshot"]
-        return cls(Snapshot.from_dict(data), state_file=p, calls=calls)
+        replay = cls(Snapshot.from_dict(data), state_file=p, calls=calls)
+        replay.xid_events = events
+        return replay
 
     def _file_stamp(self) -> tuple[int, int, int] | None:
         try:
@@ -123,11 +138,15 @@ class ReplayNvml:
         except SnapshotError:
             return  # caught mid-write by a writer that does not replace atomically: keep the last state
         self.snapshot, self.calls, self._stamp = fresh.snapshot, fresh.calls, stamp
+        self.xid_events = fresh.xid_events
 
     def _save(self) -> None:
         if self.state_file is None:
             return
-        payload = json.dumps({"snapshot": self.snapshot.to_dict(), "calls": self.calls}, indent=2)
+        state: dict[str, Any] = {"snapshot": self.snapshot.to_dict(), "calls": self.calls}
+        if self.xid_events:
+            state["xid_events"] = self.xid_events
+        payload = json.dumps(state, indent=2)
         fd, tmp = tempfile.mkstemp(dir=self.state_file.parent, prefix=".replay-")
         # keep the state file's mode: the GPU it plays is readable by every user (servers run as their own)
         try:
@@ -377,3 +396,48 @@ class ReplayNvml:
         self._gpu(h)
         self._require_root()
         self._record("nvmlDeviceResetGpuLockedClocks", h)
+
+    # -- events (Xid errors) ---------------------------------------------------------------------------
+    def nvmlEventSetCreate(self) -> list[int]:
+        self._check_init()
+        return []  # the handles registered on it
+
+    def nvmlDeviceRegisterEvents(self, h: int, event_types: int, event_set: list[int]) -> None:
+        self._gpu(h)
+        if self._gpu(h).unavailable.get("xid_events") == "not_supported":
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        event_set.append(h)
+
+    def nvmlEventSetWait_v2(self, event_set: list[int], timeout_ms: int) -> _Event:
+        """The next Xid event the state file lists for a registered GPU, else NVML's timeout after a while
+        (at most 0.2 s: a replay has nothing to wait for)."""
+        self._check_init()
+        self._refresh()
+        while self._events_seen < len(self.xid_events):
+            event = self.xid_events[self._events_seen]
+            self._events_seen += 1
+            if event["gpu"] in event_set:
+                return _Event(device=event["gpu"], eventType=0x8, eventData=event["xid"])
+        time.sleep(min(timeout_ms, 200) / 1000)
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_TIMEOUT)
+
+    def nvmlEventSetFree(self, event_set: list[int]) -> None:
+        event_set.clear()
+
+    def nvmlDeviceGetIndex(self, h: int) -> int:
+        self._check_init()
+        if not isinstance(h, int) or not 0 <= h < len(self.snapshot.gpus):
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return h
+
+
+def _xid_events(value: Any, path: Path) -> list[dict[str, int]]:
+    if value is None:
+        return []
+    ok = isinstance(value, list) and all(
+        isinstance(e, dict) and set(e) == {"gpu", "xid"} and all(type(v) is int and 0 <= v < 2**32 for v in e.values())
+        for e in value
+    )
+    if not ok:
+        raise SnapshotError(f"replay state {path}: xid_events must be a list of {{gpu: N, xid: N}}")
+    return [dict(e) for e in value]

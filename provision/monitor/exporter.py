@@ -97,6 +97,14 @@ class MonitorCollector(Collector):
         for (index, fld), count in sorted(self.monitor.errors.items()):
             errors.add_metric([str(index), fld], float(count))
         yield errors
+        xid = CounterMetricFamily(
+            "gpuprov_gpu_xid_errors", "Xid errors NVML reported (events) since the exporter started.",
+            labels=(*LABELS, "xid"),
+        )  # fmt: skip
+        for g in sample["gpus"]:
+            for code, count in (g.get("xid_errors") or {}).items():
+                xid.add_metric([str(g["index"]), g.get("uuid") or "", g.get("name") or "", code], float(count))
+        yield xid
         nvml_up = GaugeMetricFamily("gpuprov_nvml_up", "1 when NVML started and sees GPUs.")
         nvml_up.add_metric([], 1.0 if self.monitor.status == "ok" else 0.0)
         yield nvml_up

@@ -136,11 +136,12 @@ class Monitor:
         self.errors: dict[tuple[int, str], int] = {}
         self.status = "not started"
         self._sampler: Any = None
+        self._xid: Any = None
         self._monotonic = monotonic
         self._t0 = monotonic()
 
     def __enter__(self) -> Monitor:
-        from provision.probe import GpuSampler, probe_gpus
+        from provision.probe import GpuSampler, XidWatcher, probe_gpus
 
         driver, gpus = probe_gpus(self.backend, root=self.root)
         self.static = {g.index: g for g in gpus}
@@ -151,6 +152,9 @@ class Monitor:
         if sampler.status.ok:
             self.status = "ok"
             self._sampler = sampler
+            self._xid = XidWatcher(self.backend, len(self.static)).__enter__()
+            if self._xid.status != "ok":
+                self.notes.append(self._xid.status)
         else:
             self.status = sampler.status.message or sampler.status.kind
             sampler.__exit__(None, None, None)
@@ -158,6 +162,9 @@ class Monitor:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        if self._xid is not None:
+            self._xid.__exit__(None, None, None)
+            self._xid = None
         if self._sampler is not None:
             self._sampler.__exit__(None, None, None)
             self._sampler = None
@@ -166,8 +173,12 @@ class Monitor:
         now = _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
         sample = Sample(at=now, t_s=round(self._monotonic() - self._t0, 3))
         moving = self._sampler.sample() if self._sampler is not None else []
+        xids = self._xid.snapshot() if self._xid is not None else {}
         for gpu in moving:
-            sample.gpus.append(self._gpu_reading(gpu))
+            reading = self._gpu_reading(gpu)
+            #: Xid errors NVML reported for this GPU since the monitor started: Xid -> count
+            reading["xid_errors"] = {str(x): n for (i, x), n in sorted(xids.items()) if i == gpu.index}
+            sample.gpus.append(reading)
         sample.servers = [w.read().to_dict() for w in self.servers]
         return sample
 

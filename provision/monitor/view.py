@@ -97,6 +97,10 @@ def render(sample: dict[str, Any], *, notes: list[str] | None = None, status: st
     for g in sample["gpus"]:
         for line in g.get("drift") or []:
             parts.append(Text(f"GPU {g['index']}: {line}", style="bold red"))
+        for code, count in (g.get("xid_errors") or {}).items():
+            parts.append(
+                Text(f"GPU {g['index']}: Xid {code} reported {count} time(s) since the start", style="bold red")
+            )
     for note in notes or []:
         parts.append(Text(note, style="dim"))
     parts.append(Text(f"{sample['at']}  (t+{sample['t_s']:.0f} s)", style="dim"))

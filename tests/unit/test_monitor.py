@@ -10,6 +10,7 @@ import json
 import shutil
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -370,3 +371,37 @@ def test_live_view_runs_for_its_duration(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "NVIDIA GeForce RTX 4090" in proc.stdout and "450 W" in proc.stdout
+
+
+def test_xid_events_counted_in_view_and_exporter(tmp_path: Path) -> None:
+    """The replay plays the Xid events its state file lists (79: fell off the bus) to the NVML event set."""
+    data = {"snapshot": json.loads((SNAPSHOTS / "rtx2080x2.published.json").read_text()), "calls": []}
+    state = tmp_path / "replay.json"
+    state.write_text(json.dumps(data))
+    with _monitor(state, tmp_path / "s") as mon:
+        assert mon.notes == ["no profile applied on this host (gpuprov apply PROFILE): no reference to compare with"]
+        data["xid_events"] = [{"gpu": 1, "xid": 79}, {"gpu": 1, "xid": 79}, {"gpu": 0, "xid": 48}]
+        _replace(state, data)
+        deadline = time.monotonic() + 10
+        while sum(mon._xid.snapshot().values()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sample = mon.sample().to_dict()
+        registry, _ = registry_for(mon)
+        fams = _families(generate_latest(registry).decode())
+    assert [g["xid_errors"] for g in sample["gpus"]] == [{"48": 1}, {"79": 2}]
+    assert sorted((s[0]["gpu"], s[0]["xid"], s[1]) for s in fams["gpuprov_gpu_xid_errors_total"]) == [
+        ("0", "48", 1.0), ("1", "79", 2.0),
+    ]  # fmt: skip
+    console = Console(record=True, width=200, color_system=None)
+    console.print(render(sample))
+    assert "GPU 1: Xid 79 reported 2 time(s) since the start" in console.export_text()
+
+
+def test_bad_xid_events_in_a_replay_state_is_one_error(tmp_path: Path) -> None:
+    from provision.errors import SnapshotError
+
+    data = {"snapshot": json.loads((SNAPSHOTS / "rtx4090.constructed.json").read_text()), "xid_events": [{"gpu": -1}]}
+    state = tmp_path / "replay.json"
+    state.write_text(json.dumps(data))
+    with pytest.raises(SnapshotError, match="xid_events must be a list"):
+        ReplayNvml.from_state_file(state)
