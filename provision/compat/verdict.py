@@ -11,24 +11,22 @@ from __future__ import annotations
 
 import datetime
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 
 from packaging.version import Version
 
+from provision.compat.attention import check_flashinfer, check_xformers
 from provision.compat.matrix import (
     Matrix,
     TorchBuild,
     cuda_major,
     load_matrix,
     runs_on,
-    variant_cuda,
     version_or_none,
 )
+from provision.compat.report import EXIT_CODES, VERDICTS, Problem, Report, verdict_of
 from provision.compat.target import GpuTarget, Target
 
-VERDICTS = ("ok", "unknown", "incompatible")
-EXIT_CODES = {"ok": 0, "incompatible": 1, "unknown": 3}
-_FI_LOCAL = re.compile(r"^cu(\d{3})torch(\d+)\.(\d+)$")
 _UNKNOWN_KIND = {
     "torch": "torch_unknown",
     "vllm": "vllm_unknown",
@@ -42,59 +40,9 @@ _REFRESH_FIX = (
 )
 
 
-@dataclass(frozen=True)
-class Problem:
-    #: "incompatible", "unknown" or "warning"
-    severity: str
-    #: the two things that disagree: "torch 2.7.1+cu128 ↔ driver 470.256.02"
-    pair: str
-    reason: str
-    source: str
-    fix: str
-    #: stable id for doctor findings: "torch_driver", "vllm_torch" ...
-    kind: str = ""
+class Checker:
+    """One check of a target: each package method adds the problems of its pairs."""
 
-    def to_dict(self) -> dict[str, str]:
-        return asdict(self)
-
-
-@dataclass
-class Report:
-    verdict: str
-    problems: list[Problem] = field(default_factory=list)
-    #: the pairs that were checked
-    checked: list[str] = field(default_factory=list)
-    #: what could not be checked and why (missing driver, no GPU)
-    skipped: list[str] = field(default_factory=list)
-    #: versions newer than the matrix has rows for: "vllm 0.35.0 is newer than the matrix (…)"
-    stale: list[str] = field(default_factory=list)
-    #: how old the matrix is: {"refreshed": "2026-12-04", "age_days": 3, "overlay": path or None}
-    matrix: dict[str, object] = field(default_factory=dict)
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_CODES[self.verdict]
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "verdict": self.verdict,
-            "problems": [p.to_dict() for p in self.problems],
-            "checked": self.checked,
-            "skipped": self.skipped,
-            "stale": self.stale,
-            "matrix": self.matrix,
-        }
-
-
-def verdict_of(problems: list[Problem]) -> str:
-    if any(p.severity == "incompatible" for p in problems):
-        return "incompatible"
-    if any(p.severity == "unknown" for p in problems):
-        return "unknown"
-    return "ok"
-
-
-class _Checker:
     def __init__(self, target: Target, matrix: Matrix, today: datetime.date | None = None) -> None:
         self.t = target
         self.m = matrix
@@ -375,156 +323,6 @@ class _Checker:
         return f"install vllm=={ok[0].version} (the newest release with kernels for cc {', '.join(ccs)})"
 
     # -- flashinfer ---------------------------------------------------------------------------------------
-    def flashinfer(self, torch: TorchBuild | None) -> None:
-        text = self.t.packages.get("flashinfer-python")
-        if text is None:
-            return
-        rng = self.m.flashinfer(text)
-        if rng is None:
-            self.add(
-                "unknown",
-                "flashinfer_unknown",
-                f"flashinfer-python {text}",
-                f"flashinfer {text} is not in the matrix (covers {self.m.coverage['flashinfer']})",
-                "compat.toml [flashinfer]",
-                "",
-            )
-            return
-        label = f"flashinfer-python {text}"
-        published, requires_torch = self.m.flashinfer_published(text)
-        if not published:
-            self.add(
-                "unknown",
-                "flashinfer_unknown",
-                label,
-                f"flashinfer-python {Version(text).public} is not a release the matrix has read from PyPI",
-                self.m.flashinfer_pins_source,
-                "check the version; maintainers: gpuprov compat refresh --package flashinfer-python",
-            )
-            return
-        torch_text = self.t.packages.get("torch")
-        local = Version(text).local
-        m = _FI_LOCAL.match(local or "")
-        if torch_text is not None:
-            torch_v = Version(Version(torch_text).public)
-            pair = f"{label} ↔ torch {torch_text}"
-            self.checked.append(pair)
-            if requires_torch is not None and not requires_torch.contains(torch_v, prereleases=True):
-                self.add(
-                    "incompatible",
-                    "flashinfer_torch",
-                    pair,
-                    f"flashinfer-python {Version(text).public} requires torch{requires_torch} in its own metadata "
-                    "(pip and uv refuse the combination)",
-                    self.m.flashinfer_pins_source,
-                    self._flashinfer_fix(torch_v),
-                )
-            elif extra_req := [
-                (e, r)
-                for e, r in self.m.flashinfer_extra_torch(text, self.t.extras.get("flashinfer-python", frozenset()))
-                if not r.contains(torch_v, prereleases=True)
-            ]:
-                extra, req = extra_req[0]
-                self.add(
-                    "incompatible",
-                    "flashinfer_torch",
-                    pair,
-                    f"flashinfer-python[{extra}] {Version(text).public} requires torch{req} under its [{extra}] extra "
-                    "(pip and uv refuse the combination when the extra is asked for)",
-                    self.m.flashinfer_pins_source,
-                    f"install torch{req}, or flashinfer-python without the [{extra}] extra",
-                )
-            elif m and (torch_v.major, torch_v.minor) != (int(m.group(2)), int(m.group(3))):
-                self.add(
-                    "incompatible",
-                    "flashinfer_torch",
-                    pair,
-                    f"this flashinfer wheel is built for torch {m.group(2)}.{m.group(3)} (local tag +{local}): "
-                    'its kernels fail to load with another torch ("undefined symbol")',
-                    rng.source,
-                    self._flashinfer_fix(torch_v),
-                )
-            elif not rng.torch.contains(torch_v, prereleases=True):
-                self.add(
-                    "incompatible",
-                    "flashinfer_torch",
-                    pair,
-                    f"flashinfer {Version(text).public} supports torch {rng.torch}",
-                    rng.source,
-                    self._flashinfer_fix(torch_v),
-                )
-            if m and torch is not None and int(m.group(1)[:-1]) != cuda_major(torch.cuda):
-                self.add(
-                    "incompatible",
-                    "flashinfer_torch_cuda",
-                    pair,
-                    f"this flashinfer wheel is built for CUDA {variant_cuda('cu' + m.group(1))}, torch "
-                    f"{torch.variant} for CUDA {torch.cuda}",
-                    rng.source,
-                    f"install the +cu{torch.cuda.replace('.', '')}torch{torch_v.major}.{torch_v.minor} wheel",
-                )
-        for gpu in self.t.gpus:
-            pair = f"{label} ↔ {gpu.label} (cc {gpu.compute_capability})"
-            self.checked.append(pair)
-            if Version(gpu.compute_capability) < Version(rng.min_cc):
-                self.add(
-                    "warning",
-                    "flashinfer_gpu",
-                    pair,
-                    f'FlashInfer requires compute capability ≥ {rng.min_cc} ("FlashInfer requires GPUs with sm75 '
-                    'or higher"); engines fall back to other attention backends',
-                    rng.source,
-                    "do not select the FLASHINFER attention backend on this GPU",
-                )
-
-    def _flashinfer_fix(self, torch_v: Version) -> str:
-        pinned = [r for r in self.m.vllm_newest_first() if r.flashinfer and Version(r.torch) == torch_v]
-        if pinned:
-            rel = pinned[0]
-            return f"install flashinfer-python=={rel.flashinfer} (what vLLM {rel.version} pins for torch {torch_v})"
-        ranges = [r for r in self.m.flashinfer_ranges if r.torch.contains(torch_v, prereleases=True)]
-        if ranges:
-            return f"install a flashinfer release in {ranges[-1].versions} (supports torch {ranges[-1].torch})"
-        return f"no flashinfer release in the matrix supports torch {torch_v}"
-
-    # -- xformers ---------------------------------------------------------------------------------------
-    def xformers(self) -> None:
-        text = self.t.packages.get("xformers")
-        if text is None:
-            return
-        rel = self.m.xformers(text)
-        if rel is None:
-            self.add(
-                "unknown",
-                "xformers_unknown",
-                f"xformers {text}",
-                f"xformers {text} is not in the matrix (covers {self.m.coverage['xformers']})",
-                "compat.toml [xformers]",
-                "",
-            )
-            return
-        torch_text = self.t.packages.get("torch")
-        if torch_text is None:
-            return
-        torch_v = Version(Version(torch_text).public)
-        pair = f"xformers {text} ↔ torch {torch_text}"
-        self.checked.append(pair)
-        if not rel.torch.contains(torch_v, prereleases=True):
-            match = [r for r in self.m.xformers_releases.values() if str(r.torch) == f"=={torch_v}"]
-            fix = (
-                f"install xformers=={match[-1].version} (built for torch {torch_v})"
-                if match
-                else (f"install torch{rel.torch}")
-            )
-            self.add(
-                "incompatible",
-                "xformers_torch",
-                pair,
-                f'xformers {text} is built for torch {rel.torch} ("xFormers can\'t load C++/CUDA extensions")',
-                rel.source,
-                fix,
-            )
-
     # -- llama-cpp-python ------------------------------------------------------------------------------
     def llama_cpp(self) -> None:
         """llama-cpp-python pins no torch: its version against the matrix, its build against the GPUs.
@@ -612,8 +410,8 @@ class _Checker:
     def run(self) -> Report:
         torch = self.torch()
         self.vllm(torch)
-        self.flashinfer(torch)
-        self.xformers()
+        check_flashinfer(self, torch)
+        check_xformers(self)
         self.llama_cpp()
         stale = self.staleness()
         verdict = verdict_of(self.problems)
@@ -630,7 +428,7 @@ class _Checker:
 
 def check(target: Target, matrix: Matrix | None = None, *, today: datetime.date | None = None) -> Report:
     """Every problem between the driver, the GPUs and the packages of ``target`` (``today``: for the matrix's age)."""
-    return _Checker(target, matrix or load_matrix(), today).run()
+    return Checker(target, matrix or load_matrix(), today).run()
 
 
 __all__ = ["EXIT_CODES", "VERDICTS", "GpuTarget", "Problem", "Report", "Target", "check", "verdict_of"]
