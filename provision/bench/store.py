@@ -104,6 +104,7 @@ CREATE TABLE monitor_samples (
     sm_clock_mhz REAL,
     memory_clock_mhz REAL,
     clock_event_reasons TEXT NOT NULL,
+    xid_errors_json TEXT,
     servers_json TEXT
 );
 CREATE INDEX monitor_samples_run ON monitor_samples (run_id, t_s);
@@ -305,19 +306,20 @@ class HistoryStore:
             rows.append((
                 run_id, sample["t_s"], sample["at"], g["index"], int(bool(g.get("lost"))),
                 *(g.get(c) for c in MONITOR_COLUMNS), ref.get("power_limit_w"),
-                ",".join(g.get("clock_event_reasons") or []), servers if i == 0 else None,
+                ",".join(g.get("clock_event_reasons") or []),
+                json.dumps(g["xid_errors"]) if g.get("xid_errors") else None, servers if i == 0 else None,
             ))  # fmt: skip
         if not rows and sample.get("servers"):
             empty = [None] * len(MONITOR_COLUMNS)
-            rows.append((run_id, sample["t_s"], sample["at"], -1, 0, *empty, None, "", servers))
+            rows.append((run_id, sample["t_s"], sample["at"], -1, 0, *empty, None, "", None, servers))
         cols = ", ".join(MONITOR_COLUMNS)
         try:
             with self._db:
                 self._db.executemany(
                     f"INSERT INTO monitor_samples (run_id, t_s, at, gpu, lost, {cols}, profile_power_limit_w, "
-                    "clock_event_reasons, servers_json) VALUES (?,?,?,?,?,"
+                    "clock_event_reasons, xid_errors_json, servers_json) VALUES (?,?,?,?,?,"
                     + ",".join("?" * len(MONITOR_COLUMNS))
-                    + ",?,?,?)",
+                    + ",?,?,?,?)",
                     rows,
                 )
         except sqlite3.Error as exc:
@@ -359,6 +361,7 @@ class HistoryStore:
             item = dict(row)
             item["clock_event_reasons"] = [r for r in item["clock_event_reasons"].split(",") if r]
             item["servers"] = json.loads(item.pop("servers_json") or "[]")
+            item["xid_errors"] = json.loads(item.pop("xid_errors_json") or "{}")
             out.append(item)
         return out
 

@@ -121,6 +121,8 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append((f"{p} throttled", throttled))
         rows.append((f"{p} VRAM", f"max {g['vram_used_mib_max']} MiB, slope {g['vram_slope_mib_per_h']} MiB/h"))
         rows.append((f"{p} power limit not the profile's", f"{g['power_limit_not_profile_samples']} samples"))
+        if g["xid_errors"]:
+            rows.append((f"{p} Xid errors", ", ".join(f"Xid {k}: {v}" for k, v in g["xid_errors"].items())))
         if g["lost_samples"]:
             rows.append((f"{p} lost", f"{g['lost_samples']} samples"))
     for s in summary["servers"]:

@@ -121,6 +121,8 @@ def summarize(run: dict[str, Any], samples: list[dict[str, Any]]) -> dict[str, A
             "vram_used_mib_max": max((v for _, v in vram), default=None),
             "vram_slope_mib_per_h": slope_per_hour([t for t, _ in vram], [v for _, v in vram]),
             "power_limit_not_profile_samples": drift,
+            #: Xid -> events during the run (the counts are cumulative: the last sample's)
+            "xid_errors": next((r["xid_errors"] for r in reversed(rows) if r["xid_errors"]), {}),
         })  # fmt: skip
     out["servers"] = _servers(samples)
     out["units"] = _units(run.get("units") or [])

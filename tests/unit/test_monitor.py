@@ -389,6 +389,13 @@ def test_xid_events_counted_in_view_and_exporter(tmp_path: Path) -> None:
         registry, _ = registry_for(mon)
         fams = _families(generate_latest(registry).decode())
     assert [g["xid_errors"] for g in sample["gpus"]] == [{"48": 1}, {"79": 2}]
+    with HistoryStore(tmp_path / "h.db", write=True) as store:
+        run_id = store.start_monitor_run(
+            created_at="t", hostname=None, profile=None, interval_s=1, gpu_names=None, units=[], notes=[]
+        )
+        store.add_monitor_sample(run_id, sample)
+        summary = soak.summarize(store.monitor_run(run_id), store.monitor_samples(run_id))
+    assert [g["xid_errors"] for g in summary["gpus"]] == [{"48": 1}, {"79": 2}]
     assert sorted((s[0]["gpu"], s[0]["xid"], s[1]) for s in fams["gpuprov_gpu_xid_errors_total"]) == [
         ("0", "48", 1.0), ("1", "79", 2.0),
     ]  # fmt: skip
