@@ -26,14 +26,7 @@ def check_flashinfer(c: Checker, torch: TorchBuild | None) -> None:
         return
     rng = c.m.flashinfer(text)
     if rng is None:
-        c.add(
-            "unknown",
-            "flashinfer_unknown",
-            f"flashinfer-python {text}",
-            f"flashinfer {text} is not in the matrix (covers {c.m.coverage['flashinfer']})",
-            "compat.toml [flashinfer]",
-            "",
-        )
+        c.not_covered("flashinfer-python", text, "flashinfer")
         return
     label = f"flashinfer-python {text}"
     published, requires_torch = c.m.flashinfer_published(text)
@@ -141,14 +134,7 @@ def check_xformers(c: Checker) -> None:
         return
     rel = c.m.xformers(text)
     if rel is None:
-        c.add(
-            "unknown",
-            "xformers_unknown",
-            f"xformers {text}",
-            f"xformers {text} is not in the matrix (covers {c.m.coverage['xformers']})",
-            "compat.toml [xformers]",
-            "",
-        )
+        c.not_covered("xformers", text, "xformers")
         return
     torch_text = c.t.packages.get("torch")
     if torch_text is None:

@@ -55,6 +55,18 @@ class Checker:
     def add(self, severity: str, kind: str, pair: str, reason: str, source: str, fix: str) -> None:
         self.problems.append(Problem(severity, pair, reason, source, fix, kind))
 
+    def not_covered(self, name: str, text: str, table: str, fix: str = "") -> None:
+        """``name`` ``text`` has no row in the matrix's ``table``: unknown, never guessed compatible."""
+        coverage = self.m.coverage["flashinfer" if table == "flashinfer" else name]
+        self.add(
+            "unknown",
+            _UNKNOWN_KIND[name],
+            f"{name} {text}",
+            f"{name} {text} is not in the matrix (covers {coverage})",
+            f"compat.toml [{table}]",
+            fix,
+        )
+
     # -- shared: a CUDA runtime against the driver -----------------------------------------------------
     def runtime_vs_driver(self, what: str, cuda: str, kind: str, alternative: str = "") -> None:
         if self.driver is None:
@@ -119,14 +131,7 @@ class Checker:
         version = Version(text)
         public, local = version.public, version.local
         if public not in self.m.torch_versions:
-            self.add(
-                "unknown",
-                "torch_unknown",
-                f"torch {text}",
-                f"torch {public} is not in the matrix (covers {self.m.coverage['torch']})",
-                "compat.toml [torch]",
-                "gpuprov compat plan proposes a covered version",
-            )
+            self.not_covered("torch", text, "torch", "gpuprov compat plan proposes a covered version")
             return None
         if local == "cpu" or self.t.torch_cpu:
             if self.t.gpus:
@@ -220,14 +225,7 @@ class Checker:
             return
         rel = self.m.vllm(text)
         if rel is None:
-            self.add(
-                "unknown",
-                "vllm_unknown",
-                f"vllm {text}",
-                f"vLLM {text} is not in the matrix (covers {self.m.coverage['vllm']})",
-                "compat.toml [vllm]",
-                "gpuprov compat plan proposes a covered version",
-            )
+            self.not_covered("vllm", text, "vllm", "gpuprov compat plan proposes a covered version")
             return
         label = f"vllm {rel.version}"
         torch_text = self.t.packages.get("torch")
