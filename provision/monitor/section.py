@@ -64,7 +64,9 @@ def _to_dict(s: MonitoringSection) -> dict[str, Any]:
     return {"exporter": {"port": s.exporter_port, "address": s.exporter_address}}
 
 
-def render_unit(profile_name: str, section: MonitoringSection, *, python: str) -> str:
+def render_unit(profile_name: str, section: MonitoringSection, *, python: str, binds: list[str] | None = None) -> str:
+    """``binds``: home directories gpuprov's interpreter lives in, bound read-only past ProtectHome= (as for
+    the boot unit: :func:`provision.serving.sandbox.gpuprov_sandbox`)."""
     from provision.render import render
 
     argv = [python, "-m", "provision", "exporter", "--address", section.exporter_address,
@@ -76,7 +78,12 @@ def render_unit(profile_name: str, section: MonitoringSection, *, python: str) -
             "argv": argv,
             "wait_argv": [python, "-m", "provision", "wait-gpu", "--timeout-s", str(WAIT_GPU_S)],
             "start_timeout_s": WAIT_GPU_S + 30,
-            "hardening": {"protect_home": "yes", "bind_ro": [], "bind_rw": [], "read_write": []},
+            "hardening": {
+                "protect_home": "tmpfs" if binds else "yes",
+                "bind_ro": list(binds or []),
+                "bind_rw": [],
+                "read_write": [],
+            },
         },
     )
 
@@ -88,7 +95,15 @@ def plan_monitoring(desired: Desired, snapshot: Snapshot, profile: Profile, host
 
     section = profile.sections.get("monitoring")
     if section is not None and section.exporter_port is not None:
-        text = render_unit(profile.name, section, python=host.python)
+        binds: list[str] = []
+        if host.sandbox is not None:  # what read_host_state gathered (the boot unit's sandbox reads the same)
+            from provision.serving.sandbox import gpuprov_sandbox
+
+            binds, refusals = gpuprov_sandbox(UNIT, host.python, host.sandbox)
+            for line in refusals:
+                desired.refusals.append(line)
+                desired.notes.append(f"WARNING: {line} (apply refuses this)")
+        text = render_unit(profile.name, section, python=host.python, binds=binds)
         where = f"{section.exporter_address}:{section.exporter_port}"
         desired.files.append(FileTarget(UNIT_FILE, text, "0644", f"Prometheus exporter on {where}"))
         desired.units.append(UnitTarget(UNIT, True, now=host.systemd_running, note=f"gpuprov exporter on {where}"))

@@ -125,3 +125,24 @@ def test_the_fleet_variable_installs_the_exporter_through_the_role(tmp_path: Pat
     unit = (root / UNIT_FILE.lstrip("/")).read_text()
     assert f"ExecStart={sys.executable} -m provision exporter --address 127.0.0.1 --port 9100\n" in unit
     assert (root / "etc/systemd/system/multi-user.target.wants" / UNIT).is_symlink()
+
+
+def test_an_interpreter_in_a_home_directory_is_bound_past_protect_home(tmp_path: Path) -> None:
+    """gpuprov run from a virtualenv under /root: the unit binds it read-only (ProtectHome=tmpfs) and still
+    scores OK, as the boot unit does."""
+    from provision.serving.sandbox import SandboxFacts
+
+    python = "/root/venvs/gpuprov/bin/python"
+    facts = SandboxFacts({python: ("/root/venvs/gpuprov", "/usr/lib/python3.11")}, None)
+    plan = _plan(
+        _profiles(tmp_path, "monitoring: {exporter: {port: 9835}}\n"),
+        HostState(known=False, python=python, sandbox=facts),
+    )
+    unit = next(f.content for f in plan.desired.files if f.path == UNIT_FILE)
+    assert "ProtectHome=tmpfs\n" in unit and "BindReadOnlyPaths=/root/venvs/gpuprov\n" in unit
+    root = tmp_path / "root"
+    root.mkdir()
+    unit_analysis.analysis_root(root, {UNIT_FILE: unit})
+    assert unit_analysis.verify(root, UNIT_FILE) == ""
+    exposure = unit_analysis.security(root, UNIT)
+    assert exposure.score <= MAX_EXPOSURE and exposure.verdict == "OK", exposure.table
