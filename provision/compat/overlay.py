@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
@@ -73,13 +74,49 @@ def read_overlay(path: Path | None = None) -> Overlay | None:
         tables = {t: [dict(r) for r in data[t]["releases"]] for t in TABLES if t in data}
         for rows in tables.values():
             for row in rows:
-                Version(str(row["version"]))
-                str(row["source"])
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError, InvalidVersion):
+                _check_row(row)
+    except (
+        OSError,
+        UnicodeDecodeError,
+        tomllib.TOMLDecodeError,
+        KeyError,
+        TypeError,
+        ValueError,
+        InvalidVersion,
+        InvalidSpecifier,
+    ):
         raise OverlayError(
             f"{path} is not a gpuprov compat overlay: remove it, or write it again with gpuprov compat refresh --user"
         ) from None
     return Overlay(path, refreshed, str(data.get("index", "")), tables)
+
+
+def _check_row(row: dict[str, Any]) -> None:
+    """A row as refresh writes it, or ValueError/TypeError/InvalidVersion: nothing else reaches the matrix."""
+    for key, value in row.items():
+        if key in ("version", "torch", "xformers", "flashinfer"):
+            if not isinstance(value, str):
+                raise TypeError(key)
+            Version(value)
+        elif key == "torch_range":
+            if not isinstance(value, str):
+                raise TypeError(key)
+            SpecifierSet(value)
+        elif key == "torch_extras":
+            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                raise TypeError(key)
+            for spec in value.values():
+                SpecifierSet(spec)
+        elif key == "flashinfer_extra":
+            if not isinstance(value, bool):
+                raise TypeError(key)
+        elif key == "source":
+            if not isinstance(value, str):
+                raise TypeError(key)
+        else:
+            raise KeyError(key)
+    if "version" not in row or "source" not in row:
+        raise KeyError("version")
 
 
 def merge(data: dict[str, Any], overlay: Overlay) -> dict[str, Any]:

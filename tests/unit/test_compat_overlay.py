@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from provision.compat.matrix import load_matrix
 from provision.compat.overlay import overlay_path, read_overlay
@@ -184,3 +186,55 @@ def test_the_matrix_says_how_old_it_is() -> None:
                             f"{m.refreshed}, 40 day(s) ago)"]  # fmt: skip
     # an old version the matrix lacks is unknown, but not stale
     assert check(apply_overrides(Target(), packages=["vllm==0.5.0"])).stale == []
+
+
+def _toml(value: object) -> str:
+    """A TOML inline value (strings as JSON strings, which TOML reads the same)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml(v)}" for k, v in value.items()) + " }"
+    return json.dumps(value, ensure_ascii=False)
+
+
+_VALUES = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(["2.8.0", ">=2.8", "0.35.0", "1!2.0", "==", "banana"]),
+    st.integers(),
+    st.booleans(),
+    st.dictionaries(st.sampled_from(["sm107", "b12x"]), st.one_of(st.text(max_size=6), st.integers()), max_size=2),
+)
+_KEYS = st.sampled_from(
+    ["version", "torch", "xformers", "flashinfer", "flashinfer_extra", "torch_range", "torch_extras", "source", "x"]
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    table=st.sampled_from(["vllm", "xformers", "flashinfer_pins"]),
+    rows=st.lists(st.dictionaries(_KEYS, _VALUES, max_size=6), max_size=3),
+    refreshed=st.sampled_from(["2026-12-04", "yesterday", ""]),
+)
+def test_any_overlay_is_read_into_the_matrix_or_refused_in_one_line(table, rows, refreshed) -> None:  # type: ignore[no-untyped-def]
+    """Whatever a hand-edited or truncated overlay holds, the matrix reads it or OverlayError names the file."""
+    import tempfile
+
+    from provision.compat.matrix import Matrix, _shipped
+    from provision.compat.overlay import OverlayError, merge
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "compat-overlay.toml"
+        body = ",\n".join("  " + _toml(row) for row in rows)
+        path.write_text(f'refreshed = "{refreshed}"\n[{table}]\nreleases = [\n{body}\n]\n', encoding="utf-8")
+        try:
+            overlay = read_overlay(path)
+        except OverlayError as exc:
+            assert str(path) in str(exc) and "\n" not in str(exc)
+            return
+        assert overlay is not None
+        m = Matrix(merge(_shipped(), overlay))
+        for version in m.vllm_releases:
+            report = check(apply_overrides(Target(), packages=[f"vllm=={version}"]), m)
+            assert report.verdict in ("ok", "incompatible", "unknown")
