@@ -8,16 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from provision.plan import (
-    BOOT_UNIT,
-    BOOT_UNIT_FILE,
-    BOOT_UNIT_HARDENING,
-    MODPROBE_FILE,
-    PERSISTENCED,
-    SETTINGS_FILE,
-    make_plan,
-    make_revert_plan,
-)
+from provision.bootfiles import BOOT_UNIT_HARDENING, PERSISTENCED
+from provision.plan import BOOT_UNIT, BOOT_UNIT_FILE, MODPROBE_FILE, SETTINGS_FILE, make_plan, make_revert_plan
 from provision.plantypes import FileState, HostState, PlanError
 from provision.profiles.loader import ProfileSet, builtin_dir, load_profile
 from provision.render import render
