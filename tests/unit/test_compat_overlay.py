@@ -238,3 +238,12 @@ def test_any_overlay_is_read_into_the_matrix_or_refused_in_one_line(table, rows,
         for version in m.vllm_releases:
             report = check(apply_overrides(Target(), packages=[f"vllm=={version}"]), m)
             assert report.verdict in ("ok", "incompatible", "unknown")
+
+
+def test_check_prints_how_old_the_matrix_is(tmp_path: Path) -> None:
+    m = load_matrix()
+    proc = _gpuprov("compat", "check", "--with", "vllm==9.0.0", env={"GPUPROV_COMPAT_OVERLAY": "none"})
+    assert proc.returncode == 3
+    out = " ".join(proc.stdout.split())
+    assert f"vllm 9.0.0 is newer than the matrix (its newest vllm: {m.newest('vllm')}; index read {m.refreshed}" in out
+    assert f"matrix: index read {m.refreshed} (" in out
