@@ -11,7 +11,13 @@ deptry has no ``--python``: it maps imports through the interpreter it runs in, 
 gpuprov's environment with the target's site-packages appended to ``sys.path`` (its own packages
 stay visible to it: noted where that matters). deptry's ``DEP002`` (unused) is compared with prune's
 ``unused`` status and ``removable`` flag; each disagreement is printed with prune's reason.
-Times are the median of ``--repeat`` runs of each command line, wall clock, cold processes.
+Times are the median of ``--repeat`` runs of each command line, wall clock, cold processes. prune is
+timed twice: a first run (an empty cache directory each time: no scan cache, no cached metadata of
+the target interpreter) and a re-run on the unchanged tree (the cache a first run left), with
+``GPUPROV_PRUNE_CACHE`` pointing at a throw-away directory. The runs alternate prune and deptry so
+load on a shared machine falls on both; the ratios are prune / deptry.
+
+``--work DIR`` keeps the downloaded sources and venvs there (reused when present).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -32,8 +39,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data" / "prune"
 BIN = Path(sys.executable).parent
-#: sizeable projects with their optional extras installed, so every declared dependency is there
-DEFAULT_REAL = ("black[colorama,d,jupyter,uvloop]==24.10.0", "fastapi[all]==0.115.6", "flask[async,dotenv]==3.1.0")
+#: sizeable projects with their optional extras installed, so every declared dependency is there;
+#: pretalx is a Django application (INSTALLED_APPS, MIDDLEWARE, LOGGING in its settings)
+DEFAULT_REAL = (
+    "httpx[brotli,cli,http2,socks,zstd]==0.28.1",
+    "starlette[full]==0.41.3",
+    "flask[async,dotenv]==3.1.0",
+    "fastapi[all]==0.115.6",
+    "pretalx==2025.2.2",
+)
 
 
 def _sitebuild():  # type: ignore[no-untyped-def]
@@ -65,12 +79,33 @@ def timed(
     return statistics.median(times), proc
 
 
-def run_prune(project: Path, python: Path, repeat: int) -> tuple[float, dict]:
+def run_prune(project: Path, python: Path, cache: Path, cold: bool) -> tuple[float, dict]:
+    """One timed prune run; ``cold``: with an empty cache directory."""
+    if cold:
+        shutil.rmtree(cache, ignore_errors=True)
+    env = {**os.environ, "GPUPROV_PRUNE_CACHE": str(cache)}
     seconds, proc = timed([str(BIN / "gpuprov"), "prune", str(project), "--python", str(python), "--json"],
-                          project, None, repeat)  # fmt: skip
+                          project, env, 1)  # fmt: skip
     if proc.returncode not in (0, 1):
         raise RuntimeError(f"gpuprov prune failed on {project}: {proc.stderr.strip()}")
     return seconds, json.loads(proc.stdout)
+
+
+def measure(project: Path, venv: Path, repeat: int, work: Path, name: str) -> tuple[dict, list[dict], dict]:
+    """prune first run, prune re-run and deptry, interleaved ``repeat`` times: medians."""
+    cache = work / "cache" / name
+    first, again, dep_t = [], [], []
+    prune = deptry_out = None
+    for _ in range(repeat):
+        t, prune = run_prune(project, venv / "bin" / "python", cache, cold=True)
+        first.append(t)
+        t, _ = run_prune(project, venv / "bin" / "python", cache, cold=False)
+        again.append(t)
+        t, deptry_out = run_deptry(project, venv, 1, work / f"deptry-{name}.json")
+        dep_t.append(t)
+    assert prune is not None and deptry_out is not None
+    times = {"first": statistics.median(first), "rerun": statistics.median(again), "deptry": statistics.median(dep_t)}
+    return prune, deptry_out, times
 
 
 def run_deptry(project: Path, venv: Path, repeat: int, out: Path) -> tuple[float, list[dict]]:
@@ -85,7 +120,7 @@ def run_deptry(project: Path, venv: Path, repeat: int, out: Path) -> tuple[float
     return seconds, json.loads(out.read_text())
 
 
-def compare(name: str, prune: dict, deptry: list[dict], t_prune: float, t_deptry: float) -> dict:
+def compare(name: str, prune: dict, deptry: list[dict], times: dict) -> dict:
     canon = lambda s: s.lower().replace("_", "-").replace(".", "-")  # noqa: E731
     dep_unused = {canon(v["module"]) for v in deptry if v["error"]["code"] == "DEP002"}
     dep_missing = sorted({v["module"] for v in deptry if v["error"]["code"] == "DEP001"})
@@ -115,8 +150,11 @@ def compare(name: str, prune: dict, deptry: list[dict], t_prune: float, t_deptry
         "prune_unknown": sorted(k for k, d in ours.items() if d["status"] == "unknown"),
         "disagreements": disagreements,
         "files_scanned": prune["files_scanned"],
-        "prune_s": round(t_prune, 3),
-        "deptry_s": round(t_deptry, 3),
+        "prune_s": round(times["first"], 3),
+        "prune_rerun_s": round(times["rerun"], 3),
+        "deptry_s": round(times["deptry"], 3),
+        "first_ratio": round(times["first"] / times["deptry"], 2),
+        "rerun_ratio": round(times["rerun"] / times["deptry"], 2),
     }
 
 
@@ -129,9 +167,8 @@ def corpus(work: Path, repeat: int) -> list[dict]:
         venv = work / "venvs" / project.name
         uv("venv", "-q", "--python", sys.executable, str(venv))
         sb.build_site(site_packages(venv), "corpus", sb.project_dists(project.name))
-        t_p, prune = run_prune(copy, venv / "bin" / "python", repeat)
-        t_d, dep = run_deptry(copy, venv, repeat, work / f"deptry-{project.name}.json")
-        results.append(compare(f"corpus/{project.name}", prune, dep, t_p, t_d))
+        prune, dep, times = measure(copy, venv, repeat, work, project.name)
+        results.append(compare(f"corpus/{project.name}", prune, dep, times))
     return results
 
 
@@ -140,25 +177,26 @@ def real(work: Path, spec: str, repeat: int) -> dict:
     name, _, version = spec.partition("==")
     name = name.split("[")[0]
     dl = work / "sdists" / name
-    pip = getattr(sys, "_base_executable", sys.executable)  # the base interpreter has pip; the venv may not
-    subprocess.run([pip, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-                    "--dest", str(dl), f"{name}=={version}"], check=True, capture_output=True, text=True)  # fmt: skip
-    archive = next(dl.iterdir())
     src = work / "src" / name
-    src.mkdir(parents=True)
-    if archive.suffix == ".zip":
-        with zipfile.ZipFile(archive) as zf:
-            zf.extractall(src)
-    else:
-        with tarfile.open(archive) as tf:
-            tf.extractall(src, filter="data")
-    project = next(p for p in src.iterdir() if p.is_dir())
     venv = work / "venvs" / name
-    uv("venv", "-q", "--python", sys.executable, str(venv))
-    uv("pip", "install", "-q", "--python", str(venv / "bin" / "python"), spec)
-    t_p, prune = run_prune(project, venv / "bin" / "python", repeat)
-    t_d, dep = run_deptry(project, venv, repeat, work / f"deptry-{name}.json")
-    result = compare(f"{spec} (sdist)", prune, dep, t_p, t_d)
+    if not (venv / "bin" / "python").exists():
+        pip = getattr(sys, "_base_executable", sys.executable)  # the base interpreter has pip; the venv may not
+        download = [pip, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:", "--dest", str(dl)]
+        subprocess.run([*download, f"{name}=={version}"], check=True, capture_output=True, text=True)
+        archive = next(dl.iterdir())
+        shutil.rmtree(src, ignore_errors=True)
+        src.mkdir(parents=True)
+        if archive.suffix == ".zip":
+            with zipfile.ZipFile(archive) as zf:
+                zf.extractall(src)
+        else:
+            with tarfile.open(archive) as tf:
+                tf.extractall(src, filter="data")
+        uv("venv", "-q", "--python", sys.executable, str(venv))
+        uv("pip", "install", "-q", "--python", str(venv / "bin" / "python"), spec)
+    project = next(p for p in src.iterdir() if p.is_dir())
+    prune, dep, times = measure(project, venv, repeat, work, name)
+    result = compare(f"{spec} (sdist)", prune, dep, times)
     result["python_files"] = sum(1 for _ in project.rglob("*.py"))
     return result
 
@@ -169,16 +207,20 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--no-corpus", action="store_true")
+    parser.add_argument("--work", type=Path, help="keep sources and venvs here (reused when present)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="prune-bench-") as tmp:
-        work = Path(tmp)
-        results = [] if args.no_corpus else corpus(work, args.repeat)
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        results = [] if args.no_corpus else corpus(Path(tmp), args.repeat)
         for spec in args.real:
             results.append(real(work, spec, args.repeat))
-    head = f"{'project':52} {'decl':>4} {'files':>5} {'prune s':>8} {'deptry s':>8}"
+    head = f"{'project':52} {'decl':>4} {'files':>5} {'first s':>8} {'rerun s':>8} {'deptry s':>8}"
+    head += f" {'first/d':>7} {'rerun/d':>7}"
     print(head + "  removable (prune) | unused (deptry)")
     for r in results:
-        row = f"{r['project']:52} {r['declared']:>4} {r['files_scanned']:>5} {r['prune_s']:>8.3f} {r['deptry_s']:>8.3f}"
+        row = f"{r['project']:52} {r['declared']:>4} {r['files_scanned']:>5} {r['prune_s']:>8.3f} "
+        row += f"{r['prune_rerun_s']:>8.3f} {r['deptry_s']:>8.3f} {r['first_ratio']:>7.2f} {r['rerun_ratio']:>7.2f}"
         print(f"{row}  {','.join(r['prune_removable']) or '-'} | {','.join(r['deptry_unused']) or '-'}")
         for d in r["disagreements"]:
             print(f"    {d['dependency']}: deptry={d['deptry']} prune={d['prune']} {d['groups']} — {d['prune_reason']}")
