@@ -72,7 +72,7 @@ def collect() -> dict[str, Any]:
     }
     dists = {}
     for dist in metadata.distributions():
-        name = dist.metadata.get("Name") if dist.metadata else None
+        name = dist.metadata.get("Name") if dist.metadata else None  # type: ignore[attr-defined]
         if not name:
             continue
         key = _normalise(name)
@@ -89,10 +89,10 @@ def collect() -> dict[str, Any]:
         }
 
     def locate(dist_name: str, rel: str) -> Path | None:
-        dist = dists.get(dist_name)
-        if dist is None:
+        found = dists.get(dist_name)
+        if found is None:
             return None
-        path = Path(str(dist.locate_file(rel)))
+        path = Path(str(found.locate_file(rel)))
         return path if path.exists() else None
 
     torch_version = locate("torch", "torch/version.py")
@@ -110,10 +110,10 @@ def collect() -> dict[str, Any]:
             out["llama_cpp_cuda"] = any(_elf_links_cuda(p) for p in libs if p.name.startswith(("libllama", "libggml")))
 
     for dist_name in PYNVML_DISTS:
-        dist = dists.get(dist_name)
-        if dist is None:
+        provider = dists.get(dist_name)
+        if provider is None:
             continue
-        files = dist.files or []
+        files = provider.files or []
         if any(str(f) in ("pynvml.py", "pynvml/__init__.py") for f in files):
             out["pynvml_providers"].append(dist_name)
     return out
@@ -164,7 +164,7 @@ def _pth_roots(path: str) -> list[str]:
 
 def _modules_under(root: str) -> set[str]:
     """Top-level packages (directories with ``__init__.py``) and modules directly in ``root``."""
-    found = set()
+    found: set[str] = set()
     try:
         entries = os.listdir(root)
     except OSError:
@@ -178,7 +178,7 @@ def _modules_under(root: str) -> set[str]:
     return found
 
 
-def _direct_url(dist) -> dict:  # type: ignore[no-untyped-def]
+def _direct_url(dist) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """PEP 610 ``direct_url.json``: where a distribution was installed from (``url``) and whether
     it is an editable install; empty for one installed from an index."""
     import json
@@ -193,7 +193,7 @@ def _direct_url(dist) -> dict:  # type: ignore[no-untyped-def]
     return {"url": data["url"], "editable": bool(isinstance(dir_info, dict) and dir_info.get("editable"))}
 
 
-def _marker_environment() -> dict:
+def _marker_environment() -> dict[str, str]:
     impl = sys.implementation
     version = f"{impl.version.major}.{impl.version.minor}.{impl.version.micro}"
     if impl.version.releaselevel != "final":
@@ -213,7 +213,7 @@ def _marker_environment() -> dict:
     }
 
 
-def _describe(dist) -> dict:  # type: ignore[no-untyped-def]
+def _describe(dist) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     meta = dist.metadata
     record_bytes = 0
     record_complete = True
@@ -246,7 +246,7 @@ def _describe(dist) -> dict:  # type: ignore[no-untyped-def]
     if text:
         top_level = [t.strip().replace("/", ".") for t in text.splitlines() if t.strip()]
     direct_url = _direct_url(dist)
-    entry_points = {}
+    entry_points: dict[str, list[str]] = {}
     for ep in dist.entry_points:
         entry_points.setdefault(ep.group, []).append(ep.name)
     return {
@@ -270,7 +270,7 @@ def _describe(dist) -> dict:  # type: ignore[no-untyped-def]
     }
 
 
-def _stdlib_from_files() -> set:
+def _stdlib_from_files() -> set[str]:
     """Python < 3.10 has no ``sys.stdlib_module_names``: list the standard library's directory."""
     import sysconfig
 
@@ -288,12 +288,12 @@ def _stdlib_from_files() -> set:
     return names
 
 
-def collect_distributions(paths: list[str] | None = None) -> dict:
+def collect_distributions(paths: list[str] | None = None) -> dict[str, Any]:
     """What ``gpuprov prune`` reads: every distribution on ``paths`` (default ``sys.path``) described
     in full (modules from ``RECORD``, requirements, entry points, sizes) — first one of a name wins."""
     from importlib import metadata
 
-    kwargs = {"path": paths} if paths is not None else {}
+    kwargs: dict[str, Any] = {"path": paths} if paths is not None else {}
     dists = {}
     for dist in metadata.distributions(**kwargs):
         meta = dist.metadata

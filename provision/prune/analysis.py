@@ -179,7 +179,7 @@ def read_config(pyproject: dict[str, Any]) -> PruneConfig:
 
 def _own_dists(env: InstalledEnv, project: Path, project_name: str | None) -> set[str]:
     """The project's own distribution (an editable install of it is not a dependency)."""
-    own = {canonicalize_name(project_name)} if project_name else set()
+    own: set[str] = {canonicalize_name(project_name)} if project_name else set()
     root = project.resolve()
     for key, dist in env.dists.items():
         for r in dist.editable_roots:
@@ -272,7 +272,9 @@ def _find_uses(project: Path, env: InstalledEnv, declared: DeclaredSet, scan: Sc
         for key in commands.get(literal, ()):
             record(key, Use(where, "command", literal))
         _string_module_use(literal, where, env, scan, deps, own, record)
-    tools = {canonicalize_name(t): f"pyproject.toml [tool.{t}]" for t in tool_tables(declared.pyproject)}
+    tools: dict[str, str] = {
+        canonicalize_name(t): f"pyproject.toml [tool.{t}]" for t in tool_tables(declared.pyproject)
+    }
     for name, where in config_file_tools(project).items():
         tools.setdefault(canonicalize_name(name), where)
     for key in deps:

@@ -117,12 +117,12 @@ class DependencyGraph:
         expanded: dict[str, frozenset[str]] = {}
         while queue:
             key = queue.popleft()
-            extras = frozenset(result.reached[key])
+            asked = frozenset(result.reached[key])
             done = expanded.get(key)
-            if done is not None and extras <= done:
+            if done is not None and asked <= done:
                 continue
-            expanded[key] = extras
-            for edge in self.edges_from(key, extras):
+            expanded[key] = asked
+            for edge in self.edges_from(key, asked):
                 result.required_by.setdefault(edge.target, [])
                 if edge not in result.required_by[edge.target]:
                     result.required_by[edge.target].append(edge)

@@ -94,7 +94,7 @@ class InstalledEnv:
 def env_from_collected(data: dict[str, Any]) -> InstalledEnv:
     dists: dict[str, InstalledDist] = {}
     for raw in data["distributions"].values():
-        key = canonicalize_name(raw["name"])
+        key: str = canonicalize_name(raw["name"])
         dists[key] = InstalledDist(
             name=raw["name"],
             key=key,

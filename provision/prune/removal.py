@@ -42,6 +42,7 @@ import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from packaging.utils import canonicalize_name
 
@@ -547,7 +548,7 @@ def _reinstall_own(
                     backup.note_created(path)
 
 
-def _flatten_deps(data: dict) -> set[str]:
+def _flatten_deps(data: dict[str, Any]) -> set[str]:
     proj = data.get("project", {})
     out = set(proj.get("dependencies", []) or [])
     for items in (proj.get("optional-dependencies", {}) or {}).values():
