@@ -52,6 +52,10 @@ class TaskResult:
     status: str
     msg: str = ""
     diff: Any = None
+    #: what the run's plan (the gpuprov_plan task) wants a person to know
+    notes: tuple[str, ...] = ()
+    #: the plan refused the profile before any change (``msg`` says why)
+    refusal: bool = False
 
 
 @dataclass
@@ -66,6 +70,16 @@ class RunResult:
     @property
     def failed(self) -> list[TaskResult]:
         return [r for r in self.results if r.status in ("failed", "unreachable")]
+
+    @property
+    def refusal(self) -> str | None:
+        """Why the run's plan refused before any change (None: it did not)."""
+        return next((r.msg for r in self.results if r.refusal and r.status == "failed"), None)
+
+    @property
+    def notes(self) -> list[str]:
+        """The notes of the run's plan, each once, in order."""
+        return list(dict.fromkeys(n for r in self.results for n in r.notes))
 
 
 def run_playbook(
@@ -110,5 +124,15 @@ def run_playbook(
         if results_file.exists():
             for line in results_file.read_text(encoding="utf-8").splitlines():
                 d = json.loads(line)
-                results.append(TaskResult(d["task"], d.get("item"), d["status"], d.get("msg", ""), d.get("diff")))
+                results.append(
+                    TaskResult(
+                        d["task"],
+                        d.get("item"),
+                        d["status"],
+                        d.get("msg", ""),
+                        d.get("diff"),
+                        tuple(d.get("notes") or ()),
+                        bool(d.get("refusal")),
+                    )
+                )
         return RunResult(proc.returncode, results, proc.stdout + proc.stderr)

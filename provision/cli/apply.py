@@ -41,7 +41,6 @@ def _run(
     diff: bool,
     as_json: bool,
     title: str,
-    notes: list[str] | None = None,
 ) -> None:
     from provision import applystate
     from provision.ansiblerun import run_playbook
@@ -60,8 +59,14 @@ def _run(
         extra_vars["gpuprov_gpu_lock_pid"] = os.getpid()
     with contextlib.nullcontext() if check else applystate.exclusive_lock(state):
         result = run_playbook("local.yml", extra_vars, check=check, diff=diff)
-        # which profile is in effect (profile.json) is recorded by the playbook's last task
-        code = 0 if result.returncode == 0 and not result.failed else 1
+    if result.refusal is not None:  # the run's plan (its first task) refused before any change: exit 3
+        from provision.plantypes import PlanError
+
+        raise PlanError(result.refusal)
+    # what the plan says a person must know: fallbacks, reboots, a model that cannot load
+    notes = result.notes
+    # which profile is in effect (profile.json) is recorded by the playbook's last task
+    code = 0 if result.returncode == 0 and not result.failed else 1
     if as_json:
         payload = {
             "returncode": result.returncode,
@@ -105,22 +110,13 @@ def apply(
     a power limit outside the GPU's range, a unit whose sandbox would hide what it runs (gpuprov or the
     server under /tmp or /var/tmp), not root (without --check). Exit 1 when a task failed.
     """
-    from provision.hoststate import read_host_state
-    from provision.plan import make_plan
-    from provision.plantypes import PlanError
-    from provision.probe import plan_snapshot
     from provision.profiles.loader import load_profile
 
-    prof = load_profile(profile, root=root)
-    # the refusals, before Ansible starts: the same plan its first task computes again
-    snap = plan_snapshot(root=root)  # image tree: no NVML
-    planned = make_plan(snap, prof, read_host_state(snap, prof, root=root, python=sys.executable), force=force)
-    if planned.desired.refusals:  # units that could not start as planned (plan shows them as warnings)
-        raise PlanError("; ".join(planned.desired.refusals))
+    load_profile(profile, root=root)  # a profile that does not load: one line, before Ansible starts
     _refuse_unless_root(check, "gpuprov apply")
+    # the plan is made once, by the playbook's first task; its refusals and notes come back in the results
     _run("apply", {"gpuprov_gpu_profile": profile, "gpuprov_gpu_force": force},
-         root=root, check=check, diff=diff, as_json=as_json, title=f"apply {profile}",
-         notes=list(planned.desired.notes))  # fmt: skip
+         root=root, check=check, diff=diff, as_json=as_json, title=f"apply {profile}")  # fmt: skip
 
 
 @app.command()

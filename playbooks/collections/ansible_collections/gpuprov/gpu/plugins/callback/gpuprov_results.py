@@ -2,7 +2,8 @@
 
 Enabled by `gpuprov apply` (ANSIBLE_CALLBACKS_ENABLED=gpuprov_results); writes to the file named by
 GPUPROV_RESULTS_FILE. Each line: {"task", "item", "status" (ok/changed/failed/skipped/unreachable),
-"msg", "diff"}.
+"msg", "diff", "notes", "refusal"}: ``notes`` and ``refusal`` are the gpuprov_plan module's (what the run's
+plan wants a person to know; a profile refused before any change), so ``gpuprov apply`` never plans again.
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ class CallbackModule(CallbackBase):
             "msg": str(res.get("msg", "")),
             "diff": diff if isinstance(diff, dict | list) else None,
             "check_mode": bool(res.get("_ansible_check_mode") or getattr(result._task, "check_mode", False)),
+            "notes": [str(n) for n in res.get("notes") or [] if isinstance(n, str)],
+            "refusal": bool(res.get("gpuprov_refusal")),
         }
         with open(self._path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(line, default=str) + "\n")

@@ -96,6 +96,10 @@ pending:
   returned: success
   type: int
   sample: 3
+gpuprov_refusal:
+  description: On failure, true when the plan refused the profile before any change (C(msg) says why).
+  returned: failure
+  type: bool
 notes:
   description: What the plan wants a person to know (fallbacks used, reboot needed, systemd not running).
   returned: success
@@ -152,11 +156,11 @@ def main() -> None:
                 prof = with_exporter(prof, p["exporter_port"], p["exporter_address"])
             host = hoststate.read_host_state(snap, prof, root=root, directory=state_dir, python=python)
             result = plan.make_plan(snap, prof, host, force=p["force"])
-    except GpuprovError as exc:
-        module.fail_json(msg=str(exc))
+    except GpuprovError as exc:  # refused before any change: gpuprov apply says it in one line, exit code 3
+        module.fail_json(msg=str(exc), gpuprov_refusal=True)
     data = result.to_dict()
     if data["desired"].get("refusals"):  # a unit that could not start as planned: nothing is changed
-        module.fail_json(msg="; ".join(data["desired"]["refusals"]))
+        module.fail_json(msg="; ".join(data["desired"]["refusals"]), gpuprov_refusal=True)
     module.exit_json(
         changed=False, desired=data["desired"], changes=data["changes"], pending=data["pending"], notes=data["notes"]
     )
