@@ -40,7 +40,7 @@ def describe_gpus(gpus: list[GpuInfo]) -> list[str]:
 
 
 def _matched(profile: Profile, gpus: list[GpuInfo]) -> int:
-    return sum(1 for g in gpus if profile.match.matches(g.name, g.compute_capability))
+    return len(profile.match.matching(gpus))
 
 
 def auto_order(profile: Profile, gpus: list[GpuInfo]) -> tuple[int, int, str]:

@@ -90,7 +90,7 @@ def desired_state(snapshot: Snapshot, profile: Profile, host: HostState, *, forc
             "driver packages first (gpuprov doctor says which); gpuprov never installs drivers"
         )
     desired = Desired(profile.name)
-    matching = [g for g in snapshot.gpus if profile.match.matches(g.name, g.compute_capability)]
+    matching = profile.match.matching(snapshot.gpus)
     if host.image:  # the GPUs are the booting machine's: its boot unit matches them against the profile
         desired.notes.append(IMAGE_NOTE)
     elif not matching:

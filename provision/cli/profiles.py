@@ -39,7 +39,7 @@ def _snapshot(from_file: Path | None) -> Snapshot:
 def _fit(profile: Profile, snap: Snapshot) -> str:
     if not snap.driver.nvml.ok:
         return "no GPU/driver"
-    hits = [g.index for g in snap.gpus if profile.match.matches(g.name, g.compute_capability)]
+    hits = [g.index for g in profile.match.matching(snap.gpus)]
     if not hits:
         return "no"
     return "yes" if len(hits) == len(snap.gpus) else "GPU " + ", ".join(map(str, hits))

@@ -19,7 +19,8 @@ import yaml
 # read here may have any of them
 from provision import llama_build as _llama_build  # noqa: F401
 from provision.monitor import section as _monitoring_section  # noqa: F401
-from provision.profiles.schema import NAME_RE, Profile, ProfileError, build, check_header, merge
+from provision.profiles.chain import build, check_header, merge
+from provision.profiles.schema import NAME_RE, Profile, ProfileError
 from provision.serving import section as _serving_section  # noqa: F401
 
 #: a profile file larger than this is refused (they are a few hundred bytes)
