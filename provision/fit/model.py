@@ -24,11 +24,6 @@ class LayerSpec:
     #: tokens this layer attends to when it uses sliding-window attention; None: all of them
     sliding_window: int | None = None
 
-    @property
-    def kv_elements_per_token(self) -> int:
-        """K plus V values one token stores in this layer's cache."""
-        return self.n_head_kv * (self.head_dim_k + self.head_dim_v)
-
 
 @dataclass(frozen=True)
 class ModelSpec:
