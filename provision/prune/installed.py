@@ -12,8 +12,6 @@ import hashlib
 import json
 import os
 import sys
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +51,9 @@ class InstalledDist:
     def installed_from(self, directory: Path) -> bool:
         """Whether this distribution was built and installed from ``directory`` (``pip install [-e] .``,
         ``uv sync`` installing the project itself)."""
+        import urllib.parse  # not at the top: urllib.request pulls in http.client, for this one call
+        import urllib.request
+
         parsed = urllib.parse.urlparse(self.direct_url)
         if parsed.scheme != "file":
             return False

@@ -559,8 +559,12 @@ def _flatten_deps(data: dict[str, Any]) -> set[str]:
 
 
 def _shown(cmd: list[str]) -> str:
-    """``python -m uv remove x`` → ``uv remove x`` for messages."""
-    return " ".join(cmd[2:] if cmd[1:3] == ["-m", "uv"] else cmd)
+    """``python -m uv remove x`` and ``/path/to/bin/uv remove x`` → ``uv remove x`` for messages."""
+    if cmd[1:3] == ["-m", "uv"]:
+        return " ".join(["uv", *cmd[3:]])
+    if cmd and os.path.basename(cmd[0]) == "uv":
+        return " ".join(["uv", *cmd[1:]])
+    return " ".join(cmd)
 
 
 def _checked(cmd: list[str], cwd: Path, result: RemovalResult) -> None:

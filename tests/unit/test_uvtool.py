@@ -32,3 +32,9 @@ def test_path_then_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  
         removal.uv_command()
     with pytest.raises(Exception, match="uv not found"):
         llama_run.uv_command()
+
+
+def test_commands_are_shown_as_uv_whichever_way_it_was_found() -> None:
+    assert removal._shown(["/opt/venv/bin/uv", "remove", "--no-sync", "six"]) == "uv remove --no-sync six"
+    assert removal._shown(["/usr/bin/python3", "-m", "uv", "pip", "check"]) == "uv pip check"
+    assert removal._shown(["/bin/sh", "-c", "true"]) == "/bin/sh -c true"
