@@ -59,7 +59,8 @@ def prune(
     """Find declared dependencies the project's code never uses, and which of them nothing kept needs.
 
     Exit code: 0 nothing removable (or --apply removed it all), 1 something removable (or removal
-    failed and was rolled back), 2 bad usage.
+    failed and was rolled back), 2 bad usage or a refusal that changed nothing (an out-of-date uv.lock
+    without --allow-relock, a --verify command that already fails).
     """
     from provision.prune.analysis import analyse
     from provision.prune.installed import choose_interpreter, read_environment
