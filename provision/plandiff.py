@@ -81,19 +81,19 @@ def changes_for(snapshot: Snapshot, desired: Desired, host: HostState) -> list[C
     if desired.llama_cpp:
         out.append(_llama_cpp_change(desired.llama_cpp, host))
     for u in [*desired.units, *desired.serving_units]:
-        state = host.units.get(u.name)
-        if state is None or not host.known:
+        unit = host.units.get(u.name)
+        if unit is None or not host.known:
             out.append(Change(u.name, "enabled", "unknown", u.enabled, "skip" if not host.known else "change",
                               _elsewhere(u.note, host)))  # fmt: skip
             continue
         written = any(
             f.path.endswith("/" + u.name) and f.content is not None for f in [*desired.files, *desired.serving_files]
         )
-        if state.path is None and not written and u.enabled:
+        if unit.path is None and not written and u.enabled:
             out.append(Change(u.name, "enabled", "not installed", True, "skip", "unit file not installed"))
             continue
-        action = "ok" if state.enabled == u.enabled else "change"
-        out.append(Change(u.name, "enabled", state.enabled, u.enabled, action, u.note))
+        action = "ok" if unit.enabled == u.enabled else "change"
+        out.append(Change(u.name, "enabled", unit.enabled, u.enabled, action, u.note))
     return out
 
 

@@ -41,7 +41,8 @@ def check_header(data: Any, file: str) -> dict[str, Any]:
             raise where["extends"].error(
                 f"expected the name of another profile (lowercase letters, digits, . _ -), got {_show(ext)}"
             )
-    return data
+    checked: dict[str, Any] = data
+    return checked
 
 
 def _merge_mapping(parent: dict[str, Any], child: dict[str, Any], exclusive: tuple[tuple[str, ...], ...],
