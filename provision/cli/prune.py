@@ -108,10 +108,10 @@ def prune(
                     f"either ({shown})"
                 )
             if applied.relocked:
-                typer.echo(
-                    "the re-lock also changed: "
-                    + ", ".join(f"{n} {b or '-'} -> {a or '-'}" for n, (b, a) in sorted(applied.relocked.items()))
-                )
+                from provision.console import printable  # uv.lock is the project's text
+
+                changes = ", ".join(f"{n} {b or '-'} -> {a or '-'}" for n, (b, a) in sorted(applied.relocked.items()))
+                typer.echo("the re-lock also changed: " + printable(changes))
             if applied.unchecked_modules:
                 typer.echo(
                     "not imported by the check (their module-level code would run): "
