@@ -39,6 +39,13 @@ def _secret_safe(res: dict) -> dict | list | None:
     return safe if isinstance(diff, list) else (safe[0] if safe else None)
 
 
+#: tasks that are Ansible's plumbing, not something gpuprov did: includes, and the check of a role's
+#: arguments against its meta/argument_specs.yml
+SILENT_ACTIONS = frozenset(
+    f"{prefix}{name}" for prefix in ("", "ansible.builtin.") for name in ("include_tasks", "validate_argument_spec")
+)
+
+
 class CallbackModule(CallbackBase):
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = "aggregate"
@@ -50,7 +57,7 @@ class CallbackModule(CallbackBase):
         self._path = os.environ.get("GPUPROV_RESULTS_FILE")
 
     def _emit(self, result, status: str, item=None) -> None:
-        if not self._path or result._task.action in ("include_tasks", "ansible.builtin.include_tasks"):
+        if not self._path or result._task.action in SILENT_ACTIONS:
             return
         res = result._result
         label = None
