@@ -1,9 +1,12 @@
 """vLLM options that some releases reject, gated on the vLLM installed in the profile's virtualenv
-(:data:`VLLM_OPTIONS`, with sources), and reading which vLLM that is (its dist-info, never imported)."""
+(compat.toml ``[vllm_options]``, with sources), and reading which vLLM that is (its dist-info, never imported)."""
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
+from functools import cache
+from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -32,24 +35,20 @@ class VllmOption:
     source: str
 
 
-#: the one table of vLLM options whose acceptance depends on the release. With the installed vLLM's
-#: version known (its dist-info in the virtualenv), the unit gets what that release takes; unknown, it
-#: gets what current releases take (the ones ``gpuprov compat plan`` recommends).
-VLLM_OPTIONS = {
-    "attention_backend": VllmOption(
-        "--attention-backend", since="0.12.0", until=None, env_before="VLLM_ATTENTION_BACKEND",
-        source="vLLM PR #26315 (AttentionConfig: the attention env vars become CLI arguments, VLLM_ATTENTION_BACKEND "
-        "deprecated), approved 2025-11-24: after v0.11.2 (2025-11-20), whose logs still choose the backend from "
-        "the variable (FlagGems#1155), and before v0.12.0 (2025-12-03; dates: research/compat-sources.md). "
-        "0.12.0 as the first release is by date: medium confidence",
-    ),
-    "swap_space_gib": VllmOption(
-        "--swap-space", since=None, until="0.18.0", env_before=None,
-        source="vLLM PR #36216 '[V0 Deprecation] Remove unused swap_space parameter' (merged 2026-03-06, removes "
-        "--swap-space from EngineArgs); unsloth-zoo#1210: swap_space is in EngineArgs of 0.15.0-0.17.1 and in none "
-        "of the 19 releases 0.18.0-0.29.0. The V1 engine never used it (vllm#27984)",
-    ),
-}  # fmt: skip
+#: the one table of vLLM options whose acceptance depends on the release (compat.toml ``[vllm_options]``,
+#: each with its source). With the installed vLLM's version known (its dist-info in the virtualenv), the
+#: unit gets what that release takes; unknown, it gets what current releases take (the ones
+#: ``gpuprov compat plan`` recommends). Read from gpuprov's own data file, once.
+@cache
+def vllm_options() -> dict[str, VllmOption]:
+    text = resources.files("provision").joinpath("data/compat.toml").read_text(encoding="utf-8")
+    rows = tomllib.loads(text)["vllm_options"]["options"]
+    return {
+        str(r["setting"]): VllmOption(
+            str(r["flag"]), r.get("since"), r.get("until"), r.get("env_before"), str(r["source"])
+        )
+        for r in rows
+    }
 
 
 def vllm_prefix(st: VllmSettings) -> str:
@@ -88,7 +87,7 @@ class VllmArgs:
 
 
 def vllm_args(st: VllmSettings, version: Version | None) -> VllmArgs:
-    """The options after ``vllm serve MODEL --host H --port P``, gated on :data:`VLLM_OPTIONS`."""
+    """The options after ``vllm serve MODEL --host H --port P``, gated on :func:`vllm_options`."""
     options: list[str] = []
     env: list[tuple[str, str]] = []
     notes: list[str] = []
@@ -98,7 +97,7 @@ def vllm_args(st: VllmSettings, version: Version | None) -> VllmArgs:
         if value is None:
             continue
         text = argv_number(value) if isinstance(value, float) else str(value)
-        gate = VLLM_OPTIONS.get(key)
+        gate = vllm_options().get(key)
         if gate is not None and gate.until is not None and (version is None or version >= Version(gate.until)):
             notes.append(
                 f"serving.vllm.{key} is left out: vLLM {gate.until} and later reject {gate.flag}, and "

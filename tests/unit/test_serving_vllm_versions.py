@@ -1,5 +1,5 @@
 """vLLM options that depend on the release: read the installed vLLM from its dist-info in the profile's
-virtualenv, and write what that release accepts (provision.serving.VLLM_OPTIONS, one table with sources)."""
+virtualenv, and write what that release accepts (compat.toml [vllm_options], one table with sources)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from provision.plantypes import FileState, HostState
 from provision.profiles.loader import ProfileSet, builtin_dir, load_profile
 from provision.serving.files import serving_files
 from provision.serving.settings import VllmSettings
-from provision.serving.vllm_versions import VLLM_OPTIONS, installed_vllm
+from provision.serving.vllm_versions import installed_vllm, vllm_options
 from tests.conftest import gathered, load_snapshot
 
 PY = "/opt/gpuprov/bin/python"
@@ -110,7 +110,7 @@ def test_a_vllm_upgrade_changes_the_unit_in_the_plan(tmp_path: Path) -> None:
 
 
 def test_every_gated_option_says_where_its_releases_come_from() -> None:
-    for key, option in VLLM_OPTIONS.items():
+    for key, option in vllm_options().items():
         assert key in VllmSettings.__dataclass_fields__
         assert option.since or option.until
         if option.since and option.until:
@@ -130,7 +130,7 @@ def test_the_built_in_profile_runs_on_the_vllm_gpuprov_recommends_for_its_gpu(tm
     files = serving_files(prof.name, prof.sections["serving"], python=PY, root=tmp_path)
     text = dict((p, c) for p, c, _, _ in files.files)[UNIT]
     recommended = Version(pins["vllm"])
-    for key, option in VLLM_OPTIONS.items():
+    for key, option in vllm_options().items():
         accepted = (option.since is None or recommended >= Version(option.since)) and (
             option.until is None or recommended < Version(option.until)
         )
