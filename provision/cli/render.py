@@ -32,8 +32,8 @@ def render_cmd(
 ) -> None:
     """Units, drop-ins, sysusers entries and environment files (API keys as placeholders), for review,
     image baking and tests. Needs no GPU. Exit 2 on a bad profile, 3 when --from refuses the profile."""
-    from provision.preview import rendered_files, write_tree
     from provision.profiles.loader import load_profile
+    from provision.rendertree import rendered_files, write_tree
     from provision.snapshot import Snapshot
 
     prof = load_profile(profile, root=root)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from provision.preview import live_system
+from provision.rendertree import live_system
 
 PY = "/opt/gpuprov/bin/python"
 

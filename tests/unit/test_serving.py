@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 
 from provision.plan import make_plan
 from provision.plantypes import FileState, HostState
-from provision.preview import rendered_files
 from provision.profiles import ProfileError
 from provision.profiles.loader import ProfileSet, builtin_dir, load_profile
 from provision.render import RenderError
+from provision.rendertree import rendered_files
 from provision.serving.commandline import server_argv
 from provision.serving.files import serving_files
 from provision.serving.sandbox import interpreter_paths

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from provision.diagnosis import diagnose
-from provision.preview import rendered_files, write_tree
 from provision.profiles.loader import ProfileSet, builtin_dir
+from provision.rendertree import rendered_files, write_tree
 from provision.serving.units import installed_servers
 from provision.snapshot import ServerInfo, Snapshot
 from tests.conftest import load_snapshot

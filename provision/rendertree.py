@@ -1,4 +1,4 @@
-"""``gpuprov render``: every file apply would write for a profile, under a directory instead of ``/``.
+"""``gpuprov render``: every file apply would write for a profile, as a tree under a directory instead of ``/``.
 
 The files come from the same functions apply runs (:func:`provision.plan.make_plan` with a saved
 snapshot; :func:`provision.serving.files.serving_files` without one), rendered by the one renderer, so a
