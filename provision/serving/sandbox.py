@@ -49,12 +49,6 @@ def interpreter_paths(python: str, root: Path) -> list[str]:
     return out
 
 
-def gpuprov_paths(python: str, root: Path) -> list[str]:
-    """What a unit running ``python -m provision`` reads: the interpreter's directories and, when it is
-    the interpreter running now, the package's own (an editable install's checkout is outside the venv)."""
-    return _with_package(python, interpreter_paths(python, root))
-
-
 def _with_package(python: str, dirs: list[str]) -> list[str]:
     if python == sys.executable:
         return [*dirs, str(Path(__file__).parent.parent)]  # the provision package
@@ -78,7 +72,8 @@ class SandboxFacts:
         return _with_package(python, self.dirs(python))
 
     def private_tmp_hidden(self, paths: list[str]) -> list[str]:
-        """:func:`private_tmp_hidden` from what was read."""
+        """The paths a unit with ``PrivateTmp=yes`` cannot see: under /tmp or /var/tmp as written, or once
+        this host's symlinks are resolved (an image tree's are not: they point into the image)."""
         return _hidden(paths, self.realpaths)
 
     def merged(self, other: SandboxFacts) -> SandboxFacts:
@@ -102,12 +97,6 @@ def _outermost(paths: list[str]) -> list[str]:
         if not any(_under(p, (q,)) for q in out):
             out.append(p)
     return out
-
-
-def private_tmp_hidden(paths: list[str], root: Path) -> list[str]:
-    """The paths a unit with ``PrivateTmp=yes`` cannot see: under /tmp or /var/tmp as written, or once
-    this host's symlinks are resolved (an image tree's are not: they point into the image)."""
-    return _hidden(paths, {p: os.path.realpath(p) for p in paths} if root == Path("/") else None)
 
 
 def _hidden(paths: list[str], realpaths: dict[str, str] | None) -> list[str]:

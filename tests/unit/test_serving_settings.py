@@ -226,19 +226,21 @@ def test_a_link_into_tmp_is_refused_with_where_it_points(tmp_path: Path, monkeyp
 
     real = os.path.realpath
     monkeypatch.setattr(os.path, "realpath", lambda p: "/tmp/build/llama" if p == "/opt/llama" else real(p))
-    from provision.serving.sandbox import private_tmp_hidden
+    from provision.serving.sandbox import read_sandbox_facts
 
-    assert private_tmp_hidden(["/opt/llama", "/srv/m.gguf"], Path("/")) == ["/opt/llama (a link into /tmp/build/llama)"]
-    assert private_tmp_hidden(["/opt/llama"], tmp_path) == []  # an image's links point into the image
+    here = read_sandbox_facts([], ["/opt/llama", "/srv/m.gguf"], Path("/"))
+    assert here.private_tmp_hidden(["/opt/llama", "/srv/m.gguf"]) == ["/opt/llama (a link into /tmp/build/llama)"]
+    image = read_sandbox_facts([], ["/opt/llama"], tmp_path)
+    assert image.private_tmp_hidden(["/opt/llama"]) == []  # an image's links point into the image
 
 
 @given(st.lists(st.sampled_from(["/tmp", "/var/tmp", "/tmpx", "/var/tmpfoo", "/opt", "/home/u", "/"]), min_size=1)
        .map(lambda parts: "/".join(p.strip("/") for p in parts)).map(lambda p: "/" + p.lstrip("/")))  # fmt: skip
 def test_hidden_means_under_tmp_or_var_tmp_by_whole_components(path: str) -> None:
-    from provision.serving.sandbox import private_tmp_hidden
+    from provision.serving.sandbox import read_sandbox_facts
 
     under = path in ("/tmp", "/var/tmp") or path.startswith(("/tmp/", "/var/tmp/"))
-    assert bool(private_tmp_hidden([path], Path("/nonexistent-root"))) == under
+    assert bool(read_sandbox_facts([], [path], Path("/nonexistent-root")).private_tmp_hidden([path])) == under
 
 
 def test_the_boot_unit_binds_a_home_interpreter_and_hides_home_otherwise(tmp_path: Path) -> None:
@@ -268,11 +270,12 @@ def test_units_run_by_this_interpreter_see_the_package_it_imports(tmp_path: Path
     import sys
 
     import provision
-    from provision.serving.sandbox import gpuprov_paths
+    from provision.serving.sandbox import read_sandbox_facts
 
     package = str(Path(provision.__file__).parent)
-    assert package in gpuprov_paths(sys.executable, Path("/"))
-    assert package not in gpuprov_paths("/opt/other/bin/python", Path("/"))
+    facts = read_sandbox_facts([sys.executable, "/opt/other/bin/python"], [], Path("/"))
+    assert package in facts.gpuprov_paths(sys.executable)
+    assert package not in facts.gpuprov_paths("/opt/other/bin/python")
 
 
 def test_apply_refuses_with_one_line_and_plan_warns(tmp_path: Path) -> None:
