@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-from provision.console import make_console, printable
+from provision.console import inert, make_console
 from provision.prune.analysis import PruneReport, Verdict
 
 
@@ -21,9 +20,8 @@ def human_bytes(size: int | None) -> str:
     return f"{size} B"
 
 
-def _shown(text: object) -> str:
-    """Text from the project (file names, paths, declarations): printable, and no rich markup."""
-    return escape(printable(str(text)))
+#: text from the project (file names, paths, declarations): printable, and no rich markup
+_shown = inert
 
 
 def _verdict_text(v: Verdict) -> str:
