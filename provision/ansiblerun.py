@@ -41,7 +41,9 @@ def ansible_playbook() -> str:
         return str(local)
     found = shutil.which("ansible-playbook")
     if found is None:
-        raise AnsibleError("ansible-playbook not found: install ansible-core in gpuprov's environment")
+        raise AnsibleError(
+            "ansible-playbook not found: install gpuprov with its ansible extra (uv pip install 'gpuprov[ansible]')"
+        )
     return found
 
 
