@@ -91,6 +91,13 @@ changes:
   returned: success
   type: list
   elements: dict
+gpu_pending:
+  description:
+    - How many of those changes are GPU settings. None, and M(gpuprov.gpu.gpuprov_gpu_settings) need not run
+      (the GPU was probed once, for this plan).
+  returned: success
+  type: int
+  sample: 0
 pending:
   description: How many changes applying would make.
   returned: success
@@ -134,6 +141,7 @@ def main() -> None:
     require_library(module)
     from provision import applystate, hoststate, plan, probe
     from provision.errors import GpuprovError
+    from provision.gpudecisions import SETTINGS
     from provision.profiles.loader import load_profile
 
     p = module.params
@@ -161,8 +169,15 @@ def main() -> None:
     data = result.to_dict()
     if data["desired"].get("refusals"):  # a unit that could not start as planned: nothing is changed
         module.fail_json(msg="; ".join(data["desired"]["refusals"]), gpuprov_refusal=True)
+    # GPU settings the plan found different from the probe it made: none, and the run probes the GPU once
+    gpu_pending = sum(1 for c in data["changes"] if c["setting"] in SETTINGS and c["action"] == "change")
     module.exit_json(
-        changed=False, desired=data["desired"], changes=data["changes"], pending=data["pending"], notes=data["notes"]
+        changed=False,
+        desired=data["desired"],
+        changes=data["changes"],
+        pending=data["pending"],
+        gpu_pending=gpu_pending,
+        notes=data["notes"],
     )
 
 
