@@ -112,5 +112,5 @@ def test_remove_from_pyproject_keeps_toml_valid() -> None:
     assert data["project"]["dependencies"] == ["torch>=2.7"]
     assert data["project"]["optional-dependencies"]["audio"] == []
     assert "odd spelling" not in out  # its comment went with its line
-    assert remove_from_pyproject('deps = ["a", "b"]\n', ["b"]) == 'deps = ["a", ]\n'
+    assert remove_from_pyproject('deps = ["a", "b"]\n', ["b"]) == 'deps = ["a"]\n'  # no dangling comma (issue 18)
     assert tomllib.loads(remove_from_pyproject('deps = ["a", "b"]\n', ["a"]))["deps"] == ["b"]
