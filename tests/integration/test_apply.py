@@ -90,10 +90,12 @@ def test_apply_twice_then_revert_twice_rtx4090(tmp_path: Path) -> None:
     assert json.loads(profile_in_effect.read_text())["profile"] == "rtx4090"  # gpuprov bench records it
 
     second = host.apply_json("apply", "rtx4090")
-    # 4 tasks of gpuprov_gpu (the GPU settings' is skipped: the plan found none to change, the GPU is probed
-    # once), 3 of gpuprov_serving (systemd look-up, its fact, the drop-in), the profile record
-    assert second["changed"] == 0 and second["failed"] == 0 and second["ok"] == 8
+    # 2 tasks of gpuprov_gpu (the plan, the boot unit: the GPU settings' task and the 2 files are skipped, the
+    # plan found them as desired; the GPU is probed once), 3 of gpuprov_serving (systemd look-up, its fact, the
+    # drop-in), the profile record
+    assert second["changed"] == 0 and second["failed"] == 0 and second["ok"] == 6
     assert [r["status"] for r in second["results"] if "GPU settings" in r["task"]] == ["skipped"]
+    assert [r["status"] for r in second["results"] if "files of the profile" in r["task"]] == ["skipped"] * 2
     assert len(host.calls()) == 2  # no setter called again
 
     reverted = host.apply_json("revert")

@@ -91,6 +91,13 @@ changes:
   returned: success
   type: list
   elements: dict
+settled:
+  description:
+    - The subjects (file paths, unit names) the plan found exactly as desired, every change of theirs C(ok);
+      the files among them need not be written again.
+  returned: success
+  type: list
+  elements: str
 gpu_pending:
   description:
     - How many of those changes are GPU settings. None, and M(gpuprov.gpu.gpuprov_gpu_settings) need not run
@@ -171,12 +178,18 @@ def main() -> None:
         module.fail_json(msg="; ".join(data["desired"]["refusals"]), gpuprov_refusal=True)
     # GPU settings the plan found different from the probe it made: none, and the run probes the GPU once
     gpu_pending = sum(1 for c in data["changes"] if c["setting"] in SETTINGS and c["action"] == "change")
+    # files and units the plan found exactly as desired (every one of their changes "ok"): nothing to write
+    actions: dict[str, set[str]] = {}
+    for c in data["changes"]:
+        actions.setdefault(c["subject"], set()).add(c["action"])
+    settled = sorted(subject for subject, seen in actions.items() if seen == {"ok"})
     module.exit_json(
         changed=False,
         desired=data["desired"],
         changes=data["changes"],
         pending=data["pending"],
         gpu_pending=gpu_pending,
+        settled=settled,
         notes=data["notes"],
     )
 
