@@ -57,8 +57,13 @@ def _run(
     # nothing, so it takes none and runs beside an apply
     if not check:
         extra_vars["gpuprov_gpu_lock_pid"] = os.getpid()
+    fresh = not state.exists()  # a refused first apply leaves no state directory behind
     with contextlib.nullcontext() if check else applystate.exclusive_lock(state):
         result = run_playbook("local.yml", extra_vars, check=check, diff=diff)
+        if result.refusal is not None and fresh and not check:
+            (state / applystate.LOCK_FILE).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # only if nothing else is in it
+                state.rmdir()
     if result.refusal is not None:  # the run's plan (its first task) refused before any change: exit 3
         from provision.plantypes import PlanError
 
