@@ -212,7 +212,12 @@ REMOVED = {"Restart Ollama without gpuprov's drop-in, if it runs."}
 def _handlers(result: dict) -> set[str]:
     """The role's restart handlers that ran or were skipped: notified (in a tree, offline, all are skipped
     by their `when`; which one restarts what online is in their conditions)."""
-    return {r["task"].removeprefix("gpuprov_serving : ") for r in result["results"]} & (CHANGED | REMOVED)
+    return {_task(r) for r in result["results"]} & (CHANGED | REMOVED)
+
+
+def _task(result: dict) -> str:
+    """A task's own name, without the role prefix Ansible puts before it ("gpuprov.gpu.gpuprov_serving : ")."""
+    return result["task"].partition(" : ")[2] or result["task"]
 
 
 @_ansible_on_localhost
@@ -250,7 +255,7 @@ def test_a_new_key_restarts_the_server_and_a_switch_removes_the_old_one(tmp_path
     key.unlink()
     rotated = apply("rtx4090-laptop")
     assert _handlers(rotated) == CHANGED
-    changed = {r["task"].removeprefix("gpuprov_serving : ") for r in rotated["results"] if r["status"] == "changed"}
+    changed = {_task(r) for r in rotated["results"] if r["status"] == "changed"}
     assert changed == {"Ensure the API key file holds a key gpuprov made (root, 0600; never shown)."}
     assert unit.read_text() == text and key.exists()
 
