@@ -75,7 +75,9 @@ def build_env() -> LlamaCppEnv:
     if report_file.exists() and python.exists():
         return LlamaCppEnv(python, json.loads(report_file.read_text()), model)
     root.mkdir(parents=True, exist_ok=True)
-    subprocess.run([uv(), "venv", "-q", "--python", sys.executable, str(root / "venv")], check=True)
+    # no report: an earlier build was cut off (a killed run leaves a venv without llama_cpp); start afresh
+    report_file.unlink(missing_ok=True)
+    subprocess.run([uv(), "venv", "-q", "--clear", "--python", sys.executable, str(root / "venv")], check=True)
     proc = subprocess.run(
         [
             sys.executable,

@@ -83,7 +83,8 @@ def wheelhouse(python_version: str, project: Path = PROJECT) -> Path:
     """Dependency wheels for test hosts (``scripts/wheelhouse --deps-only``), cached per uv.lock and Python
     version under the test cache: the path molecule/fleet's inventory computes the same way."""
     key = hashlib.sha1((project / "uv.lock").read_bytes()).hexdigest()[:16]
-    path = nspawn.cache_dir() / "wheelhouse" / f"{key}-py{python_version}"
+    # "-all": every extra's wheels too (a host's own `gpuprov apply` needs gpuprov[ansible])
+    path = nspawn.cache_dir() / "wheelhouse" / f"{key}-py{python_version}-all"
     if not (path / "requirements.txt").exists():
         bindir = Path(sys.executable).parent
         env = {**os.environ, "PATH": f"{bindir}:{os.environ.get('PATH', '')}"}

@@ -323,10 +323,11 @@ def build_wheel(project: Path, out: Path, uv: str) -> Path:
     return wheels[0]
 
 
-def install_gpuprov(machine: Machine, *, wheel: Path, wheelhouse: Path, uv: str) -> str:
+def install_gpuprov(machine: Machine, *, wheel: Path, wheelhouse: Path, uv: str, extras: Sequence[str] = ()) -> str:
     """gpuprov installed into a booted host the way the gpuprov_host role does it: uv, the wheel and the
     dependency wheels copied in, a virtualenv from the host's python3, an offline install. The host then
-    runs gpuprov from ``/opt/gpuprov/venv`` whatever the checkout's path here. Returns its interpreter."""
+    runs gpuprov from ``/opt/gpuprov/venv`` whatever the checkout's path here. ``extras`` (e.g. ansible,
+    for a host that runs ``gpuprov apply`` itself) come from the same wheelhouse. Returns its interpreter."""
     base = machine.rootfs / GPUPROV_DIR.lstrip("/")
     for sub in ("bin", "wheels", "wheelhouse"):
         (base / sub).mkdir(parents=True, exist_ok=True)
@@ -335,10 +336,12 @@ def install_gpuprov(machine: Machine, *, wheel: Path, wheelhouse: Path, uv: str)
     for whl in wheelhouse.glob("*.whl"):
         shutil.copy(whl, base / "wheelhouse" / whl.name)
     venv = f"{GPUPROV_DIR}/venv"
+    version = wheel.name.split("-")[1]
+    requirement = f"gpuprov[{','.join(extras)}]=={version}" if extras else f"gpuprov=={version}"
     machine.ssh(
         f"{GPUPROV_DIR}/bin/uv venv --quiet --python /usr/bin/python3 --no-python-downloads {venv} && "
         f"{GPUPROV_DIR}/bin/uv pip install --quiet --python {venv}/bin/python --no-python-downloads --no-index "
-        f"--find-links {GPUPROV_DIR}/wheelhouse {GPUPROV_DIR}/wheels/{wheel.name}",
+        f"--find-links {GPUPROV_DIR}/wheelhouse --find-links {GPUPROV_DIR}/wheels '{requirement}'",
         timeout_s=600,
     )
     return f"{venv}/bin/python"

@@ -13,7 +13,7 @@ import pytest
 
 from provision import llama_build as lb
 from provision.llama_build import verify as lb_verify
-from tests.integration.llama_cpp_env import LLAMA_CPP_VERSION, cache_dir
+from tests.integration.llama_cpp_env import LLAMA_CPP_VERSION, sdist
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -28,9 +28,7 @@ def _prepare():
 
 
 def test_trimmed_real_sdist_is_small_complete_and_configures(tmp_path):
-    cached = cache_dir() / "sdists" / f"llama_cpp_python-{LLAMA_CPP_VERSION}.tar.gz"
-    if not cached.exists():
-        pytest.skip("the sdist is not in the test cache yet (tests/integration/llama_cpp_env.py downloads it)")
+    cached = sdist()
     trimmed = _prepare().trim_sdist(cached, tmp_path / "out")
     assert trimmed.stat().st_size < 20 * 2**20 < cached.stat().st_size
     with tarfile.open(trimmed) as tf:
@@ -41,18 +39,15 @@ def test_trimmed_real_sdist_is_small_complete_and_configures(tmp_path):
     assert not any(n.startswith(f"{top}/vendor/llama.cpp/models/") and n.endswith(".gguf") for n in names)
     assert f"{top}/vendor/llama.cpp/ggml/src/ggml-cuda/CMakeLists.txt" in names
     assert lb.source_version(str(trimmed)) == lb.source_version(str(tmp_path / "src" / top)) == LLAMA_CPP_VERSION
-    if shutil.which("cmake") is None:
-        pytest.skip("no cmake here to configure with")
+    assert shutil.which("cmake"), "cmake is not installed (scripts/test installs the Debian package)"
     proc = subprocess.run(["cmake", "-S", str(tmp_path / "src" / top), "-B", str(tmp_path / "build"),
                            "-DGGML_CUDA=off"], capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Configuring done" in proc.stdout
 
 
-def test_tiny_gguf_completes_with_the_real_cpu_build(tmp_path):
-    python = cache_dir() / f"llama-cpp-cpu-{LLAMA_CPP_VERSION}" / "venv/bin/python"
-    if not python.exists():
-        pytest.skip("no cached CPU build of llama-cpp-python (the llama_cpp_env fixture makes it)")
+def test_tiny_gguf_completes_with_the_real_cpu_build(tmp_path, llama_cpp_env):
+    python = llama_cpp_env.python
     model = _prepare().write_tiny_gguf(tmp_path / "tiny.gguf")
     done, err = lb_verify._run_json(str(python), lb_verify._COMPLETE, str(model), "0")
     assert done is not None, err

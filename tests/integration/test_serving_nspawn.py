@@ -120,7 +120,10 @@ def _host(name: str, workdir: Path, dist: GpuprovDist, binds_ro: list[str]) -> I
     with nspawn.booted(name, workdir, binds_ro=binds_ro, setup=_setup) as m:
         TIMINGS[f"{name}_boot_s"] = m.boot_s or 0.0
         installed = time.monotonic()
-        assert nspawn.install_gpuprov(m, wheel=dist.wheel, wheelhouse=dist.wheelhouse, uv=dist.uv) == PY
+        assert (
+            nspawn.install_gpuprov(m, wheel=dist.wheel, wheelhouse=dist.wheelhouse, uv=dist.uv, extras=("ansible",))
+            == PY
+        )
         TIMINGS[f"{name}_install_s"] = time.monotonic() - installed
         TIMINGS[f"{name}_ready_s"] = time.monotonic() - started
         yield m
