@@ -10,6 +10,8 @@ Layers, each its own module:
 - :mod:`~provision.bench.tokens` — output tokens without usage: the server's tokenizer, or an estimate;
 - :mod:`~provision.bench.stats` — percentiles and the summary of one concurrency level;
 - :mod:`~provision.bench.gpu` — GPU readings through the probe while the load runs;
+- :mod:`~provision.bench.config` — a run's settings and their checks;
+- :mod:`~provision.bench.serverinfo` — before the load: the server reachable, what it says it is, this host's GPUs;
 - :mod:`~provision.bench.runner` — the load at one concurrency, the sweep, the best level;
 - :mod:`~provision.bench.store` — the SQLite history; :mod:`~provision.bench.history` — comparing runs
   and estimating how long N requests take at each stored configuration.

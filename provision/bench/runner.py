@@ -8,8 +8,8 @@ out of time (a server too slow for the deadline would hold every later one as lo
 what was measured until then is kept and says why it stopped.
 
 Every run ends in bounded time: each request has a total deadline (``request_timeout_s``, by default
-:func:`default_request_timeout_s` of the workload's max_tokens), the server's self-description is
-read once within it, and a ``duration_s`` level cuts the requests still running
+:func:`~provision.bench.config.default_request_timeout_s` of the workload's max_tokens), the server's
+self-description is read once within it, and a ``duration_s`` level cuts the requests still running
 :data:`LEVEL_END_GRACE_S` after its end (they count as cut, neither answered nor failed).
 """
 
@@ -23,12 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from provision.bench.client import CUT_AT_STOP, STREAM_CLOSED, Connection, Endpoint, RequestResult
+from provision.bench.client import CUT_AT_STOP, STREAM_CLOSED, Connection, RequestResult
+from provision.bench.config import BenchConfig
 from provision.bench.gpu import GpuMonitor
-from provision.bench.stats import LevelResult, best_level, check_max_error_rate, summarize
+from provision.bench.serverinfo import BenchError, check_reachable, host_summary, server_info
+from provision.bench.stats import LevelResult, best_level, summarize
 from provision.bench.tokens import TokenCounter
-from provision.bench.workload import Workload
-from provision.errors import GpuprovError, UsageError
 
 #: the stop reason of a level (and run) the user interrupted
 INTERRUPTED = "interrupted (Ctrl-C)"
@@ -44,87 +44,6 @@ Message = Callable[[str], None]
 
 #: seconds after a --duration level's end before the requests still running are cut
 LEVEL_END_GRACE_S = 2.0
-
-#: the default request deadline: this much, plus :data:`REQUEST_TIMEOUT_S_PER_TOKEN` per max_tokens
-REQUEST_TIMEOUT_BASE_S = 60.0
-#: (a server slower than 2 tokens/s after its first token is not worth measuring to the end)
-REQUEST_TIMEOUT_S_PER_TOKEN = 0.5
-
-
-def default_request_timeout_s(max_tokens: int) -> float:
-    """The default total deadline of one request: 60 s + 0.5 s per token asked for."""
-    return REQUEST_TIMEOUT_BASE_S + REQUEST_TIMEOUT_S_PER_TOKEN * max_tokens
-
-
-class BenchError(GpuprovError):
-    """The benchmark cannot start: server unreachable, or it rejects the request itself."""
-
-
-#: requests in flight at most: one client thread each; past this a sweep measures the client, not the server
-MAX_CONCURRENCY = 1024
-
-
-@dataclass
-class BenchConfig:
-    endpoint: Endpoint
-    model: str
-    workload: Workload
-    concurrencies: list[int] = field(default_factory=lambda: [1])
-    #: requests per level (None with duration_s: as many as fit; both None: 4 × concurrency, at least 8)
-    requests: int | None = None
-    duration_s: float | None = None
-    #: seconds without a byte from the server before a request counts as failed
-    timeout_s: float = 60.0
-    #: seconds from sending to the end of the answer before a request counts as failed (None:
-    #: default_request_timeout_s of the largest max_tokens the workload asks for)
-    request_timeout_s: float | None = None
-    warmup: int = 1
-    slo_ms: float | None = None
-    #: best level: the highest share of failed requests a level may have (0: none)
-    max_error_rate: float = 0.0
-    include_usage: bool = True
-
-    def __post_init__(self) -> None:
-        if not self.concurrencies or any(c < 1 for c in self.concurrencies):
-            raise UsageError("--concurrency takes positive integers, like 1,2,4,8")
-        if max(self.concurrencies) > MAX_CONCURRENCY:
-            raise UsageError(
-                f"--concurrency {max(self.concurrencies)}: at most {MAX_CONCURRENCY} requests in flight "
-                "(one client thread each)"
-            )
-        check_max_error_rate(self.max_error_rate)
-        if self.requests is not None and self.requests < 1:
-            raise UsageError(f"--requests must be at least 1, not {self.requests}")
-        if self.duration_s is not None and self.duration_s <= 0:
-            raise UsageError(f"--duration must be more than 0 seconds, not {self.duration_s:g}")
-        if not self.timeout_s > 0:
-            raise UsageError(f"--timeout must be more than 0 seconds, not {self.timeout_s:g}")
-        if self.request_timeout_s is None:
-            asked = [p.max_tokens for p in self.workload.prompts if p.max_tokens is not None]
-            self.request_timeout_s = default_request_timeout_s(max([self.workload.max_tokens, *asked]))
-        elif not 0 < self.request_timeout_s < float("inf"):
-            raise UsageError(f"--request-timeout must be more than 0 seconds, not {self.request_timeout_s:g}")
-        if self.warmup < 0:
-            raise UsageError(f"--warmup cannot be negative ({self.warmup})")
-        if self.slo_ms is not None and self.slo_ms <= 0:
-            raise UsageError(f"--slo-ms must be more than 0, not {self.slo_ms:g}")
-        if not self.model.strip():
-            raise UsageError("--model must name the model the server serves")
-
-    @property
-    def deadline_s(self) -> float:
-        """The total deadline of one request (set in __post_init__)."""
-        return self.request_timeout_s or default_request_timeout_s(self.workload.max_tokens)
-
-    def connection(self) -> Connection:
-        return Connection(self.endpoint, timeout_s=self.timeout_s, request_timeout_s=self.deadline_s)
-
-    def requests_for(self, concurrency: int) -> int | None:
-        if self.requests is not None:
-            return self.requests
-        if self.duration_s is not None:
-            return None
-        return max(8, 4 * concurrency)
 
 
 @dataclass
@@ -143,93 +62,6 @@ class BenchRun:
     #: why the whole run ended early (None: it ran every level)
     stop_reason: str | None = None
     interrupted: bool = False
-
-
-def check_reachable(endpoint: Endpoint, timeout_s: float) -> None:
-    """A TCP connection to the server, so "server down" is one clear line before anything runs."""
-    try:
-        with socket.create_connection((endpoint.host, endpoint.port), timeout=timeout_s):
-            pass
-    except socket.gaierror as exc:
-        raise BenchError(f"cannot resolve {endpoint.host!r} ({exc.strerror or exc}): check the URL") from None
-    except ConnectionRefusedError:
-        raise BenchError(
-            f"cannot connect to {endpoint.url}: connection refused — is the server running on port {endpoint.port}?"
-        ) from None
-    except TimeoutError:
-        raise BenchError(f"cannot connect to {endpoint.url}: no answer within {timeout_s:g} s") from None
-    except OSError as exc:
-        raise BenchError(f"cannot connect to {endpoint.url}: {exc.strerror or exc}") from None
-
-
-def server_info(endpoint: Endpoint, timeout_s: float) -> dict[str, Any]:
-    """What the server says about itself; an engine is named only when it identifies itself.
-
-    Each question is bounded by ``timeout_s`` as a whole; a server that does not answer the first
-    one (GET /v1/models) in time is hung (or still loading): BenchError, nothing more is asked."""
-    conn = Connection(endpoint, timeout_s=timeout_s, request_timeout_s=timeout_s)
-    info: dict[str, Any] = {"url": endpoint.url, "engine": None, "engine_version": None, "models": []}
-    listing = conn.get_json("/v1/models")
-    if conn.last_get_timed_out:
-        raise BenchError(
-            f"{endpoint.url} accepted the connection but did not answer GET /v1/models within {timeout_s:g} s: "
-            "is the server hung, or still loading its model?"
-        )
-    owners: set[str] = set()
-    if isinstance(listing, dict) and isinstance(listing.get("data"), list):
-        for item in listing["data"]:
-            if isinstance(item, dict) and isinstance(item.get("id"), str):
-                info["models"].append(item["id"])
-                if isinstance(item.get("owned_by"), str):
-                    owners.add(item["owned_by"])
-    vllm = conn.get_json("/version")  # vLLM: {"version": "0.11.0"}
-    ollama = conn.get_json("/api/version")  # Ollama: {"version": "0.12.3"}
-    if "vllm" in owners and isinstance(vllm, dict):
-        info["engine"], info["engine_version"] = "vllm", vllm.get("version")
-    elif isinstance(ollama, dict) and isinstance(ollama.get("version"), str):
-        info["engine"], info["engine_version"] = "ollama", ollama["version"]
-    elif "llamacpp" in owners:
-        info["engine"] = "llama.cpp"
-        props = conn.get_json("/props")  # llama-server: {"build_info": "b6869-ab3f5f0a", ...}
-        if isinstance(props, dict) and isinstance(props.get("build_info"), str):
-            info["engine_version"] = props["build_info"]
-    elif "vllm" in owners:
-        info["engine"] = "vllm"
-    else:
-        # llama-cpp-python's server (owned_by "me") is a FastAPI app titled "🦙 llama.cpp Python API"
-        api = conn.get_json("/openapi.json")
-        about = api.get("info") if isinstance(api, dict) else None
-        if isinstance(about, dict) and "llama.cpp Python" in str(about.get("title", "")):
-            info["engine"] = "llama-cpp-python"
-            info["engine_version"] = about.get("version") if isinstance(about.get("version"), str) else None
-    return info
-
-
-def host_summary(backend_factory: Callable[[], Any]) -> dict[str, Any]:
-    """Hostname, driver and each GPU's name and power limit, read once through the probe."""
-    from provision.probe import probe_gpus
-
-    summary: dict[str, Any] = {"hostname": socket.gethostname(), "driver_version": None, "gpus": []}
-    try:
-        driver, gpus = probe_gpus(backend_factory())
-    except GpuprovError as exc:
-        summary["nvml"] = str(exc)
-        return summary
-    summary["nvml"] = "ok" if driver.nvml.ok else driver.nvml.message
-    summary["driver_version"] = driver.driver_version
-    summary["cuda_driver_version"] = driver.cuda_driver_version
-    summary["gpus"] = [
-        {
-            "index": g.index,
-            "name": g.name,
-            "vram_total_mib": g.vram_total_mib,
-            "power_limit_w": g.power_limit_w,
-            "power_default_limit_w": g.power_default_limit_w,
-            "persistence_mode": g.persistence_mode,
-        }
-        for g in gpus
-    ]
-    return summary
 
 
 def warm_up(config: BenchConfig, notes: list[str], on_message: Message | None = None) -> None:

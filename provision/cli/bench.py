@@ -151,8 +151,9 @@ def run(
     """
     from provision import nvml
     from provision.bench.client import Endpoint
+    from provision.bench.config import BenchConfig
     from provision.bench.gpu import GpuMonitor
-    from provision.bench.runner import BenchConfig, run_bench
+    from provision.bench.runner import run_bench
     from provision.bench.store import HistoryStore
     from provision.bench.workload import Workload, load_prompts
     from provision.errors import UsageError

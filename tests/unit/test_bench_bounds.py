@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 
 from provision.bench.client import CUT_AT_LEVEL_END
+from provision.bench.config import default_request_timeout_s
 from provision.bench.deadline import Watchdog
-from provision.bench.runner import BenchError, default_request_timeout_s, run_bench, run_level
+from provision.bench.runner import run_bench, run_level
+from provision.bench.serverinfo import BenchError
 from tests.unit.test_bench_measure import config
 from tests.unit.test_bench_server import FakeServer, Script
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from provision.bench.client import Endpoint
+from provision.bench.config import BenchConfig
 from provision.bench.history import compare, estimate, format_duration
-from provision.bench.runner import BenchConfig, BenchRun, run_bench
+from provision.bench.runner import BenchRun, run_bench
 from provision.bench.stats import LevelResult
 from provision.bench.store import SCHEMA_VERSION, HistoryStore, StoredRun, default_db_path
 from provision.bench.workload import Workload

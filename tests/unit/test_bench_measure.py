@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from provision.bench.client import Endpoint
-from provision.bench.runner import BenchConfig, BenchError, run_bench, run_level
+from provision.bench.config import BenchConfig
+from provision.bench.runner import run_bench, run_level
+from provision.bench.serverinfo import BenchError
 from provision.bench.stats import percentile
 from provision.bench.workload import Workload, load_prompts
 from tests.unit.test_bench_server import FakeServer, Script

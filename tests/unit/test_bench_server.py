@@ -401,7 +401,7 @@ def test_fake_server_completions_without_usage_unless_asked() -> None:
 )
 def test_server_info_names_the_engine_only_when_it_says_so(owned_by, routes, engine, version) -> None:  # type: ignore[no-untyped-def]
     from provision.bench.client import Endpoint
-    from provision.bench.runner import server_info
+    from provision.bench.serverinfo import server_info
 
     with FakeServer(Script(owned_by=owned_by, get_routes=routes)) as srv:
         info = server_info(Endpoint.parse(srv.url), 5.0)
