@@ -1,129 +1,22 @@
-"""The benchmark history: a SQLite database, one row per measured configuration.
+"""The benchmark runs in the history database (:mod:`provision.bench.historydb`: file, schema, migrations).
 
 A *run* is one concurrency level of one ``gpuprov bench`` invocation (the configuration a
 time-to-finish estimate is about); the levels of one invocation share a ``sweep_id``. Each row
 keeps the searchable facts in columns and the full results, workload, server and host summaries
-as JSON; the ``requests`` table keeps every request's timing and error. ``gpuprov monitor --record``
-keeps its soak runs in the same file (schema 2): ``monitor_runs``, one row per recording, and
-``monitor_samples``, one row per GPU per sample (the servers' figures ride on GPU 0's row).
-
-The schema version is SQLite's ``user_version``; a database from a newer gpuprov is refused, not
-rewritten. Default place: ``$XDG_DATA_HOME/gpuprov/bench.db`` (``~/.local/share/gpuprov/bench.db``).
+as JSON; the ``requests`` table keeps every request's timing and error.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from provision.bench.historydb import HistoryDatabase
 from provision.bench.stats import LevelResult
 from provision.errors import UsageError
-
-SCHEMA_VERSION = 2
-
-_SCHEMA_V1 = """
-CREATE TABLE runs (
-    id INTEGER PRIMARY KEY,
-    sweep_id TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    url TEXT NOT NULL,
-    engine TEXT,
-    engine_version TEXT,
-    model TEXT NOT NULL,
-    profile TEXT,
-    hostname TEXT,
-    gpu_names TEXT,
-    workload_key TEXT NOT NULL,
-    concurrency INTEGER NOT NULL,
-    complete INTEGER NOT NULL,
-    stop_reason TEXT,
-    is_best INTEGER NOT NULL DEFAULT 0,
-    requests_ok INTEGER NOT NULL,
-    requests_failed INTEGER NOT NULL,
-    duration_s REAL NOT NULL,
-    requests_per_s REAL,
-    output_tokens_per_s REAL,
-    ttft_p50_ms REAL,
-    latency_p90_ms REAL,
-    token_source TEXT NOT NULL,
-    result_json TEXT NOT NULL,
-    workload_json TEXT NOT NULL,
-    server_json TEXT NOT NULL,
-    host_json TEXT NOT NULL,
-    notes_json TEXT NOT NULL
-);
-CREATE INDEX runs_model ON runs (model, created_at);
-CREATE TABLE requests (
-    run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-    idx INTEGER NOT NULL,
-    ok INTEGER NOT NULL,
-    started_s REAL NOT NULL,
-    ttft_ms REAL,
-    latency_ms REAL,
-    output_tokens INTEGER NOT NULL,
-    prompt_tokens INTEGER,
-    token_source TEXT NOT NULL,
-    error TEXT
-);
-CREATE INDEX requests_run ON requests (run_id);
-"""
-
-#: schema 2: monitor soak recordings (``gpuprov monitor --record``)
-_SCHEMA_V2 = """
-CREATE TABLE monitor_runs (
-    id INTEGER PRIMARY KEY,
-    created_at TEXT NOT NULL,
-    hostname TEXT,
-    profile TEXT,
-    interval_s REAL NOT NULL,
-    duration_s REAL,
-    gpu_names TEXT,
-    units_json TEXT NOT NULL,
-    notes_json TEXT NOT NULL
-);
-CREATE TABLE monitor_samples (
-    run_id INTEGER NOT NULL REFERENCES monitor_runs (id) ON DELETE CASCADE,
-    t_s REAL NOT NULL,
-    at TEXT NOT NULL,
-    gpu INTEGER NOT NULL,
-    lost INTEGER NOT NULL,
-    utilization_gpu_pct REAL,
-    vram_used_mib REAL,
-    vram_total_mib REAL,
-    power_draw_w REAL,
-    power_limit_w REAL,
-    profile_power_limit_w REAL,
-    temperature_c REAL,
-    temperature_slowdown_c REAL,
-    sm_clock_mhz REAL,
-    memory_clock_mhz REAL,
-    clock_event_reasons TEXT NOT NULL,
-    xid_errors_json TEXT,
-    servers_json TEXT
-);
-CREATE INDEX monitor_samples_run ON monitor_samples (run_id, t_s);
-"""
-
-#: the scripts that take a database from schema N-1 to N, in order
-_MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
-
-MONITOR_COLUMNS = (
-    "utilization_gpu_pct", "vram_used_mib", "vram_total_mib", "power_draw_w", "power_limit_w",
-    "temperature_c", "temperature_slowdown_c", "sm_clock_mhz", "memory_clock_mhz",
-)  # fmt: skip
-
-
-def default_db_path(environ: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if environ is None else environ
-    base = env.get("XDG_DATA_HOME") or ""
-    root = Path(base) if base and Path(base).is_absolute() else Path(env.get("HOME") or Path.home()) / ".local/share"
-    return root / "gpuprov" / "bench.db"
 
 
 @dataclass
@@ -166,79 +59,8 @@ class StoredRun:
         }  # fmt: skip
 
 
-def unwritable_reason(path: Path) -> str | None:
-    """Why SQLite could not create or write ``path`` (None: it can), found by trying as SQLite would:
-    the file opened for writing, and a file made in its directory (where SQLite writes its journal)."""
-    import tempfile
-
-    existed = path.exists()
-    try:
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o644))
-    except OSError as exc:
-        what = "write" if existed else "create"
-        return f"{path}: cannot {what} the bench history: {exc.strerror or exc}"
-    try:
-        with tempfile.TemporaryFile(dir=path.parent):
-            pass
-    except OSError as exc:
-        return (
-            f"{path}: cannot write the bench history: cannot make files in {path.parent} "
-            f"({exc.strerror or exc}), where SQLite writes its journal"
-        )
-    finally:
-        if not existed:
-            path.unlink(missing_ok=True)
-    return None
-
-
-class HistoryStore:
-    def __init__(self, path: str | Path, *, write: bool = False) -> None:
-        """Open (or create) the history; ``write``: the caller will store runs, so check that it can
-        now, before any load is sent."""
-        self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(f"cannot create {self.path.parent} for the bench history: {exc.strerror or exc}") from None
-        if self.path.is_dir():
-            raise UsageError(f"{self.path}: is a directory, expected the bench history database file")
-        if write or not self.path.exists():
-            reason = unwritable_reason(self.path)
-            if reason is not None:
-                raise UsageError(f"{reason}: use another --db, or --no-store")
-        try:
-            self._db = sqlite3.connect(self.path)
-            self._db.execute("PRAGMA foreign_keys = ON")
-            self._migrate()
-        except sqlite3.OperationalError as exc:  # cannot open or write: not a verdict on the content
-            raise UsageError(f"{self.path}: cannot open the bench history ({exc}): use another --db") from None
-        except sqlite3.DatabaseError as exc:
-            raise UsageError(f"{self.path}: not a gpuprov bench history database ({exc})") from None
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> HistoryStore:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def _migrate(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise UsageError(
-                f"{self.path}: bench history schema {version} is newer than this gpuprov reads ({SCHEMA_VERSION}): "
-                "upgrade gpuprov, or use another --db"
-            )
-        if version == 0:
-            tables = self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
-            if tables:
-                raise UsageError(f"{self.path}: an SQLite database, but not a gpuprov bench history: use another --db")
-        for target in range(version + 1, SCHEMA_VERSION + 1):
-            # one transaction per step: the script and the version move together (executescript commits
-            # first, so the BEGIN is explicit)
-            self._db.executescript(f"BEGIN; {_MIGRATIONS[target]} PRAGMA user_version = {target}; COMMIT;")
+class HistoryStore(HistoryDatabase):
+    """``gpuprov bench`` runs: stored per level, listed, read back."""
 
     # -- writing -----------------------------------------------------------------------------------
     def save(self, run: Any, *, profile: str | None = None) -> list[int]:
@@ -282,89 +104,6 @@ class HistoryStore:
             raise UsageError(f"{self.path}: cannot store the run: {exc}") from None
         return ids
 
-    def start_monitor_run(
-        self, *, created_at: str, hostname: str | None, profile: str | None, interval_s: float,
-        gpu_names: str | None, units: list[str], notes: list[str],
-    ) -> int:  # fmt: skip
-        try:
-            with self._db:
-                cur = self._db.execute(
-                    "INSERT INTO monitor_runs (created_at, hostname, profile, interval_s, gpu_names, units_json, "
-                    "notes_json) VALUES (?,?,?,?,?,?,?)",
-                    (created_at, hostname, profile, interval_s, gpu_names, json.dumps(units), json.dumps(notes)),
-                )
-        except sqlite3.Error as exc:
-            raise UsageError(f"{self.path}: cannot store the monitor run: {exc}") from None
-        return int(cur.lastrowid or 0)
-
-    def add_monitor_sample(self, run_id: int, sample: Mapping[str, Any]) -> None:
-        """One :class:`provision.monitor.sampling.Sample` (as a dict): a row per GPU."""
-        servers = json.dumps(sample.get("servers") or [])
-        rows = []
-        for i, g in enumerate(sample["gpus"]):
-            ref = g.get("profile") or {}
-            rows.append((
-                run_id, sample["t_s"], sample["at"], g["index"], int(bool(g.get("lost"))),
-                *(g.get(c) for c in MONITOR_COLUMNS), ref.get("power_limit_w"),
-                ",".join(g.get("clock_event_reasons") or []),
-                json.dumps(g["xid_errors"]) if g.get("xid_errors") else None, servers if i == 0 else None,
-            ))  # fmt: skip
-        if not rows and sample.get("servers"):
-            empty = [None] * len(MONITOR_COLUMNS)
-            rows.append((run_id, sample["t_s"], sample["at"], -1, 0, *empty, None, "", None, servers))
-        cols = ", ".join(MONITOR_COLUMNS)
-        try:
-            with self._db:
-                self._db.executemany(
-                    f"INSERT INTO monitor_samples (run_id, t_s, at, gpu, lost, {cols}, profile_power_limit_w, "
-                    "clock_event_reasons, xid_errors_json, servers_json) VALUES (?,?,?,?,?,"
-                    + ",".join("?" * len(MONITOR_COLUMNS))
-                    + ",?,?,?,?)",
-                    rows,
-                )
-        except sqlite3.Error as exc:
-            raise UsageError(f"{self.path}: cannot store the monitor sample: {exc}") from None
-
-    def finish_monitor_run(self, run_id: int, *, duration_s: float, units: list[dict[str, Any]] | None = None) -> None:
-        with self._db:
-            self._db.execute("UPDATE monitor_runs SET duration_s = ? WHERE id = ?", (duration_s, run_id))
-            if units is not None:
-                self._db.execute("UPDATE monitor_runs SET units_json = ? WHERE id = ?", (json.dumps(units), run_id))
-
-    def monitor_runs(self) -> list[dict[str, Any]]:
-        """Newest first."""
-        rows = self._query("SELECT * FROM monitor_runs ORDER BY id DESC", [])
-        out = []
-        for row in rows:
-            item = dict(row)
-            item["units"] = json.loads(item.pop("units_json"))
-            item["notes"] = json.loads(item.pop("notes_json"))
-            out.append(item)
-        return out
-
-    def monitor_run(self, run_id: int | None) -> dict[str, Any]:
-        """One recorded soak run (None: the newest)."""
-        runs = self.monitor_runs()
-        if not runs:
-            raise UsageError(f"no monitor run in {self.path} (gpuprov monitor --record makes one)")
-        if run_id is None:
-            return runs[0]
-        for run in runs:
-            if run["id"] == run_id:
-                return run
-        raise UsageError(f"no monitor run {run_id} in {self.path} (gpuprov monitor report --list lists them)")
-
-    def monitor_samples(self, run_id: int) -> list[dict[str, Any]]:
-        rows = self._query("SELECT * FROM monitor_samples WHERE run_id = ? ORDER BY t_s, gpu", [run_id])
-        out = []
-        for row in rows:
-            item = dict(row)
-            item["clock_event_reasons"] = [r for r in item["clock_event_reasons"].split(",") if r]
-            item["servers"] = json.loads(item.pop("servers_json") or "[]")
-            item["xid_errors"] = json.loads(item.pop("xid_errors_json") or "{}")
-            out.append(item)
-        return out
-
     # -- reading -----------------------------------------------------------------------------------
     def runs(self, *, model: str | None = None, limit: int | None = None) -> list[StoredRun]:
         """Newest first."""
@@ -389,13 +128,6 @@ class HistoryStore:
         cur = self._db.execute("SELECT * FROM requests WHERE run_id = ? ORDER BY idx", [run_id])
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-
-    def _query(self, sql: str, args: list[Any]) -> list[sqlite3.Row]:
-        self._db.row_factory = sqlite3.Row
-        try:
-            return self._db.execute(sql, args).fetchall()
-        finally:
-            self._db.row_factory = None
 
     @staticmethod
     def _row(row: sqlite3.Row) -> StoredRun:

@@ -46,7 +46,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 
 
 def _db_path(db: Path | None) -> Path:
-    from provision.bench.store import default_db_path
+    from provision.bench.historydb import default_db_path
 
     return db if db is not None else default_db_path()
 

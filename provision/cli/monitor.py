@@ -147,8 +147,9 @@ def _record(mon: Any, db: Path | None, duration_s: float, interval: float, as_js
     import socket
 
     from provision import applystate
-    from provision.bench.store import HistoryStore, default_db_path
+    from provision.bench.historydb import default_db_path
     from provision.monitor.soak import record
+    from provision.monitor.soakstore import SoakStore
     from provision.serving.units import installed_servers
 
     units = [s.unit for s in installed_servers()]
@@ -156,7 +157,7 @@ def _record(mon: Any, db: Path | None, duration_s: float, interval: float, as_js
         profile = applystate.applied_profile(applystate.state_dir())
     except Exception:  # an unreadable state directory names no profile; the notes say why
         profile = None
-    with HistoryStore(db or default_db_path(), write=True) as store:
+    with SoakStore(db or default_db_path(), write=True) as store:
         on_sample = (lambda s: typer.echo(json.dumps(s))) if as_json else None
         run_id = record(
             mon, store, duration_s=duration_s, interval_s=interval, units=units,
@@ -177,14 +178,15 @@ def report(
 ) -> None:
     """Summarise a recorded soak run: temperature percentiles, seconds throttled by reason, energy, VRAM
     growth slope, server errors and unit restarts."""
-    from provision.bench.store import HistoryStore, default_db_path
+    from provision.bench.historydb import default_db_path
     from provision.errors import UsageError
     from provision.monitor.soak import summarize
+    from provision.monitor.soakstore import SoakStore
 
     path = db or default_db_path()
     if not path.exists():
         raise UsageError(f"{path}: no history yet (gpuprov monitor --record --duration 8h makes one)")
-    with HistoryStore(path) as store:
+    with SoakStore(path) as store:
         if list_runs:
             for r in store.monitor_runs():
                 typer.echo(f"{r['id']}\t{r['created_at']}\t{r['hostname']}\t{r['duration_s']} s\t{r['gpu_names']}")

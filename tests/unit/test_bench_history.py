@@ -12,9 +12,10 @@ import pytest
 from provision.bench.client import Endpoint
 from provision.bench.config import BenchConfig
 from provision.bench.history import compare, estimate, format_duration
+from provision.bench.historydb import SCHEMA_VERSION, default_db_path
 from provision.bench.runner import BenchRun, run_bench
 from provision.bench.stats import LevelResult
-from provision.bench.store import SCHEMA_VERSION, HistoryStore, StoredRun, default_db_path
+from provision.bench.store import HistoryStore, StoredRun
 from provision.bench.workload import Workload
 from provision.errors import UsageError
 from tests.unit.test_bench_server import FakeServer, Script

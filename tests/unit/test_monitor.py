@@ -22,13 +22,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 
 from provision import applystate
-from provision.bench.store import SCHEMA_VERSION, HistoryStore
+from provision.bench.historydb import SCHEMA_V1, SCHEMA_VERSION
 from provision.errors import UsageError
 from provision.monitor import soak
 from provision.monitor.exporter import registry_for
 from provision.monitor.htmlreport import render_html
 from provision.monitor.sampling import Monitor
 from provision.monitor.servers import ServerWatcher, parse_prometheus_text, vllm_figures
+from provision.monitor.soakstore import SoakStore
 from provision.monitor.view import render
 from provision.replay import ReplayNvml
 
@@ -185,7 +186,7 @@ def test_soak_record_and_report_figures(tmp_path: Path) -> None:
     clock = _Clock()
     with (
         _monitor(state, tmp_path / "s", monotonic=clock.monotonic) as mon,
-        HistoryStore(tmp_path / "h.db", write=True) as store,
+        SoakStore(tmp_path / "h.db", write=True) as store,
     ):
         original = mon.sample
         count = {"n": 0}
@@ -213,7 +214,7 @@ def test_soak_record_and_report_figures(tmp_path: Path) -> None:
     assert gpu["power_draw_w_mean"] == 300.0
     assert gpu["vram_slope_mib_per_h"] == pytest.approx(3600.0)
     assert gpu["vram_used_mib_max"] == 1540
-    html = render_html(summary, store_samples := HistoryStore(tmp_path / "h.db").monitor_samples(run_id))
+    html = render_html(summary, store_samples := SoakStore(tmp_path / "h.db").monitor_samples(run_id))
     assert html.count("<svg") == 3  # temperature, power, VRAM (no clocks or throughput in this replay)
     assert "<script" not in html and " src=" not in html and 'href="http' not in html  # loads nothing
     assert len(store_samples) == 10
@@ -229,11 +230,9 @@ def test_report_text_is_escaped_in_html(tmp_path: Path) -> None:
 
 
 def test_history_v1_migrates_to_v2_keeping_bench_runs(tmp_path: Path) -> None:
-    from provision.bench import store as store_module
-
     path = tmp_path / "old.db"
     con = sqlite3.connect(path)
-    con.executescript(store_module._SCHEMA_V1)
+    con.executescript(SCHEMA_V1)
     con.execute(
         "INSERT INTO runs (sweep_id, created_at, url, model, workload_key, concurrency, complete, requests_ok, "
         "requests_failed, duration_s, token_source, result_json, workload_json, server_json, host_json, notes_json) "
@@ -242,7 +241,7 @@ def test_history_v1_migrates_to_v2_keeping_bench_runs(tmp_path: Path) -> None:
     con.execute("PRAGMA user_version = 1")
     con.commit()
     con.close()
-    with HistoryStore(path) as store:
+    with SoakStore(path) as store:
         run_id = store.start_monitor_run(
             created_at="t", hostname=None, profile=None, interval_s=1, gpu_names=None, units=[], notes=[]
         )
@@ -254,7 +253,7 @@ def test_history_v1_migrates_to_v2_keeping_bench_runs(tmp_path: Path) -> None:
 
 
 def test_report_without_runs_is_one_line(tmp_path: Path) -> None:
-    with HistoryStore(tmp_path / "h.db", write=True) as store, pytest.raises(UsageError, match="no monitor run"):
+    with SoakStore(tmp_path / "h.db", write=True) as store, pytest.raises(UsageError, match="no monitor run"):
         store.monitor_run(None)
 
 
@@ -389,7 +388,7 @@ def test_xid_events_counted_in_view_and_exporter(tmp_path: Path) -> None:
         registry, _ = registry_for(mon)
         fams = _families(generate_latest(registry).decode())
     assert [g["xid_errors"] for g in sample["gpus"]] == [{"48": 1}, {"79": 2}]
-    with HistoryStore(tmp_path / "h.db", write=True) as store:
+    with SoakStore(tmp_path / "h.db", write=True) as store:
         run_id = store.start_monitor_run(
             created_at="t", hostname=None, profile=None, interval_s=1, gpu_names=None, units=[], notes=[]
         )
