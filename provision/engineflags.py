@@ -24,7 +24,7 @@ import shlex
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from provision.fit.fitting import FitResult
+    from provision.fit.result import FitResult
     from provision.serving.settings import LlamaCppSettings, OllamaSettings
 
 #: llama-server / llama-cpp-python default physical batch (common/common.h ``n_ubatch = 512``);

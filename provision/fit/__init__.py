@@ -11,10 +11,12 @@ The memory-model constants and their sources are all in :mod:`provision.fit.memo
 
 from __future__ import annotations
 
-from provision.fit.fitting import FitRequest, FitResult, GpuBudget, StackResult, fit_model, fit_stack
+from provision.fit.fitting import fit_model, fit_stack
 from provision.fit.gpus import gpus_from_names, gpus_from_snapshot, gpus_from_vram, parse_vram_gib
 from provision.fit.model import LayerSpec, ModelSpec
 from provision.fit.reading import read_model
+from provision.fit.request import FitRequest, GpuBudget
+from provision.fit.result import FitResult, StackResult
 
 __all__ = [
     "FitRequest",

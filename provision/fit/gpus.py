@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 from provision.errors import UsageError
-from provision.fit.fitting import GpuBudget
 from provision.fit.memory_model import GIB, MIB
+from provision.fit.request import GpuBudget
 from provision.snapshot import Snapshot
 
 #: larger than any GPU made: a typo, not a plan

@@ -9,8 +9,8 @@ from rich.table import Table
 from provision.console import make_console
 from provision.engineflags import engine_flags
 from provision.fit import memory_model as mm
-from provision.fit.fitting import FitResult, StackResult
 from provision.fit.memory_model import GIB
+from provision.fit.result import FitResult, StackResult
 
 _VERDICT_STYLE = {"fits": "green", "partial_offload": "yellow", "does_not_fit": "red"}
 _VERDICT_TEXT = {"fits": "fits", "partial_offload": "fits with partial CPU offload", "does_not_fit": "does not fit"}

@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from provision.errors import GpuprovError, UsageError
 from provision.fit import FitRequest, GpuBudget, fit_model, fit_stack, gpus_from_vram, parse_vram_gib, read_model
 from provision.fit import memory_model as mm
-from provision.fit.fitting import kv_bytes_per_token, llama_cpp_output_extra, vllm_kv_bytes
+from provision.fit.kv import kv_bytes_per_token
+from provision.fit.layers import llama_cpp_output_extra
+from provision.fit.tensor_parallel import vllm_kv_bytes
 from tests.unit.test_fit_gguf import ARCHS, Arch, write_gguf
 
 GIB = 1024**3
