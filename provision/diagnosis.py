@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
 from provision.gpus import lookup_gpu
-from provision.nvml import THROTTLE_REASONS
+from provision.nvmlcodes import THROTTLE_REASONS
 from provision.snapshot import GpuInfo, Snapshot
 from provision.versions import major_minor as _major_minor
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from provision import __version__, engines, hostfacts, nvml, pyenv, roottree, toolkits
+from provision import __version__, engines, hostfacts, nvml, nvmlcodes, pyenv, roottree, toolkits
 from provision.console import printable_copy
 from provision.gpuarch import NVML_ARCHITECTURES, architecture_for_cc
 from provision.serving import units as serving_units
@@ -208,7 +208,7 @@ def _read_clock_events(r: _Reader, h: Any, gpu: GpuInfo) -> None:
         mask = r.get("clock_event_reasons", "nvmlDeviceGetCurrentClocksThrottleReasons", h)
     if mask is not None:
         gpu.clock_event_reasons_mask = int(mask)
-        gpu.clock_event_reasons = nvml.decode_clock_event_reasons(int(mask))
+        gpu.clock_event_reasons = nvmlcodes.decode_clock_event_reasons(int(mask))
 
 
 def _probe_gpu(backend: Any, index: int) -> GpuInfo:
@@ -275,7 +275,7 @@ def _probe_gpu(backend: Any, index: int) -> GpuInfo:
     mig = r.get("mig_enabled", "nvmlDeviceGetMigMode", h)
     gpu.mig_enabled = None if mig is None else bool(mig[0])
     cm = r.get("compute_mode", "nvmlDeviceGetComputeMode", h)
-    gpu.compute_mode = None if cm is None else nvml.COMPUTE_MODES.get(cm, str(cm))
+    gpu.compute_mode = None if cm is None else nvmlcodes.COMPUTE_MODES.get(cm, str(cm))
     da = r.get("display_active", "nvmlDeviceGetDisplayActive", h)
     gpu.display_active = None if da is None else bool(da)
     return gpu

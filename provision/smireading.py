@@ -33,8 +33,9 @@ from provision import __version__
 from provision.errors import SnapshotError
 from provision.gpuarch import architecture_for_cc
 from provision.gpus import lookup_gpu
-from provision.nvml import CLOCK_EVENT_REASONS, decode_clock_event_reasons
-from provision.snapshot import MAX_NUMBER, DriverInfo, GpuInfo, HostInfo, NvmlStatus, PythonEnv, Snapshot
+from provision.nvmlcodes import CLOCK_EVENT_REASONS, decode_clock_event_reasons
+from provision.snapshot import DriverInfo, GpuInfo, HostInfo, NvmlStatus, PythonEnv, Snapshot
+from provision.typedjson import MAX_NUMBER
 from provision.versions import is_driver_version
 
 #: what nvidia-smi prints for a value NVML did not give (NOT_SUPPORTED and friends) → the probe's reason

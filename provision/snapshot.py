@@ -14,32 +14,19 @@ from __future__ import annotations
 import dataclasses
 import getpass
 import json
-import math
 import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
-from provision.console import printable
 from provision.errors import SnapshotError
+from provision.typedjson import build, shown
 from provision.versions import is_driver_version
-
-if TYPE_CHECKING:
-    from _typeshed import DataclassInstance
-
-_Record = TypeVar("_Record", bound="DataclassInstance")
 
 SCHEMA_VERSION = 1
 
-#: bounds on what a snapshot file may hold (a real one is tens of KiB): beyond them it is not a snapshot,
-#: and reading it on would take minutes (a 100 MB GPU name) or crash (JSON nested 100000 deep)
+#: a snapshot file is tens of KiB: a larger one is not one (the bounds on what it holds: provision.typedjson)
 MAX_FILE_BYTES = 16 * 1024 * 1024
-MAX_STRING_CHARS = 64 * 1024
-MAX_ITEMS = 10_000
-#: every number in a snapshot (MiB, W, MHz, °C, counts, a bit mask) is a finite count from 0 to 2**53
-MAX_NUMBER = 2**53
 
 #: Where a snapshot came from: ``live`` (probed just now), ``recorded`` (saved by ``doctor --save``
 #: on a real machine, or read from its ``nvidia-smi -q`` output), ``constructed`` (written by hand from
@@ -225,67 +212,53 @@ class Snapshot:
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise SnapshotError(
-                f"snapshot schema_version is {_show(version)}, this gpuprov reads {SCHEMA_VERSION}: "
+                f"snapshot schema_version is {shown(version)}, this gpuprov reads {SCHEMA_VERSION}: "
                 "record it again with this version (gpuprov doctor --save FILE)"
             )
-        snap = _build(cls, data, "snapshot")
+        snap = build(cls, data, "snapshot")
         snap.env = masked_env(snap.env)
         if snap.origin not in ORIGINS:
-            raise SnapshotError(f"snapshot origin {_show(snap.origin)} is not one of {', '.join(ORIGINS)}")
+            raise SnapshotError(f"snapshot origin {shown(snap.origin)} is not one of {', '.join(ORIGINS)}")
         for gpu in snap.gpus:
             cc = gpu.compute_capability
             if cc is not None and not _CC.fullmatch(cc):
                 raise SnapshotError(
-                    f"gpus[{gpu.index}].compute_capability: {_show(cc)} is not a compute capability "
+                    f"gpus[{gpu.index}].compute_capability: {shown(cc)} is not a compute capability "
                     "(MAJOR.MINOR, e.g. 8.9)"
                 )
         d = snap.driver
         for name in ("driver_version", "kernel_module_version", "nvml_library_version"):
             value = getattr(d, name)
             if value is not None and not is_driver_version(value):
-                raise SnapshotError(f"driver.{name}: {_show(value)} is not a driver version (e.g. 560.35.03 or 570)")
+                raise SnapshotError(f"driver.{name}: {shown(value)} is not a driver version (e.g. 560.35.03 or 570)")
         if d.cuda_driver_version is not None and not _CUDA.fullmatch(d.cuda_driver_version):
             raise SnapshotError(
-                f"driver.cuda_driver_version: {_show(d.cuda_driver_version)} is not a CUDA version (e.g. 12.8)"
+                f"driver.cuda_driver_version: {shown(d.cuda_driver_version)} is not a CUDA version (e.g. 12.8)"
             )
         return snap
 
     @classmethod
     def load(cls, path: str | Path) -> Snapshot:
+        """A snapshot file (``doctor --save``). A ``--from FILE`` may also be an nvidia-smi reading: that is
+        :func:`provision.snapshotfile.load`."""
         p = Path(path)
-        try:
-            with p.open("rb") as fh:
-                raw = fh.read(MAX_FILE_BYTES + 1)
-            if len(raw) > MAX_FILE_BYTES:
-                raise SnapshotError(
-                    f"{p}: larger than {MAX_FILE_BYTES // 2**20} MiB: not a gpuprov snapshot (they are tens of KiB)"
-                )
-            text = raw.decode("utf-8")
-        except FileNotFoundError:
-            raise SnapshotError(f"{p}: no such file") from None
-        except IsADirectoryError:
-            raise SnapshotError(f"{p}: is a directory, expected a snapshot JSON file") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SnapshotError(f"{p}: cannot read: {exc}") from None
-        from provision import smireading  # here: it builds snapshots itself
+        return cls.from_json(read_file_text(p), p)
 
-        if not text.lstrip().startswith("{") and smireading.detect(text) is not None:
-            try:  # nvidia-smi -q / -q -x output instead of a snapshot
-                return smireading.read(text, source=p.name).snapshot
-            except SnapshotError as exc:
-                raise SnapshotError(f"{p}: {exc}") from None
+    @classmethod
+    def from_json(cls, text: str, path: Path) -> Snapshot:
+        """The snapshot in ``text``, read from ``path`` (named in every error)."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise SnapshotError(f"{p}: not valid JSON (line {exc.lineno}): is it truncated?") from None
+            raise SnapshotError(f"{path}: not valid JSON (line {exc.lineno}): is it truncated?") from None
         except RecursionError:
-            raise SnapshotError(f"{p}: JSON nested too deeply: not a gpuprov snapshot") from None
+            raise SnapshotError(f"{path}: JSON nested too deeply: not a gpuprov snapshot") from None
         except ValueError:  # an integer of more than 4300 digits
-            raise SnapshotError(f"{p}: a number too long for any snapshot field: not a gpuprov snapshot") from None
+            raise SnapshotError(f"{path}: a number too long for any snapshot field: not a gpuprov snapshot") from None
         try:
             return cls.from_dict(data)
         except SnapshotError as exc:
-            raise SnapshotError(f"{p}: {exc}") from None
+            raise SnapshotError(f"{path}: {exc}") from None
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
@@ -328,6 +301,24 @@ class Snapshot:
         return copy
 
 
+def read_file_text(p: Path) -> str:
+    """The text of a file given as a snapshot, at most :data:`MAX_FILE_BYTES`; one line of error otherwise."""
+    try:
+        with p.open("rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise SnapshotError(
+                f"{p}: larger than {MAX_FILE_BYTES // 2**20} MiB: not a gpuprov snapshot (they are tens of KiB)"
+            )
+        return raw.decode("utf-8")
+    except FileNotFoundError:
+        raise SnapshotError(f"{p}: no such file") from None
+    except IsADirectoryError:
+        raise SnapshotError(f"{p}: is a directory, expected a snapshot JSON file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SnapshotError(f"{p}: cannot read: {exc}") from None
+
+
 _UUID = re.compile(r"\b(GPU|MIG)-[0-9A-Fa-f][0-9A-Fa-f/-]{7,}")
 _HOME = re.compile(r"(/home|/Users|/var/home)/[^/:\s]+")
 _CC = re.compile(r"[0-9]{1,2}\.[0-9]")
@@ -338,18 +329,6 @@ _SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASS", "CREDEN
 #: (OLLAMA_HOST=user:pass@host:11434)
 _MASKED = re.compile(r"\(set, [0-9]+ chars\)")
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://|^)[^/?#@\s]*@")
-
-
-def _show(value: Any) -> str:
-    """A value from a snapshot inside an error line: a text quoted, escaped and cut to a readable length; a
-    list or an object by its kind (its repr may be megabytes, or nested too deep to make)."""
-    if isinstance(value, str):
-        return repr(value if len(value) <= 60 else value[:60] + "…")
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return repr(value)
 
 
 def looks_secret(name: str) -> bool:
@@ -367,90 +346,3 @@ def masked_env(env: dict[str, str]) -> dict[str, str]:
         else f"(set, {len(value)} chars)"
         for name, value in env.items()
     }
-
-
-# -- strict, typed reconstruction from JSON ----------------------------------------------------
-
-_HINTS: dict[type, dict[str, Any]] = {}
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    if cls not in _HINTS:
-        _HINTS[cls] = typing.get_type_hints(cls)
-    return _HINTS[cls]
-
-
-def _build(cls: type[_Record], data: Any, where: str) -> _Record:
-    if not isinstance(data, dict):
-        raise SnapshotError(f"{where}: expected an object, got {type(data).__name__}")
-    hints = _hints(cls)
-    kwargs: dict[str, Any] = {}
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    for key, value in data.items():
-        if key not in known:
-            raise SnapshotError(f"{where}: unknown field {_show(key)}")
-        kwargs[key] = _convert(hints[key], value, f"{where}.{key}")
-    missing = [
-        name
-        for name, f in known.items()
-        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        raise SnapshotError(f"{where}: missing field(s) {', '.join(missing)}")
-    return cls(**kwargs)
-
-
-def _convert(hint: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        non_none = [a for a in args if a is not type(None)]
-        return _convert(non_none[0], value, where)
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return _build(hint, value, where)
-    if origin is list:
-        if not isinstance(value, list):
-            raise SnapshotError(f"{where}: expected a list")
-        if len(value) > MAX_ITEMS:
-            raise SnapshotError(f"{where}: {len(value)} items, more than the {MAX_ITEMS} a snapshot may hold")
-        return [_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise SnapshotError(f"{where}: expected an object")
-        if len(value) > MAX_ITEMS:
-            raise SnapshotError(f"{where}: {len(value)} entries, more than the {MAX_ITEMS} a snapshot may hold")
-        out = {}
-        for k, v in value.items():
-            key = _convert(str, k, f"{where} (a name)")
-            out[key] = _convert(args[1], v, f"{where}.{key}")
-        return out
-    if hint is Any:
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise SnapshotError(f"{where}: expected a number, got {_show(value)}")
-        if not (math.isfinite(value) and 0 <= value <= MAX_NUMBER):
-            raise SnapshotError(f"{where}: {_show(value)} is not a number from 0 to 2**53")
-        return float(value)
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SnapshotError(f"{where}: expected an integer, got {_show(value)}")
-        if not 0 <= value <= MAX_NUMBER:
-            raise SnapshotError(f"{where}: {_show(value)} is not a number from 0 to 2**53")
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise SnapshotError(f"{where}: expected true or false, got {_show(value)}")
-        return value
-    if hint is str:
-        if not isinstance(value, str):
-            raise SnapshotError(f"{where}: expected a string, got {_show(value)}")
-        if len(value) > MAX_STRING_CHARS:
-            raise SnapshotError(
-                f"{where}: a text of {len(value)} characters, more than the {MAX_STRING_CHARS} a snapshot field "
-                "may hold"
-            )
-        return printable(value)
-    raise SnapshotError(f"{where}: cannot read a value of type {hint!r}")  # pragma: no cover

@@ -84,7 +84,7 @@ class GpuMonitor:
 
 
 def summarize_readings(readings: list[_Reading], *, status: str, interval_s: float) -> dict[str, Any]:
-    from provision.nvml import THROTTLE_REASONS
+    from provision.nvmlcodes import THROTTLE_REASONS
 
     out: dict[str, Any] = {"status": status, "interval_s": interval_s, "samples": len(readings), "gpus": []}
     if status != "ok":

@@ -68,8 +68,8 @@ def llama_cpp(
     import os
 
     from provision import llama_build as lb
+    from provision import snapshotfile
     from provision.errors import UsageError
-    from provision.snapshot import Snapshot
 
     archs = lb.parse_arch_option(arch) if arch else None
     target = python or lb.current_python()
@@ -83,7 +83,7 @@ def llama_cpp(
     if not dry_run and from_file is None:
         lb.check_log_path(log_path)  # before anything runs: a log that cannot be written is bad usage (exit 2)
     if from_file is not None:
-        snap = Snapshot.load(from_file)
+        snap = snapshotfile.load(from_file)
         dry_run = True
         mem_available = snap.host.ram_mib  # that host's memory, not ours
     else:

@@ -37,11 +37,11 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 def _target(
     from_file: Path | None, driver: str | None, gpu: str | None, cc: str | None, packages: list[str] | None
 ) -> Target:
+    from provision import snapshotfile
     from provision.compat.target import Target, apply_overrides, target_from_snapshot
-    from provision.snapshot import Snapshot
 
     if from_file is not None:
-        base = target_from_snapshot(Snapshot.load(from_file))
+        base = target_from_snapshot(snapshotfile.load(from_file))
     elif driver is not None or gpu is not None or cc is not None or packages:
         base = Target()  # a pure what-if: nothing from this host
     else:

@@ -42,9 +42,9 @@ def doctor(
 
     Exit code: 0 no error finding, 1 at least one (with --strict: or a warning), 2 bad usage.
     """
+    from provision import snapshotfile
     from provision.diagnosis import diagnose, exit_code
     from provision.errors import UsageError
-    from provision.snapshot import Snapshot
 
     if from_file is not None and python is not None:
         raise UsageError("--from and --python do not go together: a saved snapshot already has its environment")
@@ -55,7 +55,7 @@ def doctor(
     if python is not None and not Path(python).is_file():
         raise UsageError(f"--python {python}: no such file (give the path of a Python interpreter)")
     if from_file is not None:
-        snap = Snapshot.load(from_file)
+        snap = snapshotfile.load(from_file)
     else:
         from provision.probe import probe
 

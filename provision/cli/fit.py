@@ -101,10 +101,10 @@ def fit(
     elif gpu:
         gpus = gpus_from_names(gpu)
     else:
-        from provision.snapshot import Snapshot
+        from provision import snapshotfile
 
         if from_file is not None:
-            snap = Snapshot.load(from_file)
+            snap = snapshotfile.load(from_file)
         else:
             from provision.probe import probe
 

@@ -28,16 +28,16 @@ def plan_cmd(
 ) -> None:
     """Per GPU and per file/unit: current -> desired. Exit 0 whether or not changes are pending;
     3 when applying would be refused (no driver, profile does not fit, power limit out of range)."""
+    from provision import snapshotfile
     from provision.hoststate import gather_sections, read_host_state
     from provision.plan import make_plan
     from provision.plantypes import HostState
     from provision.probe import plan_snapshot
     from provision.profiles.loader import load_profile
-    from provision.snapshot import Snapshot
 
     prof = load_profile(profile, root=root)
     if from_file is not None:
-        snap = Snapshot.load(from_file)
+        snap = snapshotfile.load(from_file)
         host = gather_sections(
             HostState(known=False, systemd_running=snap.host.systemd_pid1, python=sys.executable), snap, prof
         )

@@ -27,10 +27,10 @@ FromOption = Annotated[
 
 
 def _snapshot(from_file: Path | None) -> Snapshot:
-    from provision.snapshot import Snapshot
+    from provision import snapshotfile
 
     if from_file is not None:
-        return Snapshot.load(from_file)
+        return snapshotfile.load(from_file)
     from provision.probe import plan_snapshot
 
     return plan_snapshot()

@@ -32,12 +32,12 @@ def render_cmd(
 ) -> None:
     """Units, drop-ins, sysusers entries and environment files (API keys as placeholders), for review,
     image baking and tests. Needs no GPU. Exit 2 on a bad profile, 3 when --from refuses the profile."""
+    from provision import snapshotfile
     from provision.profiles.loader import load_profile
     from provision.rendertree import rendered_files, write_tree
-    from provision.snapshot import Snapshot
 
     prof = load_profile(profile, root=root)
-    snap = Snapshot.load(from_file) if from_file is not None else None
+    snap = snapshotfile.load(from_file) if from_file is not None else None
     result = rendered_files(prof, python=python or sys.executable, snapshot=snap, root=root, force=force)
     written = write_tree(result, out)
     if as_json:

@@ -18,7 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from provision.monitor.sampling import Monitor
-from provision.nvml import CLOCK_EVENT_REASONS
+from provision.nvmlcodes import CLOCK_EVENT_REASONS
 
 DEFAULT_PORT = 9835
 DEFAULT_ADDRESS = "127.0.0.1"

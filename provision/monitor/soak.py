@@ -1,5 +1,6 @@
 """Soak runs: ``gpuprov monitor --record`` writes samples into the bench history (one SQLite file, one
-schema: :mod:`provision.bench.store`), and ``gpuprov monitor report [RUN]`` summarises one.
+schema: :mod:`provision.bench.historydb`; the rows: :mod:`provision.monitor.soakstore`), and
+``gpuprov monitor report [RUN]`` summarises one.
 
 The summary per GPU: temperature (max and percentiles), seconds held back by each throttle reason,
 energy (Wh, the power readings integrated over time) and average power, VRAM growth slope (MiB per
@@ -14,7 +15,7 @@ import math
 from typing import Any
 
 from provision.bench.stats import percentile
-from provision.nvml import THROTTLE_REASONS
+from provision.nvmlcodes import THROTTLE_REASONS
 
 #: the systemd properties kept about each serving unit at the start and end of a run
 UNIT_PROPERTIES = ("NRestarts", "ActiveState", "SubState", "Result", "ExecMainStatus")
@@ -202,7 +203,7 @@ def record(
     on_sample: Any = None,
     clock: Any = None,
 ) -> int:
-    """Sample every ``interval_s`` for ``duration_s`` into ``store`` (a HistoryStore); returns the run id.
+    """Sample every ``interval_s`` for ``duration_s`` into ``store`` (a SoakStore); returns the run id.
     Ctrl-C ends the run early and keeps what was recorded. ``clock``: (monotonic, sleep) for tests."""
     import datetime as _dt
     import time

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from provision.monitor.sampling import reason_words
-from provision.nvml import THROTTLE_REASONS
+from provision.nvmlcodes import THROTTLE_REASONS
 
 
 def _num(value: Any, unit: str = "", fmt: str = "g") -> str:

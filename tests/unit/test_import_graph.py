@@ -9,12 +9,6 @@ from types import ModuleType
 
 REPO = Path(__file__).resolve().parents[2]
 
-#: a cycle outside issue 15's core, left to its owners (snapshot files may be nvidia-smi readings, which
-#: smireading turns into snapshots with the NVML clock-reason table): it must not grow, and this entry
-#: goes when it is broken
-KNOWN_CYCLES = [["provision.nvml", "provision.replay", "provision.smireading", "provision.snapshot"]]
-
-
 def _import_graph() -> ModuleType:
     spec = importlib.util.spec_from_file_location("import_graph", REPO / "scripts" / "import_graph.py")
     assert spec is not None and spec.loader is not None
@@ -28,9 +22,7 @@ def test_provision_has_no_import_cycle() -> None:
     graph = ig.import_graph(REPO)
     assert "provision.plantypes" in graph["provision.plan"]  # the graph is read from the real tree
     found = ig.cycles(graph)
-    new = [c for c in found if c not in KNOWN_CYCLES]
-    assert not new, "import cycles: " + " | ".join(ig.describe_cycle(graph, c) for c in new)
-    assert found == KNOWN_CYCLES, "a known cycle is gone: remove it from KNOWN_CYCLES"
+    assert not found, "import cycles: " + " | ".join(ig.describe_cycle(graph, c) for c in found)
 
 
 def _tree(tmp_path: Path, files: dict[str, str]) -> Path:

@@ -18,13 +18,12 @@ import pytest
 from provision.errors import SnapshotError
 from provision.snapshot import (
     MAX_FILE_BYTES,
-    MAX_ITEMS,
-    MAX_STRING_CHARS,
     HostInfo,
     ServerInfo,
     Snapshot,
     masked_env,
 )
+from provision.typedjson import MAX_ITEMS, MAX_STRING_CHARS
 from tests.conftest import SNAPSHOTS
 
 BASE = SNAPSHOTS / "rtx4090.constructed.json"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from provision.nvml import decode_clock_event_reasons
+from provision.nvmlcodes import decode_clock_event_reasons
 from provision.snapshot import (
     CudaToolkit,
     DriverInfo,
