@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from gguf import GGUFReader, GGUFValueType, LlamaFileType
@@ -64,8 +64,8 @@ class _HeaderReader(GGUFReader):
         if itype == GGUFValueType.STRING:
             host_little = sys.byteorder == "little"
             little = host_little if self.byte_order == "I" else not host_little
-            order = "little" if little else "big"
-            raw = memoryview(self.data)
+            order: Literal["little", "big"] = "little" if little else "big"
+            raw = memoryview(self.data.data)  # the memmap's buffer: the file's bytes, not copied
             data: list[int] = []
             end = len(self.data)
             for _ in range(count):

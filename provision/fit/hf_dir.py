@@ -217,7 +217,7 @@ def read_hf_dir(path: str | Path, *, quantization: str | None = None) -> ModelSp
                 else:
                     other_bytes += size
         exact = True
-        quant_name = None
+        quant_name: str | None = None
         qc = config.get("quantization_config")
         if isinstance(qc, dict) and isinstance(qc.get("quant_method"), str):
             quant_name = qc["quant_method"].upper()
@@ -239,9 +239,9 @@ def read_hf_dir(path: str | Path, *, quantization: str | None = None) -> ModelSp
         total = embeddings + per_layer * n_layer + norm
         notes.append(f"weights estimated from {total / 1e9:.2f}B parameters at {bits:.2f} bits per weight")
     tied = bool(config.get("tie_word_embeddings", False)) and output_bytes < input_bytes
-    name = config.get("_name_or_path")
+    name_or_path = config.get("_name_or_path")
     return ModelSpec(
-        name=name if isinstance(name, str) and name else directory.name,
+        name=name_or_path if isinstance(name_or_path, str) and name_or_path else directory.name,
         source=str(directory),
         format="hf" if exact else "parameters",
         architecture=str(config.get("model_type") or "unknown"),

@@ -13,7 +13,8 @@ def read_model(path: str | Path, *, quantization: str | None = None) -> ModelSpe
     """Read ``path``: a GGUF file (exact), or a directory with ``config.json`` (exact from its
     safetensors headers; from its parameter count when ``quantization`` is given or it has no
     weight files). Its text (name, architecture, notes) made printable: a file can hold anything."""
-    return printable_copy(_read(Path(path), quantization))
+    spec: ModelSpec = printable_copy(_read(Path(path), quantization))
+    return spec
 
 
 def _read(p: Path, quantization: str | None) -> ModelSpec:

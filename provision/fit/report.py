@@ -87,7 +87,7 @@ def render_result(console: Console, result: FitResult) -> None:
                       "quantization, or more GPUs)")  # fmt: skip
     else:
         flags = engine_flags(result)
-        console.print(f"  [dim]$[/dim] {escape(flags['command'])}", soft_wrap=True, highlight=False)
+        console.print(f"  [dim]$[/dim] {escape(str(flags['command']))}", soft_wrap=True, highlight=False)
         options = flags.get("options")
         if options:
             console.print(f"  request options: {escape(str(options))}")
