@@ -13,6 +13,9 @@ Layers, each its own module:
 - :mod:`~provision.bench.config` — a run's settings and their checks;
 - :mod:`~provision.bench.serverinfo` — before the load: the server reachable, what it says it is, this host's GPUs;
 - :mod:`~provision.bench.runner` — the load at one concurrency, the sweep, the best level;
-- :mod:`~provision.bench.store` — the SQLite history; :mod:`~provision.bench.history` — comparing runs
+- :mod:`~provision.bench.progress` — the progress display; :mod:`~provision.bench.tables` and
+  :mod:`~provision.bench.json_output` — the results for people and for scripts;
+- :mod:`~provision.bench.historydb` — the SQLite history file, its schema and migrations;
+  :mod:`~provision.bench.store` — the bench runs in it; :mod:`~provision.bench.history` — comparing runs
   and estimating how long N requests take at each stored configuration.
 """

@@ -7,10 +7,11 @@ says how long N requests take at each stored configuration.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from typer.core import TyperGroup
@@ -153,6 +154,7 @@ def run(
     from provision.bench.client import Endpoint
     from provision.bench.config import BenchConfig
     from provision.bench.gpu import GpuMonitor
+    from provision.bench.progress import RunProgress
     from provision.bench.runner import run_bench
     from provision.bench.store import HistoryStore
     from provision.bench.workload import Workload, load_prompts
@@ -191,8 +193,8 @@ def run(
     store = None if no_store else HistoryStore(_db_path(db), write=True)  # a bad --db fails before any load
 
     monitor = GpuMonitor(nvml.backend, interval_s=sample_interval)
-    progress = _Progress(terminal=sys.stderr.isatty(), monitor=monitor)
-    with progress, monitor if not no_gpu else _NoMonitor():
+    progress = RunProgress(terminal=sys.stderr.isatty(), monitor=monitor)
+    with progress, monitor if not no_gpu else contextlib.nullcontext():
         bench = run_bench(
             config,
             monitor=None if no_gpu else monitor,
@@ -218,7 +220,9 @@ def run(
     failed = sum(lv.requests_failed for lv in bench.levels)
     code = 130 if bench.interrupted else (1 if failed or bench.stop_reason else 0)
     if as_json:
-        typer.echo(json.dumps(_run_json(bench, stored, None if store is None else str(store.path), code), indent=2))
+        from provision.bench.json_output import run_document
+
+        typer.echo(json.dumps(run_document(bench, stored, None if store is None else str(store.path), code), indent=2))
     else:
         from provision.bench.tables import render_run
 
@@ -230,100 +234,6 @@ def run(
 
         typer.echo(f"gpuprov: {failed} of {sent} requests failed: {printable(why)}", err=True)
     raise typer.Exit(code)
-
-
-class _NoMonitor:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc_info: object) -> None:
-        return None
-
-
-class _Progress:
-    """Progress on stderr, always (stdout stays the results, --json or not): on a terminal a rich
-    progress bar per concurrency level, otherwise a line when each level starts and ends."""
-
-    def __init__(self, terminal: bool, monitor: Any) -> None:
-        self.terminal = terminal
-        self.monitor = monitor
-        self._bar: Any = None
-        self._tasks: dict[int, Any] = {}
-
-    def __enter__(self) -> _Progress:
-        if self.terminal:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            from provision.console import make_console
-
-            self._bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=make_console(stderr=True),
-                transient=True,
-            )
-            self._bar.__enter__()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(None, None, None)
-
-    def message(self, text: str) -> None:
-        from provision.console import printable
-
-        line = f"bench: {printable(text)}"
-        if self._bar is not None:
-            self._bar.console.print(line, markup=False, highlight=False)
-        else:
-            typer.echo(line, err=True)
-
-    def update(self, concurrency: int, done: int, planned: int | None, elapsed_s: float) -> None:
-        if self._bar is None:
-            if done == 0:
-                what = f"{planned} requests" if planned is not None else "requests for the --duration"
-                self.message(f"concurrency {concurrency}: sending {what}")
-            return
-        if concurrency not in self._tasks:
-            self._tasks[concurrency] = self._bar.add_task(f"concurrency {concurrency}", total=planned)
-        self._bar.update(self._tasks[concurrency], completed=done, description=self._describe(concurrency))
-
-    def _describe(self, concurrency: int) -> str:
-        text = f"concurrency {concurrency}"
-        readings = getattr(self.monitor, "readings", None)
-        if readings:
-            for g in readings[-1].gpus:
-                util = "?" if g.utilization_gpu_pct is None else f"{g.utilization_gpu_pct}%"
-                power = "?" if g.power_draw_w is None else f"{g.power_draw_w:.0f} W"
-                temp = "?" if g.temperature_c is None else f"{g.temperature_c}°C"
-                text += f"  GPU{g.index} {util} {power} {temp}"
-        return text
-
-
-def _run_json(bench: Any, stored: list[int], db: str | None, code: int) -> dict[str, Any]:
-    return {
-        "schema_version": 1,
-        "exit_code": code,
-        "url": bench.config.endpoint.url,
-        "model": bench.config.model,
-        "started_at": bench.started_at,
-        "server": bench.server,
-        "host": bench.host,
-        "workload": bench.config.workload.to_dict(),
-        "usage_requested": bench.config.include_usage,
-        "timeout_s": bench.config.timeout_s,
-        "request_timeout_s": bench.config.request_timeout_s,
-        "levels": [lv.to_dict() for lv in bench.levels],
-        "best": None if bench.best is None else {"concurrency": bench.best.concurrency, "reason": bench.best_reason},
-        "best_reason": bench.best_reason,
-        "slo_ms": bench.config.slo_ms,
-        "notes": bench.notes,
-        "stop_reason": bench.stop_reason,
-        "stored_run_ids": stored,
-        "db": db,
-    }
 
 
 @bench_app.command("history")
@@ -352,27 +262,9 @@ def history(
             before, after = store.get(compare[0]), store.get(compare[1])
             changes, warnings = compare_runs(before, after)
             if as_json:
-                typer.echo(
-                    json.dumps(
-                        {
-                            "before": before.to_dict(),
-                            "after": after.to_dict(),
-                            "warnings": warnings,
-                            "changes": [
-                                {
-                                    "metric": c.metric,
-                                    "before": c.before,
-                                    "after": c.after,
-                                    "ratio": c.ratio,
-                                    "higher_is_better": c.higher_is_better,
-                                    "improved": c.improved,
-                                }
-                                for c in changes
-                            ],
-                        },
-                        indent=2,
-                    )
-                )
+                from provision.bench.json_output import compare_document
+
+                typer.echo(json.dumps(compare_document(before, after, changes, warnings), indent=2))
             else:
                 from provision.bench.tables import render_compare
 
@@ -399,7 +291,6 @@ def estimate(
 ) -> None:
     """How long a job of N requests would take at each stored configuration, fastest first."""
     from provision.bench.history import estimate as estimate_runs
-    from provision.bench.history import format_duration
     from provision.bench.stats import check_max_error_rate
     from provision.bench.store import HistoryStore
     from provision.errors import UsageError
@@ -414,33 +305,9 @@ def estimate(
         runs = store.runs(model=model)
     estimates, skipped, excluded = estimate_runs(runs, requests, max_error_rate=max_error_rate)
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "db": str(path),
-                    "requests": requests,
-                    "skipped_run_ids": [r.id for r in skipped],
-                    "excluded_run_ids": [r.id for r in excluded],
-                    "estimates": [
-                        {
-                            "run_id": e.run.id,
-                            "model": e.run.model,
-                            "engine": e.run.engine,
-                            "engine_version": e.run.engine_version,
-                            "gpu_names": e.run.gpu_names,
-                            "profile": e.run.profile,
-                            "workload_key": e.run.workload_key,
-                            "concurrency": e.run.concurrency,
-                            "requests_per_s": e.run.level.requests_per_s,
-                            "seconds": e.seconds,
-                            "human": format_duration(e.seconds),
-                        }
-                        for e in estimates
-                    ],
-                },
-                indent=2,
-            )
-        )
+        from provision.bench.json_output import estimate_document
+
+        typer.echo(json.dumps(estimate_document(str(path), requests, estimates, skipped, excluded), indent=2))
     else:
         from provision.bench.tables import render_estimates
 

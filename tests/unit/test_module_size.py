@@ -9,14 +9,11 @@ LIMIT = 400
 #: over the limit when the limit came (issue 15), each owned by another piece of work that splits it;
 #: a module leaves this list when it is split, and none joins it
 KNOWN_OVER = {
-    "bench/store.py",
     # grew past the limit after it came (issue 15): to split by their owners
-    "cli/bench.py",  # 448a380
     "probe.py",  # the monitor's detail readings
     "replay.py",
     "compat/verdict.py",
     "diagnosis.py",
-    "fit/fitting.py",
     "prune/analysis.py",
     "prune/imports.py",
     "prune/removal.py",
