@@ -10,7 +10,6 @@ verdict alone.
 from __future__ import annotations
 
 import datetime
-import re
 from dataclasses import replace
 
 from packaging.version import Version
@@ -18,14 +17,15 @@ from packaging.version import Version
 from provision.compat.attention import check_flashinfer, check_xformers
 from provision.compat.matrix import (
     Matrix,
-    TorchBuild,
     cuda_major,
     load_matrix,
     runs_on,
-    version_or_none,
 )
 from provision.compat.report import EXIT_CODES, VERDICTS, Problem, Report, verdict_of
 from provision.compat.target import GpuTarget, Target
+from provision.compat.torch_check import check_torch
+from provision.compat.vllm_check import check_vllm
+from provision.versions import version_or_none
 
 _UNKNOWN_KIND = {
     "torch": "torch_unknown",
@@ -123,204 +123,6 @@ class Checker:
                     fix,
                 )
 
-    # -- torch ------------------------------------------------------------------------------------------
-    def torch(self) -> TorchBuild | None:
-        text = self.t.packages.get("torch")
-        if text is None:
-            return None
-        version = Version(text)
-        public, local = version.public, version.local
-        if public not in self.m.torch_versions:
-            self.not_covered("torch", text, "torch", "gpuprov compat plan proposes a covered version")
-            return None
-        if local == "cpu" or self.t.torch_cpu:
-            if self.t.gpus:
-                self.add(
-                    "incompatible",
-                    "torch_cpu",
-                    f"torch {text} ↔ {self.t.gpus[0].label}",
-                    f"torch {text} is a CPU-only build: it cannot use the GPU",
-                    "PyTorch install matrix (pytorch.org/get-started)",
-                    "install a CUDA build (gpuprov compat plan)",
-                )
-            return None
-        if local and not re.fullmatch(r"cu\d{3}", local):
-            self.add(
-                "unknown",
-                "torch_unknown",
-                f"torch {text}",
-                f"torch {text} is not a CUDA build (local tag +{local}): the matrix covers NVIDIA CUDA builds "
-                "(+cuXYZ), CPU builds (+cpu) and the plain PyPI wheel",
-                "compat.toml [torch]",
-                "gpuprov compat plan proposes a CUDA build for this GPU",
-            )
-            return None
-        variant = local
-        if variant is None and self.t.torch_cuda:
-            variant = "cu" + self.t.torch_cuda.replace(".", "")
-        build = self.m.torch_build(public, variant)
-        if build is None:
-            published = ", ".join(b.variant for b in self.m.torch_variants(public))
-            self.add(
-                "unknown",
-                "torch_unknown",
-                f"torch {text}",
-                f"torch {public} has no {variant} build in the matrix (published: {published})",
-                "compat.toml [torch]",
-                f"use one of: {published}",
-            )
-            return None
-        label = f"torch {build.version}+{build.variant}"
-        self.runtime_vs_driver(label, build.cuda, "torch_driver", self._torch_driver_alternative(build))
-        self.gpus_vs_archs(label, build.archs, build.source, "torch_gpu", self._torch_gpu_fix(build))
-        return build
-
-    def _torch_driver_alternative(self, build: TorchBuild) -> str:
-        if self.driver is None:
-            return ""
-        fits = []
-        for b in self.m.torch_variants(build.version):
-            floor = self.m.driver_floor(b.cuda)
-            covers = all(runs_on(b.archs, g.compute_capability) for g in self.t.gpus)
-            if floor is not None and self.driver >= Version(floor[0]) and covers:
-                fits.append(b)
-        if not fits:
-            return ""
-        b = max(fits, key=lambda b: Version(b.cuda))
-        return f"install {b.requirement}" + (f" from {b.index}" if b.index else "")
-
-    def _driver_runs(self, cuda: str) -> bool:
-        """Can this host's driver start a runtime of this CUDA version (unknown driver: assume yes)?"""
-        if self.driver is None:
-            return True
-        floor = self.m.driver_floor(cuda)
-        return floor is not None and self.driver >= Version(floor[0])
-
-    def _torch_gpu_fix(self, build: TorchBuild) -> str:
-        for gpu in self.t.gpus:
-            if runs_on(build.archs, gpu.compute_capability):
-                continue
-            same = [b for b in self.m.torch_variants(build.version) if runs_on(b.archs, gpu.compute_capability)]
-            if same:
-                b = max(same, key=lambda b: Version(b.cuda))
-                return f"install {b.requirement}" + (f" from {b.index}" if b.index else "")
-            others = [
-                b
-                for b in self.m.torch_builds.values()
-                if runs_on(b.archs, gpu.compute_capability) and self._driver_runs(b.cuda)
-            ]
-            if others:
-                b = max(others, key=lambda b: (Version(b.version), b.pypi, Version(b.cuda)))
-                return (
-                    f"no torch {build.version} build supports cc {gpu.compute_capability}: install {b.requirement}"
-                    + (f" from {b.index}" if b.index else "")
-                )
-            return f"no torch build in the matrix supports cc {gpu.compute_capability}"
-        return ""
-
-    # -- vLLM -------------------------------------------------------------------------------------------
-    def vllm(self, torch: TorchBuild | None) -> None:
-        text = self.t.packages.get("vllm")
-        if text is None:
-            return
-        rel = self.m.vllm(text)
-        if rel is None:
-            self.not_covered("vllm", text, "vllm", "gpuprov compat plan proposes a covered version")
-            return
-        label = f"vllm {rel.version}"
-        torch_text = self.t.packages.get("torch")
-        if torch_text is not None:
-            pair = f"{label} ↔ torch {torch_text}"
-            self.checked.append(pair)
-            if Version(torch_text).public != rel.torch:
-                newest = [r for r in self.m.vllm_newest_first() if r.torch == Version(torch_text).public]
-                alt = (
-                    f", or vllm=={newest[0].version} (the newest vLLM built for torch {newest[0].torch})"
-                    if newest
-                    else ""
-                )
-                self.add(
-                    "incompatible",
-                    "vllm_torch",
-                    pair,
-                    f"vLLM {rel.version} is built against torch {rel.torch} (its _C extension fails to import "
-                    'with another torch: "undefined symbol")',
-                    rel.source,
-                    f"install torch=={rel.torch}{alt}",
-                )
-            if torch is not None and cuda_major(torch.cuda) != cuda_major(rel.cuda):
-                self.add(
-                    "incompatible",
-                    "vllm_torch_cuda",
-                    f"{label} (CUDA {rel.cuda}) ↔ torch {torch_text}",
-                    f"vLLM {rel.version}'s wheel is built with CUDA {rel.cuda}; torch {torch.variant} brings a "
-                    f"CUDA {torch.cuda} runtime (libcudart.so.{cuda_major(rel.cuda)} is missing)",
-                    rel.build_source,
-                    f"install a CUDA {cuda_major(rel.cuda)}.x build of torch {rel.torch}",
-                )
-        if (
-            rel.flashinfer
-            and not rel.flashinfer_extra
-            and "flashinfer-python" not in self.t.packages
-            and not self.m.flashinfer_published(rel.flashinfer)[0]
-        ):
-            self.checked.append(f"{label} ↔ flashinfer-python {rel.flashinfer}")
-            self.add(
-                "incompatible",
-                "vllm_unresolvable",
-                f"{label} ↔ flashinfer-python {rel.flashinfer}",
-                f"vLLM {rel.version} requires flashinfer-python=={rel.flashinfer}, which is not on PyPI: pip and uv "
-                "cannot install it",
-                f"{rel.source}; {self.m.flashinfer_pins_source}",
-                self._vllm_installable_fix(rel.torch),
-            )
-        self.runtime_vs_driver(f"{label} (CUDA {rel.cuda})", rel.cuda, "vllm_driver")
-        self.gpus_vs_archs(label, rel.archs, rel.build_source, "vllm_gpu", self._vllm_gpu_fix())
-        for dist, pin, extra in (
-            ("xformers", rel.xformers, False),
-            ("flashinfer-python", rel.flashinfer, rel.flashinfer_extra),
-        ):
-            have = self.t.packages.get(dist)
-            if have is None or pin is None:
-                continue
-            pair = f"{label} ↔ {dist} {have}"
-            extra_name = dist.split("-")[0]
-            if extra and extra_name not in self.t.extras.get("vllm", frozenset()):
-                # pip and uv enforce a requirement under an extra only when the extra is asked for: no constraint
-                self.checked.append(
-                    f"{pair} (vLLM {rel.version} pins {dist}=={pin} only under its [{extra_name}] extra, "
-                    f'not asked for; judge by it: --with "vllm[{extra_name}]=={rel.version}")'
-                )
-                continue
-            self.checked.append(pair)
-            if Version(Version(have).public) != Version(pin):
-                how = f"its [{dist.split('-')[0]}] extra pins" if extra else "it pins"
-                self.add(
-                    "incompatible",
-                    f"vllm_{dist.split('-')[0]}",
-                    pair,
-                    f"vLLM {rel.version} expects {dist} {pin} ({how} {dist}=={pin})",
-                    rel.source,
-                    f"install {dist}=={pin}",
-                )
-
-    def _vllm_installable_fix(self, torch: str) -> str:
-        ok = [
-            r
-            for r in self.m.vllm_newest_first()
-            if r.torch == torch
-            and not (r.flashinfer and not r.flashinfer_extra and not self.m.flashinfer_published(r.flashinfer)[0])
-        ]
-        return f"install vllm=={ok[0].version} (the newest installable vLLM for torch {torch})" if ok else ""
-
-    def _vllm_gpu_fix(self) -> str:
-        ccs = self.t.cc_list()
-        ok = [r for r in self.m.vllm_newest_first() if all(runs_on(r.archs, cc) for cc in ccs)]
-        if not ok:
-            return "no vLLM release supports this GPU: use llama.cpp (gpuprov compat plan --engine llama-cpp)"
-        return f"install vllm=={ok[0].version} (the newest release with kernels for cc {', '.join(ccs)})"
-
-    # -- flashinfer ---------------------------------------------------------------------------------------
     # -- llama-cpp-python ------------------------------------------------------------------------------
     def llama_cpp(self) -> None:
         """llama-cpp-python pins no torch: its version against the matrix, its build against the GPUs.
@@ -406,8 +208,8 @@ class Checker:
         return stale
 
     def run(self) -> Report:
-        torch = self.torch()
-        self.vllm(torch)
+        torch = check_torch(self)
+        check_vllm(self, torch)
         check_flashinfer(self, torch)
         check_xformers(self)
         self.llama_cpp()

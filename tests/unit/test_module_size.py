@@ -12,7 +12,6 @@ KNOWN_OVER = {
     # grew past the limit after it came (issue 15): to split by their owners
     "probe.py",  # the monitor's detail readings
     "replay.py",
-    "compat/verdict.py",
     "diagnosis.py",
     "prune/analysis.py",
     "prune/imports.py",
