@@ -16,8 +16,6 @@ KNOWN_OVER = {
     "prune/analysis.py",
     "prune/imports.py",
     "prune/removal.py",
-    "smireading.py",
-    "snapshot.py",
 }
 
 
