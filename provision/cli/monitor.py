@@ -183,6 +183,10 @@ def report(
     from provision.monitor.soak import summarize
     from provision.monitor.soakstore import SoakStore
 
+    if html is not None:  # before the history is opened (and migrated): a missing extra changes nothing
+        from provision.monitor.htmlreport import require_matplotlib
+
+        require_matplotlib()
     path = db or default_db_path()
     if not path.exists():
         raise UsageError(f"{path}: no history yet (gpuprov monitor --record --duration 8h makes one)")

@@ -2,13 +2,21 @@
 
 matplotlib draws them with its Agg/SVG backends: no browser, no display, no network; the file has no
 script and loads nothing. Text from the host (GPU names, profile names, errors) is HTML-escaped.
+matplotlib (with numpy, pillow, fonttools...) is gpuprov's ``report`` extra, not a dependency of every
+host: without it the report says in one line how to install it.
 """
 
 from __future__ import annotations
 
 import html
 import io
+from types import ModuleType
 from typing import Any
+
+from provision.errors import GpuprovError
+
+#: how to install the plotting library the HTML report needs
+INSTALL_REPORT_EXTRA = "uv pip install 'gpuprov[report]'"
 
 PLOTS = (
     ("temperature", "Temperature (°C)"),
@@ -19,10 +27,22 @@ PLOTS = (
 )
 
 
+def require_matplotlib() -> ModuleType:
+    """matplotlib, imported; else a one-line error saying how to install it (the ``report`` extra)."""
+    try:
+        import matplotlib
+    except ImportError as exc:
+        what = "is not installed" if exc.name == "matplotlib" else f"cannot be imported ({exc})"
+        raise GpuprovError(
+            f"--html draws its plots with matplotlib, which {what}: it is gpuprov's report extra: "
+            f"{INSTALL_REPORT_EXTRA}"
+        ) from None
+    return matplotlib
+
+
 def figures(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """name -> matplotlib Figure, one per plot that has data."""
-    import matplotlib
-
+    matplotlib = require_matplotlib()
     matplotlib.use("Agg", force=True)
     from matplotlib.figure import Figure
 

@@ -9,6 +9,8 @@ import http.server
 import json
 import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -411,3 +413,55 @@ def test_bad_xid_events_in_a_replay_state_is_one_error(tmp_path: Path) -> None:
     state.write_text(json.dumps(data))
     with pytest.raises(SnapshotError, match="xid_events must be a list"):
         ReplayNvml.from_state_file(state)
+
+
+def _report_html_without_matplotlib(tmp_path: Path, db: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    """``gpuprov monitor report --html`` in a Python where ``import matplotlib`` fails (None in sys.modules)."""
+    code = (
+        "import runpy, sys; sys.modules['matplotlib'] = None; "
+        f"sys.argv = ['gpuprov', 'monitor', 'report', '--db', {str(db)!r}, '--html', {str(out)!r}]; "
+        "runpy.run_module('provision', run_name='__main__')"
+    )
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "GPUPROV_STATE_DIR": str(tmp_path / "s")}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+
+
+def test_html_report_without_matplotlib_says_how_to_install_it(tmp_path: Path) -> None:
+    """matplotlib is the report extra: without it --html is one line naming the extra, and nothing is
+    written or migrated (a schema-1 history stays at schema 1)."""
+    db = tmp_path / "old.db"
+    con = sqlite3.connect(db)
+    con.executescript(SCHEMA_V1)
+    con.execute("PRAGMA user_version = 1")
+    con.commit()
+    con.close()
+    out = tmp_path / "report.html"
+    proc = _report_html_without_matplotlib(tmp_path, db, out)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "matplotlib, which is not installed" in proc.stderr
+    assert "uv pip install 'gpuprov[report]'" in proc.stderr
+    assert not out.exists()
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 1
+    con.close()
+
+
+def test_html_report_from_the_cli_draws_the_plots(tmp_path: Path) -> None:
+    """With matplotlib (the report extra, in the dev group), the same command writes the plots."""
+    state = _state(tmp_path, "rtx4090.constructed.json", power_draw_w=300.0)
+    clock = _Clock()
+    db = tmp_path / "h.db"
+    with _monitor(state, tmp_path / "s", monotonic=clock.monotonic) as mon, SoakStore(db, write=True) as store:
+        soak.record(
+            mon, store, duration_s=120, interval_s=60, units=[], hostname="h", profile=None,
+            clock=(clock.monotonic, clock.sleep),
+        )  # fmt: skip
+    out = tmp_path / "report.html"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "GPUPROV_STATE_DIR": str(tmp_path / "s")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "provision", "monitor", "report", "--db", str(db), "--html", str(out)],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_text(encoding="utf-8").count("<svg") == 3  # temperature, power, VRAM
