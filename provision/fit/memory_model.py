@@ -288,6 +288,22 @@ def vllm_profile_tokens(*, version: str | None, max_model_len: int, total_mib: i
     return max(max_model_len, VLLM_V0_MIN_BATCHED_TOKENS), 256
 
 
+#: hidden-state rows (``n_embd`` values per batched token, model dtype) alive at the forward pass's
+#: peak besides the MLP's intermediates: hidden, residual and attention output. V0 (vllm#10517:
+#: Llama 3.1 8B 2.06 / 2.99 GiB predicted at 20k / 29k, 2.07 / 2.99 logged).
+VLLM_FORWARD_ROWS = 3
+#: V1's model runner keeps one more row per batched token for the whole run: its persistent
+#: ``inputs_embeds`` buffer of ``max_num_batched_tokens × hidden_size`` (gpu_model_runner.py); during
+#: the sampler run that buffer and the dummy run's returned hidden states are what is left of the forward
+VLLM_V1_EXTRA_ROWS = 1
+VLLM_V1_SAMPLER_ROWS = 2
+#: bytes per logit of V1's dummy sampler run over ``max_num_seqs`` rows of the vocabulary
+#: (gpu_model_runner.py ``_dummy_sampler_run``, v1/sample/sampler.py, ops/topk_topp_sampler.py): the
+#: model-dtype logits (2), their float32 copy (4), the float32 softmax probabilities (4) and the
+#: float32 exponential noise of ``random_sample`` (4), all alive at once
+VLLM_V1_SAMPLER_BYTES_PER_LOGIT = 2 + 4 + 4 + 4
+
+
 def vllm_activation_bytes(
     *,
     n_embd: int,
@@ -299,19 +315,25 @@ def vllm_activation_bytes(
     version: str | None = None,
 ) -> int:
     """Peak activation memory of vLLM's profile run (what it logs as "PyTorch activation peak
-    memory").
+    memory", V1 0.19+: "... GiB for peak activation").
 
-    The peak is inside an MLP, in the model dtype (2 bytes): the merged gate/up output
-    (``2 × n_ff / tp``), the activation's output (``n_ff / tp``) and about three hidden-state rows
-    (hidden, residual, attention output) per token of :func:`vllm_profile_tokens`. Against V0 logs
-    of Llama 3.1 8B (vllm#10517): 2.06 / 2.99 GiB predicted at 20k / 29k, 2.07 / 2.99 logged. V1 also
-    samples ``max_num_seqs`` rows of f32 logits after the forward pass (``_dummy_sampler_run``) —
-    added here, an estimate not yet checked against a V1 log of a dense model.
+    The forward pass peaks inside an MLP, in the model dtype (2 bytes): the merged gate/up output
+    (``2 × n_ff / tp``), the activation's output (``n_ff / tp``) and :data:`VLLM_FORWARD_ROWS`
+    hidden-state rows per token of :func:`vllm_profile_tokens`. V1 then runs the sampler on
+    ``max_num_seqs`` rows of logits after the forward's intermediates are freed: the peak is the
+    larger of the two (not their sum), :data:`VLLM_V1_SAMPLER_BYTES_PER_LOGIT` per logit on top of
+    :data:`VLLM_V1_SAMPLER_ROWS` rows. Against vLLM 0.19.0 logs on an H100 (tests/data/fit_logs/
+    vllm-v1-*): Llama 3.1 8B 1.84 GiB predicted, 1.89 logged (the sampler's peak); CodeLlama 7B 0.75 /
+    0.77 and Granite 3.1 8B 0.84 / 0.85 (the forward's: small vocabularies). Logits are gathered
+    whole on every tensor-parallel rank, so the sampler's part does not shrink with ``tp``.
     """
     tokens, seqs = vllm_profile_tokens(version=version, max_model_len=max_model_len, total_mib=total_mib)
-    forward = tokens * (3 * n_ff // tp + 3 * n_embd) * 2
-    sampler = seqs * n_vocab * 4 if vllm_is_v1(version) else 0
-    return forward + sampler
+    row = tokens * n_embd * 2
+    if not vllm_is_v1(version):
+        return tokens * (3 * n_ff // tp) * 2 + VLLM_FORWARD_ROWS * row
+    forward = tokens * (3 * n_ff // tp) * 2 + (VLLM_FORWARD_ROWS + VLLM_V1_EXTRA_ROWS) * row
+    sampler = seqs * n_vocab * VLLM_V1_SAMPLER_BYTES_PER_LOGIT + VLLM_V1_SAMPLER_ROWS * row
+    return max(forward, sampler)
 
 
 def vllm_kv_capacity_tokens(kv_bytes_per_rank: int, bytes_per_token_per_rank: int) -> int:

@@ -349,6 +349,19 @@ def test_vllm_v0_profiles_the_whole_prompt_and_v1_the_scheduler_batch() -> None:
     assert mm.vllm_activation_bytes(**llama8b, max_model_len=20000, version="0.9.2") < v0 / 4
 
 
+def test_vllm_v1_activation_is_the_larger_of_the_forward_and_the_sampler() -> None:
+    """vLLM 0.19.0 on an H100 (llm-d-planner's published logs): Llama 3.1 8B logs 1.89 GiB, the
+    sampler's 1024 rows of its 128256-token vocabulary; CodeLlama 7B (32016 tokens) logs 0.77 GiB, the
+    forward pass's. The old sum (forward + f32 logits) gave 1.33 and 0.81."""
+    h100 = {"total_mib": 81090, "tp": 1, "max_model_len": 8192, "version": "0.19.0"}
+    llama = mm.vllm_activation_bytes(n_embd=4096, n_ff=14336, n_vocab=128256, **h100)
+    codellama = mm.vllm_activation_bytes(n_embd=4096, n_ff=11008, n_vocab=32016, **h100)
+    assert abs(llama / mm.GIB - 1.89) < 0.1
+    assert abs(codellama / mm.GIB - 0.77) < 0.05
+    # tensor parallel shrinks the MLP's part, not the sampler's (every rank gathers the whole vocabulary)
+    assert mm.vllm_activation_bytes(n_embd=4096, n_ff=14336, n_vocab=128256, **{**h100, "tp": 2}) == llama
+
+
 def test_llama_cpp_compute_is_the_allocator_peak_not_the_sum() -> None:
     """Mistral 7B at 2048 tokens without flash attention: llama.cpp logs 164.00 MiB (logdetective#106);
     the sum of scores, FFN and logits was 222.5 MiB."""
