@@ -7,17 +7,14 @@ unchanged on it. Fields the snapshot marks unavailable raise what NVML raised wh
 error. Setters enforce what the real driver enforces — root only, power limit within the GPU's
 constraints, "not supported" where the snapshot says so — and every accepted call is recorded.
 
-State lives in a JSON file (``GPUPROV_NVML_REPLAY=/path/state.json``): either a plain snapshot or
-``{"snapshot": {...}, "calls": [...]}``. Setters write the new state back, so separate processes (the
-CLI, an Ansible module, a boot-time unit) all see one simulated GPU.
+State lives in a JSON file (``GPUPROV_NVML_REPLAY=/path/state.json``, :mod:`provision.replaystate`).
+Setters write the new state back, so separate processes (the CLI, an Ansible module, a boot-time unit)
+all see one simulated GPU.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import stat
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +23,9 @@ from typing import Any
 import pynvml
 
 from provision.errors import SnapshotError
+from provision.gpuarch import NVML_ARCHITECTURES
+from provision.nvmlcodes import COMPUTE_MODES
+from provision.replaystate import ReplayState, file_stamp, read_state, write_state
 from provision.snapshot import GpuInfo, Snapshot
 
 _INIT_ERRORS = {
@@ -44,18 +44,8 @@ _REASON_ERRORS = {
 #: what the replay pretends the process is, for root-only setters (env var, default: the real euid)
 AS_USER_ENV = "GPUPROV_NVML_REPLAY_AS_USER"
 
-_COMPUTE_MODES = {"default": 0, "exclusive_thread": 1, "prohibited": 2, "exclusive_process": 3}
-_ARCH_CODES = {
-    "Kepler": 2,
-    "Maxwell": 3,
-    "Pascal": 4,
-    "Volta": 5,
-    "Turing": 6,
-    "Ampere": 7,
-    "Ada": 8,
-    "Hopper": 9,
-    "Blackwell": 10,
-}
+_COMPUTE_MODES = {name: code for code, name in COMPUTE_MODES.items()}
+_ARCH_CODES = {name: code for code, name in NVML_ARCHITECTURES.items()}
 
 
 @dataclass
@@ -105,36 +95,22 @@ class ReplayNvml:
     @classmethod
     def from_state_file(cls, path: str | Path) -> ReplayNvml:
         p = Path(path)
-        try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError) as exc:
-            raise SnapshotError(f"replay state {p}: cannot read: {exc}") from None
-        calls: list[dict[str, Any]] = []
-        events: list[dict[str, int]] = []
-        if isinstance(data, dict) and "snapshot" in data:
-            calls = list(data.get("calls") or [])
-            events = _xid_events(data.get("xid_events"), p)
-            data = data["snapshot"]
-        replay = cls(Snapshot.from_dict(data), state_file=p, calls=calls)
-        replay.xid_events = events
+        state = read_state(p)
+        replay = cls(state.snapshot, state_file=p, calls=state.calls)
+        replay.xid_events = state.xid_events
         return replay
 
     def _file_stamp(self) -> tuple[int, int, int] | None:
-        try:
-            st = self.state_file.stat() if self.state_file is not None else None
-        except OSError:
-            return None
-        # the inode too: a writer that replaces the file (as _save does) is seen even within one clock tick
-        return None if st is None else (st.st_mtime_ns, st.st_size, st.st_ino)
+        return None if self.state_file is None else file_stamp(self.state_file)
 
     def _refresh(self) -> None:
         """Another process changed the state file (a setter, or a test playing a GPU that falls off the bus
         mid-run): a long-running reader (monitor, exporter) sees the new state, as it would see the GPU."""
         stamp = self._file_stamp()
-        if stamp is None or stamp == self._stamp:
+        if self.state_file is None or stamp is None or stamp == self._stamp:
             return
         try:
-            fresh = ReplayNvml.from_state_file(self.state_file)  # type: ignore[arg-type]
+            fresh = read_state(self.state_file)
         except SnapshotError:
             return  # caught mid-write by a writer that does not replace atomically: keep the last state
         self.snapshot, self.calls, self._stamp = fresh.snapshot, fresh.calls, stamp
@@ -143,19 +119,7 @@ class ReplayNvml:
     def _save(self) -> None:
         if self.state_file is None:
             return
-        state: dict[str, Any] = {"snapshot": self.snapshot.to_dict(), "calls": self.calls}
-        if self.xid_events:
-            state["xid_events"] = self.xid_events
-        payload = json.dumps(state, indent=2)
-        fd, tmp = tempfile.mkstemp(dir=self.state_file.parent, prefix=".replay-")
-        # keep the state file's mode: the GPU it plays is readable by every user (servers run as their own)
-        try:
-            os.fchmod(fd, stat.S_IMODE(self.state_file.stat().st_mode))
-        except FileNotFoundError:
-            os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(payload)
-        os.replace(tmp, self.state_file)
+        write_state(self.state_file, ReplayState(self.snapshot, self.calls, self.xid_events))
         self._stamp = self._file_stamp()
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -429,15 +393,3 @@ class ReplayNvml:
         if not isinstance(h, int) or not 0 <= h < len(self.snapshot.gpus):
             raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
         return h
-
-
-def _xid_events(value: Any, path: Path) -> list[dict[str, int]]:
-    if value is None:
-        return []
-    ok = isinstance(value, list) and all(
-        isinstance(e, dict) and set(e) == {"gpu", "xid"} and all(type(v) is int and 0 <= v < 2**32 for v in e.values())
-        for e in value
-    )
-    if not ok:
-        raise SnapshotError(f"replay state {path}: xid_events must be a list of {{gpu: N, xid: N}}")
-    return [dict(e) for e in value]
