@@ -465,3 +465,20 @@ def test_html_report_from_the_cli_draws_the_plots(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert out.read_text(encoding="utf-8").count("<svg") == 3  # temperature, power, VRAM
+
+
+def test_matplotlib_is_only_the_report_extra() -> None:
+    """The installed gpuprov's own metadata (written by the build backend) asks for matplotlib only under the
+    report extra, and importing the monitor and its commands does not import it."""
+    import importlib.metadata
+
+    from packaging.requirements import Requirement
+
+    plotting = [Requirement(r) for r in importlib.metadata.requires("gpuprov") or [] if r.startswith("matplotlib")]
+    assert plotting and all(str(r.marker) == 'extra == "report"' for r in plotting), plotting
+    code = (
+        "import sys, provision.cli.monitor, provision.monitor.htmlreport, provision.monitor.soak, "
+        "provision.monitor.exporter; print('matplotlib' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "False"
