@@ -132,9 +132,9 @@ class GpuInfo:
     compute_mode: str | None = None
     display_active: bool | None = None
     #: GPU busy percentage over NVML's last sample period; a moment's reading, filled by
-    #: probe.GpuSampler (the full probe leaves it None)
+    #: gpuwatch.GpuSampler (the full probe leaves it None)
     utilization_gpu_pct: int | None = None
-    #: current SM and memory clocks; moment's readings like utilisation (probe.GpuSampler with detail)
+    #: current SM and memory clocks; moment's readings like utilisation (gpuwatch.GpuSampler with detail)
     sm_clock_mhz: int | None = None
     memory_clock_mhz: int | None = None
     #: degrees left before the GPU slows down (NVML's margin temperature, nvidia-smi's "T.Limit Temp"): what

@@ -1,4 +1,4 @@
-"""GPU readings while a benchmark runs, through the probe (:class:`provision.probe.GpuSampler`).
+"""GPU readings while a benchmark runs, through :class:`provision.gpuwatch.GpuSampler`.
 
 A background thread reads every GPU each ``interval_s``; each concurrency level is summarised from
 the readings taken while it ran (one is taken at its start and end too, so short levels get some).
@@ -37,7 +37,7 @@ class GpuMonitor:
 
     def __enter__(self) -> GpuMonitor:
         from provision.errors import GpuprovError
-        from provision.probe import GpuSampler
+        from provision.gpuwatch import GpuSampler
 
         try:
             backend = self._backend_factory()

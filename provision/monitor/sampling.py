@@ -2,7 +2,7 @@
 and the servers' figures. The live view, ``--once --json``, soak recording and the exporter all take
 their readings from :class:`Monitor`.
 
-NVML is opened once through the probe (:class:`provision.probe.GpuSampler` with ``detail``); the
+NVML is opened once through :class:`provision.gpuwatch.GpuSampler` (with ``detail``); the
 static facts (limits' range, thresholds, PCIe maximum) come from one full probe at start. A GPU that
 stops answering mid-run (fell off the bus, driver reloaded) is a reading with ``lost`` set, and the
 probe errors are counted, never raised.
@@ -141,7 +141,8 @@ class Monitor:
         self._t0 = monotonic()
 
     def __enter__(self) -> Monitor:
-        from provision.probe import GpuSampler, XidWatcher, probe_gpus
+        from provision.gpuwatch import GpuSampler, XidWatcher
+        from provision.probe import probe_gpus
 
         driver, gpus = probe_gpus(self.backend, root=self.root)
         self.static = {g.index: g for g in gpus}

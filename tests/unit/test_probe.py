@@ -9,7 +9,8 @@ import pynvml
 import pytest
 
 from provision import probe as probe_mod
-from provision.probe import classify_init_failure, probe_gpus, relevant_env
+from provision.nvmlfields import classify_init_failure
+from provision.probe import probe_gpus, relevant_env
 from provision.replay import ReplayNvml
 from provision.snapshot import DriverInfo, Snapshot
 from tests.conftest import load_snapshot, snapshot_files
