@@ -28,7 +28,7 @@ CASES = BENCH.cases()
 
 def test_the_corpus_has_both_engines_and_every_case_names_its_source() -> None:
     engines = [BENCH.load(p)["engine"] for p in CASES]
-    assert engines.count("llama.cpp") >= 5, engines
+    assert engines.count("llama.cpp") >= 6, engines
     assert engines.count("vllm") >= 4, engines
     # the V1 engine (vLLM 0.8.0 on) as well as V0: each sizes its profile run differently
     versions = [BENCH.load(p)["settings"].get("vllm_version") for p in CASES if BENCH.load(p)["engine"] == "vllm"]
