@@ -142,16 +142,18 @@ def run_level(
                         state["in_a_row"] = 0 if result.ok else state["in_a_row"] + 1
                         state["ok"] += result.ok
                         state["timeouts"] += result.error_kind == "timeout"
-                    if stop.is_set():
-                        pass
-                    elif state["in_a_row"] >= abort_after:
-                        state["stop_reason"] = f"stopped after {abort_after} failed requests in a row: {result.error}"
-                        stop.set()
-                    elif state["ok"] == 0 and state["timeouts"] >= concurrency:
-                        state["stop_reason"] = (
-                            f"stopped: none of the first {state['timeouts']} requests finished in time ({result.error})"
-                        )
-                        stop.set()
+                    if not stop.is_set():  # the first reason to stop is the one kept
+                        if state["in_a_row"] >= abort_after:
+                            state["stop_reason"] = (
+                                f"stopped after {abort_after} failed requests in a row: {result.error}"
+                            )
+                            stop.set()
+                        elif state["ok"] == 0 and state["timeouts"] >= concurrency:
+                            state["stop_reason"] = (
+                                f"stopped: none of the first {state['timeouts']} requests finished in time "
+                                f"({result.error})"
+                            )
+                            stop.set()
                     done = len(results)
                 if on_progress is not None:
                     on_progress(concurrency, done, planned, time.perf_counter() - start)
