@@ -38,7 +38,8 @@ def same(setting: str, current: Any, desired: Any) -> bool:
         return current is not None and desired is not None and round(current * 1000) == round(desired * 1000)
     if setting == "locked_clocks_mhz":
         return (list(current) if current else None) == (list(desired) if desired else None)
-    return current == desired
+    equal: bool = current == desired  # the readings' types vary by setting (float, bool, list of MHz)
+    return equal
 
 
 def pending(

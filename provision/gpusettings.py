@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from provision import applystate, nvml
 from provision.errors import GpuprovError
@@ -25,6 +25,8 @@ from provision.gpudecisions import (
 )
 from provision.plantypes import GpuSettingsTarget, HostState
 from provision.snapshot import GpuInfo
+
+_Result = TypeVar("_Result")
 
 
 class GpuSettingsError(GpuprovError):
@@ -144,7 +146,7 @@ def target_from_dict(item: dict[str, Any]) -> GpuSettingsTarget:
     )
 
 
-def with_nvml(fn: Callable[[Any, list[GpuInfo]], Any], *, root: Path = Path("/")) -> Any:
+def with_nvml(fn: Callable[[Any, list[GpuInfo]], _Result], *, root: Path = Path("/")) -> _Result:
     """Initialise NVML, probe the GPUs, call ``fn(backend, gpus)``, shut NVML down."""
     from provision.probe import probe_gpus
 
@@ -192,7 +194,9 @@ def _reapply(backend: Any, gpus: list[GpuInfo], targets: list[GpuSettingsTarget]
     return [f"GPU {o.index}: {line}" for o in done for line in o.lines]
 
 
-def _reapply_image(backend: Any, gpus: list[GpuInfo], image: dict, name: str, state_dir: Path | None) -> list[str]:
+def _reapply_image(
+    backend: Any, gpus: list[GpuInfo], image: dict[str, Any], name: str, state_dir: Path | None
+) -> list[str]:
     """The first boots of an image: the profile's settings for the GPUs of this machine that match it,
     recorded first as an apply does (what this machine had, for `gpuprov revert` here)."""
     host = HostState(

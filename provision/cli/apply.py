@@ -34,7 +34,7 @@ def _refuse_unless_root(check: bool, command: str) -> None:
 
 def _run(
     action: str,
-    extra: dict,
+    extra: dict[str, object],
     *,
     root: Path,
     check: bool,

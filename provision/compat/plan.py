@@ -10,14 +10,16 @@ driver were new enough and says which driver it needs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from packaging.version import Version
 
-from provision.compat.matrix import Matrix, TorchBuild, cuda_major, load_matrix, runs_on, version_or_none
+from provision.compat.matrix import Matrix, TorchBuild, cuda_major, load_matrix, runs_on
 from provision.compat.target import Target
 from provision.compat.verdict import Report, check
 from provision.errors import GpuprovError
+from provision.versions import version_or_none
 
 ENGINES = ("vllm", "llama-cpp", "ollama")
 
@@ -275,7 +277,7 @@ def plan(target: Target, engine: str = "vllm", *, flashinfer: bool = True, matri
     driver = version_or_none(target.driver)
     if engine == "ollama":
         return _plan_ollama(target, m, driver)
-    make = (
+    make: Callable[[Version | None], Plan | None] = (
         (lambda d: _plan_vllm(target, m, d, flashinfer))
         if engine == "vllm"
         else (lambda d: _plan_llama_cpp(target, m, d))

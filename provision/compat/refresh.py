@@ -225,7 +225,8 @@ def _urlopen(url: str, headers: dict[str, str]) -> bytes:
     req = urllib.request.Request(url, headers={"User-Agent": "gpuprov-compat-refresh", **headers})
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.read()
+            body: bytes = resp.read()  # urlopen's response is untyped (Any) in typeshed
+            return body
     except OSError as exc:
         raise RefreshError(f"cannot fetch {url}: {exc}") from None
 

@@ -314,7 +314,7 @@ def decide_build(
                     f"no NVIDIA GPU detected ({why}): build for a GPU that is not here with --arch (e.g. --arch 89), "
                     "or make a CPU build with --cpu"
                 )
-            ccs = {}
+            ccs: dict[str, list[str]] = {}  # sm arch -> the GPUs that have it
             for g in snapshot.gpus:
                 if g.compute_capability is None:
                     raise BuildError(f"GPU {g.index} ({g.name}) did not report its compute capability: pass --arch")

@@ -41,9 +41,9 @@ def _sdist_pkg_info(path: Path) -> str | None:
                 member = next((n for n in zf.namelist() if re.fullmatch(r"[^/]+/PKG-INFO", n)), None)
                 return zf.read(member).decode("utf-8", "replace") if member else None
         with tarfile.open(path, "r:*") as tf:
-            for member in tf:
-                if member.isfile() and re.fullmatch(r"[^/]+/PKG-INFO", member.name):
-                    fh = tf.extractfile(member)
+            for entry in tf:
+                if entry.isfile() and re.fullmatch(r"[^/]+/PKG-INFO", entry.name):
+                    fh = tf.extractfile(entry)
                     return fh.read().decode("utf-8", "replace") if fh else None
     except (OSError, tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
         raise UsageError(f"--source {path}: not a readable sdist archive ({exc})") from None

@@ -128,7 +128,8 @@ class ServerWatcher:
         if self.api_key:
             request.add_header("Authorization", f"Bearer {self.api_key}")
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-            return response.read(MAX_BODY_BYTES)
+            body: bytes = response.read(MAX_BODY_BYTES)  # urlopen's response is untyped (Any) in typeshed
+            return body
 
     def _json(self, path: str) -> Any:
         return json.loads(self._get(path))

@@ -12,10 +12,13 @@ Per serving unit (where systemd runs): restarts during the run (``NRestarts`` at
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provision.bench.stats import percentile
 from provision.nvmlcodes import THROTTLE_REASONS
+
+if TYPE_CHECKING:
+    from provision.monitor.soakstore import SoakStore
 
 #: the systemd properties kept about each serving unit at the start and end of a run
 UNIT_PROPERTIES = ("NRestarts", "ActiveState", "SubState", "Result", "ExecMainStatus")
@@ -150,7 +153,7 @@ def _servers(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _units(units: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _units(units: list[dict[str, Any] | str]) -> list[dict[str, Any]]:
     """Units recorded as ``{"unit", "start": {...}, "end": {...}}``: restarts during the run."""
     out = []
     for u in units:
@@ -193,7 +196,7 @@ def parse_duration(text: str) -> float:
 
 def record(
     monitor: Any,
-    store: Any,
+    store: SoakStore,
     *,
     duration_s: float,
     interval_s: float,

@@ -99,4 +99,5 @@ def gather(profile: Profile, snapshot: Snapshot, host: HostState) -> HostState:
             except GpuprovError as exc:
                 model_error = str(exc)
     facts = replace(served, present=present, dirs=dirs, key_notes=key_notes, model=model, model_error=model_error)
+    assert host.sandbox is not None  # gather_sections reads the boot unit's sandbox before any gather hook
     return replace(host, serving=facts, sandbox=host.sandbox.merged(served.sandbox))

@@ -40,7 +40,7 @@ from provision.serving.settings import (
 )
 
 if TYPE_CHECKING:
-    pass
+    from collections.abc import Callable
 
 
 def _path(value: Any, where: _Where, what: str) -> str:
@@ -279,7 +279,12 @@ def parse_serving(value: Any, where: _Where) -> ServingSection:
     if len(engines) != 1:
         raise where.error(f"expected exactly one server: one of {', '.join(ENGINES)} (got {len(engines)})")
     engine = engines[0]
-    parser = {"vllm": _parse_vllm, "ollama": _parse_ollama, "llama_cpp": _parse_llama_cpp}[engine]
+    parsers: dict[str, Callable[[Any, _Where], VllmSettings | OllamaSettings | LlamaCppSettings]] = {
+        "vllm": _parse_vllm,
+        "ollama": _parse_ollama,
+        "llama_cpp": _parse_llama_cpp,
+    }
+    parser = parsers[engine]
     settings = parser(data[engine], where[engine])
     host = "127.0.0.1"
     if data.get("host") is not None:
