@@ -86,11 +86,11 @@ def plan_serving(desired: Desired, snapshot: Snapshot, profile: Profile, host: H
             desired.notes.extend(facts.key_notes[files.key_file])
     if isinstance(section.settings, OllamaSettings) and host.known:
         installed = host.units.get(files.unit) is None or host.units[files.unit].path is not None
-        for path, what in ((OLLAMA_HOME if installed else None, "Ollama's installer makes it"),
-                           (section.settings.models_dir, "")):  # fmt: skip
-            if path and not facts.dirs[path]:
+        for directory, what in ((OLLAMA_HOME if installed else None, "Ollama's installer makes it"),
+                                (section.settings.models_dir, "")):  # fmt: skip
+            if directory and not facts.dirs[directory]:
                 desired.notes.append(
-                    f"{path} does not exist: the sandbox skips it, and Ollama cannot write there until it does "
+                    f"{directory} does not exist: the sandbox skips it, and Ollama cannot write there until it does "
                     f"({what or 'create it, owned by the ollama user'})"
                 )
     for line in files.refusals:
@@ -124,8 +124,8 @@ def _remove_stale(
         if state.path is not None or state.enabled:
             desired.serving_units.append(UnitTarget(unit, False, now=True, note=f"{why}: disabled and stopped"))
     for path in MANAGED_FILES:
-        state = host.files.get(path)
-        if path in wanted or state is None or state.content is None:
+        file_state = host.files.get(path)
+        if path in wanted or file_state is None or file_state.content is None:
             continue
         dirs = (str(PurePosixPath(OLLAMA_DROPIN).parent),) if path == OLLAMA_DROPIN else ()
         desired.serving_files.append(FileTarget(path, None, "0644", f"{why}: removed", dirs))
@@ -144,8 +144,6 @@ def _remove_stale(
 def fit_notes(section: ServingSection, snapshot: Snapshot, facts: ServingHost) -> list[str]:
     """``gpuprov fit`` on the profile's model where the model is a local file or directory here (read by
     the gather hook)."""
-    from provision.fit import FitRequest, fit_model, gpus_from_snapshot
-
     st = section.settings
     model = getattr(st, "model", None)
     if not model or not model.startswith("/") or not snapshot.gpus:
@@ -158,6 +156,9 @@ def fit_notes(section: ServingSection, snapshot: Snapshot, facts: ServingHost) -
         return [f"serving model {model}: cannot check whether it fits ({facts.model_error})"]
     spec = facts.model
     assert spec is not None
+    # imported only for a model to fit (fit needs gguf and numpy: ~0.15 s of every plan otherwise)
+    from provision.fit import FitRequest, fit_model, gpus_from_snapshot
+
     try:
         if isinstance(st, LlamaCppSettings):
             # llama-server's --ctx-size is the total over its --parallel slots (0: the trained context);
