@@ -239,6 +239,17 @@ def vllm_scheduler_defaults(total_mib: int) -> tuple[int, int]:
 #: non-torch memory (CUDA context, cuBLAS/NCCL workspaces) per GPU — estimate (vLLM logs it as
 #: "non-torch memory" at start-up; 0.2-0.5 GiB on a single GPU)
 VLLM_NON_TORCH_MIB = 512
+#: with tensor parallel every rank also holds NCCL's and vLLM's custom all-reduce buffers — estimate from
+#: vLLM 0.19.0 logs on H100s (llm-d-planner's accuracy study): 2.06-2.1 GiB at TP 2, 2.13 at TP 4
+#: (0.24-0.46 GiB at TP 1); tests/data/fit_logs/vllm-v1-llama3.3-70b-fp8-tp2-*
+VLLM_NON_TORCH_TP_MIB = 2150
+
+
+def vllm_non_torch_bytes(tp: int) -> int:
+    """Memory vLLM counts as non-torch on each GPU: the CUDA context and library workspaces, and the
+    all-reduce buffers when the model is split over several GPUs."""
+    return (VLLM_NON_TORCH_MIB if tp <= 1 else VLLM_NON_TORCH_TP_MIB) * MIB
+
 
 #: CUDA graphs captured for decode batch sizes — estimate (vLLM logs "Graph capturing finished ...
 #: took 0.2-0.6 GiB" for 7-8B models); 0 with ``--enforce-eager``. They are captured *after* the KV

@@ -52,7 +52,7 @@ def fit_vllm(model: ModelSpec, gpus: list[GpuBudget], req: FitRequest, budgets: 
         max_model_len=req.context,
         version=req.vllm_version,
     )
-    non_torch = mm.VLLM_NON_TORCH_MIB * mm.MIB
+    non_torch = mm.vllm_non_torch_bytes(tp)
     # CUDA graphs are captured after the KV cache is sized: above the utilization limit
     graphs = mm.VLLM_CUDA_GRAPH_MIB * mm.MIB
     fixed = non_torch + graphs

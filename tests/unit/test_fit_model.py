@@ -362,6 +362,36 @@ def test_vllm_v1_activation_is_the_larger_of_the_forward_and_the_sampler() -> No
     assert mm.vllm_activation_bytes(n_embd=4096, n_ff=14336, n_vocab=128256, **{**h100, "tp": 2}) == llama
 
 
+def test_vllm_tensor_parallel_ranks_hold_all_reduce_buffers(tmp_path: Path) -> None:
+    """Llama 3.3 70B FP8 over two H100s at 0.95 on vLLM 0.19.0 logs 2.1 GiB of non-torch memory per rank
+    and 15269 KV blocks (244,304 tokens, llm-d-planner's published log); with a single GPU's 0.5 GiB
+    the fit said 255,152 (+4.4 %)."""
+    import json
+
+    from provision.fit.hf_dir import read_hf_dir
+
+    config = {
+        "model_type": "llama",
+        "num_hidden_layers": 80,
+        "hidden_size": 8192,
+        "num_attention_heads": 64,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "intermediate_size": 28672,
+        "vocab_size": 128256,
+        "max_position_embeddings": 131072,
+        "torch_dtype": "bfloat16",
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    spec = read_hf_dir(tmp_path, quantization="FP8")
+    h100 = int(79.19 * mm.GIB)
+    request = FitRequest(engine="vllm", context=8192, gpu_memory_utilization=0.95, vllm_version="0.19.0")
+    result = fit_model(spec, [GpuBudget(0, "H100", h100), GpuBudget(1, "H100", h100)], request)
+    assert result.tensor_parallel_size == 2
+    assert result.kv_capacity_tokens is not None
+    assert abs(result.kv_capacity_tokens - 244304) <= 0.01 * 244304, result.kv_capacity_tokens
+
+
 def test_llama_cpp_compute_is_the_allocator_peak_not_the_sum() -> None:
     """Mistral 7B at 2048 tokens without flash attention: llama.cpp logs 164.00 MiB (logdetective#106);
     the sum of scores, FFN and logits was 222.5 MiB."""
