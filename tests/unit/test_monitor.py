@@ -482,3 +482,39 @@ def test_matplotlib_is_only_the_report_extra() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "False"
+
+
+def test_html_report_plots_clocks_and_server_throughput(tmp_path: Path) -> None:
+    """A replayed RTX 2080 pair at 1800/7000 MHz, and a vLLM (its recorded /metrics on loopback) generating
+    600 tokens between samples 60 s apart: all five plots are drawn, the throughput at 10 tokens/s."""
+    from provision.monitor.htmlreport import PLOTS, figures
+
+    state = _state(tmp_path, "rtx2080x2.published.json", sm_clock_mhz=1800, memory_clock_mhz=7000)
+    recorded = (DATA / "servers" / "vllm-0.7-qwen2.5-coder-1.5b.metrics.txt").read_text()
+    reads = {"n": 0}
+
+    def answer(path: str) -> tuple[int, bytes]:
+        if path != "/metrics":
+            return 404, b""
+        reads["n"] += 1
+        return 200, recorded.replace("} 955.0", f"}} {955 + 600 * reads['n']}.0").encode()
+
+    clock = _Clock()
+    with _http(answer) as url:
+        watcher = ServerWatcher(url, "vllm", monotonic=clock.monotonic)
+        with (
+            _monitor(state, tmp_path / "s", monotonic=clock.monotonic, servers=[watcher]) as mon,
+            SoakStore(tmp_path / "h.db", write=True) as store,
+        ):
+            run_id = soak.record(
+                mon, store, duration_s=180, interval_s=60, units=[], hostname="h", profile=None,
+                clock=(clock.monotonic, clock.sleep),
+            )  # fmt: skip
+            run, samples = store.monitor_run(run_id), store.monitor_samples(run_id)
+    drawn = figures(samples)
+    assert sorted(drawn) == sorted(name for name, _ in PLOTS)
+    (line,) = drawn["throughput"].axes[0].get_lines()
+    assert list(line.get_ydata()) == [10.0, 10.0, 10.0]  # the first read has no rate yet
+    clocks = {line.get_label(): set(line.get_ydata()) for line in drawn["clocks"].axes[0].get_lines()}
+    assert clocks == {"GPU 0 SM": {1800}, "GPU 0 memory": {7000}, "GPU 1 SM": {1800}, "GPU 1 memory": {7000}}
+    assert render_html(soak.summarize(run, samples), samples).count("<svg") == 5
