@@ -42,7 +42,6 @@ def doctor(
 
     Exit code: 0 no error finding, 1 at least one (with --strict: or a warning), 2 bad usage.
     """
-    from provision import snapshotfile
     from provision.diagnosis import diagnose, exit_code
     from provision.errors import UsageError
 
@@ -55,6 +54,8 @@ def doctor(
     if python is not None and not Path(python).is_file():
         raise UsageError(f"--python {python}: no such file (give the path of a Python interpreter)")
     if from_file is not None:
+        from provision import snapshotfile  # a reading's parsers: not on the live path
+
         snap = snapshotfile.load(from_file)
     else:
         from provision.probe import probe
