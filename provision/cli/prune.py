@@ -63,7 +63,7 @@ def prune(
     without --allow-relock, a --verify command that already fails).
     """
     from provision.prune.analysis import analyse
-    from provision.prune.installed import choose_interpreter, read_environment
+    from provision.prune.installed import PendingEnvironment, choose_interpreter
     from provision.prune.removal import RemovalFailed, RemovalResult, apply_removal, refuse_own_environment
 
     if (verify or allow_relock) and not apply:
@@ -73,10 +73,14 @@ def prune(
     from provision.prune.scancache import cache_dir
 
     interpreter, why = choose_interpreter(project, python)
-    env = read_environment(interpreter, cache_dir=cache_dir())
+    pending = PendingEnvironment(interpreter, cache_dir=cache_dir())  # collects while the source is scanned
+    try:
+        report = analyse(project, pending, interpreter_source=why, ignore=tuple(ignore or ()), cache_dir=cache_dir())
+    finally:
+        pending.cancel()
+    env = pending.result()
     if apply:
         refuse_own_environment(env, explicit=python is not None)
-    report = analyse(project, env, interpreter_source=why, ignore=tuple(ignore or ()), cache_dir=cache_dir())
     code = report.exit_code
     applied: RemovalResult | None = None
     failure: RemovalFailed | None = None

@@ -20,7 +20,7 @@ from provision.errors import UsageError
 from provision.prune.declared import DeclaredSet, read_declared
 from provision.prune.graph import DependencyGraph
 from provision.prune.imports import ScanResult, entry_point_imports, root_modules, scan_project
-from provision.prune.installed import InstalledDist, InstalledEnv
+from provision.prune.installed import InstalledDist, InstalledEnv, PendingEnvironment
 from provision.prune.known import PLUGIN_HOSTS, RUNTIME_LOADED, UNINSTALLED_IMPORT_NAMES
 from provision.prune.mentions import config_file_tools, find_mentions, tool_tables
 from provision.prune.scancache import ScanCache
@@ -453,13 +453,15 @@ def _decide(
 
 def analyse(
     project: Path,
-    env: InstalledEnv,
+    environment: InstalledEnv | PendingEnvironment,
     interpreter_source: str = "given",
     ignore: tuple[str, ...] = (),
     cache_dir: Path | None = None,
 ) -> PruneReport:
     """The prune verdicts for ``project`` in the installed environment ``env``; ``cache_dir`` keeps
-    the per-file scan results between runs (:mod:`~provision.prune.scancache`)."""
+    the per-file scan results between runs (:mod:`~provision.prune.scancache`). A pending
+    ``environment`` (its collector still running in the target interpreter) is waited for after the
+    source scan, so the two run side by side."""
     if not project.is_dir():
         raise UsageError(f"{project}: not a directory")
     declared = read_declared(project)
@@ -469,6 +471,7 @@ def analyse(
     ignored = config.ignore | {canonicalize_name(n) for n in ignore}
     cache = ScanCache(cache_dir, project) if cache_dir is not None else None
     scan = scan_project(project, config.exclude, cache)
+    env = environment.result() if isinstance(environment, PendingEnvironment) else environment
     own = _own_dists(env, project, declared.project_name)
     uses = _find_uses(project, env, declared, scan, own)
     verdicts = _classify(declared, env, uses, scan, ignored)

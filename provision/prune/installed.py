@@ -145,21 +145,49 @@ def read_environment(
     changed: the interpreter file and every ``sys.path`` directory and editable source root keep
     their ``mtime_ns`` (installing, upgrading or removing a distribution adds and removes entries in
     its site-packages directory, which changes that directory's mtime)."""
-    if python is None or _same_interpreter(python):
-        return env_from_collected(pyenv.collect_distributions(paths))
-    cache = cache_dir / ("env-" + hashlib.sha256(os.path.abspath(python).encode()).hexdigest()[:24] + ".json") \
-        if cache_dir is not None else None  # fmt: skip
-    if cache is not None:
-        try:
-            saved = json.loads(cache.read_text(encoding="utf-8"))
-            if saved["key"] == _collector_key() and saved["fingerprint"] == _fingerprint(python, saved["data"]):
-                return env_from_collected(saved["data"])
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-    data = _collect_in(python)
-    if cache is not None:
-        write_cache_file(cache, {"key": _collector_key(), "fingerprint": _fingerprint(python, data), "data": data})
-    return env_from_collected(data)
+    return PendingEnvironment(python, paths, cache_dir).result()
+
+
+class PendingEnvironment:
+    """:func:`read_environment` started: another interpreter's collector (when its cached answer is
+    out of date) runs in its own process while the caller scans the project; :meth:`result` waits
+    for it, :meth:`cancel` stops it when the answer is no longer wanted."""
+
+    def __init__(self, python: str | None = None, paths: list[str] | None = None, cache_dir: Path | None = None):
+        self.python, self.paths = python, paths
+        self.env: InstalledEnv | None = None
+        self.cache: Path | None = None
+        self.running: pyenv.RunningCollector | None = None
+        if python is None or _same_interpreter(python):
+            return  # read in-process by result()
+        if cache_dir is not None:
+            digest = hashlib.sha256(os.path.abspath(python).encode()).hexdigest()[:24]
+            self.cache = cache_dir / f"env-{digest}.json"
+            try:
+                saved = json.loads(self.cache.read_text(encoding="utf-8"))
+                if saved["key"] == _collector_key() and saved["fingerprint"] == _fingerprint(python, saved["data"]):
+                    self.env = env_from_collected(saved["data"])
+                    return
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+        self.running = pyenv.RunningCollector(python, "collect_distributions()")
+
+    def cancel(self) -> None:
+        if self.running is not None:
+            self.running.cancel()
+
+    def result(self) -> InstalledEnv:
+        if self.env is not None:
+            return self.env
+        if self.python is None or self.running is None:
+            self.env = env_from_collected(pyenv.collect_distributions(self.paths))
+            return self.env
+        data = _collected(self.python, self.running.result(COLLECT_TIMEOUT_S))
+        if self.cache is not None:
+            payload = {"key": _collector_key(), "fingerprint": _fingerprint(self.python, data), "data": data}
+            write_cache_file(self.cache, payload)
+        self.env = env_from_collected(data)
+        return self.env
 
 
 def _collector_key() -> str:
@@ -190,8 +218,8 @@ def _same_interpreter(python: str) -> bool:
 COLLECT_TIMEOUT_S = 120
 
 
-def _collect_in(python: str) -> dict[str, Any]:
-    data = pyenv.run_collector(python, "collect_distributions()", COLLECT_TIMEOUT_S)
+def _collected(python: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The collector's answer, or its error as one line."""
     if "error" in data:
         raise UsageError(f"--python {data['error']}")
     if "distributions" not in data:

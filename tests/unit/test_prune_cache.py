@@ -3,6 +3,7 @@ source): a re-run on an unchanged tree parses nothing and says the same; an edit
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import json
 import os
@@ -13,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from provision import pyenv
 from provision.cli import main
-from provision.prune import imports, installed, scancache
+from provision.prune import analysis, imports, installed, scancache
 from provision.prune.analysis import analyse
 from provision.prune.installed import read_environment
 from provision.prune.scancache import ScanCache, cache_dir
@@ -153,13 +155,13 @@ def test_another_interpreters_metadata_is_reused_until_its_site_packages_change(
 ) -> None:
     python = make_venv(tmp_path / "venv", "import_styles")
     calls: list[str] = []
-    real = installed._collect_in
+    real = installed.pyenv.RunningCollector
 
-    def spy(py: str) -> dict[str, object]:
+    def spy(py: str, call: str) -> pyenv.RunningCollector:
         calls.append(py)
-        return real(py)
+        return real(py, call)
 
-    monkeypatch.setattr(installed, "_collect_in", spy)
+    monkeypatch.setattr(installed.pyenv, "RunningCollector", spy)
     first = read_environment(str(python), cache_dir=tmp_path / "cache")
     again = read_environment(str(python), cache_dir=tmp_path / "cache")
     assert len(calls) == 1 and again == first
@@ -168,3 +170,88 @@ def test_another_interpreters_metadata_is_reused_until_its_site_packages_change(
     shutil.rmtree(next(site.glob("tqdm-*.dist-info")))
     after = read_environment(str(python), cache_dir=tmp_path / "cache")
     assert len(calls) == 2 and "tqdm" in first.dists and "tqdm" not in after.dists
+
+
+def test_the_scan_pauses_the_cyclic_gc_and_restores_it(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parsing with the cyclic collector running cost ~60 % of the first run's scan; it is paused for
+    the parse and switched back on after, also when the scan fails."""
+    states: list[bool] = []
+    real = imports.scan_source
+
+    def spy(data: bytes, rel: str, result: imports.ScanResult) -> None:
+        states.append(gc.isenabled())
+        real(data, rel, result)
+
+    monkeypatch.setattr(imports, "scan_source", spy)
+    imports.scan_project(project)
+    assert states and not any(states) and gc.isenabled()
+
+    def boom(data: bytes, rel: str, result: imports.ScanResult) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(imports, "scan_source", boom)
+    with pytest.raises(KeyboardInterrupt):
+        imports.scan_project(project)
+    assert gc.isenabled()
+
+
+def test_the_collector_runs_while_the_source_is_scanned(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The target interpreter's collector is started before the scan and waited for after it."""
+    monkeypatch.setenv("GPUPROV_PRUNE_CACHE", str(tmp_path / "cache"))
+    python = make_venv(tmp_path / "venv", "import_styles")
+    events: list[str] = []
+    real_start, real_result, real_scan = (
+        pyenv.RunningCollector.__init__,
+        pyenv.RunningCollector.result,
+        analysis.scan_project,
+    )
+
+    def start(self: pyenv.RunningCollector, py: str, call: str) -> None:
+        real_start(self, py, call)
+        events.append("collector started")
+
+    def result(self: pyenv.RunningCollector, timeout_s: float) -> dict[str, object]:
+        events.append("collector awaited")
+        return real_result(self, timeout_s)
+
+    def scan(*args: object, **kwargs: object) -> imports.ScanResult:
+        events.append("source scanned")
+        return real_scan(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pyenv.RunningCollector, "__init__", start)
+    monkeypatch.setattr(pyenv.RunningCollector, "result", result)
+    monkeypatch.setattr(analysis, "scan_project", scan)
+    with pytest.raises(SystemExit):
+        main(["prune", str(project), "--json", "--python", str(python)])
+    assert events == ["collector started", "source scanned", "collector awaited"]
+    report = json.loads(capsys.readouterr().out)
+    assert report["environment"]["chosen_because"] == "from --python"
+    assert {d["name"]: d["status"] for d in report["dependencies"]}["tqdm"] == "unused"
+
+
+def test_a_refusal_during_the_scan_stops_the_running_collector(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A project that declares nothing is refused while the collector may still run: it is killed,
+    not left behind."""
+    monkeypatch.setenv("GPUPROV_PRUNE_CACHE", "none")
+    slow = tmp_path / "slow-python"
+    slow.write_text("#!/bin/sh\nsleep 60\n")
+    slow.chmod(0o755)
+    (tmp_path / "empty").mkdir()
+    started: list[pyenv.RunningCollector] = []
+    real_start = pyenv.RunningCollector.__init__
+
+    def start(self: pyenv.RunningCollector, py: str, call: str) -> None:
+        real_start(self, py, call)
+        started.append(self)
+
+    monkeypatch.setattr(pyenv.RunningCollector, "__init__", start)
+    with pytest.raises(SystemExit) as exc:
+        main(["prune", str(tmp_path / "empty"), "--python", str(slow)])
+    assert exc.value.code == 2 and "nothing declares dependencies" in capsys.readouterr().err
+    assert len(started) == 1 and started[0].proc is not None and started[0].proc.returncode == -9
