@@ -18,7 +18,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from provision import pyenv
+from provision import pyenv, pyenvrun
 from provision.errors import UsageError
 from provision.prune.scancache import write_cache_file
 
@@ -157,7 +157,7 @@ class PendingEnvironment:
         self.python, self.paths = python, paths
         self.env: InstalledEnv | None = None
         self.cache: Path | None = None
-        self.running: pyenv.RunningCollector | None = None
+        self.running: pyenvrun.RunningCollector | None = None
         if python is None or _same_interpreter(python):
             return  # read in-process by result()
         if cache_dir is not None:
@@ -170,7 +170,7 @@ class PendingEnvironment:
                     return
             except (OSError, ValueError, KeyError, TypeError):
                 pass
-        self.running = pyenv.RunningCollector(python, "collect_distributions()")
+        self.running = pyenvrun.RunningCollector(python, "collect_distributions()")
 
     def cancel(self) -> None:
         if self.running is not None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from provision.prune.imports import is_regular_file, is_skipped_dir
+from provision.prune.sourcetree import is_regular_file, is_skipped_dir
 
 #: files read for commands: by suffix, and by exact name
 TEXT_SUFFIXES = (".sh", ".bash", ".zsh", ".mk", ".yml", ".yaml", ".toml", ".cfg", ".ini", ".service",

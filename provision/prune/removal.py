@@ -31,14 +31,9 @@ version changed.
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import re
-import shlex
-import shutil
 import subprocess
-import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,13 +43,12 @@ from packaging.utils import canonicalize_name
 
 from provision.errors import GpuprovError, UsageError
 from provision.prune.analysis import PruneReport
+from provision.prune.backup import Backup, record_files, record_paths
 from provision.prune.declared import logical_lines
 from provision.prune.graph import requirement_name
 from provision.prune.installed import InstalledDist, InstalledEnv, is_own_environment
+from provision.prune.verify import command_failures, import_failures, package_modules, script_checks
 
-IMPORT_TIMEOUT_S = 300
-#: how long a console script's ``--help`` and a ``--verify`` command may take
-COMMAND_TIMEOUT_S = 300
 #: ``uv lock --dry-run`` lines naming a change to a locked package
 _LOCK_CHANGE = re.compile(r"^(Add|Remove|Update|Upgrade|Downgrade)\s+\S+", re.M)
 
@@ -182,179 +176,6 @@ def _run(
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env, check=False)
 
 
-def _record_files(env: InstalledEnv, key: str) -> list[Path]:
-    dist = env.dists[key]
-    return _record_paths(dist.metadata_dir, dist.location)
-
-
-def _record_paths(metadata_dir: str, location: str) -> list[Path]:
-    """Every file the ``RECORD`` in ``metadata_dir`` lists, as absolute paths."""
-    record = Path(metadata_dir) / "RECORD"
-    if not metadata_dir or not record.is_file():
-        return []
-    base = Path(location)
-    out = []
-    with open(record, newline="", encoding="utf-8") as fh:
-        for row in csv.reader(fh):
-            if row and row[0]:
-                out.append(Path(os.path.normpath(base / row[0])))
-    return out
-
-
-class Backup:
-    """Copies of project files and hard links of distribution files; :meth:`restore` puts them back."""
-
-    def __init__(self, prefix: str) -> None:
-        base = Path(prefix) if os.access(prefix, os.W_OK) else Path(tempfile.gettempdir())
-        self.root = Path(tempfile.mkdtemp(prefix=".gpuprov-prune-backup-", dir=base))
-        self.files: list[tuple[Path, Path]] = []
-        self.absent: list[Path] = []
-
-    def save(self, path: Path) -> None:
-        """An installed file (hard link: free, and an uninstall only unlinks the original)."""
-        if not path.is_file():
-            return  # RECORD lists .pyc files that were never written, and directories
-        dest = self.root / str(len(self.files))
-        try:
-            os.link(path, dest)
-        except OSError:
-            shutil.copy2(path, dest)
-        self.files.append((path, dest))
-
-    def save_text(self, path: Path) -> None:
-        """A file that is rewritten in place (a hard link would change with it): copy."""
-        if not path.exists():
-            self.absent.append(path)
-            return
-        dest = self.root / str(len(self.files))
-        shutil.copy2(path, dest)
-        self.files.append((path, dest))
-
-    def note_created(self, path: Path) -> None:
-        """A file a step wrote where none was saved: :meth:`restore` deletes it."""
-        if path not in {original for original, _ in self.files} and path not in self.absent:
-            self.absent.append(path)
-
-    def restore(self) -> None:
-        for original, saved in self.files:
-            if original.exists() and os.path.samefile(original, saved):
-                continue  # still the very file we linked: untouched
-            original.parent.mkdir(parents=True, exist_ok=True)
-            tmp = original.with_name(original.name + ".gpuprov-restore")
-            shutil.copy2(saved, tmp)
-            os.replace(tmp, original)
-        for path in self.absent:
-            if path.is_file():
-                path.unlink()
-
-    def discard(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-#: run in the target interpreter: import each module named on stdin, one result line each, flushed,
-#: so a module that kills the interpreter or hangs is known by the line that never came
-_IMPORT_BATCH = """
-import importlib, json, sys
-for name in sys.stdin.read().split():
-    try:
-        importlib.import_module(name)
-        line = [name, None]
-    except BaseException as exc:
-        line = [name, (type(exc).__name__ + ": " + str(exc)).splitlines()[0][:300] if str(exc) else type(exc).__name__]
-    print(json.dumps(line), flush=True)
-"""
-
-
-def _import_failures(python: str, modules: list[str], cwd: Path) -> dict[str, str]:
-    """Modules that fail to import, tried from the project directory (``src/`` on the path for a src
-    layout) in as few interpreters as possible: one imports them in turn; when one kills or hangs
-    it, that module fails and a fresh interpreter goes on with the rest."""
-    failures: dict[str, str] = {}
-    paths = [str(p) for p in (cwd / "src", cwd) if p.is_dir()]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-    remaining = list(modules)
-    while remaining:
-        why = ""
-        try:
-            proc = subprocess.run([python, "-c", _IMPORT_BATCH], input="\n".join(remaining), cwd=cwd, env=env,
-                                  capture_output=True, text=True, timeout=IMPORT_TIMEOUT_S, check=False)  # fmt: skip
-            stdout = proc.stdout
-            why = (
-                f"the interpreter exited ({proc.returncode}) while importing it: "
-                + ((proc.stderr.strip().splitlines() or ["no message"])[-1][:300])
-            )
-        except subprocess.TimeoutExpired as exc:
-            raw = exc.stdout or b""
-            stdout = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
-            why = f"imports took longer than {IMPORT_TIMEOUT_S} s, stuck in this one"
-        done = 0
-        for line in stdout.splitlines():
-            try:
-                name, error = json.loads(line)
-            except (ValueError, TypeError):
-                continue  # a module printed something of its own
-            if name in remaining[done : done + 1]:
-                done += 1
-                if error is not None:
-                    failures[name] = error
-        if done < len(remaining):
-            failures[remaining[done]] = why
-            done += 1
-        remaining = remaining[done:]
-    return failures
-
-
-def package_modules(project: Path, packages: list[str]) -> list[str]:
-    """Every module of the project's own packages (at its root or in ``src/``): ``app``,
-    ``app.settings``, ``app.views.admin``... — subpackages with ``__init__.py``, ``__main__`` left out
-    (importing it runs the program)."""
-    out: list[str] = []
-    for base in (project, project / "src"):
-        for name in packages:
-            root = base / name
-            if not (root / "__init__.py").is_file():
-                continue
-            for dirpath, dirnames, filenames in os.walk(root):
-                here = Path(dirpath)
-                dirnames[:] = sorted(d for d in dirnames if d.isidentifier() and (here / d / "__init__.py").is_file())
-                prefix = ".".join(here.relative_to(base).parts)
-                out.append(prefix)
-                for f in sorted(filenames):
-                    if f.endswith(".py") and f[:-3].isidentifier() and f not in ("__init__.py", "__main__.py"):
-                        out.append(f"{prefix}.{f[:-3]}")
-    return sorted(set(out))
-
-
-def _command_env(env: InstalledEnv) -> dict[str, str]:
-    """The environment a command of the project runs in: its virtualenv first on ``PATH``."""
-    bin_dir = str(Path(env.interpreter).parent)
-    return {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""), "VIRTUAL_ENV": env.prefix}
-
-
-def _command_failures(commands: list[str], cwd: Path, env: InstalledEnv) -> dict[str, str]:
-    """Shell commands (a console script's ``--help``, a ``--verify``) that fail: command → why."""
-    failures: dict[str, str] = {}
-    for command in commands:
-        try:
-            proc = _run(["/bin/sh", "-c", command], cwd, env=_command_env(env), timeout=COMMAND_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            failures[command] = f"took longer than {COMMAND_TIMEOUT_S} s"
-            continue
-        if proc.returncode != 0:
-            last = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines() or ["no output"])[-1]
-            failures[command] = f"exit {proc.returncode}: {last[:300]}"
-    return failures
-
-
-def script_checks(report: PruneReport, env: InstalledEnv) -> list[str]:
-    """``SCRIPT --help`` for each of the project's console scripts installed in the environment."""
-    project = report.declared.pyproject.get("project", {})
-    scripts = project.get("scripts", {}) if isinstance(project, dict) else {}
-    bin_dir = Path(env.interpreter).parent
-    names = sorted(n for n in scripts if isinstance(n, str)) if isinstance(scripts, dict) else []
-    return [f"{shlex.quote(str(bin_dir / n))} --help" for n in names if (bin_dir / n).is_file()]
-
-
 def _locked_versions(path: Path) -> dict[str, str]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -409,7 +230,7 @@ def apply_removal(
     )
     result.unchecked_modules = list(report.unimportable_modules)
     own = stale_own_installs(env, project, removed_keys)
-    bad_verify = _command_failures(list(verify), project, env)
+    bad_verify = command_failures(list(verify), project, env)
     if bad_verify:
         cmd, why = next(iter(bad_verify.items()))
         raise UsageError(
@@ -419,11 +240,11 @@ def apply_removal(
     if mode == "uv-project":
         check_lock_current(uv, project, allow_relock)
         lock_before = _locked_versions(project / "uv.lock")
-    baseline_imports = _import_failures(python, modules, project)
+    baseline_imports = import_failures(python, modules, project)
     result.failing_before = sorted(baseline_imports)
     result.checked_modules = [m for m in modules if m not in baseline_imports]
     scripts = script_checks(report, env)
-    scripts_ok = [c for c in scripts if c not in _command_failures(scripts, project, env)]
+    scripts_ok = [c for c in scripts if c not in command_failures(scripts, project, env)]
     commands = [*scripts_ok, *verify]
     result.checked_commands = commands
     baseline_check = _pip_check(uv, python, project)
@@ -436,15 +257,15 @@ def apply_removal(
             backup.save_text(path)
         for key in sorted(removed_keys | {d.key for d in own}):
             if key in env.dists:
-                for path in _record_files(env, key):
+                for path in record_files(env, key):
                     backup.save(path)
         _remove(report, env, mode, uv, result, removed_keys)
         _reinstall_own(own, env, uv, project, result, backup)
         if lock_before:
             result.relocked = _lock_changes(lock_before, _locked_versions(project / "uv.lock"), removed_keys)
         problems = sorted(_pip_check(uv, python, project) - baseline_check)
-        broken = _import_failures(python, result.checked_modules, project)
-        failed = _command_failures(commands, project, env)
+        broken = import_failures(python, result.checked_modules, project)
+        failed = command_failures(commands, project, env)
         if problems or broken or failed:
             details = "; ".join([*problems, *(f"import {m}: {why}" for m, why in sorted(broken.items())),
                                  *(f"`{c}`: {why}" for c, why in failed.items())])  # fmt: skip
@@ -544,7 +365,7 @@ def _reinstall_own(
         site = Path(dist.location)
         for info in site.glob("*.dist-info") if site.is_dir() else []:
             if canonicalize_name(info.name.split("-", 1)[0]) == dist.key:
-                for path in _record_paths(str(info), str(site)):
+                for path in record_paths(str(info), str(site)):
                     backup.note_created(path)
 
 

@@ -8,7 +8,7 @@ Where: ``$GPUPROV_PRUNE_CACHE`` (a directory; ``none`` turns the cache off), els
 (named by a hash of its resolved path) — nothing is written into the project.
 
 Invalidated: a file whose size or ``mtime_ns`` changed is scanned again; the whole cache of a project
-is dropped when gpuprov's version or the scanner's source (``imports.py``, this file) differ from
+is dropped when gpuprov's version or the scanner's source (``imports.py``, ``sourcescan.py``, this file) differ from
 those that wrote it, so a fixed scanner never serves an old answer. A cache that cannot be read or
 written is ignored (the scan runs in full), never an error.
 """
@@ -40,7 +40,7 @@ def cache_dir() -> Path | None:
 def _scanner_key() -> str:
     """gpuprov's version and a hash of the scanner's own source: a change to either is a new cache."""
     digest = hashlib.sha256(__version__.encode())
-    for name in ("imports.py", "scancache.py"):
+    for name in ("imports.py", "sourcescan.py", "scancache.py"):
         try:
             digest.update((Path(__file__).parent / name).read_bytes())
         except OSError:

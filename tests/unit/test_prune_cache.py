@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from provision import pyenv
+from provision import pyenvrun
 from provision.cli import main
-from provision.prune import analysis, imports, installed, scancache
+from provision.prune import analysis, imports, scancache
 from provision.prune.analysis import analyse
 from provision.prune.installed import read_environment
 from provision.prune.scancache import ScanCache, cache_dir
+from provision.prune.sourcescan import ScanResult
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "prune"
 _spec = importlib.util.spec_from_file_location("prune_sitebuild_cache", DATA / "sitebuild.py")
@@ -41,7 +42,7 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     real = imports.scan_source
 
-    def spy(data: bytes, rel: str, result: imports.ScanResult) -> None:
+    def spy(data: bytes, rel: str, result: ScanResult) -> None:
         seen.append(rel)
         real(data, rel, result)
 
@@ -56,11 +57,11 @@ def project(tmp_path: Path) -> Path:
     return root
 
 
-def scan(root: Path, cache_root: Path) -> imports.ScanResult:
+def scan(root: Path, cache_root: Path) -> ScanResult:
     return imports.scan_project(root, (), ScanCache(cache_root, root))
 
 
-def as_data(result: imports.ScanResult) -> dict[str, object]:
+def as_data(result: ScanResult) -> dict[str, object]:
     return {
         "imports": result.imports,
         "refs": result.dist_references,
@@ -155,13 +156,13 @@ def test_another_interpreters_metadata_is_reused_until_its_site_packages_change(
 ) -> None:
     python = make_venv(tmp_path / "venv", "import_styles")
     calls: list[str] = []
-    real = installed.pyenv.RunningCollector
+    real = pyenvrun.RunningCollector
 
-    def spy(py: str, call: str) -> pyenv.RunningCollector:
+    def spy(py: str, call: str) -> pyenvrun.RunningCollector:
         calls.append(py)
         return real(py, call)
 
-    monkeypatch.setattr(installed.pyenv, "RunningCollector", spy)
+    monkeypatch.setattr(pyenvrun, "RunningCollector", spy)
     first = read_environment(str(python), cache_dir=tmp_path / "cache")
     again = read_environment(str(python), cache_dir=tmp_path / "cache")
     assert len(calls) == 1 and again == first
@@ -180,7 +181,7 @@ def test_the_scan_pauses_the_cyclic_gc_and_restores_it(
     states: list[bool] = []
     real = imports.scan_source
 
-    def spy(data: bytes, rel: str, result: imports.ScanResult) -> None:
+    def spy(data: bytes, rel: str, result: ScanResult) -> None:
         states.append(gc.isenabled())
         real(data, rel, result)
 
@@ -188,7 +189,7 @@ def test_the_scan_pauses_the_cyclic_gc_and_restores_it(
     imports.scan_project(project)
     assert states and not any(states) and gc.isenabled()
 
-    def boom(data: bytes, rel: str, result: imports.ScanResult) -> None:
+    def boom(data: bytes, rel: str, result: ScanResult) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(imports, "scan_source", boom)
@@ -205,25 +206,25 @@ def test_the_collector_runs_while_the_source_is_scanned(
     python = make_venv(tmp_path / "venv", "import_styles")
     events: list[str] = []
     real_start, real_result, real_scan = (
-        pyenv.RunningCollector.__init__,
-        pyenv.RunningCollector.result,
+        pyenvrun.RunningCollector.__init__,
+        pyenvrun.RunningCollector.result,
         analysis.scan_project,
     )
 
-    def start(self: pyenv.RunningCollector, py: str, call: str) -> None:
+    def start(self: pyenvrun.RunningCollector, py: str, call: str) -> None:
         real_start(self, py, call)
         events.append("collector started")
 
-    def result(self: pyenv.RunningCollector, timeout_s: float) -> dict[str, object]:
+    def result(self: pyenvrun.RunningCollector, timeout_s: float) -> dict[str, object]:
         events.append("collector awaited")
         return real_result(self, timeout_s)
 
-    def scan(*args: object, **kwargs: object) -> imports.ScanResult:
+    def scan(*args: object, **kwargs: object) -> ScanResult:
         events.append("source scanned")
         return real_scan(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(pyenv.RunningCollector, "__init__", start)
-    monkeypatch.setattr(pyenv.RunningCollector, "result", result)
+    monkeypatch.setattr(pyenvrun.RunningCollector, "__init__", start)
+    monkeypatch.setattr(pyenvrun.RunningCollector, "result", result)
     monkeypatch.setattr(analysis, "scan_project", scan)
     with pytest.raises(SystemExit):
         main(["prune", str(project), "--json", "--python", str(python)])
@@ -243,14 +244,14 @@ def test_a_refusal_during_the_scan_stops_the_running_collector(
     slow.write_text("#!/bin/sh\nsleep 60\n")
     slow.chmod(0o755)
     (tmp_path / "empty").mkdir()
-    started: list[pyenv.RunningCollector] = []
-    real_start = pyenv.RunningCollector.__init__
+    started: list[pyenvrun.RunningCollector] = []
+    real_start = pyenvrun.RunningCollector.__init__
 
-    def start(self: pyenv.RunningCollector, py: str, call: str) -> None:
+    def start(self: pyenvrun.RunningCollector, py: str, call: str) -> None:
         real_start(self, py, call)
         started.append(self)
 
-    monkeypatch.setattr(pyenv.RunningCollector, "__init__", start)
+    monkeypatch.setattr(pyenvrun.RunningCollector, "__init__", start)
     with pytest.raises(SystemExit) as exc:
         main(["prune", str(tmp_path / "empty"), "--python", str(slow)])
     assert exc.value.code == 2 and "nothing declares dependencies" in capsys.readouterr().err

@@ -20,10 +20,12 @@ from provision.errors import UsageError
 from provision.prune.analysis import analyse, read_config
 from provision.prune.declared import read_declared
 from provision.prune.graph import requirement_name
-from provision.prune.imports import ScanResult, only_defines, root_modules, scan_project, scan_source
+from provision.prune.imports import scan_project
 from provision.prune.installed import InstalledEnv, choose_interpreter, read_environment
 from provision.prune.mentions import text_files
 from provision.prune.removal import refuse_own_environment
+from provision.prune.sourcescan import ScanResult, scan_source
+from provision.prune.sourcetree import only_defines, root_modules
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "prune"
 _spec = importlib.util.spec_from_file_location("prune_sitebuild_safety", DATA / "sitebuild.py")

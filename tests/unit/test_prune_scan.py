@@ -10,8 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from provision.prune import imports
-from provision.prune.imports import ScanResult, scan_project, scan_source
+from provision.prune import imports, sourcescan
+from provision.prune.imports import scan_project
+from provision.prune.sourcescan import ScanResult, scan_source
 
 
 def scan(text: str | bytes) -> ScanResult:
@@ -101,7 +102,7 @@ def test_bad_files_never_crash_and_imports_are_still_seen(data: bytes) -> None:
 
 
 def test_huge_file_goes_to_line_scan(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(imports, "MAX_PARSE_BYTES", 1024)
+    monkeypatch.setattr(sourcescan, "MAX_PARSE_BYTES", 1024)
     r = scan("import torch\n" + "x = 1\n" * 1000)
     assert r.unparsed and "larger than" in r.unparsed[0][1]
     assert names(r) == {"torch": "unparsed-file"}
@@ -212,15 +213,13 @@ def test_trigger_line_walk_finds_what_a_full_walk_finds(monkeypatch: pytest.Monk
     """Expressions are walked only in statements whose lines name an import/metadata/resource call:
     on real code (gpuprov's own source and the prune corpus) that finds exactly what walking every
     expression of those files finds."""
-    from provision.prune import imports as scanner
-
     corpus = Path(__file__).parents[1] / "data" / "prune" / "projects"
-    own = shutil.copytree(Path(scanner.__file__).parents[1], tmp_path / "provision")  # a still copy of it
+    own = shutil.copytree(Path(sourcescan.__file__).parents[1], tmp_path / "provision")  # a still copy of it
     roots = [own, *sorted(p for p in corpus.iterdir() if p.is_dir())]
-    fast = [scanner.scan_project(root) for root in roots]
-    real = scanner._trigger_lines
-    monkeypatch.setattr(scanner, "_trigger_lines", lambda data: None if real(data) != [] else [])
-    assert [scanner.scan_project(root) for root in roots] == fast
+    fast = [scan_project(root) for root in roots]
+    real = sourcescan._trigger_lines
+    monkeypatch.setattr(sourcescan, "_trigger_lines", lambda data: None if real(data) != [] else [])
+    assert [scan_project(root) for root in roots] == fast
     assert {"import_module", "find_spec", "__import__"} <= {u.kind for scan in fast for u in scan.imports}
     # a call bound to a bare name does not name its trigger where it is called: walk everything
     assert real(b"from pydoc import locate\nx = 1\nlocate('pkg.mod.X')\n") is None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from provision import pyenv
+from provision import pyenv, pyenvrun
 
 
 def install_fake(site: Path, name: str, version: str, files: dict[str, bytes | str]) -> None:
@@ -138,5 +138,5 @@ def test_doctor_and_prune_read_the_same_environment_through_one_collector(venv):
     prune = prune_environment(str(venv))
     assert {k: p.version for k, p in doctor.packages.items()} == {k: d.version for k, d in prune.dists.items()}
     assert prune.dists["nvidia-ml-py"].shallow_module_files == ["pynvml.py"]
-    failed = pyenv.run_collector(str(venv.parent / "nope"), "collect_distributions()", 5)
+    failed = pyenvrun.run_collector(str(venv.parent / "nope"), "collect_distributions()", 5)
     assert failed == {"error": f"{venv.parent / 'nope'}: no such interpreter"}

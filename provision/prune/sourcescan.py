@@ -1,0 +1,392 @@
+"""What one Python source imports, found with :mod:`ast` — never by running it.
+
+Covered: ``import a.b`` and ``from a import b`` anywhere (module level, inside functions, in
+``try/except ImportError`` blocks, under ``if TYPE_CHECKING:``), ``importlib.import_module("x")``,
+``__import__("x")``, ``pydoc.locate("x.Y")``, availability probes (``importlib.util.find_spec("x")``,
+``importlib.metadata.version("dist")``), package data read by module name (``importlib.resources.files("x")``
+and the rest of that API, ``pkgutil.get_data("x", ...)``, ``pkg_resources.resource_*("x", ...)``). An
+import whose name is computed at run time is recorded as dynamic; one built from a literal prefix
+(``import_module(f"plugins.{name}")``) counts as a use of that prefix. String literals that look like
+names are kept with where they first appear (commands run, dotted module paths a framework imports).
+
+A file that does not parse (syntax error, bytes that are not text, null bytes, too deep to parse) is
+reported and scanned line by line for ``import`` statements instead, so a dependency it names is
+never taken for unused.
+"""
+
+from __future__ import annotations
+
+import ast
+import bisect
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+#: files larger than this are not given to the parser; the line scan still reads them
+MAX_PARSE_BYTES = 16 * 1024 * 1024
+
+
+_IMPORT_CALLS = frozenset({"import_module", "__import__", "find_spec", "find_loader", "get_loader", "locate"})
+
+
+_METADATA_CALLS = frozenset({"version", "distribution", "metadata", "requires", "files"})
+
+
+#: calls whose first argument names a package whose data files they read: owner module → call names
+_RESOURCE_CALLS = {
+    "resources": frozenset({"files", "as_file", "open_text", "open_binary", "read_text", "read_binary", "path",
+                            "contents", "is_resource"}),
+    "pkgutil": frozenset({"get_data"}),
+    "pkg_resources": frozenset({"resource_filename", "resource_string", "resource_stream", "resource_exists",
+                                "resource_listdir", "resource_isdir"}),
+}  # fmt: skip
+
+
+#: substrings that make a file worth a full expression walk (import, metadata and resource calls)
+_CALL_TRIGGERS = (b"import_module", b"__import__", b"find_spec", b"find_loader", b"get_loader", b"metadata",
+                  b"resource", b"pkgutil", b"pydoc")  # fmt: skip
+
+
+_TRIGGER = re.compile(b"|".join(re.escape(t) for t in _CALL_TRIGGERS))
+
+
+#: fields that hold nested statements (functions, classes, if/for/while/with/try, except, match)
+_BODY_FIELDS = ("body", "orelse", "finalbody", "handlers", "cases")
+
+
+_QUOTED_WORD = re.compile(rb"""["']([A-Za-z_][\w.+-]{0,60})(?=["'\s])""")
+
+
+_LINE_IMPORT = re.compile(r"^\s*(?:from\s+([A-Za-z_][\w.]*)\s+import\b|import\s+([A-Za-z_][\w., \t]*))", re.M)
+
+
+@dataclass(frozen=True)
+class ImportUse:
+    #: dotted name as written (``from a import b`` is recorded as ``a.b``; the resolver falls back to ``a``)
+    module: str
+    file: str
+    line: int
+    #: import, from, import_module, __import__, find_spec, dynamic-prefix, type-checking, entry-point,
+    #: unparsed-file
+    kind: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class DistributionReference:
+    """``importlib.metadata.version("torch")``: the code names a distribution directly."""
+
+    distribution: str
+    file: str
+    line: int
+
+
+@dataclass
+class ScanResult:
+    imports: list[ImportUse] = field(default_factory=list)
+    dist_references: list[DistributionReference] = field(default_factory=list)
+    #: imports whose module name is computed at run time: where
+    dynamic: list[str] = field(default_factory=list)
+    #: files that did not parse: (file, why)
+    unparsed: list[tuple[str, str]] = field(default_factory=list)
+    #: string literals that look like names (``"uvicorn"``, ``"django.contrib.admin"``) → where each
+    #: first appears: console-script names run through subprocess, dotted module paths a framework imports
+    strings: dict[str, str] = field(default_factory=dict)
+    files_scanned: int = 0
+    #: the project's own top-level module names (imports of these are first-party)
+    first_party: set[str] = field(default_factory=set)
+
+
+def _literal(node: ast.AST) -> tuple[str | None, str | None]:
+    """(full literal, literal prefix) of an import-name argument."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value, None
+    if isinstance(node, ast.JoinedStr) and node.values:
+        head = node.values[0]
+        if isinstance(head, ast.Constant) and isinstance(head.value, str):
+            return None, head.value
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        full, prefix = _literal(node.left)
+        return None, full if full is not None else prefix
+    return None, None
+
+
+def _strings(node: ast.AST | None) -> list[str] | None:
+    """The strings of a literal ``"x"`` / ``("a", "b")`` / ``["a"]`` / ``{"a"}``; None otherwise."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, ast.Tuple | ast.List | ast.Set):
+        out = [e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+        return out if len(out) == len(node.elts) else None
+    return None
+
+
+_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+
+
+def scope_nodes(scope: ast.AST) -> Iterator[ast.AST]:
+    """The nodes of one scope (module or function): nested function bodies are their own scopes."""
+    stack = list(ast.iter_child_nodes(scope))
+    while stack:
+        node = stack.pop()
+        yield node
+        if not isinstance(node, _FUNCTIONS):
+            stack.extend(ast.iter_child_nodes(node))
+
+
+def literal_bindings(scope: ast.AST, outer: dict[str, list[str] | None] | None = None) -> dict[str, list[str] | None]:
+    """Names of one scope bound only to literal strings: ``MODS = ("a", "b")`` then ``for m in MODS``.
+    A name bound in that scope to anything else (a parameter, a call result) maps to None; names
+    not bound here come from ``outer`` (the module's bindings)."""
+    bindings: dict[str, list[str] | None] = {}
+    if isinstance(scope, _FUNCTIONS):
+        a = scope.args
+        for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs, *([a.vararg] if a.vararg else []),
+                    *([a.kwarg] if a.kwarg else [])]:  # fmt: skip
+            bindings[arg.arg] = None
+
+    def bind(name: str, values: list[str] | None) -> None:
+        if name in bindings and (bindings[name] is None or values is None):
+            bindings[name] = None
+        else:
+            bindings[name] = [*(bindings.get(name) or []), *values] if values is not None else None
+
+    loops: list[tuple[str, ast.AST]] = []
+    direct: set[int] = set()  # Name nodes that are the whole target of an assignment or loop
+    nodes = list(scope_nodes(scope))
+    for node in nodes:
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    direct.add(id(target))
+                    bind(target.id, _strings(node.value))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            direct.add(id(node.target))
+            bind(node.target.id, _strings(node.value) if node.value is not None else [])
+        elif isinstance(node, ast.For | ast.AsyncFor | ast.comprehension) and isinstance(node.target, ast.Name):
+            direct.add(id(node.target))
+            loops.append((node.target.id, node.iter))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner = node.func.value
+            if isinstance(owner, ast.Name) and node.func.attr in ("append", "extend", "insert", "add", "update"):
+                bind(owner.id, None)  # mutated at run time: no longer a known literal
+    for node in nodes:
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and id(node) not in direct:
+            bind(node.id, None)  # unpacking, with ... as, except ... as, walrus, augmented assignment
+    for name, it in loops:
+        values = _strings(it)
+        if values is None and isinstance(it, ast.Name):
+            values = bindings.get(it.id) if it.id in bindings else (outer or {}).get(it.id)
+        bind(name, values)
+    return {**(outer or {}), **bindings}
+
+
+def _call_name(func: ast.AST) -> tuple[str, str]:
+    """(called name, dotted owner) of ``importlib.util.find_spec`` → ("find_spec", "importlib.util")."""
+    if isinstance(func, ast.Name):
+        return func.id, ""
+    if isinstance(func, ast.Attribute):
+        parts: list[str] = []
+        node: ast.AST = func.value
+        while isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+            node = node.value
+        if isinstance(node, ast.Name):
+            parts.append(node.id)
+        return func.attr, ".".join(reversed(parts))
+    return "", ""
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    name = test.id if isinstance(test, ast.Name) else test.attr if isinstance(test, ast.Attribute) else ""
+    return name == "TYPE_CHECKING"
+
+
+def scan_source(data: bytes, rel: str, result: ScanResult) -> None:
+    """Add what one file imports to ``result``, in line order (a file's first use comes first)."""
+    start_imports, start_refs = len(result.imports), len(result.dist_references)
+    _scan_source(data, rel, result)
+    result.imports[start_imports:] = sorted(result.imports[start_imports:], key=lambda u: u.line)
+    result.dist_references[start_refs:] = sorted(result.dist_references[start_refs:], key=lambda r: r.line)
+
+
+def _scan_source(data: bytes, rel: str, result: ScanResult) -> None:
+    try:
+        if len(data) > MAX_PARSE_BYTES:
+            raise ValueError(f"larger than {MAX_PARSE_BYTES // (1024 * 1024)} MiB")
+        tree = ast.parse(data, filename=rel)
+    except (SyntaxError, ValueError, UnicodeDecodeError, RecursionError, MemoryError, OverflowError) as exc:
+        why = exc.msg if isinstance(exc, SyntaxError) and exc.msg else type(exc).__name__
+        if isinstance(exc, ValueError) and str(exc):
+            why = str(exc)
+        line = getattr(exc, "lineno", None)
+        result.unparsed.append((rel, f"{why} (line {line})" if line else why))
+        _scan_lines(data, rel, result)
+        return
+    line, last = 1, 0
+    for m in _QUOTED_WORD.finditer(data):  # string literals: commands, dotted module paths
+        literal = m.group(1).decode("ascii")
+        if literal not in result.strings:
+            line += data.count(b"\n", last, m.start())
+            last = m.start()
+            result.strings[literal] = f"{rel}:{line}"
+    # one depth-first pass; each node carries its enclosing function (scope), whether it sits under
+    # `if TYPE_CHECKING:`, and whether its expressions are walked. Import statements are statements,
+    # so only statement bodies are walked (expressions are most of a tree), except in a statement
+    # whose lines hold the name of an import/metadata/resource call (the trigger lines); a file that
+    # binds such a function to a bare name (`from pydoc import locate`) has every expression walked.
+    trigger_lines = _trigger_lines(data)
+    walk_all = trigger_lines is None
+    import_calls: list[tuple[ast.Call, ast.AST]] = []
+    stack: list[tuple[ast.AST, ast.AST, bool, bool]] = [(tree, tree, False, walk_all)]
+    while stack:
+        node, scope, typing_only, expressions = stack.pop()
+        if trigger_lines and isinstance(node, ast.stmt):
+            first = bisect.bisect_left(trigger_lines, node.lineno)
+            expressions = first < len(trigger_lines) and trigger_lines[first] <= (node.end_lineno or node.lineno)
+        if isinstance(node, ast.Import):
+            kind = "type-checking" if typing_only else "import"
+            for alias in node.names:
+                result.imports.append(ImportUse(alias.name, rel, node.lineno, kind))
+            continue
+        if isinstance(node, ast.ImportFrom):
+            if node.level or not node.module:
+                continue  # relative: the project's own code
+            kind = "type-checking" if typing_only else "from"
+            for alias in node.names:
+                name = node.module if alias.name == "*" else f"{node.module}.{alias.name}"
+                result.imports.append(ImportUse(name, rel, node.lineno, kind))
+            continue
+        if isinstance(node, ast.Call):
+            if _is_import_call(node, data):
+                import_calls.append((node, scope))
+            elif not _scan_resource_call(node, rel, result, data):
+                _scan_metadata_call(node, rel, result)
+        elif isinstance(node, ast.Constant):
+            continue
+        elif isinstance(node, _FUNCTIONS):
+            scope = node
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            if expressions:
+                stack.append((node.test, scope, typing_only, True))
+            stack.extend((child, scope, True, expressions) for child in node.body)
+            stack.extend((child, scope, typing_only, expressions) for child in node.orelse)
+        elif expressions:
+            stack.extend((child, scope, typing_only, True) for child in ast.iter_child_nodes(node))
+        else:
+            for fieldname in _BODY_FIELDS:
+                children = getattr(node, fieldname, None)
+                if children:
+                    stack.extend((child, scope, typing_only, False) for child in children)
+    if not import_calls:
+        return
+    bindings_of: dict[int, dict[str, list[str] | None]] = {}
+    module_bindings: dict[str, list[str] | None] | None = None
+    for call, scope in sorted(import_calls, key=lambda c: (c[0].lineno, c[0].col_offset)):
+        bindings: dict[str, list[str] | None] = {}
+        if call.args and isinstance(call.args[0], ast.Name):  # only a bare name needs the bindings
+            if module_bindings is None:
+                module_bindings = literal_bindings(tree)
+            if scope is tree:
+                bindings = module_bindings
+            else:
+                if id(scope) not in bindings_of:
+                    bindings_of[id(scope)] = literal_bindings(scope, module_bindings)
+                bindings = bindings_of[id(scope)]
+        _scan_import_call(call, rel, result, bindings)
+
+
+#: a call function imported under its bare name: its calls do not name the trigger, so walk everything
+_BARE_CALL_IMPORT = re.compile(
+    rb"^[ \t]*from[ \t]+(?:importlib|importlib\.\w+|importlib_metadata|importlib_resources|pkgutil|pkg_resources|pydoc)"
+    rb"[ \t]+import\b",
+    re.M,
+)
+
+
+def _trigger_lines(data: bytes) -> list[int] | None:
+    """Sorted line numbers holding an import/metadata/resource call name (empty: the file has none,
+    walk statements only); None when every expression must be walked (a bare-name import of one)."""
+    found = [m.start() for m in _TRIGGER.finditer(data)]
+    if not found:
+        return []
+    if _BARE_CALL_IMPORT.search(data):
+        return None
+    lines, line, last = [], 1, 0
+    for pos in found:
+        line += data.count(b"\n", last, pos)
+        last = pos
+        lines.append(line)
+    return lines
+
+
+def _is_import_call(node: ast.Call, data: bytes) -> bool:
+    name, owner = _call_name(node.func)
+    if name == "locate":  # pydoc.locate("pkg.mod.Name") imports pkg.mod; another locate() does not
+        return owner.endswith("pydoc") or (not owner and b"pydoc" in data)
+    return name in _IMPORT_CALLS
+
+
+def _scan_resource_call(node: ast.Call, rel: str, result: ScanResult, data: bytes) -> bool:
+    """``importlib.resources.files("pkg")``, ``pkgutil.get_data("pkg", "x")``,
+    ``pkg_resources.resource_filename("pkg", "x")``: reading a package's data uses that package.
+    Only a literal name counts (``files(__name__)`` is the module itself). Returns whether it was one."""
+    name, owner = _call_name(node.func)
+    for module, calls in _RESOURCE_CALLS.items():
+        if name in calls and (owner.endswith(module) or (not owner and module.encode() in data)):
+            full, _ = _literal(node.args[0]) if node.args else (None, None)
+            if full and not full.startswith(".") and re.fullmatch(r"[A-Za-z_][\w.]*", full):
+                result.imports.append(ImportUse(full, rel, node.lineno, f"{module} data"))
+            return True
+    return False
+
+
+def _scan_import_call(node: ast.Call, rel: str, result: ScanResult, bindings: dict[str, list[str] | None]) -> None:
+    name, owner = _call_name(node.func)
+    if not node.args:
+        return
+    if name != "get_loader" or owner.endswith("pkgutil"):
+        if name == "locate":
+            name = "pydoc.locate"
+        full, prefix = _literal(node.args[0])
+        arg = node.args[0]
+        known = bindings.get(arg.id) if isinstance(arg, ast.Name) else None
+        if full is None and prefix is None and known is not None:
+            for value in known:
+                if not value.startswith("."):
+                    result.imports.append(ImportUse(value, rel, node.lineno, f"{name} (constant)"))
+        elif full is not None:
+            if not full.startswith("."):
+                result.imports.append(ImportUse(full, rel, node.lineno, name))
+        elif prefix and "." in prefix and not prefix.startswith("."):
+            result.imports.append(ImportUse(prefix.rsplit(".", 1)[0], rel, node.lineno, "dynamic-prefix"))
+        elif prefix and prefix.startswith("."):
+            pass  # relative to the project's own package
+        else:
+            result.dynamic.append(f"{rel}:{node.lineno}")
+
+
+def _scan_metadata_call(node: ast.Call, rel: str, result: ScanResult) -> None:
+    name, owner = _call_name(node.func)
+    if node.args and name in _METADATA_CALLS and (owner.endswith("metadata") or owner == "importlib_metadata"):
+        full, _ = _literal(node.args[0])
+        if full:
+            result.dist_references.append(DistributionReference(full, rel, node.lineno))
+
+
+def _scan_lines(data: bytes, rel: str, result: ScanResult) -> None:
+    """Fallback for a file that does not parse: every line that looks like an import counts."""
+    text = data.decode("utf-8", errors="replace").replace("\x00", " ")
+    for m in _LINE_IMPORT.finditer(text):
+        line = text.count("\n", 0, m.start()) + 1
+        if m.group(1):
+            result.imports.append(ImportUse(m.group(1), rel, line, "unparsed-file"))
+        else:
+            for part in m.group(2).split(","):
+                name = part.strip().split()[0] if part.strip() else ""
+                if re.fullmatch(r"[A-Za-z_][\w.]*", name):
+                    result.imports.append(ImportUse(name, rel, line, "unparsed-file"))

@@ -1,0 +1,151 @@
+"""Which files of a project are its Python sources, and which top-level names are its own.
+
+The walk skips hidden directories, caches, virtual environments (found by ``pyvenv.cfg``/``conda-meta``),
+``*.egg-info``, nested projects (their own ``pyproject.toml``/``setup.py``) and ``build/``/``dist/`` at the
+root; the same rules serve the import scan (:mod:`~provision.prune.imports`) and the text files' mentions
+(:mod:`~provision.prune.mentions`).
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+#: directories never scanned (besides hidden ones and virtual environments, found by pyvenv.cfg)
+SKIP_DIRS = frozenset({"__pycache__", "node_modules", "site-packages", "__pypackages__"})
+
+
+#: build outputs, skipped only at the project root: deeper down (``src/pkg/build/``) they are code
+ROOT_SKIP_DIRS = frozenset({"build", "dist"})
+
+
+def is_environment_dir(path: Path) -> bool:
+    return (path / "pyvenv.cfg").is_file() or (path / "conda-meta").is_dir()
+
+
+def is_skipped_dir(parent: Path, name: str, root: Path) -> bool:
+    """Directories no scan enters: hidden ones, caches, virtual environments, ``*.egg-info``, nested
+    projects, and ``build/``/``dist/`` at the project root."""
+    sub = parent / name
+    if name.startswith(".") or name in SKIP_DIRS or name.endswith(".egg-info") or is_environment_dir(sub):
+        return True
+    if name in ROOT_SKIP_DIRS and parent == root:
+        return True
+    return is_nested_project(sub)
+
+
+def is_regular_file(path: Path) -> bool:
+    """A regular file (following symlinks): never a FIFO, socket or device, which would block a read."""
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False
+
+
+def is_nested_project(path: Path) -> bool:
+    """A directory with its own ``pyproject.toml``/``setup.py`` below the root is another project
+    (a test corpus, a vendored tool, a workspace member) with dependencies of its own."""
+    return (path / "pyproject.toml").is_file() or (path / "setup.py").is_file()
+
+
+def python_files(root: Path, exclude: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Python sources under ``root`` (regular files only): hidden dirs, virtual environments, caches,
+    root build outputs and nested projects skipped."""
+    excluded = {(root / e).resolve() for e in exclude}
+
+    def kept(path: Path) -> bool:  # resolving every path costs a syscall per component: only when needed
+        return not excluded or path.resolve() not in excluded
+
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames[:] = [d for d in sorted(dirnames) if not is_skipped_dir(here, d, root) and kept(here / d)]
+        for name in sorted(filenames):
+            path = here / name
+            if name.endswith((".py", ".pyw", ".ipynb")) and kept(path) and is_regular_file(path):
+                yield path
+
+
+def first_party_modules(root: Path) -> set[str]:
+    """Top-level names the project itself provides: packages and modules at the root, in ``src/``,
+    and any directory holding Python files (scripts import their siblings by name)."""
+    names: set[str] = set()
+    for base in (root, root / "src"):
+        if not base.is_dir():
+            continue
+        for entry in base.iterdir():
+            if entry.name.startswith(".") or is_environment_dir(entry):
+                continue
+            if entry.is_dir() and entry.name.isidentifier():
+                names.add(entry.name)
+            elif entry.suffix == ".py" and entry.stem.isidentifier():
+                names.add(entry.stem)
+    return names
+
+
+#: root modules that are not the project's code but its tooling
+_NOT_PROJECT_MODULES = frozenset({"setup", "conftest", "noxfile", "fabfile"})
+
+
+def root_modules(root: Path) -> tuple[list[str], list[str]]:
+    """The project's single-file modules (``*.py`` at its root and in ``src/``, tooling excluded) as
+    (those that only define things, those whose module-level code would run on import)."""
+    safe: set[str] = set()
+    runs: set[str] = set()
+    for base in (root, root / "src"):
+        if not base.is_dir():
+            continue
+        for path in sorted(base.glob("*.py")):
+            if not path.stem.isidentifier() or path.stem in _NOT_PROJECT_MODULES or not is_regular_file(path):
+                continue
+            try:
+                (safe if only_defines(path.read_bytes()) else runs).add(path.stem)
+            except OSError:
+                runs.add(path.stem)
+    return sorted(safe), sorted(runs - safe)
+
+
+def only_defines(data: bytes) -> bool:
+    """Whether importing this module only defines things: its module-level statements are imports,
+    definitions, assignments and docstrings (also inside ``try``/``if``), and
+    ``if __name__ == "__main__":`` blocks. A bare call, a loop or a ``with`` at module level (a script
+    doing its work) means importing it would run it. A file that does not parse: False."""
+    try:
+        tree = ast.parse(data)
+    except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
+        return False
+    return _only_defines(tree.body)
+
+
+def _is_main_guard(node: ast.If) -> bool:
+    test = node.test
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, *test.comparators]
+    return any(isinstance(n, ast.Name) and n.id == "__name__" for n in sides) and any(
+        isinstance(n, ast.Constant) and n.value == "__main__" for n in sides
+    )
+
+
+def _only_defines(body: list[ast.stmt]) -> bool:
+    simple = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
+              ast.AnnAssign, ast.Pass, ast.Global, ast.Nonlocal)  # fmt: skip
+    for node in body:
+        if isinstance(node, simple) or (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)):
+            continue
+        if isinstance(node, ast.If):
+            if _is_main_guard(node):
+                if _only_defines(node.orelse):
+                    continue
+                return False
+            if _only_defines(node.body) and _only_defines(node.orelse):
+                continue
+            return False
+        if isinstance(node, ast.Try | ast.TryStar):
+            handlers = [stmt for h in node.handlers for stmt in h.body]
+            if all(_only_defines(b) for b in (node.body, handlers, node.orelse, node.finalbody)):
+                continue
+        return False
+    return True
