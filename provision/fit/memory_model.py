@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-from provision.engineflags import LLAMA_SERVER_UBATCH
+from provision.engineflags import LLAMA_CPP_ENGINE, LLAMA_SERVER_UBATCH, OLLAMA_ENGINE, VLLM_ENGINE
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -35,14 +35,14 @@ GIB = 1024 * MIB
 #: (fp8_e4m3/fp8_e5m2) one byte (vLLM docs, "Quantized KV Cache").
 KV_CACHE_TYPES: dict[str, tuple[str, ...]] = {
     # llama.cpp --cache-type-k/-v: common/arg.cpp kv_cache_types
-    "llama.cpp": ("f16", "bf16", "f32", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"),
+    LLAMA_CPP_ENGINE: ("f16", "bf16", "f32", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"),
     # Ollama OLLAMA_KV_CACHE_TYPE: docs/faq.md "How can I set the quantization type for the K/V cache?"
-    "ollama": ("f16", "q8_0", "q4_0"),
-    "vllm": ("auto", "fp8", "fp8_e4m3", "fp8_e5m2"),
+    OLLAMA_ENGINE: ("f16", "q8_0", "q4_0"),
+    VLLM_ENGINE: ("auto", "fp8", "fp8_e4m3", "fp8_e5m2"),
 }
 
 #: the cache type each engine uses when none is given
-DEFAULT_KV_CACHE_TYPE = {"llama.cpp": "f16", "ollama": "f16", "vllm": "auto"}
+DEFAULT_KV_CACHE_TYPE = {LLAMA_CPP_ENGINE: "f16", OLLAMA_ENGINE: "f16", VLLM_ENGINE: "auto"}
 
 
 def kv_bytes_per_element(kv_type: str, *, model_dtype_bytes: int = 2) -> float:
@@ -377,9 +377,9 @@ class EngineOverhead:
 
 
 ENGINE_OVERHEAD = {
-    "llama.cpp": EngineOverhead(cuda_context_mib=300),
-    "ollama": EngineOverhead(cuda_context_mib=300, reserve_mib=OLLAMA_MINIMUM_MIB),
-    "vllm": EngineOverhead(cuda_context_mib=VLLM_NON_TORCH_MIB),
+    LLAMA_CPP_ENGINE: EngineOverhead(cuda_context_mib=300),
+    OLLAMA_ENGINE: EngineOverhead(cuda_context_mib=300, reserve_mib=OLLAMA_MINIMUM_MIB),
+    VLLM_ENGINE: EngineOverhead(cuda_context_mib=VLLM_NON_TORCH_MIB),
 }
 
 ENGINES = tuple(ENGINE_OVERHEAD)
