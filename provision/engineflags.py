@@ -1,7 +1,8 @@
 """How each inference engine is started: the command-line flags of vLLM, llama-server and
 llama_cpp.server (llama-cpp-python) and Ollama's environment variables, each in its own spelling. The
 serving units (:mod:`provision.serving`) and ``gpuprov fit``'s suggested settings both write them from
-here. (Which engines are installed on PATH is :mod:`provision.engines`.)
+here. (Which engines are installed on PATH is :mod:`provision.engines`.) It owns the engines' ids too:
+one spelling each inside gpuprov, and the words the front doors take and show for them.
 
 - llama.cpp (llama-server): ``--ctx-size`` is the total over ``--parallel`` slots (each slot gets
   ctx/parallel); ``--n-gpu-layers`` counts the output head as a layer; ``--tensor-split`` takes
@@ -26,6 +27,28 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from provision.fit.result import FitResult
     from provision.serving.settings import LlamaCppSettings, OllamaSettings
+
+# -- the engines' ids -----------------------------------------------------------------------------------
+
+#: the engines gpuprov starts, one id each inside gpuprov (serving, fit, compat, monitor, the plan); the
+#: profile's keys are these ids (``serving: {vllm: ...}``, ``serving: {llama_cpp: ...}``, ``llama_cpp:``)
+VLLM_ENGINE = "vllm"
+OLLAMA_ENGINE = "ollama"
+LLAMA_CPP_ENGINE = "llama_cpp"
+ENGINE_IDS = (VLLM_ENGINE, OLLAMA_ENGINE, LLAMA_CPP_ENGINE)
+#: the engine's name where people read or type one: reports, ``gpuprov fit --engine`` and its JSON
+ENGINE_NAMES = {VLLM_ENGINE: "vllm", OLLAMA_ENGINE: "ollama", LLAMA_CPP_ENGINE: "llama.cpp"}
+#: the engine as a command word: ``gpuprov build llama-cpp``, ``gpuprov compat plan --engine llama-cpp``
+ENGINE_WORDS = {VLLM_ENGINE: "vllm", OLLAMA_ENGINE: "ollama", LLAMA_CPP_ENGINE: "llama-cpp"}
+
+
+def engine_id(text: str) -> str | None:
+    """The id of the engine ``text`` names in any of its spellings (id, name, command word); None: none."""
+    for engine in ENGINE_IDS:
+        if text in (engine, ENGINE_NAMES[engine], ENGINE_WORDS[engine]):
+            return engine
+    return None
+
 
 #: llama-server / llama-cpp-python default physical batch (common/common.h ``n_ubatch = 512``);
 #: Ollama's ``num_batch`` default is 512 too
@@ -238,9 +261,9 @@ def vllm_flags(result: FitResult) -> dict[str, object]:
 
 def engine_flags(result: FitResult) -> dict[str, object]:
     engine = result.request.engine
-    if engine == "llama.cpp":
+    if engine == LLAMA_CPP_ENGINE:
         return llama_cpp_flags(result)
-    if engine == "ollama":
+    if engine == OLLAMA_ENGINE:
         return ollama_flags(result)
     return vllm_flags(result)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from provision.engineflags import LLAMA_CPP_ENGINE
 from provision.errors import GpuprovError
 from provision.systemd import UnitState
 
@@ -138,7 +139,7 @@ class Desired:
             "serving_files": [asdict(f) for f in self.serving_files],
             "serving_units": [asdict(u) for u in self.serving_units],
             "serving": dict(self.serving),
-            "llama_cpp": dict(self.llama_cpp),
+            LLAMA_CPP_ENGINE: dict(self.llama_cpp),  # the llama_cpp section's build
             "refusals": list(self.refusals),
         }
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from provision.bench.client import Connection, Endpoint
+from provision.engineflags import ENGINE_NAMES, LLAMA_CPP_ENGINE
 from provision.errors import GpuprovError
 
 
@@ -59,8 +60,8 @@ def server_info(endpoint: Endpoint, timeout_s: float) -> dict[str, Any]:
         info["engine"], info["engine_version"] = "vllm", vllm.get("version")
     elif isinstance(ollama, dict) and isinstance(ollama.get("version"), str):
         info["engine"], info["engine_version"] = "ollama", ollama["version"]
-    elif "llamacpp" in owners:
-        info["engine"] = "llama.cpp"
+    elif "llamacpp" in owners:  # what llama-server's /v1/models says (owned_by), not gpuprov's spelling
+        info["engine"] = ENGINE_NAMES[LLAMA_CPP_ENGINE]
         props = conn.get_json("/props")  # llama-server: {"build_info": "b6869-ab3f5f0a", ...}
         if isinstance(props, dict) and isinstance(props.get("build_info"), str):
             info["engine_version"] = props["build_info"]

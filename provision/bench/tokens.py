@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from provision.bench.client import Endpoint, RequestResult
+from provision.engineflags import ENGINE_NAMES, LLAMA_CPP_ENGINE
 
 #: the largest relative disagreement between usage and the tokenizer count taken as agreement
 CROSS_CHECK_TOLERANCE = 0.05
@@ -42,14 +43,14 @@ class TokenizerRoute:
     def body(self, text: str, model: str) -> dict[str, Any]:
         if self.engine == "vllm":
             return {"model": model, "prompt": text, "add_special_tokens": False}
-        if self.engine == "llama.cpp":
+        if self.engine == ENGINE_NAMES[LLAMA_CPP_ENGINE]:
             return {"content": text, "add_special": False}
         return {"input": text, "model": model}
 
 
 ROUTES = (
     TokenizerRoute("vllm", "/tokenize"),
-    TokenizerRoute("llama.cpp", "/tokenize"),
+    TokenizerRoute(ENGINE_NAMES[LLAMA_CPP_ENGINE], "/tokenize"),
     TokenizerRoute("llama-cpp-python", "/extras/tokenize"),
 )
 

@@ -9,12 +9,13 @@ from typing import Annotated
 import typer
 
 from provision.cli import app
+from provision.engineflags import ENGINE_WORDS, LLAMA_CPP_ENGINE
 
 build_app = typer.Typer(help="Build inference libraries for the GPUs that are actually here.", no_args_is_help=True)
 app.add_typer(build_app, name="build")
 
 
-@build_app.command("llama-cpp")
+@build_app.command(ENGINE_WORDS[LLAMA_CPP_ENGINE])
 def llama_cpp(
     cpu: Annotated[bool, typer.Option("--cpu", help="CPU-only build (machines without a GPU).")] = False,
     portable: Annotated[

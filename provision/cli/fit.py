@@ -9,8 +9,10 @@ from typing import Annotated
 import typer
 
 from provision.cli import app
+from provision.engineflags import ENGINE_NAMES, LLAMA_CPP_ENGINE, OLLAMA_ENGINE, VLLM_ENGINE, engine_id
 
-_ENGINES = ("llama.cpp", "ollama", "vllm")
+#: fit's engines, in the order ``--engine all`` reports them (--engine takes their names: llama.cpp)
+_ENGINES = (LLAMA_CPP_ENGINE, OLLAMA_ENGINE, VLLM_ENGINE)
 
 
 @app.command()
@@ -94,8 +96,10 @@ def fit(
     sources = [s for s in (vram_gib, gpu, from_file) if s]
     if len(sources) > 1:
         raise UsageError("give the GPUs one way: --vram-gib, --gpu or --from")
-    if engine not in (*_ENGINES, "all"):
-        raise UsageError(f"unknown engine {engine!r}: use one of {', '.join(_ENGINES)} or all")
+    chosen = engine_id(engine)
+    if engine != "all" and chosen not in _ENGINES:
+        names = ", ".join(ENGINE_NAMES[e] for e in _ENGINES)
+        raise UsageError(f"unknown engine {engine!r}: use one of {names} or all")
     if vram_gib:
         gpus = gpus_from_vram(parse_vram_gib(vram_gib))
     elif gpu:
@@ -112,13 +116,13 @@ def fit(
         gpus = gpus_from_snapshot(snap)
 
     specs = [read_model(path, quantization=quant) for path in models]
-    if engine == "all":
-        engines = list(_ENGINES) if all(s.format == "gguf" for s in specs) else ["vllm"]
+    if chosen is None:  # all
+        engines = list(_ENGINES) if all(s.format == "gguf" for s in specs) else [VLLM_ENGINE]
     else:
-        engines = [engine]
-        if engine != "vllm" and any(s.format != "gguf" for s in specs):
+        engines = [chosen]
+        if chosen != VLLM_ENGINE and any(s.format != "gguf" for s in specs):
             raise UsageError(f"{engine} loads GGUF files: give a .gguf, or use --engine vllm for a HF directory")
-    if engine == "all" and kv_type is not None:
+    if chosen is None and kv_type is not None:
         # a cache type names the engines it exists in (q8_0: llama.cpp and Ollama; fp8: vLLM)
         engines = [name for name in engines if _kv_applies(kv_type, name)]
         if not engines:
@@ -132,9 +136,9 @@ def fit(
             kv_type=kv_type,
             reserve_mib=reserve_mib,
             flash_attention=flash_attn,
-            gpu_memory_utilization=gpu_memory_utilization if name == "vllm" else None,
-            swa_full=swa_full and name == "llama.cpp",
-            vllm_version=vllm_version if name == "vllm" else None,
+            gpu_memory_utilization=gpu_memory_utilization if name == VLLM_ENGINE else None,
+            swa_full=swa_full and name == LLAMA_CPP_ENGINE,
+            vllm_version=vllm_version if name == VLLM_ENGINE else None,
         )
         stacks[name] = fit_stack(specs, gpus, request)
     code = 0 if any(stack.fits for stack in stacks.values()) else 1
@@ -144,7 +148,7 @@ def fit(
                 {"index": g.index, "name": g.name, "total_bytes": g.total_bytes, "free_bytes": g.free_bytes}
                 for g in gpus
             ],
-            "engines": {name: stack.to_dict() for name, stack in stacks.items()},
+            "engines": {ENGINE_NAMES[name]: stack.to_dict() for name, stack in stacks.items()},
             "exit_code": code,
         }
         typer.echo(json.dumps(payload, indent=2))

@@ -18,10 +18,12 @@ from packaging.version import Version
 from provision.compat.matrix import Matrix, TorchBuild, cuda_major, load_matrix, runs_on
 from provision.compat.target import Target
 from provision.compat.verdict import Report, check
+from provision.engineflags import ENGINE_WORDS, LLAMA_CPP_ENGINE, OLLAMA_ENGINE, VLLM_ENGINE, engine_id
 from provision.errors import GpuprovError
 from provision.versions import version_or_none
 
-ENGINES = ("vllm", "llama-cpp", "ollama")
+#: the engines a plan is made for, in the order --engine lists them (it takes their command words: llama-cpp)
+ENGINES = (VLLM_ENGINE, LLAMA_CPP_ENGINE, OLLAMA_ENGINE)
 
 
 class NoPlanError(GpuprovError):
@@ -43,6 +45,7 @@ class Pin:
 
 @dataclass
 class Plan:
+    #: an engine id (:mod:`provision.engineflags`); shown as its command word (llama-cpp)
     engine: str
     pins: list[Pin] = field(default_factory=list)
     #: driver needed when the host's is too old for every candidate (None: the driver is fine or unknown)
@@ -63,7 +66,7 @@ class Plan:
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "engine": self.engine,
+            "engine": ENGINE_WORDS[self.engine],
             "pins": [asdict(p) | {"requirement": p.requirement} for p in self.pins],
             "cuda": self.cuda,
             "variant": self.variant,
@@ -100,7 +103,7 @@ class Plan:
 
     def constraints(self) -> str:
         """A pip/uv constraints file (``uv pip install -c FILE``), its caveats as comments."""
-        lines = [f"# gpuprov compat plan --engine {self.engine}", *self._comment_lines()]
+        lines = [f"# gpuprov compat plan --engine {ENGINE_WORDS[self.engine]}", *self._comment_lines()]
         indexes = sorted({p.index for p in self.pins if p.index})
         for url in indexes:
             lines.append(
@@ -112,7 +115,8 @@ class Plan:
 
     def uv_sources(self) -> str:
         """A ``[tool.uv]`` snippet for pyproject.toml: the constraints, and the index for torch/wheels."""
-        lines = [f"# gpuprov compat plan --engine {self.engine} --format uv-sources", *self._comment_lines()]
+        word = ENGINE_WORDS[self.engine]
+        lines = [f"# gpuprov compat plan --engine {word} --format uv-sources", *self._comment_lines()]
         lines += ["[tool.uv]", "constraint-dependencies = ["]
         lines += [f'  "{p.requirement}",' for p in self.pins]
         lines.append("]")
@@ -170,7 +174,7 @@ def _plan_vllm(target: Target, matrix: Matrix, driver: Version | None, flashinfe
         torch = _pick_torch(matrix, rel.torch, ccs, driver, cuda_major(rel.cuda))
         if torch is None:
             continue
-        plan = Plan("vllm", cuda=torch.cuda, variant=None if torch.pypi else torch.variant)
+        plan = Plan(VLLM_ENGINE, cuda=torch.cuda, variant=None if torch.pypi else torch.variant)
         plan.notes.extend(unresolvable)
         plan.cudas = sorted({torch.cuda, rel.cuda}, key=Version)
         plan.pins.append(Pin("vllm", rel.version, None, rel.source))
@@ -211,7 +215,7 @@ def _plan_llama_cpp(target: Target, matrix: Matrix, driver: Version | None) -> P
         if all(runs_on(w.archs, cc) for cc in ccs) and _driver_ok(matrix, driver, w.cuda)
     ]
     archs = ";".join(sorted({cc.replace(".", "") for cc in ccs})) or "native"
-    plan = Plan("llama-cpp")
+    plan = Plan(LLAMA_CPP_ENGINE)
     plan.build_env = {"CMAKE_ARGS": f"-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES={archs}"}
     if fits:
         # prefer a wheel the driver runs natively, then the newest CUDA
@@ -249,7 +253,7 @@ def _plan_ollama(target: Target, matrix: Matrix, driver: Version | None) -> Plan
     if any(Version(cc) < Version(o["min_cc"]) for cc in ccs):
         raise NoPlanError(f"Ollama needs compute capability ≥ {o['min_cc']} ({o['source']})")
     need = o["old_cc_driver_min"] if any(Version(cc) < Version(o["old_cc_below"]) for cc in ccs) else o["driver_min"]
-    plan = Plan("ollama")
+    plan = Plan(OLLAMA_ENGINE)
     plan.notes.append(f"Ollama bundles its CUDA runtime: it needs driver ≥ {need} for this GPU ({o['source']})")
     if driver is not None and driver < Version(need):
         plan.driver_needed = need
@@ -268,18 +272,20 @@ def _driver_for(matrix: Matrix, cudas: list[str]) -> str | None:
 
 
 def plan(target: Target, engine: str = "vllm", *, flashinfer: bool = True, matrix: Matrix | None = None) -> Plan:
-    """The newest consistent set for ``target`` and ``engine``; raises NoPlanError when none exists."""
+    """The newest consistent set for ``target`` and ``engine`` (an engine id, or its command word:
+    llama-cpp); raises NoPlanError when none exists."""
     m = matrix or load_matrix()
+    given, engine = engine, engine_id(engine) or ""
     if engine not in ENGINES:
         from provision.errors import UsageError
 
-        raise UsageError(f"--engine {engine!r}: choose one of {', '.join(ENGINES)}")
+        raise UsageError(f"--engine {given!r}: choose one of {', '.join(ENGINE_WORDS[e] for e in ENGINES)}")
     driver = version_or_none(target.driver)
-    if engine == "ollama":
+    if engine == OLLAMA_ENGINE:
         return _plan_ollama(target, m, driver)
     make: Callable[[Version | None], Plan | None] = (
         (lambda d: _plan_vllm(target, m, d, flashinfer))
-        if engine == "vllm"
+        if engine == VLLM_ENGINE
         else (lambda d: _plan_llama_cpp(target, m, d))
     )
     result = make(driver)
@@ -292,12 +298,12 @@ def plan(target: Target, engine: str = "vllm", *, flashinfer: bool = True, matri
             )
     if result is None:
         ccs = ", ".join(target.cc_list()) or "?"
-        raise NoPlanError(f"no {engine} release in the matrix supports compute capability {ccs}")
+        raise NoPlanError(f"no {ENGINE_WORDS[engine]} release in the matrix supports compute capability {ccs}")
     if not target.gpus:
         result.notes.append(
             "no GPU known: the set is not checked against a compute capability (give --gpu or --cc, or run on the host)"
         )
-    if driver is None and engine != "ollama" and result.cudas:
+    if driver is None and engine != OLLAMA_ENGINE and result.cudas:
         result.notes.append(
             f"no driver known: this set needs driver ≥ {_driver_for(m, result.cudas)} (give --driver to check)"
         )

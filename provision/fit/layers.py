@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from provision.engineflags import LLAMA_CPP_ENGINE
 from provision.fit import memory_model as mm
 from provision.fit.kv import kv_bytes_per_token, layer_kv_row_bytes
 from provision.fit.model import ModelSpec
@@ -106,7 +107,7 @@ def _layer_plan(
         placed = _pack(chosen, budgets, device_fixed=device_fixed, output_extra=logits)
         if placed is None:
             continue
-        if req.engine == "llama.cpp" and len(budgets) > 1:
+        if req.engine == LLAMA_CPP_ENGINE and len(budgets) > 1:
             placed = _balanced(chosen, budgets, device_fixed, logits) or placed
         return ngl, placed
     return 0, [[] for _ in budgets]

@@ -7,7 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from provision.console import make_console
-from provision.engineflags import engine_flags
+from provision.engineflags import ENGINE_NAMES, VLLM_ENGINE, engine_flags
 from provision.fit import memory_model as mm
 from provision.fit.memory_model import GIB
 from provision.fit.result import FitResult, StackResult
@@ -23,8 +23,9 @@ def _gib(n: int) -> str:
 def render_result(console: Console, result: FitResult) -> None:
     req = result.request
     style = _VERDICT_STYLE[result.verdict]
+    engine = ENGINE_NAMES[req.engine]
     console.print(
-        f"[bold]{req.engine}[/bold]: {escape(result.model.name)} — [{style}]{_VERDICT_TEXT[result.verdict]}[/{style}] "
+        f"[bold]{engine}[/bold]: {escape(result.model.name)} — [{style}]{_VERDICT_TEXT[result.verdict]}[/{style}] "
         f"at {req.context} tokens × {req.parallel} parallel, KV {req.kv_type}"
     )
     exact = "exact" if result.model.weights_exact else "estimated"
@@ -40,7 +41,7 @@ def render_result(console: Console, result: FitResult) -> None:
         table.add_column(column, justify="right" if column not in ("name", "layers") else "left")
     for share in result.gpus:
         layers = share.to_dict()["layers"] or "-"
-        if share.holds_output and result.request.engine != "vllm":
+        if share.holds_output and result.request.engine != VLLM_ENGINE:
             layers = f"{layers} + output" if share.layers else "output"
         table.add_row(
             str(share.index),
@@ -106,5 +107,5 @@ def render_stacks(stacks: dict[str, StackResult]) -> None:
                 f"GPU {g.index}: {_gib(f)}" for g, f in zip(stack.gpus, stack.free_after_bytes, strict=True)
             )
             verdict = "all fit together" if stack.fits else "do not all fit together"
-            console.print(f"[bold]{engine}[/bold] stack: [{style}]{verdict}[/{style}]; left: {free}")
+            console.print(f"[bold]{ENGINE_NAMES[engine]}[/bold] stack: [{style}]{verdict}[/{style}]; left: {free}")
         console.print()

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from provision.engineflags import ENGINE_NAMES, LLAMA_CPP_ENGINE, OLLAMA_ENGINE, engine_id
 from provision.errors import UsageError
 from provision.fit import memory_model as mm
 from provision.fit.model import ModelSpec
 
 #: engines that place whole layers on GPUs (the rest split every layer: tensor parallel)
-LAYER_ENGINES = ("llama.cpp", "ollama")
+LAYER_ENGINES = (LLAMA_CPP_ENGINE, OLLAMA_ENGINE)
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,8 @@ class GpuBudget:
 
 @dataclass(frozen=True)
 class FitRequest:
-    engine: str = "llama.cpp"
+    #: an engine id of :mod:`provision.engineflags` (its name or command word too: :meth:`resolved` takes any)
+    engine: str = LLAMA_CPP_ENGINE
     #: tokens per sequence; None: min(4096, the model's trained context) — llama-server's and
     #: Ollama's default context
     context: int | None = None
@@ -59,12 +61,14 @@ class FitRequest:
 
     def resolved(self, model: ModelSpec) -> FitRequest:
         """Defaults filled in and everything checked: UsageError on a bad value."""
-        if self.engine not in mm.ENGINES:
-            raise UsageError(f"unknown engine {self.engine!r}: use one of {', '.join(mm.ENGINES)}")
-        kv = (self.kv_type or mm.DEFAULT_KV_CACHE_TYPE[self.engine]).lower()
-        if kv not in mm.KV_CACHE_TYPES[self.engine]:
+        engine = engine_id(self.engine)
+        if engine not in mm.ENGINES:
+            names = ", ".join(ENGINE_NAMES[e] for e in mm.ENGINES)
+            raise UsageError(f"unknown engine {self.engine!r}: use one of {names}")
+        kv = (self.kv_type or mm.DEFAULT_KV_CACHE_TYPE[engine]).lower()
+        if kv not in mm.KV_CACHE_TYPES[engine]:
             raise UsageError(
-                f"{self.engine} has no KV cache type {kv!r}: use one of {', '.join(mm.KV_CACHE_TYPES[self.engine])}"
+                f"{ENGINE_NAMES[engine]} has no KV cache type {kv!r}: use one of {', '.join(mm.KV_CACHE_TYPES[engine])}"
             )
         context = self.context if self.context is not None else min(4096, model.context_length)
         if context < 1:
@@ -89,10 +93,10 @@ class FitRequest:
                 raise UsageError(f"vLLM version {self.vllm_version[:40]!r} is not a version: e.g. 0.6.4") from None
         flash = self.flash_attention
         if flash is None:
-            flash = self.engine == "llama.cpp" or (self.engine == "ollama" and kv != "f16")
-        if self.engine in LAYER_ENGINES and kv not in ("f16", "bf16", "f32") and not flash:
-            raise UsageError(f"a quantized KV cache ({kv}) needs flash attention in {self.engine}")
-        return replace(self, kv_type=kv, context=context, flash_attention=flash)
+            flash = engine == LLAMA_CPP_ENGINE or (engine == OLLAMA_ENGINE and kv != "f16")
+        if engine in LAYER_ENGINES and kv not in ("f16", "bf16", "f32") and not flash:
+            raise UsageError(f"a quantized KV cache ({kv}) needs flash attention in {ENGINE_NAMES[engine]}")
+        return replace(self, engine=engine, kv_type=kv, context=context, flash_attention=flash)
 
 
 def engine_reserve_bytes(req: FitRequest) -> int:

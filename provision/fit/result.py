@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from provision.engineflags import ENGINE_NAMES
 from provision.fit.model import ModelSpec
 from provision.fit.request import FitRequest, GpuBudget
 
@@ -115,7 +116,7 @@ class FitResult:
                 "context_length": self.model.context_length,
                 "weights_exact": self.model.weights_exact,
             },
-            "engine": req.engine,
+            "engine": ENGINE_NAMES[req.engine],
             "context": req.context,
             "parallel": req.parallel,
             "kv_type": req.kv_type,

@@ -9,6 +9,7 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
+from provision.engineflags import LLAMA_CPP_ENGINE
 from provision.errors import GpuprovError, UsageError
 from provision.llama_build.buildhost import BuildHost, gather_build_host
 from provision.llama_build.buildplan import BuildPlan
@@ -17,6 +18,9 @@ from provision.llama_build.record import installed_build
 from provision.plantypes import Desired, HostState, PlanError
 from provision.profiles.schema import SECTIONS, Profile, SectionType, _bool, _mapping, _text, register_section
 from provision.snapshot import Snapshot
+
+#: the profile's section (``llama_cpp:``) is named by the engine's id
+SECTION = LLAMA_CPP_ENGINE
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,7 @@ def gather_for_section(snapshot: Snapshot, section: LlamaCppSection) -> BuildHos
 
 def _gather(profile: Profile, snapshot: Snapshot, host: HostState) -> HostState:
     """The section's hook: what the build decision and the comparison with the installed build need."""
-    section = profile.sections.get("llama_cpp")
+    section = profile.sections.get(SECTION)
     if section is None or not section.build:
         return host
     python = section.python or current_python()
@@ -115,7 +119,7 @@ def _gather(profile: Profile, snapshot: Snapshot, host: HostState) -> HostState:
 
 def _plan(desired: Desired, snapshot: Snapshot, profile: Profile, host: HostState) -> None:
     """The section's part of a plan: the build it asks for (compared with what is installed by the diff)."""
-    section = profile.sections.get("llama_cpp")
+    section = profile.sections.get(SECTION)
     if section is None or not section.build:
         return
     if host.llama_build is None:
@@ -127,13 +131,13 @@ def _plan(desired: Desired, snapshot: Snapshot, profile: Profile, host: HostStat
     desired.llama_cpp = build.to_dict()
 
 
-if "llama_cpp" not in SECTIONS:
-    register_section("llama_cpp", SectionType(_parse_section, _section_dict, plan=_plan, gather=_gather))
+if SECTION not in SECTIONS:
+    register_section(SECTION, SectionType(_parse_section, _section_dict, plan=_plan, gather=_gather))
 
 
 def profile_build_python(profile: Profile) -> str | None:
     """The interpreter a profile's ``llama_cpp`` section builds into (None: the profile builds nothing)."""
-    section = profile.sections.get("llama_cpp")
+    section = profile.sections.get(SECTION)
     if section is None or not section.build:
         return None
     return section.python or current_python()

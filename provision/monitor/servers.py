@@ -17,13 +17,15 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
+from provision.engineflags import ENGINE_IDS, LLAMA_CPP_ENGINE, OLLAMA_ENGINE, VLLM_ENGINE
+
 #: seconds one read of a server may take: a monitor sample must not stall behind a hung server
 TIMEOUT_S = 2.0
 MAX_BODY_BYTES = 4 * 1024 * 1024
 
 #: ``llama_cpp``: either llama.cpp server (what a ``serving.llama_cpp`` unit runs: llama-server, or
 #: llama-cpp-python's): /metrics, then /slots, then /v1/models, whichever it answers
-ENGINES = ("vllm", "llama_server", "llama_cpp_python", "llama_cpp", "ollama")
+ENGINES = (VLLM_ENGINE, "llama_server", "llama_cpp_python", LLAMA_CPP_ENGINE, OLLAMA_ENGINE)
 
 
 def parse_prometheus_text(text: str) -> dict[str, float]:
@@ -165,7 +167,7 @@ class ServerWatcher:
             return llama_server_figures(parse_prometheus_text(text))
         if self.engine == "ollama":
             return ollama_figures(self._json("/api/ps"))
-        if self.engine == "llama_cpp":
+        if self.engine == LLAMA_CPP_ENGINE:
             for path in ("/metrics", "/slots"):
                 try:
                     body = self._get(path)
@@ -179,8 +181,9 @@ class ServerWatcher:
         return openai_models_figures(self._json("/v1/models"))
 
 
-#: the engine names of installed serving units (provision.serverunits) -> the reader for them
-UNIT_ENGINES = {"vllm": "vllm", "llama_cpp": "llama_cpp", "ollama": "ollama"}
+#: the engine ids of installed serving units (provision.serving.units) -> the reader for them: the reader
+#: of the same name (``llama_cpp`` reads either llama.cpp server)
+UNIT_ENGINES = {engine: engine for engine in ENGINE_IDS}
 
 
 def watchers_for_installed(servers: list[Any]) -> list[ServerWatcher]:

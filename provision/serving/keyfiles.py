@@ -6,6 +6,7 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from provision.engineflags import LLAMA_CPP_ENGINE, VLLM_ENGINE
 from provision.serving.settings import SECRETS_DIR
 
 if TYPE_CHECKING:
@@ -20,9 +21,9 @@ def key_file(engine: str, *, env_file: bool) -> str:
 
 #: every key file a serving section can make apply create (secret: never read into a plan)
 KEY_FILES = (
-    key_file("vllm", env_file=True),
-    key_file("llama_cpp", env_file=True),
-    key_file("llama_cpp", env_file=False),
+    key_file(VLLM_ENGINE, env_file=True),
+    key_file(LLAMA_CPP_ENGINE, env_file=True),
+    key_file(LLAMA_CPP_ENGINE, env_file=False),
 )
 
 #: LoadCredential=api-key:FILE hands the root-only key file to the server's user; the unit passes

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
+from provision.engineflags import LLAMA_CPP_ENGINE, VLLM_ENGINE
 from provision.errors import GpuprovError
 from provision.serving.commandline import server_argv
 from provision.serving.facts import ServingHost
@@ -165,13 +166,13 @@ def fit_notes(section: ServingSection, snapshot: Snapshot, facts: ServingHost) -
             # llama-cpp-python (venv) keeps a full-size sliding-window KV cache (llama_context_default_params)
             slots = st.parallel or 1
             total = spec.context_length if st.ctx_size == 0 else st.ctx_size
-            request = FitRequest(engine="llama.cpp", context=max(total // slots, 1) if total else None,
+            request = FitRequest(engine=LLAMA_CPP_ENGINE, context=max(total // slots, 1) if total else None,
                                  parallel=slots, kv_type=st.cache_type_k, flash_attention=st.flash_attention,
                                  swa_full=st.venv is not None)  # fmt: skip
         else:
             assert isinstance(st, VllmSettings)
             request = FitRequest(
-                engine="vllm",
+                engine=VLLM_ENGINE,
                 context=st.max_model_len,
                 parallel=st.max_num_seqs or 1,
                 kv_type=st.kv_cache_dtype,

@@ -11,6 +11,7 @@ import unicodedata
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from provision.engineflags import ENGINE_IDS, LLAMA_CPP_ENGINE, OLLAMA_ENGINE, VLLM_ENGINE
 from provision.profiles.schema import (
     Block,
     SectionType,
@@ -30,7 +31,6 @@ from provision.serving.settings import (
     _PLAIN_PATH,
     _SERVING_KEYS,
     DEFAULT_PORT,
-    ENGINES,
     VLLM_ATTENTION_BACKENDS,
     VLLM_QUANTIZATIONS,
     LlamaCppSettings,
@@ -105,7 +105,7 @@ def _owned_option(arg: str) -> str | None:
 #: ``--config_file``): such a file can set host, port and key where neither the profile nor plan see them,
 #: and it changes without gpuprov knowing; refused rather than read (what plan read would not be what the
 #: unit starts with after the file changes, and the file is not gpuprov's to record or revert)
-CONFIG_FILE_OPTIONS = {"vllm": "config", "llama_cpp": "config-file"}
+CONFIG_FILE_OPTIONS = {VLLM_ENGINE: "config", LLAMA_CPP_ENGINE: "config-file"}
 
 
 def _config_option(arg: str, engine: str) -> bool:
@@ -167,7 +167,7 @@ def _exactly_one(data: dict[str, Any], keys: tuple[str, str], where: _Where) -> 
 
 
 def _parse_vllm(value: Any, w: _Where) -> VllmSettings:
-    d = {k: v for k, v in _mapping(value, w, _ENGINE_KEYS["vllm"]).items() if v is not None}
+    d = {k: v for k, v in _mapping(value, w, _ENGINE_KEYS[VLLM_ENGINE]).items() if v is not None}
     if "model" not in d:
         raise w.error("expected model: a Hugging Face model id or a local model directory")
     _exactly_one(d, ("venv", "executable"), w)
@@ -184,7 +184,7 @@ def _parse_vllm(value: Any, w: _Where) -> VllmSettings:
         max_model_len=_int(d["max_model_len"], w["max_model_len"], "a context length in tokens", 16, 10_000_000)
         if "max_model_len" in d
         else None,
-        kv_cache_dtype=_choice(d["kv_cache_dtype"], w["kv_cache_dtype"], _kv_types("vllm"))
+        kv_cache_dtype=_choice(d["kv_cache_dtype"], w["kv_cache_dtype"], _kv_types(VLLM_ENGINE))
         if "kv_cache_dtype" in d
         else None,
         quantization=_choice(d["quantization"], w["quantization"], VLLM_QUANTIZATIONS) if "quantization" in d else None,
@@ -197,7 +197,7 @@ def _parse_vllm(value: Any, w: _Where) -> VllmSettings:
         swap_space_gib=_number(d["swap_space_gib"], w["swap_space_gib"], "CPU swap space in GiB", -1, 4096)
         if "swap_space_gib" in d
         else None,
-        extra_args=_args(d.get("extra_args"), w["extra_args"], "vllm"),
+        extra_args=_args(d.get("extra_args"), w["extra_args"], VLLM_ENGINE),
         tensor_parallel_size=_int(d["tensor_parallel_size"], w["tensor_parallel_size"], "a number of GPUs", 1, 64)
         if "tensor_parallel_size" in d
         else None,
@@ -205,7 +205,7 @@ def _parse_vllm(value: Any, w: _Where) -> VllmSettings:
 
 
 def _parse_ollama(value: Any, w: _Where) -> OllamaSettings:
-    d = {k: v for k, v in _mapping(value if value is not None else {}, w, _ENGINE_KEYS["ollama"]).items()
+    d = {k: v for k, v in _mapping(value if value is not None else {}, w, _ENGINE_KEYS[OLLAMA_ENGINE]).items()
          if v is not None}  # fmt: skip
     keep_alive = None
     if "keep_alive" in d:
@@ -227,7 +227,7 @@ def _parse_ollama(value: Any, w: _Where) -> OllamaSettings:
         if "gpu_overhead_mib" in d
         else None,
         keep_alive=keep_alive,
-        kv_cache_type=_choice(d["kv_cache_type"], w["kv_cache_type"], _kv_types("ollama"))
+        kv_cache_type=_choice(d["kv_cache_type"], w["kv_cache_type"], _kv_types(OLLAMA_ENGINE))
         if "kv_cache_type" in d
         else None,
         models_dir=_path(d["models_dir"], w["models_dir"], "the models directory") if "models_dir" in d else None,
@@ -235,7 +235,7 @@ def _parse_ollama(value: Any, w: _Where) -> OllamaSettings:
 
 
 def _parse_llama_cpp(value: Any, w: _Where) -> LlamaCppSettings:
-    d = {k: v for k, v in _mapping(value, w, _ENGINE_KEYS["llama_cpp"]).items() if v is not None}
+    d = {k: v for k, v in _mapping(value, w, _ENGINE_KEYS[LLAMA_CPP_ENGINE]).items() if v is not None}
     if "model" not in d:
         raise w.error("expected model: the path of a GGUF file")
     _exactly_one(d, ("server", "venv"), w)
@@ -247,7 +247,7 @@ def _parse_llama_cpp(value: Any, w: _Where) -> LlamaCppSettings:
         split = tuple(_number(v, w["tensor_split"], "a proportion", -1e-9, 1e6) for v in ts)
         if not any(v > 0 for v in split):
             raise w["tensor_split"].error("at least one proportion must be above 0")
-    kv = _kv_types("llama.cpp")
+    kv = _kv_types(LLAMA_CPP_ENGINE)
     out = LlamaCppSettings(
         model=_one_line(d["model"], w["model"], "a GGUF path"),
         server=_path(d["server"], w["server"], "the llama-server binary") if "server" in d else None,
@@ -264,7 +264,7 @@ def _parse_llama_cpp(value: Any, w: _Where) -> LlamaCppSettings:
         flash_attention=_bool(d["flash_attention"], w["flash_attention"]) if "flash_attention" in d else None,
         cache_type_k=_choice(d["cache_type_k"], w["cache_type_k"], kv) if "cache_type_k" in d else None,
         cache_type_v=_choice(d["cache_type_v"], w["cache_type_v"], kv) if "cache_type_v" in d else None,
-        extra_args=_args(d.get("extra_args"), w["extra_args"], "llama_cpp"),
+        extra_args=_args(d.get("extra_args"), w["extra_args"], LLAMA_CPP_ENGINE),
     )
     if not out.model.startswith("/"):
         raise w["model"].error(f"{_show(out.model)}: expected the absolute path of a GGUF file")
@@ -275,14 +275,14 @@ def _parse_llama_cpp(value: Any, w: _Where) -> LlamaCppSettings:
 
 def parse_serving(value: Any, where: _Where) -> ServingSection:
     data = _mapping(value, where, _SERVING_KEYS)
-    engines = [e for e in ENGINES if e in data]
+    engines = [e for e in ENGINE_IDS if e in data]
     if len(engines) != 1:
-        raise where.error(f"expected exactly one server: one of {', '.join(ENGINES)} (got {len(engines)})")
+        raise where.error(f"expected exactly one server: one of {', '.join(ENGINE_IDS)} (got {len(engines)})")
     engine = engines[0]
     parsers: dict[str, Callable[[Any, _Where], VllmSettings | OllamaSettings | LlamaCppSettings]] = {
-        "vllm": _parse_vllm,
-        "ollama": _parse_ollama,
-        "llama_cpp": _parse_llama_cpp,
+        VLLM_ENGINE: _parse_vllm,
+        OLLAMA_ENGINE: _parse_ollama,
+        LLAMA_CPP_ENGINE: _parse_llama_cpp,
     }
     parser = parsers[engine]
     settings = parser(data[engine], where[engine])
@@ -310,7 +310,7 @@ def parse_serving(value: Any, where: _Where) -> ServingSection:
             f"{tp} GPUs, but serving.gpus gives vLLM {len(gpus)}: list {tp} GPUs there, or fewer here"
         )
     api_key = _bool(data["api_key"], where["api_key"]) if data.get("api_key") is not None else False
-    if api_key and engine == "ollama":
+    if api_key and engine == OLLAMA_ENGINE:
         raise where["api_key"].error(
             "Ollama has no API key: keep it on 127.0.0.1, or put a proxy with one in front "
             "(api_key: false where a profile this one extends sets it)"
@@ -338,8 +338,8 @@ register_section(
     # Keeping the engine, the child's block merges into the parent's (serving.vllm.model alone changes
     # the model); choosing the other program (executable for venv) drops the parent's, and for
     # llama.cpp the llama-server-only parallel slots
-    SectionType(parse_serving, serving_dict, exclusive=(ENGINES,), tied=("port",),
-                blocks={"vllm": Block(exclusive=(("venv", "executable"),)), "ollama": Block(),
-                        "llama_cpp": Block(exclusive=(("server", "venv"),), tied=("parallel",))},
+    SectionType(parse_serving, serving_dict, exclusive=(ENGINE_IDS,), tied=("port",),
+                blocks={VLLM_ENGINE: Block(exclusive=(("venv", "executable"),)), OLLAMA_ENGINE: Block(),
+                        LLAMA_CPP_ENGINE: Block(exclusive=(("server", "venv"),), tied=("parallel",))},
                 plan=plan_serving, gather=gather),
 )  # fmt: skip

@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from provision.engineflags import ENGINE_IDS, LLAMA_CPP_ENGINE, OLLAMA_ENGINE, VLLM_ENGINE
 from provision.errors import UsageError
 from provision.serving.units import UNIT
 
@@ -25,17 +26,16 @@ if TYPE_CHECKING:
     pass
 
 
-ENGINES = ("vllm", "ollama", "llama_cpp")
-DEFAULT_PORT = {"vllm": 8000, "ollama": 11434, "llama_cpp": 8080}
+DEFAULT_PORT = {VLLM_ENGINE: 8000, OLLAMA_ENGINE: 11434, LLAMA_CPP_ENGINE: 8080}
 #: the dedicated system user of the servers gpuprov runs (Ollama's installer creates ``ollama``)
-USER = {"vllm": "gpuprov-vllm", "ollama": "ollama", "llama_cpp": "gpuprov-llama-cpp"}
+USER = {VLLM_ENGINE: "gpuprov-vllm", OLLAMA_ENGINE: "ollama", LLAMA_CPP_ENGINE: "gpuprov-llama-cpp"}
 #: Ollama's installer makes the ollama user's home here; models go to ~/.ollama/models
 OLLAMA_HOME = "/usr/share/ollama"
 SECRETS_DIR = "/etc/gpuprov/serving"
 #: how long ExecStartPre waits for NVML to see the GPUs (ollama#7669: servers started before the GPU)
 WAIT_GPU_S = 120
 #: vLLM loads (and may download) the model before it listens; llama.cpp and Ollama start at once
-START_TIMEOUT_S = {"vllm": 1800, "ollama": 300, "llama_cpp": 600}
+START_TIMEOUT_S = {VLLM_ENGINE: 1800, OLLAMA_ENGINE: 300, LLAMA_CPP_ENGINE: 600}
 PLACEHOLDER_KEY = "REPLACE-WITH-A-SECRET-KEY"
 #: where a home directory hides a path from a unit with ProtectHome= (systemd.exec(5))
 HOME_DIRS = ("/home", "/root", "/run/user")
@@ -133,12 +133,12 @@ class ServingSection:
 
 
 _ENGINE_KEYS = {
-    "vllm": ("model", "venv", "executable", "gpu_memory_utilization", "max_model_len", "kv_cache_dtype",
-             "quantization", "attention_backend", "max_num_seqs", "swap_space_gib", "extra_args",
-             "tensor_parallel_size"),
-    "ollama": ("flash_attention", "num_parallel", "max_loaded_models", "context_length", "gpu_overhead_mib",
-               "keep_alive", "kv_cache_type", "models_dir"),
-    "llama_cpp": ("model", "server", "venv", "n_gpu_layers", "ctx_size", "parallel", "tensor_split", "no_mmap",
-                  "flash_attention", "cache_type_k", "cache_type_v", "extra_args"),
+    VLLM_ENGINE: ("model", "venv", "executable", "gpu_memory_utilization", "max_model_len", "kv_cache_dtype",
+                  "quantization", "attention_backend", "max_num_seqs", "swap_space_gib", "extra_args",
+                  "tensor_parallel_size"),
+    OLLAMA_ENGINE: ("flash_attention", "num_parallel", "max_loaded_models", "context_length", "gpu_overhead_mib",
+                    "keep_alive", "kv_cache_type", "models_dir"),
+    LLAMA_CPP_ENGINE: ("model", "server", "venv", "n_gpu_layers", "ctx_size", "parallel", "tensor_split",
+                       "no_mmap", "flash_attention", "cache_type_k", "cache_type_v", "extra_args"),
 }  # fmt: skip
-_SERVING_KEYS = ("host", "port", "gpus", "api_key", *ENGINES)
+_SERVING_KEYS = ("host", "port", "gpus", "api_key", *ENGINE_IDS)

@@ -8,18 +8,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from provision.engineflags import LLAMA_CPP_ENGINE, OLLAMA_ENGINE, VLLM_ENGINE
 from provision.snapshot import ServerInfo
 
 UNIT_DIR = "/etc/systemd/system"
 #: the unit (or the vendor unit a drop-in extends) per engine
-UNIT = {"vllm": "gpuprov-vllm.service", "ollama": "ollama.service", "llama_cpp": "gpuprov-llama-cpp.service"}
+UNIT = {
+    VLLM_ENGINE: "gpuprov-vllm.service",
+    OLLAMA_ENGINE: "ollama.service",
+    LLAMA_CPP_ENGINE: "gpuprov-llama-cpp.service",
+}
 OLLAMA_DROPIN = f"{UNIT_DIR}/ollama.service.d/gpuprov.conf"
 SYSUSERS_DIR = "/etc/sysusers.d"
 
 #: every path and unit a serving section can make gpuprov write (what the host state reader looks at)
 MANAGED_FILES = (
-    f"{UNIT_DIR}/{UNIT['vllm']}",
-    f"{UNIT_DIR}/{UNIT['llama_cpp']}",
+    f"{UNIT_DIR}/{UNIT[VLLM_ENGINE]}",
+    f"{UNIT_DIR}/{UNIT[LLAMA_CPP_ENGINE]}",
     OLLAMA_DROPIN,
     f"{SYSUSERS_DIR}/gpuprov-vllm.conf",
     f"{SYSUSERS_DIR}/gpuprov-llama-cpp.conf",
@@ -53,7 +58,7 @@ def installed_servers(root: Path = Path("/")) -> list[ServerInfo]:
     """The serving units gpuprov wrote under ``root``: where each listens and whether it needs a key.
     gpuprov writes ``--host ADDRESS --port N`` unquoted (an IP address and a number)."""
     out = []
-    for engine in ("vllm", "llama_cpp"):
+    for engine in (VLLM_ENGINE, LLAMA_CPP_ENGINE):
         lines = _lines(root / UNIT_DIR.lstrip("/") / UNIT[engine])
         if not lines:
             continue
@@ -67,6 +72,6 @@ def installed_servers(root: Path = Path("/")) -> list[ServerInfo]:
         env = dict(v.strip('"').split("=", 1) for v in _values(lines, "Environment") if "=" in v)
         address = env.get("OLLAMA_HOST", "127.0.0.1:11434")
         host, _, port = address.rpartition(":")
-        out.append(ServerInfo(UNIT["ollama"], "ollama", host.strip("[]") or None,
+        out.append(ServerInfo(UNIT[OLLAMA_ENGINE], OLLAMA_ENGINE, host.strip("[]") or None,
                               int(port) if port.isdigit() else None, False))  # fmt: skip
     return out
