@@ -252,10 +252,18 @@ def vllm_non_torch_bytes(tp: int) -> int:
 
 
 #: CUDA graphs captured for decode batch sizes — estimate (vLLM logs "Graph capturing finished ...
-#: took 0.2-0.6 GiB" for 7-8B models); 0 with ``--enforce-eager``. They are captured *after* the KV
-#: cache is allocated (V0 worker.py and V1 gpu_worker.py ``compile_or_warm_up_model``), so they come out
+#: took 0.2-0.6 GiB" for 7-8B models, 0.9 GiB with 0.19's 102 graphs on an H100); 0 with
+#: ``--enforce-eager``. They are captured *after* the KV cache is allocated (V0 worker.py and V1
+#: gpu_worker.py ``compile_or_warm_up_model``); before :data:`VLLM_GRAPHS_IN_BUDGET_SINCE` they come out
 #: of the memory above ``--gpu-memory-utilization``, not out of the KV cache.
 VLLM_CUDA_GRAPH_MIB = 512
+
+#: from vLLM 0.21.0 the worker estimates the CUDA graphs' memory before it sizes the KV cache and keeps
+#: it inside ``--gpu-memory-utilization``: it logs "CUDA graph memory profiling is enabled (default since
+#: v0.21.0). The current --gpu-memory-utilization=U is equivalent to --gpu-memory-utilization=U'
+#: without CUDA graph memory profiling", U' = U - graphs / total (LMCache#3430, vLLM 0.21.0 on an RTX
+#: A5000: 0.9764 is 0.9543 with 0.52 GiB of graphs)
+VLLM_GRAPHS_IN_BUDGET_SINCE = "0.21.0"
 
 #: vLLM 0.8.0 made the V1 engine the default (``VLLM_USE_V1=1``); V0 was removed in 0.11.0.
 VLLM_V1_DEFAULT_SINCE = "0.8.0"
@@ -271,16 +279,27 @@ VLLM_V0_MIN_BATCHED_TOKENS = 2048
 VLLM_V0_CHUNKED_BATCHED_TOKENS = 512
 
 
-def vllm_is_v1(version: str | None) -> bool:
-    """Whether this vLLM release runs the V1 engine by default (None: a current release)."""
+def _vllm_at_least(version: str | None, since: str) -> bool:
+    """Whether ``version`` is ``since`` or later (None or not a version: a current release)."""
     if version is None:
         return True
     from packaging.version import InvalidVersion, Version
 
     try:
-        return Version(version) >= Version(VLLM_V1_DEFAULT_SINCE)
+        return Version(version) >= Version(since)
     except InvalidVersion:
         return True
+
+
+def vllm_is_v1(version: str | None) -> bool:
+    """Whether this vLLM release runs the V1 engine by default (None: a current release)."""
+    return _vllm_at_least(version, VLLM_V1_DEFAULT_SINCE)
+
+
+def vllm_graphs_in_budget(version: str | None) -> bool:
+    """Whether this vLLM release keeps its CUDA graphs inside ``--gpu-memory-utilization`` (None: a
+    current release)."""
+    return _vllm_at_least(version, VLLM_GRAPHS_IN_BUDGET_SINCE)
 
 
 def vllm_profile_tokens(*, version: str | None, max_model_len: int, total_mib: int) -> tuple[int, int]:

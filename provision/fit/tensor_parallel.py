@@ -53,10 +53,12 @@ def fit_vllm(model: ModelSpec, gpus: list[GpuBudget], req: FitRequest, budgets: 
         version=req.vllm_version,
     )
     non_torch = mm.vllm_non_torch_bytes(tp)
-    # CUDA graphs are captured after the KV cache is sized: above the utilization limit
     graphs = mm.VLLM_CUDA_GRAPH_MIB * mm.MIB
     fixed = non_torch + graphs
-    inside = weights_rank + activation + non_torch
+    # CUDA graphs are captured after the KV cache is sized; before 0.21 they land above the utilization
+    # limit, from 0.21 on their estimate is kept inside it (out of the KV cache)
+    above = 0 if mm.vllm_graphs_in_budget(req.vllm_version) else graphs
+    inside = weights_rank + activation + non_torch + (graphs - above)
     kv_total = vllm_kv_bytes(model, req.kv_type, req.context, req.parallel)
     kv_rank = -(-kv_total // tp)
     notes: list[str] = []
@@ -68,7 +70,7 @@ def fit_vllm(model: ModelSpec, gpus: list[GpuBudget], req: FitRequest, budgets: 
     limit = int(total_min * util)
     kv_room_rank = max(limit - inside, 0)
     capacity = mm.vllm_kv_capacity_tokens(kv_room_rank, -(-kv_bytes_per_token(model, req.kv_type) // tp))
-    fits = inside + kv_rank <= limit and limit + graphs <= budget_min
+    fits = inside + kv_rank <= limit and limit + above <= budget_min
     if limit > budget_min:
         notes.append(
             f"--gpu-memory-utilization {util} asks for {limit / mm.GIB:.1f} GiB per GPU, "
@@ -80,7 +82,7 @@ def fit_vllm(model: ModelSpec, gpus: list[GpuBudget], req: FitRequest, budgets: 
             f"--max-model-len {req.context}"
         )
     # the most sequences: with no utilization given, everything free on the GPU but the CUDA graphs
-    free_room = max(budget_min - graphs - inside, 0)
+    free_room = max(budget_min - above - inside, 0)
     kv_room = (free_room if req.gpu_memory_utilization is None else kv_room_rank) * tp
     shares = []
     for i, (gpu, budget) in enumerate(zip(gpus, budgets, strict=True)):

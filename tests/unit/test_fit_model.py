@@ -392,6 +392,44 @@ def test_vllm_tensor_parallel_ranks_hold_all_reduce_buffers(tmp_path: Path) -> N
     assert abs(result.kv_capacity_tokens - 244304) <= 0.01 * 244304, result.kv_capacity_tokens
 
 
+def test_vllm_from_0_21_keeps_its_cuda_graphs_inside_the_utilization(tmp_path: Path) -> None:
+    """vLLM 0.21+ logs "The current --gpu-memory-utilization=U is equivalent to
+    --gpu-memory-utilization=U' without CUDA graph memory profiling", U' = U - graphs / total
+    (LMCache#3430: 0.9764 and 0.9543 with 0.52 GiB on an RTX A5000): the KV cache 0.21 sizes at U is
+    the one 0.20 sized at U'."""
+    import json
+
+    from provision.fit.hf_dir import read_hf_dir
+
+    config = {  # Qwen3-8B's shapes
+        "model_type": "qwen3",
+        "num_hidden_layers": 36,
+        "hidden_size": 4096,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "intermediate_size": 12288,
+        "vocab_size": 151936,
+        "max_position_embeddings": 40960,
+        "torch_dtype": "bfloat16",
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    spec = read_hf_dir(tmp_path)
+    total = int(23.55 * mm.GIB)
+    gpus = [GpuBudget(0, "RTX A5000", total)]
+
+    def capacity(version: str, util: float) -> int:
+        request = FitRequest(engine="vllm", context=16384, gpu_memory_utilization=util, vllm_version=version)
+        tokens = fit_model(spec, gpus, request).kv_capacity_tokens
+        assert tokens is not None
+        return tokens
+
+    graphs_share = mm.VLLM_CUDA_GRAPH_MIB * mm.MIB / total
+    assert abs(capacity("0.21.0", 0.9764) - capacity("0.20.2", 0.9764 - graphs_share)) <= 32
+    # and the releases before 0.21 put them above the limit: the same U gives them a larger cache
+    assert capacity("0.20.2", 0.9764) > capacity("0.21.0", 0.9764) + 3000
+
+
 def test_llama_cpp_compute_is_the_allocator_peak_not_the_sum() -> None:
     """Mistral 7B at 2048 tokens without flash attention: llama.cpp logs 164.00 MiB (logdetective#106);
     the sum of scores, FFN and logits was 222.5 MiB."""
