@@ -73,3 +73,20 @@ def test_applied_profile_module_records_and_clears_the_profile(tmp_path: Path) -
     reverted = _run_module("gpuprov_applied_profile", {"state_dir": str(state)}, tmp_path, ROOT)
     assert (reverted["changed"], reverted["previous"]) == (True, "rtx4090")
     assert applystate.applied_profile(state) is None
+
+
+def test_applied_profile_module_records_under_the_root_it_is_given(tmp_path: Path) -> None:
+    """Without state_dir, the record goes where gpuprov_plan reads it (ROOT/var/lib/gpuprov), not into this
+    machine's /var/lib/gpuprov: the record task is skipped when the plan read the same profile there."""
+    from provision import applystate
+
+    root = tmp_path / "root"
+    root.mkdir()
+    env_state = os.environ.pop(applystate.STATE_DIR_ENV, None)
+    try:
+        result = _run_module("gpuprov_applied_profile", {"profile": "rtx4090", "root": str(root)}, tmp_path, ROOT)
+    finally:
+        if env_state is not None:
+            os.environ[applystate.STATE_DIR_ENV] = env_state
+    assert result["changed"] is True, result
+    assert applystate.applied_profile(root / "var/lib/gpuprov") == "rtx4090"

@@ -16,12 +16,24 @@ options:
   profile:
     description: The profile now in effect; omitted (or null) after a revert.
     type: str
-  state_dir:
-    description: gpuprov's state directory (default C($GPUPROV_STATE_DIR) or /var/lib/gpuprov).
+  root:
+    description: The tree gpuprov applied the profile to (an image tree); C(/) for this host.
     type: path
+    default: /
+  state_dir:
+    description: gpuprov's state directory (default C($GPUPROV_STATE_DIR) or ROOT/var/lib/gpuprov).
+    type: path
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
-  check_mode: {support: full}
-  diff_mode: {support: none}
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+author:
+  - gpuprov maintainers (@gpuprov)
 """
 
 EXAMPLES = r"""
@@ -55,7 +67,11 @@ from ansible_collections.gpuprov.gpu.plugins.module_utils.gpuprov_library import
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={"profile": {"type": "str"}, "state_dir": {"type": "path"}},
+        argument_spec={
+            "profile": {"type": "str"},
+            "root": {"type": "path", "default": "/"},
+            "state_dir": {"type": "path"},
+        },
         supports_check_mode=True,
     )
     require_library(module)
@@ -63,7 +79,8 @@ def main() -> None:
     from provision.errors import GpuprovError
 
     p = module.params
-    state_dir = Path(p["state_dir"]) if p["state_dir"] else applystate.state_dir()
+    # the directory gpuprov_plan reads it from (its applied_profile result)
+    state_dir = Path(p["state_dir"]) if p["state_dir"] else applystate.state_dir(Path(p["root"]))
     profile = p["profile"] or None
     try:
         previous = applystate.applied_profile(state_dir)

@@ -10,9 +10,11 @@ short_description: Compute the desired state of a gpuprov profile on this host, 
 description:
   - >-
     Calls C(provision.plan.make_plan) on a fresh probe of the host: the same function C(gpuprov plan)
-    prints. Changes nothing; the changing modules (M(gpuprov_gpu_settings), M(gpuprov_file),
-    M(gpuprov_unit)) take its C(desired) result.
-  - With I(root) other than C(/) (an image tree) no NVML call is made: the GPU settings go to the image's boot unit.
+    prints. Changes nothing; the changing modules (M(gpuprov.gpu.gpuprov_gpu_settings), M(gpuprov.gpu.gpuprov_file),
+    M(gpuprov.gpu.gpuprov_unit)) take its C(desired) result.
+  - >-
+    With I(root) other than C(/) (an image tree) no NVML call is made: the GPU settings go to the image's
+    boot unit.
   - Fails, before anything is changed, when another C(gpuprov apply) holds the lock (see I(lock_pid)),
     when there is no usable NVIDIA driver, when the profile fits
     none of the GPUs (unless I(force)), when a power limit is outside a GPU's NVML constraints, or when
@@ -56,9 +58,17 @@ options:
         directory) for this run. Outside check mode the plan fails when another process holds it, so a
         playbook run directly with C(ansible-playbook) never runs alongside a C(gpuprov apply).
     type: int
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
-  check_mode: {support: full}
-  diff_mode: {support: none}
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+author:
+  - gpuprov maintainers (@gpuprov)
 """
 
 EXAMPLES = r"""
@@ -105,6 +115,22 @@ gpu_pending:
   returned: success
   type: int
   sample: 0
+systemd_online:
+  description:
+    - >-
+      Whether systemd runs this host as PID 1 and I(root) is C(/): units are started and stopped only then
+      (elsewhere they are enabled by links, for the next boot).
+  returned: success
+  type: bool
+  sample: false
+applied_profile:
+  description:
+    - >-
+      The profile recorded as in effect (C(profile.json) in the state directory, which
+      M(gpuprov.gpu.gpuprov_applied_profile) writes); null when none is. The same profile need not be recorded again.
+  returned: success, when the record can be read
+  type: str
+  sample: rtx4090
 pending:
   description: How many changes applying would make.
   returned: success
@@ -146,7 +172,7 @@ def main() -> None:
         supports_check_mode=True,
     )
     require_library(module)
-    from provision import applystate, hoststate, plan, probe
+    from provision import applystate, hoststate, plan, probe, systemd
     from provision.errors import GpuprovError
     from provision.gpudecisions import SETTINGS
     from provision.profiles.loader import load_profile
@@ -190,8 +216,22 @@ def main() -> None:
         pending=data["pending"],
         gpu_pending=gpu_pending,
         settled=settled,
+        systemd_online=systemd.running_systemd(root),
         notes=data["notes"],
+        **_applied_profile(state_dir),
     )
+
+
+def _applied_profile(state_dir: Path) -> dict[str, str | None]:
+    """``{"applied_profile": NAME}`` as recorded in ``state_dir``; nothing when the record cannot be read
+    (the record task then runs, and fails saying why, as it would have)."""
+    from provision import applystate
+    from provision.errors import GpuprovError
+
+    try:
+        return {"applied_profile": applystate.applied_profile(state_dir)}
+    except GpuprovError:
+        return {}
 
 
 if __name__ == "__main__":
