@@ -240,8 +240,10 @@ def vllm_scheduler_defaults(total_mib: int) -> tuple[int, int]:
 #: "non-torch memory" at start-up; 0.2-0.5 GiB on a single GPU)
 VLLM_NON_TORCH_MIB = 512
 #: with tensor parallel every rank also holds NCCL's and vLLM's custom all-reduce buffers — estimate from
-#: vLLM 0.19.0 logs on H100s (llm-d-planner's accuracy study): 2.06-2.1 GiB at TP 2, 2.13 at TP 4
-#: (0.24-0.46 GiB at TP 1); tests/data/fit_logs/vllm-v1-llama3.3-70b-fp8-tp2-*
+#: vLLM 0.19.0 logs on NVLink H100s (llm-d-planner's accuracy study): 2.06-2.1 GiB at TP 2, 2.13 at TP 4
+#: (0.24-0.46 GiB at TP 1); tests/data/fit_logs/vllm-v1-llama3.3-70b-fp8-tp2-*. Pessimistic for PCIe
+#: GPUs without peer access, where custom all-reduce is off: a V0 worker on two RTX 4090s logged 0.25 GiB
+#: (vllm#13061); the fit then keeps ~1.9 GiB per GPU more than vLLM uses.
 VLLM_NON_TORCH_TP_MIB = 2150
 
 
