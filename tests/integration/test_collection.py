@@ -23,11 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 SOURCE = collections_dir() / "ansible_collections/gpuprov/gpu"
 
-#: ansible-test sanity tests that run here: the others (ansible-doc, changelog, import, pep8, pylint,
-#: runtime-metadata, validate-modules, yamllint, pslint, shellcheck) install their tools into a virtual
-#: environment bootstrapped with a pip script from ci-files.testing.ansible.com (or run in docker), and
-#: neither is reachable on the test machines; ansible-doc and the modules' documentation are checked by
-#: test_module_docs.py, the YAML by ansible-lint below
+#: ansible-test sanity tests that need nothing installed: they run offline
 SANITY = (
     "action-plugin-docs",
     "compile",
@@ -44,6 +40,34 @@ SANITY = (
     "use-argspec-type-path",
     "use-compat-six",
 )
+
+#: the others: each installs its tools (pycodestyle, pylint, yamllint, voluptuous...) from PyPI into a virtual
+#: environment of its own, bootstrapped with ansible-test's get-pip script (see GET_PIP)
+SANITY_WITH_TOOLS = (
+    "ansible-doc",
+    "changelog",
+    "import",
+    "pep8",
+    "pslint",
+    "pylint",
+    "runtime-metadata",
+    "shellcheck",
+    "validate-modules",
+    "yamllint",
+)
+
+#: ansible-test bootstraps pip into each sanity environment with get-pip.py from ci-files.testing.ansible.com,
+#: which is not reachable here; it runs the script it finds cached at ~/.ansible/test/cache/get_pip_X_Y.py
+#: instead (its error message says to save it there). This one installs the same thing (the pip ansible-test
+#: pins, and the packages it names) with uv, found the way gpuprov finds it. ansible-test passes the script
+#: only its own environment variables (PATH, HOME), so uv's command and settings (UV_*, the TLS certificates
+#: of this machine) are written into it.
+GET_PIP = """\
+import os, subprocess, sys
+args = [a for a in sys.argv[1:] if a not in ("--no-setuptools", "--no-wheel", "--disable-pip-version-check")]
+env = {{**os.environ, **{env!r}}}
+sys.exit(subprocess.run([*{uv!r}, "pip", "install", "--python", sys.executable, *args], env=env).returncode)
+"""
 
 USER_PLAYBOOK = """\
 - name: A user's own playbook, using gpuprov's roles.
@@ -131,6 +155,38 @@ def test_ansible_test_sanity_passes_on_the_installed_collection(installed: Path,
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     for name in SANITY:
         assert f'Running sanity test "{name}"' in proc.stdout + proc.stderr, name
+
+
+@pytest.mark.network
+def test_ansible_test_sanity_with_its_tools_passes_on_the_installed_collection(installed: Path, tmp_path: Path) -> None:
+    from ansible_test._internal.host_configs import NativePythonConfig
+    from ansible_test._internal.python_requirements import get_venv_packages
+
+    from provision.uvtool import find_uv
+
+    uv = find_uv()
+    assert uv is not None, "uv is needed to bootstrap pip into ansible-test's sanity environments"
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    pip = get_venv_packages(NativePythonConfig(version=version, path=sys.executable))["pip"]
+    cache = tmp_path / ".ansible/test/cache"
+    cache.mkdir(parents=True)
+    uv_env = {k: v for k, v in os.environ.items() if k.startswith("UV_") or k in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
+    (cache / f"get_pip_{pip.replace('.', '_')}.py").write_text(GET_PIP.format(uv=uv, env=uv_env))
+    tree = installed / "ansible_collections/gpuprov/gpu"
+    args = [arg for name in SANITY_WITH_TOOLS for arg in ("--test", name)]
+    proc = subprocess.run(
+        [str(BIN / "ansible-test"), "sanity", "--local", "--python", version, *args],
+        cwd=tree,
+        env={**os.environ, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=1200,
+    )
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-6000:]
+    for name in SANITY_WITH_TOOLS:
+        assert f'Running sanity test "{name}"' in proc.stdout + proc.stderr, name
+    assert "Installing requirements" in proc.stdout + proc.stderr  # the tools were really installed and run
 
 
 def test_ansible_lint_production_passes_from_the_root() -> None:

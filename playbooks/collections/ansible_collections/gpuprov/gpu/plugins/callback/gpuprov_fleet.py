@@ -1,3 +1,4 @@
+# ruff: noqa: E402  (Ansible plugin layout: DOCUMENTATION before the imports, as ansible-test asks)
 """Ansible callback: the fleet summary of ``playbooks/site.yml``, one line per host.
 
 Active whenever it is on the callback path (next to the playbook), and silent for plays whose vars do
@@ -16,13 +17,6 @@ the rest of its batch (site.yml does, so one unreachable host does not end the r
 
 from __future__ import annotations
 
-import json
-import os
-from typing import Any
-
-from ansible import context
-from ansible.plugins.callback import CallbackBase
-
 DOCUMENTATION = r"""
 name: gpuprov_fleet
 type: aggregate
@@ -33,6 +27,13 @@ description:
   - Only plays with the variable C(gpuprov_fleet_summary) true are summarised; their hosts' profile choices
     come from the C(gpuprov_fleet_host) fact.
 """
+
+import json
+import os
+from typing import Any
+
+from ansible import context
+from ansible.plugins.callback import CallbackBase
 
 FACT = "gpuprov_fleet_host"
 #: the play variable that marks a fleet play

@@ -1,3 +1,4 @@
+# ruff: noqa: E402  (Ansible plugin layout: DOCUMENTATION before the imports, as ansible-test asks)
 """Ansible callback: one JSON line per task result (per loop item) for `gpuprov apply` to summarise.
 
 Enabled by `gpuprov apply` (ANSIBLE_CALLBACKS_ENABLED=gpuprov_results); writes to the file named by
@@ -8,11 +9,6 @@ plan wants a person to know; a profile refused before any change), so ``gpuprov 
 
 from __future__ import annotations
 
-import json
-import os
-
-from ansible.plugins.callback import CallbackBase
-
 DOCUMENTATION = r"""
 name: gpuprov_results
 type: aggregate
@@ -20,6 +16,11 @@ short_description: JSON lines of task results for gpuprov
 description: Writes one JSON object per task result and loop item to the file in GPUPROV_RESULTS_FILE.
 requirements: [GPUPROV_RESULTS_FILE set in the environment]
 """
+
+import json
+import os
+
+from ansible.plugins.callback import CallbackBase
 
 
 def _secret_safe(res: dict) -> dict | list | None:

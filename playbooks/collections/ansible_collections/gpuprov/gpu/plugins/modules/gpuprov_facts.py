@@ -16,9 +16,17 @@ options:
     description: Also read the Python environment, CUDA toolkits and inference engines (slower).
     type: bool
     default: false
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
-  check_mode: {support: full}
-  diff_mode: {support: none}
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+author:
+  - gpuprov maintainers (@gpuprov)
 """
 
 EXAMPLES = r"""

@@ -97,9 +97,17 @@ options:
         its absence), read there and not passed in, so a secret does not travel through a plan. Implies
         I(record=false); a recorded secret stays one.
     type: bool
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
-  check_mode: {support: full}
-  diff_mode: {support: full}
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  platform:
+    platforms: posix
+author:
+  - gpuprov maintainers (@gpuprov)
 """
 
 EXAMPLES = r"""
@@ -169,7 +177,12 @@ def main() -> None:
             "uid": {"type": "int"},
             "gid": {"type": "int"},
             "secret": {"type": "bool", "default": False},
-            "api_key": {"type": "dict", "options": {"env": {"type": "str"}, "length": {"type": "int", "default": 43}}},
+            # the key's settings (its variable, its length), not the key: the module makes it and never shows it
+            "api_key": {
+                "type": "dict",
+                "no_log": False,
+                "options": {"env": {"type": "str"}, "length": {"type": "int", "default": 43}},
+            },
             "restore": {"type": "bool"},  # no default: a default counts as given in required_if
         },
         mutually_exclusive=[("content", "template", "link_target", "api_key", "restore")],

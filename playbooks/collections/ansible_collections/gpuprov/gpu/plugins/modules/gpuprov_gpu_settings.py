@@ -51,9 +51,17 @@ options:
     description: Record the previous settings before changing them (false when reverting).
     type: bool
     default: true
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
-  check_mode: {support: full}
-  diff_mode: {support: full}
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  platform:
+    platforms: posix
+author:
+  - gpuprov maintainers (@gpuprov)
 """
 
 EXAMPLES = r"""

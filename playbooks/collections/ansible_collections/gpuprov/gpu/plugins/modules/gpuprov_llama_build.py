@@ -9,7 +9,7 @@ module: gpuprov_llama_build
 short_description: Build llama-cpp-python for the GPUs that are present, and verify it
 description:
   - >-
-    Takes the build that M(gpuprov_plan) decided (C(desired.llama_cpp): the CUDA architectures of the
+    Takes the build that M(gpuprov.gpu.gpuprov_plan) decided (C(desired.llama_cpp): the CUDA architectures of the
     detected GPUs, the nvcc the driver can run, the CMake options of the llama-cpp-python version) and runs
     it with C(provision.llama_build), the code behind C(gpuprov build llama-cpp).
   - >-
@@ -22,15 +22,23 @@ description:
   - In check mode reports whether a build would run, and why.
 options:
   build:
-    description: The build plan, as M(gpuprov_plan) returns it in C(desired.llama_cpp).
+    description: The build plan, as M(gpuprov.gpu.gpuprov_plan) returns it in C(desired.llama_cpp).
     type: dict
     required: true
   log:
     description: Where to write the build log (default under /var/log/gpuprov/).
     type: path
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
-  check_mode: {support: full}
-  diff_mode: {support: full}
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  platform:
+    platforms: posix
+author:
+  - gpuprov maintainers (@gpuprov)
 """
 
 EXAMPLES = r"""

@@ -20,9 +20,17 @@ options:
     description: Profile name (built-in, C(/etc/gpuprov/profiles/), C(~/.config/gpuprov/profiles/)) or C(auto).
     type: str
     default: auto
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
-  check_mode: {support: full}
-  diff_mode: {support: none}
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+author:
+  - gpuprov maintainers (@gpuprov)
 """
 
 EXAMPLES = r"""
