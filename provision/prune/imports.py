@@ -99,8 +99,8 @@ def _scan_file(path: str, rel: str) -> dict[str, Any]:
 def _without_cyclic_gc(work: Callable[[], _T]) -> _T:
     """Run ``work`` with the cyclic garbage collector paused. Syntax trees hold no reference cycles
     (reference counting frees each one), yet building one allocates enough objects to start a
-    collection every few hundred nodes, each walking all live objects: paused, ``ast.parse`` took
-    0.47 s instead of 1.30 s on fastapi's 1281 files."""
+    collection every few hundred nodes: paused, the scan of fastapi's and pretalx's 1913 files took
+    1.46-1.54 s of CPU instead of 1.72-1.80 s (4 alternating runs in one process)."""
     if not gc.isenabled():
         return work()
     gc.disable()
