@@ -114,24 +114,18 @@ def scan_project(root: Path, exclude: tuple[str, ...] = (), cache: ScanCache | N
     """Scan every Python file of the project (hidden dirs, environments and builds skipped); with a
     ``cache``, a file whose size and mtime it recorded is not read again."""
     result = ScanResult(first_party=first_party_modules(root))
-    files: list[tuple[str, dict[str, Any] | None, os.stat_result | None]] = []
+    files: list[tuple[str, dict[str, Any] | None, os.stat_result]] = []
     todo: list[tuple[str, str]] = []
-    for path in python_files(root, exclude):
-        rel = str(path.relative_to(root))
-        try:
-            st = path.stat()
-        except OSError as exc:
-            files.append((rel, {"error": f"cannot read: {exc.strerror or exc}"}, None))
-            continue
+    for path, rel, st in python_files(root, exclude):
         payload = cache.get(rel, st.st_size, st.st_mtime_ns) if cache is not None else None
         if payload is None:
-            todo.append((str(path), rel))
+            todo.append((path, rel))
         files.append((rel, payload, st))
     scanned = iter(_without_cyclic_gc(lambda: [_scan_file(path, rel) for path, rel in todo]))
     for rel, payload, seen in files:
         if payload is None:
             payload = next(scanned)
-            if cache is not None and seen is not None and "error" not in payload:
+            if cache is not None and "error" not in payload:
                 cache.put(rel, seen.st_size, seen.st_mtime_ns, payload)
         if "error" in payload:
             result.unparsed.append((rel, payload["error"]))
