@@ -239,32 +239,25 @@ def vllm_scheduler_defaults(total_mib: int) -> tuple[int, int]:
 #: non-torch memory (CUDA context, cuBLAS/NCCL workspaces) per GPU — estimate (vLLM logs it as
 #: "non-torch memory" at start-up; 0.2-0.5 GiB on a single GPU)
 VLLM_NON_TORCH_MIB = 512
-#: with tensor parallel every rank also holds NCCL's and vLLM's custom all-reduce buffers — estimate from
-#: vLLM 0.19.0 logs on NVLink H100s (llm-d-planner's accuracy study): 2.06-2.1 GiB at TP 2, 2.13 at TP 4
-#: (0.24-0.46 GiB at TP 1); tests/data/fit_logs/vllm-v1-llama3.3-70b-fp8-tp2-*. Pessimistic for PCIe
-#: GPUs without peer access, where custom all-reduce is off: a V0 worker on two RTX 4090s logged 0.25 GiB
-#: (vllm#13061); the fit then keeps ~1.9 GiB per GPU more than vLLM uses.
+#: tensor parallel adds NCCL's and custom all-reduce buffers per rank — estimate: vLLM 0.19.0 on NVLink
+#: H100s logs 2.06-2.13 GiB at TP 2-4 (llm-d-planner; fit_logs/vllm-v1-llama3.3-70b-fp8-tp2-*). Pessimistic
+#: on PCIe GPUs without peer access (custom all-reduce off): 0.25 GiB on an RTX 4090 rank (vllm#13061).
 VLLM_NON_TORCH_TP_MIB = 2150
 
 
 def vllm_non_torch_bytes(tp: int) -> int:
-    """Memory vLLM counts as non-torch on each GPU: the CUDA context and library workspaces, and the
-    all-reduce buffers when the model is split over several GPUs."""
+    """vLLM's non-torch memory per GPU: CUDA context, workspaces, all-reduce buffers under TP."""
     return (VLLM_NON_TORCH_MIB if tp <= 1 else VLLM_NON_TORCH_TP_MIB) * MIB
 
 
-#: CUDA graphs captured for decode batch sizes — estimate (vLLM logs "Graph capturing finished ...
-#: took 0.2-0.6 GiB" for 7-8B models, 0.9 GiB with 0.19's 102 graphs on an H100); 0 with
-#: ``--enforce-eager``. They are captured *after* the KV cache is allocated (V0 worker.py and V1
-#: gpu_worker.py ``compile_or_warm_up_model``); before :data:`VLLM_GRAPHS_IN_BUDGET_SINCE` they come out
-#: of the memory above ``--gpu-memory-utilization``, not out of the KV cache.
+#: CUDA graphs for decode batch sizes — estimate ("Graph capturing finished ... took 0.2-0.6 GiB" for 7-8B
+#: models, 0.9 GiB for 0.19's 102 graphs on an H100); 0 with ``--enforce-eager``. Captured after the KV cache
+#: is allocated (``compile_or_warm_up_model``): before :data:`VLLM_GRAPHS_IN_BUDGET_SINCE` above the limit.
 VLLM_CUDA_GRAPH_MIB = 512
 
-#: from vLLM 0.21.0 the worker estimates the CUDA graphs' memory before it sizes the KV cache and keeps
-#: it inside ``--gpu-memory-utilization``: it logs "CUDA graph memory profiling is enabled (default since
-#: v0.21.0). The current --gpu-memory-utilization=U is equivalent to --gpu-memory-utilization=U'
-#: without CUDA graph memory profiling", U' = U - graphs / total (LMCache#3430, vLLM 0.21.0 on an RTX
-#: A5000: 0.9764 is 0.9543 with 0.52 GiB of graphs)
+#: from 0.21.0 vLLM estimates the graphs before sizing the KV cache and keeps them inside the limit: "CUDA
+#: graph memory profiling is enabled (default since v0.21.0). The current --gpu-memory-utilization=U is
+#: equivalent to ...=U' without", U' = U - graphs/total (LMCache#3430: 0.9764 is 0.9543 with 0.52 GiB)
 VLLM_GRAPHS_IN_BUDGET_SINCE = "0.21.0"
 
 #: vLLM 0.8.0 made the V1 engine the default (``VLLM_USE_V1=1``); V0 was removed in 0.11.0.
@@ -320,19 +313,16 @@ def vllm_profile_tokens(*, version: str | None, max_model_len: int, total_mib: i
     return max(max_model_len, VLLM_V0_MIN_BATCHED_TOKENS), 256
 
 
-#: hidden-state rows (``n_embd`` values per batched token, model dtype) alive at the forward pass's
-#: peak besides the MLP's intermediates: hidden, residual and attention output. V0 (vllm#10517:
-#: Llama 3.1 8B 2.06 / 2.99 GiB predicted at 20k / 29k, 2.07 / 2.99 logged).
+#: hidden-state rows (``n_embd`` per batched token, model dtype) alive at the forward's peak besides the
+#: MLP's: hidden, residual, attention output (V0, vllm#10517: 2.06 / 2.99 GiB at 20k / 29k, 2.07 / 2.99 logged)
 VLLM_FORWARD_ROWS = 3
-#: V1's model runner keeps one more row per batched token for the whole run: its persistent
-#: ``inputs_embeds`` buffer of ``max_num_batched_tokens × hidden_size`` (gpu_model_runner.py); during
-#: the sampler run that buffer and the dummy run's returned hidden states are what is left of the forward
+#: V1 keeps one more row per batched token throughout: the runner's persistent ``inputs_embeds`` buffer
+#: (gpu_model_runner.py); in the sampler run it and the dummy run's hidden states are left of the forward
 VLLM_V1_EXTRA_ROWS = 1
 VLLM_V1_SAMPLER_ROWS = 2
-#: bytes per logit of V1's dummy sampler run over ``max_num_seqs`` rows of the vocabulary
-#: (gpu_model_runner.py ``_dummy_sampler_run``, v1/sample/sampler.py, ops/topk_topp_sampler.py): the
-#: model-dtype logits (2), their float32 copy (4), the float32 softmax probabilities (4) and the
-#: float32 exponential noise of ``random_sample`` (4), all alive at once
+#: bytes per logit of V1's ``_dummy_sampler_run`` over ``max_num_seqs`` rows of the vocabulary (sampler.py,
+#: topk_topp_sampler.py): model-dtype logits (2), their f32 copy (4), f32 softmax probabilities (4) and
+#: the f32 exponential noise of ``random_sample`` (4), all alive at once
 VLLM_V1_SAMPLER_BYTES_PER_LOGIT = 2 + 4 + 4 + 4
 
 
