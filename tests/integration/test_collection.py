@@ -143,6 +143,54 @@ def test_a_user_playbook_includes_the_installed_roles(installed: Path, tmp_path:
     assert (root / "etc/systemd/system/gpuprov-gpu-settings.service").is_file()
 
 
+RECORD_ONLY = """\
+- name: A user's playbook that records the profile in effect alone (no plan ran before).
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Record which profile is in effect.
+      ansible.builtin.include_role:
+        name: gpuprov.gpu.gpuprov_gpu
+        tasks_from: record
+      vars:
+        gpuprov_gpu_profile: rtx4090
+        gpuprov_gpu_state_dir: {state}
+"""
+
+
+def test_the_record_entry_point_runs_without_a_plan_before_it(installed: Path, tmp_path: Path) -> None:
+    """The record task is skipped when the run's plan read the same profile; with no plan, it records."""
+    state = tmp_path / "state"
+    (tmp_path / "record.yml").write_text(RECORD_ONLY.format(state=state))
+    env = {
+        **os.environ,
+        "ANSIBLE_COLLECTIONS_PATH": str(installed),
+        "ANSIBLE_LOCALHOST_WARNING": "false",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
+        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-local"),
+    }
+    env.pop("ANSIBLE_CONFIG", None)
+    proc = subprocess.run(
+        [
+            str(BIN / "ansible-playbook"),
+            "-i",
+            "localhost,",
+            "record.yml",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert json.loads((state / "profile.json").read_text())["profile"] == "rtx4090"
+
+
 def test_ansible_test_sanity_passes_on_the_installed_collection(installed: Path, tmp_path: Path) -> None:
     tree = installed / "ansible_collections/gpuprov/gpu"
     args = [arg for name in SANITY for arg in ("--test", name)]
