@@ -95,7 +95,10 @@ def main() -> None:
         print(json.dumps({"runs": summary, "ratio": ratio}, indent=2))
         return
     for name, s in summary.items():
-        print(f"{name:28s} min {s['min_s']:.2f} s  median {s['median_s']:.2f} s  max {s['max_s']:.2f} s  ({s['runs']} runs)")
+        print(
+            f"{name:28s} min {s['min_s']:.2f} s  median {s['median_s']:.2f} s"
+            f"  max {s['max_s']:.2f} s  ({s['runs']} runs)"
+        )
     print(f"ratio of the medians: {ratio:.2f}x")
 
 

@@ -99,9 +99,7 @@ def running_processes(names: set[str], *, root: Path = Path("/")) -> set[str]:
 
 def read_host(*, root: Path = Path("/")) -> HostInfo:
     host = HostInfo()
-    host.hostname = (
-        socket.gethostname() if root == Path("/") else (_read(root / "etc/hostname") or "").strip()
-    )
+    host.hostname = socket.gethostname() if root == Path("/") else (_read(root / "etc/hostname") or "").strip()
     host.kernel = (_read(root / "proc/sys/kernel/osrelease") or "").strip() or None
     host.distro = _os_release(root)
     host.cpu_model, host.cpu_cores = _cpu(root)
@@ -121,9 +119,7 @@ def _os_release(root: Path) -> str | None:
     text = _read(root / "etc/os-release") or _read(root / "usr/lib/os-release")
     if not text:
         return None
-    fields = dict(
-        line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#")
-    )
+    fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
     name = fields.get("PRETTY_NAME") or fields.get("NAME")
     return name.strip().strip('"') if name else None
 

@@ -148,7 +148,10 @@ def test_offsets_past_the_end_are_refused(tmp_path: Path) -> None:
     "entry, message",
     [
         # a forged header: a trillion-by-trillion BF16 matrix in two bytes gave "0.00 GiB (exact), fits"
-        ({"dtype": "BF16", "shape": [10**12, 10**12], "data_offsets": [0, 2]}, r"BF16 .* but its data_offsets span 2 bytes"),
+        (
+            {"dtype": "BF16", "shape": [10**12, 10**12], "data_offsets": [0, 2]},
+            r"BF16 .* but its data_offsets span 2 bytes",
+        ),
         ({"dtype": "F32", "shape": [4], "data_offsets": [0, 8]}, r"16 bytes\) but its data_offsets span 8 bytes"),
         ({"dtype": "F16", "shape": "big", "data_offsets": [0, 8]}, r"bad shape"),
         ({"dtype": "F16", "shape": [-4, -1], "data_offsets": [0, 8]}, r"bad shape"),

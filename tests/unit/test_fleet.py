@@ -145,7 +145,9 @@ def test_auto_choice_is_the_best_fitting_builtin(gpus: list[tuple[str, str]]) ->
 # -- playbooks/site.yml: the rollout's batch settings, checked before any host is touched ---------------
 
 SITE = Path(__file__).resolve().parents[2] / "playbooks/site.yml"
-HOST_ROLE = Path(__file__).resolve().parents[2] / "playbooks/collections/ansible_collections/gpuprov/gpu/roles/gpuprov_host"
+HOST_ROLE = (
+    Path(__file__).resolve().parents[2] / "playbooks/collections/ansible_collections/gpuprov/gpu/roles/gpuprov_host"
+)
 
 
 def _fleet_play() -> dict[str, Any]:

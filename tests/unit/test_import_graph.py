@@ -9,6 +9,7 @@ from types import ModuleType
 
 REPO = Path(__file__).resolve().parents[2]
 
+
 def _import_graph() -> ModuleType:
     spec = importlib.util.spec_from_file_location("import_graph", REPO / "scripts" / "import_graph.py")
     assert spec is not None and spec.loader is not None

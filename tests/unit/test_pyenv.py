@@ -81,9 +81,7 @@ def test_other_interpreter_is_read_without_importing(venv):
 def test_cpu_builds_are_recognised(tmp_path):
     site = tmp_path / "site"
     install_fake(site, "torch", "2.7.1", {"torch/version.py": TORCH_VERSION_PY.replace("'12.8'", "None")})
-    install_fake(
-        site, "llama-cpp-python", "0.3.16", {"llama_cpp/lib/libllama.so": b"\x7fELF libggml-cpu.so\x00"}
-    )
+    install_fake(site, "llama-cpp-python", "0.3.16", {"llama_cpp/lib/libllama.so": b"\x7fELF libggml-cpu.so\x00"})
     out = subprocess.run(
         [sys.executable, "-c", Path(pyenv.__file__).read_text() + "\nimport json; print(json.dumps(collect()))"],
         capture_output=True, text=True, check=True, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
