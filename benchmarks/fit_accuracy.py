@@ -132,8 +132,10 @@ def predict(model: Path, context: int, device: str) -> dict[str, Any]:
 def _llama_cpp_version(python: str) -> str | None:
     out = subprocess.run(
         [python, "-c", "import importlib.metadata as m; print(m.version('llama-cpp-python'))"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return out.stdout.strip() or None
 
 
@@ -160,10 +162,24 @@ def main(argv: list[str] | None = None) -> int:
         env = dict(os.environ, CUDA_VISIBLE_DEVICES=str(args.gpu)) if args.device == "gpu" else dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         out = subprocess.run(
-            [args.llama_python, __file__, "--out", os.devnull, "--gpu", str(args.gpu),
-             "--child", str(model), str(context), args.device],
-            capture_output=True, text=True, env=env, timeout=600, check=False,
-        )  # fmt: skip
+            [
+                args.llama_python,
+                __file__,
+                "--out",
+                os.devnull,
+                "--gpu",
+                str(args.gpu),
+                "--child",
+                str(model),
+                str(context),
+                args.device,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+            check=False,
+        )
         if out.returncode != 0:
             print(out.stderr, file=sys.stderr)
             return out.returncode

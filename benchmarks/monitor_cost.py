@@ -37,9 +37,14 @@ from provision.replay import ReplayNvml  # noqa: E402
 def bare_loop(nvml: ReplayNvml) -> None:
     for i in range(nvml.nvmlDeviceGetCount()):
         h = nvml.nvmlDeviceGetHandleByIndex(i)
-        for fn, args in (("nvmlDeviceGetUtilizationRates", ()), ("nvmlDeviceGetMemoryInfo", ()),
-                         ("nvmlDeviceGetPowerUsage", ()), ("nvmlDeviceGetTemperature", (0,)),
-                         ("nvmlDeviceGetCurrentClocksEventReasons", ()), ("nvmlDeviceGetClockInfo", (1,))):  # fmt: skip
+        for fn, args in (
+            ("nvmlDeviceGetUtilizationRates", ()),
+            ("nvmlDeviceGetMemoryInfo", ()),
+            ("nvmlDeviceGetPowerUsage", ()),
+            ("nvmlDeviceGetTemperature", (0,)),
+            ("nvmlDeviceGetCurrentClocksEventReasons", ()),
+            ("nvmlDeviceGetClockInfo", (1,)),
+        ):
             with contextlib.suppress(nvml.NVMLError):
                 getattr(nvml, fn)(h, *args)
 

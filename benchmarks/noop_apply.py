@@ -75,8 +75,16 @@ def main() -> None:
         bindir = Path(sys.executable).parent
         ansible = str(bindir / "ansible-playbook") if (bindir / "ansible-playbook").exists() else "ansible-playbook"
         apply_cmd = [sys.executable, "-m", "provision", "apply", args.profile, "--root", str(tree), "--json"]
-        bare_cmd = [ansible, "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}",
-                    str(playbook)]  # fmt: skip
+        bare_cmd = [
+            ansible,
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+            str(playbook),
+        ]
         _timed(apply_cmd, env)  # the first apply changes things; the timed ones change nothing
         check = json.loads(subprocess.run(apply_cmd, env=env, capture_output=True, text=True, check=True).stdout)
         if check["changed"]:

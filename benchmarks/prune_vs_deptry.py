@@ -84,8 +84,9 @@ def run_prune(project: Path, python: Path, cache: Path, cold: bool) -> tuple[flo
     if cold:
         shutil.rmtree(cache, ignore_errors=True)
     env = {**os.environ, "GPUPROV_PRUNE_CACHE": str(cache)}
-    seconds, proc = timed([str(BIN / "gpuprov"), "prune", str(project), "--python", str(python), "--json"],
-                          project, env, 1)  # fmt: skip
+    seconds, proc = timed(
+        [str(BIN / "gpuprov"), "prune", str(project), "--python", str(python), "--json"], project, env, 1
+    )
     if proc.returncode not in (0, 1):
         raise RuntimeError(f"gpuprov prune failed on {project}: {proc.stderr.strip()}")
     return seconds, json.loads(proc.stdout)
@@ -138,8 +139,15 @@ def compare(name: str, prune: dict, deptry: list[dict], times: dict) -> dict:
                 if d is None
                 else (d["reason"] or (f"used at {d['used_at']} ({d['use_kind']})" if d["used_at"] else ""))
             )
-            disagreements.append({"dependency": key, "deptry": deptry_says, "prune": prune_says, "prune_reason": why,
-                                  "groups": d["groups"] if d else []})  # fmt: skip
+            disagreements.append(
+                {
+                    "dependency": key,
+                    "deptry": deptry_says,
+                    "prune": prune_says,
+                    "prune_reason": why,
+                    "groups": d["groups"] if d else [],
+                }
+            )
     return {
         "project": name,
         "declared": len(ours),

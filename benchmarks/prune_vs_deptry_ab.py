@@ -58,8 +58,11 @@ def main() -> None:
                     times[f"{label} rerun"].append(run(tree, project, python, cache))
             m = {k: statistics.median(v) for k, v in times.items()}
             ratio = m["now first"] / m["before first"]
-            print(f"{name:10} {m['before first']:>12.3f} {m['now first']:>9.3f} {ratio:>10.2f} "
-                  f"{m['before rerun']:>12.3f} {m['now rerun']:>9.3f}", flush=True)  # fmt: skip
+            print(
+                f"{name:10} {m['before first']:>12.3f} {m['now first']:>9.3f} {ratio:>10.2f} "
+                f"{m['before rerun']:>12.3f} {m['now rerun']:>9.3f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -139,31 +139,46 @@ def vllm_argv(
 def llama_server_argv(st: LlamaCppSettings, host: str, port: int) -> list[str]:
     assert st.server is not None
     argv = [st.server, LLAMA_SERVER["model"], st.model, "--host", host, "--port", str(port)]
-    argv += _pairs(LLAMA_SERVER, [
-        ("n_gpu_layers", st.n_gpu_layers),
-        ("ctx_size", st.ctx_size),
-        ("parallel", st.parallel),
-        ("tensor_split", ",".join(argv_number(v) for v in st.tensor_split) if st.tensor_split else None),
-        ("flash_attention", None if st.flash_attention is None else ("on" if st.flash_attention else "off")),
-        ("cache_type_k", st.cache_type_k),
-        ("cache_type_v", st.cache_type_v),
-    ])  # fmt: skip
+    argv += _pairs(
+        LLAMA_SERVER,
+        [
+            ("n_gpu_layers", st.n_gpu_layers),
+            ("ctx_size", st.ctx_size),
+            ("parallel", st.parallel),
+            ("tensor_split", ",".join(argv_number(v) for v in st.tensor_split) if st.tensor_split else None),
+            ("flash_attention", None if st.flash_attention is None else ("on" if st.flash_attention else "off")),
+            ("cache_type_k", st.cache_type_k),
+            ("cache_type_v", st.cache_type_v),
+        ],
+    )
     if st.no_mmap:
         argv.append(LLAMA_SERVER["no_mmap"])
     return [*argv, LLAMA_SERVER["offline"], *st.extra_args]
 
 
 def llama_cpp_python_argv(st: LlamaCppSettings, host: str, port: int) -> list[str]:
-    argv = [f"{st.venv}/bin/python", "-m", "llama_cpp.server", LLAMA_CPP_PYTHON["model"], st.model,
-            "--host", host, "--port", str(port)]  # fmt: skip
-    argv += _pairs(LLAMA_CPP_PYTHON, [
-        ("n_gpu_layers", st.n_gpu_layers),
-        ("ctx_size", st.ctx_size),
-        ("flash_attention", None if st.flash_attention is None else str(st.flash_attention)),
-        ("cache_type_k", None if st.cache_type_k is None else GGML_TYPE_IDS[st.cache_type_k]),
-        ("cache_type_v", None if st.cache_type_v is None else GGML_TYPE_IDS[st.cache_type_v]),
-        ("no_mmap", "False" if st.no_mmap else None),
-    ])  # fmt: skip
+    argv = [
+        f"{st.venv}/bin/python",
+        "-m",
+        "llama_cpp.server",
+        LLAMA_CPP_PYTHON["model"],
+        st.model,
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+    argv += _pairs(
+        LLAMA_CPP_PYTHON,
+        [
+            ("n_gpu_layers", st.n_gpu_layers),
+            ("ctx_size", st.ctx_size),
+            ("flash_attention", None if st.flash_attention is None else str(st.flash_attention)),
+            ("cache_type_k", None if st.cache_type_k is None else GGML_TYPE_IDS[st.cache_type_k]),
+            ("cache_type_v", None if st.cache_type_v is None else GGML_TYPE_IDS[st.cache_type_v]),
+            ("no_mmap", "False" if st.no_mmap else None),
+        ],
+    )
     if st.tensor_split:  # a list option (argparse nargs="*"): one argument per GPU
         argv += [LLAMA_CPP_PYTHON["tensor_split"], *(argv_number(v) for v in st.tensor_split)]
     return argv + list(st.extra_args)
@@ -200,15 +215,23 @@ def llama_cpp_flags(result: FitResult) -> dict[str, object]:
     req = result.request
     assert req.context is not None
     args = [
-        LLAMA_SERVER["model"], result.model.source,
-        LLAMA_SERVER["ctx_size"], str(req.context * req.parallel),
-        LLAMA_SERVER["parallel"], str(req.parallel),
-        LLAMA_SERVER["n_gpu_layers"], str(result.n_gpu_layers or 0),
-    ]  # fmt: skip
+        LLAMA_SERVER["model"],
+        result.model.source,
+        LLAMA_SERVER["ctx_size"],
+        str(req.context * req.parallel),
+        LLAMA_SERVER["parallel"],
+        str(req.parallel),
+        LLAMA_SERVER["n_gpu_layers"],
+        str(result.n_gpu_layers or 0),
+    ]
     env: dict[str, str] = {}
     if result.tensor_split is not None:
-        args += [LLAMA_SERVER["split_mode"], "layer", LLAMA_SERVER["tensor_split"],
-                 ",".join(str(n) for n in result.tensor_split)]  # fmt: skip
+        args += [
+            LLAMA_SERVER["split_mode"],
+            "layer",
+            LLAMA_SERVER["tensor_split"],
+            ",".join(str(n) for n in result.tensor_split),
+        ]
         env[CUDA_ORDER[0]] = CUDA_ORDER[1]
     if req.kv_type != "f16":
         args += [LLAMA_SERVER["cache_type_k"], str(req.kv_type), LLAMA_SERVER["cache_type_v"], str(req.kv_type)]
@@ -244,10 +267,13 @@ def ollama_flags(result: FitResult) -> dict[str, object]:
 def vllm_flags(result: FitResult) -> dict[str, object]:
     req = result.request
     args = [
-        VLLM["max_model_len"], str(req.context),
-        VLLM["max_num_seqs"], str(req.parallel),
-        VLLM["gpu_memory_utilization"], f"{result.gpu_memory_utilization:.2f}",
-    ]  # fmt: skip
+        VLLM["max_model_len"],
+        str(req.context),
+        VLLM["max_num_seqs"],
+        str(req.parallel),
+        VLLM["gpu_memory_utilization"],
+        f"{result.gpu_memory_utilization:.2f}",
+    ]
     if (result.tensor_parallel_size or 1) > 1:
         args += [VLLM["tensor_parallel_size"], str(result.tensor_parallel_size)]
     if req.kv_type != "auto":

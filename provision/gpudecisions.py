@@ -181,13 +181,19 @@ def image_settings(profile: Profile) -> dict[str, Any]:
     """What the boot unit of an image applies to the GPUs it finds that match the profile (its GPU section)."""
     section = profile.gpu
     return {
-        "match": {"gpu_names": list(profile.match.gpu_names),
-                  "compute_capabilities": list(profile.match.compute_capabilities)},
-        "gpu": {"power_limit_w": section.power_limit_w, "power_limit_percent": section.power_limit_percent,
-                "persistence": section.persistence,
-                "fallback_locked_clocks_mhz": None if section.fallback_locked_clocks_mhz is None
-                else list(section.fallback_locked_clocks_mhz)},
-    }  # fmt: skip
+        "match": {
+            "gpu_names": list(profile.match.gpu_names),
+            "compute_capabilities": list(profile.match.compute_capabilities),
+        },
+        "gpu": {
+            "power_limit_w": section.power_limit_w,
+            "power_limit_percent": section.power_limit_percent,
+            "persistence": section.persistence,
+            "fallback_locked_clocks_mhz": None
+            if section.fallback_locked_clocks_mhz is None
+            else list(section.fallback_locked_clocks_mhz),
+        },
+    }
 
 
 def image_targets(
@@ -198,8 +204,12 @@ def image_targets(
     try:
         match, gpu = settings["match"], settings["gpu"]
         lock = gpu.get("fallback_locked_clocks_mhz")
-        section = GpuSection(gpu.get("power_limit_w"), gpu.get("power_limit_percent"), gpu.get("persistence"),
-                             None if lock is None else (int(lock[0]), int(lock[1])))  # fmt: skip
+        section = GpuSection(
+            gpu.get("power_limit_w"),
+            gpu.get("power_limit_percent"),
+            gpu.get("persistence"),
+            None if lock is None else (int(lock[0]), int(lock[1])),
+        )
         wanted = Match(tuple(match.get("gpu_names") or ()), tuple(match.get("compute_capabilities") or ()))
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise PlanError(f"the image's GPU settings of profile {name} are not readable ({exc!r})") from None

@@ -247,8 +247,12 @@ def apply_targets(
         gpu = find_gpu(gpus, target.key, target.index)
         current = current_settings(gpu, recorded)
         fallback = target.fallback_locked_clocks_mhz
-        todo = pending(current, target.settings, fallback_locked_clocks_mhz=fallback,
-                       power_limit_refused=power_limit_known_refused(gpu, refused))  # fmt: skip
+        todo = pending(
+            current,
+            target.settings,
+            fallback_locked_clocks_mhz=fallback,
+            power_limit_refused=power_limit_known_refused(gpu, refused),
+        )
         before = {k: current.get(k) for k in todo}
         lines = [f"{k} {current.get(k)} -> {v}" for k, v in todo.items()]
         if todo and not check:

@@ -32,8 +32,13 @@ def read_host_state(
         try:
             item = roottree.describe(p)
             if item["type"] == "symlink":  # what the link shows, followed inside the tree
-                item.update(roottree.describe(roottree.resolve(root, path)), type="symlink",
-                            link_target=item["link_target"], uid=item["uid"], gid=item["gid"])  # fmt: skip
+                item.update(
+                    roottree.describe(roottree.resolve(root, path)),
+                    type="symlink",
+                    link_target=item["link_target"],
+                    uid=item["uid"],
+                    gid=item["gid"],
+                )
         except OSError as exc:
             raise applystate.StateError(f"cannot read {p}: {exc.strerror or exc}") from None
         files[path] = FileState(item["content"], item["mode"], item["link_target"], item["uid"], item["gid"])

@@ -145,9 +145,13 @@ def desired_state(snapshot: Snapshot, profile: Profile, host: HostState, *, forc
         if image_boot:
             config["image"] = image_settings(profile)
         desired.files.append(
-            FileTarget(SETTINGS_FILE, json.dumps(config, indent=2, sort_keys=True) + "\n", "0644",
-                       "what the boot unit re-applies")
-        )  # fmt: skip
+            FileTarget(
+                SETTINGS_FILE,
+                json.dumps(config, indent=2, sort_keys=True) + "\n",
+                "0644",
+                "what the boot unit re-applies",
+            )
+        )
         unit_file = boot_unit_file(profile, host.python, boot_binds)
         desired.files.append(unit_file)
         desired.units.append(

@@ -32,8 +32,11 @@ def changes_for(snapshot: Snapshot, desired: Desired, host: HostState) -> list[C
     for target in desired.gpus:
         gpu = gpus.get(target.key)
         if gpu is None:
-            out.append(Change(f"gpu:{target.key}", "present", "absent", "present", "skip",
-                              "this GPU is not on the host any more"))  # fmt: skip
+            out.append(
+                Change(
+                    f"gpu:{target.key}", "present", "absent", "present", "skip", "this GPU is not on the host any more"
+                )
+            )
             continue
         current = current_settings(gpu, host.locked_clocks_mhz)
         for setting, value in target.settings.items():
@@ -42,9 +45,16 @@ def changes_for(snapshot: Snapshot, desired: Desired, host: HostState) -> list[C
             refused = power_limit_known_refused(gpu, host.power_limit_refused)
             if setting == "power_limit_w" and lock is not None and refused:
                 have = current.get("locked_clocks_mhz")
-                out.append(Change(f"gpu{gpu.index}", "locked_clocks_mhz", have, lock,
-                                  "ok" if same("locked_clocks_mhz", have, lock) else "change",
-                                  "the profile's fallback: the driver refuses the power limit"))  # fmt: skip
+                out.append(
+                    Change(
+                        f"gpu{gpu.index}",
+                        "locked_clocks_mhz",
+                        have,
+                        lock,
+                        "ok" if same("locked_clocks_mhz", have, lock) else "change",
+                        "the profile's fallback: the driver refuses the power limit",
+                    )
+                )
                 continue
             note = ""
             if setting == "locked_clocks_mhz" and not host.known:
@@ -59,8 +69,9 @@ def changes_for(snapshot: Snapshot, desired: Desired, host: HostState) -> list[C
         state = host.files.get(f.path) if host.known else None
         if state is None or f.restore:  # a secret put back from the record: the plan holds no content to compare
             want = "as recorded (a secret)" if f.restore else _describe(f.content)
-            out.append(Change(f.path, "content", "unknown", want, "change" if host.known else "skip",
-                              _elsewhere(f.note, host)))  # fmt: skip
+            out.append(
+                Change(f.path, "content", "unknown", want, "change" if host.known else "skip", _elsewhere(f.note, host))
+            )
             continue
         if f.link_target is not None or state.link_target is not None:
             have, want = _kind(state.content, state.link_target), _kind(f.content, f.link_target)
@@ -69,9 +80,16 @@ def changes_for(snapshot: Snapshot, desired: Desired, host: HostState) -> list[C
         if f.link_target is None:
             action = "ok" if state.content == f.content and state.link_target is None else "change"
             out.append(
-                Change(f.path, "content", _describe(state.content), _describe(f.content), action, f.note,
-                       _unified(f.path, state.content, f.content) if action == "change" and not f.secret else "")
-            )  # fmt: skip
+                Change(
+                    f.path,
+                    "content",
+                    _describe(state.content),
+                    _describe(f.content),
+                    action,
+                    f.note,
+                    _unified(f.path, state.content, f.content) if action == "change" and not f.secret else "",
+                )
+            )
         if f.content is not None and state.content is not None and state.mode != f.mode:
             out.append(Change(f.path, "mode", state.mode, f.mode, "change"))
         if (f.content is not None or f.link_target is not None) and (f.uid, f.gid) != (None, None):
@@ -83,8 +101,16 @@ def changes_for(snapshot: Snapshot, desired: Desired, host: HostState) -> list[C
     for u in [*desired.units, *desired.serving_units]:
         unit = host.units.get(u.name)
         if unit is None or not host.known:
-            out.append(Change(u.name, "enabled", "unknown", u.enabled, "skip" if not host.known else "change",
-                              _elsewhere(u.note, host)))  # fmt: skip
+            out.append(
+                Change(
+                    u.name,
+                    "enabled",
+                    "unknown",
+                    u.enabled,
+                    "skip" if not host.known else "change",
+                    _elsewhere(u.note, host),
+                )
+            )
             continue
         written = any(
             f.path.endswith("/" + u.name) and f.content is not None for f in [*desired.files, *desired.serving_files]
@@ -104,8 +130,14 @@ def _llama_cpp_change(build: dict[str, Any], host: HostState) -> Change:
         return Change(subject, "build", "unknown", target, "skip", "not this host")
     plan = llama_build.BuildPlan(**{k: v for k, v in build.items() if k != "shell"})
     same_build, why = llama_build.build_matches(host.llama_cpp_installed, plan)
-    return Change(subject, "build", why if not same_build else target, target, "ok" if same_build else "change",
-                  "" if same_build else f"compiles with: {plan.env['CMAKE_ARGS']}")  # fmt: skip
+    return Change(
+        subject,
+        "build",
+        why if not same_build else target,
+        target,
+        "ok" if same_build else "change",
+        "" if same_build else f"compiles with: {plan.env['CMAKE_ARGS']}",
+    )
 
 
 def _kind(content: str | None, link_target: str | None) -> str:

@@ -17,8 +17,11 @@ def revert_desired(previous: dict[str, dict[str, Any]]) -> Desired:
     """The state recorded before gpuprov's first change (``applystate.load_previous``)."""
     desired = Desired("(revert)")
     for key, item in sorted(previous.get("gpus", {}).items()):
-        desired.gpus.append(GpuSettingsTarget(key, int(item.get("index", 0)), str(item.get("name", "")),
-                                      dict(item.get("settings") or {})))  # fmt: skip
+        desired.gpus.append(
+            GpuSettingsTarget(
+                key, int(item.get("index", 0)), str(item.get("name", "")), dict(item.get("settings") or {})
+            )
+        )
     for name, item in sorted(previous.get("units", {}).items()):
         enabled = bool(item.get("enabled"))
         # "now": restore whether it ran too — stop it if it was not running before, start it if it was
@@ -40,9 +43,17 @@ def revert_desired(previous: dict[str, dict[str, Any]]) -> Desired:
         link = str(item.get("link_target")) if kind == "symlink" else None
         uid, gid = (item.get("uid"), item.get("gid")) if kind != "absent" else (None, None)
         desired.files.append(
-            FileTarget(path, item.get("content") if kind == "file" else None, str(item.get("mode") or "0644"), "",
-                       dirs, link, uid if isinstance(uid, int) else None, gid if isinstance(gid, int) else None)
-        )  # fmt: skip
+            FileTarget(
+                path,
+                item.get("content") if kind == "file" else None,
+                str(item.get("mode") or "0644"),
+                "",
+                dirs,
+                link,
+                uid if isinstance(uid, int) else None,
+                gid if isinstance(gid, int) else None,
+            )
+        )
         # a key file recorded by a gpuprov that did not mark secrets yet is one all the same
         secret = bool(item.get("secret")) or path in KEY_FILES
         if secret and kind != "absent":  # restored by gpuprov_file from the record itself

@@ -44,8 +44,9 @@ class RenderResult:
         }
 
 
-def rendered_files(profile: Profile, *, python: str, snapshot: Snapshot | None = None,
-                   root: Path = Path("/"), force: bool = False) -> RenderResult:  # fmt: skip
+def rendered_files(
+    profile: Profile, *, python: str, snapshot: Snapshot | None = None, root: Path = Path("/"), force: bool = False
+) -> RenderResult:
     """What apply would write. With ``snapshot`` (another host's, or this one's): the whole plan,
     refusals included; without: the files that need no GPU (server units, suspend settings)."""
     from provision import plan
@@ -80,8 +81,9 @@ def rendered_files(profile: Profile, *, python: str, snapshot: Snapshot | None =
     placeholder = placeholder_key_file(files) if files is not None else None
     if placeholder is not None:
         path, content = placeholder
-        result.files.append(RenderedFile(path, "0600", f"API key placeholder: apply writes a real key ({path})",
-                                         content))  # fmt: skip
+        result.files.append(
+            RenderedFile(path, "0600", f"API key placeholder: apply writes a real key ({path})", content)
+        )
     return result
 
 

@@ -26,10 +26,18 @@ def exposed_servers(s: Snapshot) -> Iterable[Finding]:
         if _loopback(server.host):
             yield Finding("serving.loopback", "ok", f"{server.unit} listens on {where} (this host only)", "", subject)
         elif server.api_key:
-            yield Finding("serving.exposed_with_key", "info",
-                          f"{server.unit} listens on {where}, reachable from other hosts; clients need its API key",
-                          "", subject)  # fmt: skip
+            yield Finding(
+                "serving.exposed_with_key",
+                "info",
+                f"{server.unit} listens on {where}, reachable from other hosts; clients need its API key",
+                "",
+                subject,
+            )
         else:
-            yield Finding("serving.exposed_no_key", "warn",
-                          f"{server.unit} listens on {where} without an API key: anyone who can reach this host "
-                          "can use it", exposure_remedy(server.engine), subject)  # fmt: skip
+            yield Finding(
+                "serving.exposed_no_key",
+                "warn",
+                f"{server.unit} listens on {where} without an API key: anyone who can reach this host can use it",
+                exposure_remedy(server.engine),
+                subject,
+            )

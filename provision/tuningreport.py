@@ -45,9 +45,12 @@ def render_profiles(rows: list[tuple[Profile, str]], errors: list[ProfileError],
 
     for profile, fit in rows:
         table.add_row(
-            shown(profile.name), shown(profile.match.describe()), shown(settings_summary(profile)), fit,
+            shown(profile.name),
+            shown(profile.match.describe()),
+            shown(settings_summary(profile)),
+            fit,
             "built-in" if profile.builtin else shown(profile.path),
-        )  # fmt: skip
+        )
     console.print(table)
     for err in errors:
         console.print(f"[red]error:[/red] {shown(str(err))}")
@@ -76,9 +79,13 @@ def render_plan(plan: TuningPlan, console: Console, *, diff: bool = False) -> No
         table.add_column(col, no_wrap=col in ("setting", "action"))
     for c in plan.changes:
         table.add_row(
-            escape(c.subject), c.setting, escape(_value(c.setting, c.current)), escape(_value(c.setting, c.desired)),
-            _ACTION.get(c.action, c.action), escape(c.note),
-        )  # fmt: skip
+            escape(c.subject),
+            c.setting,
+            escape(_value(c.setting, c.current)),
+            escape(_value(c.setting, c.desired)),
+            _ACTION.get(c.action, c.action),
+            escape(c.note),
+        )
     console.print(table)
     for note in plan.desired.notes:
         console.print(f"[cyan]note:[/cyan] {escape(note)}")

@@ -50,13 +50,27 @@ class StoredRun:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "id": self.id, "sweep_id": self.sweep_id, "created_at": self.created_at, "url": self.url,
-            "engine": self.engine, "engine_version": self.engine_version, "model": self.model,
-            "profile": self.profile, "hostname": self.hostname, "gpu_names": self.gpu_names,
-            "workload_key": self.workload_key, "concurrency": self.concurrency, "complete": self.complete,
-            "stop_reason": self.stop_reason, "is_best": self.is_best, "results": self.level.to_dict(),
-            "workload": self.workload, "server": self.server, "host": self.host, "notes": self.notes,
-        }  # fmt: skip
+            "id": self.id,
+            "sweep_id": self.sweep_id,
+            "created_at": self.created_at,
+            "url": self.url,
+            "engine": self.engine,
+            "engine_version": self.engine_version,
+            "model": self.model,
+            "profile": self.profile,
+            "hostname": self.hostname,
+            "gpu_names": self.gpu_names,
+            "workload_key": self.workload_key,
+            "concurrency": self.concurrency,
+            "complete": self.complete,
+            "stop_reason": self.stop_reason,
+            "is_best": self.is_best,
+            "results": self.level.to_dict(),
+            "workload": self.workload,
+            "server": self.server,
+            "host": self.host,
+            "notes": self.notes,
+        }
 
 
 class HistoryStore(HistoryDatabase):
@@ -79,27 +93,56 @@ class HistoryStore(HistoryDatabase):
                         "ttft_p50_ms, latency_p90_ms, token_source, result_json, workload_json, server_json, "
                         "host_json, notes_json) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                         (
-                            sweep_id, run.started_at, run.config.endpoint.url, run.server.get("engine"),
-                            run.server.get("engine_version"), run.config.model, profile,
-                            run.host.get("hostname"), gpu_names, workload["key"], level.concurrency,
-                            int(level.complete), level.stop_reason, int(run.best is level),
-                            level.requests_ok, level.requests_failed, level.duration_s, level.requests_per_s,
-                            level.output_tokens_per_s, level.ttft_ms.p50, level.latency_ms.p90,
-                            level.token_source, json.dumps(level.to_dict()), json.dumps(workload),
-                            json.dumps(run.server), json.dumps(run.host), json.dumps(run.notes),
+                            sweep_id,
+                            run.started_at,
+                            run.config.endpoint.url,
+                            run.server.get("engine"),
+                            run.server.get("engine_version"),
+                            run.config.model,
+                            profile,
+                            run.host.get("hostname"),
+                            gpu_names,
+                            workload["key"],
+                            level.concurrency,
+                            int(level.complete),
+                            level.stop_reason,
+                            int(run.best is level),
+                            level.requests_ok,
+                            level.requests_failed,
+                            level.duration_s,
+                            level.requests_per_s,
+                            level.output_tokens_per_s,
+                            level.ttft_ms.p50,
+                            level.latency_ms.p90,
+                            level.token_source,
+                            json.dumps(level.to_dict()),
+                            json.dumps(workload),
+                            json.dumps(run.server),
+                            json.dumps(run.host),
+                            json.dumps(run.notes),
                         ),
-                    )  # fmt: skip
+                    )
                     run_id = int(cur.lastrowid or 0)
                     ids.append(run_id)
                     self._db.executemany(
                         "INSERT INTO requests (run_id, idx, ok, started_s, ttft_ms, latency_ms, output_tokens, "
                         "prompt_tokens, token_source, error) VALUES (?,?,?,?,?,?,?,?,?,?)",
                         [
-                            (run_id, r.index, int(r.ok), r.started_s, _ms(r.ttft_s), _ms(r.latency_s),
-                             r.output_tokens, r.prompt_tokens, r.token_source, r.error)
+                            (
+                                run_id,
+                                r.index,
+                                int(r.ok),
+                                r.started_s,
+                                _ms(r.ttft_s),
+                                _ms(r.latency_s),
+                                r.output_tokens,
+                                r.prompt_tokens,
+                                r.token_source,
+                                r.error,
+                            )
                             for r in level.request_results
                         ],
-                    )  # fmt: skip
+                    )
         except sqlite3.Error as exc:
             raise UsageError(f"{self.path}: cannot store the run: {exc}") from None
         return ids
@@ -132,15 +175,27 @@ class HistoryStore(HistoryDatabase):
     @staticmethod
     def _row(row: sqlite3.Row) -> StoredRun:
         return StoredRun(
-            id=row["id"], sweep_id=row["sweep_id"], created_at=row["created_at"], url=row["url"],
-            engine=row["engine"], engine_version=row["engine_version"], model=row["model"],
-            profile=row["profile"], hostname=row["hostname"], gpu_names=row["gpu_names"],
-            workload_key=row["workload_key"], concurrency=row["concurrency"], complete=bool(row["complete"]),
-            stop_reason=row["stop_reason"], is_best=bool(row["is_best"]),
+            id=row["id"],
+            sweep_id=row["sweep_id"],
+            created_at=row["created_at"],
+            url=row["url"],
+            engine=row["engine"],
+            engine_version=row["engine_version"],
+            model=row["model"],
+            profile=row["profile"],
+            hostname=row["hostname"],
+            gpu_names=row["gpu_names"],
+            workload_key=row["workload_key"],
+            concurrency=row["concurrency"],
+            complete=bool(row["complete"]),
+            stop_reason=row["stop_reason"],
+            is_best=bool(row["is_best"]),
             level=LevelResult.from_dict(json.loads(row["result_json"])),
-            workload=json.loads(row["workload_json"]), server=json.loads(row["server_json"]),
-            host=json.loads(row["host_json"]), notes=json.loads(row["notes_json"]),
-        )  # fmt: skip
+            workload=json.loads(row["workload_json"]),
+            server=json.loads(row["server_json"]),
+            host=json.loads(row["host_json"]),
+            notes=json.loads(row["notes_json"]),
+        )
 
 
 def _ms(seconds: float | None) -> float | None:

@@ -120,8 +120,15 @@ def apply(
     load_profile(profile, root=root)  # a profile that does not load: one line, before Ansible starts
     _refuse_unless_root(check, "gpuprov apply")
     # the plan is made once, by the playbook's first task; its refusals and notes come back in the results
-    _run("apply", {"gpuprov_gpu_profile": profile, "gpuprov_gpu_force": force},
-         root=root, check=check, diff=diff, as_json=as_json, title=f"apply {profile}")  # fmt: skip
+    _run(
+        "apply",
+        {"gpuprov_gpu_profile": profile, "gpuprov_gpu_force": force},
+        root=root,
+        check=check,
+        diff=diff,
+        as_json=as_json,
+        title=f"apply {profile}",
+    )
 
 
 @app.command()

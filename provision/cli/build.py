@@ -93,10 +93,19 @@ def llama_cpp(
         snap = probe.probe(python=python)
         mem_available = lb.mem_available_mib()
     plan = lb.plan_build(
-        snap, python=target, cpu=cpu, archs=archs, nvcc=nvcc, version=version, source=source, jobs=jobs,
-        mem_available=mem_available, environ=dict(os.environ), wheelhouse=wheelhouse,
+        snap,
+        python=target,
+        cpu=cpu,
+        archs=archs,
+        nvcc=nvcc,
+        version=version,
+        source=source,
+        jobs=jobs,
+        mem_available=mem_available,
+        environ=dict(os.environ),
+        wheelhouse=wheelhouse,
         extra_cmake_args=list(lb.PORTABLE_CMAKE_ARGS) if portable else None,
-    )  # fmt: skip
+    )
     if dry_run:
         if as_json:
             typer.echo(json.dumps({"plan": plan.to_dict()}, indent=2))
@@ -117,12 +126,17 @@ def llama_cpp(
     if ok and not no_verify:
         lb.record_build(plan, result)  # a later apply of a profile sees it is already built as asked
     if as_json:
-        typer.echo(json.dumps({
-            "plan": plan.to_dict(),
-            "result": result.__dict__,
-            "checks": [c.__dict__ for c in checks],
-            "ok": ok,
-        }, indent=2))  # fmt: skip
+        typer.echo(
+            json.dumps(
+                {
+                    "plan": plan.to_dict(),
+                    "result": result.__dict__,
+                    "checks": [c.__dict__ for c in checks],
+                    "ok": ok,
+                },
+                indent=2,
+            )
+        )
         raise typer.Exit(0 if ok else 1)
     if not result.ok:
         typer.echo(f"build failed at {result.failed_step} after {result.duration_s:.0f} s (exit {result.returncode})")
@@ -155,8 +169,13 @@ def _run_with_progress(lb, plan, log_path: Path, *, quiet: bool):  # type: ignor
         return lb.run_build(plan, log_path)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), transient=True) as progress:  # fmt: skip
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        transient=True,
+    ) as progress:
         task = progress.add_task("building", total=None)
 
         def on_progress(done: int, total: int, line: str) -> None:

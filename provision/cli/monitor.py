@@ -22,11 +22,12 @@ app.add_typer(monitor_app, name="monitor")
 ServerOption = Annotated[
     list[str] | None,
     typer.Option(
-        "--server", metavar="ENGINE=URL",
+        "--server",
+        metavar="ENGINE=URL",
         help="A server to watch besides the installed serving units: vllm=URL, llama_server=URL, "
         "llama_cpp_python=URL or ollama=URL (repeatable).",
     ),
-]  # fmt: skip
+]
 DbOption = Annotated[
     Path | None,
     typer.Option("--db", metavar="PATH", help="History database [default: $XDG_DATA_HOME/gpuprov/bench.db]."),
@@ -160,9 +161,15 @@ def _record(mon: Any, db: Path | None, duration_s: float, interval: float, as_js
     with SoakStore(db or default_db_path(), write=True) as store:
         on_sample = (lambda s: typer.echo(json.dumps(s))) if as_json else None
         run_id = record(
-            mon, store, duration_s=duration_s, interval_s=interval, units=units,
-            hostname=socket.gethostname(), profile=profile, on_sample=on_sample,
-        )  # fmt: skip
+            mon,
+            store,
+            duration_s=duration_s,
+            interval_s=interval,
+            units=units,
+            hostname=socket.gethostname(),
+            profile=profile,
+            on_sample=on_sample,
+        )
     typer.echo(f"recorded monitor run {run_id} (gpuprov monitor report {run_id})", err=as_json)
 
 

@@ -84,8 +84,10 @@ def render_result(console: Console, result: FitResult) -> None:
     if result.cpu_layers:
         console.print(f"  {result.cpu_layers} layer(s) stay on the CPU")
     if result.verdict == "does_not_fit":
-        console.print("  [red]no command: nothing realises this on these GPUs[/red] (a smaller context, a smaller "
-                      "quantization, or more GPUs)")  # fmt: skip
+        console.print(
+            "  [red]no command: nothing realises this on these GPUs[/red] (a smaller context, a smaller "
+            "quantization, or more GPUs)"
+        )
     else:
         flags = engine_flags(result)
         console.print(f"  [dim]$[/dim] {escape(str(flags['command']))}", soft_wrap=True, highlight=False)

@@ -91,8 +91,9 @@ def gather_build_host(
     if nvcc:
         try:
             override = override_toolkit(snapshot.cuda_toolkits, nvcc)
-            traits.setdefault(override.nvcc, (Path(override.nvcc).with_name("cuobjdump").exists(),
-                                              _is_script(override.nvcc)))  # fmt: skip
+            traits.setdefault(
+                override.nvcc, (Path(override.nvcc).with_name("cuobjdump").exists(), _is_script(override.nvcc))
+            )
         except GpuprovError as exc:
             override_error = str(exc)
     src_version, src_error = None, None
@@ -102,11 +103,17 @@ def gather_build_host(
         except GpuprovError as exc:
             src_error = str(exc)
     return BuildHost(
-        environ=env, on_path=on_path, compilers=compilers, nvcc_traits=traits, nvcc_override=override,
-        nvcc_override_error=override_error, source_path=str(Path(source).resolve()) if source else None,
-        source_version=src_version, source_error=src_error,
+        environ=env,
+        on_path=on_path,
+        compilers=compilers,
+        nvcc_traits=traits,
+        nvcc_override=override,
+        nvcc_override_error=override_error,
+        source_path=str(Path(source).resolve()) if source else None,
+        source_version=src_version,
+        source_error=src_error,
         wheelhouse=str(Path(wheelhouse).resolve()) if wheelhouse else None,
-    )  # fmt: skip
+    )
 
 
 def mem_available_mib(root: Path = Path("/")) -> int | None:

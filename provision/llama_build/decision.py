@@ -119,8 +119,9 @@ def rebound_jobs(plan: BuildPlan, cores: int | None, mem_available: int | None) 
     if jobs == plan.jobs:
         return plan
     note = f"-j {jobs} instead of {plan.jobs}: bounded by the {mem_available} MiB available now"
-    return replace(plan, jobs=jobs, env={**plan.env, "CMAKE_BUILD_PARALLEL_LEVEL": str(jobs)},
-                   notes=[*plan.notes, note])  # fmt: skip
+    return replace(
+        plan, jobs=jobs, env={**plan.env, "CMAKE_BUILD_PARALLEL_LEVEL": str(jobs)}, notes=[*plan.notes, note]
+    )
 
 
 def _choose_nvcc(
@@ -253,10 +254,25 @@ def plan_build(
     """Decide the build on this host: gather what it has (:func:`gather_build_host`: the host compiler from
     ``environ``'s CUDAHOSTCXX, CXX, PATH and its ``--version``; which version ``source`` is), then decide."""
     _check_versions(version, source)
-    host = gather_build_host(snapshot, environ=environ, compiler_info=compiler_info, nvcc=None if cpu else nvcc,
-                             source=source, wheelhouse=wheelhouse)  # fmt: skip
-    return decide_build(snapshot, host, python=python, cpu=cpu, archs=archs, version=version, jobs=jobs,
-                        mem_available=mem_available, extra_cmake_args=extra_cmake_args)  # fmt: skip
+    host = gather_build_host(
+        snapshot,
+        environ=environ,
+        compiler_info=compiler_info,
+        nvcc=None if cpu else nvcc,
+        source=source,
+        wheelhouse=wheelhouse,
+    )
+    return decide_build(
+        snapshot,
+        host,
+        python=python,
+        cpu=cpu,
+        archs=archs,
+        version=version,
+        jobs=jobs,
+        mem_available=mem_available,
+        extra_cmake_args=extra_cmake_args,
+    )
 
 
 def _check_versions(version: str | None, source: str | None) -> None:
@@ -343,18 +359,38 @@ def decide_build(
         notes.append(f"-j {n_jobs} of {snapshot.host.cpu_cores} cores: bounded by available memory")
     env = {"CMAKE_ARGS": " ".join(cmake_args), **env, "CMAKE_BUILD_PARALLEL_LEVEL": str(n_jobs)}
     command = [
-        "uv", "pip", "install", "--python", python, "--no-binary", PACKAGE, "--reinstall-package", PACKAGE,
-        "--no-cache", "--verbose",
-    ]  # fmt: skip
+        "uv",
+        "pip",
+        "install",
+        "--python",
+        python,
+        "--no-binary",
+        PACKAGE,
+        "--reinstall-package",
+        PACKAGE,
+        "--no-cache",
+        "--verbose",
+    ]
     if host_facts.wheelhouse:  # hosts without an index: build dependencies and numpy come from a folder
         command += ["--offline", "--find-links", str(host_facts.wheelhouse)]
     command.append(spec)
     return BuildPlan(
-        spec=spec, version=version, cpu=cpu, archs=arch_list, arch_reason=arch_reason,
-        nvcc=chosen.nvcc if chosen else None, cuda_version=chosen.version if chosen else None,
-        cuda_flag=cuda_flag, host_compiler=host, cmake_args=cmake_args, env=env, jobs=n_jobs, python=python,
-        command=command, notes=notes,
-    )  # fmt: skip
+        spec=spec,
+        version=version,
+        cpu=cpu,
+        archs=arch_list,
+        arch_reason=arch_reason,
+        nvcc=chosen.nvcc if chosen else None,
+        cuda_version=chosen.version if chosen else None,
+        cuda_flag=cuda_flag,
+        host_compiler=host,
+        cmake_args=cmake_args,
+        env=env,
+        jobs=n_jobs,
+        python=python,
+        command=command,
+        notes=notes,
+    )
 
 
 def current_python() -> str:

@@ -98,9 +98,14 @@ def plan_from_section(
     ``mem_available`` bounds -j as planned; the build itself re-bounds it by the memory available when it
     starts (:func:`rebound_jobs`, in the gpuprov_llama_build module)."""
     return decide_build(
-        snapshot, host, python=section.python or current_python(), cpu=section.cpu,
-        archs=list(section.archs) if section.archs else None, version=section.version, mem_available=mem_available,
-    )  # fmt: skip
+        snapshot,
+        host,
+        python=section.python or current_python(),
+        cpu=section.cpu,
+        archs=list(section.archs) if section.archs else None,
+        version=section.version,
+        mem_available=mem_available,
+    )
 
 
 def gather_for_section(snapshot: Snapshot, section: LlamaCppSection) -> BuildHost:

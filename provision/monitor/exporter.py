@@ -38,7 +38,7 @@ GAUGES = (
     ("gpuprov_gpu_memory_clock_hertz", "Memory clock.", "memory_clock_mhz", 1_000_000),
     ("gpuprov_gpu_pcie_link_width", "PCIe link width in lanes.", "pcie_width", 1),
     ("gpuprov_gpu_pcie_link_generation", "PCIe link generation.", "pcie_generation", 1),
-)  # fmt: skip
+)
 
 
 class MonitorCollector(Collector):
@@ -60,17 +60,20 @@ class MonitorCollector(Collector):
         up = GaugeMetricFamily("gpuprov_gpu_up", "1 while the GPU answers NVML, 0 once it is lost.", labels=LABELS)
         gauges = {name: GaugeMetricFamily(name, doc, labels=LABELS) for name, doc, _, _ in GAUGES}
         reasons = GaugeMetricFamily(
-            "gpuprov_gpu_clock_event_reason", "1 while the clock event reason holds clocks back.",
+            "gpuprov_gpu_clock_event_reason",
+            "1 while the clock event reason holds clocks back.",
             labels=(*LABELS, "reason"),
-        )  # fmt: skip
+        )
         profile_limit = GaugeMetricFamily(
-            "gpuprov_profile_power_limit_watts", "The applied profile's power limit for this GPU.",
+            "gpuprov_profile_power_limit_watts",
+            "The applied profile's power limit for this GPU.",
             labels=(*LABELS, "profile"),
-        )  # fmt: skip
+        )
         drift = GaugeMetricFamily(
-            "gpuprov_profile_drift", "1 when the GPU's enforced power limit is not the applied profile's.",
+            "gpuprov_profile_drift",
+            "1 when the GPU's enforced power limit is not the applied profile's.",
             labels=(*LABELS, "profile"),
-        )  # fmt: skip
+        )
         for g in sample["gpus"]:
             labels = [str(g["index"]), g.get("uuid") or "", g.get("name") or ""]
             up.add_metric(labels, 0.0 if g["lost"] else 1.0)
@@ -98,9 +101,10 @@ class MonitorCollector(Collector):
             errors.add_metric([str(index), fld], float(count))
         yield errors
         xid = CounterMetricFamily(
-            "gpuprov_gpu_xid_errors", "Xid errors NVML reported (events) since the exporter started.",
+            "gpuprov_gpu_xid_errors",
+            "Xid errors NVML reported (events) since the exporter started.",
             labels=(*LABELS, "xid"),
-        )  # fmt: skip
+        )
         for g in sample["gpus"]:
             for code, count in (g.get("xid_errors") or {}).items():
                 xid.add_metric([str(g["index"]), g.get("uuid") or "", g.get("name") or "", code], float(count))
@@ -120,8 +124,11 @@ class MonitorCollector(Collector):
         for s in servers:
             key = [s["url"], s["engine"]]
             up.add_metric(key, 1.0 if s["up"] else 0.0)
-            for family, field_name, scale in ((running, "requests_running", 1), (waiting, "requests_waiting", 1),
-                                              (kv, "kv_cache_used_pct", 0.01)):  # fmt: skip
+            for family, field_name, scale in (
+                (running, "requests_running", 1),
+                (waiting, "requests_waiting", 1),
+                (kv, "kv_cache_used_pct", 0.01),
+            ):
                 if s.get(field_name) is not None:
                     family.add_metric(key, float(s[field_name]) * scale)
         yield from (up, running, waiting, kv)

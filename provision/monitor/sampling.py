@@ -214,9 +214,15 @@ class Monitor:
             "pcie_width_max": static.pcie_width_max,
         }
         ref = self.refs.get(gpu.index)
-        reading["profile"] = None if ref is None else {
-            "name": ref.profile, "power_limit_w": ref.power_limit_w, "locked_clocks_mhz": ref.locked_clocks_mhz,
-        }  # fmt: skip
+        reading["profile"] = (
+            None
+            if ref is None
+            else {
+                "name": ref.profile,
+                "power_limit_w": ref.power_limit_w,
+                "locked_clocks_mhz": ref.locked_clocks_mhz,
+            }
+        )
         reading["drift"] = [] if lost else drift(reading, ref)
         return reading
 

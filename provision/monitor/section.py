@@ -69,8 +69,16 @@ def render_unit(profile_name: str, section: MonitoringSection, *, python: str, b
     the boot unit: :func:`provision.serving.sandbox.gpuprov_sandbox`)."""
     from provision.render import render
 
-    argv = [python, "-m", "provision", "exporter", "--address", section.exporter_address,
-            "--port", str(section.exporter_port)]  # fmt: skip
+    argv = [
+        python,
+        "-m",
+        "provision",
+        "exporter",
+        "--address",
+        section.exporter_address,
+        "--port",
+        str(section.exporter_port),
+    ]
     return render(
         "gpuprov-exporter.service.j2",
         {

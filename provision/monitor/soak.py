@@ -104,30 +104,34 @@ def summarize(run: dict[str, Any], samples: list[dict[str, Any]]) -> dict[str, A
         covered = math.fsum(dt for _, dt in powered)
         vram = [(r["t_s"], r["vram_used_mib"]) for r in seen if r["vram_used_mib"] is not None]
         drift = sum(
-            1 for r in seen
-            if r["profile_power_limit_w"] is not None and r["power_limit_w"] is not None
+            1
+            for r in seen
+            if r["profile_power_limit_w"] is not None
+            and r["power_limit_w"] is not None
             and abs(r["power_limit_w"] - r["profile_power_limit_w"]) > 1.0
-        )  # fmt: skip
-        out["gpus"].append({
-            "index": index,
-            "samples": len(rows),
-            "lost_samples": len(rows) - len(seen),
-            "temperature_c": _stats([r["temperature_c"] for r in seen if r["temperature_c"] is not None]),
-            "temperature_slowdown_c": next(
-                (r["temperature_slowdown_c"] for r in seen if r["temperature_slowdown_c"]), None
-            ),
-            "utilization_gpu_pct": _stats(
-                [r["utilization_gpu_pct"] for r in seen if r["utilization_gpu_pct"] is not None]
-            ),
-            "power_draw_w_mean": round(math.fsum(p * dt for p, dt in powered) / covered, 2) if covered else None,
-            "energy_wh": None if energy_wh is None else round(energy_wh, 4),
-            "throttled_s": throttled,
-            "vram_used_mib_max": max((v for _, v in vram), default=None),
-            "vram_slope_mib_per_h": slope_per_hour([t for t, _ in vram], [v for _, v in vram]),
-            "power_limit_not_profile_samples": drift,
-            #: Xid -> events during the run (the counts are cumulative: the last sample's)
-            "xid_errors": next((r["xid_errors"] for r in reversed(rows) if r["xid_errors"]), {}),
-        })  # fmt: skip
+        )
+        out["gpus"].append(
+            {
+                "index": index,
+                "samples": len(rows),
+                "lost_samples": len(rows) - len(seen),
+                "temperature_c": _stats([r["temperature_c"] for r in seen if r["temperature_c"] is not None]),
+                "temperature_slowdown_c": next(
+                    (r["temperature_slowdown_c"] for r in seen if r["temperature_slowdown_c"]), None
+                ),
+                "utilization_gpu_pct": _stats(
+                    [r["utilization_gpu_pct"] for r in seen if r["utilization_gpu_pct"] is not None]
+                ),
+                "power_draw_w_mean": round(math.fsum(p * dt for p, dt in powered) / covered, 2) if covered else None,
+                "energy_wh": None if energy_wh is None else round(energy_wh, 4),
+                "throttled_s": throttled,
+                "vram_used_mib_max": max((v for _, v in vram), default=None),
+                "vram_slope_mib_per_h": slope_per_hour([t for t, _ in vram], [v for _, v in vram]),
+                "power_limit_not_profile_samples": drift,
+                #: Xid -> events during the run (the counts are cumulative: the last sample's)
+                "xid_errors": next((r["xid_errors"] for r in reversed(rows) if r["xid_errors"]), {}),
+            }
+        )
     out["servers"] = _servers(samples)
     out["units"] = _units(run.get("units") or [])
     return out
@@ -145,11 +149,16 @@ def _servers(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if not r["up"]:
                 errors[r["error"]] = errors.get(r["error"], 0) + 1
         rates = [r["generated_tokens_per_s"] for r in reads if r.get("generated_tokens_per_s") is not None]
-        out.append({
-            "url": url, "engine": reads[0]["engine"], "reads": len(reads),
-            "failed_reads": sum(errors.values()), "errors": errors,
-            "generated_tokens_per_s": _stats(rates),
-        })  # fmt: skip
+        out.append(
+            {
+                "url": url,
+                "engine": reads[0]["engine"],
+                "reads": len(reads),
+                "failed_reads": sum(errors.values()),
+                "errors": errors,
+                "generated_tokens_per_s": _stats(rates),
+            }
+        )
     return out
 
 
@@ -164,10 +173,15 @@ def _units(units: list[dict[str, Any] | str]) -> list[dict[str, Any]]:
             restarts: int | None = int(end["NRestarts"]) - int(start["NRestarts"])
         except (KeyError, ValueError):
             restarts = None
-        out.append({
-            "unit": u.get("unit"), "restarts": restarts, "state_end": end.get("ActiveState"),
-            "result_end": end.get("Result"), "error": end.get("error") or start.get("error"),
-        })  # fmt: skip
+        out.append(
+            {
+                "unit": u.get("unit"),
+                "restarts": restarts,
+                "state_end": end.get("ActiveState"),
+                "result_end": end.get("Result"),
+                "error": end.get("error") or start.get("error"),
+            }
+        )
     return out
 
 
@@ -215,9 +229,14 @@ def record(
     gpu_names = ", ".join(g.name for g in monitor.static.values()) or None
     start_units = unit_status(units)
     run_id = store.start_monitor_run(
-        created_at=_dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(), hostname=hostname,
-        profile=profile, interval_s=interval_s, gpu_names=gpu_names, units=units, notes=list(monitor.notes),
-    )  # fmt: skip
+        created_at=_dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
+        hostname=hostname,
+        profile=profile,
+        interval_s=interval_s,
+        gpu_names=gpu_names,
+        units=units,
+        notes=list(monitor.notes),
+    )
     started = monotonic()
     try:
         while True:

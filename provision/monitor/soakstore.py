@@ -14,18 +14,32 @@ from provision.bench.historydb import HistoryDatabase
 from provision.errors import UsageError
 
 MONITOR_COLUMNS = (
-    "utilization_gpu_pct", "vram_used_mib", "vram_total_mib", "power_draw_w", "power_limit_w",
-    "temperature_c", "temperature_slowdown_c", "sm_clock_mhz", "memory_clock_mhz",
-)  # fmt: skip
+    "utilization_gpu_pct",
+    "vram_used_mib",
+    "vram_total_mib",
+    "power_draw_w",
+    "power_limit_w",
+    "temperature_c",
+    "temperature_slowdown_c",
+    "sm_clock_mhz",
+    "memory_clock_mhz",
+)
 
 
 class SoakStore(HistoryDatabase):
     """Monitor recordings: started, sampled, finished, listed, read back."""
 
     def start_monitor_run(
-        self, *, created_at: str, hostname: str | None, profile: str | None, interval_s: float,
-        gpu_names: str | None, units: list[str], notes: list[str],
-    ) -> int:  # fmt: skip
+        self,
+        *,
+        created_at: str,
+        hostname: str | None,
+        profile: str | None,
+        interval_s: float,
+        gpu_names: str | None,
+        units: list[str],
+        notes: list[str],
+    ) -> int:
         try:
             with self._db:
                 cur = self._db.execute(
@@ -43,12 +57,20 @@ class SoakStore(HistoryDatabase):
         rows = []
         for i, g in enumerate(sample["gpus"]):
             ref = g.get("profile") or {}
-            rows.append((
-                run_id, sample["t_s"], sample["at"], g["index"], int(bool(g.get("lost"))),
-                *(g.get(c) for c in MONITOR_COLUMNS), ref.get("power_limit_w"),
-                ",".join(g.get("clock_event_reasons") or []),
-                json.dumps(g["xid_errors"]) if g.get("xid_errors") else None, servers if i == 0 else None,
-            ))  # fmt: skip
+            rows.append(
+                (
+                    run_id,
+                    sample["t_s"],
+                    sample["at"],
+                    g["index"],
+                    int(bool(g.get("lost"))),
+                    *(g.get(c) for c in MONITOR_COLUMNS),
+                    ref.get("power_limit_w"),
+                    ",".join(g.get("clock_event_reasons") or []),
+                    json.dumps(g["xid_errors"]) if g.get("xid_errors") else None,
+                    servers if i == 0 else None,
+                )
+            )
         if not rows and sample.get("servers"):
             empty = [None] * len(MONITOR_COLUMNS)
             rows.append((run_id, sample["t_s"], sample["at"], -1, 0, *empty, None, "", None, servers))

@@ -23,8 +23,17 @@ def _num(value: Any, unit: str = "", fmt: str = "g") -> str:
 
 def gpu_table(sample: dict[str, Any]) -> Table:
     table = Table(title="GPUs", title_justify="left", expand=False)
-    for col in ("GPU", "util", "VRAM used/total", "power / limit", "profile limit", "temp / slowdown",
-                "SM / mem clock", "clock events", "PCIe"):  # fmt: skip
+    for col in (
+        "GPU",
+        "util",
+        "VRAM used/total",
+        "power / limit",
+        "profile limit",
+        "temp / slowdown",
+        "SM / mem clock",
+        "clock events",
+        "PCIe",
+    ):
         table.add_column(col)
     for g in sample["gpus"]:
         label = f"{g['index']} {escape(g['name'])}"
@@ -78,10 +87,14 @@ def server_table(sample: dict[str, Any]) -> Table | None:
             continue
         models = ", ".join(escape(m["model"]) for m in s.get("models_loaded", [])) or "up"
         table.add_row(
-            escape(s["url"]), s["engine"], _num(s.get("requests_running"), fmt=".0f"),
-            _num(s.get("requests_waiting"), fmt=".0f"), _num(s.get("kv_cache_used_pct"), " %"),
-            _num(s.get("generated_tokens_per_s")), models,
-        )  # fmt: skip
+            escape(s["url"]),
+            s["engine"],
+            _num(s.get("requests_running"), fmt=".0f"),
+            _num(s.get("requests_waiting"), fmt=".0f"),
+            _num(s.get("kv_cache_used_pct"), " %"),
+            _num(s.get("generated_tokens_per_s")),
+            models,
+        )
     return table
 
 

@@ -45,8 +45,13 @@ def check_header(data: Any, file: str) -> dict[str, Any]:
     return checked
 
 
-def _merge_mapping(parent: dict[str, Any], child: dict[str, Any], exclusive: tuple[tuple[str, ...], ...],
-                   tied: tuple[str, ...], blocks: Mapping[str, Block]) -> dict[str, Any]:  # fmt: skip
+def _merge_mapping(
+    parent: dict[str, Any],
+    child: dict[str, Any],
+    exclusive: tuple[tuple[str, ...], ...],
+    tied: tuple[str, ...],
+    blocks: Mapping[str, Block],
+) -> dict[str, Any]:
     merged = dict(parent)
     for group in exclusive:
         if any(child_key in group for child_key in child):

@@ -319,9 +319,12 @@ def _decide(
         verdicts[key].orphans = sorted(
             (env.dists[o].name, env.dists[o].record_bytes or 0)
             for o in mine.reached
-            if o != key and o not in kept.reached and o not in candidates and o not in own
+            if o != key
+            and o not in kept.reached
+            and o not in candidates
+            and o not in own
             and not _shared_files(env, o, leaving, file_owners)
-        )  # fmt: skip
+        )
     return kept.missing
 
 

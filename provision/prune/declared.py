@@ -82,8 +82,7 @@ def read_pyproject(path: Path) -> tuple[dict[str, Any], str]:
 
 
 def _toml_type(value: Any) -> str:
-    names = {bool: "a boolean", str: "a string", int: "an integer", float: "a float", list: "an array",
-             dict: "a table"}  # fmt: skip
+    names = {bool: "a boolean", str: "a string", int: "an integer", float: "a float", list: "an array", dict: "a table"}
     return names.get(type(value), "a date/time")
 
 

@@ -83,9 +83,10 @@ class DependencyGraph:
             for extra in active:
                 if _marker_true(req.marker, self.env.marker_environment, extra):
                     out.append(
-                        Edge(key, canonicalize_name(req.name), extra,
-                             frozenset(canonicalize_name(e) for e in req.extras))
-                    )  # fmt: skip
+                        Edge(
+                            key, canonicalize_name(req.name), extra, frozenset(canonicalize_name(e) for e in req.extras)
+                        )
+                    )
                     break
         out += [Edge(key, name, "", frozenset()) for name in self.unparsed.get(key, [])]
         return out

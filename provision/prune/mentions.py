@@ -24,10 +24,41 @@ from typing import Any
 from provision.prune.sourcetree import is_regular_file, is_skipped_dir
 
 #: files read for commands: by suffix, and by exact name
-TEXT_SUFFIXES = (".sh", ".bash", ".zsh", ".mk", ".yml", ".yaml", ".toml", ".cfg", ".ini", ".service",
-                 ".dockerfile", ".ps1", ".bat", ".cmd", ".env", ".ipynb", ".txt", ".md", ".rst")  # fmt: skip
-TEXT_NAMES = ("Makefile", "makefile", "GNUmakefile", "Dockerfile", "Containerfile", "Procfile", "justfile",
-              "Justfile", "Taskfile", "noxfile.py", "tasks.py", "fabfile.py")  # fmt: skip
+TEXT_SUFFIXES = (
+    ".sh",
+    ".bash",
+    ".zsh",
+    ".mk",
+    ".yml",
+    ".yaml",
+    ".toml",
+    ".cfg",
+    ".ini",
+    ".service",
+    ".dockerfile",
+    ".ps1",
+    ".bat",
+    ".cmd",
+    ".env",
+    ".ipynb",
+    ".txt",
+    ".md",
+    ".rst",
+)
+TEXT_NAMES = (
+    "Makefile",
+    "makefile",
+    "GNUmakefile",
+    "Dockerfile",
+    "Containerfile",
+    "Procfile",
+    "justfile",
+    "Justfile",
+    "Taskfile",
+    "noxfile.py",
+    "tasks.py",
+    "fabfile.py",
+)
 #: hidden directories that hold commands (CI definitions); other hidden dirs are skipped
 HIDDEN_KEPT = (".github", ".gitlab", ".ci", ".circleci", ".buildkite", ".devcontainer", ".pre-commit-hooks")
 MAX_TEXT_BYTES = 2 * 1024 * 1024
@@ -55,9 +86,7 @@ def text_files(root: Path) -> list[Path]:
     out: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
-        dirnames[:] = sorted(
-            d for d in dirnames if d in HIDDEN_KEPT or not is_skipped_dir(here, d, root)
-        )  # fmt: skip
+        dirnames[:] = sorted(d for d in dirnames if d in HIDDEN_KEPT or not is_skipped_dir(here, d, root))
         for name in sorted(filenames):
             path = here / name
             in_scripts = here.name in ("bin", "scripts") and "." not in name
@@ -77,10 +106,14 @@ def find_mentions(
     seen: set[tuple[str, bool]] = set()
     dotted_seen: set[str] = set()
     pattern = (
-        re.compile(r"(?<![\w.\-/=<>~!])(" + "|".join(re.escape(c) for c in sorted(commands, key=len, reverse=True))
-                   + r")(?![\w\-=<>~!\[])")
-        if commands else None
-    )  # fmt: skip
+        re.compile(
+            r"(?<![\w.\-/=<>~!])("
+            + "|".join(re.escape(c) for c in sorted(commands, key=len, reverse=True))
+            + r")(?![\w\-=<>~!\[])"
+        )
+        if commands
+        else None
+    )
     for path in text_files(root):
         try:
             if path.stat().st_size > MAX_TEXT_BYTES:

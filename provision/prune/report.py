@@ -59,14 +59,19 @@ def render_prune(report: PruneReport, console: Console | None = None) -> None:
             + (f" and {len(report.unparsed) - 5} more" if len(report.unparsed) > 5 else "")
         )
     if report.dynamic_imports:
-        notes.append("imports computed at run time (unused dependencies are 'unknown'): "
-                     + ", ".join(report.dynamic_imports[:5]))  # fmt: skip
+        notes.append(
+            "imports computed at run time (unused dependencies are 'unknown'): " + ", ".join(report.dynamic_imports[:5])
+        )
     if report.undeclared:
-        notes.append("imported but not declared: " + ", ".join(f"{u['distribution']} ({u['where']})"
-                                                              for u in report.undeclared[:8]))  # fmt: skip
+        notes.append(
+            "imported but not declared: "
+            + ", ".join(f"{u['distribution']} ({u['where']})" for u in report.undeclared[:8])
+        )
     if report.unresolved:
-        notes.append("imports no installed distribution provides: "
-                     + ", ".join(f"{u['module']} ({u['where']})" for u in report.unresolved[:8]))  # fmt: skip
+        notes.append(
+            "imports no installed distribution provides: "
+            + ", ".join(f"{u['module']} ({u['where']})" for u in report.unresolved[:8])
+        )
     for where, text, why in report.declared.problems[:5]:
         notes.append(f"{where}: {text!r}: {why}")
     if report.ignored_unknown:

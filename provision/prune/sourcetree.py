@@ -144,8 +144,18 @@ def _is_main_guard(node: ast.If) -> bool:
 
 
 def _only_defines(body: list[ast.stmt]) -> bool:
-    simple = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
-              ast.AnnAssign, ast.Pass, ast.Global, ast.Nonlocal)  # fmt: skip
+    simple = (
+        ast.Import,
+        ast.ImportFrom,
+        ast.FunctionDef,
+        ast.AsyncFunctionDef,
+        ast.ClassDef,
+        ast.Assign,
+        ast.AnnAssign,
+        ast.Pass,
+        ast.Global,
+        ast.Nonlocal,
+    )
     for node in body:
         if isinstance(node, simple) or (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)):
             continue

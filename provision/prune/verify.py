@@ -47,8 +47,16 @@ def import_failures(python: str, modules: list[str], cwd: Path) -> dict[str, str
     while remaining:
         why = ""
         try:
-            proc = subprocess.run([python, "-c", _IMPORT_BATCH], input="\n".join(remaining), cwd=cwd, env=env,
-                                  capture_output=True, text=True, timeout=IMPORT_TIMEOUT_S, check=False)  # fmt: skip
+            proc = subprocess.run(
+                [python, "-c", _IMPORT_BATCH],
+                input="\n".join(remaining),
+                cwd=cwd,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=IMPORT_TIMEOUT_S,
+                check=False,
+            )
             stdout = proc.stdout
             why = (
                 f"the interpreter exited ({proc.returncode}) while importing it: "
@@ -107,8 +115,15 @@ def command_failures(commands: list[str], cwd: Path, env: InstalledEnv) -> dict[
     failures: dict[str, str] = {}
     for command in commands:
         try:
-            proc = subprocess.run(["/bin/sh", "-c", command], cwd=cwd, env=_command_env(env), capture_output=True,
-                                  text=True, timeout=COMMAND_TIMEOUT_S, check=False)  # fmt: skip
+            proc = subprocess.run(
+                ["/bin/sh", "-c", command],
+                cwd=cwd,
+                env=_command_env(env),
+                capture_output=True,
+                text=True,
+                timeout=COMMAND_TIMEOUT_S,
+                check=False,
+            )
         except subprocess.TimeoutExpired:
             failures[command] = f"took longer than {COMMAND_TIMEOUT_S} s"
             continue

@@ -106,9 +106,13 @@ def serving_files(
         gated = vllm_args(st, vllm_version)
         env += gated.environment
         files.notes += gated.notes
-        env += [("HF_HOME", f"/var/cache/{user}/huggingface"), ("VLLM_CACHE_ROOT", f"/var/cache/{user}/vllm"),
-                ("XDG_CACHE_HOME", f"/var/cache/{user}"), ("VLLM_NO_USAGE_STATS", "1"),
-                ("DO_NOT_TRACK", "1")]  # fmt: skip
+        env += [
+            ("HF_HOME", f"/var/cache/{user}/huggingface"),
+            ("VLLM_CACHE_ROOT", f"/var/cache/{user}/vllm"),
+            ("XDG_CACHE_HOME", f"/var/cache/{user}"),
+            ("VLLM_NO_USAGE_STATS", "1"),
+            ("DO_NOT_TRACK", "1"),
+        ]
         key_env = "VLLM_API_KEY"
     elif isinstance(st, LlamaCppSettings):
         if st.venv:
@@ -125,8 +129,9 @@ def serving_files(
         )
     hidden = sandbox.private_tmp_hidden([p for p in readable[len(own) :] + writable if p not in own])
     if hidden:
-        files.refusals.append(private_tmp_refusal(files.unit, hidden, f"serving.{engine}'s",
-                                                  "move it out of them (e.g. to /opt or /srv)"))  # fmt: skip
+        files.refusals.append(
+            private_tmp_refusal(files.unit, hidden, f"serving.{engine}'s", "move it out of them (e.g. to /opt or /srv)")
+        )
     binds = _needs_visible(readable)
     binds_rw = [p for p in _needs_visible(writable) if p not in binds]
     hardening = {
@@ -172,10 +177,16 @@ def serving_files(
         template = "gpuprov-vllm.service.j2" if engine == "vllm" else "gpuprov-llama-cpp.service.j2"
         files.files.append((f"{UNIT_DIR}/{files.unit}", render(template, unit_vars), "0644", f"the {engine} server"))
         files.files.append(
-            (sysusers, render("gpuprov-serving.sysusers.j2", {"user": user, "profile": profile_name,
-                                                              "home": f"/var/lib/{name}", "engine": engine}),
-             "0644", f"the {user} system user (no login)")
-        )  # fmt: skip
+            (
+                sysusers,
+                render(
+                    "gpuprov-serving.sysusers.j2",
+                    {"user": user, "profile": profile_name, "home": f"/var/lib/{name}", "engine": engine},
+                ),
+                "0644",
+                f"the {user} system user (no login)",
+            )
+        )
     if not s.loopback:
         if s.api_key:
             files.notes.append(f"{engine} listens on {s.host}:{s.port}, reachable from other hosts (API key required)")

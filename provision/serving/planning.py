@@ -87,8 +87,10 @@ def plan_serving(desired: Desired, snapshot: Snapshot, profile: Profile, host: H
             desired.notes.extend(facts.key_notes[files.key_file])
     if isinstance(section.settings, OllamaSettings) and host.known:
         installed = host.units.get(files.unit) is None or host.units[files.unit].path is not None
-        for directory, what in ((OLLAMA_HOME if installed else None, "Ollama's installer makes it"),
-                                (section.settings.models_dir, "")):  # fmt: skip
+        for directory, what in (
+            (OLLAMA_HOME if installed else None, "Ollama's installer makes it"),
+            (section.settings.models_dir, ""),
+        ):
             if directory and not facts.dirs[directory]:
                 desired.notes.append(
                     f"{directory} does not exist: the sandbox skips it, and Ollama cannot write there until it does "
@@ -166,9 +168,14 @@ def fit_notes(section: ServingSection, snapshot: Snapshot, facts: ServingHost) -
             # llama-cpp-python (venv) keeps a full-size sliding-window KV cache (llama_context_default_params)
             slots = st.parallel or 1
             total = spec.context_length if st.ctx_size == 0 else st.ctx_size
-            request = FitRequest(engine=LLAMA_CPP_ENGINE, context=max(total // slots, 1) if total else None,
-                                 parallel=slots, kv_type=st.cache_type_k, flash_attention=st.flash_attention,
-                                 swa_full=st.venv is not None)  # fmt: skip
+            request = FitRequest(
+                engine=LLAMA_CPP_ENGINE,
+                context=max(total // slots, 1) if total else None,
+                parallel=slots,
+                kv_type=st.cache_type_k,
+                flash_attention=st.flash_attention,
+                swa_full=st.venv is not None,
+            )
         else:
             assert isinstance(st, VllmSettings)
             request = FitRequest(

@@ -81,10 +81,11 @@ def _control(text: str) -> bool:
 #: server options that profile keys own: in extra_args they would override them unseen (plan and doctor
 #: read where a server listens, and whether it needs a key, from those keys and the unit's own options)
 OWNED_OPTIONS = {
-    "host": "serving.host", "port": "serving.port",
+    "host": "serving.host",
+    "port": "serving.port",
     "api-key": "serving.api_key: true (a key in a root-only file, not in the world-readable unit)",
     "api-key-file": "serving.api_key: true",
-}  # fmt: skip
+}
 
 
 def _owned_option(arg: str) -> str | None:
@@ -205,8 +206,11 @@ def _parse_vllm(value: Any, w: _Where) -> VllmSettings:
 
 
 def _parse_ollama(value: Any, w: _Where) -> OllamaSettings:
-    d = {k: v for k, v in _mapping(value if value is not None else {}, w, _ENGINE_KEYS[OLLAMA_ENGINE]).items()
-         if v is not None}  # fmt: skip
+    d = {
+        k: v
+        for k, v in _mapping(value if value is not None else {}, w, _ENGINE_KEYS[OLLAMA_ENGINE]).items()
+        if v is not None
+    }
     keep_alive = None
     if "keep_alive" in d:
         keep_alive = str(d["keep_alive"]) if isinstance(d["keep_alive"], int) else _one_line(d["keep_alive"], w, "")
@@ -338,8 +342,17 @@ register_section(
     # Keeping the engine, the child's block merges into the parent's (serving.vllm.model alone changes
     # the model); choosing the other program (executable for venv) drops the parent's, and for
     # llama.cpp the llama-server-only parallel slots
-    SectionType(parse_serving, serving_dict, exclusive=(ENGINE_IDS,), tied=("port",),
-                blocks={VLLM_ENGINE: Block(exclusive=(("venv", "executable"),)), OLLAMA_ENGINE: Block(),
-                        LLAMA_CPP_ENGINE: Block(exclusive=(("server", "venv"),), tied=("parallel",))},
-                plan=plan_serving, gather=gather),
-)  # fmt: skip
+    SectionType(
+        parse_serving,
+        serving_dict,
+        exclusive=(ENGINE_IDS,),
+        tied=("port",),
+        blocks={
+            VLLM_ENGINE: Block(exclusive=(("venv", "executable"),)),
+            OLLAMA_ENGINE: Block(),
+            LLAMA_CPP_ENGINE: Block(exclusive=(("server", "venv"),), tied=("parallel",)),
+        },
+        plan=plan_serving,
+        gather=gather,
+    ),
+)

@@ -46,8 +46,19 @@ TMP_DIRS = ("/tmp", "/var/tmp")
 #: vLLM --attention-backend values (vLLM docs, "Attention Backend Feature Support")
 VLLM_ATTENTION_BACKENDS = ("FLASH_ATTN", "FLASHINFER", "TRITON_ATTN", "XFORMERS", "TORCH_SDPA", "FLEX_ATTENTION")
 #: vLLM --quantization values gpuprov lets a profile name (vLLM docs, "Quantization")
-VLLM_QUANTIZATIONS = ("awq", "awq_marlin", "gptq", "gptq_marlin", "fp8", "bitsandbytes", "gguf", "compressed-tensors",
-                      "modelopt", "marlin", "experts_int8")  # fmt: skip
+VLLM_QUANTIZATIONS = (
+    "awq",
+    "awq_marlin",
+    "gptq",
+    "gptq_marlin",
+    "fp8",
+    "bitsandbytes",
+    "gguf",
+    "compressed-tensors",
+    "modelopt",
+    "marlin",
+    "experts_int8",
+)
 
 
 # a path that may appear in a directive other than ExecStart= (binds, working directories): no
@@ -133,12 +144,43 @@ class ServingSection:
 
 
 _ENGINE_KEYS = {
-    VLLM_ENGINE: ("model", "venv", "executable", "gpu_memory_utilization", "max_model_len", "kv_cache_dtype",
-                  "quantization", "attention_backend", "max_num_seqs", "swap_space_gib", "extra_args",
-                  "tensor_parallel_size"),
-    OLLAMA_ENGINE: ("flash_attention", "num_parallel", "max_loaded_models", "context_length", "gpu_overhead_mib",
-                    "keep_alive", "kv_cache_type", "models_dir"),
-    LLAMA_CPP_ENGINE: ("model", "server", "venv", "n_gpu_layers", "ctx_size", "parallel", "tensor_split",
-                       "no_mmap", "flash_attention", "cache_type_k", "cache_type_v", "extra_args"),
-}  # fmt: skip
+    VLLM_ENGINE: (
+        "model",
+        "venv",
+        "executable",
+        "gpu_memory_utilization",
+        "max_model_len",
+        "kv_cache_dtype",
+        "quantization",
+        "attention_backend",
+        "max_num_seqs",
+        "swap_space_gib",
+        "extra_args",
+        "tensor_parallel_size",
+    ),
+    OLLAMA_ENGINE: (
+        "flash_attention",
+        "num_parallel",
+        "max_loaded_models",
+        "context_length",
+        "gpu_overhead_mib",
+        "keep_alive",
+        "kv_cache_type",
+        "models_dir",
+    ),
+    LLAMA_CPP_ENGINE: (
+        "model",
+        "server",
+        "venv",
+        "n_gpu_layers",
+        "ctx_size",
+        "parallel",
+        "tensor_split",
+        "no_mmap",
+        "flash_attention",
+        "cache_type_k",
+        "cache_type_v",
+        "extra_args",
+    ),
+}
 _SERVING_KEYS = ("host", "port", "gpus", "api_key", *ENGINE_IDS)

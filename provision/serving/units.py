@@ -72,6 +72,13 @@ def installed_servers(root: Path = Path("/")) -> list[ServerInfo]:
         env = dict(v.strip('"').split("=", 1) for v in _values(lines, "Environment") if "=" in v)
         address = env.get("OLLAMA_HOST", "127.0.0.1:11434")
         host, _, port = address.rpartition(":")
-        out.append(ServerInfo(UNIT[OLLAMA_ENGINE], OLLAMA_ENGINE, host.strip("[]") or None,
-                              int(port) if port.isdigit() else None, False))  # fmt: skip
+        out.append(
+            ServerInfo(
+                UNIT[OLLAMA_ENGINE],
+                OLLAMA_ENGINE,
+                host.strip("[]") or None,
+                int(port) if port.isdigit() else None,
+                False,
+            )
+        )
     return out

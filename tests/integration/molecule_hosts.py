@@ -42,9 +42,16 @@ def _boot(name: str, state_dir: Path) -> dict:
         machine.kill()
         machine.remove()
         raise
-    info = {"name": name, "host": "127.0.0.1", "port": machine.port, "key": str(machine.key), "user": "root",
-            "pid": machine.process.pid if machine.process else None, "workdir": str(machine.workdir),
-            "boot_s": machine.boot_s}  # fmt: skip
+    info = {
+        "name": name,
+        "host": "127.0.0.1",
+        "port": machine.port,
+        "key": str(machine.key),
+        "user": "root",
+        "pid": machine.process.pid if machine.process else None,
+        "workdir": str(machine.workdir),
+        "boot_s": machine.boot_s,
+    }
     (state_dir / f"{name}.json").write_text(json.dumps(info))
     return info
 

@@ -46,9 +46,13 @@ class Host:
 
     def gpuprov(self, *args: str, **env: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "provision", *args], env={**self.env, **env},
-            capture_output=True, text=True, check=False, timeout=300,
-        )  # fmt: skip
+            [sys.executable, "-m", "provision", *args],
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
 
     def apply_json(self, *args: str) -> dict:
         proc = self.gpuprov(*args, "--root", str(self.root), "--json")
@@ -140,8 +144,10 @@ def test_laptop_fallback_suspend_and_revert_restores_a_replaced_file(tmp_path: P
     # the driver's suspend helper is installed in the image
     helper = host.root / "usr/lib/systemd/system/nvidia-suspend.service"
     helper.parent.mkdir(parents=True)
-    helper.write_text("[Unit]\nDescription=x\n[Service]\nType=oneshot\nExecStart=/bin/true\n"
-                      "[Install]\nWantedBy=systemd-suspend.service\n")  # fmt: skip
+    helper.write_text(
+        "[Unit]\nDescription=x\n[Service]\nType=oneshot\nExecStart=/bin/true\n"
+        "[Install]\nWantedBy=systemd-suspend.service\n"
+    )
 
     result = host.apply_json("apply", "rtx4090-laptop")
     assert result["failed"] == 0
@@ -233,7 +239,7 @@ def test_check_and_diff_change_nothing(tmp_path: Path) -> None:
         (("apply", "h100"), {}, "profile h100 is for NVIDIA H100*, compute capability 9.0; this host has NVIDIA"),
         (("apply", "hot"), {}, "power limit 700 W is outside what this GPU accepts (150-600 W, NVML constraints)"),
     ],
-)  # fmt: skip
+)
 def test_refusals_change_nothing(tmp_path: Path, args: tuple, env: dict, message: str) -> None:
     host = Host(tmp_path, "rtx4090")
     (tmp_path / "config/gpuprov/profiles").mkdir(parents=True)
@@ -332,8 +338,11 @@ def test_facts_module_returns_the_probe_snapshot(tmp_path: Path) -> None:
     proc = subprocess.run(
         [ansible, "localhost", "-c", "local", "-m", "gpuprov.gpu.gpuprov_facts", "-e", interpreter],
         env={**host.env, "ANSIBLE_COLLECTIONS_PATH": str(collections_dir()), "ANSIBLE_LOCALHOST_WARNING": "false"},
-        capture_output=True, text=True, check=False, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     payload = json.loads(proc.stdout.split("=>", 1)[1])
     gpus = payload["ansible_facts"]["gpuprov_snapshot"]["gpus"]

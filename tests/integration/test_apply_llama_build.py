@@ -27,16 +27,22 @@ def _env(tmp_path: Path, profile: str, snapshot: str = "rtx4080") -> dict[str, s
     shutil.copy(SNAPSHOTS / f"{snapshot}.constructed.json", gpu)
     (tmp_path / "config/gpuprov/profiles").mkdir(parents=True)
     (tmp_path / "config/gpuprov/profiles/lcpp.yaml").write_text(profile)
-    env = {**os.environ, "GPUPROV_NVML_REPLAY": str(gpu), "GPUPROV_STATE_DIR": str(tmp_path / "state"),
-           "XDG_CONFIG_HOME": str(tmp_path / "config"), "COLUMNS": "200",
-           "GPUPROV_NVML_REPLAY_ROOT": str(tmp_path / "root")}  # the replayed host's /, not an image  # fmt: skip
+    env = {
+        **os.environ,
+        "GPUPROV_NVML_REPLAY": str(gpu),
+        "GPUPROV_STATE_DIR": str(tmp_path / "state"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "COLUMNS": "200",
+        "GPUPROV_NVML_REPLAY_ROOT": str(tmp_path / "root"),
+    }  # the replayed host's /, not an image
     env.pop("GPUPROV_NVML_REPLAY_AS_USER", None)
     return env
 
 
 def _gpuprov(env, *args):
-    return subprocess.run([sys.executable, "-m", "provision", *args], env=env, capture_output=True, text=True,
-                          timeout=900)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "provision", *args], env=env, capture_output=True, text=True, timeout=900
+    )
 
 
 def test_profile_build_section_plans_and_applies_without_rebuilding(llama_cpp_env, tmp_path):

@@ -70,8 +70,12 @@ def test_a_second_apply_or_revert_waits_then_fails_changing_nothing(tmp_path: Pa
         assert not (state / "previous.json").exists() and not (state / "profile.json").exists()
 
         # the playbook run directly by ansible-playbook is refused by its first task, too
-        extra = {"gpuprov_gpu_action": "apply", "gpuprov_gpu_profile": "rtx4090", "gpuprov_gpu_root": str(host.root),
-                 "gpuprov_gpu_state_dir": str(state)}  # fmt: skip
+        extra = {
+            "gpuprov_gpu_action": "apply",
+            "gpuprov_gpu_profile": "rtx4090",
+            "gpuprov_gpu_root": str(host.root),
+            "gpuprov_gpu_state_dir": str(state),
+        }
         direct = run_playbook("local.yml", extra, env=host.env)
         assert direct.returncode != 0
         assert any(f"another gpuprov apply is running (pid {os.getpid()})" in r.msg for r in direct.failed)
@@ -96,8 +100,9 @@ def test_image_tree_without_a_driver_gets_the_settings_for_its_boot_unit(tmp_pat
     assert host.calls() == []  # the replay file was never even named
 
     # a replay named but unreadable: any NVML call would fail the run
-    proc = host.gpuprov("apply", "rtx4090", "--root", str(host.root), "--json",
-                        GPUPROV_NVML_REPLAY=str(tmp_path / "no-such-gpu.json"))  # fmt: skip
+    proc = host.gpuprov(
+        "apply", "rtx4090", "--root", str(host.root), "--json", GPUPROV_NVML_REPLAY=str(tmp_path / "no-such-gpu.json")
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert json.loads(proc.stdout)["changed"] == 0
     assert host.apply_json("revert")["failed"] == 0

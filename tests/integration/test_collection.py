@@ -95,19 +95,32 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("collection")
     built = subprocess.run(
         [str(BIN / "ansible-galaxy"), "collection", "build", str(SOURCE), "--output-path", str(tmp / "dist")],
-        cwd=tmp, capture_output=True, text=True, check=False, timeout=300,
-    )  # fmt: skip
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
     assert built.returncode == 0, built.stdout + built.stderr
     (tarball,) = (tmp / "dist").glob("gpuprov-gpu-*.tar.gz")
     done = subprocess.run(
         [str(BIN / "ansible-galaxy"), "collection", "install", "-p", str(tmp / "collections"), str(tarball)],
-        cwd=tmp, capture_output=True, text=True, check=False, timeout=300,
-    )  # fmt: skip
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     tree = tmp / "collections/ansible_collections/gpuprov/gpu"
-    for part in ("plugins/modules/gpuprov_plan.py", "plugins/module_utils/gpuprov_library.py",
-                 "plugins/callback/gpuprov_results.py", "roles/gpuprov_gpu/meta/argument_specs.yml",
-                 "roles/gpuprov_host/README.md", "meta/runtime.yml"):  # fmt: skip
+    for part in (
+        "plugins/modules/gpuprov_plan.py",
+        "plugins/module_utils/gpuprov_library.py",
+        "plugins/callback/gpuprov_results.py",
+        "roles/gpuprov_gpu/meta/argument_specs.yml",
+        "roles/gpuprov_host/README.md",
+        "meta/runtime.yml",
+    ):
         assert (tree / part).is_file(), part
     return tmp / "collections"
 
@@ -132,10 +145,21 @@ def test_a_user_playbook_includes_the_installed_roles(installed: Path, tmp_path:
     env.pop("GPUPROV_NVML_REPLAY_AS_USER", None)
     env.pop("ANSIBLE_CONFIG", None)
     proc = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", "localhost,", "site.yml",
-         "-e", f"ansible_python_interpreter={sys.executable}"],
-        cwd=user, env=env, capture_output=True, text=True, check=False, timeout=600,
-    )  # fmt: skip
+        [
+            str(BIN / "ansible-playbook"),
+            "-i",
+            "localhost,",
+            "site.yml",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+        ],
+        cwd=user,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     calls = json.loads(gpu.read_text()).get("calls", [])
     assert {"fn": "nvmlDeviceSetPowerManagementLimit", "gpu": 0, "limit_mw": 250000} in calls
@@ -195,11 +219,21 @@ def test_ansible_test_sanity_passes_on_the_installed_collection(installed: Path,
     tree = installed / "ansible_collections/gpuprov/gpu"
     args = [arg for name in SANITY for arg in ("--test", name)]
     proc = subprocess.run(
-        [str(BIN / "ansible-test"), "sanity", "--local", "--python", f"{sys.version_info[0]}.{sys.version_info[1]}",
-         *args],
-        cwd=tree, env={**os.environ, "HOME": str(tmp_path)},
-        capture_output=True, text=True, check=False, timeout=900,
-    )  # fmt: skip
+        [
+            str(BIN / "ansible-test"),
+            "sanity",
+            "--local",
+            "--python",
+            f"{sys.version_info[0]}.{sys.version_info[1]}",
+            *args,
+        ],
+        cwd=tree,
+        env={**os.environ, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     for name in SANITY:
         assert f'Running sanity test "{name}"' in proc.stdout + proc.stderr, name
@@ -241,8 +275,12 @@ def test_ansible_lint_production_passes_from_the_root() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     proc = subprocess.run(
         [str(BIN / "ansible-lint"), "--profile", "production", "--nocolor"],
-        cwd=ROOT, env={**env, "PATH": f"{BIN}:{env.get('PATH', '')}"},
-        capture_output=True, text=True, check=False, timeout=900,
-    )  # fmt: skip
+        cwd=ROOT,
+        env={**env, "PATH": f"{BIN}:{env.get('PATH', '')}"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "Profile 'production' was required, and it passed" in proc.stdout + proc.stderr

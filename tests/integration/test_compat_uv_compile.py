@@ -137,10 +137,21 @@ def _uv_resolves(pair: tuple[str, ...], workdir: Path) -> tuple[bool, str]:
     requirements = workdir / ("-".join(pair).replace("[", "_").replace("]", "_").replace("=", "") + ".in")
     requirements.write_text("\n".join(pair) + "\n", encoding="utf-8")
     proc = subprocess.run(
-        [*_uv(), "pip", "compile", str(requirements), *UV_TARGET, "--no-header", "--quiet",
-         "--index-url", "https://pypi.org/simple"],
-        capture_output=True, text=True, timeout=540,
-    )  # fmt: skip
+        [
+            *_uv(),
+            "pip",
+            "compile",
+            str(requirements),
+            *UV_TARGET,
+            "--no-header",
+            "--quiet",
+            "--index-url",
+            "https://pypi.org/simple",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
     last = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
     return proc.returncode == 0, " ".join(last[-3:])[-400:]
 

@@ -69,8 +69,14 @@ def local_fleet(tmp_path: Path, hosts: dict[str, dict[str, Any]], **group_vars: 
             # each host's tree is that host's / (not an image to bake): its replayed GPU gets the settings
             hv["gpuprov_environment"]["GPUPROV_NVML_REPLAY_ROOT"] = str(d / "root")
         if spec.get("unreachable"):
-            hv.update({"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": nspawn.free_port(),
-                       "ansible_ssh_common_args": "-o ConnectTimeout=5"})  # fmt: skip
+            hv.update(
+                {
+                    "ansible_connection": "ssh",
+                    "ansible_host": "127.0.0.1",
+                    "ansible_port": nspawn.free_port(),
+                    "ansible_ssh_common_args": "-o ConnectTimeout=5",
+                }
+            )
         inventory["all"]["hosts"][name] = hv
     path = tmp_path / "inventory.yml"
     path.write_text(yaml.safe_dump(inventory, sort_keys=False))
@@ -84,8 +90,12 @@ def run_site(
     summary.unlink(missing_ok=True)
     proc = subprocess.run(
         [str(BIN / "ansible-playbook"), "-i", str(inventory), str(ROOT / "playbooks/site.yml"), *args],
-        env={**_env(tmp_path), **(env or {})}, capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
+        env={**_env(tmp_path), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert summary.exists(), proc.stdout[-4000:] + proc.stderr[-2000:]
     return proc, json.loads(summary.read_text())
 
@@ -181,8 +191,11 @@ def test_check_diff_shows_the_whole_fleet_and_changes_nothing(tmp_path: Path) ->
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert summary["check_mode"] is True
     r = rows(summary)
-    assert {h: r[h]["status"] for h in r} == {"gpu-4090": "would change", "gpu-h100": "would change",
-                                              "cpu-only": "skipped"}  # fmt: skip
+    assert {h: r[h]["status"] for h in r} == {
+        "gpu-4090": "would change",
+        "gpu-h100": "would change",
+        "cpu-only": "skipped",
+    }
     assert "GPUPROV FLEET SUMMARY (check mode: nothing was changed)" in proc.stdout
     # the diff of a file the profile would write, in the output
     assert '+Environment="OLLAMA_FLASH_ATTENTION=1"' in proc.stdout
@@ -265,8 +278,12 @@ def test_a_bad_batch_setting_stops_before_any_host_with_one_line(tmp_path: Path,
     inventory = local_fleet(tmp_path, {"gpu-4090": FLEET["gpu-4090"]})
     proc = subprocess.run(
         [str(BIN / "ansible-playbook"), "-i", str(inventory), str(ROOT / "playbooks/site.yml"), "-e", setting],
-        env=_env(tmp_path), capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out
     assert "Traceback" not in out and "Unexpected Exception" not in out, out
@@ -290,8 +307,9 @@ def test_the_wheelhouse_may_be_given_under_home_and_a_missing_one_is_refused(tmp
         "gpuprov_host_dir": str(opt),
         "gpuprov_host_system_python": sys.executable,
     }
-    missing = local_fleet(tmp_path / "missing", {"gpu-4090": FLEET["gpu-4090"]},
-                          gpuprov_host_wheelhouse="~/no-such-wheels", **common)  # fmt: skip
+    missing = local_fleet(
+        tmp_path / "missing", {"gpu-4090": FLEET["gpu-4090"]}, gpuprov_host_wheelhouse="~/no-such-wheels", **common
+    )
     proc, summary = run_site(tmp_path / "missing", missing, env={"HOME": str(home)})
     assert proc.returncode == 2, proc.stdout[-3000:]
     row = rows(summary)["gpu-4090"]
@@ -299,8 +317,9 @@ def test_the_wheelhouse_may_be_given_under_home_and_a_missing_one_is_refused(tmp
     assert "gpuprov_host_wheelhouse ~/no-such-wheels is not a directory on the controller" in row["why"]
     assert not opt.exists()
 
-    inventory = local_fleet(tmp_path / "home-wheels", {"gpu-4090": FLEET["gpu-4090"]},
-                            gpuprov_host_wheelhouse="~/gpuprov-wheels", **common)  # fmt: skip
+    inventory = local_fleet(
+        tmp_path / "home-wheels", {"gpu-4090": FLEET["gpu-4090"]}, gpuprov_host_wheelhouse="~/gpuprov-wheels", **common
+    )
     proc, summary = run_site(tmp_path / "home-wheels", inventory, env={"HOME": str(home)})
     assert (opt / "wheelhouse/marker-0.1-py3-none-any.whl").read_bytes() == b"not a real wheel", proc.stdout[-3000:]
     assert (home / ".cache/gpuprov/fleet/wheelhouse.tar").is_file()
@@ -324,8 +343,12 @@ def test_host_role_builds_the_wheel_and_installs_offline(tmp_path: Path) -> None
     system_python = "/usr/bin/python3"
     if not Path(system_python).exists():
         pytest.skip("no /usr/bin/python3 to make the host's virtualenv from")
-    pyver = subprocess.run([system_python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    pyver = subprocess.run(
+        [system_python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     project = _project_copy(tmp_path / "project")
     opt = tmp_path / "opt"
     inventory = local_fleet(
@@ -354,8 +377,13 @@ def test_host_role_builds_the_wheel_and_installs_offline(tmp_path: Path) -> None
     # the modules ran with the virtualenv's Python: the boot unit runs gpuprov with it too
     unit = (tmp_path / "hosts/gpu-4090/root/etc/systemd/system/gpuprov-gpu-settings.service").read_text()
     assert f"ExecStart={venv_python} -m provision reapply-gpu-settings" in unit
-    where = subprocess.run([str(venv_python), "-c", "import provision, pynvml; print(provision.__file__)"],
-                           cwd=tmp_path, capture_output=True, text=True, check=True).stdout  # fmt: skip
+    where = subprocess.run(
+        [str(venv_python), "-c", "import provision, pynvml; print(provision.__file__)"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert where.startswith(str(opt / "venv"))
     assert sorted(p.name for p in (opt / "wheels").iterdir()) == ["gpuprov-0.1.0-py3-none-any.whl"]
     assert len(calls(tmp_path, "gpu-4090")) == 2
@@ -378,9 +406,13 @@ def test_playbooks_pass_ansible_lint_production(tmp_path: Path) -> None:
     proc = subprocess.run(
         [str(BIN / "ansible-lint"), "--profile", "production", "--nocolor", "playbooks", "molecule"],
         # ansible.cfg at the root puts the gpuprov.gpu collection (playbooks/collections) on the path
-        cwd=ROOT, env=_env(tmp_path),
-        capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
 
 
@@ -390,8 +422,15 @@ def _molecule(scenario: str, tmp_path: Path) -> None:
         pytest.skip(f"cannot boot systemd-nspawn hosts here: missing {', '.join(missing)}")
     env = _env(tmp_path)
     env.pop("GPUPROV_FLEET_SUMMARY")  # the scenario sets its own
-    proc = subprocess.run([str(BIN / "molecule"), "test", "-s", scenario], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=1200, check=False)  # fmt: skip
+    proc = subprocess.run(
+        [str(BIN / "molecule"), "test", "-s", scenario],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-4000:]
     # the scenario recap: every action of the test sequence ran and succeeded, none was left out
     out = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)

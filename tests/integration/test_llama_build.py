@@ -32,8 +32,9 @@ def test_doctor_sees_the_cpu_build(llama_cpp_env):
 
     out = subprocess.run(
         [sys.executable, "-m", "provision", "doctor", "--json", "--python", str(llama_cpp_env.python)],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+    )
     py = json.loads(out.stdout)["snapshot"]["python"]
     assert py["packages"]["llama-cpp-python"]["version"] == "0.3.36"
     assert py["llama_cpp_cuda"] is False
@@ -51,11 +52,27 @@ def test_a_failed_build_names_the_step_and_the_error(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([uv(), "venv", "-q", "--python", sys.executable, str(venv)], check=True)
     proc = subprocess.run(
-        [sys.executable, "-m", "provision", "build", "llama-cpp", "--arch", "89", "--nvcc", str(bogus),
-         "--source", str(sdist()),
-         "--python", str(venv / "bin/python"), "--log", str(tmp_path / "b.log")],
-        capture_output=True, text=True, env={**os.environ, "CUDA_HOME": str(tmp_path / "cuda")},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "provision",
+            "build",
+            "llama-cpp",
+            "--arch",
+            "89",
+            "--nvcc",
+            str(bogus),
+            "--source",
+            str(sdist()),
+            "--python",
+            str(venv / "bin/python"),
+            "--log",
+            str(tmp_path / "b.log"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CUDA_HOME": str(tmp_path / "cuda")},
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     out = proc.stdout

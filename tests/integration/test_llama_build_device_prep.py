@@ -40,8 +40,12 @@ def test_trimmed_real_sdist_is_small_complete_and_configures(tmp_path):
     assert f"{top}/vendor/llama.cpp/ggml/src/ggml-cuda/CMakeLists.txt" in names
     assert lb.source_version(str(trimmed)) == lb.source_version(str(tmp_path / "src" / top)) == LLAMA_CPP_VERSION
     assert shutil.which("cmake"), "cmake is not installed (scripts/test installs the Debian package)"
-    proc = subprocess.run(["cmake", "-S", str(tmp_path / "src" / top), "-B", str(tmp_path / "build"),
-                           "-DGGML_CUDA=off"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        ["cmake", "-S", str(tmp_path / "src" / top), "-B", str(tmp_path / "build"), "-DGGML_CUDA=off"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Configuring done" in proc.stdout
 

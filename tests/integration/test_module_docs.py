@@ -43,8 +43,11 @@ def _doc(name: str) -> dict[str, Any]:
     proc = subprocess.run(
         [str(ANSIBLE_DOC), "-t", "module", "--json", f"gpuprov.gpu.{name}"],
         env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS)},
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout)[f"gpuprov.gpu.{name}"]
 

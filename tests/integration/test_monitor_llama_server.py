@@ -32,14 +32,27 @@ def _gpuprov(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_monitor_reads_the_real_llama_cpp_python_server(llama_server: str, tmp_path: Path) -> None:  # noqa: F811
     dead = f"http://127.0.0.1:{_free_port()}"
     proc = _gpuprov(
-        tmp_path, "monitor", "--once", "--json", "--no-installed",
-        "--server", f"llama_cpp_python={llama_server}", "--server", f"llama_cpp_python={dead}",
-        "--server", f"llama_cpp={llama_server}",
-    )  # fmt: skip
+        tmp_path,
+        "monitor",
+        "--once",
+        "--json",
+        "--no-installed",
+        "--server",
+        f"llama_cpp_python={llama_server}",
+        "--server",
+        f"llama_cpp_python={dead}",
+        "--server",
+        f"llama_cpp={llama_server}",
+    )
     sample = json.loads(proc.stdout)
     up, down, auto = sample["servers"]
-    assert up == {"url": llama_server, "engine": "llama_cpp_python", "up": True, "error": None,
-                  "models_loaded": [{"model": MODEL_ALIAS}]}  # fmt: skip
+    assert up == {
+        "url": llama_server,
+        "engine": "llama_cpp_python",
+        "up": True,
+        "error": None,
+        "models_loaded": [{"model": MODEL_ALIAS}],
+    }
     assert down["up"] is False and down["error"].startswith("not answering")
     # what a serving.llama_cpp unit is read with: no /metrics nor /slots there, its /v1/models answers
     assert auto == up | {"engine": "llama_cpp"}
@@ -49,9 +62,19 @@ def test_monitor_reads_the_real_llama_cpp_python_server(llama_server: str, tmp_p
 def test_soak_record_counts_the_server_reads(llama_server: str, tmp_path: Path) -> None:  # noqa: F811
     db = tmp_path / "h.db"
     _gpuprov(
-        tmp_path, "monitor", "--record", "--duration", "2s", "--interval", "0.5", "--no-installed",
-        "--server", f"llama_cpp_python={llama_server}", "--db", str(db),
-    )  # fmt: skip
+        tmp_path,
+        "monitor",
+        "--record",
+        "--duration",
+        "2s",
+        "--interval",
+        "0.5",
+        "--no-installed",
+        "--server",
+        f"llama_cpp_python={llama_server}",
+        "--db",
+        str(db),
+    )
     report = json.loads(_gpuprov(tmp_path, "monitor", "report", "--json", "--db", str(db)).stdout)
     (server,) = report["servers"]
     assert server["url"] == llama_server and server["failed_reads"] == 0

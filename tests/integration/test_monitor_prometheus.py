@@ -102,8 +102,10 @@ def exporter(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "provision", "exporter", "--port", str(port), "--no-installed"],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     try:
         _wait_http(f"http://127.0.0.1:{port}/metrics", proc, log)
         yield f"127.0.0.1:{port}", state
@@ -141,10 +143,15 @@ def test_prometheus_scrapes_the_exporter(exporter: tuple[str, Path], tmp_path: P
     log = tmp_path / "prometheus.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [_tool("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                _tool("prometheus"),
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_http(f"{base}/-/ready", proc, log)

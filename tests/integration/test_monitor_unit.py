@@ -85,10 +85,11 @@ def test_bad_section_is_a_profile_error(tmp_path: Path, monitoring: str, message
 
 def test_a_profile_without_the_section_removes_the_exporter(tmp_path: Path) -> None:
     host = HostState(
-        known=True, python=PY,
+        known=True,
+        python=PY,
         files={UNIT_FILE: FileState("[Unit]\n", "0644", None, 0, 0)},
         units={UNIT: UnitState(UNIT, UNIT_FILE, True)},
-    )  # fmt: skip
+    )
     plan = _plan(_profiles(tmp_path, ""), host)
     assert any(f.path == UNIT_FILE and f.content is None for f in plan.desired.files)
     assert any(u.name == UNIT and not u.enabled and u.now for u in plan.desired.units)
@@ -111,10 +112,15 @@ def test_the_fleet_variable_installs_the_exporter_through_the_role(tmp_path: Pat
     try:
         result = run_playbook(
             "local.yml",
-            {"gpuprov_gpu_action": "apply", "gpuprov_gpu_profile": "rtx4090", "gpuprov_gpu_root": str(root),
-             "gpuprov_gpu_state_dir": str(tmp_path / "state"), "gpuprov_gpu_python": sys.executable,
-             "gpuprov_gpu_exporter_port": 9100},
-        )  # fmt: skip
+            {
+                "gpuprov_gpu_action": "apply",
+                "gpuprov_gpu_profile": "rtx4090",
+                "gpuprov_gpu_root": str(root),
+                "gpuprov_gpu_state_dir": str(tmp_path / "state"),
+                "gpuprov_gpu_python": sys.executable,
+                "gpuprov_gpu_exporter_port": 9100,
+            },
+        )
     finally:
         for k, v in saved.items():
             if v is None:

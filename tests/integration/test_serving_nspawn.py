@@ -80,8 +80,10 @@ def binds(env: LlamaCppEnv) -> list[str]:
 
 
 def replay_dropin(unit: str) -> tuple[str, str]:
-    return (f"/etc/systemd/system/{unit}.d/10-test-nvml-replay.conf",
-            f"[Service]\nEnvironment=GPUPROV_NVML_REPLAY={REPLAY}\n")  # fmt: skip
+    return (
+        f"/etc/systemd/system/{unit}.d/10-test-nvml-replay.conf",
+        f"[Service]\nEnvironment=GPUPROV_NVML_REPLAY={REPLAY}\n",
+    )
 
 
 def profile_text(env: LlamaCppEnv, port: int, ctx: int) -> str:
@@ -142,14 +144,18 @@ def llama_machine(
     llama_cpp_env: LlamaCppEnv, gpuprov_dist: GpuprovDist, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[nspawn.Machine]:
     """A host with gpuprov installed and the llama.cpp build and model bound in at their paths."""
-    with _host("gpuprov-e2e-llama", tmp_path_factory.mktemp("nspawn") / "e2e-llama", gpuprov_dist,
-               binds(llama_cpp_env)) as m:  # fmt: skip
+    with _host(
+        "gpuprov-e2e-llama", tmp_path_factory.mktemp("nspawn") / "e2e-llama", gpuprov_dist, binds(llama_cpp_env)
+    ) as m:
         yield m
 
 
 def apply(m: nspawn.Machine, *args: str, python: str = PY) -> dict:
-    proc = m.ssh(f"cd / && GPUPROV_NVML_REPLAY={REPLAY} {shlex.quote(python)} -m provision {' '.join(args)} --json",
-                 check=False, timeout_s=600)  # fmt: skip
+    proc = m.ssh(
+        f"cd / && GPUPROV_NVML_REPLAY={REPLAY} {shlex.quote(python)} -m provision {' '.join(args)} --json",
+        check=False,
+        timeout_s=600,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return json.loads(proc.stdout)
 
@@ -244,8 +250,12 @@ def test_apply_llama_cpp_profile_serves_a_completion_from_the_hardened_unit(
     reverted = apply(m, "revert")
     assert reverted["failed"] == 0
     assert show(m, "ActiveState") in ("inactive", "failed")
-    assert m.ssh(f"test ! -e /etc/systemd/system/{UNIT} && test ! -e /etc/gpuprov/serving/llama-cpp.env",
-                 check=False).returncode == 0  # fmt: skip
+    assert (
+        m.ssh(
+            f"test ! -e /etc/systemd/system/{UNIT} && test ! -e /etc/gpuprov/serving/llama-cpp.env", check=False
+        ).returncode
+        == 0
+    )
     assert http(m, port, key, "/v1/models")["status"] == 0
     TIMINGS["e2e_test_s"] = time.monotonic() - started
 
@@ -297,11 +307,26 @@ def test_harness_reaches_the_host_with_ansible_over_ssh(machine: nspawn.Machine)
     import subprocess
 
     proc = subprocess.run(
-        [str(ansible) if ansible.exists() else "ansible", "all", "-i", f"127.0.0.1:{machine.port},", "-u", "root",
-         "--private-key", str(machine.key), "-m", "ping", "-e", f"ansible_python_interpreter={PY}",
-         "--ssh-common-args=-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"],
-        capture_output=True, text=True, check=False, timeout=120,
-    )  # fmt: skip
+        [
+            str(ansible) if ansible.exists() else "ansible",
+            "all",
+            "-i",
+            f"127.0.0.1:{machine.port},",
+            "-u",
+            "root",
+            "--private-key",
+            str(machine.key),
+            "-m",
+            "ping",
+            "-e",
+            f"ansible_python_interpreter={PY}",
+            "--ssh-common-args=-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     assert proc.returncode == 0 and '"ping": "pong"' in proc.stdout, proc.stdout + proc.stderr
 
 
@@ -313,9 +338,11 @@ BOOT_REPLAY = "/var/lib/gpuprov/boot-gpu.json"
 
 
 def _apply_power_profile(m: nspawn.Machine, python: str = PY) -> None:
-    m.write("/etc/gpuprov/profiles/e2e-power.yaml",
-            "description: e2e - power limit re-applied at boot\nmatch: {gpu_names: ['*']}\n"
-            "gpu: {power_limit_w: 250, persistence: true}\n")  # fmt: skip
+    m.write(
+        "/etc/gpuprov/profiles/e2e-power.yaml",
+        "description: e2e - power limit re-applied at boot\nmatch: {gpu_names: ['*']}\n"
+        "gpu: {power_limit_w: 250, persistence: true}\n",
+    )
     first = apply(m, "apply", "e2e-power", python=python)
     assert first["failed"] == 0, first
     assert show(m, "UnitFileState", BOOT_UNIT) == "enabled"
@@ -325,8 +352,10 @@ def _reboot_and_start_the_boot_unit(m: nspawn.Machine) -> None:
     """The replayed GPU back at its default 450 W (as after a reboot), then the boot unit started by systemd:
     it must succeed and put the profile's 250 W back through NVML."""
     m.write(BOOT_REPLAY, (SNAPSHOTS / "rtx4090.constructed.json").read_text())
-    m.write(f"/etc/systemd/system/{BOOT_UNIT}.d/10-test-nvml-replay.conf",
-            f"[Service]\nEnvironment=GPUPROV_NVML_REPLAY={BOOT_REPLAY}\n")  # fmt: skip
+    m.write(
+        f"/etc/systemd/system/{BOOT_UNIT}.d/10-test-nvml-replay.conf",
+        f"[Service]\nEnvironment=GPUPROV_NVML_REPLAY={BOOT_REPLAY}\n",
+    )
     m.ssh(f"systemctl daemon-reload && systemctl start {BOOT_UNIT}", check=False, timeout_s=300)
     assert show(m, "ActiveState", BOOT_UNIT) == "active", journal(m, BOOT_UNIT)
     assert show(m, "Result", BOOT_UNIT) == "success", journal(m, BOOT_UNIT)
@@ -357,9 +386,11 @@ def test_boot_unit_runs_gpuprov_from_a_home_directory_root_cannot_enter(machine:
     ProtectHome=tmpfs, as for the servers, and the unit starts."""
     m = machine
     python = "/home/alice/gpuprov/bin/python"
-    m.ssh(f"id alice >/dev/null 2>&1 || useradd --create-home alice; rm -rf /home/alice/gpuprov && "
-          f"cp -a {nspawn.GPUPROV_DIR}/venv /home/alice/gpuprov && chown -R alice: /home/alice && "
-          "chmod 0700 /home/alice")  # fmt: skip
+    m.ssh(
+        f"id alice >/dev/null 2>&1 || useradd --create-home alice; rm -rf /home/alice/gpuprov && "
+        f"cp -a {nspawn.GPUPROV_DIR}/venv /home/alice/gpuprov && chown -R alice: /home/alice && "
+        "chmod 0700 /home/alice"
+    )
     _apply_power_profile(m, python)
     unit = m.ssh(f"cat /etc/systemd/system/{BOOT_UNIT}").stdout
     assert f"ExecStart={python} -m provision reapply-gpu-settings" in unit

@@ -95,8 +95,11 @@ def test_every_serving_unit_verifies_and_scores_ok(tmp_path: Path) -> None:
         exposure = unit_analysis.security(root, unit)
         scores[f"{name}:{unit}"] = exposure.score
         assert exposure.score <= MAX_EXPOSURE and exposure.verdict == "OK", f"{name}\n{exposure.table}"
-    assert {"rtx4090-laptop:gpuprov-vllm.service", "rtx4090:ollama.service",
-            "llama-server-key:gpuprov-llama-cpp.service"} <= set(scores)  # fmt: skip
+    assert {
+        "rtx4090-laptop:gpuprov-vllm.service",
+        "rtx4090:ollama.service",
+        "llama-server-key:gpuprov-llama-cpp.service",
+    } <= set(scores)
     print("exposure:", json.dumps(scores, sort_keys=True))
 
 
@@ -119,8 +122,9 @@ _VALUE = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zl", 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(model=_VALUE, arg=_VALUE)
-def test_any_model_name_gives_a_unit_systemd_accepts(tmp_path_factory: pytest.TempPathFactory, model: str,
-                                                     arg: str) -> None:  # fmt: skip
+def test_any_model_name_gives_a_unit_systemd_accepts(
+    tmp_path_factory: pytest.TempPathFactory, model: str, arg: str
+) -> None:
     """systemd itself parses the unit: no 'Unbalanced quoting', 'Invalid escape' or unknown specifier."""
     model = "." + model if model.startswith("/") else model  # a model id; local paths are tested on their own
     section = ServingSection("vllm", VllmSettings(model=model, venv="/opt/vllm", extra_args=(arg,)), port=8000)
@@ -138,8 +142,9 @@ def _ansible() -> bool:
 
 
 def gpuprov(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "provision", *args], env=env, capture_output=True, text=True,
-                          check=False, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "provision", *args], env=env, capture_output=True, text=True, check=False, timeout=300
+    )
 
 
 def _ansible_on_localhost(test):  # type: ignore[no-untyped-def]
@@ -160,13 +165,29 @@ def test_render_equals_what_ansible_writes_then_idempotent_then_revert(tmp_path:
     shutil.copy(SNAPSHOTS / "rtx4090-laptop.constructed.json", gpu)
     root, out = tmp_path / "root", tmp_path / "render"
     root.mkdir()
-    env = {**os.environ, "GPUPROV_NVML_REPLAY": str(gpu), "GPUPROV_STATE_DIR": str(tmp_path / "state"),
-           "XDG_CONFIG_HOME": str(tmp_path / "config"),
-           "GPUPROV_NVML_REPLAY_ROOT": str(root)}  # the replayed host's /, not an image tree  # fmt: skip
+    env = {
+        **os.environ,
+        "GPUPROV_NVML_REPLAY": str(gpu),
+        "GPUPROV_STATE_DIR": str(tmp_path / "state"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "GPUPROV_NVML_REPLAY_ROOT": str(root),
+    }  # the replayed host's /, not an image tree
     env.pop("GPUPROV_NVML_REPLAY_AS_USER", None)
 
-    preview = gpuprov("render", "rtx4090-laptop", "--out", str(out), "--from", str(gpu), "--root", str(root),
-                      "--python", sys.executable, "--json", env=env)  # fmt: skip
+    preview = gpuprov(
+        "render",
+        "rtx4090-laptop",
+        "--out",
+        str(out),
+        "--from",
+        str(gpu),
+        "--root",
+        str(root),
+        "--python",
+        sys.executable,
+        "--json",
+        env=env,
+    )
     assert preview.returncode == 0, preview.stderr
     listed = json.loads(preview.stdout)["files"]
     first = gpuprov("apply", "rtx4090-laptop", "--root", str(root), "--json", env=env)
@@ -180,8 +201,11 @@ def test_render_equals_what_ansible_writes_then_idempotent_then_revert(tmp_path:
         if item["path"] == key_file:
             continue
         assert written.read_text() == shown.read_text(), item["path"]
-    assert {i["path"] for i in listed} >= {"/etc/systemd/system/gpuprov-vllm.service",
-                                           "/etc/sysusers.d/gpuprov-vllm.conf", key_file}  # fmt: skip
+    assert {i["path"] for i in listed} >= {
+        "/etc/systemd/system/gpuprov-vllm.service",
+        "/etc/sysusers.d/gpuprov-vllm.conf",
+        key_file,
+    }
     # the key: real on the host (root, 0600), a placeholder in the preview, never in the plan
     key = (root / key_file.lstrip("/")).read_text()
     assert re.fullmatch(r"VLLM_API_KEY=[A-Za-z0-9]{43}\n", key)
@@ -189,8 +213,11 @@ def test_render_equals_what_ansible_writes_then_idempotent_then_revert(tmp_path:
     assert (root / key_file.lstrip("/")).stat().st_uid == 0
     assert key.split("=")[1].strip() not in first.stdout
     # the server's user, made by systemd-sysusers in the tree; the unit enabled offline
-    assert re.search(r"^gpuprov-vllm:x:\d+:\d+:gpuprov vllm server:/var/lib/gpuprov-vllm:/usr/sbin/nologin$",
-                     (root / "etc/passwd").read_text(), re.M)  # fmt: skip
+    assert re.search(
+        r"^gpuprov-vllm:x:\d+:\d+:gpuprov vllm server:/var/lib/gpuprov-vllm:/usr/sbin/nologin$",
+        (root / "etc/passwd").read_text(),
+        re.M,
+    )
     assert (root / "etc/systemd/system/multi-user.target.wants/gpuprov-vllm.service").is_symlink()
 
     second = gpuprov("apply", "rtx4090-laptop", "--root", str(root), "--json", env=env)
@@ -232,9 +259,13 @@ def test_a_new_key_restarts_the_server_and_a_switch_removes_the_old_one(tmp_path
     (config / "gpuprov/profiles/laptop-ollama.yaml").write_text(
         "extends: rtx4090-laptop\nserving:\n  api_key: false\n  ollama: {}\n"
     )
-    env = {**os.environ, "GPUPROV_NVML_REPLAY": str(gpu), "GPUPROV_STATE_DIR": str(tmp_path / "state"),
-           "XDG_CONFIG_HOME": str(config),
-           "GPUPROV_NVML_REPLAY_ROOT": str(root)}  # the replayed host's /, not an image tree  # fmt: skip
+    env = {
+        **os.environ,
+        "GPUPROV_NVML_REPLAY": str(gpu),
+        "GPUPROV_STATE_DIR": str(tmp_path / "state"),
+        "XDG_CONFIG_HOME": str(config),
+        "GPUPROV_NVML_REPLAY_ROOT": str(root),
+    }  # the replayed host's /, not an image tree
     env.pop("GPUPROV_NVML_REPLAY_AS_USER", None)
 
     def apply(profile: str) -> dict:
@@ -267,7 +298,7 @@ def test_a_new_key_restarts_the_server_and_a_switch_removes_the_old_one(tmp_path
         "etc/gpuprov/serving/vllm.env",
         "etc/systemd/system/multi-user.target.wants/gpuprov-vllm.service",
     ):
-        assert not (root / path).exists() and not (root / path).is_symlink(), path  # fmt: skip
+        assert not (root / path).exists() and not (root / path).is_symlink(), path
     dropin = (root / OLLAMA_DROPIN.lstrip("/")).read_text()
     assert 'Environment="OLLAMA_HOST=127.0.0.1:11434"' in dropin
     assert _handlers(switched) == CHANGED | REMOVED
@@ -287,7 +318,7 @@ def test_a_new_key_restarts_the_server_and_a_switch_removes_the_old_one(tmp_path
         "etc/gpuprov/serving/vllm.env",
         "etc/systemd/system/ollama.service.d",
     ):
-        assert not (root / path).exists(), path  # fmt: skip
+        assert not (root / path).exists(), path
 
 
 @pytest.mark.parametrize("profile", ["rtx4090", "rtx4090-laptop"])

@@ -248,11 +248,14 @@ def test_a_tolerated_share_of_failures_keeps_a_level_eligible() -> None:
     assert lenient.best is not None and lenient.best_reason.startswith("highest output tokens/s with at most 20.0%")
 
 
-@pytest.mark.parametrize(("kw", "message"), [
-    (dict(concurrencies=[1, 2048]), "at most 1024 requests in flight"),
-    (dict(max_error_rate=1.0), "--max-error-rate 1"),
-    (dict(max_error_rate=-0.1), "--max-error-rate -0.1"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        (dict(concurrencies=[1, 2048]), "at most 1024 requests in flight"),
+        (dict(max_error_rate=1.0), "--max-error-rate 1"),
+        (dict(max_error_rate=-0.1), "--max-error-rate -0.1"),
+    ],
+)
 def test_bad_sweep_settings(kw: dict, message: str) -> None:
     from provision.errors import UsageError
 

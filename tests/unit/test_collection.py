@@ -39,8 +39,11 @@ def _run_module(name: str, args: dict[str, Any], tmp_path: Path, *pythonpath: Pa
     proc = subprocess.run(
         [sys.executable, str(COLLECTION / f"plugins/modules/{name}.py"), str(args_file)],
         env={**os.environ, "PYTHONPATH": os.pathsep.join(str(p) for p in (*pythonpath, collections_dir()))},
-        capture_output=True, text=True, check=False, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     return json.loads(proc.stdout)
 
 

@@ -182,8 +182,10 @@ def test_the_matrix_says_how_old_it_is() -> None:
     later = datetime.date.fromisoformat(m.refreshed) + datetime.timedelta(days=40)
     report = check(apply_overrides(Target(), packages=["vllm==9.0.0"]), today=later)
     assert report.matrix == {"refreshed": m.refreshed, "age_days": 40, "overlay": None}
-    assert report.stale == [f"vllm 9.0.0 is newer than the matrix (its newest vllm: {m.newest('vllm')}; index read "
-                            f"{m.refreshed}, 40 day(s) ago)"]  # fmt: skip
+    assert report.stale == [
+        f"vllm 9.0.0 is newer than the matrix (its newest vllm: {m.newest('vllm')}; index read "
+        f"{m.refreshed}, 40 day(s) ago)"
+    ]
     # an old version the matrix lacks is unknown, but not stale
     assert check(apply_overrides(Target(), packages=["vllm==0.5.0"])).stale == []
 

@@ -160,10 +160,20 @@ def test_table_shows_the_variant_and_escapes_brackets() -> None:
     )
     assert "CUDA runtime: 12.4 (cu124)" in proc.stdout
     proc = gpuprov(
-        "compat", "check", "--gpu", "RTX 4090", "--driver", "570.172.08",
-        "--with", "torch==2.7.1", "--with", "vllm[flashinfer]==0.10.1", "--with", "flashinfer-python==0.2.8",
+        "compat",
+        "check",
+        "--gpu",
+        "RTX 4090",
+        "--driver",
+        "570.172.08",
+        "--with",
+        "torch==2.7.1",
+        "--with",
+        "vllm[flashinfer]==0.10.1",
+        "--with",
+        "flashinfer-python==0.2.8",
         check_rc=1,
-    )  # fmt: skip
+    )
     assert "[flashinfer]" in proc.stdout.replace("\n", " ")
 
 

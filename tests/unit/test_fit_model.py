@@ -318,9 +318,19 @@ def test_any_vllm_version_text_is_a_version_or_one_usage_error(text: str) -> Non
 
     layer = LayerSpec(index=0, weight_bytes=1 << 20, n_head_kv=2, head_dim_k=64, head_dim_v=64)
     spec = ModelSpec(
-        name="m", source="m", format="hf", architecture="llama", n_embd=256, n_head=4, n_ff=512,
-        n_vocab=1000, context_length=4096, layers=(layer,), input_bytes=0, output_bytes=0,
-    )  # fmt: skip
+        name="m",
+        source="m",
+        format="hf",
+        architecture="llama",
+        n_embd=256,
+        n_head=4,
+        n_ff=512,
+        n_vocab=1000,
+        context_length=4096,
+        layers=(layer,),
+        input_bytes=0,
+        output_bytes=0,
+    )
     try:
         Version(text)
         valid = True

@@ -117,8 +117,14 @@ def test_mixed_host_gets_the_profile_matching_most_gpus() -> None:
     assert select(snap, AUTO, BUILTINS).profile == "h100"
 
 
-_NAMES = ["NVIDIA H100 80GB HBM3", "NVIDIA GeForce RTX 4090", "NVIDIA GeForce RTX 4090 Laptop GPU",
-          "NVIDIA A100-SXM4-80GB", "NVIDIA L4", "NVIDIA GeForce RTX 4080"]  # fmt: skip
+_NAMES = [
+    "NVIDIA H100 80GB HBM3",
+    "NVIDIA GeForce RTX 4090",
+    "NVIDIA GeForce RTX 4090 Laptop GPU",
+    "NVIDIA A100-SXM4-80GB",
+    "NVIDIA L4",
+    "NVIDIA GeForce RTX 4080",
+]
 _CCS = ["8.0", "8.9", "9.0", "10.0", "12.0"]
 
 
@@ -214,8 +220,15 @@ def test_serial_check_accepts_exactly_what_ansible_can_batch_by(value: Any) -> N
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.one_of(st.integers(-3, 300), st.floats(-5, 200, allow_nan=False), st.booleans(), st.text(max_size=6),
-                 st.from_regex(r"-?[0-9]{1,3}(\.[0-9]{1,2})?%?", fullmatch=True)))  # fmt: skip
+@given(
+    st.one_of(
+        st.integers(-3, 300),
+        st.floats(-5, 200, allow_nan=False),
+        st.booleans(),
+        st.text(max_size=6),
+        st.from_regex(r"-?[0-9]{1,3}(\.[0-9]{1,2})?%?", fullmatch=True),
+    )
+)
 def test_max_fail_percentage_check_accepts_percentages_from_0_to_100(value: Any) -> None:
     expected = _max_fail_ok(value)
     assert _template("{{ gpuprov_fleet_max_fail_percentage_valid }}", gpuprov_max_fail_percentage=value) is expected

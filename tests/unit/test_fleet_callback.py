@@ -184,8 +184,9 @@ def test_a_host_already_as_the_profile_says_is_unchanged() -> None:
 
 def test_a_host_whose_gpu_tasks_were_skipped_is_skipped_not_failed() -> None:
     cb, stats = callback(), AggregateStats()
-    selected(cb, "cpu", action="skip", profile="auto", gpus=[], reason="no usable NVIDIA driver (no libnvidia-ml)",
-             done=True)  # fmt: skip
+    selected(
+        cb, "cpu", action="skip", profile="auto", gpus=[], reason="no usable NVIDIA driver (no libnvidia-ml)", done=True
+    )
     counted(stats, "cpu", ok=6, skipped=7)
     (row,) = cb.rows(stats, check_mode=False)
     assert row["status"] == "skipped"
@@ -322,11 +323,23 @@ def test_the_summary_prints_the_table_and_a_tally_and_writes_the_rows(
 
     assert cb._display.banners == ["GPUPROV FLEET SUMMARY"]
     table, tally = cb._display.lines
-    assert table.splitlines()[0].split() == ["HOST", "STATUS", "PROFILE", "GPUS", "CHANGED", "OK", "FAILED",
-                                             "SKIPPED", "WHY"]  # fmt: skip
+    assert table.splitlines()[0].split() == [
+        "HOST",
+        "STATUS",
+        "PROFILE",
+        "GPUS",
+        "CHANGED",
+        "OK",
+        "FAILED",
+        "SKIPPED",
+        "WHY",
+    ]
     assert [cells(line)[:2] for line in table.splitlines()[1:]] == [
-        ["a", "changed"], ["cpu", "skipped"], ["gone", "unreachable"], ["later", "not run"]
-    ]  # fmt: skip
+        ["a", "changed"],
+        ["cpu", "skipped"],
+        ["gone", "unreachable"],
+        ["later", "not run"],
+    ]
     assert tally == "1 unreachable, 1 not run, 1 changed, 1 skipped (4 hosts)"
     written = json.loads((tmp_path / "summary.json").read_text())
     assert written == {"check_mode": False, "hosts": cb.rows(stats, check_mode=False)}
@@ -356,11 +369,31 @@ def test_a_run_without_a_fleet_play_prints_nothing(tmp_path: Path, monkeypatch: 
 
 def test_the_table_aligns_its_columns_and_fills_empty_cells() -> None:
     rows = [
-        {"host": "a-long-name", "status": "changed", "profile": "rtx4090", "gpus": ["2x NVIDIA GeForce RTX 4090"],
-         "changed": 12, "ok": 30, "failed": 0, "skipped": 8, "unreachable": 0, "why": "changed: x"},
-        {"host": "b", "status": "not run", "profile": "", "gpus": [], "changed": 0, "ok": 0, "failed": 0,
-         "skipped": 0, "unreachable": 0, "why": fleet.NOT_RUN},
-    ]  # fmt: skip
+        {
+            "host": "a-long-name",
+            "status": "changed",
+            "profile": "rtx4090",
+            "gpus": ["2x NVIDIA GeForce RTX 4090"],
+            "changed": 12,
+            "ok": 30,
+            "failed": 0,
+            "skipped": 8,
+            "unreachable": 0,
+            "why": "changed: x",
+        },
+        {
+            "host": "b",
+            "status": "not run",
+            "profile": "",
+            "gpus": [],
+            "changed": 0,
+            "ok": 0,
+            "failed": 0,
+            "skipped": 0,
+            "unreachable": 0,
+            "why": fleet.NOT_RUN,
+        },
+    ]
     lines = fleet.render_table(rows).splitlines()
     assert lines[0].index("STATUS") == lines[1].index("changed") == lines[2].index("not run")
     # the counts are right-aligned: their last digits end where the header's names end

@@ -63,8 +63,9 @@ def test_other_errors_are_not_swallowed_by_the_fallback(tmp_path: Path) -> None:
     nv = ReplayNvml(load_snapshot("rtx4090"), calls=[])
     nv.nvmlInit()
     with pytest.raises(GpuSettingsError, match="out of range"):
-        apply_settings(nv, nv.snapshot.gpus[0], {"power_limit_w": 9999.0}, state_dir=tmp_path,
-                       fallback_locked_clocks_mhz=LOCK)  # fmt: skip
+        apply_settings(
+            nv, nv.snapshot.gpus[0], {"power_limit_w": 9999.0}, state_dir=tmp_path, fallback_locked_clocks_mhz=LOCK
+        )
     assert nv.calls == []
 
 

@@ -49,9 +49,15 @@ def _profile(field: str, text: str) -> tuple[str, dict[str, Any]]:
 def _environment(config: Path, state: Path) -> Iterator[None]:
     saved = dict(os.environ)
     os.environ.update(
-        {"XDG_CONFIG_HOME": str(config), "GPUPROV_STATE_DIR": str(state), "VLLM_API_KEY": SECRET,
-         "HF_TOKEN": SECRET, "OLLAMA_HOST": f"http://admin:{SECRET}@127.0.0.1:11434", "COLUMNS": "200"}
-    )  # fmt: skip
+        {
+            "XDG_CONFIG_HOME": str(config),
+            "GPUPROV_STATE_DIR": str(state),
+            "VLLM_API_KEY": SECRET,
+            "HF_TOKEN": SECRET,
+            "OLLAMA_HOST": f"http://admin:{SECRET}@127.0.0.1:11434",
+            "COLUMNS": "200",
+        }
+    )
     os.environ.pop("GPUPROV_NVML_REPLAY", None)
     try:
         yield

@@ -107,14 +107,27 @@ def test_revert_puts_back_a_link_and_its_owner_old_records_as_before() -> None:
         "gpus": {},
         "units": {},
         "files": {
-            "/etc/modprobe.d/x.conf": {"type": "symlink", "link_target": "/usr/lib/x.conf", "content": None,
-                                       "mode": None, "uid": 0, "gid": 0, "created_dirs": []},
-            "/etc/systemd/system/ollama.service": {"type": "file", "content": "[Unit]\n", "mode": "0640",
-                                                   "uid": 65534, "gid": 65534, "created_dirs": []},
+            "/etc/modprobe.d/x.conf": {
+                "type": "symlink",
+                "link_target": "/usr/lib/x.conf",
+                "content": None,
+                "mode": None,
+                "uid": 0,
+                "gid": 0,
+                "created_dirs": [],
+            },
+            "/etc/systemd/system/ollama.service": {
+                "type": "file",
+                "content": "[Unit]\n",
+                "mode": "0640",
+                "uid": 65534,
+                "gid": 65534,
+                "created_dirs": [],
+            },
             "/etc/gpuprov/old.json": {"content": "{}\n", "mode": "0644"},
             "/etc/gpuprov/new.json": {"content": None, "mode": None, "created_dirs": ["/etc/gpuprov"]},
         },
-    }  # fmt: skip
+    }
     files = {f.path: f for f in revert_desired(previous).files}
     link = files["/etc/modprobe.d/x.conf"]
     assert (link.content, link.link_target, link.remove_dirs) == (None, "/usr/lib/x.conf", ())
@@ -147,8 +160,12 @@ def test_boot_reapply_waits_for_a_running_apply_then_says_so(tmp_path: Path) -> 
     with applystate.exclusive_lock(state):
         proc = subprocess.run(
             [sys.executable, "-m", "provision", "reapply-gpu-settings", "--wait-s", "0", str(settings_file)],
-            env=env, capture_output=True, text=True, check=False, timeout=60,
-        )  # fmt: skip
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
     assert proc.returncode != 0
     (line,) = proc.stderr.strip().splitlines()
     assert f"another gpuprov apply is running (pid {os.getpid()})" in line

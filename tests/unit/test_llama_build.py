@@ -109,10 +109,16 @@ def test_no_toolkit_is_a_clear_refusal():
 
 @pytest.mark.parametrize(
     "version, flag",
-    [(None, "-DGGML_CUDA=on"), ("0.3.16", "-DGGML_CUDA=on"), ("0.2.82", "-DGGML_CUDA=on"),
-     ("0.2.77", "-DLLAMA_CUDA=on"), ("0.2.60", "-DLLAMA_CUDA=on"), ("0.2.59", "-DLLAMA_CUBLAS=on"),
-     ("0.1.85", "-DLLAMA_CUBLAS=on")],
-)  # fmt: skip
+    [
+        (None, "-DGGML_CUDA=on"),
+        ("0.3.16", "-DGGML_CUDA=on"),
+        ("0.2.82", "-DGGML_CUDA=on"),
+        ("0.2.77", "-DLLAMA_CUDA=on"),
+        ("0.2.60", "-DLLAMA_CUDA=on"),
+        ("0.2.59", "-DLLAMA_CUBLAS=on"),
+        ("0.1.85", "-DLLAMA_CUBLAS=on"),
+    ],
+)
 def test_cmake_flag_follows_the_version(version, flag):
     p = plan(load_snapshot("h100"), version=version)
     assert p.cmake_args[0] == flag
@@ -138,9 +144,14 @@ def test_jobs_bounded_by_memory():
 
 @pytest.mark.parametrize(
     "values, expect",
-    [(["89"], ["89"]), (["86,89"], ["86", "89"]), (["sm_90", "8.9"], ["89", "90"]), (["120"], ["120"]),
-     (["89;86 90"], ["86", "89", "90"])],
-)  # fmt: skip
+    [
+        (["89"], ["89"]),
+        (["86,89"], ["86", "89"]),
+        (["sm_90", "8.9"], ["89", "90"]),
+        (["120"], ["120"]),
+        (["89;86 90"], ["86", "89", "90"]),
+    ],
+)
 def test_parse_arch_option(values, expect):
     assert lb.parse_arch_option(values) == expect
 
@@ -329,9 +340,19 @@ def test_cpu_build_does_not_check_against_nvcc():
 
 @pytest.mark.parametrize(
     "cuda, gcc",
-    [("11.8.89", 11), ("12.0.140", 12), ("12.3.107", 12), ("12.4.131", 13), ("12.8.93", 13), ("12.9.1", 14),
-     ("13.0.88", 15), ("13.2.51", 15), ("13.1.0", None), ("11.2.152", None)],
-)  # fmt: skip
+    [
+        ("11.8.89", 11),
+        ("12.0.140", 12),
+        ("12.3.107", 12),
+        ("12.4.131", 13),
+        ("12.8.93", 13),
+        ("12.9.1", 14),
+        ("13.0.88", 15),
+        ("13.2.51", 15),
+        ("13.1.0", None),
+        ("11.2.152", None),
+    ],
+)
 def test_max_host_gcc_table(cuda, gcc):
     got = lb.max_host_gcc(cuda)
     assert (got[0] if got else None) == gcc
@@ -341,12 +362,15 @@ def test_max_host_gcc_table(cuda, gcc):
 
 @pytest.mark.parametrize(
     "text, expect",
-    [("g++ (Debian 12.2.0-14+deb12u1) 12.2.0\nCopyright (C) 2022", ("gcc", 12)),
-     ("g++ (Ubuntu 13.3.0-6ubuntu2~24.04) 13.3.0\n", ("gcc", 13)),
-     ("g++-14 (GCC) 14.2.1 20250110 (Red Hat 14.2.1-7)\n", ("gcc", 14)),
-     ("Ubuntu clang version 18.1.3 (1ubuntu1)\nTarget: x86_64-pc-linux-gnu\n", ("clang", 18)),
-     ("", None), ("something else 1.2\n", None)],
-)  # fmt: skip
+    [
+        ("g++ (Debian 12.2.0-14+deb12u1) 12.2.0\nCopyright (C) 2022", ("gcc", 12)),
+        ("g++ (Ubuntu 13.3.0-6ubuntu2~24.04) 13.3.0\n", ("gcc", 13)),
+        ("g++-14 (GCC) 14.2.1 20250110 (Red Hat 14.2.1-7)\n", ("gcc", 14)),
+        ("Ubuntu clang version 18.1.3 (1ubuntu1)\nTarget: x86_64-pc-linux-gnu\n", ("clang", 18)),
+        ("", None),
+        ("something else 1.2\n", None),
+    ],
+)
 def test_parse_compiler_version(text, expect):
     assert lb.parse_compiler_version(text) == expect
 
@@ -382,8 +406,11 @@ def _source_dir(root, pyproject: str, init: str | None = None, pkg_info: str | N
 
 
 def test_source_directory_version_comes_from_its_init_like_scikit_build_core_reads_it(tmp_path):
-    src = _source_dir(tmp_path / "checkout", '[project]\nname = "llama_cpp_python"\ndynamic = ["version"]\n',
-                      init='from .llama_cpp import *\n\n__version__ = "0.2.77"\n')  # fmt: skip
+    src = _source_dir(
+        tmp_path / "checkout",
+        '[project]\nname = "llama_cpp_python"\ndynamic = ["version"]\n',
+        init='from .llama_cpp import *\n\n__version__ = "0.2.77"\n',
+    )
     p = plan(load_snapshot("h100"), source=str(src))
     assert p.version == "0.2.77" and p.spec == str(src)
     assert p.cmake_args[0] == "-DLLAMA_CUDA=on"  # the flag of that version, not the newest
@@ -411,12 +438,14 @@ def test_sdist_with_another_name_is_read_from_its_pkg_info(tmp_path):
 
 @pytest.mark.parametrize(
     "make, message",
-    [(lambda d: (d / "x.whl").write_bytes(b"PK") and d / "x.whl", "neither an sdist"),
-     (lambda d: (d / "empty").mkdir() or d / "empty", "without pyproject.toml"),
-     (lambda d: d / "missing.tar.gz", "no such file"),
-     (lambda d: (d / "broken.tar.gz").write_bytes(b"not gzip") and d / "broken.tar.gz", "not a readable sdist"),
-     (lambda d: _source_dir(d / "other", '[project]\nname = "numpy"\nversion = "2.0.0"\n'), "source of numpy")],
-)  # fmt: skip
+    [
+        (lambda d: (d / "x.whl").write_bytes(b"PK") and d / "x.whl", "neither an sdist"),
+        (lambda d: (d / "empty").mkdir() or d / "empty", "without pyproject.toml"),
+        (lambda d: d / "missing.tar.gz", "no such file"),
+        (lambda d: (d / "broken.tar.gz").write_bytes(b"not gzip") and d / "broken.tar.gz", "not a readable sdist"),
+        (lambda d: _source_dir(d / "other", '[project]\nname = "numpy"\nversion = "2.0.0"\n'), "source of numpy"),
+    ],
+)
 def test_source_that_is_not_llama_cpp_python_source_is_refused(tmp_path, make, message):
     with pytest.raises(UsageError, match=message):
         plan(load_snapshot("h100"), source=str(make(tmp_path)))
@@ -427,9 +456,14 @@ def test_source_that_is_not_llama_cpp_python_source_is_refused(tmp_path, make, m
 
 @pytest.mark.parametrize(
     "version, flag",
-    [(None, "-DGGML_CUDA=off"), ("0.2.82", "-DGGML_CUDA=off"), ("0.2.81", "-DLLAMA_CUDA=off"),
-     ("0.2.60", "-DLLAMA_CUDA=off"), ("0.2.59", "-DLLAMA_CUBLAS=off")],
-)  # fmt: skip
+    [
+        (None, "-DGGML_CUDA=off"),
+        ("0.2.82", "-DGGML_CUDA=off"),
+        ("0.2.81", "-DLLAMA_CUDA=off"),
+        ("0.2.60", "-DLLAMA_CUDA=off"),
+        ("0.2.59", "-DLLAMA_CUBLAS=off"),
+    ],
+)
 def test_cpu_flag_follows_the_version(version, flag):
     assert plan(load_snapshot("h100"), cpu=True, version=version).cmake_args == [flag]
 

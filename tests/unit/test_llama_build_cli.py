@@ -25,8 +25,12 @@ def gpuprov(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
     env.pop("GPUPROV_NVML_REPLAY", None)
     return subprocess.run(
         [sys.executable, "-m", "provision", "build", "llama-cpp", *args],
-        env=env, capture_output=True, text=True, check=False, timeout=120,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
 
 
 def one_line_error(proc: subprocess.CompletedProcess) -> str:
@@ -48,8 +52,9 @@ def test_dry_run_prints_the_exact_environment_and_command(tmp_path):
         "CMAKE_ARGS='-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90' CUDACXX=/usr/local/cuda/bin/nvcc"
     )
     assert "CMAKE_BUILD_PARALLEL_LEVEL=16 uv pip install --python " + sys.executable in shell
-    assert shell.endswith("--no-binary llama-cpp-python --reinstall-package llama-cpp-python --no-cache --verbose "
-                          "llama-cpp-python")  # fmt: skip
+    assert shell.endswith(
+        "--no-binary llama-cpp-python --reinstall-package llama-cpp-python --no-cache --verbose llama-cpp-python"
+    )
     assert not (tmp_path / "state").exists()  # a dry run writes no log
 
 
@@ -73,9 +78,11 @@ def test_cpu_dry_run_needs_no_toolkit(tmp_path):
 
 @pytest.mark.parametrize(
     "snapshot, message",
-    [("rtx5090", "no CUDA toolkit (nvcc) found"),  # Blackwell, no toolkit installed
-     ("a100x2", "no CUDA toolkit (nvcc) found")],
-)  # fmt: skip
+    [
+        ("rtx5090", "no CUDA toolkit (nvcc) found"),  # Blackwell, no toolkit installed
+        ("a100x2", "no CUDA toolkit (nvcc) found"),
+    ],
+)
 def test_refusals_exit_1(tmp_path, snapshot, message):
     proc = gpuprov("--from", snap(snapshot), tmp_path=tmp_path)
     assert proc.returncode == 1
@@ -95,14 +102,16 @@ def test_nvcc_newer_than_the_driver_exits_1(tmp_path):
 
 @pytest.mark.parametrize(
     "args, message",
-    [(["--arch", "99"], "--arch '99': not a CUDA architecture"),
-     (["--cpu", "--arch", "89"], "--cpu and --arch do not go together"),
-     (["--version", "latest"], "--version 'latest' is not a version"),
-     (["--source", "/nonexistent/llama.tar.gz"], "--source /nonexistent/llama.tar.gz: no such file"),
-     (["--python", "/nonexistent/python"], "--python /nonexistent/python: no such file"),
-     (["--nvcc", "/nonexistent/nvcc"], "--nvcc /nonexistent/nvcc: no such executable file"),
-     (["--jobs", "0"], None)],
-)  # fmt: skip
+    [
+        (["--arch", "99"], "--arch '99': not a CUDA architecture"),
+        (["--cpu", "--arch", "89"], "--cpu and --arch do not go together"),
+        (["--version", "latest"], "--version 'latest' is not a version"),
+        (["--source", "/nonexistent/llama.tar.gz"], "--source /nonexistent/llama.tar.gz: no such file"),
+        (["--python", "/nonexistent/python"], "--python /nonexistent/python: no such file"),
+        (["--nvcc", "/nonexistent/nvcc"], "--nvcc /nonexistent/nvcc: no such executable file"),
+        (["--jobs", "0"], None),
+    ],
+)
 def test_bad_usage_exits_2(tmp_path, args, message):
     proc = gpuprov("--from", snap("h100"), *args, tmp_path=tmp_path)
     assert proc.returncode == 2, proc.stderr
@@ -131,8 +140,9 @@ def test_unwritable_log_exits_2_before_anything_runs(tmp_path):
     wheelhouse = tmp_path / "wheelhouse"
     wheelhouse.mkdir()
     for log, message in _bad_log_paths(tmp_path):
-        proc = gpuprov("--cpu", "--python", sys.executable, "--wheelhouse", str(wheelhouse), "--log", str(log),
-                       tmp_path=tmp_path)  # fmt: skip
+        proc = gpuprov(
+            "--cpu", "--python", sys.executable, "--wheelhouse", str(wheelhouse), "--log", str(log), tmp_path=tmp_path
+        )
         assert proc.returncode == 2, proc.stdout + proc.stderr
         err = one_line_error(proc)
         assert f"cannot write the build log {log}: " in err and message in err
@@ -158,10 +168,24 @@ def test_a_real_build_without_any_cxx_compiler_is_refused_before_it_starts(tmp_p
     for var in ("CXX", "CUDAHOSTCXX", "GPUPROV_NVML_REPLAY"):
         env.pop(var, None)
     proc = subprocess.run(
-        [sys.executable, "-m", "provision", "build", "llama-cpp", "--cpu", "--python", sys.executable,
-         "--wheelhouse", str(wheelhouse)],
-        env=env, capture_output=True, text=True, check=False, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "provision",
+            "build",
+            "llama-cpp",
+            "--cpu",
+            "--python",
+            sys.executable,
+            "--wheelhouse",
+            str(wheelhouse),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "no C++ compiler found" in one_line_error(proc) and "apt install g++" in proc.stderr
     assert not (tmp_path / "state").exists()  # no log: nothing ran
@@ -174,8 +198,9 @@ def test_portable_cpu_build_turns_off_the_native_instruction_set(tmp_path):
     plan = json.loads(proc.stdout)["plan"]
     assert plan["cmake_args"] == ["-DGGML_CUDA=off", "-DGGML_NATIVE=off"]
     assert "-DGGML_NATIVE=off" in plan["env"]["CMAKE_ARGS"]
-    native = json.loads(gpuprov("--cpu", "--from", snap("h100"), "--python", sys.executable, "--json",
-                                tmp_path=tmp_path).stdout)["plan"]  # fmt: skip
+    native = json.loads(
+        gpuprov("--cpu", "--from", snap("h100"), "--python", sys.executable, "--json", tmp_path=tmp_path).stdout
+    )["plan"]
     assert "GGML_NATIVE" not in native["env"]["CMAKE_ARGS"]
 
 

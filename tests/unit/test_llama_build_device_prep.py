@@ -29,15 +29,26 @@ proxy = _load("llama_build_archs_proxy")
 
 TOP = "llama_cpp_python-0.3.36"
 KEPT = [
-    "PKG-INFO", "pyproject.toml", "CMakeLists.txt", "llama_cpp/__init__.py", "vendor/llama.cpp/CMakeLists.txt",
-    "vendor/llama.cpp/ggml/src/ggml-cuda/mmq.cu", "vendor/llama.cpp/models/templates/llama-cpp-deepseek.jinja",
-    "vendor/llama.cpp/tools/mtmd/mtmd.cpp", "vendor/llama.cpp/src/llama-tests-are-not-a-folder.cpp",
-]  # fmt: skip
+    "PKG-INFO",
+    "pyproject.toml",
+    "CMakeLists.txt",
+    "llama_cpp/__init__.py",
+    "vendor/llama.cpp/CMakeLists.txt",
+    "vendor/llama.cpp/ggml/src/ggml-cuda/mmq.cu",
+    "vendor/llama.cpp/models/templates/llama-cpp-deepseek.jinja",
+    "vendor/llama.cpp/tools/mtmd/mtmd.cpp",
+    "vendor/llama.cpp/src/llama-tests-are-not-a-folder.cpp",
+]
 DROPPED = [
-    ".git/HEAD", ".git/modules/vendor/llama.cpp/objects/pack/pack-1.pack", "vendor/llama.cpp/.git",
-    "vendor/llama.cpp/models/ggml-vocab-llama-spm.gguf", "vendor/llama.cpp/docs/build.md",
-    "tests/test_llama.py", "vendor/llama.cpp/tests/test-backend-ops.cpp", "vendor/llama.cpp/ggml/tests/x.c",
-]  # fmt: skip
+    ".git/HEAD",
+    ".git/modules/vendor/llama.cpp/objects/pack/pack-1.pack",
+    "vendor/llama.cpp/.git",
+    "vendor/llama.cpp/models/ggml-vocab-llama-spm.gguf",
+    "vendor/llama.cpp/docs/build.md",
+    "tests/test_llama.py",
+    "vendor/llama.cpp/tests/test-backend-ops.cpp",
+    "vendor/llama.cpp/ggml/tests/x.c",
+]
 
 
 def _sdist(path: Path) -> Path:
@@ -60,9 +71,28 @@ def test_trim_keeps_what_the_build_reads_and_drops_the_rest(tmp_path):
     assert lb.source_version(str(out)) == "0.3.36"  # gpuprov still reads the version of the trimmed sdist
 
 
-@given(st.lists(st.sampled_from(["vendor", "llama.cpp", "ggml", "src", "ggml-cuda", "template-instances", "tools",
-                                 "mtmd", "common", "testsuite", "models_util", "include"]), max_size=5),
-       st.sampled_from(["x.cu", "y.cpp", "z.h", "CMakeLists.txt", "w.cmake"]))  # fmt: skip
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "vendor",
+                "llama.cpp",
+                "ggml",
+                "src",
+                "ggml-cuda",
+                "template-instances",
+                "tools",
+                "mtmd",
+                "common",
+                "testsuite",
+                "models_util",
+                "include",
+            ]
+        ),
+        max_size=5,
+    ),
+    st.sampled_from(["x.cu", "y.cpp", "z.h", "CMakeLists.txt", "w.cmake"]),
+)
 def test_sources_are_never_dropped(folders, name):
     assert not prepare._dropped("/".join([*folders, name]))
 

@@ -31,8 +31,9 @@ def test_section_parses_and_plans_like_the_cli(tmp_path):
     assert section == lb.LlamaCppSection(True, "/opt/llama/.venv/bin/python", "0.3.36", None, False, None, None)
     snap = load_snapshot("rtx4090-laptop")
     plan = lb.plan_from_section(snap, section, lb.gather_for_section(snap, section), mem_available=16000)
-    direct = lb.plan_build(load_snapshot("rtx4090-laptop"), python="/opt/llama/.venv/bin/python", version="0.3.36",
-                           mem_available=16000)  # fmt: skip
+    direct = lb.plan_build(
+        load_snapshot("rtx4090-laptop"), python="/opt/llama/.venv/bin/python", version="0.3.36", mem_available=16000
+    )
     assert plan == direct
     assert plan.archs == ["89"] and plan.spec == "llama-cpp-python==0.3.36"
 
@@ -81,9 +82,17 @@ def test_bad_sections_name_the_file_and_key(tmp_path, body, message):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.dictionaries(st.sampled_from(["build", "python", "version", "arch", "cpu", "source", "x"]),
-                       st.none() | st.booleans() | st.integers() | st.text(max_size=10)
-                       | st.lists(st.integers(min_value=0, max_value=200), max_size=3), max_size=5))  # fmt: skip
+@given(
+    st.dictionaries(
+        st.sampled_from(["build", "python", "version", "arch", "cpu", "source", "x"]),
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.text(max_size=10)
+        | st.lists(st.integers(min_value=0, max_value=200), max_size=3),
+        max_size=5,
+    )
+)
 def test_any_section_value_is_a_profile_or_a_profile_error(tmp_path_factory, data):
     import yaml
 
@@ -105,14 +114,18 @@ R = {"recorded": True, "version": None, "cpu": False}
     [
         (None, {}, False, "not installed"),
         ({"recorded": False}, {}, False, "not built by gpuprov"),
-        ({"recorded": True, "version": "0.3.16", "cpu": False, "archs": ["89"]}, {"version": "0.3.36"}, False,
-         "version 0.3.16 installed, 0.3.36 asked"),
+        (
+            {"recorded": True, "version": "0.3.16", "cpu": False, "archs": ["89"]},
+            {"version": "0.3.36"},
+            False,
+            "version 0.3.16 installed, 0.3.36 asked",
+        ),
         ({**R, "cpu": True, "archs": []}, {}, False, "a CPU build is installed"),
         ({**R, "archs": ["86"]}, {}, False, "built for sm_86, needed sm_89"),
         ({**R, "archs": ["89"]}, {}, True, "already built"),
         ({**R, "version": "0.3.36", "archs": ["89"]}, {"version": "0.3.36"}, True, "already"),
     ],
-)  # fmt: skip
+)
 def test_build_matches(installed, plan_kw, same, reason):
     ok, why = lb.build_matches(installed, _plan(**plan_kw))
     assert ok is same

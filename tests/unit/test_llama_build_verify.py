@@ -109,8 +109,14 @@ def installed(tmp_path, monkeypatch):
 
 def _plan(nvcc, archs):
     snap = load_snapshot("h100")
-    return lb.plan_build(snap, python="/opt/v/bin/python", archs=archs, nvcc=str(nvcc), environ={"PATH": "/usr/bin"},
-                         compiler_info=lambda c: ("gcc", 12))  # fmt: skip
+    return lb.plan_build(
+        snap,
+        python="/opt/v/bin/python",
+        archs=archs,
+        nvcc=str(nvcc),
+        environ={"PATH": "/usr/bin"},
+        compiler_info=lambda c: ("gcc", 12),
+    )
 
 
 def _by_name(checks):

@@ -205,9 +205,15 @@ def test_soak_record_and_report_figures(tmp_path: Path) -> None:
 
         mon.sample = sample  # type: ignore[method-assign]
         run_id = soak.record(
-            mon, store, duration_s=540, interval_s=60, units=[], hostname="h", profile=None,
+            mon,
+            store,
+            duration_s=540,
+            interval_s=60,
+            units=[],
+            hostname="h",
+            profile=None,
             clock=(clock.monotonic, clock.sleep),
-        )  # fmt: skip
+        )
         summary = soak.summarize(store.monitor_run(run_id), store.monitor_samples(run_id))
     gpu = summary["gpus"][0]
     assert gpu["samples"] == 10
@@ -224,10 +230,20 @@ def test_soak_record_and_report_figures(tmp_path: Path) -> None:
 
 def test_report_text_is_escaped_in_html(tmp_path: Path) -> None:
     summary = {
-        "run": {"id": 1, "created_at": "t", "hostname": "<b>host</b>", "profile": None, "interval_s": 1,
-                "duration_s": 1, "gpu_names": None},
-        "gpus": [], "servers": [], "units": [], "notes": [],
-    }  # fmt: skip
+        "run": {
+            "id": 1,
+            "created_at": "t",
+            "hostname": "<b>host</b>",
+            "profile": None,
+            "interval_s": 1,
+            "duration_s": 1,
+            "gpu_names": None,
+        },
+        "gpus": [],
+        "servers": [],
+        "units": [],
+        "notes": [],
+    }
     assert "&lt;b&gt;host&lt;/b&gt;" in render_html(summary, [])
 
 
@@ -278,12 +294,19 @@ def test_cli_bad_server_is_one_line(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    env = {"GPUPROV_NVML_REPLAY": str(_state(tmp_path, "rtx4090.constructed.json")), "PATH": "/usr/bin:/bin",
-           "GPUPROV_STATE_DIR": str(tmp_path / "s"), "HOME": str(tmp_path)}  # fmt: skip
+    env = {
+        "GPUPROV_NVML_REPLAY": str(_state(tmp_path, "rtx4090.constructed.json")),
+        "PATH": "/usr/bin:/bin",
+        "GPUPROV_STATE_DIR": str(tmp_path / "s"),
+        "HOME": str(tmp_path),
+    }
     proc = subprocess.run(
         [sys.executable, "-m", "provision", "monitor", "--once", "--server", "vllm:http://x"],
-        capture_output=True, text=True, env=env, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert proc.returncode != 0
     assert proc.stderr.strip().count("\n") == 0 and "--server 'vllm:http://x'" in proc.stderr
     assert shutil.which("true")  # the environment above keeps /usr/bin
@@ -348,13 +371,24 @@ def test_llama_cpp_unit_reader_falls_back_to_slots() -> None:
 
 def test_unit_restarts_during_a_run_from_systemctl_show() -> None:
     """NRestarts at the start and at the end of the run, as ``systemctl show`` gives them."""
-    run = {"id": 1, "created_at": "t", "hostname": None, "profile": None, "interval_s": 1.0, "duration_s": 1.0,
-           "gpu_names": None, "notes": [],
-           "units": [{"unit": "gpuprov-vllm.service",
-                      "start": {"unit": "gpuprov-vllm.service", "NRestarts": "2", "ActiveState": "active"},
-                      "end": {"unit": "gpuprov-vllm.service", "NRestarts": "5", "ActiveState": "active",
-                              "Result": "success"}},
-                     "gpuprov-llama-cpp.service"]}  # fmt: skip
+    run = {
+        "id": 1,
+        "created_at": "t",
+        "hostname": None,
+        "profile": None,
+        "interval_s": 1.0,
+        "duration_s": 1.0,
+        "gpu_names": None,
+        "notes": [],
+        "units": [
+            {
+                "unit": "gpuprov-vllm.service",
+                "start": {"unit": "gpuprov-vllm.service", "NRestarts": "2", "ActiveState": "active"},
+                "end": {"unit": "gpuprov-vllm.service", "NRestarts": "5", "ActiveState": "active", "Result": "success"},
+            },
+            "gpuprov-llama-cpp.service",
+        ],
+    }
     assert soak.summarize(run, [])["units"] == [
         {"unit": "gpuprov-vllm.service", "restarts": 3, "state_end": "active", "result_end": "success", "error": None}
     ]
@@ -364,12 +398,21 @@ def test_live_view_runs_for_its_duration(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    env = {"GPUPROV_NVML_REPLAY": str(_state(tmp_path, "rtx4090.constructed.json")), "PATH": "/usr/bin:/bin",
-           "GPUPROV_STATE_DIR": str(tmp_path / "s"), "HOME": str(tmp_path), "COLUMNS": "200"}  # fmt: skip
+    env = {
+        "GPUPROV_NVML_REPLAY": str(_state(tmp_path, "rtx4090.constructed.json")),
+        "PATH": "/usr/bin:/bin",
+        "GPUPROV_STATE_DIR": str(tmp_path / "s"),
+        "HOME": str(tmp_path),
+        "COLUMNS": "200",
+    }
     proc = subprocess.run(
         [sys.executable, "-m", "provision", "monitor", "--no-installed", "--duration", "1s", "--interval", "0.2"],
-        capture_output=True, text=True, env=env, check=False, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "NVIDIA GeForce RTX 4090" in proc.stdout and "450 W" in proc.stdout
 
@@ -398,8 +441,9 @@ def test_xid_events_counted_in_view_and_exporter(tmp_path: Path) -> None:
         summary = soak.summarize(store.monitor_run(run_id), store.monitor_samples(run_id))
     assert [g["xid_errors"] for g in summary["gpus"]] == [{"48": 1}, {"79": 2}]
     assert sorted((s[0]["gpu"], s[0]["xid"], s[1]) for s in fams["gpuprov_gpu_xid_errors_total"]) == [
-        ("0", "48", 1.0), ("1", "79", 2.0),
-    ]  # fmt: skip
+        ("0", "48", 1.0),
+        ("1", "79", 2.0),
+    ]
     console = Console(record=True, width=200, color_system=None)
     console.print(render(sample))
     assert "GPU 1: Xid 79 reported 2 time(s) since the start" in console.export_text()
@@ -454,15 +498,24 @@ def test_html_report_from_the_cli_draws_the_plots(tmp_path: Path) -> None:
     db = tmp_path / "h.db"
     with _monitor(state, tmp_path / "s", monotonic=clock.monotonic) as mon, SoakStore(db, write=True) as store:
         soak.record(
-            mon, store, duration_s=120, interval_s=60, units=[], hostname="h", profile=None,
+            mon,
+            store,
+            duration_s=120,
+            interval_s=60,
+            units=[],
+            hostname="h",
+            profile=None,
             clock=(clock.monotonic, clock.sleep),
-        )  # fmt: skip
+        )
     out = tmp_path / "report.html"
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "GPUPROV_STATE_DIR": str(tmp_path / "s")}
     proc = subprocess.run(
         [sys.executable, "-m", "provision", "monitor", "report", "--db", str(db), "--html", str(out)],
-        capture_output=True, text=True, env=env, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert out.read_text(encoding="utf-8").count("<svg") == 3  # temperature, power, VRAM
 
@@ -507,9 +560,15 @@ def test_html_report_plots_clocks_and_server_throughput(tmp_path: Path) -> None:
             SoakStore(tmp_path / "h.db", write=True) as store,
         ):
             run_id = soak.record(
-                mon, store, duration_s=180, interval_s=60, units=[], hostname="h", profile=None,
+                mon,
+                store,
+                duration_s=180,
+                interval_s=60,
+                units=[],
+                hostname="h",
+                profile=None,
                 clock=(clock.monotonic, clock.sleep),
-            )  # fmt: skip
+            )
             run, samples = store.monitor_run(run_id), store.monitor_samples(run_id)
     drawn = figures(samples)
     assert sorted(drawn) == sorted(name for name, _ in PLOTS)

@@ -198,9 +198,16 @@ def test_file_diff_and_boot_unit_render() -> None:
 def test_render_quotes_for_systemd() -> None:
     text = render(
         "gpuprov-gpu-settings.service.j2",
-        {"profile": "p", "settings_path": "/etc/x.json", "python": "/opt/my env/$HOME%/py",
-         "wait_s": 5, "restart_tries": 2, "restart_window_s": 60, "hardening": BOOT_UNIT_HARDENING},
-    )  # fmt: skip
+        {
+            "profile": "p",
+            "settings_path": "/etc/x.json",
+            "python": "/opt/my env/$HOME%/py",
+            "wait_s": 5,
+            "restart_tries": 2,
+            "restart_window_s": 60,
+            "hardening": BOOT_UNIT_HARDENING,
+        },
+    )
     assert 'ExecStart="/opt/my env/$$HOME%%/py" -m provision' in text
 
 

@@ -80,8 +80,17 @@ def _forbid_io(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
         return checked
 
-    for module, name in ((builtins, "open"), (io, "open"), (os, "open"), (os, "stat"), (os, "lstat"),
-                         (os, "scandir"), (os, "listdir"), (os, "readlink"), (os, "access")):  # fmt: skip
+    for module, name in (
+        (builtins, "open"),
+        (io, "open"),
+        (os, "open"),
+        (os, "stat"),
+        (os, "lstat"),
+        (os, "scandir"),
+        (os, "listdir"),
+        (os, "readlink"),
+        (os, "access"),
+    ):
         monkeypatch.setattr(module, name, guard(f"{module.__name__}.{name}", getattr(module, name)))
 
     def no_process(*args, **kwargs):

@@ -15,13 +15,27 @@ from provision.profiles.loader import ProfileSet, builtin_dir
 from provision.profiles.schema import HEADER_KEYS, SECTIONS
 
 KEYS = st.sampled_from(
-    [*HEADER_KEYS, *SECTIONS, "power_limit_w", "power_limit_percent", "persistence", "power_limit_fallback",
-     "locked_clocks_mhz", "preserve_video_memory", "gpu_names", "compute_capabilities"]
-) | st.text(max_size=8)  # fmt: skip
+    [
+        *HEADER_KEYS,
+        *SECTIONS,
+        "power_limit_w",
+        "power_limit_percent",
+        "persistence",
+        "power_limit_fallback",
+        "locked_clocks_mhz",
+        "preserve_video_memory",
+        "gpu_names",
+        "compute_capabilities",
+    ]
+) | st.text(max_size=8)
 SCALARS = (
-    st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.floats(allow_nan=True, allow_infinity=True)
-    | st.text(max_size=12) | st.sampled_from(["rtx4090", "8.9", "h100", "datacenter", "self"])
-)  # fmt: skip
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12)
+    | st.sampled_from(["rtx4090", "8.9", "h100", "datacenter", "self"])
+)
 VALUES = st.recursive(
     SCALARS,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(KEYS, inner, max_size=5),

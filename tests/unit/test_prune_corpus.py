@@ -244,8 +244,15 @@ def test_the_projects_own_installed_metadata_is_not_a_requirer(tmp_path: Path) -
     """`uv sync` installs the project itself (editable): its Requires-Dist repeats every declared
     dependency, torchvision included, and must not keep them."""
     site = sitebuild.build_site(tmp_path / "site", "corpus", sitebuild.project_dists("llm_runtime"))
-    sitebuild.write_dist(site, {"name": "llm-runtime", "version": "0.1.0", "files": ["_llm_runtime.pth"],
-                                "requires": ["torch==2.7.1", "torchvision==0.22.1", "numpy"]})  # fmt: skip
+    sitebuild.write_dist(
+        site,
+        {
+            "name": "llm-runtime",
+            "version": "0.1.0",
+            "files": ["_llm_runtime.pth"],
+            "requires": ["torch==2.7.1", "torchvision==0.22.1", "numpy"],
+        },
+    )
     (site / "_llm_runtime.pth").write_text(str(PROJECTS / "llm_runtime" / "src") + "\n")
     env = read_environment(paths=[str(site)])
     assert env.providers("runtime") == {"llm-runtime"}  # the editable install's .pth is followed

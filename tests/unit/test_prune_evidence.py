@@ -143,15 +143,19 @@ def test_build_backend_is_not_a_runtime_use(tmp_path: Path) -> None:
         {"app.py": "import six\n"},
         extra_toml='[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n\n',
     )
-    env = make_env(tmp_path, dist("setuptools", ["setuptools/__init__.py", "setuptools/build_meta.py"]),
-                   dist("six", ["six.py"]))  # fmt: skip
+    env = make_env(
+        tmp_path, dist("setuptools", ["setuptools/__init__.py", "setuptools/build_meta.py"]), dist("six", ["six.py"])
+    )
     by = verdicts(root, env)
     assert by["setuptools"].status == "unused" and by["setuptools"].removable
 
 
 def test_plugins_are_judged_by_their_entry_point_group(tmp_path: Path) -> None:
-    mock = dist("requests-mock", ["requests_mock/__init__.py"],
-                entry_points={"pytest11": ["requests_mock = requests_mock.contrib._pytest_plugin"]})  # fmt: skip
+    mock = dist(
+        "requests-mock",
+        ["requests_mock/__init__.py"],
+        entry_points={"pytest11": ["requests_mock = requests_mock.contrib._pytest_plugin"]},
+    )
     anyio = dist("anyio", ["anyio/__init__.py"], entry_points={"pytest11": ["anyio = anyio.pytest_plugin"]})
     pytest_dist = dist(
         "pytest", ["pytest/__init__.py"], entry_points={"console_scripts": ["pytest = pytest:console_main"]}
@@ -170,8 +174,12 @@ def test_plugins_are_judged_by_their_entry_point_group(tmp_path: Path) -> None:
 
 
 def test_reasons_with_brackets_survive_the_table(tmp_path: Path) -> None:
-    sqla = dist("SQLAlchemy", ["sqlalchemy/__init__.py"], requires=["psycopg2; extra == 'postgresql'"],
-                provides_extras=["postgresql"])  # fmt: skip
+    sqla = dist(
+        "SQLAlchemy",
+        ["sqlalchemy/__init__.py"],
+        requires=["psycopg2; extra == 'postgresql'"],
+        provides_extras=["postgresql"],
+    )
     root = project(tmp_path, ["sqlalchemy", "psycopg2"], {"app.py": "import sqlalchemy\n"})
     report = analyse(root, make_env(tmp_path, sqla, dist("psycopg2", ["psycopg2/__init__.py"])))
     buf = io.StringIO()

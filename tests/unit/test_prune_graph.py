@@ -16,13 +16,29 @@ _spec.loader.exec_module(sitebuild)
 
 # synthetic distributions (this test's own), one behaviour each
 DISTS = [
-    {"name": "app", "version": "1", "files": ["app/__init__.py"], "provides_extras": ["gpu"],
-     "requires": ["base", "winonly ; platform_system == 'Windows'", "oldpy ; python_version < '3.0'",
-                  "gpuextra ; extra == 'gpu'", "cyc-a", "weird ; os_name == 'posix' and extra == 'gpu'",
-                  "not-installed-dep"]},
+    {
+        "name": "app",
+        "version": "1",
+        "files": ["app/__init__.py"],
+        "provides_extras": ["gpu"],
+        "requires": [
+            "base",
+            "winonly ; platform_system == 'Windows'",
+            "oldpy ; python_version < '3.0'",
+            "gpuextra ; extra == 'gpu'",
+            "cyc-a",
+            "weird ; os_name == 'posix' and extra == 'gpu'",
+            "not-installed-dep",
+        ],
+    },
     {"name": "base", "version": "1", "files": ["base/__init__.py"], "requires": ["leaf[fast]"]},
-    {"name": "leaf", "version": "1", "files": ["leaf/__init__.py"], "provides_extras": ["fast"],
-     "requires": ["speedup ; extra == 'fast'"]},
+    {
+        "name": "leaf",
+        "version": "1",
+        "files": ["leaf/__init__.py"],
+        "provides_extras": ["fast"],
+        "requires": ["speedup ; extra == 'fast'"],
+    },
     {"name": "speedup", "version": "1", "files": ["speedup/__init__.py"]},
     {"name": "winonly", "version": "1", "files": ["winonly/__init__.py"]},
     {"name": "oldpy", "version": "1", "files": ["oldpy/__init__.py"]},
@@ -30,7 +46,7 @@ DISTS = [
     {"name": "weird", "version": "1", "files": ["weird/__init__.py"]},
     {"name": "cyc-a", "version": "1", "files": ["cyc_a/__init__.py"], "requires": ["cyc-b"]},
     {"name": "cyc-b", "version": "1", "files": ["cyc_b/__init__.py"], "requires": ["cyc-a"]},
-]  # fmt: skip
+]
 
 
 def graph(tmp_path: Path) -> DependencyGraph:

@@ -72,9 +72,14 @@ def test_build_and_dist_below_the_root_are_scanned(tmp_path: Path) -> None:
     root = project(
         tmp_path,
         ["six", "tqdm"],
-        {"src/pkg/__init__.py": "", "src/pkg/build/steps.py": "import six\n", "src/pkg/dist/io.py": "import tqdm\n",
-         "build/lib/pkg/old.py": "import never_seen\n", "dist/x.py": "import never_seen_either\n"},
-    )  # fmt: skip
+        {
+            "src/pkg/__init__.py": "",
+            "src/pkg/build/steps.py": "import six\n",
+            "src/pkg/dist/io.py": "import tqdm\n",
+            "build/lib/pkg/old.py": "import never_seen\n",
+            "dist/x.py": "import never_seen_either\n",
+        },
+    )
     scanned = {u.module for u in scan_project(root).imports}
     assert {"six", "tqdm"} <= scanned and not {"never_seen", "never_seen_either"} & scanned
     by = verdicts(root, make_env(tmp_path, SIX, TQDM))
@@ -158,9 +163,12 @@ def test_config_target_paths_are_uses(tmp_path: Path) -> None:
     root = project(
         tmp_path,
         ["six", "tqdm"],
-        {"app.py": "import hydra\n", "conf/optim.yaml": "optimizer:\n  _target_: tqdm.auto.tqdm\n  lr: 0.1\n",
-         "notes.md": "six.moves is mentioned in prose only\n"},
-    )  # fmt: skip
+        {
+            "app.py": "import hydra\n",
+            "conf/optim.yaml": "optimizer:\n  _target_: tqdm.auto.tqdm\n  lr: 0.1\n",
+            "notes.md": "six.moves is mentioned in prose only\n",
+        },
+    )
     by = verdicts(root, make_env(tmp_path, SIX, TQDM, dist("hydra-core", ["hydra/__init__.py"])))
     assert by["tqdm"].used_at.where == "conf/optim.yaml:2" and by["tqdm"].used_at.kind == "config"
     assert by["six"].removable  # only a Markdown file names it
@@ -191,9 +199,13 @@ def test_flat_project_modules_are_split_for_the_import_check(tmp_path: Path) -> 
     root = project(
         tmp_path,
         ["six"],
-        {"app.py": "import six\napi = object()\n", "train.py": "import six\nprint('training')\n",
-         "setup.py": "from setuptools import setup\nsetup()\n", "src/helpers.py": "def h():\n    pass\n"},
-    )  # fmt: skip
+        {
+            "app.py": "import six\napi = object()\n",
+            "train.py": "import six\nprint('training')\n",
+            "setup.py": "from setuptools import setup\nsetup()\n",
+            "src/helpers.py": "def h():\n    pass\n",
+        },
+    )
     assert root_modules(root) == (["app", "helpers"], ["train"])
     report = analyse(root, make_env(tmp_path, SIX))
     assert report.first_party_modules == ["app", "helpers"] and report.unimportable_modules == ["train"]
@@ -258,9 +270,11 @@ def test_first_use_is_the_lowest_line(tmp_path: Path) -> None:
     root = project(
         tmp_path,
         ["six", "tqdm"],
-        {"app.py": "import six\nimport os\n\nimport six.moves\n",
-         "b.py": "import importlib\nimportlib.import_module('tqdm')\ndef f():\n    import tqdm\nimport tqdm\n"},
-    )  # fmt: skip
+        {
+            "app.py": "import six\nimport os\n\nimport six.moves\n",
+            "b.py": "import importlib\nimportlib.import_module('tqdm')\ndef f():\n    import tqdm\nimport tqdm\n",
+        },
+    )
     by = verdicts(root, make_env(tmp_path, SIX, TQDM))
     assert by["six"].used_at.where == "app.py:1"
     assert by["tqdm"].used_at.where == "b.py:2"
@@ -313,9 +327,18 @@ _values = st.recursive(
     max_leaves=6,
 )
 _keys = st.sampled_from(
-    ["project.dependencies", "project.optional-dependencies", "dependency-groups", "tool.uv.dev-dependencies",
-     "tool.gpuprov", "tool.gpuprov.prune", "tool.uv", "project.name", "tool"]
-)  # fmt: skip
+    [
+        "project.dependencies",
+        "project.optional-dependencies",
+        "dependency-groups",
+        "tool.uv.dev-dependencies",
+        "tool.gpuprov",
+        "tool.gpuprov.prune",
+        "tool.uv",
+        "project.name",
+        "tool",
+    ]
+)
 
 
 def wrong_type(doc: dict[str, Any]) -> bool:

@@ -68,8 +68,11 @@ def test_non_literal_import_is_dynamic_but_literal_constants_are_followed() -> N
         "import importlib\nMODS = ('x.y', 'z')\n"
         "def load():\n    for mod in MODS:\n        importlib.import_module(mod)\n"
     )
-    assert r.dynamic == [] and names(r) == {"importlib": "import", "x.y": "import_module (constant)",
-                                             "z": "import_module (constant)"}  # fmt: skip
+    assert r.dynamic == [] and names(r) == {
+        "importlib": "import",
+        "x.y": "import_module (constant)",
+        "z": "import_module (constant)",
+    }
     # a list that is appended to at run time is no longer a known constant
     r = scan("import importlib\nMODS = ['a']\nMODS.append(x)\nfor m in MODS:\n    importlib.import_module(m)\n")
     assert r.dynamic == ["m.py:5"]
@@ -116,10 +119,28 @@ def test_property_arbitrary_bytes_never_crash(data: bytes) -> None:
 
 
 _fragments = st.sampled_from(
-    ["import a\n", "from b import c\n", "def f(:\n", "\x00", "\xff", "((((", "'''", "if x:\n", "    ",
-     "importlib.import_module(x)\n", "__import__('q')\n", "async def g(): await h\n", "lambda: (yield)\n",
-     "print 'x'\n", "\t", "\\\n", "# -*- coding: latin-1 -*-\n", "f'{", "try:\n  import t\nexcept ImportError: pass\n"]
-)  # fmt: skip
+    [
+        "import a\n",
+        "from b import c\n",
+        "def f(:\n",
+        "\x00",
+        "\xff",
+        "((((",
+        "'''",
+        "if x:\n",
+        "    ",
+        "importlib.import_module(x)\n",
+        "__import__('q')\n",
+        "async def g(): await h\n",
+        "lambda: (yield)\n",
+        "print 'x'\n",
+        "\t",
+        "\\\n",
+        "# -*- coding: latin-1 -*-\n",
+        "f'{",
+        "try:\n  import t\nexcept ImportError: pass\n",
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -180,18 +201,28 @@ def test_statement_only_walk_finds_imports_in_every_compound_statement() -> None
         "async def f():\n    async with a:\n        def g():\n            import in_nested\n"
         "for i in []:\n    if i:\n        from deep.pkg import name\n"
     )
-    assert set(names(r)) == {"in_class", "in_with", "in_while_else", "in_except_star", "in_finally", "in_match",
-                             "in_nested", "deep.pkg.name"}  # fmt: skip
+    assert set(names(r)) == {
+        "in_class",
+        "in_with",
+        "in_while_else",
+        "in_except_star",
+        "in_finally",
+        "in_match",
+        "in_nested",
+        "deep.pkg.name",
+    }
 
 
 def test_notebook_code_cells_are_scanned(tmp_path: Path) -> None:
     import json
 
-    nb = {"cells": [
-        {"cell_type": "markdown", "source": ["import not_code\n"]},
-        {"cell_type": "code", "source": ["%pip install pandas\n", "import pandas as pd\n", "!ls\n"]},
-        {"cell_type": "code", "source": "from sklearn import svm\n"},
-    ]}  # fmt: skip
+    nb = {
+        "cells": [
+            {"cell_type": "markdown", "source": ["import not_code\n"]},
+            {"cell_type": "code", "source": ["%pip install pandas\n", "import pandas as pd\n", "!ls\n"]},
+            {"cell_type": "code", "source": "from sklearn import svm\n"},
+        ]
+    }
     (tmp_path / "explore.ipynb").write_text(json.dumps(nb))
     (tmp_path / "broken.ipynb").write_text("{not json")
     r = scan_project(tmp_path)

@@ -55,11 +55,16 @@ def venv(tmp_path_factory) -> Path:
         "2.7.1+cu128",
         {"torch/__init__.py": EXPLODING_INIT, "torch/version.py": TORCH_VERSION_PY},
     )
-    install_fake(site, "llama-cpp-python", "0.3.16", {
-        "llama_cpp/__init__.py": EXPLODING_INIT,
-        "llama_cpp/lib/libllama.so": b"\x7fELF...libggml.so\x00libggml-base.so\x00",
-        "llama_cpp/lib/libggml-cuda.so": b"\x7fELF...libcudart.so.12\x00libcublas.so.12\x00",
-    })  # fmt: skip
+    install_fake(
+        site,
+        "llama-cpp-python",
+        "0.3.16",
+        {
+            "llama_cpp/__init__.py": EXPLODING_INIT,
+            "llama_cpp/lib/libllama.so": b"\x7fELF...libggml.so\x00libggml-base.so\x00",
+            "llama_cpp/lib/libggml-cuda.so": b"\x7fELF...libcudart.so.12\x00libcublas.so.12\x00",
+        },
+    )
     install_fake(site, "nvidia-ml-py", "12.575.51", {"pynvml.py": "# bindings\n"})
     install_fake(site, "nvidia-ml-py3", "7.352.0", {"pynvml.py": "# old bindings\n"})
     install_fake(site, "nvidia-cublas-cu12", "12.8.3.14", {"nvidia/cublas/__init__.py": ""})
@@ -84,8 +89,11 @@ def test_cpu_builds_are_recognised(tmp_path):
     install_fake(site, "llama-cpp-python", "0.3.16", {"llama_cpp/lib/libllama.so": b"\x7fELF libggml-cpu.so\x00"})
     out = subprocess.run(
         [sys.executable, "-c", Path(pyenv.__file__).read_text() + "\nimport json; print(json.dumps(collect()))"],
-        capture_output=True, text=True, check=True, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
+    )
     import json
 
     data = json.loads(out.stdout)

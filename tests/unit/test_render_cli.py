@@ -16,8 +16,14 @@ PY = "/opt/gpuprov/bin/python"
 def render(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")}
     env.pop("GPUPROV_NVML_REPLAY", None)
-    return subprocess.run([sys.executable, "-m", "provision", "render", *args, "--python", PY], env=env,
-                          capture_output=True, text=True, check=False, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "provision", "render", *args, "--python", PY],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
 
 
 def tree(d: Path) -> dict[str, str]:

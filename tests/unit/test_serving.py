@@ -78,9 +78,14 @@ def test_laptop_serves_vllm_with_the_seed_flags_on_loopback() -> None:
     pairs = dict(zip(argv[3::2], argv[4::2], strict=True))
     # the seed's --swap-space 8 is not there: the vLLM gpuprov recommends (0.19.1) rejects it
     assert pairs == {
-        "--host": "127.0.0.1", "--port": "8000", "--gpu-memory-utilization": "0.85", "--max-model-len": "8192",
-        "--kv-cache-dtype": "auto", "--quantization": "fp8", "--attention-backend": "FLASHINFER",
-    }  # fmt: skip
+        "--host": "127.0.0.1",
+        "--port": "8000",
+        "--gpu-memory-utilization": "0.85",
+        "--max-model-len": "8192",
+        "--kv-cache-dtype": "auto",
+        "--quantization": "fp8",
+        "--attention-backend": "FLASHINFER",
+    }
 
 
 @pytest.mark.parametrize("name", ["rtx4090", "rtx4080"])
@@ -88,10 +93,15 @@ def test_desktop_profiles_set_ollama_from_seed_000(name: str) -> None:
     text = unit_text(builtin(name))[OLLAMA_DROPIN]
     env = dict(v.strip('"').split("=", 1) for v in directive(text, "Environment"))
     assert env == {
-        "CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": "0", "OLLAMA_HOST": "127.0.0.1:11434",
-        "OLLAMA_FLASH_ATTENTION": "1", "OLLAMA_NUM_PARALLEL": "4", "OLLAMA_MAX_LOADED_MODELS": "2",
-        "OLLAMA_CONTEXT_LENGTH": "4096", "OLLAMA_GPU_OVERHEAD": "2147483648",
-    }  # fmt: skip
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+        "CUDA_VISIBLE_DEVICES": "0",
+        "OLLAMA_HOST": "127.0.0.1:11434",
+        "OLLAMA_FLASH_ATTENTION": "1",
+        "OLLAMA_NUM_PARALLEL": "4",
+        "OLLAMA_MAX_LOADED_MODELS": "2",
+        "OLLAMA_CONTEXT_LENGTH": "4096",
+        "OLLAMA_GPU_OVERHEAD": "2147483648",
+    }
     # a drop-in: no ExecStart (the vendor unit keeps its own), no [Install]
     assert not directive(text, "ExecStart") and "[Install]" not in text
 
@@ -147,7 +157,9 @@ def test_llama_server_flags_key_by_credential(tmp_path: Path) -> None:
 
 
 def test_llama_cpp_python_server_flags_and_env_key(tmp_path: Path) -> None:
-    prof = user_profile(tmp_path, """
+    prof = user_profile(
+        tmp_path,
+        """
 serving:
   api_key: true
   llama_cpp:
@@ -159,13 +171,33 @@ serving:
     no_mmap: true
     flash_attention: false
     tensor_split: [3, 1]
-""")  # fmt: skip
+""",
+    )
     s = prof.sections["serving"]
     assert server_argv(s) == [
-        "/opt/llama/bin/python", "-m", "llama_cpp.server", "--model", "/srv/m.gguf", "--host", "127.0.0.1",
-        "--port", "8080", "--n_gpu_layers", "0", "--n_ctx", "2048", "--flash_attn", "False", "--type_k", "8",
-        "--use_mmap", "False", "--tensor_split", "3", "1",
-    ]  # fmt: skip
+        "/opt/llama/bin/python",
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        "/srv/m.gguf",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "8080",
+        "--n_gpu_layers",
+        "0",
+        "--n_ctx",
+        "2048",
+        "--flash_attn",
+        "False",
+        "--type_k",
+        "8",
+        "--use_mmap",
+        "False",
+        "--tensor_split",
+        "3",
+        "1",
+    ]
     files = serving_files("mine", s, python=PY, root=tmp_path)
     assert files.key_file == "/etc/gpuprov/serving/llama-cpp.env" and files.key_content("k") == "API_KEY=k\n"
 
@@ -176,14 +208,17 @@ def test_a_venv_under_root_is_bound_into_the_sandbox(tmp_path: Path) -> None:
     (venv / "bin").mkdir(parents=True)
     (venv / "pyvenv.cfg").write_text("home = /root/.pyenv/versions/3.11.7/bin\nversion_info = 3.11.7\n")
     assert interpreter_paths("/root/envs/llama/bin/python", tmp_path) == [
-        "/root/envs/llama", "/root/.pyenv/versions/3.11.7",
-    ]  # fmt: skip
+        "/root/envs/llama",
+        "/root/.pyenv/versions/3.11.7",
+    ]
     prof = user_profile(tmp_path, "serving:\n  llama_cpp: {model: /root/models/m.gguf, venv: /root/envs/llama}\n")
     text = unit_text(prof, root=tmp_path)["/etc/systemd/system/gpuprov-llama-cpp.service"]
     assert directive(text, "ProtectHome") == ["tmpfs"]
     assert directive(text, "BindReadOnlyPaths") == [
-        "/root/.pyenv/versions/3.11.7", "/root/envs/llama", "/root/models/m.gguf",
-    ]  # fmt: skip
+        "/root/.pyenv/versions/3.11.7",
+        "/root/envs/llama",
+        "/root/models/m.gguf",
+    ]
     plain = user_profile(tmp_path, "serving:\n  llama_cpp: {model: /srv/m.gguf, venv: /opt/llama}\n", "plain")
     assert directive(unit_text(plain)["/etc/systemd/system/gpuprov-llama-cpp.service"], "ProtectHome") == ["yes"]
 
@@ -291,8 +326,11 @@ def test_a_parents_own_port_is_kept_for_its_engine_and_dropped_on_a_switch(tmp_p
 
 def test_to_dict_reads_back(tmp_path: Path) -> None:
     prof = user_profile(tmp_path, LLAMA)
-    again = user_profile(tmp_path, "serving: " + repr(prof.to_dict()["serving"]).replace("True", "true")
-                         .replace("False", "false") + "\n", "again")  # fmt: skip
+    again = user_profile(
+        tmp_path,
+        "serving: " + repr(prof.to_dict()["serving"]).replace("True", "true").replace("False", "false") + "\n",
+        "again",
+    )
     assert again.sections["serving"] == prof.sections["serving"]
 
 

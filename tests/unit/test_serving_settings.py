@@ -49,14 +49,22 @@ def test_choosing_the_other_program_replaces_the_parents_choice(tmp_path: Path) 
     assert vllm.sections["serving"].settings.venv is None
     assert vllm.sections["serving"].settings.model == "Qwen/Qwen3-4B-Instruct-2507-FP8"
 
-    user_profile(tmp_path, "serving:\n  llama_cpp: {model: /srv/m.gguf, server: /usr/bin/llama-server, parallel: 4, "
-                           "ctx_size: 8192}\n", "base")  # fmt: skip
+    user_profile(
+        tmp_path,
+        "serving:\n  llama_cpp: {model: /srv/m.gguf, server: /usr/bin/llama-server, parallel: 4, ctx_size: 8192}\n",
+        "base",
+    )
     venv = user_profile(tmp_path, "extends: base\nserving:\n  llama_cpp: {venv: /opt/llama}\n", "pyserver")
     st_ = venv.sections["serving"].settings
     assert isinstance(st_, LlamaCppSettings)
     # llama_cpp.server has no slots: the parent's llama-server-only parallel goes with its server
-    assert (st_.venv, st_.server, st_.parallel, st_.ctx_size, st_.model) == ("/opt/llama", None, None, 8192,
-                                                                            "/srv/m.gguf")  # fmt: skip
+    assert (st_.venv, st_.server, st_.parallel, st_.ctx_size, st_.model) == (
+        "/opt/llama",
+        None,
+        None,
+        8192,
+        "/srv/m.gguf",
+    )
     more = user_profile(tmp_path, "extends: base\nserving:\n  llama_cpp: {parallel: 8}\n", "more")
     assert more.sections["serving"].settings.parallel == 8
     assert more.sections["serving"].settings.server == "/usr/bin/llama-server"
@@ -92,8 +100,11 @@ def test_three_generations_merge_in_order(tmp_path: Path) -> None:
         "serving"
     ]
     assert (s.settings.model, s.settings.max_model_len, s.settings.max_num_seqs, s.settings.venv) == (
-        "org/other", 4096, 8, "/opt/vllm",
-    )  # fmt: skip
+        "org/other",
+        4096,
+        8,
+        "/opt/vllm",
+    )
 
 
 # -- server config files in extra_args ----------------------------------------------------------------------
@@ -123,8 +134,9 @@ def test_a_server_config_file_in_extra_args_is_refused(tmp_path: Path, engine: s
     assert "serving.host, serving.port, serving.api_key" in message and "\n" not in message
 
 
-@pytest.mark.parametrize("arg", ["--config-format", "--config-format=auto", "--compilation-config", "config",
-                                 "/etc/config", "--c"])  # fmt: skip
+@pytest.mark.parametrize(
+    "arg", ["--config-format", "--config-format=auto", "--compilation-config", "config", "/etc/config", "--c"]
+)
 def test_options_that_only_look_like_config_are_passed(tmp_path: Path, arg: str) -> None:
     s = user_profile(tmp_path, f"serving:\n  vllm: {{model: m, venv: /opt/v, extra_args: [{arg!r}]}}\n")
     assert server_argv(s.sections["serving"])[-1] == arg
@@ -152,8 +164,14 @@ def test_every_spelling_argparse_would_read_as_config_is_refused(arg: str) -> No
 # -- paths the hardened units' sandbox hides (PrivateTmp=yes: /tmp and /var/tmp are the unit's own) ------
 
 
-def _plan(tmp_path: Path, text: str, *, python: str = "/opt/gpuprov/bin/python", root: str | None = None,
-          snapshot: str = "rtx4090"):  # fmt: skip
+def _plan(
+    tmp_path: Path,
+    text: str,
+    *,
+    python: str = "/opt/gpuprov/bin/python",
+    root: str | None = None,
+    snapshot: str = "rtx4090",
+):
     from provision.plan import make_plan
     from provision.plantypes import HostState
     from tests.conftest import gathered, load_snapshot
@@ -208,8 +226,9 @@ def test_gpuprov_itself_under_tmp_is_refused_for_the_boot_unit_and_the_servers(t
     plan = _plan(tmp_path, text, python=python, root="/")
     prefix = python.removesuffix("/bin/python")
     assert [r.split(" cannot see ")[0] for r in plan.desired.refusals] == [
-        "gpuprov-gpu-settings.service", "gpuprov-llama-cpp.service",
-    ]  # fmt: skip
+        "gpuprov-gpu-settings.service",
+        "gpuprov-llama-cpp.service",
+    ]
     for refusal in plan.desired.refusals:
         assert f"gpuprov's interpreter or package {prefix}:" in refusal
         assert "/opt/gpuprov" in refusal  # where to put it instead
@@ -234,8 +253,11 @@ def test_a_link_into_tmp_is_refused_with_where_it_points(tmp_path: Path, monkeyp
     assert image.private_tmp_hidden(["/opt/llama"]) == []  # an image's links point into the image
 
 
-@given(st.lists(st.sampled_from(["/tmp", "/var/tmp", "/tmpx", "/var/tmpfoo", "/opt", "/home/u", "/"]), min_size=1)
-       .map(lambda parts: "/".join(p.strip("/") for p in parts)).map(lambda p: "/" + p.lstrip("/")))  # fmt: skip
+@given(
+    st.lists(st.sampled_from(["/tmp", "/var/tmp", "/tmpx", "/var/tmpfoo", "/opt", "/home/u", "/"]), min_size=1)
+    .map(lambda parts: "/".join(p.strip("/") for p in parts))
+    .map(lambda p: "/" + p.lstrip("/"))
+)
 def test_hidden_means_under_tmp_or_var_tmp_by_whole_components(path: str) -> None:
     from provision.serving.sandbox import read_sandbox_facts
 
@@ -258,8 +280,9 @@ def test_the_boot_unit_binds_a_home_interpreter_and_hides_home_otherwise(tmp_pat
     home = boot_unit("/home/me/.venv/bin/python")
     assert "ProtectHome=tmpfs" in home
     assert [line for line in home.splitlines() if line.startswith("BindReadOnlyPaths=")] == [
-        "BindReadOnlyPaths=/home/me/.venv", "BindReadOnlyPaths=/root/.pyenv/versions/3.11.7",
-    ]  # fmt: skip
+        "BindReadOnlyPaths=/home/me/.venv",
+        "BindReadOnlyPaths=/root/.pyenv/versions/3.11.7",
+    ]
     opt = boot_unit("/opt/gpuprov/bin/python")
     assert "ProtectHome=yes" in opt and "BindReadOnlyPaths=" not in opt
 
@@ -296,13 +319,24 @@ def test_apply_refuses_with_one_line_and_plan_warns(tmp_path: Path) -> None:
     )
     gpu = tmp_path / "gpu.json"
     shutil.copy(SNAPSHOTS / "rtx4090.constructed.json", gpu)
-    env = {**os.environ, "GPUPROV_NVML_REPLAY": str(gpu), "GPUPROV_STATE_DIR": str(tmp_path / "state"),
-           "XDG_CONFIG_HOME": str(tmp_path / "config"), "COLUMNS": "300"}  # fmt: skip
+    env = {
+        **os.environ,
+        "GPUPROV_NVML_REPLAY": str(gpu),
+        "GPUPROV_STATE_DIR": str(tmp_path / "state"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "COLUMNS": "300",
+    }
     before = sorted(p for p in tmp_path.rglob("*"))
 
     def gpuprov(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "provision", *args, "--root", str(root)], env=env,
-                              capture_output=True, text=True, check=False, timeout=120)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "provision", *args, "--root", str(root)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
 
     for args in (("apply", "tmpvenv"), ("apply", "tmpvenv", "--check")):
         proc = gpuprov(*args)

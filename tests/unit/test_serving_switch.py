@@ -27,8 +27,12 @@ def applied(name: str, root: Path, *, key: bool = True) -> HostState:
     """The host after `gpuprov apply NAME`: its serving files there (and in the tree), its unit enabled."""
     from provision.plan import MANAGED_FILES, MANAGED_UNITS
 
-    bare = HostState(python=PY, root=str(root), files={p: FileState(None) for p in MANAGED_FILES},
-                     units={u: UnitState(u, None, False) for u in MANAGED_UNITS})  # fmt: skip
+    bare = HostState(
+        python=PY,
+        root=str(root),
+        files={p: FileState(None) for p in MANAGED_FILES},
+        units={u: UnitState(u, None, False) for u in MANAGED_UNITS},
+    )
     first = make_plan(*gathered(load_snapshot(name), builtin(name), bare))
     files = dict(bare.files)
     units = dict(bare.units)
@@ -77,8 +81,9 @@ def test_switching_from_ollama_removes_the_drop_in_and_leaves_ollamas_unit(tmp_p
     (dropin,) = [f for f in plan.desired.serving_files if f.path == OLLAMA_DROPIN]
     assert dropin.content is None and dropin.remove_dirs == ("/etc/systemd/system/ollama.service.d",)
     assert not any(u.name == "ollama.service" for u in plan.desired.serving_units)  # the vendor's: not disabled
-    assert any(n.startswith("ollama.service (Ollama's own unit) stays as its installer set it up") for n in
-               plan.desired.notes)  # fmt: skip
+    assert any(
+        n.startswith("ollama.service (Ollama's own unit) stays as its installer set it up") for n in plan.desired.notes
+    )
     assert plan.desired.serving["unit"] == "gpuprov-llama-cpp.service"
 
 

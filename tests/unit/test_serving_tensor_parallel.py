@@ -23,9 +23,18 @@ from tests.conftest import gathered, load_snapshot
 
 MODEL = "/srv/models/big"
 #: a Llama-shaped model of about 97 GiB in bf16: one A100 80GB cannot hold it, two can (tensor parallel 2)
-BIG = {"model_type": "llama", "num_hidden_layers": 72, "hidden_size": 8192, "num_attention_heads": 64,
-       "num_key_value_heads": 8, "head_dim": 128, "intermediate_size": 22016, "vocab_size": 128256,
-       "max_position_embeddings": 131072, "torch_dtype": "bfloat16"}  # fmt: skip
+BIG = {
+    "model_type": "llama",
+    "num_hidden_layers": 72,
+    "hidden_size": 8192,
+    "num_attention_heads": 64,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "intermediate_size": 22016,
+    "vocab_size": 128256,
+    "max_position_embeddings": 131072,
+    "torch_dtype": "bfloat16",
+}
 
 
 def _profile(tmp_path: Path, vllm: str, gpus: str = "") -> object:
@@ -39,9 +48,10 @@ def _notes(tmp_path: Path, tp: int | None) -> list[str]:
     spec = read_hf_dir(tmp_path)
     section = ServingSection(
         engine="vllm",
-        settings=VllmSettings(model=MODEL, venv="/opt/vllm", max_model_len=8192, gpu_memory_utilization=0.9,
-                              tensor_parallel_size=tp),
-    )  # fmt: skip
+        settings=VllmSettings(
+            model=MODEL, venv="/opt/vllm", max_model_len=8192, gpu_memory_utilization=0.9, tensor_parallel_size=tp
+        ),
+    )
     return fit_notes(section, load_snapshot("a100x2"), ServingHost(present={MODEL: True}, model=spec))
 
 

@@ -60,8 +60,7 @@ def unit(tmp_path: Path) -> tuple[str, list[str], list[str]]:
         ("0.29.0", "flag", False),
     ],
 )
-def test_the_unit_has_what_the_installed_vllm_accepts(tmp_path: Path, version: str, attention: str,
-                                                      swap: bool) -> None:  # fmt: skip
+def test_the_unit_has_what_the_installed_vllm_accepts(tmp_path: Path, version: str, attention: str, swap: bool) -> None:
     install_vllm(tmp_path, version)
     exec_start, env, notes = unit(tmp_path)
     assert ("--attention-backend FLASHINFER" in exec_start) is (attention == "flag")

@@ -46,12 +46,14 @@ def test_built_in_servers_stay_on_loopback(tmp_path: Path) -> None:
     ("text", "finding"),
     [
         ("serving: {host: 0.0.0.0, llama_cpp: {model: /m.gguf, server: /s}}\n", "serving.exposed_no_key"),
-        ("serving: {host: 0.0.0.0, api_key: true, llama_cpp: {model: /m.gguf, server: /s}}\n",
-         "serving.exposed_with_key"),
+        (
+            "serving: {host: 0.0.0.0, api_key: true, llama_cpp: {model: /m.gguf, server: /s}}\n",
+            "serving.exposed_with_key",
+        ),
         ("serving: {host: '::', port: 9000, ollama: {}}\n", "serving.exposed_no_key"),
         ("serving: {host: '::1', vllm: {model: m, venv: /v}}\n", "serving.loopback"),
     ],
-)  # fmt: skip
+)
 def test_exposed_servers_without_a_key_are_warned(tmp_path: Path, text: str, finding: str) -> None:
     found = findings(installed(tmp_path, text))
     assert list(found) == [finding]

@@ -275,10 +275,11 @@ def main() -> None:
             "after": f"symlink to {link}\n" if link is not None else desired or "",
             "before_header": f"{p['path']} ({'absent' if current is None else 'current'})",
             "after_header": f"{p['path']} ({'absent' if desired is None else 'desired'})",
-        }  # fmt: skip
+        }
     if secret and "diff" in out:  # its size, never its content
-        out["diff"].update(before=apikeys.describe(current),
-                           after=apikeys.describe(desired, changed=desired != current))  # fmt: skip
+        out["diff"].update(
+            before=apikeys.describe(current), after=apikeys.describe(desired, changed=desired != current)
+        )
     verb = "removed" if desired is None and link is None else "written"
     if module.check_mode:
         verb = "would be " + verb
@@ -324,8 +325,9 @@ def _api_key(state_dir: Path, path: str, now: dict[str, Any], spec: dict[str, An
     return content, "a new API key: the one there was not made by gpuprov (a placeholder, or written by hand)"
 
 
-def _metadata_changes(now: dict[str, Any], desired: str | None, mode: int, uid: int | None,
-                      gid: int | None) -> list[str]:  # fmt: skip
+def _metadata_changes(
+    now: dict[str, Any], desired: str | None, mode: int, uid: int | None, gid: int | None
+) -> list[str]:
     """What was wrong besides the content of a file that stays: "mode 0644 -> 0600", "owner 1000 -> 0"."""
     if now["type"] != "file" or desired is None:
         return []

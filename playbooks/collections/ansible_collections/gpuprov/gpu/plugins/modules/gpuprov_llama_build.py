@@ -115,17 +115,24 @@ def main() -> None:
     if not result.ok:
         module.fail_json(
             msg=f"build failed at {result.failed_step}: " + " | ".join(result.error_lines[-3:]),
-            log=result.log_path, error_lines=result.error_lines, **out,
-        )  # fmt: skip
+            log=result.log_path,
+            error_lines=result.error_lines,
+            **out,
+        )
     checks = lb.verify_build(plan)
     rows = [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks]
     failed = [c for c in checks if c.ok is False]
     if failed:
-        module.fail_json(msg="built, but " + "; ".join(f"{c.name}: {c.detail}" for c in failed),
-                         checks=rows, log=result.log_path, **out)  # fmt: skip
+        module.fail_json(
+            msg="built, but " + "; ".join(f"{c.name}: {c.detail}" for c in failed),
+            checks=rows,
+            log=result.log_path,
+            **out,
+        )
     lb.record_build(plan, result)
-    module.exit_json(changed=True, msg=f"built in {result.duration_s:.0f} s ({reason})", checks=rows,
-                     log=result.log_path, **out)  # fmt: skip
+    module.exit_json(
+        changed=True, msg=f"built in {result.duration_s:.0f} s ({reason})", checks=rows, log=result.log_path, **out
+    )
 
 
 if __name__ == "__main__":
