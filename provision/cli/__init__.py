@@ -40,10 +40,36 @@ COMMAND_MODULES = (
 )
 
 
-def _register() -> None:
+#: each command (or command group) and the module that defines it: a run imports only its command's module
+#: (tests/unit/test_cli_registry.py keeps this equal to what registering every module defines)
+COMMANDS = {
+    "doctor": "doctor",
+    "compat": "compat",
+    "profiles": "profiles",
+    "plan": "plan",
+    "apply": "apply",
+    "revert": "apply",
+    "reapply-gpu-settings": "apply",
+    "render": "render",
+    "build": "build",
+    "fit": "fit",
+    "bench": "bench",
+    "monitor": "monitor",
+    "exporter": "monitor",
+    "prune": "prune",
+    "wait-gpu": "waitgpu",
+}
+
+
+def _register(argv: list[str] | None = None) -> None:
+    """Import the invoked command's module only (its options are parsed by it alone); every module when no
+    known command is named (``--help``, a typo: Typer lists or suggests from all of them)."""
     import importlib
 
-    for name in COMMAND_MODULES:
+    args = sys.argv[1:] if argv is None else argv
+    command = next((a for a in args if not a.startswith("-")), None)
+    names = [COMMANDS[command]] if command in COMMANDS else COMMAND_MODULES
+    for name in names:
         importlib.import_module(f"provision.cli.{name}")
 
 
@@ -73,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     from provision.errors import GpuprovError
 
     try:
-        _register()
+        _register(argv)
         app(args=argv, prog_name="gpuprov")
     except GpuprovError as exc:
         # the message may quote a file, a snapshot or a server: its control characters are shown, not sent

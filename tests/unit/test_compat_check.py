@@ -323,7 +323,7 @@ def _run(args: list[str]) -> tuple[int, str]:
 
     from provision.cli import _register
 
-    _register()
+    _register([])  # no command named: every command module
     result = CliRunner().invoke(app, args)
     if isinstance(result.exception, UsageError):
         return result.exception.exit_code, str(result.exception)
