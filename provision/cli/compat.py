@@ -12,6 +12,7 @@ from provision.cli import app
 
 if TYPE_CHECKING:
     from provision.compat.target import Target
+    from provision.snapshot import PythonEnv
 
 compat_app = typer.Typer(
     name="compat",
@@ -35,19 +36,33 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _target(
-    from_file: Path | None, driver: str | None, gpu: str | None, cc: str | None, packages: list[str] | None
+    from_file: Path | None,
+    driver: str | None,
+    gpu: str | None,
+    cc: str | None,
+    packages: list[str] | None,
+    env: PythonEnv | None = None,
 ) -> Target:
+    """What to check: a snapshot (``--from``, this host's probe, or nothing for a pure what-if), its Python
+    packages replaced by ``env`` (what ``--python`` has installed), then the what-if flags on top."""
     from provision import snapshotfile
     from provision.compat.target import Target, apply_overrides, target_from_snapshot
 
     if from_file is not None:
-        base = target_from_snapshot(snapshotfile.load(from_file))
+        snap = snapshotfile.load(from_file)
     elif driver is not None or gpu is not None or cc is not None or packages:
-        base = Target()  # a pure what-if: nothing from this host
+        snap = None  # a pure what-if: nothing from this host
     else:
         from provision.probe import probe
 
-        base = target_from_snapshot(probe())
+        snap = probe(python_stack=env is None)
+    if env is not None:
+        from provision.compat.installed import installed_target
+        from provision.snapshot import Snapshot
+
+        base = installed_target(env, snap or Snapshot())
+    else:
+        base = target_from_snapshot(snap) if snap is not None else Target()
     return apply_overrides(base, driver=driver, gpu=gpu, cc=cc, packages=packages)
 
 
@@ -65,16 +80,42 @@ def check_cmd(
         ),
     ] = None,
     from_file: FromOpt = None,
+    python: Annotated[
+        str | None,
+        typer.Option(
+            "--python",
+            metavar="PATH",
+            help="Check what is installed in this interpreter's environment (e.g. /opt/gpuprov/envs/vllm/bin/python), "
+            "read from its metadata, never imported; the driver and GPUs stay this host's (or --from's).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Check this host (or --from SNAPSHOT, or what-if flags) against the compatibility matrix.
 
     Flags override what the snapshot says. Exit code: 0 ok, 1 incompatible, 3 unknown (a version the
-    matrix does not cover), 2 bad usage.
+    matrix does not cover), 2 bad usage (also: --python is not an interpreter whose packages can be read).
     """
-    from provision.compat.verdict import check
+    import dataclasses
 
-    report = check(_target(from_file, driver, gpu, cc, with_))
+    from provision.compat.verdict import check
+    from provision.errors import UsageError
+
+    env = None
+    if python is not None:
+        from provision.compat.installed import InterpreterError, read_installed
+
+        if "/" not in python:
+            import shutil
+
+            python = shutil.which(python) or python  # a command name: the interpreter PATH gives
+        try:
+            env = read_installed(python)  # first: a bad --python is refused before probing anything
+        except InterpreterError as exc:
+            raise UsageError(f"--python {exc}") from None
+    report = check(_target(from_file, driver, gpu, cc, with_, env))
+    if env is not None:
+        report = dataclasses.replace(report, interpreter=env.interpreter or python, python_version=env.python_version)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -84,6 +125,9 @@ def check_cmd(
         from provision.console import make_console
 
         console = make_console()
+        if report.interpreter is not None:
+            version = f" (Python {report.python_version})" if report.python_version else ""
+            console.print(escape(f"installed in {report.interpreter}{version}"), style="dim")
         if report.problems:
             table = Table("", "pair", "why", "fix", "source", show_lines=True)
             mark = {"incompatible": "[red]✗[/]", "unknown": "[yellow]?[/]", "warning": "[yellow]![/]"}

@@ -36,13 +36,16 @@ class Report:
     stale: list[str] = field(default_factory=list)
     #: how old the matrix is: {"refreshed": "2026-12-04", "age_days": 3, "overlay": path or None}
     matrix: dict[str, object] = field(default_factory=dict)
+    #: the interpreter whose installed packages were checked (``compat check --python``); None: a snapshot's
+    interpreter: str | None = None
+    python_version: str | None = None
 
     @property
     def exit_code(self) -> int:
         return EXIT_CODES[self.verdict]
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "verdict": self.verdict,
             "problems": [p.to_dict() for p in self.problems],
             "checked": self.checked,
@@ -50,6 +53,9 @@ class Report:
             "stale": self.stale,
             "matrix": self.matrix,
         }
+        if self.interpreter is not None:
+            out["python"] = {"interpreter": self.interpreter, "python_version": self.python_version}
+        return out
 
 
 def verdict_of(problems: list[Problem]) -> str:
