@@ -7,9 +7,13 @@ their code cells), merged in file order, each file's result kept in the scan cac
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import marshal
 import os
 import re
+import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -110,18 +114,98 @@ def _without_cyclic_gc(work: Callable[[], _T]) -> _T:
         gc.enable()
 
 
+#: below this many bytes to parse the scan stays in one process (a fork and its answer cost ~5 ms)
+MIN_PARALLEL_BYTES = 256 * 1024
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _scan_files(todo: list[tuple[str, str, int]]) -> list[dict[str, Any]]:
+    """The scan payloads of ``todo`` ((path, rel, size) each), in its order. With as many bytes to parse
+    as ``MIN_PARALLEL_BYTES`` and more than one usable CPU, forked children parse every n-th file (the
+    parent the rest) and send their payloads back through a pipe (:mod:`marshal`); a child that fails
+    or answers nothing leaves its files to the parent. Only a single-threaded process forks."""
+    parts = min(_usable_cpus(), 8)
+    total = sum(size for _, _, size in todo)
+    if parts < 2 or total < MIN_PARALLEL_BYTES or not hasattr(os, "fork") or threading.active_count() != 1:
+        return list(_scan_here(todo).values())
+    shares = [todo[i::parts] for i in range(parts)]
+    children: list[tuple[int, int, int]] = []  # (share index, pid, read end of its pipe)
+    try:
+        for index in range(1, parts):
+            read_fd, write_fd = os.pipe()
+            try:
+                pid = os.fork()
+            except OSError:
+                os.close(read_fd)
+                os.close(write_fd)
+                break
+            if pid == 0:  # the child: parse its share, answer, leave without running the parent's cleanup
+                code = 1
+                try:
+                    os.close(read_fd)
+                    gc.disable()
+                    answer = marshal.dumps([_scan_file(path, rel) for path, rel, _ in shares[index]])
+                    with os.fdopen(write_fd, "wb") as out:
+                        out.write(answer)
+                    code = 0
+                finally:
+                    os._exit(code)
+            os.close(write_fd)
+            children.append((index, pid, read_fd))
+        forked = {index for index, _, _ in children}
+        payloads = _scan_here([item for i, share in enumerate(shares) if i not in forked for item in share])
+        while children:
+            index, pid, read_fd = children.pop()  # _read_answer closes its pipe and reaps it
+            share = shares[index]
+            answer = _read_answer(read_fd, pid, len(share))  # None: the child failed, its files are parsed here
+            payloads.update(_scan_here(share) if answer is None else zip((p for p, _, _ in share), answer, strict=True))
+        return [payloads[path] for path, _, _ in todo]
+    finally:
+        for _, pid, read_fd in children:  # interrupted: no child outlives the scan
+            with contextlib.suppress(OSError):
+                os.close(read_fd)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+
+
+def _scan_here(todo: list[tuple[str, str, int]]) -> dict[str, dict[str, Any]]:
+    """The scan payloads of ``todo`` parsed in this process, by path (in ``todo``'s order)."""
+    return _without_cyclic_gc(lambda: {path: _scan_file(path, rel) for path, rel, _ in todo})
+
+
+def _read_answer(read_fd: int, pid: int, expected: int) -> list[dict[str, Any]] | None:
+    """A child's payloads (closing its pipe and reaping it), or None when it failed or answered nonsense."""
+    with os.fdopen(read_fd, "rb") as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    if status != 0:
+        return None
+    try:
+        answer = marshal.loads(data)
+    except (EOFError, ValueError, TypeError):
+        return None
+    return answer if isinstance(answer, list) and len(answer) == expected else None
+
+
 def scan_project(root: Path, exclude: tuple[str, ...] = (), cache: ScanCache | None = None) -> ScanResult:
     """Scan every Python file of the project (hidden dirs, environments and builds skipped); with a
     ``cache``, a file whose size and mtime it recorded is not read again."""
     result = ScanResult(first_party=first_party_modules(root))
     files: list[tuple[str, dict[str, Any] | None, os.stat_result]] = []
-    todo: list[tuple[str, str]] = []
+    todo: list[tuple[str, str, int]] = []
     for path, rel, st in python_files(root, exclude):
         payload = cache.get(rel, st.st_size, st.st_mtime_ns) if cache is not None else None
         if payload is None:
-            todo.append((path, rel))
+            todo.append((path, rel, st.st_size))
         files.append((rel, payload, st))
-    scanned = iter(_without_cyclic_gc(lambda: [_scan_file(path, rel) for path, rel in todo]))
+    scanned = iter(_scan_files(todo))
     for rel, payload, seen in files:
         if payload is None:
             payload = next(scanned)
