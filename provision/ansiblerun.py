@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,7 @@ def run_playbook(
     check: bool = False,
     diff: bool = False,
     env: dict[str, str] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> RunResult:
     """``ansible-playbook -i localhost, -c local PLAYBOOK`` with this interpreter as the module
     interpreter and gpuprov's modules, roles and callback on the paths."""
@@ -113,13 +115,15 @@ def run_playbook(
                 "GPUPROV_RESULTS_FILE": str(results_file),
             }
         )
+        if progress is not None:
+            environ["GPUPROV_PROGRESS_FILE"] = str(Path(tmp) / "progress.jsonl")
         cmd = [ansible_playbook(), "-i", "localhost,", "-c", "local", str(pdir / playbook), "-e", f"@{vars_file}"]
         if check:
             cmd.append("--check")
         if diff:
             cmd.append("--diff")
         try:
-            proc = subprocess.run(cmd, env=environ, capture_output=True, text=True, check=False)
+            proc = _run_with_progress(cmd, environ, progress)
         except OSError as exc:
             raise AnsibleError(f"cannot run ansible-playbook: {exc}") from None
         results = []
@@ -138,3 +142,46 @@ def run_playbook(
                     )
                 )
         return RunResult(proc.returncode, results, proc.stdout + proc.stderr)
+
+
+def _run_with_progress(
+    cmd: list[str], environ: dict[str, str], progress: Callable[[str], None] | None
+) -> subprocess.CompletedProcess[str]:
+    """Run ansible-playbook; with ``progress``, pass it each task as it starts and each phase a module
+    reports (the lines of GPUPROV_PROGRESS_FILE), while the run goes on."""
+    if progress is None:
+        return subprocess.run(cmd, env=environ, capture_output=True, text=True, check=False)
+    import threading
+
+    path = Path(environ["GPUPROV_PROGRESS_FILE"])
+    done = threading.Event()
+
+    def follow() -> None:
+        offset = 0
+        while True:
+            finished = done.wait(0.25)
+            try:
+                with path.open("rb") as fh:
+                    fh.seek(offset)
+                    chunk = fh.read()
+            except OSError:
+                chunk = b""
+            complete, newline, _ = chunk.rpartition(b"\n")
+            offset += len(complete) + len(newline)
+            for line in complete.decode("utf-8", "replace").splitlines():
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(event, dict) and isinstance(event.get("task") or event.get("phase"), str):
+                    progress(event.get("task") or "  " + event["phase"])
+            if finished:
+                return
+
+    watcher = threading.Thread(target=follow, daemon=True)
+    watcher.start()
+    try:
+        return subprocess.run(cmd, env=environ, capture_output=True, text=True, check=False)
+    finally:
+        done.set()
+        watcher.join(timeout=5)

@@ -11,6 +11,7 @@ from provision.bootfiles import PERSISTENCED, unit_installed
 from provision.gpudecisions import current_settings, gpu_key, power_limit_known_refused, same
 from provision.plantypes import Change, Desired, HostState
 from provision.snapshot import Snapshot
+from provision.stack.planning import stack_change
 
 
 def _unified(path: str, old: str | None, new: str | None) -> str:
@@ -98,6 +99,8 @@ def changes_for(snapshot: Snapshot, desired: Desired, host: HostState) -> list[C
                 out.append(Change(f.path, "owner", have_owner, want_owner, "change"))
     if desired.llama_cpp:
         out.append(_llama_cpp_change(desired.llama_cpp, host))
+    if desired.stack:
+        out.append(stack_change(desired.stack, host))
     for u in [*desired.units, *desired.serving_units]:
         unit = host.units.get(u.name)
         if unit is None or not host.known:

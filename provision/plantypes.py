@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from provision.llama_build.buildhost import BuildHost
     from provision.serving.facts import ServingHost
     from provision.serving.sandbox import SandboxFacts
+    from provision.stack.facts import StackHost
 
 
 class PlanError(GpuprovError):
@@ -61,6 +62,8 @@ class HostState:
     serving: ServingHost | None = None
     #: the interpreter directories and symlinks the boot unit's sandbox depends on (and the server's)
     sandbox: SandboxFacts | None = None
+    #: what planning the profile's serving environment looks at (where its path leads, what gpuprov made)
+    stack: StackHost | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,8 @@ class Desired:
     serving: dict[str, Any] = field(default_factory=dict)
     #: the llama-cpp-python build the profile asks for (llama_build.BuildPlan.to_dict); empty: none
     llama_cpp: dict[str, Any] = field(default_factory=dict)
+    #: the server's environment (provision.stack: StackSpec.to_dict and its state); empty: none
+    stack: dict[str, Any] = field(default_factory=dict)
     #: why a unit could not start as planned (a path its sandbox hides): plan warns, apply refuses (exit 3)
     refusals: list[str] = field(default_factory=list)
 
@@ -140,6 +145,7 @@ class Desired:
             "serving_units": [asdict(u) for u in self.serving_units],
             "serving": dict(self.serving),
             LLAMA_CPP_ENGINE: dict(self.llama_cpp),  # the llama_cpp section's build
+            "stack": dict(self.stack),
             "refusals": list(self.refusals),
         }
 

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -30,6 +31,31 @@ def _refuse_unless_root(check: bool, command: str) -> None:
 
     if not check and not running_as_root():
         raise PlanError(f"{command} changes GPU settings and system files: run it with sudo, or add --check to preview")
+
+
+@contextlib.contextmanager
+def _progress() -> Iterator[Callable[[str], None] | None]:
+    """On a terminal, a status line on stderr naming the task (and the environment's phase) running now,
+    with the time since the start; elsewhere nothing (stdout, --json included, stays as it was)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    import time
+
+    from rich.console import Console
+    from rich.markup import escape
+
+    started = time.monotonic()
+    console = Console(stderr=True)
+    with console.status("starting ansible-playbook") as status:
+
+        def show(line: str) -> None:
+            elapsed = time.monotonic() - started
+            status.update(f"[{elapsed:5.0f} s] {escape(line.strip())}")
+            if line.startswith("  "):  # a phase of a long task (the environment): kept on screen
+                console.print(f"[dim][{elapsed:5.0f} s] {escape(line.strip())}[/]")
+
+        yield show
 
 
 def _run(
@@ -58,8 +84,8 @@ def _run(
     if not check:
         extra_vars["gpuprov_gpu_lock_pid"] = os.getpid()
     fresh = not state.exists()  # a refused first apply leaves no state directory behind
-    with contextlib.nullcontext() if check else applystate.exclusive_lock(state):
-        result = run_playbook("local.yml", extra_vars, check=check, diff=diff)
+    with contextlib.nullcontext() if check else applystate.exclusive_lock(state), _progress() as progress:
+        result = run_playbook("local.yml", extra_vars, check=check, diff=diff, progress=progress)
         if result.refusal is not None and fresh and not check:
             (state / applystate.LOCK_FILE).unlink(missing_ok=True)
             with contextlib.suppress(OSError):  # only if nothing else is in it

@@ -22,6 +22,7 @@ from provision.monitor import section as _monitoring_section  # noqa: F401
 from provision.profiles.chain import build, check_header, merge
 from provision.profiles.schema import NAME_RE, Profile, ProfileError
 from provision.serving import section as _serving_section  # noqa: F401
+from provision.stack import section as _stack_section  # noqa: F401
 
 #: a profile file larger than this is refused (they are a few hundred bytes)
 MAX_FILE_BYTES = 256 * 1024

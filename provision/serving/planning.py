@@ -21,7 +21,7 @@ from provision.serving.settings import (
     ServingSection,
     VllmSettings,
 )
-from provision.serving.units import MANAGED_FILES, MANAGED_UNITS, OLLAMA_DROPIN, UNIT
+from provision.serving.units import MANAGED_FILES, MANAGED_UNITS, OLLAMA_DOWNLOAD, OLLAMA_DROPIN, UNIT, ollama_missing
 
 if TYPE_CHECKING:
     from provision.plantypes import Desired, HostState
@@ -44,6 +44,12 @@ def plan_serving(desired: Desired, snapshot: Snapshot, profile: Profile, host: H
     if section is None:
         _remove_stale(desired, host, facts, profile.name, None)
         return
+    if isinstance(section.settings, OllamaSettings) and host.known and facts.ollama is None:
+        where = f"in the image tree {host.root}" if host.image else "on this host"
+        raise PlanError(
+            f"profile {profile.name}: serving: {ollama_missing(where)}: install it with its installer "
+            f"({OLLAMA_DOWNLOAD}), then run apply again"
+        )
     try:
         files = serving_files(profile.name, section, python=host.python, host=facts)
     except ServingError as exc:
@@ -65,7 +71,9 @@ def plan_serving(desired: Desired, snapshot: Snapshot, profile: Profile, host: H
         desired.serving_files.append(FileTarget(path, content, mode, note))
     start = host.systemd_running
     program = server_argv(section)[0] if files.owned else None
-    if program is not None and host.known and not facts.present[program]:
+    # a stack section makes the server's environment earlier in the same apply (provision.stack)
+    made_by_stack = "stack" in profile.sections
+    if program is not None and host.known and not facts.present[program] and not made_by_stack:
         start = False
         desired.notes.append(
             f"{program} is not on this host: {files.unit} is written and enabled, and starts once it is installed"

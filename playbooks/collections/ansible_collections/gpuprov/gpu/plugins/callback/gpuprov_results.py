@@ -2,7 +2,8 @@
 """Ansible callback: one JSON line per task result (per loop item) for `gpuprov apply` to summarise.
 
 Enabled by `gpuprov apply` (ANSIBLE_CALLBACKS_ENABLED=gpuprov_results); writes to the file named by
-GPUPROV_RESULTS_FILE. Each line: {"task", "item", "status" (ok/changed/failed/skipped/unreachable),
+GPUPROV_RESULTS_FILE, and the name of each task as it starts to GPUPROV_PROGRESS_FILE when that is set (the
+CLI shows it while the run goes on; gpuprov_stack adds its phases there). Each line: {"task", "item", "status" (ok/changed/failed/skipped/unreachable),
 "msg", "diff", "notes", "refusal"}: ``notes`` and ``refusal`` are the gpuprov_plan module's (what the run's
 plan wants a person to know; a profile refused before any change), so ``gpuprov apply`` never plans again.
 """
@@ -56,6 +57,13 @@ class CallbackModule(CallbackBase):
     def __init__(self) -> None:
         super().__init__()
         self._path = os.environ.get("GPUPROV_RESULTS_FILE")
+        self._progress = os.environ.get("GPUPROV_PROGRESS_FILE")
+
+    def v2_playbook_on_task_start(self, task, is_conditional) -> None:
+        if not self._progress or task.action in SILENT_ACTIONS:
+            return
+        with open(self._progress, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"task": task.get_name()}) + "\n")
 
     def _emit(self, result, status: str, item=None) -> None:
         if not self._path or result._task.action in SILENT_ACTIONS:
