@@ -210,8 +210,16 @@ def _marker_environment() -> dict[str, str]:
     }
 
 
-def _describe(dist) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    meta = dist.metadata
+def _requires(dist, meta) -> list[str]:  # type: ignore[no-untyped-def]
+    """``dist.requires`` from the already parsed ``meta`` (every ``dist.requires``, ``dist.version``
+    and ``dist.metadata`` parses METADATA again): ``Requires-Dist``, else an egg's ``requires.txt``."""
+    reqs = meta.get_all("Requires-Dist")
+    if reqs is None and dist.read_text("requires.txt") is not None:
+        reqs = dist.requires
+    return list(reqs or [])
+
+
+def _describe(dist, meta) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     record_bytes = 0
     record_complete = True
     modules = set()
@@ -248,8 +256,8 @@ def _describe(dist) -> dict[str, Any]:  # type: ignore[no-untyped-def]
         entry_points.setdefault(ep.group, []).append(ep.name)
     return {
         "name": meta["Name"],
-        "version": dist.version or "",
-        "requires": list(dist.requires or []),
+        "version": meta["Version"] or "",
+        "requires": _requires(dist, meta),
         "provides_extras": list(meta.get_all("Provides-Extra") or []),
         "modules": sorted(modules),
         "top_level": top_level,
@@ -288,22 +296,29 @@ def _stdlib_from_files() -> set[str]:
 def collect_distributions(paths: list[str] | None = None) -> dict[str, Any]:
     """What ``gpuprov prune`` reads: every distribution on ``paths`` (default ``sys.path``) described
     in full (modules from ``RECORD``, requirements, entry points, sizes) — first one of a name wins."""
+    import gc
     from importlib import metadata
 
     kwargs: dict[str, Any] = {"path": paths} if paths is not None else {}
     dists = {}
-    for dist in metadata.distributions(**kwargs):
-        meta = dist.metadata
-        name = meta["Name"] if meta else None
-        if not name:
-            continue
-        key = _normalise(name)
-        if key in dists:  # first on the path wins, as for imports
-            continue
-        dists[key] = _describe(dist)
-    pkg_dists = {}
-    if paths is None and hasattr(metadata, "packages_distributions"):
-        pkg_dists = {k: sorted(set(v)) for k, v in metadata.packages_distributions().items()}
+    enabled = gc.isenabled()
+    gc.disable()  # tens of thousands of short-lived objects (one per RECORD line), no cycles worth finding
+    try:
+        for dist in metadata.distributions(**kwargs):
+            meta = dist.metadata  # parsed once here: _describe reads version and requirements from it
+            name = meta["Name"] if meta else None
+            if not name:
+                continue
+            key = _normalise(name)
+            if key in dists:  # first on the path wins, as for imports
+                continue
+            dists[key] = _describe(dist, meta)
+        pkg_dists = {}
+        if paths is None and hasattr(metadata, "packages_distributions"):
+            pkg_dists = {k: sorted(set(v)) for k, v in metadata.packages_distributions().items()}
+    finally:
+        if enabled:
+            gc.enable()
     stdlib = sorted(getattr(sys, "stdlib_module_names", ()) or _stdlib_from_files())
     return {
         "interpreter": sys.executable,
