@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from provision.cli import app
+
+if TYPE_CHECKING:
+    from provision.plantypes import TuningPlan
 
 
 @app.command("plan")
@@ -45,6 +48,7 @@ def plan_cmd(
         snap = plan_snapshot(root=root)  # an image tree: no NVML (its boot unit applies the GPU settings)
         host = read_host_state(snap, prof, root=root, python=sys.executable)
     result = make_plan(snap, prof, host, force=force)
+    _preview_stack(result)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
         return
@@ -52,3 +56,23 @@ def plan_cmd(
     from provision.tuningreport import render_plan
 
     render_plan(result, make_console(), diff=diff)
+
+
+def _preview_stack(result: TuningPlan) -> None:
+    """An environment the plan would make: what uv would install and how big it is (a resolution, nothing
+    installed), and why each prune candidate stays, into the plan's notes and ``desired.stack.preview``."""
+    stack = result.desired.stack
+    if not stack or stack.get("state") not in ("create", "rebuild"):
+        return
+    from provision.stack.preview import preview
+    from provision.stack.spec import StackSpec
+
+    seen = preview(StackSpec.from_dict(stack))
+    stack["preview"] = seen.to_dict()
+    result.desired.notes.append(f"environment {stack['link']}: would install {seen.line()}")
+    for name in stack.get("prune", []):
+        if name in seen.via:
+            who = ", ".join(seen.via[name])
+            result.desired.notes.append(f"prune: {name} stays: {who} requires it (uv's resolution)")
+        elif not seen.error:
+            result.desired.notes.append(f"prune: {name} is not in the resolved set: nothing to remove")

@@ -156,6 +156,7 @@ def _auto(engine: str, target: Target) -> tuple[dict[str, str], list[str], list[
     notes = [f"versions: compat plan for this host ({', '.join(target.cc_list()) or 'no GPU'}, driver {target.driver})"]
     notes += [f"assumes {name}[{','.join(extras)}]" for name, extras in chosen.extras.items()]
     notes += list(chosen.notes)
+    notes += [w for w in chosen.warnings(driver=False)]
     return pins, chosen.install_requirements(), indexes, notes
 
 

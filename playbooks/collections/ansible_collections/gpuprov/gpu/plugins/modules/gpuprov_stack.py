@@ -144,7 +144,11 @@ def main() -> None:
         after = "".join(f"{n}=={v}\n" for n, v in spec.pins.items())
         out["diff"] = {"before": before, "after": after, "before_header": spec.link, "after_header": spec.home}
     if module.check_mode:
-        module.exit_json(changed=True, msg=f"would make {spec.home}: {raw.get('why', '')}", **out)
+        from provision.stack.preview import preview
+
+        seen = preview(spec)
+        out["preview"] = seen.to_dict()
+        module.exit_json(changed=True, msg=f"would make {spec.home} ({raw.get('why', '')}): {seen.line()}", **out)
     from provision import probe
 
     log = Path(module.params["log"] or f"/var/log/gpuprov/stack-{time.strftime('%Y%m%d-%H%M%S')}.log")
