@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from provision.cli import app
+
+if TYPE_CHECKING:
+    from provision.prune.removal import RemovalFailed, RemovalResult
 
 
 @app.command()
@@ -62,9 +65,7 @@ def prune(
     failed and was rolled back), 2 bad usage or a refusal that changed nothing (an out-of-date uv.lock
     without --allow-relock, a --verify command that already fails).
     """
-    from provision.prune.analysis import analyse
-    from provision.prune.installed import PendingEnvironment, choose_interpreter
-    from provision.prune.removal import RemovalFailed, RemovalResult, apply_removal, refuse_own_environment
+    from provision.prune.installed import choose_interpreter
 
     if (verify or allow_relock) and not apply:
         from provision.errors import UsageError
@@ -73,23 +74,38 @@ def prune(
     from provision.prune.scancache import cache_dir
 
     interpreter, why = choose_interpreter(project, python)
-    pending = PendingEnvironment(interpreter, cache_dir=cache_dir())  # collects while the source is scanned
-    try:
-        report = analyse(project, pending, interpreter_source=why, ignore=tuple(ignore or ()), cache_dir=cache_dir())
-    finally:
-        pending.cancel()
-    env = pending.result()
-    if apply:
-        refuse_own_environment(env, explicit=python is not None)
+    directory = cache_dir()
+    kept = None  # the whole report of an unchanged project, for a run that changes nothing
+    if directory is not None and interpreter is not None and not apply and project.is_dir():
+        from provision.prune.reportcache import ReportCache
+
+        kept = ReportCache(directory, project, interpreter, why, tuple(ignore or ()))
+    report = kept.load() if kept is not None else None
+    if report is None:
+        from provision.prune.analysis import analyse
+        from provision.prune.installed import PendingEnvironment
+
+        pending = PendingEnvironment(interpreter, cache_dir=directory)  # collects while the source is scanned
+        try:
+            report = analyse(project, pending, interpreter_source=why, ignore=tuple(ignore or ()), cache_dir=directory)
+        finally:
+            pending.cancel()
+        env = pending.result()
+        if kept is not None and pending.fingerprint is not None:
+            kept.save(report, pending.fingerprint)
     code = report.exit_code
     applied: RemovalResult | None = None
     failure: RemovalFailed | None = None
-    if apply and report.removable:
-        try:
-            applied = apply_removal(report, env, verify=tuple(verify or ()), allow_relock=allow_relock)
-            code = 0
-        except RemovalFailed as exc:
-            applied, failure, code = exc.result, exc, exc.exit_code
+    if apply:  # never served from the report cache: env is this run's
+        from provision.prune.removal import RemovalFailed, apply_removal, refuse_own_environment
+
+        refuse_own_environment(env, explicit=python is not None)
+        if report.removable:
+            try:
+                applied = apply_removal(report, env, verify=tuple(verify or ()), allow_relock=allow_relock)
+                code = 0
+            except RemovalFailed as exc:
+                applied, failure, code = exc.result, exc, exc.exit_code
     if as_json:
         payload = report.to_dict()
         payload["exit_code"] = code

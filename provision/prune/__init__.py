@@ -8,6 +8,7 @@ and remove them the way the project manages its environment.
   where each distribution is used
 * :mod:`~provision.prune.installed` — the environment's metadata (:func:`provision.pyenv.collect_distributions`)
 * :mod:`~provision.prune.scancache` — per-file scan results and the target's metadata kept between runs
+* :mod:`~provision.prune.reportcache` — the whole report of an unchanged project, served to a re-run
 * :mod:`~provision.prune.graph` — ``Requires-Dist`` walk with markers; :mod:`~provision.prune.analysis` — verdicts
 * :mod:`~provision.prune.removal` — ``--apply``: back up (:mod:`~provision.prune.backup`), remove, verify
   (:mod:`~provision.prune.verify`), roll back

@@ -150,9 +150,9 @@ def _scan_files(todo: list[tuple[str, str, int]]) -> list[dict[str, Any]]:
                 try:
                     os.close(read_fd)
                     gc.disable()
-                    answer = marshal.dumps([_scan_file(path, rel) for path, rel, _ in shares[index]])
+                    encoded = marshal.dumps([_scan_file(path, rel) for path, rel, _ in shares[index]])
                     with os.fdopen(write_fd, "wb") as out:
-                        out.write(answer)
+                        out.write(encoded)
                     code = 0
                 finally:
                     os._exit(code)

@@ -157,6 +157,8 @@ class PendingEnvironment:
         self.python, self.paths = python, paths
         self.env: InstalledEnv | None = None
         self.cache: Path | None = None
+        #: another interpreter's answer: ``[path, mtime_ns]`` of what it depends on (None: gpuprov's own)
+        self.fingerprint: list[list[Any]] | None = None
         self.running: pyenvrun.RunningCollector | None = None
         if python is None or _same_interpreter(python):
             return  # read in-process by result()
@@ -167,6 +169,7 @@ class PendingEnvironment:
                 saved = json.loads(self.cache.read_text(encoding="utf-8"))
                 if saved["key"] == _collector_key() and saved["fingerprint"] == _fingerprint(python, saved["data"]):
                     self.env = env_from_collected(saved["data"])
+                    self.fingerprint = saved["fingerprint"]
                     return
             except (OSError, ValueError, KeyError, TypeError):
                 pass
@@ -183,9 +186,9 @@ class PendingEnvironment:
             self.env = env_from_collected(pyenv.collect_distributions(self.paths))
             return self.env
         data = _collected(self.python, self.running.result(COLLECT_TIMEOUT_S))
+        self.fingerprint = _fingerprint(self.python, data)
         if self.cache is not None:
-            payload = {"key": _collector_key(), "fingerprint": _fingerprint(self.python, data), "data": data}
-            write_cache_file(self.cache, payload)
+            write_cache_file(self.cache, {"key": _collector_key(), "fingerprint": self.fingerprint, "data": data})
         self.env = env_from_collected(data)
         return self.env
 

@@ -37,15 +37,20 @@ def cache_dir() -> Path | None:
     return user_cache_dir() / "prune"
 
 
-def _scanner_key() -> str:
-    """gpuprov's version and a hash of the scanner's own source: a change to either is a new cache."""
-    digest = hashlib.sha256(__version__.encode())
-    for name in ("imports.py", "sourcescan.py", "scancache.py"):
+def sources_key(sources: list[Path], extra: str = "") -> str:
+    """A hash of gpuprov's version, ``extra`` and these source files: a change to any is a new cache."""
+    digest = hashlib.sha256(f"{__version__}\0{extra}".encode())
+    for path in sources:
         try:
-            digest.update((Path(__file__).parent / name).read_bytes())
+            digest.update(path.read_bytes())
         except OSError:
-            digest.update(name.encode())
+            digest.update(path.name.encode())
     return digest.hexdigest()[:32]
+
+
+def _scanner_key() -> str:
+    """gpuprov's version and a hash of the scanner's own source."""
+    return sources_key([Path(__file__).parent / name for name in ("imports.py", "sourcescan.py", "scancache.py")])
 
 
 class ScanCache:

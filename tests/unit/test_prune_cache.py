@@ -140,7 +140,7 @@ def test_cli_uses_the_cache_and_writes_nothing_into_the_project(
         outputs.append(json.loads(capsys.readouterr().out))
     assert outputs[0] == outputs[1]
     assert sorted(p.relative_to(project) for p in project.rglob("*")) == before
-    cached = [p for p in (tmp_path / "cache").glob("*.json") if not p.name.startswith("env-")]
+    cached = [p for p in (tmp_path / "cache").glob("*.json") if not p.name.startswith(("env-", "report-"))]
     assert len(cached) == 1 and "src/styles/__init__.py" in json.loads(cached[0].read_text())["files"]
 
 

@@ -1,0 +1,172 @@
+"""The whole ``prune`` report of an unchanged project, kept between runs: a re-run whose project tree,
+target environment, arguments and gpuprov code are what the saved report was made from reads it back
+instead of merging the per-file scan, loading the environment's metadata and deciding again.
+
+What the report depends on, and so what must be unchanged for the saved one to be served:
+
+* the project tree: every file's path, size and ``mtime_ns``, and every directory's name, walked as
+  the scans walk it but wider (nested projects, ``build/``, ``*.egg-info`` included); only what no part
+  of prune reads is left out: hidden directories other than the CI ones the mentions read, caches
+  (``__pycache__``, ``node_modules``...) and virtual environments; requirements files included from
+  outside the tree (``-r ../base.txt``) are listed by their absolute paths;
+* the target interpreter's environment: the interpreter file, its ``sys.path`` directories and editable
+  roots keep their ``mtime_ns`` (the fingerprint of :class:`~provision.prune.installed.PendingEnvironment`);
+* the arguments: interpreter, why it was chosen, ``--ignore``;
+* gpuprov: its version, the source of every prune module and of the metadata collector, and the
+  ``packaging`` version (it parses the requirements).
+
+Only reports of another interpreter's environment are kept (gpuprov's own has no fingerprint), and
+only for runs that change nothing (``--apply`` always decides afresh). The declared set is read again
+on a hit (cheap, and the report carries it for ``--apply``). Stored next to the scan cache
+(:mod:`~provision.prune.scancache`) as ``report-<hash of the project path>.json``; unreadable or
+out of date is a miss, never an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from provision.prune.mentions import HIDDEN_KEPT
+from provision.prune.scancache import sources_key, write_cache_file
+from provision.prune.sourcetree import SKIP_DIRS, is_environment_dir
+
+_PACKAGE = Path(__file__).parent
+
+
+def code_key() -> str:
+    """gpuprov's version, every prune module's source, the collector's, and ``packaging``'s version."""
+    import packaging
+
+    sources = [*sorted(_PACKAGE.glob("*.py")), _PACKAGE.parent / "pyenv.py", _PACKAGE.parent / "pyenvrun.py"]
+    return sources_key(sources, extra=f"packaging {packaging.__version__}")
+
+
+def tree_listing(root: Path) -> list[list[Any]]:
+    """Every directory (``[rel + "/"]``) and file (``[rel, size, mtime_ns]``; size None when it cannot
+    be read) under ``root`` that any part of prune could read, in walk order."""
+    top = os.fspath(root)
+    out: list[list[Any]] = []
+    for dirpath, dirnames, filenames in os.walk(top):
+        rel_dir = os.path.relpath(dirpath, top)
+        prefix = "" if rel_dir == "." else rel_dir + os.sep
+        dirnames.sort()
+        out += [[prefix + d + "/"] for d in dirnames]
+        dirnames[:] = [
+            d
+            for d in dirnames
+            if (d in HIDDEN_KEPT or not d.startswith("."))
+            and d not in SKIP_DIRS
+            and not is_environment_dir(os.path.join(dirpath, d))
+        ]
+        for name in sorted(filenames):
+            try:
+                st = os.stat(os.path.join(dirpath, name))
+                out.append([prefix + name, st.st_size, st.st_mtime_ns])
+            except OSError:
+                out.append([prefix + name, None, None])
+    return out
+
+
+def _outside_files(project: Path, requirements_files: list[str]) -> list[list[Any]]:
+    """Requirements files the report read from outside the tree (absolute paths), with size and mtime."""
+    out: list[list[Any]] = []
+    for name in requirements_files:
+        if os.path.isabs(name):
+            try:
+                st = os.stat(name)
+                out.append([name, st.st_size, st.st_mtime_ns])
+            except OSError:
+                out.append([name, None, None])
+    return out
+
+
+def fingerprint_holds(fingerprint: list[list[Any]]) -> bool:
+    """Whether every path of an environment fingerprint (``[path, mtime_ns]``) still has that mtime."""
+    for path, mtime_ns in fingerprint:
+        try:
+            if os.stat(path).st_mtime_ns != mtime_ns:
+                return False
+        except OSError:
+            if mtime_ns is not None:
+                return False
+    return True
+
+
+class ReportCache:
+    """The saved report of one project for one set of arguments: :meth:`load` before analysing,
+    :meth:`save` after (with the listing taken before the analysis, so an edit made while it ran
+    is a miss next time, not a stale answer)."""
+
+    def __init__(self, directory: Path, project: Path, interpreter: str, why: str, ignore: tuple[str, ...]) -> None:
+        root = os.path.realpath(project)
+        self.path = directory / ("report-" + hashlib.sha256(root.encode()).hexdigest()[:24] + ".json")
+        self.project = project
+        self.head = {"key": code_key(), "root": root, "args": [interpreter, why, sorted(ignore)]}
+        self.listing = tree_listing(project)
+
+    def load(self) -> Any:
+        """The saved :class:`~provision.prune.analysis.PruneReport`, or None (a miss)."""
+        try:
+            saved = json.loads(self.path.read_text(encoding="utf-8"))
+            if not isinstance(saved, dict) or any(saved.get(k) != v for k, v in self.head.items()):
+                return None
+            if saved["listing"] != self.listing or not fingerprint_holds(saved["env"]):
+                return None
+            from provision.prune.declared import read_declared
+
+            declared = read_declared(self.project)
+            if saved["outside"] != _outside_files(self.project, declared.requirements_files):
+                return None
+            return report_from_json(saved["report"], declared)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def save(self, report: Any, env_fingerprint: list[list[Any]]) -> None:
+        payload = {
+            **self.head,
+            "listing": self.listing,
+            "outside": _outside_files(self.project, report.declared.requirements_files),
+            "env": env_fingerprint,
+            "report": report_to_json(report),
+        }
+        write_cache_file(self.path, payload)
+
+
+def report_to_json(report: Any) -> dict[str, Any]:
+    """A :class:`~provision.prune.analysis.PruneReport` as JSON-ready data, all but its declared set."""
+    data = {f.name: getattr(report, f.name) for f in dataclasses.fields(report) if f.name != "declared"}
+    data["verdicts"] = [dataclasses.asdict(v) for v in report.verdicts]
+    data["import_providers"] = {k: sorted(v) for k, v in report.import_providers.items()}
+    return data
+
+
+def report_from_json(data: dict[str, Any], declared: Any) -> Any:
+    """The report :func:`report_to_json` wrote, with ``declared`` (read again) as its declared set."""
+    from provision.prune.analysis import PruneReport, Verdict
+    from provision.prune.uses import Use
+
+    verdicts = [
+        Verdict(
+            **{
+                **v,
+                "used_at": Use(**v["used_at"]) if v["used_at"] is not None else None,
+                "orphans": [(name, size) for name, size in v["orphans"]],
+            }
+        )
+        for v in data["verdicts"]
+    ]
+    return PruneReport(
+        **{
+            **data,
+            "verdicts": verdicts,
+            "declared": declared,
+            "unparsed": [(f, why) for f, why in data["unparsed"]],
+            "missing_requirements": [(a, b) for a, b in data["missing_requirements"]],
+            "import_providers": {k: set(v) for k, v in data["import_providers"].items()},
+        }
+    )
