@@ -1,4 +1,4 @@
-"""Serving engines on PATH: ollama, vllm, llama-server.
+"""Serving engines on PATH: ollama, vllm, llama-server; and where Ollama's binary is on a host or image tree.
 
 Only ``ollama --version`` is run (a static Go binary, milliseconds). ``vllm --version`` imports torch
 (seconds) and ``llama-server --version`` initialises its GPU backends, so for those we report the path;
@@ -11,8 +11,14 @@ import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 from provision.snapshot import Engine
+
+#: where Ollama's binary is installed: its Linux installer puts it in the first of /usr/local/bin, /usr/bin,
+#: /bin that is on PATH (ollama/ollama scripts/install.sh: "for BINDIR in /usr/local/bin /usr/bin /bin"; its
+#: uninstall steps look in the same three); distribution packages put it in /usr/bin
+OLLAMA_BINARIES = ("/usr/local/bin/ollama", "/usr/bin/ollama", "/bin/ollama")
 
 _OLLAMA_VERSION = re.compile(r"version (?:is )?(\d+\.\d+\.\d+\S*)")
 
@@ -39,3 +45,18 @@ def find_engines(environ: dict[str, str]) -> list[Engine]:
                 version = None
         found.append(Engine(name=name, path=exe, version=version))
     return found
+
+
+def ollama_binary(root: Path = Path("/")) -> str | None:
+    """Ollama's binary under ``root`` (a path as seen inside it, links followed inside the tree), or None.
+    A binary elsewhere (``~/.local/bin``, ``/opt``) is Ollama's own unit's business:
+    :func:`provision.serving.units.ollama_installed` looks for that unit too."""
+    from provision.roottree import RootPathError, resolve
+
+    for path in OLLAMA_BINARIES:
+        try:
+            if resolve(root, path).is_file():
+                return path
+        except (OSError, RootPathError):  # a link loop or an unreadable directory: not a binary found
+            continue
+    return None

@@ -1,5 +1,6 @@
 """doctor checks on the inference servers gpuprov set up (``Snapshot.host.servers``): a server that
-other hosts can reach without an API key is a warning."""
+other hosts can reach without an API key is a warning; gpuprov's Ollama drop-in on a host where Ollama is
+not installed (no binary, no ``ollama.service``) is an error."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import ipaddress
 from collections.abc import Iterable
 
 from provision.diagnosis import Finding, check
-from provision.serving.units import exposure_remedy
+from provision.serving.units import OLLAMA_DOWNLOAD, exposure_remedy, ollama_missing
 from provision.snapshot import Snapshot
 
 
@@ -40,4 +41,20 @@ def exposed_servers(s: Snapshot) -> Iterable[Finding]:
                 f"{server.unit} listens on {where} without an API key: anyone who can reach this host can use it",
                 exposure_remedy(server.engine),
                 subject,
+            )
+
+
+@check
+def engine_missing(s: Snapshot) -> Iterable[Finding]:
+    """An applied Ollama profile leaves gpuprov's drop-in for ``ollama.service``: with Ollama gone (or never
+    installed) there is no server to start."""
+    for server in s.host.servers:
+        if server.engine == "ollama" and server.engine_installed is False:
+            yield Finding(
+                "serving.engine_missing",
+                "error",
+                f"{server.unit} has gpuprov's drop-in, but {ollama_missing()}: nothing serves",
+                f"install Ollama with its installer ({OLLAMA_DOWNLOAD}), then gpuprov apply again (or apply a "
+                "profile without an Ollama server, which removes the drop-in)",
+                server.unit,
             )

@@ -55,6 +55,9 @@ class ServerInfo:
     host: str | None = None
     port: int | None = None
     api_key: bool = False
+    #: the engine the unit runs is installed (Ollama: its binary or its own ollama.service, which gpuprov's
+    #: drop-in extends); None: not looked at (gpuprov's own vLLM / llama.cpp units; older snapshots)
+    engine_installed: bool | None = None
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """What planning a serving section looks at on the host, read once before planning (the section's
 gather hook): the virtualenvs' ``pyvenv.cfg`` and this host's symlinks (the sandbox), the installed vLLM,
-whether the server's program, the model and Ollama's directories are there, what apply will put right
+whether the server's program, the model, Ollama itself and its directories are there, what apply will put right
 about a key file, and the model's shape for ``fit``. Planning itself (:mod:`.planning`) reads nothing."""
 
 from __future__ import annotations
@@ -11,11 +11,14 @@ from typing import TYPE_CHECKING
 
 from packaging.version import Version
 
+from provision.engineflags import OLLAMA_ENGINE
+from provision.engines import ollama_binary
 from provision.errors import GpuprovError
 from provision.serving.commandline import server_argv
 from provision.serving.keyfiles import KEY_FILES, key_file_notes
 from provision.serving.sandbox import SandboxFacts, read_sandbox_facts, unit_paths, unit_pythons
 from provision.serving.settings import OLLAMA_HOME, LlamaCppSettings, OllamaSettings, ServingSection, VllmSettings
+from provision.serving.units import UNIT
 from provision.serving.vllm_versions import installed_vllm
 
 if TYPE_CHECKING:
@@ -37,6 +40,9 @@ class ServingHost:
     present: dict[str, bool | None] = field(default_factory=dict)
     #: Ollama's directories → each is a directory
     dirs: dict[str, bool] = field(default_factory=dict)
+    #: an Ollama section: where Ollama is installed, its binary (:func:`provision.engines.ollama_binary`) or else
+    #: its own ollama.service (the host's unit state); None: neither, and planning refuses (a drop-in for nothing)
+    ollama: str | None = None
     #: key file → what apply will put right about it (:func:`provision.serving.keyfiles.key_file_notes`)
     key_notes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: the model's shape (``gpuprov fit``), or why it could not be read; both None: not looked at
@@ -82,7 +88,10 @@ def gather(profile: Profile, snapshot: Snapshot, host: HostState) -> HostState:
         program = server_argv(section)[0]
         present[program] = _present(root, program)
     st = section.settings
+    ollama = None
     if isinstance(st, OllamaSettings):
+        vendor = host.units.get(UNIT[OLLAMA_ENGINE])  # read with the other units (provision.hoststate)
+        ollama = ollama_binary(root) or (vendor.path if vendor is not None else None)
         for path in (OLLAMA_HOME, st.models_dir):
             if path:
                 dirs[path] = (root / path.lstrip("/")).is_dir()
@@ -98,6 +107,8 @@ def gather(profile: Profile, snapshot: Snapshot, host: HostState) -> HostState:
                 model = read_model(root / path.lstrip("/"))
             except GpuprovError as exc:
                 model_error = str(exc)
-    facts = replace(served, present=present, dirs=dirs, key_notes=key_notes, model=model, model_error=model_error)
+    facts = replace(
+        served, present=present, dirs=dirs, ollama=ollama, key_notes=key_notes, model=model, model_error=model_error
+    )
     assert host.sandbox is not None  # gather_sections reads the boot unit's sandbox before any gather hook
     return replace(host, serving=facts, sandbox=host.sandbox.merged(served.sandbox))

@@ -79,6 +79,26 @@ def installed_servers(root: Path = Path("/")) -> list[ServerInfo]:
                 host.strip("[]") or None,
                 int(port) if port.isdigit() else None,
                 False,
+                engine_installed=ollama_installed(root) is not None,
             )
         )
     return out
+
+
+#: Ollama is a binary with its own installer, not an environment gpuprov makes: where a user gets it
+OLLAMA_DOWNLOAD = "https://ollama.com/download"
+
+
+def ollama_missing(where: str = "on this host") -> str:
+    """What plan (refusing) and doctor (a finding) say when Ollama is not installed ``where``."""
+    return f"Ollama is not installed {where} (no ollama binary, no {UNIT[OLLAMA_ENGINE]})"
+
+
+def ollama_installed(root: Path = Path("/")) -> str | None:
+    """Where Ollama is installed under ``root``: its binary (:func:`provision.engines.ollama_binary`), else its
+    own unit (``ollama.service``: its installer writes it to /etc/systemd/system, packages to
+    /usr/lib/systemd/system). None: neither — a drop-in for ollama.service would extend nothing."""
+    from provision.engines import ollama_binary
+    from provision.systemd import find_unit
+
+    return ollama_binary(root) or find_unit(UNIT[OLLAMA_ENGINE], root=root)

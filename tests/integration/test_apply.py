@@ -27,10 +27,22 @@ pytestmark = [
 ]
 
 
+#: where Ollama's installer puts its binary (provision.engines.OLLAMA_BINARIES): the built-in rtx4090 and rtx4080
+#: serve Ollama, and an Ollama profile plans only where Ollama is installed
+OLLAMA_BINARY = "usr/local/bin/ollama"
+
+
 class Host:
-    def __init__(self, tmp_path: Path, snapshot: str) -> None:
+    def __init__(self, tmp_path: Path, snapshot: str, *, ollama: bool = False) -> None:
         self.root = tmp_path / "root"
         self.root.mkdir()
+        #: what the test put in the tree before gpuprov ran (Ollama's binary): not listed by :meth:`tree`
+        self.fixtures: set[str] = set()
+        if ollama:
+            (self.root / OLLAMA_BINARY).parent.mkdir(parents=True)
+            (self.root / OLLAMA_BINARY).write_text("#!/bin/sh\necho 'ollama version is 0.12.3'\n")
+            (self.root / OLLAMA_BINARY).chmod(0o755)
+            self.fixtures = {"usr", "usr/local", "usr/local/bin", OLLAMA_BINARY}
         self.gpu = tmp_path / "gpu.json"
         shutil.copy(SNAPSHOTS / f"{snapshot}.constructed.json", self.gpu)
         self.env = {
@@ -70,12 +82,17 @@ class Host:
         return self.root / path.lstrip("/")
 
     def tree(self) -> list[str]:
-        return sorted(str(p.relative_to(self.root)) for p in self.root.rglob("*"))
+        """What is in the tree besides the test's own fixtures."""
+        return sorted(
+            str(p.relative_to(self.root))
+            for p in self.root.rglob("*")
+            if str(p.relative_to(self.root)) not in self.fixtures
+        )
 
 
 @pytest.mark.slow
 def test_apply_twice_then_revert_twice_rtx4090(tmp_path: Path) -> None:
-    host = Host(tmp_path, "rtx4090")
+    host = Host(tmp_path, "rtx4090", ollama=True)
     first = host.apply_json("apply", "rtx4090")
     # 4 for the GPU settings and boot unit, 1 for the Ollama drop-in of the profile's serving section
     assert first["failed"] == 0 and first["changed"] == 5
@@ -241,7 +258,7 @@ def test_check_and_diff_change_nothing(tmp_path: Path) -> None:
     ],
 )
 def test_refusals_change_nothing(tmp_path: Path, args: tuple, env: dict, message: str) -> None:
-    host = Host(tmp_path, "rtx4090")
+    host = Host(tmp_path, "rtx4090", ollama=True)
     (tmp_path / "config/gpuprov/profiles").mkdir(parents=True)
     (tmp_path / "config/gpuprov/profiles/hot.yaml").write_text("extends: rtx4090\ngpu: {power_limit_w: 700}\n")
     proc = host.gpuprov(*args, "--root", str(host.root), **env)
@@ -252,7 +269,7 @@ def test_refusals_change_nothing(tmp_path: Path, args: tuple, env: dict, message
 
 
 def test_no_driver_is_refused(tmp_path: Path) -> None:
-    host = Host(tmp_path, "rtx4090")
+    host = Host(tmp_path, "rtx4090", ollama=True)
     data = json.loads(host.gpu.read_text())
     data["driver"]["nvml"] = {
         "ok": False,
@@ -268,7 +285,7 @@ def test_no_driver_is_refused(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_boot_unit_reapplies_after_a_reboot(tmp_path: Path) -> None:
     """Run the written unit's ExecStart= as systemd would, on a GPU whose limit a 'reboot' reset."""
-    host = Host(tmp_path, "rtx4090")
+    host = Host(tmp_path, "rtx4090", ollama=True)
     host.apply_json("apply", "rtx4090")
     data = json.loads(host.gpu.read_text())
     data["snapshot"]["gpus"][0].update(power_limit_w=450.0, persistence_mode=False)
@@ -290,9 +307,13 @@ def test_boot_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     from provision.plan import make_plan
     from provision.plantypes import HostState
     from provision.profiles.loader import load_profile
+    from provision.systemd import UnitState
     from tests.conftest import load_snapshot
 
-    plan = make_plan(*gathered(load_snapshot("rtx4090"), load_profile("rtx4090"), HostState(python=sys.executable)))
+    ollama = {"ollama.service": UnitState("ollama.service", "/etc/systemd/system/ollama.service", True)}
+    plan = make_plan(
+        *gathered(load_snapshot("rtx4090"), load_profile("rtx4090"), HostState(python=sys.executable, units=ollama))
+    )
     unit = tmp_path / BOOT_UNIT
     unit.write_text(next(f.content for f in plan.desired.files if f.path == BOOT_UNIT_FILE))
     proc = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, check=False)

@@ -37,7 +37,7 @@ def held_lock(state: Path) -> Iterator[None]:
 
 def image(tmp_path: Path, snapshot: str = "rtx4090") -> Host:
     """An image tree built on a machine without an NVIDIA driver: no replay, nothing to replay from."""
-    host = Host(tmp_path, snapshot)
+    host = Host(tmp_path, snapshot, ollama=snapshot == "rtx4090")  # the built-in rtx4090 serves Ollama
     for name in ("GPUPROV_NVML_REPLAY", "GPUPROV_NVML_REPLAY_ROOT"):
         host.env.pop(name, None)
     return host
@@ -55,7 +55,7 @@ def _tree(root: Path) -> dict[str, tuple]:
 
 @pytest.mark.slow
 def test_a_second_apply_or_revert_waits_then_fails_changing_nothing(tmp_path: Path) -> None:
-    host = Host(tmp_path, "rtx4090")
+    host = Host(tmp_path, "rtx4090", ollama=True)
     state = tmp_path / "state"
     with held_lock(state):  # an apply in progress: this process
         for args in (("apply", "rtx4090"), ("revert",)):

@@ -43,6 +43,12 @@ def image_host(**kw) -> HostState:
     return HostState(**base)
 
 
+def ollama_image() -> HostState:
+    """:func:`image_host` with Ollama installed in the image (its installer's unit): rtx4090 serves Ollama."""
+    unit = UnitState("ollama.service", "/etc/systemd/system/ollama.service", True)
+    return image_host(units={**image_host().units, "ollama.service": unit})
+
+
 def no_driver() -> Snapshot:
     snap = Snapshot()
     snap.driver.nvml = NvmlStatus(ok=False, kind="driver_not_loaded", message="the NVIDIA kernel module is not loaded")
@@ -51,7 +57,7 @@ def no_driver() -> Snapshot:
 
 def test_image_plan_needs_no_driver_and_sends_the_settings_to_the_boot_unit() -> None:
     profile = load_profile("rtx4090", [builtin_dir()])
-    plan = make_plan(*gathered(no_driver(), profile, image_host()))
+    plan = make_plan(*gathered(no_driver(), profile, ollama_image()))
     assert plan.desired.gpus == []  # nothing for this machine's GPU
     assert IMAGE_NOTE in plan.desired.notes
     settings = json.loads(next(f.content for f in plan.desired.files if f.path == SETTINGS_FILE))
@@ -82,7 +88,7 @@ def test_revert_of_an_image_leaves_recorded_gpu_settings_alone() -> None:
 def test_boot_unit_applies_the_image_settings_to_matching_gpus(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, snapshot: str, calls: int
 ) -> None:
-    plan = make_plan(*gathered(no_driver(), load_profile("rtx4090", [builtin_dir()]), image_host()))
+    plan = make_plan(*gathered(no_driver(), load_profile("rtx4090", [builtin_dir()]), ollama_image()))
     settings_file = tmp_path / "gpu-settings.json"
     settings_file.write_text(next(f.content for f in plan.desired.files if f.path == SETTINGS_FILE))
     gpu = tmp_path / "gpu.json"

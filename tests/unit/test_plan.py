@@ -21,9 +21,14 @@ PY = "/opt/gpuprov/bin/python"
 
 
 def host(**kw) -> HostState:
+    """A host with Ollama installed (its installer's unit): the built-in rtx4090 and rtx4080 serve Ollama."""
     base = {
         "files": {p: FileState(None) for p in (SETTINGS_FILE, BOOT_UNIT_FILE, MODPROBE_FILE)},
-        "units": {BOOT_UNIT: UnitState(BOOT_UNIT, None, False), PERSISTENCED: UnitState(PERSISTENCED, None, False)},
+        "units": {
+            BOOT_UNIT: UnitState(BOOT_UNIT, None, False),
+            PERSISTENCED: UnitState(PERSISTENCED, None, False),
+            "ollama.service": UnitState("ollama.service", "/etc/systemd/system/ollama.service", True),
+        },
         "python": PY,
     }
     base.update(kw)

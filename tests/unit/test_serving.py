@@ -414,6 +414,12 @@ def host(**kw) -> HostState:
     return HostState(**base)
 
 
+def with_ollama(**kw) -> HostState:
+    """:func:`host` where Ollama is installed (its installer's unit): an Ollama profile plans only there."""
+    unit = UnitState("ollama.service", "/etc/systemd/system/ollama.service", True)
+    return host(units={**host().units, "ollama.service": unit}, **kw)
+
+
 def test_plan_shows_the_server_files_and_unit() -> None:
     plan = make_plan(*gathered(load_snapshot("rtx4090-laptop"), builtin("rtx4090-laptop"), host()))
     c = {(ch.subject, ch.setting): ch for ch in plan.changes}
@@ -430,9 +436,9 @@ def test_plan_shows_the_server_files_and_unit() -> None:
 
 def test_plan_is_ok_when_the_files_are_already_there() -> None:
     snap, prof = load_snapshot("rtx4090"), builtin("rtx4090")
-    first = make_plan(*gathered(snap, prof, host()))
+    first = make_plan(*gathered(snap, prof, with_ollama()))
     files = {f.path: FileState(f.content, f.mode) for f in first.desired.serving_files}
-    again = make_plan(*gathered(snap, prof, host(files={**host().files, **files})))
+    again = make_plan(*gathered(snap, prof, with_ollama(files={**host().files, **files})))
     assert all(ch.action == "ok" for ch in again.changes if ch.subject in files)
 
 
@@ -450,7 +456,7 @@ def test_an_exposed_ollama_gets_a_remedy_the_schema_accepts(tmp_path: Path) -> N
     from provision.serving.units import exposure_remedy
 
     prof = user_profile(tmp_path, "serving:\n  host: 0.0.0.0\n  ollama: {}\n")
-    notes = make_plan(*gathered(load_snapshot("rtx4090"), prof, host())).desired.notes
+    notes = make_plan(*gathered(load_snapshot("rtx4090"), prof, with_ollama())).desired.notes
     (warning,) = [n for n in notes if "WARNING" in n]
     assert warning.startswith("WARNING: ollama listens on 0.0.0.0:11434 without an API key")
     assert "api_key: true" not in warning and exposure_remedy("ollama") in warning
@@ -474,10 +480,43 @@ def test_ollama_paths_that_may_not_exist_do_not_fail_the_start(tmp_path: Path) -
     (tmp_path / "usr/share/ollama").mkdir(parents=True)
     notes = make_plan(*gathered(load_snapshot("rtx4090"), prof, host(root=str(tmp_path), units=units))).desired.notes
     assert not any("does not exist" in n for n in notes)
-    # Ollama not installed at all: one note says so, not one per directory its installer makes
-    notes = make_plan(*gathered(load_snapshot("rtx4090"), prof, host(root=str(tmp_path / "bare")))).desired.notes
+    # the binary without Ollama's unit (installed by hand): one note says the drop-in waits for the unit, not
+    # one per directory its installer makes
+    bare = tmp_path / "bare"
+    (bare / "usr/bin").mkdir(parents=True)
+    (bare / "usr/bin/ollama").write_text("#!/bin/sh\n")
+    notes = make_plan(*gathered(load_snapshot("rtx4090"), prof, host(root=str(bare)))).desired.notes
     assert any(n.startswith("ollama.service is not installed") for n in notes)
     assert not any(n.startswith("/usr/share/ollama") for n in notes)
+
+
+@pytest.mark.parametrize("image", [False, True])
+def test_ollama_not_installed_at_all_is_refused(tmp_path: Path, image: bool) -> None:
+    """No ollama binary and no ollama.service: no drop-in for a service that does not exist (issue 16)."""
+    from provision.plantypes import PlanError
+
+    prof = user_profile(tmp_path, "serving:\n  ollama: {models_dir: /srv/ollama}\n")
+    tree = tmp_path / "tree"
+    (tree / "usr/share/ollama").mkdir(parents=True)  # a leftover directory is not Ollama
+    (tree / "usr/lib/ollama").mkdir(parents=True)
+    (tree / "usr/local/bin/ollama").mkdir(parents=True)  # nor is a directory where its binary would be
+    where = f"in the image tree {tree}" if image else "on this host"
+    line = (
+        f"profile mine: serving: Ollama is not installed {where} (no ollama binary, no ollama.service): install it "
+        "with its installer (https://ollama.com/download), then run apply again"
+    )
+    with pytest.raises(PlanError) as info:
+        make_plan(*gathered(load_snapshot("rtx4090"), prof, host(root=str(tree), image=image)))
+    assert str(info.value) == line and info.value.exit_code == 3
+    # a snapshot of another host (plan --from) cannot tell what is installed there: it plans
+    make_plan(*gathered(load_snapshot("rtx4090"), prof, host(root=str(tree), known=False)))
+    # each of the installer's places for the binary, or the unit alone (in the tree or in the host's units)
+    for binary in ("usr/local/bin/ollama", "usr/bin/ollama", "bin/ollama"):
+        place = tmp_path / binary.replace("/", "-")
+        (place / binary).parent.mkdir(parents=True)
+        (place / binary).write_bytes(b"\x7fELF")
+        make_plan(*gathered(load_snapshot("rtx4090"), prof, host(root=str(place), image=image)))
+    make_plan(*gathered(load_snapshot("rtx4090"), prof, with_ollama(root=str(tree), image=image)))
 
 
 _DASHED = st.one_of(
@@ -520,7 +559,7 @@ def test_a_gpu_the_host_lacks_is_refused(tmp_path: Path) -> None:
 
     prof = user_profile(tmp_path, "serving:\n  gpus: [1]\n  ollama: {}\n")
     with pytest.raises(PlanError, match=r"serving\.gpus names GPU 1, but this host has GPU 0"):
-        make_plan(*gathered(load_snapshot("rtx4090"), prof, host()))
+        make_plan(*gathered(load_snapshot("rtx4090"), prof, with_ollama()))
 
 
 def test_plan_warns_when_the_model_does_not_fit(tmp_path: Path) -> None:

@@ -17,6 +17,8 @@ VLLM_UNIT = "/etc/systemd/system/gpuprov-vllm.service"
 VLLM_USER = "/etc/sysusers.d/gpuprov-vllm.conf"
 VLLM_KEY = "/etc/gpuprov/serving/vllm.env"
 SECRET = "VLLM_API_KEY=s3cr3t-never-in-a-plan\n"
+#: Ollama's own unit as its installer writes it (scripts/install.sh)
+OLLAMA_INSTALLED = UnitState("ollama.service", "/etc/systemd/system/ollama.service", True)
 
 
 def builtin(name: str):
@@ -24,14 +26,15 @@ def builtin(name: str):
 
 
 def applied(name: str, root: Path, *, key: bool = True) -> HostState:
-    """The host after `gpuprov apply NAME`: its serving files there (and in the tree), its unit enabled."""
+    """The host after `gpuprov apply NAME`: its serving files there (and in the tree), its unit enabled. Ollama
+    is installed (its installer's unit): an Ollama profile plans only where it is."""
     from provision.plan import MANAGED_FILES, MANAGED_UNITS
 
     bare = HostState(
         python=PY,
         root=str(root),
         files={p: FileState(None) for p in MANAGED_FILES},
-        units={u: UnitState(u, None, False) for u in MANAGED_UNITS},
+        units={u: UnitState(u, None, False) for u in MANAGED_UNITS} | {"ollama.service": OLLAMA_INSTALLED},
     )
     first = make_plan(*gathered(load_snapshot(name), builtin(name), bare))
     files = dict(bare.files)
