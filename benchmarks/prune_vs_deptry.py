@@ -14,8 +14,9 @@ stay visible to it: noted where that matters). deptry's ``DEP002`` (unused) is c
 Times are the median of ``--repeat`` runs of each command line, wall clock, cold processes. prune is
 timed twice: a first run (an empty cache directory each time: no scan cache, no cached metadata of
 the target interpreter) and a re-run on the unchanged tree (the cache a first run left), with
-``GPUPROV_PRUNE_CACHE`` pointing at a throw-away directory. The runs alternate prune and deptry so
-load on a shared machine falls on both; the ratios are prune / deptry.
+``GPUPROV_PRUNE_CACHE`` pointing at a throw-away directory; the re-run's JSON must equal the first
+run's. The runs alternate prune and deptry so load on a shared machine falls on both; the ratios are
+prune / deptry.
 
 ``--work DIR`` keeps the downloaded sources and venvs there (reused when present).
 """
@@ -100,8 +101,10 @@ def measure(project: Path, venv: Path, repeat: int, work: Path, name: str) -> tu
     for _ in range(repeat):
         t, prune = run_prune(project, venv / "bin" / "python", cache, cold=True)
         first.append(t)
-        t, _ = run_prune(project, venv / "bin" / "python", cache, cold=False)
+        t, served = run_prune(project, venv / "bin" / "python", cache, cold=False)
         again.append(t)
+        if served != prune:  # the re-run is served from the caches: it must say exactly what the first run said
+            raise RuntimeError(f"{name}: the cached re-run's report differs from the first run's")
         t, deptry_out = run_deptry(project, venv, 1, work / f"deptry-{name}.json")
         dep_t.append(t)
     assert prune is not None and deptry_out is not None
