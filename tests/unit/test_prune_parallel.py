@@ -17,7 +17,7 @@ PROJECTS = ROOT / "tests" / "data" / "prune" / "projects"
 
 def scan(root: Path, parallel: bool, monkeypatch: pytest.MonkeyPatch) -> ScanResult:
     monkeypatch.setattr(imports, "MIN_PARALLEL_BYTES", 0 if parallel else 1 << 62)
-    monkeypatch.setattr(imports, "_usable_cpus", lambda: 3 if parallel else 1)
+    monkeypatch.setattr(imports, "_processes", lambda: 3 if parallel else 1)
     return imports.scan_project(root)
 
 
@@ -53,6 +53,16 @@ def test_a_failing_child_leaves_its_files_to_the_parent(tmp_path: Path, monkeypa
 
 def test_small_scans_stay_in_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "a.py").write_text("import six\n")
-    monkeypatch.setattr(imports, "_usable_cpus", lambda: 4)
+    monkeypatch.setattr(imports, "_processes", lambda: 4)
     monkeypatch.setattr(os, "fork", lambda: pytest.fail("forked for one small file"))
     assert [u.module for u in imports.scan_project(tmp_path).imports] == ["six"]
+
+
+def test_processes_follow_the_idle_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    for load, expected in ((0.2, 2), (0.99, 2), (1.0, 1), (5.0, 1)):
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
+        assert imports._processes() == expected
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(32)))
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.5, 0.0, 0.0))
+    assert imports._processes() == 8
