@@ -128,7 +128,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.skipif(os.geteuid() != 0, reason="the replay's NVML setters, like the real ones, need root")
 def test_a_user_playbook_includes_the_installed_roles(installed: Path, tmp_path: Path) -> None:
     root, state, user = tmp_path / "root", tmp_path / "state", tmp_path / "user"
-    root.mkdir()
+    (root / "usr/local/bin").mkdir(parents=True)
+    (root / "usr/local/bin/ollama").write_text("#!/bin/sh\n")  # rtx4090 serves Ollama: plans only where it is
     user.mkdir()
     gpu = tmp_path / "gpu.json"
     shutil.copy(SNAPSHOTS / "rtx4090.constructed.json", gpu)

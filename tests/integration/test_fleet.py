@@ -47,6 +47,10 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+#: where Ollama's installer puts its binary: the built-in rtx4090 serves Ollama
+OLLAMA_BINARY = "usr/local/bin/ollama"
+
+
 def local_fleet(tmp_path: Path, hosts: dict[str, dict[str, Any]], **group_vars: Any) -> Path:
     """An inventory of hosts on this machine. Per host: ``snapshot`` (a recorded GPU, replayed; absent:
     no driver), ``vars`` (host vars); ``unreachable: True`` makes an SSH host nobody listens for."""
@@ -63,6 +67,9 @@ def local_fleet(tmp_path: Path, hosts: dict[str, dict[str, Any]], **group_vars: 
         d = tmp_path / "hosts" / name
         (d / "root").mkdir(parents=True)
         hv: dict[str, Any] = {"gpuprov_environment": {"GPUPROV_STATE_DIR": str(d / "state")}, **spec.get("vars", {})}
+        if spec.get("ollama"):  # Ollama's binary where its installer puts it: an Ollama profile plans only there
+            (d / "root" / OLLAMA_BINARY).parent.mkdir(parents=True)
+            (d / "root" / OLLAMA_BINARY).write_text("#!/bin/sh\n")
         if spec.get("snapshot"):
             shutil.copy(SNAPSHOTS / f"{spec['snapshot']}.constructed.json", d / "gpu.json")
             hv["gpuprov_environment"]["GPUPROV_NVML_REPLAY"] = str(d / "gpu.json")
@@ -109,12 +116,15 @@ def calls(tmp_path: Path, host: str) -> list[dict[str, Any]]:
 
 
 def files_under(tmp_path: Path, host: str) -> list[str]:
+    """The files in the host's tree but the test's own Ollama binary."""
     root = tmp_path / "hosts" / host / "root"
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    return sorted(
+        str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and str(p.relative_to(root)) != OLLAMA_BINARY
+    )
 
 
 FLEET = {
-    "gpu-4090": {"snapshot": "rtx4090", "vars": {"gpuprov_profile": "rtx4090"}},
+    "gpu-4090": {"snapshot": "rtx4090", "vars": {"gpuprov_profile": "rtx4090"}, "ollama": True},
     "gpu-h100": {"snapshot": "h100"},  # gpuprov_profile unset: auto
     "gpu-l4": {"snapshot": "l4", "vars": {"gpuprov_profile": "auto"}},
     "laptop-wrong-profile": {"snapshot": "rtx4090-laptop", "vars": {"gpuprov_profile": "rtx4090"}},

@@ -103,7 +103,8 @@ def test_the_fleet_variable_installs_the_exporter_through_the_role(tmp_path: Pat
     from provision.ansiblerun import run_playbook
 
     root = tmp_path / "root"
-    root.mkdir()
+    (root / "usr/local/bin").mkdir(parents=True)
+    (root / "usr/local/bin/ollama").write_text("#!/bin/sh\n")  # rtx4090 serves Ollama: plans only where it is
     gpu = tmp_path / "gpu.json"
     shutil.copy(SNAPSHOTS / "rtx4090.constructed.json", gpu)
     env = {"GPUPROV_NVML_REPLAY": str(gpu), "GPUPROV_NVML_REPLAY_ROOT": str(root)}

@@ -82,6 +82,13 @@ class Image:
         assert result["failed"] == 0, result
         return result
 
+    def install_ollama(self) -> None:
+        """Ollama's binary where its installer puts it: laptop-ollama plans only where Ollama is installed."""
+        binary = self.root / "usr/local/bin/ollama"
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        binary.write_text("#!/bin/sh\n")
+        binary.chmod(0o755)
+
     def metadata(self) -> tuple[int, int, int]:
         st = self.key_file.stat()
         return st.st_mode & 0o777, st.st_uid, st.st_gid
@@ -113,6 +120,7 @@ def test_render_then_apply_makes_a_real_key_puts_its_mode_right_and_never_shows_
     assert fixed["status"] == "changed" and "mode 0644 -> 0600, owner 1000 -> 0, group 1000 -> 0" in fixed["msg"]
     assert img.metadata() == (0o600, 0, 0) and img.key_file.read_text() == key
 
+    img.install_ollama()
     img.run("apply", "laptop-ollama", "--check", "--diff")  # another engine: the key would go
     img.run_json("apply", "laptop-ollama", "--check", "--diff")
     img.run("revert", "--check", "--diff")
@@ -143,6 +151,7 @@ def test_an_applied_key_keeps_root_0600_and_no_diff_or_result_shows_it(tmp_path:
     assert img.metadata() == (0o600, 0, 0) and img.key_file.read_text() == key
 
     img.run("revert", "--check", "--diff")
+    img.install_ollama()
     img.run_json("apply", "laptop-ollama", "--check", "--diff")
     img.run("revert", "--diff")
     assert not img.key_file.exists()  # gpuprov made it: revert removes it
