@@ -6,10 +6,13 @@ its four dependencies, one of them a manylinux wheel); the vLLM set, GBs, is res
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -27,61 +30,94 @@ def wheelhouse(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[st
     return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, env=ENV, timeout=timeout)
 
 
-@pytest.mark.integration
-@pytest.mark.network
-@pytest.mark.slow
-def test_a_small_set_downloads_and_installs_offline(tmp_path: Path) -> None:
-    """CI cost: one resolution and five small wheels (~1 MB), a venv, an offline install: ~5 s."""
+def small_wheelhouse(tmp_path: Path, constraints: str, *args: str) -> tuple[Path, dict[str, str]]:
+    """scripts/wheelhouse --requirements for ``requests`` (and its four dependencies) with ``constraints``, for
+    this interpreter's Python and (no --platform) this machine's glibc: DIR and its compiled set (name -> version),
+    checked to be exactly DIR's wheels."""
     (tmp_path / "small.in").write_text("requests\n", encoding="utf-8")
-    (tmp_path / "small.txt").write_text("urllib3<2.3\n", encoding="utf-8")
+    (tmp_path / "small.txt").write_text(constraints, encoding="utf-8")
     out = tmp_path / "wheels"
-    # no --platform: this machine's glibc, newer than the manylinux_2_28 of charset-normalizer's wheel, so the
-    # download must take every older manylinux tag too (pip matches only the tags it is given)
     proc = wheelhouse(
-        "--requirements",
-        str(tmp_path / "small.in"),
-        "--constraints",
-        str(tmp_path / "small.txt"),
-        "--python-version",
-        THIS_PYTHON,
-        "--out",
-        str(out),
+        *("--requirements", str(tmp_path / "small.in"), "--constraints", str(tmp_path / "small.txt")),
+        *("--python-version", THIS_PYTHON, "--out", str(out), *args),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     compiled = {name: versions[0][0] for name, versions in compiled_set((out / "requirements.txt").read_text()).items()}
     assert set(compiled) == {"requests", "urllib3", "idna", "certifi", "charset-normalizer"}, compiled
-    assert compiled["urllib3"].startswith("2.2."), compiled  # the constraint held
     wheels = {canonicalize_name(w.name.split("-")[0]): str(parse_wheel_filename(w.name)[1]) for w in out.glob("*.whl")}
     assert wheels == compiled, "exactly the compiled set, one wheel each"
-    assert any("manylinux" in w.name for w in out.glob("*.whl"))
+    return out, compiled
 
+
+def offline_install(out: Path, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A fresh venv, DIR/requirements.txt installed from DIR alone: no index, an empty cache, uv offline."""
     venv = tmp_path / "venv"
     subprocess.run([*_uv(), "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
     offline = {**os.environ, "UV_CACHE_DIR": str(tmp_path / "empty-cache"), "UV_OFFLINE": "1"}
+    python = str(venv / "bin/python")
+    requirements = str(out / "requirements.txt")
     install = subprocess.run(
-        [
-            *_uv(),
-            "pip",
-            "install",
-            "--python",
-            str(venv / "bin/python"),
-            "--no-index",
-            "--find-links",
-            str(out),
-            "-r",
-            str(out / "requirements.txt"),
-        ],
+        [*_uv(), "pip", "install", "--python", python, "--no-index", "--find-links", str(out), "-r", requirements],
         capture_output=True,
         text=True,
         env=offline,
     )
     assert install.returncode == 0, install.stderr
-    freeze = subprocess.run(
-        [*_uv(), "pip", "freeze", "--python", str(venv / "bin/python")], capture_output=True, text=True, check=True
-    ).stdout
-    assert dict(line.split("==") for line in freeze.split()) == compiled
+    freeze = subprocess.run([*_uv(), "pip", "freeze", "--python", python], capture_output=True, text=True, check=True)
+    return venv, dict(line.split("==") for line in freeze.stdout.split())
+
+
+@pytest.mark.integration
+@pytest.mark.network
+@pytest.mark.slow
+def test_a_small_set_downloads_and_installs_offline(tmp_path: Path) -> None:
+    """CI cost: one resolution and five small wheels (~1 MB), a venv, an offline install: ~5 s. This machine's
+    glibc is newer than the manylinux_2_28 of charset-normalizer's wheel: the download must take every older
+    manylinux tag too (pip matches only the tags it is given)."""
+    out, compiled = small_wheelhouse(tmp_path, "urllib3<2.3\n")
+    assert compiled["urllib3"].startswith("2.2."), compiled  # the constraint held
+    assert any("manylinux" in w.name for w in out.glob("*.whl"))
+    venv, installed = offline_install(out, tmp_path)
+    assert installed == compiled
     ok = subprocess.run([str(venv / "bin/python"), "-c", "import requests, charset_normalizer"], capture_output=True)
     assert ok.returncode == 0, ok.stderr
+
+
+def local_index(root: Path, name: str, version: str) -> str:
+    """A PEP 503 index in a folder (file:// URL) holding one pure wheel of ``name`` ``version``: a second index
+    with its own build of a package PyPI also has, like PyTorch's index and its torch+cuXXX."""
+    dist_info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": f'__version__ = "{version}"\n'.encode(),
+        f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+        f"{dist_info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    digest = {p: base64.urlsafe_b64encode(hashlib.sha256(b).digest()).rstrip(b"=").decode() for p, b in files.items()}
+    record = "".join(f"{p},sha256={digest[p]},{len(b)}\n" for p, b in files.items()) + f"{dist_info}/RECORD,,\n"
+    files[f"{dist_info}/RECORD"] = record.encode()
+    project = root / "simple" / name
+    project.mkdir(parents=True)
+    wheel = f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(project / wheel, "w") as zf:
+        for path, data in files.items():
+            zf.writestr(path, data)
+    (project / "index.html").write_text(f'<html><body><a href="{wheel}">{wheel}</a></body></html>\n')
+    (root / "simple" / "index.html").write_text(f'<html><body><a href="{name}/">{name}</a></body></html>\n')
+    return (root / "simple").as_uri()
+
+
+@pytest.mark.integration
+@pytest.mark.network
+@pytest.mark.slow
+def test_a_pin_from_an_extra_index_comes_from_it(tmp_path: Path) -> None:
+    """--extra-index-url (an engine's plan passes its pins' index so): idna pinned to the second index's own build
+    resolves (uv) and downloads (pip) from there, once, and installs offline; the rest comes from PyPI."""
+    index = local_index(tmp_path / "index", "idna", "3.20+gpuprov")
+    out, compiled = small_wheelhouse(tmp_path, "idna==3.20+gpuprov\n", "--extra-index-url", index)
+    assert compiled["idna"] == "3.20+gpuprov", compiled
+    assert [w.name for w in out.glob("idna-*.whl")] == ["idna-3.20+gpuprov-py3-none-any.whl"]
+    _, installed = offline_install(out, tmp_path)
+    assert installed == compiled
 
 
 @pytest.mark.integration
