@@ -80,8 +80,11 @@ def prune(
         from provision.prune.reportcache import ReportCache
 
         kept = ReportCache(directory, project, interpreter, why, tuple(ignore or ()))
-    report = kept.load() if kept is not None else None
-    if report is None:
+    data = kept.load() if kept is not None else None  # what the report prints (PruneReport.to_dict)
+    code = data["exit_code"] if data is not None else 0
+    applied: RemovalResult | None = None
+    failure: RemovalFailed | None = None
+    if data is None:
         from provision.prune.analysis import analyse
         from provision.prune.installed import PendingEnvironment
 
@@ -91,30 +94,29 @@ def prune(
         finally:
             pending.cancel()
         env = pending.result()
-        if kept is not None and pending.fingerprint is not None:
-            kept.save(report, pending.fingerprint)
-    code = report.exit_code
-    applied: RemovalResult | None = None
-    failure: RemovalFailed | None = None
-    if apply:  # never served from the report cache: env is this run's
-        from provision.prune.removal import RemovalFailed, apply_removal, refuse_own_environment
+        code = report.exit_code
+        if apply:
+            from provision.prune.removal import RemovalFailed, apply_removal, refuse_own_environment
 
-        refuse_own_environment(env, explicit=python is not None)
-        if report.removable:
-            try:
-                applied = apply_removal(report, env, verify=tuple(verify or ()), allow_relock=allow_relock)
-                code = 0
-            except RemovalFailed as exc:
-                applied, failure, code = exc.result, exc, exc.exit_code
+            refuse_own_environment(env, explicit=python is not None)
+            if report.removable:
+                try:
+                    applied = apply_removal(report, env, verify=tuple(verify or ()), allow_relock=allow_relock)
+                    code = 0
+                except RemovalFailed as exc:
+                    applied, failure, code = exc.result, exc, exc.exit_code
+        data = report.to_dict()
+        if kept is not None and pending.fingerprint is not None:
+            kept.save(data, report.declared.requirements_files, pending.fingerprint)
     if as_json:
-        payload = report.to_dict()
+        payload = dict(data)
         payload["exit_code"] = code
         payload["applied"] = applied.to_dict() if applied is not None else None
         typer.echo(json.dumps(payload, indent=2))
     else:
         from provision.prune.report import render_prune
 
-        render_prune(report)
+        render_prune(data)
         if applied is not None and failure is None:
             typer.echo(
                 f"removed {', '.join(applied.removed + applied.orphans_removed)} ({applied.mode}); "

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from packaging.utils import canonicalize_name
-
 from provision import pyenv, pyenvrun
 from provision.errors import UsageError
 from provision.prune.scancache import write_cache_file
@@ -93,6 +91,8 @@ class InstalledEnv:
 
 
 def env_from_collected(data: dict[str, Any]) -> InstalledEnv:
+    from packaging.utils import canonicalize_name  # here: choosing the interpreter must not load packaging
+
     dists: dict[str, InstalledDist] = {}
     for raw in data["distributions"].values():
         key: str = canonicalize_name(raw["name"])

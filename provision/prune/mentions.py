@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from provision.prune.sourcetree import is_regular_file, is_skipped_dir
+from provision.prune.sourcetree import HIDDEN_KEPT, is_regular_file, is_skipped_dir
 
 #: files read for commands: by suffix, and by exact name
 TEXT_SUFFIXES = (
@@ -59,8 +59,6 @@ TEXT_NAMES = (
     "tasks.py",
     "fabfile.py",
 )
-#: hidden directories that hold commands (CI definitions); other hidden dirs are skipped
-HIDDEN_KEPT = (".github", ".gitlab", ".ci", ".circleci", ".buildkite", ".devcontainer", ".pre-commit-hooks")
 MAX_TEXT_BYTES = 2 * 1024 * 1024
 _PY_M = re.compile(r"(?:^|[\s\"'`(\[])python[0-9.]*\s+(?:-[A-Za-z]+\s+)*-m\s+([A-Za-z_][\w.]*)")
 #: configuration files whose dotted names (``_target_: pkg.mod.Class``) a framework may import

@@ -1,12 +1,15 @@
-"""The ``gpuprov prune`` table for people (``--json`` is :meth:`PruneReport.to_dict`)."""
+"""The ``gpuprov prune`` table for people, drawn from the same data ``--json`` prints
+(:meth:`~provision.prune.analysis.PruneReport.to_dict`): the two views cannot disagree, and a report
+served from :mod:`~provision.prune.reportcache` is shown without rebuilding the report object."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from provision.console import inert, make_console
-from provision.prune.analysis import PruneReport, Verdict
 
 
 def human_bytes(size: int | None) -> str:
@@ -24,65 +27,69 @@ def human_bytes(size: int | None) -> str:
 _shown = inert
 
 
-def _verdict_text(v: Verdict) -> str:
-    if v.removable:
+def _verdict_text(d: dict[str, Any]) -> str:
+    if d["removable"]:
         text = "safe to remove"
-        if v.orphans:
-            text += " (with " + ", ".join(n for n, _ in v.orphans) + ")"
+        if d["orphans"]:
+            text += " (with " + ", ".join(o["name"] for o in d["orphans"]) + ")"
         return text
-    if v.status == "used" and v.used_at is not None:
-        return f"used: {v.used_at.where} ({v.used_at.kind})"
-    return v.reason
+    if d["status"] == "used" and d["used_at"] is not None:
+        return f"used: {d['used_at']} ({d['use_kind']})"
+    return str(d["reason"])
 
 
-def render_prune(report: PruneReport, console: Console | None = None) -> None:
+def render_prune(data: dict[str, Any], console: Console | None = None) -> None:
+    """The table and notes of one report, given as :meth:`PruneReport.to_dict` returns it."""
     console = console or make_console()
-    console.print(f"project:     {_shown(report.project)}")
+    env = data["environment"]
+    console.print(f"project:     {_shown(data['project'])}")
     console.print(
-        f"environment: {_shown(report.interpreter)} (Python {_shown(report.python_version)}; "
-        f"{_shown(report.interpreter_source)})"
+        f"environment: {_shown(env['interpreter'])} (Python {_shown(env['python_version'])}; "
+        f"{_shown(env['chosen_because'])})"
     )
     table = Table(title_justify="left", expand=False)
     for col in ("dependency", "status", "verdict / where", "size"):
         table.add_column(col, overflow="fold")
     style = {"used": "green", "unused": "yellow", "unknown": "cyan"}
-    for v in report.verdicts:
-        size = human_bytes(v.total_bytes if v.removable else v.record_bytes)
-        name = f"[bold red]{_shown(v.name)}[/]" if v.removable else _shown(v.name)
-        table.add_row(name, f"[{style[v.status]}]{v.status}[/]", _shown(_verdict_text(v)), size)
+    for d in data["dependencies"]:
+        size = human_bytes(d["bytes"] if d["removable"] else d["own_bytes"])
+        name = f"[bold red]{_shown(d['name'])}[/]" if d["removable"] else _shown(d["name"])
+        table.add_row(name, f"[{style[d['status']]}]{d['status']}[/]", _shown(_verdict_text(d)), size)
     console.print(table)
     notes: list[str] = []
-    if report.unparsed:
+    unparsed = data["unparsed_files"]
+    if unparsed:
         notes.append(
             "files that do not parse (scanned line by line instead): "
-            + ", ".join(f"{f} ({w})" for f, w in report.unparsed[:5])
-            + (f" and {len(report.unparsed) - 5} more" if len(report.unparsed) > 5 else "")
+            + ", ".join(f"{u['file']} ({u['why']})" for u in unparsed[:5])
+            + (f" and {len(unparsed) - 5} more" if len(unparsed) > 5 else "")
         )
-    if report.dynamic_imports:
+    if data["dynamic_imports"]:
         notes.append(
-            "imports computed at run time (unused dependencies are 'unknown'): " + ", ".join(report.dynamic_imports[:5])
+            "imports computed at run time (unused dependencies are 'unknown'): "
+            + ", ".join(data["dynamic_imports"][:5])
         )
-    if report.undeclared:
+    if data["undeclared_imports"]:
         notes.append(
             "imported but not declared: "
-            + ", ".join(f"{u['distribution']} ({u['where']})" for u in report.undeclared[:8])
+            + ", ".join(f"{u['distribution']} ({u['where']})" for u in data["undeclared_imports"][:8])
         )
-    if report.unresolved:
+    if data["unresolved_imports"]:
         notes.append(
             "imports no installed distribution provides: "
-            + ", ".join(f"{u['module']} ({u['where']})" for u in report.unresolved[:8])
+            + ", ".join(f"{u['module']} ({u['where']})" for u in data["unresolved_imports"][:8])
         )
-    for where, text, why in report.declared.problems[:5]:
-        notes.append(f"{where}: {text!r}: {why}")
-    if report.ignored_unknown:
-        notes.append("--ignore / [tool.gpuprov.prune] names not declared: " + ", ".join(report.ignored_unknown))
+    for p in data["declaration_problems"][:5]:
+        notes.append(f"{p['where']}: {p['text']!r}: {p['why']}")
+    if data["ignored_not_declared"]:
+        notes.append("--ignore / [tool.gpuprov.prune] names not declared: " + ", ".join(data["ignored_not_declared"]))
     for note in notes:
         console.print(f"note: {_shown(note)}", highlight=False)
-    removable = report.removable
+    removable = [d["name"] for d in data["dependencies"] if d["removable"]]
     if removable:
         console.print(
-            f"[bold]{len(removable)} removable[/] ({_shown(', '.join(v.name for v in removable))}), "
-            f"{human_bytes(report.removable_bytes)} freed; `gpuprov prune --apply` removes them"
+            f"[bold]{len(removable)} removable[/] ({_shown(', '.join(removable))}), "
+            f"{human_bytes(data['removable_bytes'])} freed; `gpuprov prune --apply` removes them"
         )
     else:
         console.print("nothing is safe to remove")

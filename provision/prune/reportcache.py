@@ -1,6 +1,8 @@
 """The whole ``prune`` report of an unchanged project, kept between runs: a re-run whose project tree,
-target environment, arguments and gpuprov code are what the saved report was made from reads it back
-instead of merging the per-file scan, loading the environment's metadata and deciding again.
+target environment, arguments and gpuprov code are what the saved report was made from prints it
+again (as :meth:`~provision.prune.analysis.PruneReport.to_dict` gave it, the data both the table and
+``--json`` are drawn from) instead of merging the per-file scan, loading the environment's metadata,
+reading the declarations and deciding again — and without importing any of that code.
 
 What the report depends on, and so what must be unchanged for the saved one to be served:
 
@@ -16,24 +18,21 @@ What the report depends on, and so what must be unchanged for the saved one to b
   ``packaging`` version (it parses the requirements).
 
 Only reports of another interpreter's environment are kept (gpuprov's own has no fingerprint), and
-only for runs that change nothing (``--apply`` always decides afresh). The declared set is read again
-on a hit (cheap, and the report carries it for ``--apply``). Stored next to the scan cache
+only for runs that change nothing (``--apply`` always decides afresh). Stored next to the scan cache
 (:mod:`~provision.prune.scancache`) as ``report-<hash of the project path>.json``; unreadable or
 out of date is a miss, never an error.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
-from provision.prune.mentions import HIDDEN_KEPT
 from provision.prune.scancache import sources_key, write_cache_file
-from provision.prune.sourcetree import SKIP_DIRS, is_environment_dir
+from provision.prune.sourcetree import HIDDEN_KEPT, SKIP_DIRS, is_environment_dir
 
 _PACKAGE = Path(__file__).parent
 
@@ -72,16 +71,15 @@ def tree_listing(root: Path) -> list[list[Any]]:
     return out
 
 
-def _outside_files(project: Path, requirements_files: list[str]) -> list[list[Any]]:
-    """Requirements files the report read from outside the tree (absolute paths), with size and mtime."""
+def _file_stats(paths: list[str]) -> list[list[Any]]:
+    """``[path, size, mtime_ns]`` of each path (None, None when it cannot be read)."""
     out: list[list[Any]] = []
-    for name in requirements_files:
-        if os.path.isabs(name):
-            try:
-                st = os.stat(name)
-                out.append([name, st.st_size, st.st_mtime_ns])
-            except OSError:
-                out.append([name, None, None])
+    for path in paths:
+        try:
+            st = os.stat(path)
+            out.append([path, st.st_size, st.st_mtime_ns])
+        except OSError:
+            out.append([path, None, None])
     return out
 
 
@@ -109,64 +107,30 @@ class ReportCache:
         self.head = {"key": code_key(), "root": root, "args": [interpreter, why, sorted(ignore)]}
         self.listing = tree_listing(project)
 
-    def load(self) -> Any:
-        """The saved :class:`~provision.prune.analysis.PruneReport`, or None (a miss)."""
+    def load(self) -> dict[str, Any] | None:
+        """The saved report's data, or None (a miss)."""
         try:
             saved = json.loads(self.path.read_text(encoding="utf-8"))
             if not isinstance(saved, dict) or any(saved.get(k) != v for k, v in self.head.items()):
                 return None
             if saved["listing"] != self.listing or not fingerprint_holds(saved["env"]):
                 return None
-            from provision.prune.declared import read_declared
-
-            declared = read_declared(self.project)
-            if saved["outside"] != _outside_files(self.project, declared.requirements_files):
+            outside = saved["outside"]
+            if _file_stats([path for path, _, _ in outside]) != outside:
                 return None
-            return report_from_json(saved["report"], declared)
+            report = saved["report"]
+            return report if isinstance(report, dict) else None
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
-    def save(self, report: Any, env_fingerprint: list[list[Any]]) -> None:
+    def save(self, data: dict[str, Any], requirements_files: list[str], env_fingerprint: list[list[Any]]) -> None:
+        """Keep ``data`` (the report's ``to_dict()``); ``requirements_files`` are those it read, by
+        path relative to the project (absolute for one outside it, which is then checked by itself)."""
         payload = {
             **self.head,
             "listing": self.listing,
-            "outside": _outside_files(self.project, report.declared.requirements_files),
+            "outside": _file_stats([name for name in requirements_files if os.path.isabs(name)]),
             "env": env_fingerprint,
-            "report": report_to_json(report),
+            "report": data,
         }
         write_cache_file(self.path, payload)
-
-
-def report_to_json(report: Any) -> dict[str, Any]:
-    """A :class:`~provision.prune.analysis.PruneReport` as JSON-ready data, all but its declared set."""
-    data = {f.name: getattr(report, f.name) for f in dataclasses.fields(report) if f.name != "declared"}
-    data["verdicts"] = [dataclasses.asdict(v) for v in report.verdicts]
-    data["import_providers"] = {k: sorted(v) for k, v in report.import_providers.items()}
-    return data
-
-
-def report_from_json(data: dict[str, Any], declared: Any) -> Any:
-    """The report :func:`report_to_json` wrote, with ``declared`` (read again) as its declared set."""
-    from provision.prune.analysis import PruneReport, Verdict
-    from provision.prune.uses import Use
-
-    verdicts = [
-        Verdict(
-            **{
-                **v,
-                "used_at": Use(**v["used_at"]) if v["used_at"] is not None else None,
-                "orphans": [(name, size) for name, size in v["orphans"]],
-            }
-        )
-        for v in data["verdicts"]
-    ]
-    return PruneReport(
-        **{
-            **data,
-            "verdicts": verdicts,
-            "declared": declared,
-            "unparsed": [(f, why) for f, why in data["unparsed"]],
-            "missing_requirements": [(a, b) for a, b in data["missing_requirements"]],
-            "import_providers": {k: set(v) for k, v in data["import_providers"].items()},
-        }
-    )

@@ -21,6 +21,10 @@ StrPath: TypeAlias = "str | os.PathLike[str]"
 SKIP_DIRS = frozenset({"__pycache__", "node_modules", "site-packages", "__pypackages__"})
 
 
+#: hidden directories the text files' mentions still read (CI definitions, dev containers, hook repos)
+HIDDEN_KEPT = (".github", ".gitlab", ".ci", ".circleci", ".buildkite", ".devcontainer", ".pre-commit-hooks")
+
+
 #: build outputs, skipped only at the project root: deeper down (``src/pkg/build/``) they are code
 ROOT_SKIP_DIRS = frozenset({"build", "dist"})
 

@@ -183,7 +183,7 @@ def test_reasons_with_brackets_survive_the_table(tmp_path: Path) -> None:
     root = project(tmp_path, ["sqlalchemy", "psycopg2"], {"app.py": "import sqlalchemy\n"})
     report = analyse(root, make_env(tmp_path, sqla, dist("psycopg2", ["psycopg2/__init__.py"])))
     buf = io.StringIO()
-    render_prune(report, Console(file=buf, width=400, color_system=None))
+    render_prune(report.to_dict(), Console(file=buf, width=400, color_system=None))
     assert "optional backend of SQLAlchemy[postgresql]" in buf.getvalue()
 
 

@@ -4,10 +4,12 @@ depends on (a file, the environment, the arguments, gpuprov's code) makes it ana
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import os
 import shutil
+import subprocess
 import sys
 import venv
 from pathlib import Path
@@ -16,9 +18,6 @@ import pytest
 
 from provision.cli import main
 from provision.prune import analysis, reportcache
-from provision.prune.analysis import analyse
-from provision.prune.declared import read_declared
-from provision.prune.installed import read_environment
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "prune"
 _spec = importlib.util.spec_from_file_location("prune_sitebuild_reportcache", DATA / "sitebuild.py")
@@ -61,14 +60,6 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
         main(["prune", *args])
     code = exc.value.code
     return code if isinstance(code, int) else 0, capsys.readouterr().out
-
-
-@pytest.mark.parametrize("name", sorted(p.name for p in (DATA / "projects").iterdir() if p.is_dir()))
-def test_the_saved_report_reads_back_equal(name: str, tmp_path: Path) -> None:
-    env = read_environment(paths=[str(tmp_path / "empty")])
-    report = analyse(DATA / "projects" / name, env)
-    data = json.loads(json.dumps(reportcache.report_to_json(report)))
-    assert reportcache.report_from_json(data, read_declared(DATA / "projects" / name)) == report
 
 
 def test_a_rerun_is_served_and_prints_the_same(
@@ -143,3 +134,21 @@ def test_apply_and_gpuprovs_own_interpreter_always_analyse(
         run(capsys, str(project))  # gpuprov's own interpreter: its environment has no fingerprint
     assert analyses == ["proj", "proj"]
     assert not list((tmp_path / "cache").glob("report-*.json"))
+
+
+def test_a_served_rerun_loads_no_analysis_code(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The point of serving the report: a re-run imports neither the analysis nor ``packaging``."""
+    python = make_venv(tmp_path / "venv", "import_styles")
+    env = {**os.environ, "GPUPROV_PRUNE_CACHE": str(tmp_path / "cache")}
+    probe = (
+        "import sys\nfrom provision.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('provision.prune', 'packaging'))), file=sys.stderr)"
+    )
+    args = [sys.executable, "-c", probe, "prune", str(project), "--python", str(python), "--json"]
+    first = subprocess.run(args, env=env, capture_output=True, text=True, check=True)
+    again = subprocess.run(args, env=env, capture_output=True, text=True, check=True)
+    assert again.stdout == first.stdout
+    loaded = set(ast.literal_eval(again.stderr.strip().splitlines()[-1]))
+    assert "provision.prune.analysis" in set(ast.literal_eval(first.stderr.strip().splitlines()[-1]))
+    assert not {m for m in loaded if m.startswith("packaging.")}  # its __init__ (the version string) only
+    assert not loaded & {"provision.prune.analysis", "provision.prune.declared", "provision.prune.sourcescan"}
