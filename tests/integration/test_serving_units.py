@@ -252,7 +252,8 @@ def test_a_new_key_restarts_the_server_and_a_switch_removes_the_old_one(tmp_path
     gpu = tmp_path / "gpu.json"
     shutil.copy(SNAPSHOTS / "rtx4090-laptop.constructed.json", gpu)
     root = tmp_path / "root"
-    root.mkdir()
+    (root / "usr/local/bin").mkdir(parents=True)
+    (root / "usr/local/bin/ollama").write_text("#!/bin/sh\n")  # Ollama installed: laptop-ollama plans only then
     config = tmp_path / "config"
     (config / "gpuprov/profiles").mkdir(parents=True)
     # the laptop's GPU settings, Ollama instead of vLLM: the port becomes Ollama's own
