@@ -1,18 +1,19 @@
 """A plain install of a vLLM stack: the floor that gpuprov's environment step is compared against (issue 16).
 
     python benchmarks/stack_vllm_install.py [--from SNAPSHOT] [--driver VERSION] [--python 3.12]
-        [--cache-dir DIR] [--runs cold,warm] [--workdir /tmp/stack-bench] [--markdown FILE]
+        [--cache-dir DIR] [--runs cold,warm,copy] [--workdir /tmp/stack-bench] [--markdown FILE]
 
 The set is what `gpuprov compat plan --engine vllm --json` chooses for the snapshot (its "install" list, its
 pins as constraints, an extra index when a pin names one); the install is exactly what a user would type:
 `uv venv --python PY VENV` then `uv pip install --python VENV/bin/python INSTALL... -c CONSTRAINTS` into an
-empty venv. "cold" runs with an empty uv cache of its own (--cache-dir, emptied first: every wheel is
-downloaded and unpacked); "warm" runs again with that cache filled (uv links from it, the case of a second
-host or a rebuilt environment); "copy" is warm with UV_LINK_MODE=copy (a cache on another file system,
-or a venv that must not share inodes with it). Disk is the venv's, counted like du (each inode once, allocated blocks);
-uv links files from its cache when the cache is on the same file system, so the cache's size is printed
-too. Not in CI (GBs of wheels, minutes). Other code imports :func:`plain_install` to measure the same
-floor next to its own step.
+empty venv. "cold" runs with an empty uv cache of its own (WORKDIR/uv-cache, or a --cache-dir that is empty
+or not there yet: emptied first, every wheel is downloaded and unpacked); "warm" runs again with that cache
+filled (uv links from it, the case of a second host or a rebuilt environment); "copy" is warm with
+UV_LINK_MODE=copy (a cache on another file system, or a venv that must not share inodes with it). Disk is
+the venv's, counted like du (each inode once, allocated blocks); uv links files from its cache when the
+cache is on the same file system, so the cache's size, and the venv's and the cache's together, are printed
+too. Not in CI (GBs of wheels, minutes). Other code imports :func:`plain_install` to measure the same floor
+next to its own step.
 """
 
 from __future__ import annotations
@@ -141,6 +142,8 @@ def main() -> None:
     rows = []
     for run in [r.strip() for r in args.runs.split(",") if r.strip()]:
         if run == "cold":
+            if cache != args.workdir / "uv-cache" and cache.exists() and any(cache.iterdir()):
+                sys.exit(f"--runs cold empties the uv cache: {cache} is not empty (give a cache of its own)")
             shutil.rmtree(cache, ignore_errors=True)
         elif run not in ("warm", "copy"):
             sys.exit(f"--runs: {run!r} is not cold, warm or copy")
