@@ -32,18 +32,25 @@ def read_installed(python: str) -> PythonEnv:
     """What is installed in ``python``'s environment (names, versions, torch's CUDA build, llama.cpp's CUDA
     libraries), from metadata and files only, or :class:`InterpreterError` with one line saying why not."""
     from provision import pyenv
-    from provision.console import printable_copy
+    from provision.console import printable, printable_copy
 
     path = Path(python)
-    if path.is_dir():
-        inside = path / "bin" / "python"
-        hint = f" (its interpreter: {inside})" if inside.is_file() else ""
-        raise InterpreterError(f"{python}: is a directory, not a Python interpreter{hint}")
-    if not path.exists():
-        raise InterpreterError(f"{python}: no such file (give the path of a Python interpreter)")
+    # the message is one line whatever the text: control characters shown, not sent; a long name cut
+    shown = printable(python if len(python) <= 200 else python[:200] + "…")
+    try:
+        if path.is_dir():
+            inside = path / "bin" / "python"
+            hint = f" (its interpreter: {inside})" if inside.is_file() else ""
+            raise InterpreterError(f"{shown}: is a directory, not a Python interpreter{hint}")
+        if not path.exists():
+            raise InterpreterError(f"{shown}: no such file (give the path of a Python interpreter)")
+    except ValueError:  # a NUL byte: no file can have that name
+        raise InterpreterError(f"{shown}: not a path (it holds a NUL byte)") from None
+    except OSError as exc:  # a name too long, a directory that cannot be searched
+        raise InterpreterError(f"{shown}: cannot look at it ({exc.strerror or exc})") from None
     env: PythonEnv = pyenv.read_environment(python)
     if env.error is not None:
-        raise InterpreterError(f"{env.error} — not a Python interpreter whose packages gpuprov can read")
+        raise InterpreterError(f"{printable(env.error)} — not a Python interpreter whose packages gpuprov can read")
     # names and versions from another environment reach a terminal: their control characters are shown, not sent
     shown: PythonEnv = printable_copy(env)
     return shown

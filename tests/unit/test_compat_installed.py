@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from provision.compat.installed import InterpreterError, check_environment, read_installed
 from provision.compat.target import apply_overrides, target_from_snapshot
@@ -194,3 +196,22 @@ def test_cli_bad_python_is_one_line_exit_2(tmp_path: Path, make, says: str) -> N
     assert proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("gpuprov: error: --python ") and says in lines[0], proc.stderr
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(
+        st.text(max_size=300),
+        st.text(alphabet="/.a\x00", max_size=40),
+        st.builds(lambda n: "/" + "x" * n, st.integers(200, 5000)),
+        st.builds(lambda n: "/".join(["d" * 255] * n), st.integers(1, 20)),
+    )
+)
+def test_any_python_text_is_refused_in_one_line_or_read(text: str) -> None:
+    """What a user may pass as --python: an interpreter's packages, or InterpreterError in one line."""
+    try:
+        env = read_installed(text)
+    except InterpreterError as exc:
+        assert "\n" not in str(exc) and len(str(exc)) < 500 and exc.exit_code == 2
+    else:  # only a real interpreter answers (e.g. a relative name that is one)
+        assert env.error is None and env.python_version
