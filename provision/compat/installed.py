@@ -36,18 +36,18 @@ def read_installed(python: str) -> PythonEnv:
 
     path = Path(python)
     # the message is one line whatever the text: control characters shown, not sent; a long name cut
-    shown = printable(python if len(python) <= 200 else python[:200] + "…")
+    name = printable(python if len(python) <= 200 else python[:200] + "…")
     try:
         if path.is_dir():
             inside = path / "bin" / "python"
-            hint = f" (its interpreter: {inside})" if inside.is_file() else ""
-            raise InterpreterError(f"{shown}: is a directory, not a Python interpreter{hint}")
+            hint = f" (its interpreter: {printable(str(inside))})" if inside.is_file() else ""
+            raise InterpreterError(f"{name}: is a directory, not a Python interpreter{hint}")
         if not path.exists():
-            raise InterpreterError(f"{shown}: no such file (give the path of a Python interpreter)")
+            raise InterpreterError(f"{name}: no such file (give the path of a Python interpreter)")
     except ValueError:  # a NUL byte: no file can have that name
-        raise InterpreterError(f"{shown}: not a path (it holds a NUL byte)") from None
+        raise InterpreterError(f"{name}: not a path (it holds a NUL byte)") from None
     except OSError as exc:  # a name too long, a directory that cannot be searched
-        raise InterpreterError(f"{shown}: cannot look at it ({exc.strerror or exc})") from None
+        raise InterpreterError(f"{name}: cannot look at it ({exc.strerror or exc})") from None
     env: PythonEnv = pyenv.read_environment(python)
     if env.error is not None:
         raise InterpreterError(f"{printable(env.error)} — not a Python interpreter whose packages gpuprov can read")
