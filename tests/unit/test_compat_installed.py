@@ -215,3 +215,22 @@ def test_any_python_text_is_refused_in_one_line_or_read(text: str) -> None:
         assert "\n" not in str(exc) and len(str(exc)) < 500 and exc.exit_code == 2
     else:  # only a real interpreter answers (e.g. a relative name that is one)
         assert env.error is None and env.python_version
+
+
+def test_the_installed_set_is_what_uv_lists(tmp_path: Path) -> None:
+    """Oracle: uv's own reading of the environment (``uv pip list --format json``) names the same
+    distributions and versions that the check reads."""
+    from packaging.utils import canonicalize_name
+
+    packages = {"torch": "2.7.1+cu128", "flashinfer-python": "0.7.4", "vllm": "0.10.1", "xformers": "0.0.31"}
+    python = make_venv(tmp_path / "v", packages, tmp_path / "imported")
+    uv = find_uv()
+    assert uv is not None
+    listed = subprocess.run(
+        [*uv, "pip", "list", "--python", python, "--format", "json"], check=True, capture_output=True, text=True
+    )
+    by_uv = {str(canonicalize_name(p["name"])): p["version"] for p in json.loads(listed.stdout)}
+    env = read_installed(python)
+    assert {k: p.version for k, p in env.packages.items()} == by_uv
+    assert by_uv == packages  # nothing else in a bare uv venv (no pip, no setuptools)
+    assert not (tmp_path / "imported").exists()
