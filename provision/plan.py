@@ -52,7 +52,7 @@ from provision.plantypes import (
     TuningPlan,
     UnitTarget,
 )
-from provision.profiles.schema import SECTIONS, Profile
+from provision.profiles.schema import Profile, plan_order
 from provision.serving import units as serving_units
 from provision.serving.sandbox import gpuprov_sandbox
 from provision.snapshot import Snapshot
@@ -165,7 +165,7 @@ def desired_state(snapshot: Snapshot, profile: Profile, host: HostState, *, forc
                 desired.units.append(UnitTarget(name, True, note=note))
             else:
                 desired.notes.append(f"{name} is not installed here (it ships with the NVIDIA driver packages)")
-    for section_type in SECTIONS.values():  # the capability sections (serving, llama_cpp) plan themselves
+    for section_type in plan_order():  # the capability sections (serving, llama_cpp) plan themselves
         if section_type.plan is not None:
             section_type.plan(desired, snapshot, profile, host)
     if not host.systemd_running:

@@ -243,6 +243,21 @@ class SectionType:
     plan: SectionPlan | None = None
     #: reads what ``plan`` needs from the host (provision.hoststate calls it before planning)
     gather: SectionGather | None = None
+    #: sections whose ``plan`` hook runs before this one's (serving's server runs from what stack makes)
+    after: tuple[str, ...] = ()
+
+
+def plan_order() -> list[SectionType]:
+    """The sections in the order their ``plan`` hooks run: each after those it names in ``after``."""
+    done: list[str] = []
+    pending = list(SECTIONS)
+    while pending:
+        ready = [n for n in pending if all(a in done or a not in SECTIONS for a in SECTIONS[n].after)]
+        if not ready:  # pragma: no cover - a cycle in ``after`` is a programming error
+            raise ValueError(f"profile sections order each other in a cycle: {pending}")
+        done.append(ready[0])
+        pending.remove(ready[0])
+    return [SECTIONS[n] for n in done]
 
 
 SECTIONS: dict[str, SectionType] = {}
@@ -317,3 +332,16 @@ def _parse_suspend(value: Any, where: _Where) -> SuspendSection:
 
 register_section("gpu", SectionType(_parse_gpu, _gpu_dict, exclusive=(("power_limit_w", "power_limit_percent"),)))
 register_section("suspend", SectionType(_parse_suspend, lambda s: {"preserve_video_memory": s.preserve_video_memory}))
+
+
+def without_sections(profile: Profile, names: Iterable[str]) -> Profile:
+    """``profile`` without the sections ``names`` (a fleet's host that makes them another way); a name that is
+    no section is a ProfileError."""
+    import dataclasses
+
+    unknown = sorted(set(names) - set(SECTIONS))
+    if unknown:
+        raise ProfileError(
+            f"without: {', '.join(unknown)} is not a profile section (sections: {', '.join(sorted(SECTIONS))})"
+        )
+    return dataclasses.replace(profile, sections={k: v for k, v in profile.sections.items() if k not in set(names)})

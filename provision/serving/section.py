@@ -354,5 +354,7 @@ register_section(
         },
         plan=plan_serving,
         gather=gather,
+        # the server runs from the environment a stack section makes earlier in the same apply
+        after=("stack",),
     ),
 )

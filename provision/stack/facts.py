@@ -11,6 +11,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from provision import applystate
+from provision.engineflags import LLAMA_CPP_ENGINE
 from provision.stack.installed import installed_versions
 from provision.stack.record import read_record
 
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 class StackHost:
     #: "3.11": the version gpuprov runs with (the default interpreter request)
     default_python: str
+    #: the plan's root is this machine's / (an environment names its own path: it is made only there)
+    here: bool = True
     #: the server's path: "absent", "symlink", "directory" or "other"
     link_kind: str = "absent"
     #: where the link leads (absolute, inside the tree); None: not a link
@@ -67,8 +70,9 @@ def gather(profile: Profile, snapshot: Snapshot, host: HostState) -> HostState:
         engine, link = engine_and_link(profile.sections.get("serving"))
     except StackError:
         return replace(host, stack=facts)  # the plan hook says why
-    if host.image:
-        return replace(host, stack=facts)  # made on the booted host: the plan hook says so
+    if host.image or os.path.realpath(host.root) != "/":
+        # made on the booted host, at its real path: the plan hook says so
+        return replace(host, stack=replace(facts, here=False))
     if host.known:
         # an environment names its own path in its scripts: it lives at its real path on this machine,
         # never under a root (an image tree gets none; a replayed host's root holds only its files)
@@ -76,7 +80,7 @@ def gather(profile: Profile, snapshot: Snapshot, host: HostState) -> HostState:
         record = read_record(applystate.state_dir(Path(host.root)), link)
         installed = installed_versions(Path(target)) if target else {}
         facts = replace(facts, link_kind=kind, link_target=target, record=record, installed=installed)
-    if engine == "llama_cpp":
+    if engine == LLAMA_CPP_ENGINE:
         from provision.llama_build.buildhost import gather_build_host
 
         facts = replace(facts, build_host=gather_build_host(snapshot, wheelhouse=section.wheelhouse))

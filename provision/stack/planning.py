@@ -38,8 +38,7 @@ def _refusal(spec: StackSpec, facts: StackHost) -> str | None:
         what = "a directory" if facts.link_kind == "directory" else "a file"
         return (
             f"{spec.link} is {what} gpuprov did not make (an environment made by hand?): gpuprov switches only "
-            f"environments it made; move it away, or set serving.{'vllm' if spec.engine == 'vllm' else 'llama_cpp'}"
-            ".venv to another path"
+            f"environments it made; move it away, or set serving.{spec.engine}.venv to another path"
         )
     if facts.link_kind == "symlink" and facts.link_target not in made and facts.link_target != spec.home:
         return f"{spec.link} is a link to {facts.link_target}, which gpuprov did not make: move the link away first"
@@ -53,15 +52,15 @@ def plan_section(desired: Desired, snapshot: Snapshot, profile: Profile, host: H
     section = profile.sections.get(SECTION)
     if section is None:
         return
-    if host.image:
-        desired.notes.append(
-            "stack: the server's environment is made when this profile is applied on the booted host (an "
-            "environment names its own path in its scripts: it cannot be built into an image tree from outside)"
-        )
-        return
     facts = host.stack
     if facts is None:
         raise PlanError(f"profile {profile.name}: stack: the host was not gathered for it")
+    if not facts.here and host.known:
+        desired.notes.append(
+            f"stack: the server's environment is made when this profile is applied with / as the root ({host.root} "
+            "is not: an environment names its own path in its scripts, so it cannot be built into another tree)"
+        )
+        return
     try:
         spec = make_spec(
             section,

@@ -112,7 +112,7 @@ def engine_and_link(serving: ServingSection | None) -> tuple[str, str]:
             "stack: Ollama is a program with its own installer (https://ollama.com/download), not a Python "
             "environment: remove the stack section, install Ollama, and gpuprov writes its drop-in"
         )
-    word = "vllm" if serving.engine == VLLM_ENGINE else LLAMA_CPP_ENGINE
+    word = serving.engine  # the profile's key: serving.vllm / serving.llama_cpp
     venv = getattr(serving.settings, "venv", None)
     if not venv:
         what = "executable" if serving.engine == VLLM_ENGINE else "server (llama-server, a binary)"

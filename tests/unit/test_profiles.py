@@ -181,7 +181,7 @@ def test_to_dict_round_trips_through_yaml(tmp_path: Path) -> None:
 
     p = load_profile("rtx4090-laptop", [builtin_dir()])
     data = p.to_dict()
-    keep = ("description", "sources", "match", "gpu", "suspend", "serving")
+    keep = ("description", "sources", "match", "gpu", "suspend", "serving", "stack")
     text = yaml.safe_dump({k: v for k, v in data.items() if k in keep})
     ps = layers(tmp_path, user={"copy.yaml": text})
     copy = ps.load("copy")

@@ -74,7 +74,7 @@ def test_laptop_serves_vllm_with_the_seed_flags_on_loopback() -> None:
     assert s.engine == "vllm" and s.host == "127.0.0.1" and s.port == 8000 and s.api_key
     assert isinstance(s.settings, VllmSettings)
     argv = server_argv(s)
-    assert argv[:3] == ["/opt/vllm/bin/vllm", "serve", "Qwen/Qwen3-4B-Instruct-2507-FP8"]
+    assert argv[:3] == ["/opt/gpuprov/envs/vllm/bin/vllm", "serve", "Qwen/Qwen3-4B-Instruct-2507-FP8"]
     pairs = dict(zip(argv[3::2], argv[4::2], strict=True))
     # the seed's --swap-space 8 is not there: the vLLM gpuprov recommends (0.19.1) rejects it
     assert pairs == {
@@ -427,9 +427,12 @@ def test_plan_shows_the_server_files_and_unit() -> None:
     assert c[unit, "content"].action == "change" and "+ExecStart=" in c[unit, "content"].diff
     assert c["/etc/sysusers.d/gpuprov-vllm.conf", "content"].action == "change"
     assert c["gpuprov-vllm.service", "enabled"].desired is True
-    assert any("/opt/vllm/bin/vllm is not on this host" in n for n in plan.desired.notes)
+    # the plan's root is not / here: the profile's stack is made only at its real path, so the server's
+    # program is missing (with root /, the stack makes it earlier in the same apply: tests/unit/test_stack_plan.py)
+    assert any("/opt/gpuprov/envs/vllm/bin/vllm is not on this host" in n for n in plan.desired.notes)
+    assert plan.desired.stack == {} and any("applied with / as the root" in n for n in plan.desired.notes)
     assert plan.desired.serving["key_file"] == "/etc/gpuprov/serving/vllm.env"
-    assert plan.desired.serving["start"] is False
+    assert plan.desired.serving["start"] is False  # systemd is not running on this test host
     # the key never appears in a plan
     assert "VLLM_API_KEY=" not in str(plan.to_dict())
 

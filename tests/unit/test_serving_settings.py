@@ -24,13 +24,13 @@ def user_profile(tmp_path: Path, text: str, name: str = "mine"):
 
 
 def test_a_child_setting_only_the_vllm_model_keeps_the_parents_engine_settings(tmp_path: Path) -> None:
-    """rtx4090-laptop serves vLLM from /opt/vllm with tuned options: a child changing the model alone
+    """rtx4090-laptop serves vLLM from /opt/gpuprov/envs/vllm with tuned options: a child changing the model alone
     used to fail with "set exactly one of venv or executable" (its block replaced the parent's)."""
     prof = user_profile(tmp_path, "extends: rtx4090-laptop\nserving:\n  vllm: {model: Qwen/Qwen3-8B}\n")
     s = prof.sections["serving"]
     assert isinstance(s.settings, VllmSettings)
     assert s.settings.model == "Qwen/Qwen3-8B"
-    assert s.settings.venv == "/opt/vllm"
+    assert s.settings.venv == "/opt/gpuprov/envs/vllm"
     assert s.settings.gpu_memory_utilization == 0.85 and s.settings.max_model_len == 8192
     assert s.settings.attention_backend == "FLASHINFER"
     assert s.port == 8000 and s.api_key is True and s.gpus == (0,)
@@ -103,7 +103,7 @@ def test_three_generations_merge_in_order(tmp_path: Path) -> None:
         "org/other",
         4096,
         8,
-        "/opt/vllm",
+        "/opt/gpuprov/envs/vllm",
     )
 
 

@@ -93,13 +93,13 @@ def test_the_version_comes_from_the_dist_info_and_must_be_one(tmp_path: Path) ->
 
 def test_a_vllm_upgrade_changes_the_unit_in_the_plan(tmp_path: Path) -> None:
     """The unit follows the installed release, so an upgrade shows (and restarts) on the next apply."""
-    install_vllm(tmp_path, "0.11.2")
+    install_vllm(tmp_path, "0.11.2", venv="opt/gpuprov/envs/vllm")
     snap, prof = load_snapshot("rtx4090-laptop"), load_profile("rtx4090-laptop", [builtin_dir()])
     host = HostState(files={}, python=PY, root=str(tmp_path))
     before = next(f.content for f in make_plan(*gathered(snap, prof, host)).desired.serving_files if f.path == UNIT)
     assert before is not None and "VLLM_ATTENTION_BACKEND" in before
     after_upgrade = HostState(files={UNIT: FileState(before, "0644")}, python=PY, root=str(tmp_path))
-    (tmp_path / "opt/vllm/lib/python3.12/site-packages/vllm-0.11.2.dist-info/METADATA").write_text(
+    (tmp_path / "opt/gpuprov/envs/vllm/lib/python3.12/site-packages/vllm-0.11.2.dist-info/METADATA").write_text(
         "Metadata-Version: 2.4\nName: vllm\nVersion: 0.19.1\n"
     )
     change = next(c for c in make_plan(*gathered(snap, prof, after_upgrade)).changes if c.subject == UNIT)

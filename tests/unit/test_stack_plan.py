@@ -207,7 +207,7 @@ def test_state_create_ok_and_rebuild(tmp_path):
 def _plan(tmp_path, body, facts_kw):
     p = load(tmp_path, body)
     snap = load_snapshot("rtx4090-laptop")
-    snapshot, profile, host = gathered(snap, p, HostState(known=True, root=str(tmp_path / "root")))
+    snapshot, profile, host = gathered(snap, p, HostState(known=True, root="/"))
     host = dataclasses.replace(host, stack=dataclasses.replace(host.stack, **facts_kw))
     return make_plan(snapshot, profile, host)
 
@@ -237,4 +237,4 @@ def test_an_image_tree_gets_a_note_not_an_environment(tmp_path):
     snapshot, profile, host = gathered(snap, p, HostState(known=True, root=str(tmp_path), image=True))
     plan = make_plan(snapshot, profile, host)
     assert plan.desired.stack == {}
-    assert any("made when this profile is applied on the booted host" in n for n in plan.desired.notes)
+    assert any("made when this profile is applied with / as the root" in n for n in plan.desired.notes)

@@ -51,6 +51,15 @@ options:
     description: The address the exporter listens on (with I(exporter_port)).
     type: str
     default: 127.0.0.1
+  without:
+    description:
+      - >-
+        Sections of the profile this host leaves out, e.g. C([stack]) on a host whose server environment is
+        made another way (baked into an image, on a shared filesystem): the server is set up as if the
+        profile had no such section. An unknown section name fails the plan.
+    type: list
+    elements: str
+    default: []
   lock_pid:
     description:
       - >-
@@ -166,6 +175,7 @@ def main() -> None:
             "lock_pid": {"type": "int"},
             "exporter_port": {"type": "int"},
             "exporter_address": {"type": "str", "default": "127.0.0.1"},
+            "without": {"type": "list", "elements": "str", "default": []},
         },
         required_if=[("revert", False, ("profile",))],
         mutually_exclusive=[("revert", "force")],
@@ -195,6 +205,10 @@ def main() -> None:
                 from provision.monitor.section import with_exporter
 
                 prof = with_exporter(prof, p["exporter_port"], p["exporter_address"])
+            if p["without"]:
+                from provision.profiles.schema import without_sections
+
+                prof = without_sections(prof, p["without"])
             host = hoststate.read_host_state(snap, prof, root=root, directory=state_dir, python=python)
             result = plan.make_plan(snap, prof, host, force=p["force"])
     except GpuprovError as exc:  # refused before any change: gpuprov apply says it in one line, exit code 3
