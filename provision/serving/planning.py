@@ -72,7 +72,7 @@ def plan_serving(desired: Desired, snapshot: Snapshot, profile: Profile, host: H
     start = host.systemd_running
     program = server_argv(section)[0] if files.owned else None
     # a stack section makes the server's environment earlier in the same apply (provision.stack)
-    made_by_stack = "stack" in profile.sections
+    made_by_stack = bool(desired.stack) and desired.stack.get("link") == getattr(section.settings, "venv", None)
     if program is not None and host.known and not facts.present[program] and not made_by_stack:
         start = False
         desired.notes.append(
