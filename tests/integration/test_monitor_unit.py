@@ -88,7 +88,11 @@ def test_a_profile_without_the_section_removes_the_exporter(tmp_path: Path) -> N
         known=True,
         python=PY,
         files={UNIT_FILE: FileState("[Unit]\n", "0644", None, 0, 0)},
-        units={UNIT: UnitState(UNIT, UNIT_FILE, True)},
+        # Ollama installed (its installer's unit): the profile extends rtx4090, which serves Ollama
+        units={
+            UNIT: UnitState(UNIT, UNIT_FILE, True),
+            "ollama.service": UnitState("ollama.service", "/etc/systemd/system/ollama.service", True),
+        },
     )
     plan = _plan(_profiles(tmp_path, ""), host)
     assert any(f.path == UNIT_FILE and f.content is None for f in plan.desired.files)
