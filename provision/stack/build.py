@@ -141,7 +141,7 @@ def _build(
     if missing:
         shown = ", ".join(f"{n} {v or 'absent'} (planned {spec.pins[n]})" for n, v in missing.items())
         raise StackError(f"check the installed set: uv installed another set than planned: {shown}")
-    check = _check(python, snapshot)
+    check = _check(python, snapshot, cpu_build=bool(spec.build and spec.build.get("cpu")))
     runner.done()
     runner.phase("prune")
     pruned, kept = prune_environment(spec, python, runner)
@@ -214,12 +214,21 @@ def _build_llama(spec: StackSpec, runner: _Runner) -> None:
     runner.done()
 
 
-def _check(python: str, snapshot: Any) -> dict[str, Any]:
+#: what compat check says of a CPU build of llama-cpp-python on a GPU host: what ``stack.cpu: true`` asked for
+_ASKED_FOR_CPU = "llama_cpp_cpu"
+
+
+def _check(python: str, snapshot: Any, *, cpu_build: bool) -> dict[str, Any]:
+    """compat check of what is installed; incompatible stops the build (StackError), except the CPU-only
+    llama-cpp-python a profile asked for (``stack.cpu: true``), which is said, not refused."""
     from provision.compat.installed import check_environment
 
     report = check_environment(python, snapshot)
-    if report.verdict == "incompatible":
-        problems = "; ".join(f"{p.pair}: {p.reason}" for p in report.problems if p.severity == "incompatible")
+    blocking = [
+        p for p in report.problems if p.severity == "incompatible" and not (cpu_build and p.kind == _ASKED_FOR_CPU)
+    ]
+    if blocking:
+        problems = "; ".join(f"{p.pair}: {p.reason}" for p in blocking)
         raise StackError(f"check the installed set: compat check says incompatible: {problems}")
     return report.to_dict()
 
