@@ -311,9 +311,9 @@ _BARE_CALL_IMPORT = re.compile(
 def _trigger_lines(data: bytes) -> list[int] | None:
     """Sorted line numbers holding an import/metadata/resource call name (empty: the file has none,
     walk statements only); None when every expression must be walked (a bare-name import of one)."""
-    found = [m.start() for m in _TRIGGER.finditer(data)]
-    if not found:
+    if not any(t in data for t in _CALL_TRIGGERS):  # most files: nine memchr-fast tests beat one alternation
         return []
+    found = [m.start() for m in _TRIGGER.finditer(data)]
     if _BARE_CALL_IMPORT.search(data):
         return None
     lines, line, last = [], 1, 0
