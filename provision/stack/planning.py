@@ -85,6 +85,12 @@ def plan_section(desired: Desired, snapshot: Snapshot, profile: Profile, host: H
         f"environment {spec.link}: {spec.summary()} ({'; '.join(spec.notes[:1])}); built beside the one in use in "
         f"{spec.home}, checked with compat check, then switched to"
     )
+    drift = _drift((facts.record or {}).get("installed") or {}, facts.installed) if state == "ok" else []
+    if drift:
+        desired.notes.append(
+            f"environment {spec.link}: changed since gpuprov made it (not by gpuprov): {', '.join(drift)}; the "
+            "planned pins still hold, so it is kept (the lock file has the set gpuprov installed)"
+        )
     if spec.prune:
         desired.notes.append(
             f"prune: {', '.join(spec.prune)} removed after the install unless something kept requires them"
@@ -117,3 +123,14 @@ def _set_diff(current: dict[str, str], pins: dict[str, str]) -> str:
         elif have.split("+")[0] != version and have != version:
             lines.append(f"- {name}=={have}\n+ {name}=={version}")
     return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _drift(locked: dict[str, str], installed: dict[str, str]) -> list[str]:
+    """What differs between the set gpuprov recorded and the one there now: "x 1.0 -> 1.1", "+y 2.0", "-z"."""
+    out = []
+    for name in sorted(set(locked) | set(installed)):
+        old, new = locked.get(name), installed.get(name)
+        if old == new:
+            continue
+        out.append(f"+{name} {new}" if old is None else f"-{name}" if new is None else f"{name} {old} -> {new}")
+    return out

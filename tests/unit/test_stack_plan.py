@@ -238,3 +238,18 @@ def test_an_image_tree_gets_a_note_not_an_environment(tmp_path):
     plan = make_plan(snapshot, profile, host)
     assert plan.desired.stack == {}
     assert any("made when this profile is applied with / as the root" in n for n in plan.desired.notes)
+
+
+def test_a_package_changed_by_hand_is_said_and_the_environment_kept(tmp_path):
+    spec = spec_for(tmp_path, VLLM + "stack: {}\n")
+    installed = {**spec.pins, "transformers": "4.57.0"}
+    record = {"link": spec.link, "digest": spec.digest, "complete": True, "homes": [spec.home], "installed": installed}
+    moved = {**installed, "transformers": "4.58.1", "rich": "14.0.0"}
+    plan = _plan(
+        tmp_path,
+        VLLM + "stack: {}\n",
+        {"link_kind": "symlink", "link_target": spec.home, "record": record, "installed": moved},
+    )
+    assert plan.desired.stack["state"] == "ok"
+    note = next(n for n in plan.desired.notes if "changed since gpuprov made it" in n)
+    assert "transformers 4.57.0 -> 4.58.1" in note and "+rich 14.0.0" in note
