@@ -59,6 +59,9 @@ class TaskResult:
     notes: tuple[str, ...] = ()
     #: the plan refused the profile before any change (``msg`` says why)
     refusal: bool = False
+    #: a later task refused what the plan asked for (the server's environment failed compat check): the
+    #: server is not set up, the run exits 3 (``msg`` says why)
+    refused: bool = False
 
 
 @dataclass
@@ -78,6 +81,11 @@ class RunResult:
     def refusal(self) -> str | None:
         """Why the run's plan refused before any change (None: it did not)."""
         return next((r.msg for r in self.results if r.refusal and r.status == "failed"), None)
+
+    @property
+    def refused(self) -> str | None:
+        """Why a task after the plan refused (the environment's compat check), None when none did."""
+        return next((r.msg for r in self.results if r.refused and r.status == "failed"), None)
 
     @property
     def notes(self) -> list[str]:
@@ -139,6 +147,7 @@ def run_playbook(
                         d.get("diff"),
                         tuple(d.get("notes") or ()),
                         bool(d.get("refusal")),
+                        bool(d.get("refused")),
                     )
                 )
         return RunResult(proc.returncode, results, proc.stdout + proc.stderr)

@@ -98,6 +98,8 @@ def _run(
     notes = result.notes
     # which profile is in effect (profile.json) is recorded by the playbook's last task
     code = 0 if result.returncode == 0 and not result.failed else 1
+    if result.refused is not None:  # the environment failed compat check: the server was not set up
+        code = 3
     if as_json:
         payload = {
             "returncode": result.returncode,
@@ -139,7 +141,10 @@ def apply(
 
     Refused before any change (exit 3): no driver, profile does not fit the GPUs (without --force),
     a power limit outside the GPU's range, a unit whose sandbox would hide what it runs (gpuprov or the
-    server under /tmp or /var/tmp), not root (without --check). Exit 1 when a task failed.
+    server under /tmp or /var/tmp), not root (without --check), a stack whose versions compat check rejects
+    or that no release fits this driver. Exit 3 too when the server's new environment fails compat check
+    after its install (it is removed, the previous one stays, the server is not set up). Exit 1 when a
+    task failed.
     """
     from provision.profiles.loader import load_profile
 

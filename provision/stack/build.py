@@ -214,6 +214,11 @@ def _build_llama(spec: StackSpec, runner: _Runner) -> None:
     runner.done()
 
 
+class StackRefused(StackError):
+    """compat check called what was installed incompatible with this host: the environment was removed, the
+    server's path left where it was (``gpuprov apply`` exits 3)."""
+
+
 #: what compat check says of a CPU build of llama-cpp-python on a GPU host: what ``stack.cpu: true`` asked for
 _ASKED_FOR_CPU = "llama_cpp_cpu"
 
@@ -229,7 +234,7 @@ def _check(python: str, snapshot: Any, *, cpu_build: bool) -> dict[str, Any]:
     ]
     if blocking:
         problems = "; ".join(f"{p.pair}: {p.reason}" for p in blocking)
-        raise StackError(f"check the installed set: compat check says incompatible: {problems}")
+        raise StackRefused(f"check the installed set: compat check says incompatible: {problems}")
     return report.to_dict()
 
 

@@ -86,6 +86,7 @@ class CallbackModule(CallbackBase):
             "check_mode": bool(res.get("_ansible_check_mode") or getattr(result._task, "check_mode", False)),
             "notes": [str(n) for n in res.get("notes") or [] if isinstance(n, str)],
             "refusal": bool(res.get("gpuprov_refusal")),
+            "refused": bool(res.get("gpuprov_refused")),
         }
         with open(self._path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(line, default=str) + "\n")

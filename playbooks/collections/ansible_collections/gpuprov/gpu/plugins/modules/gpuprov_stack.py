@@ -156,6 +156,8 @@ def main() -> None:
         result = build.apply_spec(
             spec, probe.plan_snapshot(), state_dir=state_dir, log_path=log, progress=build.progress_file_writer()
         )
+    except build.StackRefused as exc:  # compat check said incompatible: gpuprov apply exits 3
+        module.fail_json(msg=str(exc), log=str(log), gpuprov_refused=True, **out)
     except (GpuprovError, OSError) as exc:
         module.fail_json(msg=str(exc), log=str(log), **out)
     module.exit_json(changed=result.changed, msg=result.message, **{**out, **result.to_dict()})
