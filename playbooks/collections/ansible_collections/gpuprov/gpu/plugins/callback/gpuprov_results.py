@@ -2,10 +2,12 @@
 """Ansible callback: one JSON line per task result (per loop item) for `gpuprov apply` to summarise.
 
 Enabled by `gpuprov apply` (ANSIBLE_CALLBACKS_ENABLED=gpuprov_results); writes to the file named by
-GPUPROV_RESULTS_FILE, and the name of each task as it starts to GPUPROV_PROGRESS_FILE when that is set (the
-CLI shows it while the run goes on; gpuprov_stack adds its phases there). Each line: {"task", "item", "status" (ok/changed/failed/skipped/unreachable),
-"msg", "diff", "notes", "refusal"}: ``notes`` and ``refusal`` are the gpuprov_plan module's (what the run's
-plan wants a person to know; a profile refused before any change), so ``gpuprov apply`` never plans again.
+GPUPROV_RESULTS_FILE, and the name of each task as it starts to GPUPROV_PROGRESS_FILE when that is set
+(the CLI shows it while the run goes on; gpuprov_stack adds its phases there). Each result line:
+{"task", "item", "status" (ok/changed/failed/skipped/unreachable), "msg", "diff", "notes", "refusal",
+"refused"}: ``notes`` and ``refusal`` are the gpuprov_plan module's (what the run's plan wants a person to
+know; a profile refused before any change), so ``gpuprov apply`` never plans again; ``refused`` is a later
+refusal (gpuprov_stack: the new environment failed compat check).
 """
 
 from __future__ import annotations
