@@ -253,3 +253,43 @@ def test_a_package_changed_by_hand_is_said_and_the_environment_kept(tmp_path):
     assert plan.desired.stack["state"] == "ok"
     note = next(n for n in plan.desired.notes if "changed since gpuprov made it" in n)
     assert "transformers 4.57.0 -> 4.58.1" in note and "+rich 14.0.0" in note
+
+
+@pytest.mark.parametrize(
+    ("stack", "message"),
+    [
+        ("{versions: {vllm: 0.10.2, torch: 2.4.0}}", "compat check rejects these pins here"),
+        ("{versions: {vllm: 'x.y'}}", "one exact version"),
+        ("{packages: ['bad name!']}", "is not a requirement"),
+    ],
+)
+def test_plan_refuses_bad_stack_input_with_one_line_and_exit_3_or_2(tmp_path, stack, message):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import SNAPSHOTS
+
+    profiles = tmp_path / "config/gpuprov/profiles"
+    profiles.mkdir(parents=True)
+    (profiles / "bad.yaml").write_text(BASE + VLLM + f"stack: {stack}\n")
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    env.pop("GPUPROV_NVML_REPLAY", None)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "provision",
+            "plan",
+            "bad",
+            "--from",
+            str(SNAPSHOTS / "rtx4090-laptop.constructed.json"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode in (2, 3), proc
+    assert message in proc.stderr and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert proc.stdout == ""
