@@ -70,13 +70,30 @@ def _merge_mapping(
     return merged
 
 
+def _switches(parent: dict[str, Any], child: dict[str, Any], key: str) -> bool:
+    """Whether ``child`` switches the choice of an exclusive group of section ``key`` (another engine)."""
+    section = SECTIONS.get(key)
+    mine, theirs = child.get(key), parent.get(key)
+    if section is None or not isinstance(mine, dict) or not isinstance(theirs, dict):
+        return False
+    for group in section.exclusive:
+        chosen = {k for k in group if mine.get(k) is not None}
+        if chosen and chosen != {k for k in group if k in theirs}:
+            return True
+    return False
+
+
 def merge(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
     """``child`` over ``parent``: sections merge key by key, a key set to null is removed, lists and
     header values are replaced; setting one key of an exclusive group drops the parent's other one
     (and, when that is a switch, the section's keys tied to the choice). A block the child keeps
     (serving.vllm under a parent serving vLLM) merges key by key the same way; a block the child
-    switches to (serving.llama_cpp under a parent serving vLLM) is the child's alone."""
+    switches to (serving.llama_cpp under a parent serving vLLM) is the child's alone, and so is a section
+    that follows it (the parent's ``stack`` made vLLM's environment: dropped unless the child sets one)."""
     out = dict(parent)
+    for name, dependent in SECTIONS.items():
+        if dependent.follows and name not in child and _switches(parent, child, dependent.follows):
+            out.pop(name, None)  # the parent's stack was for the parent's server, not the one the child picks
     for key, value in child.items():
         if key == "extends":
             continue

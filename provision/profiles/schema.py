@@ -245,6 +245,9 @@ class SectionType:
     gather: SectionGather | None = None
     #: sections whose ``plan`` hook runs before this one's (serving's server runs from what stack makes)
     after: tuple[str, ...] = ()
+    #: a section this one belongs to: a child profile that switches that section's choice (serving from vLLM
+    #: to Ollama) drops this section of its parent unless it sets it itself (stack: vLLM's environment)
+    follows: str | None = None
 
 
 def plan_order() -> list[SectionType]:

@@ -167,7 +167,10 @@ def register() -> None:
     from provision.stack.facts import gather
     from provision.stack.planning import plan_section
 
-    register_section(SECTION, SectionType(parse_section, section_dict, plan=plan_section, gather=gather))
+    # the environment is the server's: a child profile switching to another engine drops its parent's
+    register_section(
+        SECTION, SectionType(parse_section, section_dict, plan=plan_section, gather=gather, follows="serving")
+    )
 
 
 register()

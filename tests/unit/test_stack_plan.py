@@ -293,3 +293,14 @@ def test_plan_refuses_bad_stack_input_with_one_line_and_exit_3_or_2(tmp_path, st
     assert proc.returncode in (2, 3), proc
     assert message in proc.stderr and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert proc.stdout == ""
+
+
+def test_a_child_switching_engine_drops_the_parents_stack_unless_it_sets_one(tmp_path):
+    ollama = load(tmp_path, "extends: rtx4090-laptop\nserving:\n  api_key: false\n  ollama: {}\n")
+    assert "stack" not in ollama.sections  # the parent's stack made vLLM's environment
+    llama = "extends: rtx4090-laptop\nserving:\n  llama_cpp: {model: /m/x.gguf, venv: /opt/gpuprov/envs/llama-cpp}\n"
+    assert "stack" not in load(tmp_path, llama).sections
+    with_stack = load(tmp_path, llama + "stack: {cpu: true}\n").sections["stack"]
+    assert with_stack.cpu and with_stack.prune == ("torchvision",)  # the child's keys over the parent's
+    same_engine = load(tmp_path, "extends: rtx4090-laptop\nserving:\n  vllm: {model: Qwen/Qwen3-8B}\n")
+    assert same_engine.sections["stack"].prune == ("torchvision",)  # still vLLM: the environment stays
