@@ -122,9 +122,9 @@ MIN_PARALLEL_BYTES = 256 * 1024
 def _processes() -> int:
     """How many processes the scan may use: one per CPU the 1-minute load average leaves idle (rounded
     up: this one counts), at most 8. On the shared 2-core machine two processes took 0.42-0.48x the
-    time of one on fastapi's scan at a load average of ~1 (pretalx 0.79-0.98x); at a load of 5 one
-    session measured 0.55-0.83x, another 1.05-1.34x (medians of 8 alternating runs): with no idle CPU
-    the gain is a gamble and the fork a cost."""
+    time of one on fastapi's scan at a load average below 1; at a load of 5 one session measured
+    0.55-0.83x, another 1.05-1.34x, and 0.80-1.00x at 1.4-2.8 (benchmarks/prune_vs_deptry.md): with no
+    idle CPU the gain is a gamble and the fork a cost."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
