@@ -113,7 +113,7 @@ def main() -> None:
     require_library(module)
     from provision import applystate
     from provision.errors import GpuprovError
-    from provision.stack import build, record
+    from provision.stack import build, record, uvrun
     from provision.stack.spec import StackSpec
 
     state_dir = Path(module.params["state_dir"]) if module.params["state_dir"] else applystate.state_dir()
@@ -154,7 +154,7 @@ def main() -> None:
     log = Path(module.params["log"] or f"/var/log/gpuprov/stack-{time.strftime('%Y%m%d-%H%M%S')}.log")
     try:
         result = build.apply_spec(
-            spec, probe.plan_snapshot(), state_dir=state_dir, log_path=log, progress=build.progress_file_writer()
+            spec, probe.plan_snapshot(), state_dir=state_dir, log_path=log, progress=uvrun.progress_file_writer()
         )
     except build.StackRefused as exc:  # compat check said incompatible: gpuprov apply exits 3
         module.fail_json(msg=str(exc), log=str(log), gpuprov_refused=True, **out)
