@@ -8,7 +8,6 @@ our own.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -163,6 +162,8 @@ class PendingEnvironment:
         if python is None or _same_interpreter(python):
             return  # read in-process by result()
         if cache_dir is not None:
+            import hashlib  # here, as below: a run served from the report cache needs no hashing
+
             digest = hashlib.sha256(os.path.abspath(python).encode()).hexdigest()[:24]
             self.cache = cache_dir / f"env-{digest}.json"
             try:
@@ -194,6 +195,8 @@ class PendingEnvironment:
 
 
 def _collector_key() -> str:
+    import hashlib
+
     from provision import __version__
 
     return __version__ + ":" + hashlib.sha256(Path(pyenv.__file__).read_bytes()).hexdigest()[:16]

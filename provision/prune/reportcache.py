@@ -25,24 +25,26 @@ out of date is a miss, never an error.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+import zlib
 from pathlib import Path
 from typing import Any
 
-from provision.prune.scancache import sources_key, write_cache_file
+from provision import __version__
+from provision.prune.scancache import write_cache_file
 from provision.prune.sourcetree import HIDDEN_KEPT, SKIP_DIRS, is_environment_dir
 
 _PACKAGE = Path(__file__).parent
 
 
-def code_key() -> str:
-    """gpuprov's version, every prune module's source, the collector's, and ``packaging``'s version."""
+def code_key() -> list[Any]:
+    """gpuprov's version, ``packaging``'s, and the path, size and ``mtime_ns`` of every prune module
+    and of the collector (stat, not a hash of their text: a served re-run reads and hashes nothing)."""
     import packaging
 
     sources = [*sorted(_PACKAGE.glob("*.py")), _PACKAGE.parent / "pyenv.py", _PACKAGE.parent / "pyenvrun.py"]
-    return sources_key(sources, extra=f"packaging {packaging.__version__}")
+    return [__version__, packaging.__version__, *_file_stats([str(path) for path in sources])]
 
 
 def tree_listing(root: Path) -> list[list[Any]]:
@@ -102,7 +104,8 @@ class ReportCache:
 
     def __init__(self, directory: Path, project: Path, interpreter: str, why: str, ignore: tuple[str, ...]) -> None:
         root = os.path.realpath(project)
-        self.path = directory / ("report-" + hashlib.sha256(root.encode()).hexdigest()[:24] + ".json")
+        raw = root.encode()  # the name only spreads projects over files: "root" inside is what is checked
+        self.path = directory / f"report-{zlib.crc32(raw):08x}{zlib.adler32(raw):08x}.json"
         self.project = project
         self.head = {"key": code_key(), "root": root, "args": [interpreter, why, sorted(ignore)]}
         self.listing = tree_listing(project)

@@ -16,10 +16,8 @@ written is ignored (the scan runs in full), never an error.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +37,8 @@ def cache_dir() -> Path | None:
 
 def sources_key(sources: list[Path], extra: str = "") -> str:
     """A hash of gpuprov's version, ``extra`` and these source files: a change to any is a new cache."""
+    import hashlib  # here and below, not at import: a run served from the report cache neither hashes nor writes
+
     digest = hashlib.sha256(f"{__version__}\0{extra}".encode())
     for path in sources:
         try:
@@ -59,6 +59,8 @@ class ScanCache:
 
     def __init__(self, directory: Path, project: Path) -> None:
         root = os.path.realpath(project)
+        import hashlib
+
         self.path = directory / (hashlib.sha256(root.encode()).hexdigest()[:24] + ".json")
         self.key = _scanner_key()
         self.old: dict[str, list[Any]] = {}
@@ -93,6 +95,8 @@ class ScanCache:
 
 def write_cache_file(path: Path, payload: dict[str, Any]) -> None:
     """Write one cache file atomically; a cache that cannot be written is skipped, never an error."""
+    import tempfile
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".prune-", suffix=".tmp", dir=path.parent)

@@ -152,3 +152,17 @@ def test_a_served_rerun_loads_no_analysis_code(project: Path, tmp_path: Path, mo
     assert "provision.prune.analysis" in set(ast.literal_eval(first.stderr.strip().splitlines()[-1]))
     assert not {m for m in loaded if m.startswith("packaging.")}  # its __init__ (the version string) only
     assert not loaded & {"provision.prune.analysis", "provision.prune.declared", "provision.prune.sourcescan"}
+
+
+def test_the_code_key_follows_every_prune_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    copy = tmp_path / "provision" / "prune"
+    shutil.copytree(Path(reportcache.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyenv.py", "pyenvrun.py"):
+        shutil.copy(Path(reportcache.__file__).parents[1] / name, copy.parent / name)
+    monkeypatch.setattr(reportcache, "_PACKAGE", copy)
+    before = reportcache.code_key()
+    assert reportcache.code_key() == before
+    for path in (copy / "known.py", copy.parent / "pyenv.py"):
+        path.write_text(path.read_text() + "\n")
+        assert reportcache.code_key() != before
+        before = reportcache.code_key()
