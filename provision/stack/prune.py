@@ -43,12 +43,14 @@ def prune_decision(spec: StackSpec, env: InstalledEnv) -> tuple[list[str], dict[
 
 def prune_environment(spec: StackSpec, python: str, runner: _Runner) -> tuple[list[str], dict[str, str]]:
     """Remove the candidates nothing kept requires from ``python``'s environment; (removed, kept → why)."""
-    from provision.prune.installed import read_environment
+    from pathlib import Path
+
+    from provision.stack.installed import dependency_env
     from provision.stack.uvrun import _uv
 
     if not spec.prune:
         return [], {}
-    removable, kept = prune_decision(spec, read_environment(python))
+    removable, kept = prune_decision(spec, dependency_env(Path(python).parent.parent))
     if removable:
         runner.run([*_uv(), "pip", "uninstall", "--python", python, *removable])
     return removable, kept
