@@ -30,9 +30,12 @@ def prune_decision(spec: StackSpec, env: InstalledEnv) -> tuple[list[str], dict[
         roots.setdefault(str(canonicalize_name(req.name)), set()).update(str(canonicalize_name(e)) for e in req.extras)
     # a candidate stays when anything reached from the roots (other candidates left out) requires it
     closure = DependencyGraph(env).closure({k: v for k, v in roots.items() if k not in candidates})
+    gone = set(candidates)  # a candidate a kept one requires is kept too, until nothing more changes
+    while held := {n for n in gone if any(e.source not in gone for e in closure.required_by.get(n, []))}:
+        gone -= held
     removable = []
     for name in candidates:
-        edges = [e for e in closure.required_by.get(name, []) if e.source not in candidates]
+        edges = [e for e in closure.required_by.get(name, []) if e.source not in gone]
         if edges:
             who = sorted({f"{e.source} {env.dists[e.source].version}" for e in edges if e.source in env.dists})
             kept[name] = "required by " + ", ".join(who)
