@@ -79,10 +79,13 @@ def test_percentiles_come_from_the_per_request_delays(tmp_path: Path) -> None:
         level = run_level(config(srv.url, workload=workload, requests=20), 20)
     assert level.requests_ok == 20
     expected = sorted(float(d) for d in delays_ms)
+    # 20 requests at once on a shared 2-core machine: a late thread can add ~100 ms; the lower bounds are what
+    # tell each percentile apart (p90 >= 181 ms is no p50), the upper ones only that nothing else was measured
+    slack_ms = 4 * SLACK_S * 1000
     for pct, measured in ((50, level.ttft_ms.p50), (90, level.ttft_ms.p90), (99, level.ttft_ms.p99)):
         want = percentile(expected, pct)  # 105, 181, 198.1 ms
-        assert want <= measured < want + SLACK_S * 1000, (pct, measured, want)
-    assert expected[0] <= level.ttft_ms.min < expected[0] + SLACK_S * 1000
+        assert want <= measured < want + slack_ms, (pct, measured, want)
+    assert expected[0] <= level.ttft_ms.min < expected[0] + slack_ms
 
 
 def test_http_error_and_error_event_mid_stream_are_counted_not_hidden() -> None:
