@@ -102,9 +102,9 @@ def failure_line(output: str) -> str:
         picked = [ln for ln in lines if ln.startswith(marker) or marker in ln[:12]]
         if picked:
             text = picked[-1] if marker == "Caused by:" else picked[0]
-            tail = [ln for ln in lines if ln.startswith("╰─▶") or ln.startswith("Caused by:")]
+            tail = [ln for ln in lines if ln.startswith(("╰─▶", "Caused by:", "cause:"))]  # cause: uv without a tty
             if tail:
-                text = f"{text} {tail[-1].lstrip('╰─▶ ')}"
+                text = f"{text} {tail[-1].lstrip('╰─▶ ').removeprefix('cause: ')}"
             return text[:400]
     return (lines[-1] if lines else "failed")[:400]
 
