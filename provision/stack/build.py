@@ -82,25 +82,31 @@ def apply_spec(
 ) -> StackResult:
     """Make the environment ``spec`` describes and switch the server's path to it (see the module's doc)."""
     start = time.monotonic()
-    link, home = Path(spec.link), Path(spec.home)
+    link = Path(spec.link)
     record = read_record(state_dir, spec.link) or {"link": spec.link, "engine": spec.engine, "homes": []}
     current = os.readlink(link) if link.is_symlink() else None
-    if current == spec.home and record.get("digest") == spec.digest and record.get("complete"):
-        have = installed_versions(home)
+    if spec.generation(current) and record.get("digest") == spec.digest and record.get("complete"):
+        assert current is not None
+        have = installed_versions(Path(current))
         if not missing_pins(have, spec.pins):
-            return StackResult(False, f"{spec.link} already holds {spec.summary()}", spec.home, installed=have)
+            return StackResult(False, f"{spec.link} already holds {spec.summary()}", current, installed=have)
     if link.exists() and not link.is_symlink():
         raise StackError(f"{spec.link} is a directory gpuprov did not make: move it away first")
-    if current is not None and current not in record["homes"] and current != spec.home:
+    if current is not None and current not in record["homes"] and not spec.generation(current):
         raise StackError(f"{spec.link} leads to {current}, which gpuprov did not make: move the link away first")
+    # the planned directory is the one in use but no longer as planned (changed by hand): rebuild beside it
+    base, n = spec.home, 1
+    while spec.home == current:
+        n += 1
+        spec = spec.at(f"{base}.{n}")
+    home = Path(spec.home)
     runner = _Runner(log_path, progress)
     try:
-        if home.exists() and current != spec.home:
+        if home.exists():
             shutil.rmtree(home)  # a build cut off earlier: never the one in use
         result = _build(spec, snapshot, runner, state_dir, record, current)
     except BaseException:
-        if current != spec.home:
-            shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(home, ignore_errors=True)
         raise
     finally:
         runner.close()

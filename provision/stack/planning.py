@@ -19,7 +19,7 @@ def current_state(spec: StackSpec, facts: StackHost) -> tuple[str, str]:
     """("ok" | "create" | "rebuild", why) for the environment at the spec's link."""
     if facts.link_kind == "absent":
         return "create", f"{spec.link} does not exist"
-    if facts.link_target != spec.home:
+    if not spec.generation(facts.link_target):
         return "rebuild", f"{spec.link} leads to {facts.link_target}, built for another plan"
     record = facts.record or {}
     if record.get("digest") != spec.digest or not record.get("complete"):
@@ -40,7 +40,7 @@ def _refusal(spec: StackSpec, facts: StackHost) -> str | None:
             f"{spec.link} is {what} gpuprov did not make (an environment made by hand?): gpuprov switches only "
             f"environments it made; move it away, or set serving.{spec.engine}.venv to another path"
         )
-    if facts.link_kind == "symlink" and facts.link_target not in made and facts.link_target != spec.home:
+    if facts.link_kind == "symlink" and facts.link_target not in made and not spec.generation(facts.link_target):
         return f"{spec.link} is a link to {facts.link_target}, which gpuprov did not make: move the link away first"
     return None
 

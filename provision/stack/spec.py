@@ -83,6 +83,22 @@ class StackSpec:
             fields[key] = tuple(fields.get(key) or ())
         return cls(**fields)
 
+    def generation(self, path: str | None) -> bool:
+        """Whether ``path`` is this spec's directory: its home, or a rebuild of the same plan beside it
+        (``HOME.2``, ``HOME.3``: the environment in use had changed by hand and could not be built over)."""
+        if path is None:
+            return False
+        suffix = path.removeprefix(self.home)
+        return suffix == "" or (path != suffix and suffix[:1] == "." and suffix[1:].isdigit())
+
+    def at(self, home: str) -> StackSpec:
+        """The same spec built in ``home`` (a generation of its own): the build's interpreter moves with it."""
+        build = None
+        if self.build is not None:
+            build = {k: (v.replace(self.home, home) if isinstance(v, str) else v) for k, v in self.build.items()}
+            build["command"] = [part.replace(self.home, home) for part in self.build["command"]]
+        return replace(self, home=home, build=build)
+
     @property
     def python_exe(self) -> str:
         return f"{self.home}/bin/python"
@@ -200,6 +216,12 @@ def make_spec(
         build = _llama_build(section, snapshot, inputs, pins["llama-cpp-python"])
         requirements = [r for r in requirements if not r.startswith("llama-cpp-python")]
         indexes = []  # built from source for the GPUs here, not a prebuilt wheel from another index
+    pinned_and_pruned = sorted(set(section.prune) & set(pins))
+    if pinned_and_pruned:
+        raise StackError(
+            f"stack.prune names {', '.join(pinned_and_pruned)}, which the planned set pins: a pinned package is "
+            "the environment's own; take it out of prune"
+        )
     requirements = [*requirements, *section.packages]
     constraints = [f"{name}=={version}" for name, version in pins.items()]
     decided = {

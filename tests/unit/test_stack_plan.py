@@ -304,3 +304,10 @@ def test_a_child_switching_engine_drops_the_parents_stack_unless_it_sets_one(tmp
     assert with_stack.cpu and with_stack.prune == ("torchvision",)  # the child's keys over the parent's
     same_engine = load(tmp_path, "extends: rtx4090-laptop\nserving:\n  vllm: {model: Qwen/Qwen3-8B}\n")
     assert same_engine.sections["stack"].prune == ("torchvision",)  # still vLLM: the environment stays
+
+
+def test_a_pinned_package_cannot_be_pruned(tmp_path):
+    with pytest.raises(StackError, match="which the planned set pins"):
+        spec_for(tmp_path, VLLM + "stack: {versions: {vllm: 0.10.2, torch: 2.8.0}, prune: [torch]}\n")
+    with pytest.raises(StackError, match="which the planned set pins: a pinned package"):
+        spec_for(tmp_path, VLLM + "stack: {prune: [flashinfer-python]}\n")  # auto: compat plan pins it
