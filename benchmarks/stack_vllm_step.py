@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -81,25 +82,41 @@ def main() -> None:
     shutil.rmtree(args.workdir / "warmup")
     rows: dict[str, list[float]] = {"plain": [], "gpuprov": []}
     phases: list[dict[str, float]] = []
-    result = None
-    for i in range(args.repeat):
+    result: Any = None
+    packages = 0
+
+    def settle() -> None:
+        """Removing 10 GiB of links leaves the disk busy: wait for it before the next timed run."""
+        subprocess.run(["sync"], check=False)
+        time.sleep(2)
+
+    def run_plain(i: int) -> None:
+        nonlocal packages
         venv = args.workdir / f"plain-{i}"
         got = plain.plain_install(venv, list(spec.requirements), constraints, [], python=PYTHON, env=env)
         rows["plain"].append(got["seconds"])
         packages = len(got["packages"])
         shutil.rmtree(venv)
-        state = args.workdir / f"state-{i}"
-        shutil.rmtree(Path(spec.home), ignore_errors=True)
-        link = Path(spec.link)
-        if link.is_symlink():
-            link.unlink()
+        settle()
+
+    def run_gpuprov(i: int) -> None:
+        nonlocal result
         t = time.monotonic()
-        result = apply_spec(spec, snap, state_dir=state, log_path=args.workdir / f"stack-{i}.log")
+        result = apply_spec(spec, snap, state_dir=args.workdir / f"state-{i}", log_path=args.workdir / f"stack-{i}.log")
         rows["gpuprov"].append(time.monotonic() - t)
         phases.append(result.phases)
-        print(
-            f"run {i}: plain {rows['plain'][-1]:.2f} s, gpuprov {rows['gpuprov'][-1]:.2f} s {result.phases}", flush=True
-        )
+        if i < args.repeat - 1:  # the last one stays for the no-change runs
+            shutil.rmtree(Path(spec.home))
+            Path(spec.link).unlink()
+            settle()
+
+    settle()
+    for i in range(args.repeat):  # alternate which goes first: neither always runs after the other's removal
+        first, second = (run_plain, run_gpuprov) if i % 2 == 0 else (run_gpuprov, run_plain)
+        first(i)
+        second(i)
+        print(f"run {i}: plain {rows['plain'][-1]:.2f} s, gpuprov {rows['gpuprov'][-1]:.2f} s {phases[-1]}", flush=True)
+    state = args.workdir / f"state-{args.repeat - 1}"
     assert result is not None
     again = []
     for _ in range(5):
