@@ -160,7 +160,8 @@ def main() -> None:
         module.fail_json(msg=str(exc), log=str(log), gpuprov_refused=True, **out)
     except (GpuprovError, OSError) as exc:
         module.fail_json(msg=str(exc), log=str(log), **out)
-    module.exit_json(changed=result.changed, msg=result.message, **{**out, **result.to_dict()})
+    # the result carries its own changed: passed once, as the module's
+    module.exit_json(**{**out, **result.to_dict(), "changed": result.changed, "msg": result.message})
 
 
 if __name__ == "__main__":
