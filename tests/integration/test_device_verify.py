@@ -48,7 +48,7 @@ def test_dry_run_writes_one_result_per_step_and_changes_no_gpu_setting(snapshot,
         proc = verify(out, replay, "--model", str(gguf), "--url", url)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        f"{s}.json" for s in ("doctor", "timing", "plan", "llama", "fit", "bench", "summary")
+        f"{s}.json" for s in ("doctor", "timing", "plan", "stack", "llama", "fit", "bench", "summary")
     )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["dry_run"] and summary["ok"]
@@ -61,6 +61,9 @@ def test_dry_run_writes_one_result_per_step_and_changes_no_gpu_setting(snapshot,
         assert plan["gpu_settings_pending"] and plan["noop_apply"].startswith("not run")
     else:
         assert plan["profile"] == "h100" and plan["gpu_settings_pending"] == [] and plan["noop_apply_rc"] == 0
+    stack = json.loads((out / "stack.json").read_text())  # the plan's vLLM set is compat plan's, installed nothing
+    assert stack["ok"] and stack["stack_pins"] == stack["compat_pins"] and stack["state"] == "create"
+    assert not (tmp_path / "envs").exists()
     assert json.loads((out / "fit.json").read_text())["fit"]
     assert json.loads((out / "bench.json").read_text())["result"]
     assert replay.read_bytes() == before, "the replayed GPU was changed"
