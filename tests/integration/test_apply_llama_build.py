@@ -49,7 +49,8 @@ def test_profile_build_section_plans_and_applies_without_rebuilding(llama_cpp_en
     python = str(llama_cpp_env.python)
     env = _env(tmp_path, f"extends: rtx4080\nllama_cpp:\n  build: true\n  cpu: true\n  python: {python}\n")
     root = tmp_path / "root"
-    root.mkdir()
+    (root / "usr/local/bin").mkdir(parents=True)
+    (root / "usr/local/bin/ollama").write_text("#!/bin/sh\n")  # rtx4080 serves Ollama: it plans only where it is
 
     plan = _gpuprov(env, "plan", "lcpp", "--root", str(root), "--json")
     assert plan.returncode == 0, plan.stderr
@@ -73,7 +74,8 @@ def test_profile_asking_for_another_build_would_rebuild_in_check_mode(llama_cpp_
     python = str(llama_cpp_env.python)
     env = _env(tmp_path, f"extends: h100\nllama_cpp:\n  build: true\n  python: {python}\n", snapshot="h100")
     root = tmp_path / "root"
-    root.mkdir()
+    (root / "usr/local/bin").mkdir(parents=True)
+    (root / "usr/local/bin/ollama").write_text("#!/bin/sh\n")  # rtx4080 serves Ollama: it plans only where it is
     proc = _gpuprov(env, "plan", "lcpp", "--root", str(root), "--json")
     if proc.returncode == 3:
         assert "nvcc" in proc.stderr or "CUDA toolkit" in proc.stderr
