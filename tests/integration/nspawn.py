@@ -39,10 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SUITE = "bookworm"
-#: libgomp1: the OpenMP runtime that CPU builds of llama.cpp link (the serving end-to-end test)
-PACKAGES = ("systemd", "systemd-sysv", "python3", "dbus", "openssh-server", "libgomp1")
+#: libgomp1: the OpenMP runtime that CPU builds of llama.cpp link (the serving end-to-end test); g++: the
+#: compiler a host's own llama-cpp-python build needs (molecule/default: the profile's stack section; cmake and
+#: ninja come from PyPI into the build's isolated environment, so neither they nor make are installed here)
+PACKAGES = ("systemd", "systemd-sysv", "python3", "dbus", "openssh-server", "libgomp1", "g++")
 #: bumped when the rootfs recipe changes, so an old cache is not reused
-RECIPE = 2
+RECIPE = 3
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
 
