@@ -170,6 +170,8 @@ def run_level(
     for t in threads:
         t.start()
     interrupted = cut_done = False
+    ctrl_c = threading.Event()
+    restore = _catch_ctrl_c(ctrl_c, stop)
     try:
         for t in threads:
             while t.is_alive():
@@ -183,9 +185,12 @@ def run_level(
                     for conn in connections:  # still running LEVEL_END_GRACE_S after the level's end
                         conn.cut()
                 t.join(0.1 if cut_at is None or cut_done else min(0.1, max(0.0, cut_at - now)))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a Ctrl-C that came before the handler was in place
         interrupted = True
         stop.set()
+    finally:
+        restore()
+    interrupted = interrupted or ctrl_c.is_set()
     end = time.perf_counter()
     with lock:
         finished = sorted(results, key=lambda r: r.index)
@@ -204,6 +209,28 @@ def run_level(
     level.request_results = finished
     level.gpu = gpu
     return level
+
+
+def _catch_ctrl_c(flag: threading.Event, stop: threading.Event) -> Callable[[], None]:
+    """While a level runs, Ctrl-C (SIGINT) stops it through ``stop`` instead of raising KeyboardInterrupt in
+    the middle of ``Thread.join`` (which can leave the thread's lock held, and the process hanging at exit):
+    the runner then cuts what is in flight and returns what finished. Returns what puts the old handler back.
+    Only the main thread can set a handler; elsewhere nothing changes."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def on_sigint(signum: int, frame: object) -> None:
+        flag.set()
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+
+    def restore() -> None:
+        signal.signal(signal.SIGINT, previous)
+
+    return restore
 
 
 def run_bench(
