@@ -40,6 +40,23 @@ class LlamaCppSection:
 _SECTION_KEYS = ("build", "python", "version", "arch", "cpu", "source", "wheelhouse")
 
 
+def parse_build_target(data: dict[str, Any], where: Any) -> tuple[tuple[str, ...] | None, bool]:
+    """A section's ``arch`` (None: auto, the GPUs present) and ``cpu`` keys, checked together: the build target
+    of the ``llama_cpp`` section and of a llama.cpp ``stack``."""
+    archs = None
+    arch = data.get("arch", "auto")
+    if arch not in (None, "auto"):
+        values = [str(a) for a in arch] if isinstance(arch, list) else [str(arch)]
+        try:
+            archs = tuple(parse_arch_option(values))
+        except UsageError:
+            raise where["arch"].error(f"expected auto or CUDA architectures like [89, 86], got {arch!r}") from None
+    cpu = _bool(data["cpu"], where["cpu"]) if data.get("cpu") is not None else False
+    if cpu and archs:
+        raise where["cpu"].error("cpu: true and arch do not go together")
+    return archs, cpu
+
+
 def _parse_section(value: Any, where: Any) -> LlamaCppSection:
     data = _mapping(value, where, _SECTION_KEYS)
     build = _bool(data["build"], where["build"]) if data.get("build") is not None else False
@@ -57,17 +74,7 @@ def _parse_section(value: Any, where: Any) -> LlamaCppSection:
             Version(version)
         except InvalidVersion:
             raise where["version"].error(f"expected a version like 0.3.16, got {version!r}") from None
-    archs = None
-    arch = data.get("arch", "auto")
-    if arch not in (None, "auto"):
-        values = [str(a) for a in arch] if isinstance(arch, list) else [str(arch)]
-        try:
-            archs = tuple(parse_arch_option(values))
-        except UsageError:
-            raise where["arch"].error(f"expected auto or CUDA architectures like [89, 86], got {arch!r}") from None
-    cpu = _bool(data["cpu"], where["cpu"]) if data.get("cpu") is not None else False
-    if cpu and archs:
-        raise where["cpu"].error("cpu: true and arch do not go together")
+    archs, cpu = parse_build_target(data, where)
     source = _text(data["source"], where["source"], "a path") if data.get("source") else None
     wheelhouse = _text(data["wheelhouse"], where["wheelhouse"], "a directory") if data.get("wheelhouse") else None
     return LlamaCppSection(build, python, version, archs, cpu, source, wheelhouse)

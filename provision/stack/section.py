@@ -27,8 +27,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from provision.errors import UsageError
-from provision.profiles.schema import SECTIONS, SectionType, _bool, _int, _mapping, _text, _Where, register_section
+from provision.profiles.schema import SECTIONS, SectionType, _int, _mapping, _text, _Where, register_section
 from provision.stack.spec import SECTION
 
 _KEYS = ("python", "versions", "packages", "prune", "wheelhouse", "cpu", "arch", "keep")
@@ -109,19 +108,9 @@ def _requirements(value: Any, where: _Where, *, names_only: bool) -> tuple[str, 
 
 def parse_section(value: Any, where: _Where) -> StackSection:
     data = _mapping(value, where, _KEYS)
-    archs = None
-    arch = data.get("arch", "auto")
-    if arch not in (None, "auto"):
-        from provision.llama_build.decision import parse_arch_option
+    from provision.llama_build.section import parse_build_target
 
-        values = [str(a) for a in arch] if isinstance(arch, list) else [str(arch)]
-        try:
-            archs = tuple(parse_arch_option(values))
-        except UsageError:
-            raise where["arch"].error(f"expected auto or CUDA architectures like [89, 86], got {arch!r}") from None
-    cpu = _bool(data["cpu"], where["cpu"]) if data.get("cpu") is not None else False
-    if cpu and archs:
-        raise where["cpu"].error("cpu: true and arch do not go together")
+    archs, cpu = parse_build_target(data, where)
     section = StackSection(
         python=_python(data["python"], where["python"]) if data.get("python") is not None else None,
         pins=_pins(data.get("versions"), where["versions"]),
