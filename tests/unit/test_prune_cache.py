@@ -73,7 +73,7 @@ def as_data(result: ScanResult) -> dict[str, object]:
 
 
 def test_rerun_on_unchanged_tree_parses_nothing_and_agrees(project: Path, tmp_path: Path, counted: list[str]) -> None:
-    (project / "broken.py").write_text("import six\ndef f(:\n")  # an unparsed file is cached too
+    (project / "broken.py").write_text("import six\nx = '''never closed\n")  # an unparsed file is cached too
     first = scan(project, tmp_path / "cache")
     parsed = len(counted)
     assert parsed == first.files_scanned >= 3

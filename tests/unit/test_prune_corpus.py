@@ -166,12 +166,15 @@ def test_unparsable_files_reported_and_line_scanned(tmp_path: Path) -> None:
     (proj / "pyproject.toml").write_text(
         '[project]\nname = "u"\nversion = "0"\ndependencies = ["PyYAML", "six", "tqdm"]\n'
     )
+    # Python 2 with only import statements: read from the text (provision.prune.lexscan), not listed
     (proj / "legacy.py").write_text('import yaml\nprint "python 2"\n')
+    # Python 2 with an import call: needs the parser, which refuses it: listed, read line by line
+    (proj / "legacy_calls.py").write_text('import yaml\n__import__("os")\nprint "python 2"\n')
     (proj / "nul.py").write_bytes(b"from six import moves\n\x00\n")
     (proj / "latin.py").write_bytes(b'# -*- coding: utf-8 -*-\nimport os\nx = "\xff\xfe"\n')
     report, by = verdicts(tmp_path / "env", "unparsable", root=tmp_path)
-    assert {f for f, _ in report.unparsed} == {"legacy.py", "nul.py", "latin.py"}
-    assert by["pyyaml"].used_at.kind == "unparsed-file"
+    assert {f for f, _ in report.unparsed} == {"legacy_calls.py", "nul.py", "latin.py"}
+    assert (by["pyyaml"].used_at.kind, by["pyyaml"].used_at.where) == ("import", "legacy.py:1")
     assert by["six"].used_at.kind == "unparsed-file"
     assert [v.key for v in report.removable] == ["tqdm"]
 

@@ -34,7 +34,7 @@ def test_forked_scan_equals_one_process(root: Path, monkeypatch: pytest.MonkeyPa
 def test_a_failing_child_leaves_its_files_to_the_parent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for i in range(9):
         (tmp_path / f"m{i}.py").write_text(f"import dist{i}\nimport importlib\nimportlib.import_module('x{i}')\n")
-    (tmp_path / "broken.py").write_text("import six\ndef f(:\n")
+    (tmp_path / "broken.py").write_text("import six\nx = '''never closed\n")
     serial = scan(tmp_path, False, monkeypatch)
     parent = os.getpid()
     real = imports._scan_file
