@@ -5,15 +5,19 @@ CPython's ``ast.parse`` was three quarters of ``prune``'s first run (fastapi's 1
 0.48 s), while an import statement is a simple thing to read: the keyword ``import`` can stand
 nowhere else in Python. So one pass of a regular expression steps over comments and strings
 (single-quoted ones inside the engine, each triple-quoted one in one step) and stops only at the
-keyword ``import`` in code; the statement around it is read from its line.
+keyword ``import`` in code; the statement around it is read from its line. An import inside an
+``if TYPE_CHECKING:`` block is marked as the tree scan marks it, the block's end found by its
+indentation (lines inside brackets, strings or after a backslash skipped).
 
-It answers only where it is sure and returns ``None`` otherwise, and the file is parsed with
-:mod:`ast` as before: bytes that are not ASCII or UTF-8 text, a null byte, an encoding
-declaration, a string or comment it cannot close, an ``import`` whose statement continues a line
-ended by a backslash, starts after anything but an indentation, ``;`` or ``:``, or whose names are
-not plain dotted ASCII names. On every file it answers, it gives exactly the imports the syntax
-tree gives (module, line, kind) — tests/unit/test_prune_lexscan.py holds it to CPython's own parser
-on the standard library and on generated sources.
+It answers only where it is sure and hands the file back otherwise (:func:`lex` says why), to be
+parsed with :mod:`ast` as before: bytes that are not UTF-8, a null byte, a byte order mark, an
+encoding declaration other than UTF-8 (or Latin-1/ASCII on ASCII text), a string it cannot close,
+an ``import`` on a line continued with a backslash, after anything but an indentation, ``;`` or
+``:``, or naming anything but plain dotted ASCII names, a ``TYPE_CHECKING`` named anywhere but in an
+import or an ``if``/``elif`` header, a triple-quoted string inside such a block. On every file it
+answers it gives exactly the imports the syntax tree gives (module, line, kind):
+tests/unit/test_prune_lexscan.py holds it to CPython's own parser on the standard library and on
+generated sources.
 
 What it does not do is check the rest of the grammar: a file in Python 2 (``print "x"``) that
 CPython would refuse has its imports read all the same and is not listed as unparsed.
@@ -127,15 +131,18 @@ def lex(data: bytes) -> list[tuple[str, int, str]] | str:
     size = len(data)
     pos, line, counted = 0, 1, 0
     skip = _SKIP.match
+    statements: list[tuple[int, int, int]] = []  # (start, end, how many imports found before it)
+    triples: list[tuple[int, int]] = []  # triple-quoted strings
     while True:
         pos = skip(data, pos).end()  # type: ignore[union-attr]  # it matches everywhere (if only the empty string)
         if pos >= size:
-            return found
+            return _mark_typing_only(data, found, statements, triples) if b"TYPE_CHECKING" in data else found
         quote = data[pos : pos + 3]
         if quote in _TRIPLE_END:
             m = _TRIPLE_END[quote].match(data, pos + 3)
             if m is None:
                 return "a triple-quoted string that does not close"
+            triples.append((pos, m.end()))
             pos = m.end()
             continue
         if not data.startswith(b"import", pos):
@@ -148,6 +155,7 @@ def lex(data: bytes) -> list[tuple[str, int, str]] | str:
             return "an import after something other than an indentation, ';' or ':'"
         line += data.count(b"\n", counted, pos)
         counted = pos
+        statements.append((before.end() if before.group(1) is None else data.rfind(b"from", start, pos), 0, len(found)))
         module = before.group(1)
         if module is None:
             m = _IMPORT_NAMES.match(data, pos + 6)
@@ -156,6 +164,7 @@ def lex(data: bytes) -> list[tuple[str, int, str]] | str:
                 return "an import statement of another form"
             found += [(name, line, "import") for name in names]
             pos = m.end()
+            statements[-1] = (statements[-1][0], pos, statements[-1][2])
             continue
         m = _FROM_NAMES.match(data, pos + 6)
         if m is None:
@@ -174,3 +183,89 @@ def lex(data: bytes) -> list[tuple[str, int, str]] | str:
             text = module.decode("ascii")
             found += [(f"{text}.{name}", line, "from") for name in names]
         pos = m.end()
+        statements[-1] = (statements[-1][0], pos, statements[-1][2])
+
+
+_TYPE_CHECKING = re.compile(rb"\bTYPE_CHECKING\b")
+#: ``if TYPE_CHECKING:`` / ``elif typing.TYPE_CHECKING:`` — the forms the tree scan takes for one
+_TYPING_HEADER = re.compile(
+    rb"^([ \t\f]*)(?:el)?if" + _WS + rb"+(?:[A-Za-z_]\w*\.)*TYPE_CHECKING" + _WS + rb"*:" + _WS + rb"*+(\#[^\n]*+)?",
+    re.M,
+)
+#: what changes the bracket depth on a line of code, and what to step over on the way
+_LINE_TOKENS = re.compile(
+    rb"""[rRbBuUfF]*(?:"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')|\#[^\n]*|[()\[\]{}]|\\\r?\n""", re.S
+)
+
+
+def _mark_typing_only(
+    data: bytes,
+    found: list[tuple[str, int, str]],
+    statements: list[tuple[int, int, int]],
+    triples: list[tuple[int, int]],
+) -> list[tuple[str, int, str]] | str:
+    """``found`` with the imports inside an ``if TYPE_CHECKING:`` body marked ``type-checking``, as
+    the tree scan marks them. Every other mention of the name must be inside an import statement
+    (``from typing import TYPE_CHECKING``); one elsewhere (a comment, a string, ``TYPE_CHECKING or
+    x``) hands the file back."""
+    headers = {m.start() + m.group(0).find(b"TYPE_CHECKING"): m for m in _TYPING_HEADER.finditer(data)}
+    bodies: list[tuple[int, int]] = []
+    for word in _TYPE_CHECKING.finditer(data):
+        at = word.start()
+        if any(a <= at < b for a, b, _ in statements):
+            continue
+        header = headers.get(at)
+        if header is None or any(a <= at < b for a, b in triples):
+            return "TYPE_CHECKING named outside an import and an if-header"
+        body = _body(data, header, triples)
+        if isinstance(body, str):
+            return body
+        bodies.append(body)
+    marked = list(found)
+    for index, (start, _, first) in enumerate(statements):
+        if any(a <= start < b for a, b in bodies):
+            last = statements[index + 1][2] if index + 1 < len(statements) else len(found)
+            for i in range(first, last):
+                module, line, _ = found[i]
+                marked[i] = (module, line, "type-checking")
+    return marked
+
+
+def _body(data: bytes, header: re.Match[bytes], triples: list[tuple[int, int]]) -> tuple[int, int] | str:
+    """Where the body of the ``if TYPE_CHECKING:`` ``header`` lies: to the end of its line when it
+    goes on there, else up to the first line of code indented no deeper than the ``if`` (lines
+    inside brackets, continued with a backslash or inside a string do not count)."""
+    start = header.end()
+    eol = data.find(b"\n", start)
+    eol = len(data) if eol < 0 else eol
+    if data[start:eol].strip():  # `if TYPE_CHECKING: import x` (a comment was matched by the header)
+        return (start, eol)
+    indent = len(header.group(1))
+    depth, continued, pos = 0, False, eol + 1
+    while pos < len(data):
+        if any(a < pos < b for a, b in triples):  # a line inside a string that began on an earlier one
+            pos = next(b for a, b in triples if a < pos < b)
+            pos = data.find(b"\n", pos)
+            if pos < 0:
+                break
+            pos += 1
+            continue
+        end = data.find(b"\n", pos)
+        end = len(data) if end < 0 else end
+        text = data[pos:end]
+        code = text.lstrip(b" \t\f")
+        ends = depth == 0 and not continued and code and not code.startswith((b"#", b"\r"))
+        if ends and len(text) - len(code) <= indent:
+            return (start, pos)
+        if b'"""' in text or b"'''" in text:
+            return "a triple-quoted string inside a TYPE_CHECKING block"
+        continued = False
+        for token in _LINE_TOKENS.findall(text + b"\n"):
+            if token in (b"(", b"[", b"{"):
+                depth += 1
+            elif token in (b")", b"]", b"}"):
+                depth -= 1
+            elif token.startswith(b"\\"):
+                continued = True
+        pos = end + 1
+    return (start, len(data))

@@ -9,8 +9,8 @@ import whose name is computed at run time is recorded as dynamic; one built from
 (``import_module(f"plugins.{name}")``) counts as a use of that prefix. String literals that look like
 names are kept with where they first appear (commands run, dotted module paths a framework imports).
 
-A file with no import call, metadata or resource call and no ``TYPE_CHECKING`` block — most of a
-project — has only import statements to find: :mod:`~provision.prune.lexscan` reads them from the
+A file with no import call, metadata or resource call — most of a project — has only import
+statements to find: :mod:`~provision.prune.lexscan` reads them from the
 text, with the same result as the tree and a fifth of the cost, and hands back any file it cannot read
 exactly. Everything else is parsed. A file that does not parse (syntax error, bytes that are not text,
 null bytes, too deep to parse) is reported and scanned line by line for ``import`` statements
@@ -222,9 +222,9 @@ def scan_source(data: bytes, rel: str, result: ScanResult) -> None:
 
 def _scan_source(data: bytes, rel: str, result: ScanResult) -> None:
     trigger_lines = _trigger_lines(data)
-    if trigger_lines == [] and b"TYPE_CHECKING" not in data and len(data) <= MAX_PARSE_BYTES:
-        # no import call and no typing-only block: the import statements are all there is to find,
-        # and reading them from the text gives what the tree would (provision.prune.lexscan)
+    if trigger_lines == [] and len(data) <= MAX_PARSE_BYTES:
+        # no import call: the import statements are all there is to find, and reading them from
+        # the text gives what the tree would (provision.prune.lexscan)
         found = lex_imports(data)
         if found is not None:
             result.imports += [ImportUse(module, rel, line, kind) for module, line, kind in found]

@@ -42,8 +42,6 @@ def test_standard_library_same_imports_as_the_parser() -> None:
             ast.parse(data)
         except (SyntaxError, ValueError):
             continue  # the standard library's deliberately broken test files
-        if b"TYPE_CHECKING" in data:
-            continue  # never given to the text reading
         found = lex(data)
         if isinstance(found, str):
             reasons[found] = reasons.get(found, 0) + 1
@@ -74,6 +72,24 @@ def test_standard_library_same_imports_as_the_parser() -> None:
         (b"# -*- coding: utf-8 -*-\nimport caf\xc3\xa9s_ok_in_a_string_only\n", None),  # non-ASCII name
         (b"import a\r\nimport b\r\n", [("a", 1, "import"), ("b", 2, "import")]),
         (b"print 'python 2'\nimport a\n", [("a", 2, "import")]),
+        (
+            b"from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import a\n"
+            b"    x = (\n1)\n    import b\nimport c\n",
+            [
+                ("typing.TYPE_CHECKING", 1, "from"),
+                ("a", 3, "type-checking"),
+                ("b", 6, "type-checking"),
+                ("c", 7, "import"),
+            ],
+        ),
+        (
+            b"import typing\nif typing.TYPE_CHECKING: import a\nelse:\n    import b\n",
+            [("typing", 1, "import"), ("a", 2, "type-checking"), ("b", 4, "import")],
+        ),
+        (
+            b'if TYPE_CHECKING:  # c\n    pass\nelif TYPE_CHECKING:\n    import a\n"""doc"""\nimport b\n',
+            [("a", 4, "type-checking"), ("b", 6, "import")],
+        ),
     ],
 )
 def test_forms(source: bytes, expected: list[tuple[str, int, str]] | None) -> None:
@@ -91,6 +107,8 @@ def test_forms(source: bytes, expected: list[tuple[str, int, str]] | None) -> No
         (b"# coding: cp1252\nimport a\n", "an encoding declaration"),
         (b"x = '\xff'\nimport a\n", "not UTF-8"),
         (b"import os . path\n", "an import statement of another form"),
+        (b"if TYPE_CHECKING or X:\n    import a\n", "TYPE_CHECKING named outside an import and an if-header"),
+        (b"# TYPE_CHECKING\nimport a\n", "TYPE_CHECKING named outside an import and an if-header"),
     ],
 )
 def test_hands_back_what_it_cannot_read_exactly(source: bytes, why: str) -> None:
@@ -134,6 +152,13 @@ _pieces = st.sampled_from(
         "    \n",
         "print('import')\n",
         "importer = 1\n_import = 2\n",
+        "from typing import TYPE_CHECKING\n",
+        "if TYPE_CHECKING:\n    import tc1\n    from tc2 import (\nx)\n",
+        "if TYPE_CHECKING: import tc3\n",
+        "if TYPE_CHECKING:\n    import tc4\nelse:\n    import tc5\n",
+        "def h():\n    if TYPE_CHECKING:\n        import tc6\n    import tc7\n",
+        "if typing.TYPE_CHECKING:  # why\n\n    # note\n    from tc8 import y\n",
+        '"""d"""\n',
     ]
 )
 
