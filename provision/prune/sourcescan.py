@@ -35,7 +35,7 @@ MAX_PARSE_BYTES = 16 * 1024 * 1024
 _IMPORT_CALLS = frozenset({"import_module", "__import__", "find_spec", "find_loader", "get_loader", "locate"})
 
 
-_METADATA_CALLS = frozenset({"version", "distribution", "metadata", "requires", "files"})
+_METADATA_CALLS = (b"version", b"distribution", b"metadata", b"requires", b"files")
 
 
 #: calls whose first argument names a package whose data files they read: owner module → call names
@@ -221,16 +221,15 @@ def scan_source(data: bytes, rel: str, result: ScanResult) -> None:
 
 
 def _scan_source(data: bytes, rel: str, result: ScanResult) -> None:
-    trigger_lines = _trigger_lines(data)
-    if trigger_lines == [] and len(data) <= MAX_PARSE_BYTES:
-        # no import call: the import statements are all there is to find, and reading them from
-        # the text gives what the tree would (provision.prune.lexscan)
+    if len(data) <= MAX_PARSE_BYTES and not needs_tree(data):
+        # no import, metadata or resource call: the import statements are all there is to find,
+        # and reading them from the text gives what the tree would (provision.prune.lexscan)
         found = lex_imports(data)
         if found is not None:
             result.imports += [ImportUse(module, rel, line, kind) for module, line, kind in found]
             _scan_strings(data, rel, result)
             return
-    scan_parsed(data, rel, result, trigger_lines)
+    scan_parsed(data, rel, result, _trigger_lines(data))
 
 
 def scan_parsed(data: bytes, rel: str, result: ScanResult, trigger_lines: list[int] | None) -> None:
@@ -324,6 +323,32 @@ def _scan_strings(data: bytes, rel: str, result: ScanResult) -> None:
             result.strings[literal] = f"{rel}:{line}"
 
 
+#: names of the import calls (``locate`` counts only with ``pydoc`` in the file)
+_IMPORT_CALL_WORDS = (b"import_module", b"__import__", b"find_spec", b"find_loader", b"get_loader", b"pydoc")
+#: ``<...>metadata.version(`` and the other metadata calls: an attribute of something named ``metadata``
+#: (white space, a backslash, a comment or a closing bracket may stand between the two)
+_METADATA_CALL = re.compile(
+    rb"metadata(?:[\s\\)]|\#[^\n]*)*\.(?:[\s\\]|\#[^\n]*)*(?:" + b"|".join(_METADATA_CALLS) + rb")\b"
+)
+#: the resource calls' names, as words
+_RESOURCE_CALL_NAME = re.compile(
+    rb"\b(?:" + b"|".join(sorted({n.encode() for c in _RESOURCE_CALLS.values() for n in c})) + rb")\b"
+)
+
+
+def needs_tree(data: bytes) -> bool:
+    """Whether the tree walk could find more in ``data`` than its import statements: it names an
+    import call, a metadata call on something called ``metadata``, or a resource call's name where
+    ``resources``, ``pkgutil`` or ``pkg_resources`` appears (a bare ``files(...)`` counts there). A
+    superset of the files where it finds an import call, a resource read or a metadata reference
+    (tests/unit/test_prune_lexscan.py compares both scans on the standard library)."""
+    if any(word in data for word in _IMPORT_CALL_WORDS):
+        return True
+    if b"metadata" in data and _METADATA_CALL.search(data):
+        return True
+    return (b"resources" in data or b"pkgutil" in data) and _RESOURCE_CALL_NAME.search(data) is not None
+
+
 #: a call function imported under its bare name: its calls do not name the trigger, so walk everything
 _BARE_CALL_IMPORT = re.compile(
     rb"^[ \t]*from[ \t]+(?:importlib|importlib\.\w+|importlib_metadata|importlib_resources|pkgutil|pkg_resources|pydoc)"
@@ -396,7 +421,7 @@ def _scan_import_call(node: ast.Call, rel: str, result: ScanResult, bindings: di
 
 def _scan_metadata_call(node: ast.Call, rel: str, result: ScanResult) -> None:
     name, owner = _call_name(node.func)
-    if node.args and name in _METADATA_CALLS and (owner.endswith("metadata") or owner == "importlib_metadata"):
+    if node.args and name.encode() in _METADATA_CALLS and (owner.endswith("metadata") or owner == "importlib_metadata"):
         full, _ = _literal(node.args[0])
         if full:
             result.dist_references.append(DistributionReference(full, rel, node.lineno))
