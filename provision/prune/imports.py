@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from provision.prune.sourcescan import DistributionReference, ImportUse, ScanResult, scan_source
+from provision.prune.sourcescan import DistributionReference, ImportUse, ScanResult, literal_line, scan_source
 from provision.prune.sourcetree import first_party_modules, python_files
 
 if TYPE_CHECKING:
@@ -70,6 +70,17 @@ def entry_point_imports(pyproject: dict[str, Any], text: str) -> list[ImportUse]
     return out
 
 
+def literal_location(root: Path, rel: str, literal: str) -> str:
+    """``rel:line`` of the first string literal ``literal`` in the project's file ``rel`` (a notebook:
+    in its code cells, as scanned); ``rel`` alone when it cannot be read or no longer holds it."""
+    try:
+        data = (root / rel).read_bytes()
+    except OSError:
+        return rel
+    line = literal_line(notebook_source(data) if rel.endswith(".ipynb") else data, literal)
+    return rel if line is None else f"{rel}:{line}"
+
+
 def _payload(part: ScanResult) -> dict[str, Any]:
     """One file's scan as JSON-ready lists (the cache's entry)."""
     return {
@@ -77,7 +88,7 @@ def _payload(part: ScanResult) -> dict[str, Any]:
         "refs": [[r.distribution, r.line] for r in part.dist_references],
         "dynamic": part.dynamic,
         "unparsed": [list(u) for u in part.unparsed],
-        "strings": part.strings,
+        "strings": list(part.strings),
     }
 
 
@@ -86,8 +97,9 @@ def _merge(result: ScanResult, rel: str, payload: dict[str, Any]) -> None:
     result.dist_references += [DistributionReference(d, rel, line) for d, line in payload["refs"]]
     result.dynamic += payload["dynamic"]
     result.unparsed += [(f, why) for f, why in payload["unparsed"]]
-    for literal, where in payload["strings"].items():
-        result.strings.setdefault(literal, where)
+    strings = result.strings
+    for literal in payload["strings"]:
+        strings.setdefault(literal, rel)
 
 
 def _scan_file(path: str, rel: str) -> dict[str, Any]:

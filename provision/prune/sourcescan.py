@@ -98,8 +98,10 @@ class ScanResult:
     dynamic: list[str] = field(default_factory=list)
     #: files that did not parse: (file, why)
     unparsed: list[tuple[str, str]] = field(default_factory=list)
-    #: string literals that look like names (``"uvicorn"``, ``"django.contrib.admin"``) → where each
-    #: first appears: console-script names run through subprocess, dotted module paths a framework imports
+    #: string literals that look like names (``"uvicorn"``, ``"django.contrib.admin"``) → the file where
+    #: each first appears (its line: :func:`provision.prune.imports.literal_location`, asked only for
+    #: the few that turn out to be evidence): console-script names run through subprocess, dotted
+    #: module paths a framework imports
     strings: dict[str, str] = field(default_factory=dict)
     files_scanned: int = 0
     #: the project's own top-level module names (imports of these are first-party)
@@ -313,14 +315,20 @@ def scan_parsed(data: bytes, rel: str, result: ScanResult, trigger_lines: list[i
 
 
 def _scan_strings(data: bytes, rel: str, result: ScanResult) -> None:
-    """String literals that look like names (commands run, dotted module paths), where each first appears."""
-    line, last = 1, 0
+    """String literals that look like names (commands run, dotted module paths), with the file each
+    first appears in: all of them in C (``findall``, ``dict.fromkeys``), no line counted here."""
+    strings = result.strings
+    for literal in dict.fromkeys(_QUOTED_WORD.findall(data)):
+        strings.setdefault(literal.decode("ascii"), rel)
+
+
+def literal_line(data: bytes, literal: str) -> int | None:
+    """The line of the first string literal ``literal`` in ``data``, as :func:`_scan_strings` finds it."""
+    wanted = literal.encode("ascii")
     for m in _QUOTED_WORD.finditer(data):
-        literal = m.group(1).decode("ascii")
-        if literal not in result.strings:
-            line += data.count(b"\n", last, m.start())
-            last = m.start()
-            result.strings[literal] = f"{rel}:{line}"
+        if m.group(1) == wanted:
+            return data.count(b"\n", 0, m.start()) + 1
+    return None
 
 
 #: names of the import calls (``locate`` counts only with ``pydoc`` in the file)

@@ -8,7 +8,6 @@ word in a string, a mention in prose) only keeps it "unknown". The verdicts are
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from provision.prune.declared import DeclaredSet
-from provision.prune.imports import entry_point_imports
+from provision.prune.imports import entry_point_imports, literal_location
 from provision.prune.installed import InstalledEnv
 from provision.prune.known import UNINSTALLED_IMPORT_NAMES
 from provision.prune.mentions import config_file_tools, find_mentions, tool_tables
@@ -102,10 +101,13 @@ def find_uses(project: Path, env: InstalledEnv, declared: DeclaredSet, scan: Sca
             continue
         for key in env.providers(m.word) - own:
             record(key, Use(m.where, m.kind, m.word, weak=m.weak))
-    for literal, where in scan.strings.items():
-        for key in commands.get(literal, ()):
-            record(key, Use(where, "command", literal))
-        _string_module_use(literal, where, env, scan, deps, own, record)
+    for literal, rel in scan.strings.items():
+        evidence = [(key, "command", False) for key in commands.get(literal, ())]
+        evidence += _string_module_use(literal, env, scan, deps, own)
+        if evidence:
+            where = literal_location(project, rel, literal)
+            for key, kind, weak in evidence:
+                record(key, Use(where, kind, literal, weak=weak))
     tools: dict[str, str] = {
         canonicalize_name(t): f"pyproject.toml [tool.{t}]" for t in tool_tables(declared.pyproject)
     }
@@ -124,26 +126,20 @@ _MODULE_PATH = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
 
 
 def _string_module_use(
-    literal: str,
-    where: str,
-    env: InstalledEnv,
-    scan: ScanResult,
-    deps: dict[str, Any],
-    own: set[str],
-    record: Callable[[str, Use], None],
-) -> None:
-    """A string literal in code that names a module of a declared distribution: a dotted path
-    (``"django.contrib.admin"`` in ``INSTALLED_APPS``, ``"whitenoise.middleware.WhiteNoiseMiddleware"``,
-    a ``dictConfig`` ``"()"``/``"class"``, a Sphinx extension ``"sphinx_copybutton.x"``) is imported by a
-    framework: a use. A plain word that matches a top-level module (``"rest_framework"``, or just the
-    word ``"yaml"`` as a format name) may be either: weak evidence, which keeps the dependency."""
+    literal: str, env: InstalledEnv, scan: ScanResult, deps: dict[str, Any], own: set[str]
+) -> list[tuple[str, str, bool]]:
+    """(distribution key, kind of use, weak) for a string literal in code that names a module of a
+    declared distribution: a dotted path (``"django.contrib.admin"`` in ``INSTALLED_APPS``,
+    ``"whitenoise.middleware.WhiteNoiseMiddleware"``, a ``dictConfig`` ``"()"``/``"class"``, a Sphinx
+    extension ``"sphinx_copybutton.x"``) is imported by a framework: a use. A plain word that matches
+    a top-level module (``"rest_framework"``, or just the word ``"yaml"`` as a format name) may be
+    either: weak evidence, which keeps the dependency."""
     if not _MODULE_PATH.fullmatch(literal):
-        return
+        return []
     top = literal.split(".", 1)[0]
     if top in env.stdlib_modules or top in scan.first_party or not env.module_index.get(top):
-        return
-    for key in sorted((env.providers(literal) & set(deps)) - own):
-        if "." in literal:
-            record(key, Use(where, "dotted module path in a string", literal))
-        else:
-            record(key, Use(where, "string naming its module (weak evidence)", literal, weak=True))
+        return []
+    keys = sorted((env.providers(literal) & set(deps)) - own)
+    if "." in literal:
+        return [(key, "dotted module path in a string", False) for key in keys]
+    return [(key, "string naming its module (weak evidence)", True) for key in keys]

@@ -256,3 +256,23 @@ def test_trigger_line_walk_finds_what_a_full_walk_finds(monkeypatch: pytest.Monk
     assert real(b"from pydoc import locate\nx = 1\nlocate('pkg.mod.X')\n") is None
     assert real(b"import importlib\n\nimportlib.import_module('x')\n") == [3]
     assert real(b"import os\n") == []
+
+
+def test_literal_location_is_found_only_when_asked(tmp_path: Path) -> None:
+    """The scan keeps the file of each name-like string; the line of the few that become evidence is
+    read back then: the first quoted occurrence, in a notebook's code cells as they were scanned."""
+    import json
+
+    (tmp_path / "a.py").write_text(
+        'x = "django.contrib"  # not the literal\nAPPS = [\n    "django.contrib.admin",\n]\n'
+    )
+    cells = [
+        {"cell_type": "markdown", "source": ["# title"]},
+        {"cell_type": "code", "source": ["%pip x\n", "m = 'yaml'\n"]},
+    ]
+    (tmp_path / "nb.ipynb").write_text(json.dumps({"cells": cells}))
+    scan = scan_project(tmp_path)
+    assert scan.strings["django.contrib.admin"] == "a.py" and scan.strings["yaml"] == "nb.ipynb"
+    assert imports.literal_location(tmp_path, "a.py", "django.contrib.admin") == "a.py:3"
+    assert imports.literal_location(tmp_path, "nb.ipynb", "yaml") == "nb.ipynb:2"
+    assert imports.literal_location(tmp_path, "gone.py", "yaml") == "gone.py"
