@@ -85,11 +85,13 @@ def prune(
     applied: RemovalResult | None = None
     failure: RemovalFailed | None = None
     if data is None:
-        from provision.prune.analysis import analyse
         from provision.prune.installed import PendingEnvironment
 
-        pending = PendingEnvironment(interpreter, cache_dir=directory)  # collects while the source is scanned
+        # started first: the target interpreter collects while this one imports the analysis and scans
+        pending = PendingEnvironment(interpreter, cache_dir=directory)
         try:
+            from provision.prune.analysis import analyse
+
             report = analyse(project, pending, interpreter_source=why, ignore=tuple(ignore or ()), cache_dir=directory)
         finally:
             pending.cancel()

@@ -14,7 +14,6 @@ The ``[build-system]`` table is not read: its ``build-backend`` (``setuptools.bu
 
 from __future__ import annotations
 
-import bisect
 import os
 import re
 from dataclasses import dataclass
@@ -60,7 +59,12 @@ TEXT_NAMES = (
     "fabfile.py",
 )
 MAX_TEXT_BYTES = 2 * 1024 * 1024
-_PY_M = re.compile(r"(?:^|[\s\"'`(\[])python[0-9.]*\s+(?:-[A-Za-z]+\s+)*-m\s+([A-Za-z_][\w.]*)")
+#: ``python -m pkg`` (``python3.11 -X dev -m pkg``); the character before ``python`` is checked
+#: apart (:data:`_PY_M_AFTER`): a pattern that starts with the literal is searched for ~30x faster
+_PY_M = re.compile(r"python[0-9.]*\s+(?:-[A-Za-z]+\s+)*-m\s+([A-Za-z_][\w.]*)")
+_PY_M_AFTER = re.compile(r"[\s\"'`(\[]")
+#: what may not stand right before a command's name (checked apart from the search, as above)
+_NOT_BEFORE_COMMAND = re.compile(r"[\w.\-/=<>~!]")
 #: configuration files whose dotted names (``_target_: pkg.mod.Class``) a framework may import
 DOTTED_NAME_SUFFIXES = (".yml", ".yaml", ".toml")
 _DOTTED = re.compile(r"(?<![\w.\-/])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)(?![\w\-/])")
@@ -105,9 +109,7 @@ def find_mentions(
     dotted_seen: set[str] = set()
     pattern = (
         re.compile(
-            r"(?<![\w.\-/=<>~!])("
-            + "|".join(re.escape(c) for c in sorted(commands, key=len, reverse=True))
-            + r")(?![\w\-=<>~!\[])"
+            r"(" + "|".join(re.escape(c) for c in sorted(commands, key=len, reverse=True)) + r")(?![\w\-=<>~!\[])"
         )
         if commands
         else None
@@ -126,18 +128,23 @@ def find_mentions(
             continue  # declarations, not uses
         prose = f" ({WEAK})" if path.name.endswith(PROSE_SUFFIXES) else ""
         for m in _PY_M.finditer(text):
+            if m.start() and not _PY_M_AFTER.match(text, m.start() - 1):
+                continue
             line = text.count(chr(10), 0, m.start(1)) + 1
             modules.append(Mention(m.group(1), f"{rel}:{line}", "python -m" + prose))
         if path.name.endswith(DOTTED_NAME_SUFFIXES):
-            newlines = [i for i, c in enumerate(text) if c == "\n"]
+            line, counted = 1, 0  # matches come in order: count the newlines since the last one
             for m in _DOTTED.finditer(text):
                 if m.group(1) not in dotted_seen:  # the first place a name appears is enough
                     dotted_seen.add(m.group(1))
-                    line = bisect.bisect_left(newlines, m.start(1)) + 1
+                    line += text.count("\n", counted, m.start(1))
+                    counted = m.start(1)
                     modules.append(Mention(m.group(1), f"{rel}:{line}", "config"))
         if pattern is None:
             continue
         for m in pattern.finditer(text):
+            if m.start() and _NOT_BEFORE_COMMAND.match(text, m.start() - 1):
+                continue
             if (m.group(1), bool(prose)) in seen:
                 continue
             seen.add((m.group(1), bool(prose)))
