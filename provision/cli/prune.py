@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -65,21 +64,16 @@ def prune(
     failed and was rolled back), 2 bad usage or a refusal that changed nothing (an out-of-date uv.lock
     without --allow-relock, a --verify command that already fails).
     """
-    from provision.prune.installed import choose_interpreter
-
     if (verify or allow_relock) and not apply:
         from provision.errors import UsageError
 
         raise UsageError("--verify and --allow-relock only mean something with --apply")
+    from provision.prune.reportcache import open_report, report_json
     from provision.prune.scancache import cache_dir
 
-    interpreter, why = choose_interpreter(project, python)
+    # the whole report of an unchanged project is kept for a run that changes nothing
+    interpreter, why, kept = open_report(project, python, tuple(ignore or ()), cached=not apply)
     directory = cache_dir()
-    kept = None  # the whole report of an unchanged project, for a run that changes nothing
-    if directory is not None and interpreter is not None and not apply and project.is_dir():
-        from provision.prune.reportcache import ReportCache
-
-        kept = ReportCache(directory, project, interpreter, why, tuple(ignore or ()))
     data = kept.load() if kept is not None else None  # what the report prints (PruneReport.to_dict)
     code = data["exit_code"] if data is not None else 0
     applied: RemovalResult | None = None
@@ -111,10 +105,7 @@ def prune(
         if kept is not None and pending.fingerprint is not None:
             kept.save(data, report.declared.requirements_files, pending.fingerprint)
     if as_json:
-        payload = dict(data)
-        payload["exit_code"] = code
-        payload["applied"] = applied.to_dict() if applied is not None else None
-        typer.echo(json.dumps(payload, indent=2))
+        typer.echo(report_json(data, code, applied.to_dict() if applied is not None else None))
     else:
         from provision.prune.report import render_prune
 
