@@ -1,7 +1,9 @@
-"""The ``gpuprov`` executable. A ``prune`` re-run on an unchanged project is answered here from the
-report cache (:mod:`provision.prune.reportcache`) without loading Typer, which is most of such a
-run's time (``import typer`` ~45 ms of ~70 ms); everything else — and any ``prune`` this does not
-serve — goes to :func:`provision.cli.main`, which parses, checks and reports errors as always.
+"""The ``gpuprov`` executable. ``gpuprov prune`` in its plain forms (a project, ``--python``,
+``--ignore``, ``--json``) runs here without loading Typer — ``import typer`` is ~45 ms, most of a
+re-run served from the report cache and an eighth of a first run on a large project; every other
+command and form goes to :func:`provision.cli.main`, which parses, checks and reports errors as
+always. Both call the same :func:`provision.prune.command.run` and fail the same way
+(:func:`provision.errors.guarded`): one line on stderr and the error's exit code, never a traceback.
 """
 
 from __future__ import annotations
@@ -9,16 +11,24 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-#: ``prune`` options this front door understands; any other argument hands the run to the full command
+from provision.errors import guarded
+
+#: ``prune`` options this front door reads; any other argument hands the run to the full command
 _VALUE_OPTIONS = ("--python", "--ignore")
 
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["prune"]:
-        code = served_prune(args[1:])
-        if code is not None:
-            sys.exit(code)
+    parsed = _parse(args[1:]) if args[:1] == ["prune"] else None
+    if parsed is not None:
+        project, python, ignore, as_json = parsed
+
+        def prune() -> int:
+            from provision.prune.command import run
+
+            return run(project, as_json=as_json, python=python, ignore=ignore)
+
+        sys.exit(guarded(prune))
     from provision.cli import main as command
 
     command(argv)
@@ -50,31 +60,3 @@ def _parse(args: list[str]) -> tuple[Path, str | None, tuple[str, ...], bool] | 
         else:
             project = arg
     return Path(project or "."), python, tuple(ignore), as_json
-
-
-def served_prune(args: list[str]) -> int | None:
-    """Print the saved report of an unchanged project and return the run's exit code, or None when
-    it is not served (not a plain form, no saved report, anything unexpected)."""
-    parsed = _parse(args)
-    if parsed is None:
-        return None
-    project, python, ignore, as_json = parsed
-    try:
-        from provision.prune.reportcache import open_report, report_json
-
-        kept = open_report(project, python, ignore, remember=True)[2]
-        data = kept.load() if kept is not None else None
-        if data is None:
-            return None
-        code = int(data["exit_code"])
-        text = report_json(data, code, None) if as_json else None
-    except Exception:
-        return None
-    if text is None:
-        from provision.prune.report import render_prune
-
-        render_prune(data)
-    else:
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
-    return code

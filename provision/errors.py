@@ -7,6 +7,9 @@ anything else is a bug.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 
 class GpuprovError(Exception):
     """Base class: a failure the user can understand and act on."""
@@ -29,3 +32,23 @@ class UsageError(GpuprovError):
 
 class SnapshotError(UsageError):
     """A snapshot file that cannot be read: missing, not JSON, wrong schema."""
+
+
+#: the exit code of a command stopped by Ctrl-C (SIGINT), as shells report it: 128 + 2
+INTERRUPTED_EXIT = 130
+
+
+def guarded(work: Callable[[], int]) -> int:
+    """``work``'s exit code; a :class:`~provision.errors.GpuprovError` becomes one line on stderr and
+    its exit code, Ctrl-C a line and 130."""
+    try:
+        return work()
+    except GpuprovError as exc:
+        from provision.console import printable
+
+        # the message may quote a file, a snapshot or a server: its control characters are shown, not sent
+        print(f"gpuprov: error: {printable(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("gpuprov: interrupted", file=sys.stderr)
+        return INTERRUPTED_EXIT

@@ -12,6 +12,8 @@ import sys
 
 import typer
 
+from provision.errors import INTERRUPTED_EXIT, guarded
+
 app = typer.Typer(
     name="gpuprov",
     help="Provision, verify and tune Linux hosts with NVIDIA GPUs for local LLM inference.",
@@ -90,24 +92,16 @@ def _root(
     """Provision, verify and tune Linux hosts with NVIDIA GPUs for local LLM inference."""
 
 
-#: the exit code of a command stopped by Ctrl-C (SIGINT), as shells report it: 128 + 2
-INTERRUPTED_EXIT = 130
-
-
 def main(argv: list[str] | None = None) -> None:
-    from provision.console import printable
-    from provision.errors import GpuprovError
+    def work() -> int:
+        _register(argv)
+        app(args=argv, prog_name="gpuprov")  # exits itself (SystemExit) with the command's code
+        return 0
 
     try:
-        _register(argv)
-        app(args=argv, prog_name="gpuprov")
-    except GpuprovError as exc:
-        # the message may quote a file, a snapshot or a server: its control characters are shown, not sent
-        print(f"gpuprov: error: {printable(str(exc))}", file=sys.stderr)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:  # before or after Typer's own handling (while the commands are imported)
-        print("gpuprov: interrupted", file=sys.stderr)
-        sys.exit(INTERRUPTED_EXIT)
+        # a GpuprovError: one line and its exit code; Ctrl-C before or after Typer's own handling
+        # (while the commands are imported): a line and 130
+        sys.exit(guarded(work))
     except SystemExit as exc:
         # Typer turns Ctrl-C in a command into a silent exit 130 (raise Exit(130) from the KeyboardInterrupt)
         if exc.code == INTERRUPTED_EXIT and isinstance(getattr(exc.__context__, "__cause__", None), KeyboardInterrupt):

@@ -139,33 +139,20 @@ class ReportCache:
         write_cache_file(self.path, payload)
 
 
-#: what :func:`open_report` answered in this process, by its arguments: the served-re-run front door
-#: (:mod:`provision.entry`) and the command it hands a miss to list the tree once, not twice
-_OPENED: dict[tuple[str, str | None, tuple[str, ...]], tuple[str | None, str, ReportCache | None]] = {}
-
-
 def open_report(
-    project: Path, python: str | None, ignore: tuple[str, ...], cached: bool = True, remember: bool = False
+    project: Path, python: str | None, ignore: tuple[str, ...], cached: bool = True
 ) -> tuple[str | None, str, ReportCache | None]:
     """The interpreter whose environment prune reads, why that one, and this run's entry in the
     report cache: None when nothing is cached for it (``cached`` false, as for ``--apply``; the
-    cache turned off; gpuprov's own interpreter; a project that is not a directory). ``remember``:
-    kept for the next call with the same arguments in this process (the front door's miss, handed
-    to the command), which takes it."""
+    cache turned off; gpuprov's own interpreter; a project that is not a directory)."""
     from provision.prune.installed import choose_interpreter
     from provision.prune.scancache import cache_dir
 
-    key = (os.path.abspath(project), python, ignore)
-    if cached and key in _OPENED:
-        return _OPENED.pop(key)
     interpreter, why = choose_interpreter(project, python)
     directory = cache_dir() if cached else None
     if directory is None or interpreter is None or not project.is_dir():
         return interpreter, why, None
-    opened = (interpreter, why, ReportCache(directory, project, interpreter, why, ignore))
-    if remember:
-        _OPENED[key] = opened
-    return opened
+    return interpreter, why, ReportCache(directory, project, interpreter, why, ignore)
 
 
 def report_json(data: dict[str, Any], code: int, applied: dict[str, Any] | None) -> str:

@@ -89,26 +89,31 @@ def test_property_parse_never_fails(args: list[str]) -> None:
     assert parsed is None or isinstance(parsed[0], Path)
 
 
-def test_served_rerun_prints_what_the_command_prints_without_typer(
-    project: Path,
-    tmp_path: Path,
-) -> None:
+def test_plain_prune_prints_what_the_command_prints_without_typer(project: Path, tmp_path: Path) -> None:
+    """First run and served re-run, text and JSON: byte for byte what the Typer command prints."""
     python = make_venv(tmp_path / "venv", "import_styles")
-    env = {**os.environ, "GPUPROV_PRUNE_CACHE": str(tmp_path / "cache"), "COLUMNS": "200"}
-    probe = (
-        "import sys\nfrom provision.entry import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
-        "    print('exit', e.code, 'typer' in sys.modules, file=sys.stderr)\n"
-    )
+    env = {**os.environ, "COLUMNS": "200"}
 
-    def run(mode: list[str], cache: str) -> tuple[str, str]:
+    def run(door: str, mode: list[str], cache: str) -> tuple[str, str]:
+        probe = (
+            f"import sys\nfrom {door} import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+            "    print('exit', e.code, 'typer' in sys.modules, file=sys.stderr)\n"
+        )
         args = [sys.executable, "-c", probe, "prune", str(project), "--python", str(python), *mode]
         done = subprocess.run(args, env={**env, "GPUPROV_PRUNE_CACHE": cache}, capture_output=True, text=True)
         return done.stdout, done.stderr.splitlines()[-1]
 
-    reference = {name: run(mode, "none") for name, mode in (("json", ["--json"]), ("text", []))}
-    assert all(line == "exit 1 True" for _, line in reference.values())  # analysed by the command
-    assert run(["--json"], env["GPUPROV_PRUNE_CACHE"]) == reference["json"]  # the first run analyses
-    for name, mode in (("json", ["--json"]), ("text", [])):
-        out, line = run(mode, env["GPUPROV_PRUNE_CACHE"])
-        assert line == "exit 1 False"  # served: no Typer
-        assert out == reference[name][0] and "tqdm" in out
+    cache = str(tmp_path / "cache")
+    for mode in (["--json"], []):
+        reference, line = run("provision.cli", mode, "none")
+        assert line == "exit 1 True" and "tqdm" in reference
+        assert run("provision.entry", mode, "none") == (reference, "exit 1 False")  # analysed, no Typer
+        assert run("provision.entry", mode, cache) == (reference, "exit 1 False")  # first run with a cache
+        assert run("provision.entry", mode, cache) == (reference, "exit 1 False")  # served
+
+
+def test_errors_are_one_line_and_the_commands_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        entry.main(["prune", str(tmp_path / "missing")])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"gpuprov: error: {tmp_path / 'missing'}: not a directory"]
