@@ -220,6 +220,12 @@ def main() -> None:
     parser.add_argument("--no-corpus", action="store_true")
     parser.add_argument("--work", type=Path, help="keep sources and venvs here (reused when present)")
     args = parser.parse_args()
+    # both tools start from byte-compiled modules: where PYTHONDONTWRITEBYTECODE is set (this machine),
+    # a module edited since its .pyc was written would be compiled again on every start
+    import deptry
+
+    for package in (ROOT / "provision", Path(deptry.__file__).parent):
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True, stdout=subprocess.DEVNULL)
     with tempfile.TemporaryDirectory(prefix="prune-bench-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)

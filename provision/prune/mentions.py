@@ -85,16 +85,19 @@ class Mention:
 
 
 def text_files(root: Path) -> list[Path]:
+    """The text files whose mentions count (a ``Path`` made only for those: the walk is plain strings)."""
     out: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
-        dirnames[:] = sorted(d for d in dirnames if d in HIDDEN_KEPT or not is_skipped_dir(here, d, root))
+    top = os.fspath(root)
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames[:] = sorted(d for d in dirnames if d in HIDDEN_KEPT or not is_skipped_dir(dirpath, d, top))
+        scripts_dir = os.path.basename(dirpath) in ("bin", "scripts")
         for name in sorted(filenames):
-            path = here / name
-            in_scripts = here.name in ("bin", "scripts") and "." not in name
+            in_scripts = scripts_dir and "." not in name
             wanted = name.endswith(TEXT_SUFFIXES) or name in TEXT_NAMES or name.startswith("Dockerfile") or in_scripts
-            if wanted and is_regular_file(path):
-                out.append(path)
+            if wanted:
+                path = Path(dirpath, name)
+                if is_regular_file(path):
+                    out.append(path)
     return out
 
 
