@@ -40,6 +40,9 @@ _SKIP = re.compile(
     re.X | re.S,
 )
 
+#: one string or comment, for the step over one that reaches past the scan's limit
+_SKIP_ONE = re.compile(rb"""[rRbBuUfF]*"(?!"")(?:[^"\\\n]++|\\.)*+"|'(?!'')(?:[^'\\\n]++|\\.)*+'|\#[^\n]*+""", re.S)
+
 _TRIPLE_END = {
     b'"""': re.compile(rb'(?:[^"\\]++|\\.|"(?!""))*+"""', re.S),
     b"'''": re.compile(rb"(?:[^'\\]++|\\.|'(?!''))*+'''", re.S),
@@ -82,6 +85,18 @@ _KEYWORDS = frozenset(
      b"is", b"lambda", b"nonlocal", b"not", b"or", b"pass", b"raise", b"return", b"try", b"while", b"with",
      b"yield"}
 )  # fmt: skip
+
+
+def _last_import_word(data: bytes) -> int:
+    """Where the last ``import`` that stands as a word begins (-6 when none: the scan reads nothing)."""
+    at = data.rfind(b"import")
+    while at >= 0:
+        before = data[at - 1 : at] if at else b" "
+        after = data[at + 6 : at + 7] or b" "
+        if not (before.isalnum() or before == b"_" or after.isalnum() or after == b"_"):
+            return at
+        at = data.rfind(b"import", 0, at)
+    return -6
 
 
 def _names(listed: bytes, dotted: bool) -> list[str] | None:
@@ -128,15 +143,19 @@ def lex(data: bytes) -> list[tuple[str, int, str]] | str:
         if not (name in _UTF8 or (name in _ASCII and data.isascii())):
             return "an encoding declaration"
     found: list[tuple[str, int, str]] = []
-    size = len(data)
+    typing_blocks = b"TYPE_CHECKING" in data
+    # nothing after the last word "import" can hold an import statement: the scan stops there (with
+    # TYPE_CHECKING in the file it reads on, to know which of its mentions stand in strings)
+    limit = len(data) if typing_blocks else _last_import_word(data) + 6
     pos, line, counted = 0, 1, 0
     skip = _SKIP.match
     statements: list[tuple[int, int, int]] = []  # (start, end, how many imports found before it)
     triples: list[tuple[int, int]] = []  # triple-quoted strings
     while True:
-        pos = skip(data, pos).end()  # type: ignore[union-attr]  # it matches everywhere (if only the empty string)
-        if pos >= size:
-            return _mark_typing_only(data, found, statements, triples) if b"TYPE_CHECKING" in data else found
+        if pos < limit:  # (a string stepped over whole may end past it)
+            pos = skip(data, pos, limit).end()  # type: ignore[union-attr]  # it matches everywhere (if only "")
+        if pos >= limit:
+            return _mark_typing_only(data, found, statements, triples) if typing_blocks else found
         quote = data[pos : pos + 3]
         if quote in _TRIPLE_END:
             m = _TRIPLE_END[quote].match(data, pos + 3)
@@ -146,7 +165,11 @@ def lex(data: bytes) -> list[tuple[str, int, str]] | str:
             pos = m.end()
             continue
         if not data.startswith(b"import", pos):
-            return "a string that does not close on its line"
+            whole = _SKIP_ONE.match(data, pos)  # a string or comment the limit cut: stepped over whole
+            if whole is None:
+                return "a string that does not close on its line"
+            pos = whole.end()
+            continue
         start = data.rfind(b"\n", 0, pos) + 1
         if data[max(0, start - 3) : start].endswith((b"\\\n", b"\\\r\n")):
             return "an import on a line continued with a backslash"
