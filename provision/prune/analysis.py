@@ -21,7 +21,7 @@ from provision.prune.imports import scan_project
 from provision.prune.installed import InstalledDist, InstalledEnv, PendingEnvironment
 from provision.prune.known import PLUGIN_HOSTS, RUNTIME_LOADED
 from provision.prune.scancache import ScanCache
-from provision.prune.sourcescan import ScanResult
+from provision.prune.scanresult import ScanResult
 from provision.prune.sourcetree import root_modules
 from provision.prune.uses import Use, Uses, find_uses
 

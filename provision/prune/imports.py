@@ -19,7 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from provision.prune.sourcescan import DistributionReference, ImportUse, ScanResult, literal_line, scan_source
+from provision.prune.scanresult import DistributionReference, ImportUse, ScanResult
+from provision.prune.sourcescan import literal_line, scan_source
 from provision.prune.sourcetree import first_party_modules, python_files
 
 if TYPE_CHECKING:

@@ -292,3 +292,23 @@ def _body(data: bytes, header: re.Match[bytes], triples: list[tuple[int, int]]) 
                 continued = True
         pos = end + 1
     return (start, len(data))
+
+
+_LINE_IMPORT = re.compile(r"^\s*(?:from\s+([A-Za-z_][\w.]*)\s+import\b|import\s+([A-Za-z_][\w., \t]*))", re.M)
+
+
+def line_imports(data: bytes) -> list[tuple[str, int, str]]:
+    """The fallback for a file that does not parse: every line that looks like an import counts
+    (kind ``unparsed-file``)."""
+    text = data.decode("utf-8", errors="replace").replace("\x00", " ")
+    found: list[tuple[str, int, str]] = []
+    for m in _LINE_IMPORT.finditer(text):
+        line = text.count("\n", 0, m.start()) + 1
+        if m.group(1):
+            found.append((m.group(1), line, "unparsed-file"))
+        else:
+            for part in m.group(2).split(","):
+                name = part.strip().split()[0] if part.strip() else ""
+                if re.fullmatch(r"[A-Za-z_][\w.]*", name):
+                    found.append((name, line, "unparsed-file"))
+    return found

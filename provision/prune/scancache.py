@@ -8,7 +8,7 @@ Where: ``$GPUPROV_PRUNE_CACHE`` (a directory; ``none`` turns the cache off), els
 (named by a hash of its resolved path) — nothing is written into the project.
 
 Invalidated: a file whose size or ``mtime_ns`` changed is scanned again; the whole cache of a project
-is dropped when gpuprov's version or the scanner's source (``imports.py``, ``sourcescan.py``,
+is dropped when gpuprov's version or the scanner's source (``imports.py``, ``sourcescan.py``, ``scanresult.py``,
 ``lexscan.py``, this file) differ from those that wrote it, so a fixed scanner never serves an old
 answer. A cache that cannot be read or written is ignored (the scan runs in full), never an error.
 """
@@ -50,7 +50,7 @@ def sources_key(sources: list[Path], extra: str = "") -> str:
 
 def _scanner_key() -> str:
     """gpuprov's version and a hash of the scanner's own source."""
-    names = ("imports.py", "sourcescan.py", "lexscan.py", "scancache.py")
+    names = ("imports.py", "sourcescan.py", "lexscan.py", "scanresult.py", "scancache.py")
     return sources_key([Path(__file__).parent / name for name in names])
 
 

@@ -24,9 +24,9 @@ import ast
 import bisect
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
-from provision.prune.lexscan import lex_imports
+from provision.prune.lexscan import lex_imports, line_imports
+from provision.prune.scanresult import DistributionReference, ImportUse, ScanResult
 
 #: files larger than this are not given to the parser; the line scan still reads them
 MAX_PARSE_BYTES = 16 * 1024 * 1024
@@ -61,51 +61,6 @@ _BODY_FIELDS = ("body", "orelse", "finalbody", "handlers", "cases")
 
 
 _QUOTED_WORD = re.compile(rb"""["']([A-Za-z_][\w.+-]{0,60})(?=["'\s])""")
-
-
-_LINE_IMPORT = re.compile(r"^\s*(?:from\s+([A-Za-z_][\w.]*)\s+import\b|import\s+([A-Za-z_][\w., \t]*))", re.M)
-
-
-@dataclass(frozen=True)
-class ImportUse:
-    #: dotted name as written (``from a import b`` is recorded as ``a.b``; the resolver falls back to ``a``)
-    module: str
-    file: str
-    line: int
-    #: import, from, import_module, __import__, find_spec, dynamic-prefix, type-checking, entry-point,
-    #: unparsed-file
-    kind: str
-
-    @property
-    def where(self) -> str:
-        return f"{self.file}:{self.line}"
-
-
-@dataclass(frozen=True)
-class DistributionReference:
-    """``importlib.metadata.version("torch")``: the code names a distribution directly."""
-
-    distribution: str
-    file: str
-    line: int
-
-
-@dataclass
-class ScanResult:
-    imports: list[ImportUse] = field(default_factory=list)
-    dist_references: list[DistributionReference] = field(default_factory=list)
-    #: imports whose module name is computed at run time: where
-    dynamic: list[str] = field(default_factory=list)
-    #: files that did not parse: (file, why)
-    unparsed: list[tuple[str, str]] = field(default_factory=list)
-    #: string literals that look like names (``"uvicorn"``, ``"django.contrib.admin"``) → the file where
-    #: each first appears (its line: :func:`provision.prune.imports.literal_location`, asked only for
-    #: the few that turn out to be evidence): console-script names run through subprocess, dotted
-    #: module paths a framework imports
-    strings: dict[str, str] = field(default_factory=dict)
-    files_scanned: int = 0
-    #: the project's own top-level module names (imports of these are first-party)
-    first_party: set[str] = field(default_factory=set)
 
 
 def _literal(node: ast.AST) -> tuple[str | None, str | None]:
@@ -246,7 +201,7 @@ def scan_parsed(data: bytes, rel: str, result: ScanResult, trigger_lines: list[i
             why = str(exc)
         line = getattr(exc, "lineno", None)
         result.unparsed.append((rel, f"{why} (line {line})" if line else why))
-        _scan_lines(data, rel, result)
+        result.imports += [ImportUse(module, rel, line, kind) for module, line, kind in line_imports(data)]
         return
     _scan_strings(data, rel, result)
     # one depth-first pass; each node carries its enclosing function (scope), whether it sits under
@@ -433,17 +388,3 @@ def _scan_metadata_call(node: ast.Call, rel: str, result: ScanResult) -> None:
         full, _ = _literal(node.args[0])
         if full:
             result.dist_references.append(DistributionReference(full, rel, node.lineno))
-
-
-def _scan_lines(data: bytes, rel: str, result: ScanResult) -> None:
-    """Fallback for a file that does not parse: every line that looks like an import counts."""
-    text = data.decode("utf-8", errors="replace").replace("\x00", " ")
-    for m in _LINE_IMPORT.finditer(text):
-        line = text.count("\n", 0, m.start()) + 1
-        if m.group(1):
-            result.imports.append(ImportUse(m.group(1), rel, line, "unparsed-file"))
-        else:
-            for part in m.group(2).split(","):
-                name = part.strip().split()[0] if part.strip() else ""
-                if re.fullmatch(r"[A-Za-z_][\w.]*", name):
-                    result.imports.append(ImportUse(name, rel, line, "unparsed-file"))

@@ -19,7 +19,7 @@ from provision.prune.imports import entry_point_imports, literal_location
 from provision.prune.installed import InstalledEnv
 from provision.prune.known import UNINSTALLED_IMPORT_NAMES
 from provision.prune.mentions import config_file_tools, find_mentions, tool_tables
-from provision.prune.sourcescan import ScanResult
+from provision.prune.scanresult import ScanResult
 
 
 @dataclass

@@ -20,7 +20,7 @@ from provision.prune import analysis, imports, scancache
 from provision.prune.analysis import analyse
 from provision.prune.installed import read_environment
 from provision.prune.scancache import ScanCache, cache_dir
-from provision.prune.sourcescan import ScanResult
+from provision.prune.scanresult import ScanResult
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "prune"
 _spec = importlib.util.spec_from_file_location("prune_sitebuild_cache", DATA / "sitebuild.py")
@@ -73,7 +73,7 @@ def as_data(result: ScanResult) -> dict[str, object]:
 
 
 def test_rerun_on_unchanged_tree_parses_nothing_and_agrees(project: Path, tmp_path: Path, counted: list[str]) -> None:
-    (project / "broken.py").write_text("import six\nx = '''never closed\n")  # an unparsed file is cached too
+    (project / "broken.py").write_text("x = '''never closed\nimport six\n")  # an unparsed file is cached too
     first = scan(project, tmp_path / "cache")
     parsed = len(counted)
     assert parsed == first.files_scanned >= 3

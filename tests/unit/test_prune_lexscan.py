@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from provision.prune import sourcescan
 from provision.prune.lexscan import lex, lex_imports
-from provision.prune.sourcescan import ScanResult, scan_source
+from provision.prune.scanresult import ScanResult
+from provision.prune.sourcescan import scan_source
 
 
 def tree_imports(data: bytes) -> list[tuple[str, int, str]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from provision.prune import imports
-from provision.prune.sourcescan import ScanResult
+from provision.prune.scanresult import ScanResult
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECTS = ROOT / "tests" / "data" / "prune" / "projects"
@@ -34,7 +34,7 @@ def test_forked_scan_equals_one_process(root: Path, monkeypatch: pytest.MonkeyPa
 def test_a_failing_child_leaves_its_files_to_the_parent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for i in range(9):
         (tmp_path / f"m{i}.py").write_text(f"import dist{i}\nimport importlib\nimportlib.import_module('x{i}')\n")
-    (tmp_path / "broken.py").write_text("import six\nx = '''never closed\n")
+    (tmp_path / "broken.py").write_text("x = '''never closed\nimport six\n")
     serial = scan(tmp_path, False, monkeypatch)
     parent = os.getpid()
     real = imports._scan_file

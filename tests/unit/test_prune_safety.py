@@ -24,7 +24,8 @@ from provision.prune.imports import scan_project
 from provision.prune.installed import InstalledEnv, choose_interpreter, read_environment
 from provision.prune.mentions import text_files
 from provision.prune.removal import refuse_own_environment
-from provision.prune.sourcescan import ScanResult, scan_source
+from provision.prune.scanresult import ScanResult
+from provision.prune.sourcescan import scan_source
 from provision.prune.sourcetree import only_defines, root_modules
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "prune"

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from provision.prune import imports, sourcescan
 from provision.prune.imports import scan_project
-from provision.prune.sourcescan import ScanResult, scan_source
+from provision.prune.scanresult import ScanResult
+from provision.prune.sourcescan import scan_source
 
 
 def scan(text: str | bytes) -> ScanResult:
