@@ -49,7 +49,7 @@ def test_standard_library_same_imports_as_the_parser() -> None:
     the tree scan records (so the files routed past the tree hold no import, metadata or resource
     call it would have found)."""
     files = stdlib_files()
-    assert len(files) > 1000
+    assert len(files) > 500  # 1,790 with CPython's own tests (pyenv), 668 in Debian's python3.11
     answered, reasons, mismatched, routed_differently = 0, {}, [], []
     for path in files:
         data = path.read_bytes()
