@@ -15,8 +15,9 @@ Times are the median of ``--repeat`` runs of each command line, wall clock, cold
 timed twice: a first run (an empty cache directory each time: no scan cache, no cached metadata of
 the target interpreter) and a re-run on the unchanged tree (the cache a first run left), with
 ``GPUPROV_PRUNE_CACHE`` pointing at a throw-away directory; the re-run's JSON must equal the first
-run's. The runs alternate prune and deptry so load on a shared machine falls on both; the ratios are
-prune / deptry.
+run's. The text re-run (``txt/d``: the table as a person sees it; deptry prints its text too) is
+timed after one untimed text run has kept the table. The runs alternate prune and deptry so load on
+a shared machine falls on both; the ratios are prune / deptry.
 
 ``--work DIR`` keeps the downloaded sources and venvs there (reused when present).
 """
@@ -80,35 +81,47 @@ def timed(
     return statistics.median(times), proc
 
 
-def run_prune(project: Path, python: Path, cache: Path, cold: bool) -> tuple[float, dict]:
-    """One timed prune run; ``cold``: with an empty cache directory."""
+def run_prune(project: Path, python: Path, cache: Path, cold: bool, text: bool = False) -> tuple[float, dict | str]:
+    """One timed prune run (``--json`` unless ``text``); ``cold``: with an empty cache directory."""
     if cold:
         shutil.rmtree(cache, ignore_errors=True)
     env = {**os.environ, "GPUPROV_PRUNE_CACHE": str(cache)}
+    mode = [] if text else ["--json"]
     seconds, proc = timed(
-        [str(BIN / "gpuprov"), "prune", str(project), "--python", str(python), "--json"], project, env, 1
+        [str(BIN / "gpuprov"), "prune", str(project), "--python", str(python), *mode], project, env, 1
     )
     if proc.returncode not in (0, 1):
         raise RuntimeError(f"gpuprov prune failed on {project}: {proc.stderr.strip()}")
-    return seconds, json.loads(proc.stdout)
+    return seconds, proc.stdout if text else json.loads(proc.stdout)
 
 
 def measure(project: Path, venv: Path, repeat: int, work: Path, name: str) -> tuple[dict, list[dict], dict]:
     """prune first run, prune re-run and deptry, interleaved ``repeat`` times: medians."""
     cache = work / "cache" / name
-    first, again, dep_t = [], [], []
+    first, again, again_text, dep_t = [], [], [], []
     prune = deptry_out = None
+    python = venv / "bin" / "python"
     for _ in range(repeat):
-        t, prune = run_prune(project, venv / "bin" / "python", cache, cold=True)
+        t, prune = run_prune(project, python, cache, cold=True)
         first.append(t)
-        t, served = run_prune(project, venv / "bin" / "python", cache, cold=False)
+        t, served = run_prune(project, python, cache, cold=False)
         again.append(t)
         if served != prune:  # the re-run is served from the caches: it must say exactly what the first run said
             raise RuntimeError(f"{name}: the cached re-run's report differs from the first run's")
+        _, drawn = run_prune(project, python, cache, cold=False, text=True)  # draws the table and keeps it
+        t, kept = run_prune(project, python, cache, cold=False, text=True)
+        again_text.append(t)
+        if kept != drawn:
+            raise RuntimeError(f"{name}: the kept table differs from the drawn one")
         t, deptry_out = run_deptry(project, venv, 1, work / f"deptry-{name}.json")
         dep_t.append(t)
     assert prune is not None and deptry_out is not None
-    times = {"first": statistics.median(first), "rerun": statistics.median(again), "deptry": statistics.median(dep_t)}
+    times = {
+        "first": statistics.median(first),
+        "rerun": statistics.median(again),
+        "rerun_text": statistics.median(again_text),
+        "deptry": statistics.median(dep_t),
+    }
     return prune, deptry_out, times
 
 
@@ -166,6 +179,8 @@ def compare(name: str, prune: dict, deptry: list[dict], times: dict) -> dict:
         "deptry_s": round(times["deptry"], 3),
         "first_ratio": round(times["first"] / times["deptry"], 2),
         "rerun_ratio": round(times["rerun"] / times["deptry"], 2),
+        "prune_rerun_text_s": round(times["rerun_text"], 3),
+        "rerun_text_ratio": round(times["rerun_text"] / times["deptry"], 2),
     }
 
 
@@ -233,11 +248,12 @@ def main() -> None:
         for spec in args.real:
             results.append(real(work, spec, args.repeat))
     head = f"{'project':52} {'decl':>4} {'files':>5} {'first s':>8} {'rerun s':>8} {'deptry s':>8}"
-    head += f" {'first/d':>7} {'rerun/d':>7}"
+    head += f" {'first/d':>7} {'rerun/d':>7} {'txt/d':>5}"
     print(head + "  removable (prune) | unused (deptry)")
     for r in results:
         row = f"{r['project']:52} {r['declared']:>4} {r['files_scanned']:>5} {r['prune_s']:>8.3f} "
         row += f"{r['prune_rerun_s']:>8.3f} {r['deptry_s']:>8.3f} {r['first_ratio']:>7.2f} {r['rerun_ratio']:>7.2f}"
+        row += f" {r['rerun_text_ratio']:>5.2f}"
         print(f"{row}  {','.join(r['prune_removable']) or '-'} | {','.join(r['deptry_unused']) or '-'}")
         for d in r["disagreements"]:
             print(f"    {d['dependency']}: deptry={d['deptry']} prune={d['prune']} {d['groups']} — {d['prune_reason']}")

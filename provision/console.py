@@ -9,11 +9,15 @@ what is shown. :func:`printable` turns every such character into its visible esc
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
+import sys
 import unicodedata
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from rich.console import Console
 
 #: what is never printed as itself: controls (C0, C1, DEL: ESC, newline, tab...), the invisible format
@@ -71,3 +75,59 @@ def make_console(*, stderr: bool = False) -> Console:
     from rich.console import Console
 
     return Console(highlight=False, stderr=stderr, width=shutil.get_terminal_size((240, 24)).columns)
+
+
+#: what rich reads from the environment when it decides colour, width and whether it writes to a terminal
+_RICH_ENVIRONMENT = (
+    "COLUMNS",
+    "LINES",
+    "NO_COLOR",
+    "FORCE_COLOR",
+    "TTY_COMPATIBLE",
+    "TTY_INTERACTIVE",
+    "TERM",
+    "COLORTERM",
+    "JUPYTER_COLUMNS",
+    "JUPYTER_LINES",
+    "DATABRICKS_RUNTIME_VERSION",
+)
+
+
+def output_key() -> list[Any]:
+    """Everything besides the text that decides what :func:`make_console` writes to stdout: rich's
+    installed files (path, size, ``mtime_ns`` of its package), the stream (a terminal or not, its
+    encoding), the terminal's size and the environment variables rich reads. Two renderings made
+    under equal keys are the same bytes, so one can be kept and written again without loading rich
+    (:func:`rendered`). Nothing is imported."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("rich")
+    origin = spec.origin if spec is not None else None
+    try:
+        st = os.stat(origin) if origin else None
+        rich_file = [origin, st.st_size, st.st_mtime_ns] if st else None
+    except OSError:
+        rich_file = [origin, None, None]
+    stream = sys.stdout
+    try:
+        tty = bool(stream.isatty())
+    except (AttributeError, ValueError):
+        tty = False
+    size = shutil.get_terminal_size((240, 24))
+    return [
+        rich_file,
+        sys.platform,
+        tty,
+        getattr(stream, "encoding", None),
+        [size.columns, size.lines],
+        [os.environ.get(name) for name in _RICH_ENVIRONMENT],
+    ]
+
+
+def rendered(draw: Callable[[Console], None]) -> str:
+    """What ``draw`` prints on :func:`make_console`, as the characters it would write to stdout
+    (colour codes included when stdout is a colour terminal), without writing them."""
+    console = make_console()
+    with console.capture() as capture:
+        draw(console)
+    return capture.get()

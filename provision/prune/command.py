@@ -6,10 +6,11 @@ which runs the plain forms without loading Typer) both call :func:`run`."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from provision.prune.removal import RemovalFailed, RemovalResult
+    from provision.prune.reportcache import ReportCache
 
 
 def run(
@@ -67,9 +68,7 @@ def run(
     if as_json:
         print(report_json(data, code, applied.to_dict() if applied is not None else None))
     else:
-        from provision.prune.report import render_prune
-
-        render_prune(data)
+        _print_table(data, kept)
         if applied is not None and failure is None:
             print(
                 f"removed {', '.join(applied.removed + applied.orphans_removed)} ({applied.mode}); "
@@ -95,3 +94,23 @@ def run(
     if failure is not None:
         raise failure  # one line on stderr, exit 1: everything was rolled back
     return code
+
+
+def _print_table(data: dict[str, Any], kept: ReportCache | None) -> None:
+    """The report's table and notes: as the report cache kept them for this terminal when it has (no
+    rich import: that was most of a served re-run), else drawn by rich and kept for the next run."""
+    import sys
+
+    from provision.console import output_key
+
+    key = output_key() if kept is not None else None
+    text = kept.rendering(key) if kept is not None and key is not None else None
+    if text is None:
+        from provision.console import rendered
+        from provision.prune.report import render_prune
+
+        text = rendered(lambda console: render_prune(data, console))
+        if kept is not None and key is not None:
+            kept.keep_rendering(key, text)
+    sys.stdout.write(text)
+    sys.stdout.flush()

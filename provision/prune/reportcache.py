@@ -17,6 +17,11 @@ What the report depends on, and so what must be unchanged for the saved one to b
 * gpuprov: its version, the source of every prune module and of the metadata collector, and the
   ``packaging`` version (it parses the requirements).
 
+The text table is kept too, as the characters it was printed as, under
+:func:`provision.console.output_key` (rich's files, the terminal, its size and the environment rich
+reads): a text re-run under the same key writes them again without importing rich (the last
+:data:`KEPT_RENDERINGS` keys are kept).
+
 Only reports of another interpreter's environment are kept (gpuprov's own has no fingerprint), and
 only for runs that change nothing (``--apply`` always decides afresh). Stored next to the scan cache
 (:mod:`~provision.prune.scancache`) as ``report-<hash of the project path>.json``; unreadable or
@@ -36,6 +41,9 @@ from provision.prune.scancache import write_cache_file
 from provision.prune.sourcetree import HIDDEN_KEPT, SKIP_DIRS, is_environment_dir
 
 _PACKAGE = Path(__file__).parent
+
+#: how many renderings of one report (terminal widths, a pipe, colour or not) are kept
+KEPT_RENDERINGS = 4
 
 
 def code_key() -> list[Any]:
@@ -109,6 +117,7 @@ class ReportCache:
         self.project = project
         self.head = {"key": code_key(), "root": root, "args": [interpreter, why, sorted(ignore)]}
         self.listing = tree_listing(project)
+        self._saved: dict[str, Any] | None = None  # the entry as last read or written
 
     def load(self) -> dict[str, Any] | None:
         """The saved report's data, or None (a miss)."""
@@ -122,9 +131,34 @@ class ReportCache:
             if _file_stats([path for path, _, _ in outside]) != outside:
                 return None
             report = saved["report"]
-            return report if isinstance(report, dict) else None
+            if not isinstance(report, dict):
+                return None
         except (OSError, ValueError, KeyError, TypeError):
             return None
+        self._saved = saved
+        return report
+
+    def rendering(self, key: list[Any]) -> str | None:
+        """The text table of the report :meth:`load` gave, as printed under ``key``; None if not kept."""
+        renderings = self._saved.get("renderings") if self._saved is not None else None
+        if not isinstance(renderings, list):
+            return None
+        for item in renderings:
+            if isinstance(item, list) and len(item) == 2 and item[0] == key and isinstance(item[1], str):
+                return item[1]
+        return None
+
+    def keep_rendering(self, key: list[Any], text: str) -> None:
+        """Keep ``text`` as the report's table under ``key`` (after :meth:`load` or :meth:`save`),
+        beside at most :data:`KEPT_RENDERINGS` - 1 others, the newest first."""
+        if self._saved is None:
+            return
+        older = self._saved.get("renderings")
+        kept = (
+            [item for item in older if isinstance(item, list) and item[:1] != [key]] if isinstance(older, list) else []
+        )
+        self._saved = {**self._saved, "renderings": [[key, text], *kept][:KEPT_RENDERINGS]}
+        write_cache_file(self.path, self._saved)
 
     def save(self, data: dict[str, Any], requirements_files: list[str], env_fingerprint: list[list[Any]]) -> None:
         """Keep ``data`` (the report's ``to_dict()``); ``requirements_files`` are those it read, by
@@ -136,6 +170,7 @@ class ReportCache:
             "env": env_fingerprint,
             "report": data,
         }
+        self._saved = payload
         write_cache_file(self.path, payload)
 
 

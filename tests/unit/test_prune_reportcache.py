@@ -166,3 +166,60 @@ def test_the_code_key_follows_every_prune_module(tmp_path: Path, monkeypatch: py
         path.write_text(path.read_text() + "\n")
         assert reportcache.code_key() != before
         before = reportcache.code_key()
+
+
+def test_a_served_text_rerun_writes_the_kept_table_without_rich(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The text table is kept per terminal setting: a re-run under the same one writes the same
+    bytes without importing rich; another width or colour setting is drawn again, as an uncached run
+    draws it, and kept beside the first."""
+    python = make_venv(tmp_path / "venv", "import_styles")
+    probe = (
+        "import sys\nfrom provision.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m == 'rich' or m.startswith('rich.')), file=sys.stderr)"
+    )
+    args = [sys.executable, "-c", probe, "prune", str(project), "--python", str(python)]
+
+    def prune(cache: str, **env: str) -> tuple[str, list[str]]:
+        merged = {**os.environ, "GPUPROV_PRUNE_CACHE": cache, **env}
+        for name in ("COLUMNS", "FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE"):
+            if name not in env:
+                merged.pop(name, None)
+        proc = subprocess.run(args, env=merged, capture_output=True, text=True, check=True)
+        return proc.stdout, ast.literal_eval(proc.stderr.strip().splitlines()[-1])
+
+    cache = str(tmp_path / "cache")
+    plain, _ = prune("none")
+    narrow, _ = prune("none", COLUMNS="60")
+    coloured, _ = prune("none", FORCE_COLOR="1")
+    assert plain != narrow and "\x1b[" in coloured and "\x1b[" not in plain  # the settings do change it
+    first, loaded = prune(cache)
+    assert first == plain and "rich.console" in loaded  # first run: drawn by rich
+    assert prune(cache) == (plain, [])  # served: the kept characters, rich not imported
+    assert prune(cache, COLUMNS="60")[0] == narrow  # another width: drawn again, not the kept one
+    assert prune(cache, FORCE_COLOR="1")[0] == coloured
+    assert prune(cache, COLUMNS="60") == (narrow, []) and prune(cache, FORCE_COLOR="1") == (coloured, [])
+    assert prune(cache) == (plain, [])  # the first one is kept beside them
+    saved = json.loads(next((tmp_path / "cache").glob("report-*.json")).read_text())
+    assert len(saved["renderings"]) == 3
+    for width in range(61, 61 + reportcache.KEPT_RENDERINGS):
+        prune(cache, COLUMNS=str(width))
+    saved = json.loads(next((tmp_path / "cache").glob("report-*.json")).read_text())
+    assert len(saved["renderings"]) == reportcache.KEPT_RENDERINGS  # bounded: the newest are kept
+    assert prune(cache, COLUMNS="60")[1] != []  # pushed out, so drawn again
+
+
+def test_the_output_key_follows_what_rich_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from provision.console import _RICH_ENVIRONMENT, output_key
+
+    for name in _RICH_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    before = output_key()
+    assert output_key() == before and json.loads(json.dumps(before)) == before  # stable, kept as JSON
+    for name in _RICH_ENVIRONMENT:
+        monkeypatch.setenv(name, "1")
+        assert output_key() != before, name
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("COLUMNS", "97")
+    assert [97, shutil.get_terminal_size((240, 24)).lines] in output_key()
