@@ -8,7 +8,6 @@ what is shown. :func:`printable` turns every such character into its visible esc
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import sys
@@ -54,6 +53,8 @@ def printable_copy(value: Any) -> Any:
         return type(value)(printable_copy(item) for item in value)
     if isinstance(value, dict):
         return {printable_copy(k): printable_copy(v) for k, v in value.items()}
+    import dataclasses  # here: a served ``prune`` re-run prints through this module and needs none of it
+
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.replace(
             value, **{f.name: printable_copy(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}

@@ -233,31 +233,6 @@ def _collected(python: str, data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def choose_interpreter(project: Path, python: str | None) -> tuple[str | None, str]:
-    """The interpreter whose environment is the project's, and why it was chosen: ``--python``, else
-    the project's ``.venv``, else the active virtual environment (``$VIRTUAL_ENV``), else gpuprov's own.
-
-    ``None`` means gpuprov's own (read in-process)."""
-    if python is not None:
-        path = Path(python)
-        if not path.exists():
-            raise UsageError(f"--python {python}: no such file")
-        return python, "from --python"
-    venv_python = project / ".venv" / "bin" / "python"
-    if venv_python.exists():
-        return str(venv_python), "the project's .venv"
-    active = os.environ.get("VIRTUAL_ENV", "")
-    if active:
-        active_python = Path(active) / "bin" / "python"
-        if not active_python.exists():
-            raise UsageError(f"$VIRTUAL_ENV={active}: it has no bin/python; deactivate it or pass --python")
-        return str(active_python), "the active virtual environment ($VIRTUAL_ENV)"
-    return None, (
-        "gpuprov's own interpreter: the project has no .venv and no virtual environment is active; "
-        "pass --python to choose"
-    )
-
-
 def is_own_environment(env: InstalledEnv) -> bool:
     """Whether ``env`` is the environment gpuprov itself runs from (same ``sys.prefix``)."""
     return os.path.realpath(env.prefix) == os.path.realpath(sys.prefix)

@@ -180,7 +180,7 @@ def open_report(
     """The interpreter whose environment prune reads, why that one, and this run's entry in the
     report cache: None when nothing is cached for it (``cached`` false, as for ``--apply``; the
     cache turned off; gpuprov's own interpreter; a project that is not a directory)."""
-    from provision.prune.installed import choose_interpreter
+    from provision.prune.interpreter import choose_interpreter
     from provision.prune.scancache import cache_dir
 
     interpreter, why = choose_interpreter(project, python)

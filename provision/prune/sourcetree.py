@@ -8,12 +8,14 @@ root; the same rules serve the import scan (:mod:`~provision.prune.imports`) and
 
 from __future__ import annotations
 
-import ast
 import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
+
+if TYPE_CHECKING:
+    import ast
 
 StrPath: TypeAlias = "str | os.PathLike[str]"
 
@@ -130,6 +132,8 @@ def only_defines(data: bytes) -> bool:
     definitions, assignments and docstrings (also inside ``try``/``if``), and
     ``if __name__ == "__main__":`` blocks. A bare call, a loop or a ``with`` at module level (a script
     doing its work) means importing it would run it. A file that does not parse: False."""
+    import ast  # here: the walk's constants are read by a served re-run, which parses nothing
+
     try:
         tree = ast.parse(data)
     except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
@@ -138,6 +142,8 @@ def only_defines(data: bytes) -> bool:
 
 
 def _is_main_guard(node: ast.If) -> bool:
+    import ast
+
     test = node.test
     if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
         return False
@@ -148,6 +154,8 @@ def _is_main_guard(node: ast.If) -> bool:
 
 
 def _only_defines(body: list[ast.stmt]) -> bool:
+    import ast
+
     simple = (
         ast.Import,
         ast.ImportFrom,

@@ -21,7 +21,8 @@ from provision.prune.analysis import analyse, read_config
 from provision.prune.declared import read_declared
 from provision.prune.graph import requirement_name
 from provision.prune.imports import scan_project
-from provision.prune.installed import InstalledEnv, choose_interpreter, read_environment
+from provision.prune.installed import InstalledEnv, read_environment
+from provision.prune.interpreter import choose_interpreter
 from provision.prune.mentions import text_files
 from provision.prune.removal import refuse_own_environment
 from provision.prune.scanresult import ScanResult
