@@ -75,7 +75,12 @@ def make_console(*, stderr: bool = False) -> Console:
     fold every table."""
     from rich.console import Console
 
-    return Console(highlight=False, stderr=stderr, width=shutil.get_terminal_size((240, 24)).columns)
+    return Console(highlight=False, stderr=stderr, width=_terminal_size().columns)
+
+
+def _terminal_size() -> os.terminal_size:
+    """The terminal's size; 240 x 24 when output goes to a pipe or a file (``$COLUMNS`` wins)."""
+    return shutil.get_terminal_size((240, 24))
 
 
 #: what rich reads from the environment when it decides colour, width and whether it writes to a terminal
@@ -105,8 +110,8 @@ def output_key() -> list[Any]:
     spec = importlib.util.find_spec("rich")
     origin = spec.origin if spec is not None else None
     try:
-        st = os.stat(origin) if origin else None
-        rich_file = [origin, st.st_size, st.st_mtime_ns] if st else None
+        st = os.stat(origin or "")
+        rich_file = [origin, st.st_size, st.st_mtime_ns]
     except OSError:
         rich_file = [origin, None, None]
     stream = sys.stdout
@@ -114,7 +119,7 @@ def output_key() -> list[Any]:
         tty = bool(stream.isatty())
     except (AttributeError, ValueError):
         tty = False
-    size = shutil.get_terminal_size((240, 24))
+    size = _terminal_size()
     return [
         rich_file,
         sys.platform,

@@ -103,14 +103,14 @@ def _print_table(data: dict[str, Any], kept: ReportCache | None) -> None:
 
     from provision.console import output_key
 
-    key = output_key() if kept is not None else None
-    text = kept.rendering(key) if kept is not None and key is not None else None
+    key = output_key()
+    text = kept.rendering(key) if kept is not None else None
     if text is None:
         from provision.console import rendered
         from provision.prune.report import render_prune
 
         text = rendered(lambda console: render_prune(data, console))
-        if kept is not None and key is not None:
+        if kept is not None:
             kept.keep_rendering(key, text)
     sys.stdout.write(text)
     sys.stdout.flush()
